@@ -1,0 +1,1 @@
+"""The `resilience` command line: a thin layer over the Python API (no statistics here)."""

@@ -1,0 +1,58 @@
+"""Root of the `resilience` command line.
+
+Each command group lives in its own module under ``analysis/cli/`` and is
+registered below. The CLI never computes statistics itself: it parses options,
+calls the library, and prints either people-friendly rich output or, with
+``--json``, exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="resilience",
+    help=(
+        "Community resilience survey suite: design and field questionnaires, "
+        "clean the answers, fit and compare structural equation models of "
+        "Figure 1, and publish reproducible reports."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module, how it attaches). A module exposes either `app` (a sub-command group,
+# mounted under `name`) or `register(app)` (top-level commands).
+_COMMAND_MODULES: list[tuple[str, str | None]] = [
+    ("analysis.cli.instrument", "instrument"),
+    ("analysis.cli.fielding", None),
+    ("analysis.cli.fit", None),
+    ("analysis.cli.psychometrics", None),
+    ("analysis.cli.simulation", None),
+    ("analysis.cli.pipeline", None),
+    ("analysis.cli.serve", None),
+]
+
+
+def _attach(module_name: str, group: str | None) -> None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:  # a command group not built yet
+        if exc.name != module_name:
+            raise
+        return
+    if group is not None and hasattr(module, "app"):
+        app.add_typer(module.app, name=group)
+    if hasattr(module, "register"):
+        module.register(app)
+
+
+for _name, _group in _COMMAND_MODULES:
+    _attach(_name, _group)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
