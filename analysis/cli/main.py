@@ -50,6 +50,24 @@ def _attach(module_name: str, group: str | None) -> None:
         module.register(app)
 
 
+@app.callback()
+def _root() -> None:
+    """Community resilience survey suite."""
+
+
+@app.command()
+def version() -> None:
+    """Print the suite's version and those of its statistical dependencies."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    for dist in ("community-resilience-suite", "numpy", "scipy", "pandas", "semopy", "statsmodels", "pingouin"):
+        try:
+            typer.echo(f"{dist} {_version(dist)}")
+        except PackageNotFoundError:
+            typer.echo(f"{dist} (not installed)")
+
+
 for _name, _group in _COMMAND_MODULES:
     _attach(_name, _group)
 
