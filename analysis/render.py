@@ -1,0 +1,290 @@
+"""Render a Quarto percent-format report template, with or without Quarto.
+
+Templates in ``reports/`` are Python scripts in jupytext's percent format with
+a YAML header in the first markdown cell and one code cell whose first line is
+``#| tags: [parameters]``. Quarto (>= 1.4) renders them directly. Where no
+``quarto`` binary exists (PATH or ``QUARTO_PATH``) the same template goes
+through jupytext -> papermill -> nbconvert (self-contained HTML) and pandoc
+(from pypandoc-binary) for DOCX, so a report renders on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["RenderError", "RenderResult", "find_quarto", "quarto_version", "render_report", "pandoc_version"]
+
+SUPPORTED_FORMATS = ("html", "docx", "pdf")
+_PARAMETERS_MARK = re.compile(r"^\s*#\|\s*tags:\s*\[([^\]]*)\]\s*$", re.MULTILINE)
+_FRONT_MATTER = re.compile(r"\A\s*---\s*\n(.*?)\n---\s*\n?", re.DOTALL)
+
+
+class RenderError(RuntimeError):
+    """A report could not be rendered; the message says which step failed and why."""
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """Where the rendered files are and which engine made them."""
+
+    outputs: dict[str, Path]
+    engine: str  # "quarto" or "fallback"
+    skipped: dict[str, str] = field(default_factory=dict)  # format -> reason
+
+    def to_dict(self) -> dict:
+        return {
+            "engine": self.engine,
+            "outputs": {fmt: str(path) for fmt, path in self.outputs.items()},
+            "skipped": dict(self.skipped),
+        }
+
+
+def find_quarto() -> str | None:
+    """Path of a usable ``quarto`` binary: ``QUARTO_PATH`` first, then ``PATH``."""
+    candidate = os.environ.get("QUARTO_PATH")
+    if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+        return candidate
+    return shutil.which("quarto")
+
+
+def quarto_version(quarto: str | None = None) -> str | None:
+    quarto = quarto or find_quarto()
+    if quarto is None:
+        return None
+    try:
+        out = subprocess.run([quarto, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def pandoc_version() -> str | None:
+    try:
+        import pypandoc
+
+        return pypandoc.get_pandoc_version()
+    except Exception:  # pandoc missing or broken: the report says "unavailable"
+        return None
+
+
+def render_report(
+    template: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    parameters: dict | None = None,
+    formats: tuple[str, ...] = ("html",),
+    output_name: str | None = None,
+    engine: str = "auto",
+    timeout: int = 900,
+) -> RenderResult:
+    """Render ``template`` with ``parameters`` into ``out_dir``.
+
+    ``engine`` is "auto" (Quarto when available, else the fallback),
+    "quarto" or "fallback". Outputs are written atomically: a failed render
+    never leaves a half-written report in ``out_dir``.
+    """
+    template = Path(template)
+    if not template.is_file():
+        raise RenderError(f"report template not found: {template}")
+    unknown = [f for f in formats if f not in SUPPORTED_FORMATS]
+    if unknown:
+        raise RenderError(
+            f"The 'formats' parameter of render_report must be a subset of {', '.join(SUPPORTED_FORMATS)}. "
+            f"Got {', '.join(unknown)} instead."
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output_name = output_name or template.stem
+    parameters = dict(parameters or {})
+
+    quarto = find_quarto() if engine in ("auto", "quarto") else None
+    if engine == "quarto" and quarto is None:
+        raise RenderError("engine='quarto' was asked for but no quarto binary is on PATH or QUARTO_PATH")
+    if quarto is not None:
+        return _render_with_quarto(quarto, template, out_dir, parameters, formats, output_name, timeout)
+    return _render_fallback(template, out_dir, parameters, formats, output_name, timeout)
+
+
+# -- Quarto ------------------------------------------------------------------------------------
+
+
+def _render_with_quarto(quarto, template, out_dir, parameters, formats, output_name, timeout) -> RenderResult:
+    outputs: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="resilience-quarto-") as tmp:
+        work = Path(tmp)
+        # Quarto renders next to the source; work on a copy so reports/ stays clean.
+        source = work / template.name
+        shutil.copy2(template, source)
+        quarto_yml = template.parent / "_quarto.yml"
+        if quarto_yml.is_file():
+            shutil.copy2(quarto_yml, work / "_quarto.yml")
+        params_file = work / "params.json"
+        params_file.write_text(json.dumps(parameters))
+        for fmt in formats:
+            target_format = "typst" if fmt == "pdf" else fmt
+            cmd = [
+                quarto, "render", source.name, "--to", target_format,
+                "--execute-params", params_file.name, "--output", f"{output_name}.{fmt}",
+            ]
+            if fmt == "html":
+                cmd += ["-M", "embed-resources:true"]
+            try:
+                proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise RenderError(f"quarto render timed out after {timeout} s ({template})") from None
+            produced = work / f"{output_name}.{fmt}"
+            if proc.returncode != 0 or not produced.is_file():
+                if fmt == "pdf":  # Typst may be missing from a Quarto install: say so, keep the rest
+                    skipped[fmt] = _last_lines(proc.stderr) or "quarto could not produce a PDF"
+                    continue
+                raise RenderError(f"quarto render of {template} to {fmt} failed:\n{_last_lines(proc.stderr)}")
+            outputs[fmt] = _move_atomically(produced, out_dir / produced.name)
+    return RenderResult(outputs=outputs, engine="quarto", skipped=skipped)
+
+
+# -- Fallback: jupytext -> papermill -> nbconvert / pandoc ---------------------------------------
+
+
+def _render_fallback(template, out_dir, parameters, formats, output_name, timeout) -> RenderResult:
+    import jupytext
+    import nbformat
+    import papermill
+
+    notebook = jupytext.read(template)
+    title, front_matter = _take_front_matter(notebook)
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    _tag_parameters_cell(notebook, template)
+
+    outputs: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="resilience-render-") as tmp:
+        work = Path(tmp)
+        source, executed = work / "report.ipynb", work / "executed.ipynb"
+        nbformat.write(notebook, source)
+        try:
+            papermill.execute_notebook(
+                str(source), str(executed), parameters=parameters, kernel_name="python3",
+                progress_bar=False, cwd=str(template.parent.resolve()), execution_timeout=timeout,
+                log_output=False,
+            )
+        except papermill.PapermillExecutionError as exc:
+            raise RenderError(
+                f"report template {template} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            ) from None
+        executed_nb = nbformat.read(executed, as_version=4)
+        _strip_quarto_options(executed_nb)
+
+        html_path = work / f"{output_name}.html"
+        html_path.write_text(_to_html(executed_nb, title), encoding="utf-8")
+        if "html" in formats:
+            outputs["html"] = _move_atomically(html_path, out_dir / html_path.name, copy=True)
+        if "docx" in formats:
+            docx = work / f"{output_name}.docx"
+            try:
+                _html_to_docx(html_path, docx, title)
+                outputs["docx"] = _move_atomically(docx, out_dir / docx.name)
+            except Exception as exc:  # pandoc missing: report it, keep the HTML
+                skipped["docx"] = f"pandoc could not write DOCX: {exc}"
+        if "pdf" in formats:
+            skipped["pdf"] = "PDF needs Quarto with Typst; no quarto binary was found"
+    return RenderResult(outputs=outputs, engine="fallback", skipped=skipped)
+
+
+def _take_front_matter(notebook) -> tuple[str, dict]:
+    """Remove the Quarto YAML header (first markdown cell) and return its title."""
+    from ruamel.yaml import YAML
+
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "markdown":
+            continue
+        match = _FRONT_MATTER.match(cell.source)
+        if not match:
+            break
+        meta = YAML(typ="safe").load(match.group(1)) or {}
+        rest = cell.source[match.end():].strip()
+        if rest:
+            cell.source = rest
+        else:
+            del notebook.cells[index]
+        title = str(meta.get("title", ""))
+        if title:
+            notebook.cells.insert(0, _markdown_cell(f"# {title}"))
+        return title, meta
+    return "", {}
+
+
+def _markdown_cell(text: str):
+    import nbformat
+
+    return nbformat.v4.new_markdown_cell(text)
+
+
+def _tag_parameters_cell(notebook, template: Path) -> None:
+    # jupytext keeps Quarto's `#| tags: [parameters]` in the source; papermill reads metadata.
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        match = _PARAMETERS_MARK.search(cell.source)
+        if match and "parameters" in [t.strip().strip("'\"") for t in match.group(1).split(",")]:
+            tags = cell.metadata.setdefault("tags", [])
+            if "parameters" not in tags:
+                tags.append("parameters")
+            return
+    raise RenderError(f"{template}: no cell marked '#| tags: [parameters]'")
+
+
+def _strip_quarto_options(notebook) -> None:
+    """Drop `#|` option lines from code cells (they are Quarto's, not the reader's)."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.source = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith("#|"))
+
+
+def _to_html(notebook, title: str) -> str:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    exporter.embed_images = True
+    if title:
+        notebook.metadata["title"] = title
+    body, _ = exporter.from_notebook_node(notebook)
+    return body
+
+
+def _html_to_docx(html: Path, docx: Path, title: str) -> None:
+    import pypandoc
+
+    extra = ["--metadata", f"title={title}"] if title else []
+    pypandoc.convert_file(str(html), "docx", format="html", outputfile=str(docx), extra_args=extra)
+
+
+def _move_atomically(src: Path, dest: Path, *, copy: bool = False) -> Path:
+    """Place ``src`` at ``dest`` via a temporary file in the same folder and an atomic rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not copy:
+        src.unlink(missing_ok=True)
+    return dest
+
+
+def _last_lines(text: str, n: int = 15) -> str:
+    return "\n".join((text or "").strip().splitlines()[-n:])

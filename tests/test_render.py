@@ -1,0 +1,65 @@
+"""The report renderer's fallback path (no Quarto): jupytext -> papermill -> nbconvert/pandoc."""
+
+from pathlib import Path
+
+import pytest
+
+from analysis.render import RenderError, find_quarto, render_report
+
+TEMPLATE = Path(__file__).parent / "fixtures" / "reports" / "tiny_report.py"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return render_report(TEMPLATE, out, parameters={"n": 25}, formats=("html", "docx"), engine="fallback")
+
+
+def test_fallback_html_is_self_contained_and_parameterised(rendered):
+    html = rendered.outputs["html"].read_text(encoding="utf-8")
+    assert rendered.engine == "fallback"
+    assert "sum of 1..25 is 325" in html  # the parameter reached the kernel
+    assert "data:image/png;base64" in html  # figure embedded, no side files
+    assert "<title>Tiny report</title>" in html
+    assert "#| tags" not in html and "import matplotlib" not in html  # no code, no Quarto options
+    assert "format: html" not in html  # YAML header removed
+
+
+def test_fallback_docx_is_a_word_document(rendered):
+    docx = rendered.outputs["docx"]
+    assert docx.suffix == ".docx" and docx.read_bytes()[:2] == b"PK"
+
+
+def test_pdf_without_quarto_is_skipped_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.delenv("QUARTO_PATH", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    result = render_report(TEMPLATE, tmp_path, parameters={"n": 3}, formats=("html", "pdf"), engine="fallback")
+    assert "pdf" in result.skipped and "Quarto" in result.skipped["pdf"]
+    assert set(result.outputs) == {"html"}
+
+
+def test_failing_template_names_the_cell(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('# %%\n#| tags: [parameters]\nn = 1\n\n# %%\nraise ValueError("boom in template")\n')
+    with pytest.raises(RenderError, match="boom in template"):
+        render_report(bad, tmp_path / "out", engine="fallback")
+    assert not (tmp_path / "out" / "bad.html").exists()  # nothing half-written
+
+
+def test_template_without_parameters_cell_is_refused(tmp_path):
+    bad = tmp_path / "noparams.py"
+    bad.write_text("# %%\nx = 1\n")
+    with pytest.raises(RenderError, match="parameters"):
+        render_report(bad, tmp_path, engine="fallback")
+
+
+def test_unknown_format_is_refused(tmp_path):
+    with pytest.raises(RenderError, match="'formats' parameter"):
+        render_report(TEMPLATE, tmp_path, formats=("pptx",))
+
+
+@pytest.mark.skipif(find_quarto() is None, reason="no quarto binary on PATH or QUARTO_PATH: Quarto path not exercised")
+def test_quarto_renders_the_same_template(tmp_path):
+    result = render_report(TEMPLATE, tmp_path, parameters={"n": 25}, engine="quarto")
+    assert result.engine == "quarto"
+    assert "sum of 1..25 is 325" in result.outputs["html"].read_text(encoding="utf-8")
