@@ -1,0 +1,453 @@
+"""Thresholds, polychoric correlations and their asymptotic covariance.
+
+The two-step estimator of Olsson (1979) and the three-stage construction of
+the asymptotic covariance matrix of Muthén (1984), as lavaan does it
+(``muthen1984()``; read there for the formulas, nothing copied):
+
+1. thresholds of each ordered item from its own marginal proportions;
+2. each polychoric correlation by maximum likelihood on the bivariate table,
+   thresholds held fixed;
+3. Gamma (lavaan's NACOV) = N * B^-1 (S'S) B^-T, where S stacks the case-wise
+   scores of stages 1 and 2 and B is the block-triangular "bread" built from
+   their cross-products (A11 per item, A21 threshold/correlation cross terms,
+   A22 diagonal).
+
+Missing answers are handled pairwise: thresholds use every case that answered
+the item, a correlation every case that answered both items; a missing case
+contributes zero scores. Everything is vectorised over all pairs at once; the
+bivariate normal CDF is Genz's (2004) algorithm on numpy arrays.
+
+Examples
+--------
+>>> # In R: lavCor(data, ordered = names(data), output = "th") / "cor"
+>>> stats = ordinal_stats(df)                     # doctest: +SKIP
+>>> stats.thresholds, stats.corr, stats.gamma     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+__all__ = [
+    "bivariate_normal_cdf",
+    "ordinal_codes",
+    "ordinal_stats",
+    "OrdinalStats",
+    "SparseCategoryError",
+]
+
+_SQRT2PI = np.sqrt(2.0 * np.pi)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(20)
+
+
+class SparseCategoryError(ValueError):
+    """An ordered item has too few categories, or a category only some groups use."""
+
+
+# --------------------------------------------------------------------------
+# bivariate normal CDF (Genz 2004, "Numerical computation of rectangular
+# bivariate and trivariate normal and t probabilities"), vectorised
+# --------------------------------------------------------------------------
+def _bvnu(h, k, r):
+    """P(X > h, Y > k) for standard bivariate normal, finite h, k; |r| < 1."""
+    h, k, r = np.broadcast_arrays(np.asarray(h, float), np.asarray(k, float),
+                                  np.asarray(r, float))
+    out = np.empty(h.shape)
+    small = np.abs(r) < 0.925
+    if small.any():
+        hs, ks, rs = h[small], k[small], r[small]
+        hk = hs * ks
+        hh = (hs * hs + ks * ks) / 2.0
+        asr = np.arcsin(rs)
+        sn = np.sin(asr[:, None] * (_GL_X[None, :] + 1.0) / 2.0)
+        s = (np.exp((sn * hk[:, None] - hh[:, None]) / (1.0 - sn * sn)) * _GL_W).sum(1)
+        out[small] = s * asr / (4.0 * np.pi) + ndtr(-hs) * ndtr(-ks)
+    big = ~small
+    if big.any():
+        hs, ks, rs = h[big], k[big].copy(), r[big]
+        neg = rs < 0
+        ks[neg] = -ks[neg]
+        hk = hs * ks
+        bvn = np.zeros(hs.shape)
+        inner = np.abs(rs) < 1.0
+        if inner.any():
+            hi, ki, hki, ri = hs[inner], ks[inner], hk[inner], rs[inner]
+            as_ = (1.0 - ri) * (1.0 + ri)
+            a = np.sqrt(as_)
+            bs = (hi - ki) ** 2
+            c = (4.0 - hki) / 8.0
+            d = (12.0 - hki) / 16.0
+            v = a * np.exp(-(bs / as_ + hki) / 2.0) * (
+                1.0 - c * (bs - as_) * (1.0 - d * bs / 5.0) / 3.0 + c * d * as_ * as_ / 5.0)
+            b = np.sqrt(bs)
+            with np.errstate(over="ignore", invalid="ignore"):
+                corr = np.exp(-hki / 2.0) * _SQRT2PI * ndtr(-b / a) * b * (
+                    1.0 - c * bs * (1.0 - d * bs / 5.0) / 3.0)
+            v = v - np.where(hki > -160.0, corr, 0.0)
+            a2 = a / 2.0
+            xs = (a2[:, None] * (_GL_X[None, :] + 1.0)) ** 2
+            rs_ = np.sqrt(1.0 - xs)
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                t = (np.exp(-bs[:, None] / (2.0 * xs) - hki[:, None] / (1.0 + rs_)) / rs_
+                     - np.exp(-(bs[:, None] / xs + hki[:, None]) / 2.0)
+                     * (1.0 + c[:, None] * xs * (1.0 + d[:, None] * xs)))
+            t = np.where(np.isfinite(t), t, 0.0)
+            v = v + a2 * (t * _GL_W).sum(1)
+            bvn[inner] = -v / (2.0 * np.pi)
+        pos = ~neg
+        bvn[pos] = bvn[pos] + ndtr(-np.maximum(hs[pos], ks[pos]))
+        bvn[neg] = -bvn[neg] + np.maximum(0.0, ndtr(-hs[neg]) - ndtr(-ks[neg]))
+        out[big] = bvn
+    return out
+
+
+def bivariate_normal_cdf(x, y, rho):
+    """P(X <= x, Y <= y) for a standard bivariate normal with correlation rho.
+
+    Vectorised over broadcastable arrays; infinite limits are allowed.
+    Accurate to about 1e-15 (Genz's 20-point Gauss-Legendre rule).
+
+    >>> round(float(bivariate_normal_cdf(0.0, 0.0, 0.5)), 12)   # 1/4 + asin(.5)/(2 pi)
+    0.333333333333
+    """
+    x, y, rho = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float),
+                                    np.asarray(rho, float))
+    out = np.zeros(x.shape)
+    xinf, yinf = np.isposinf(x), np.isposinf(y)
+    zero = np.isneginf(x) | np.isneginf(y)
+    only_y = xinf & ~zero
+    only_x = yinf & ~zero & ~xinf
+    out[only_y] = ndtr(y[only_y])
+    out[only_x] = ndtr(x[only_x])
+    fin = ~(zero | xinf | yinf)
+    if fin.any():
+        out[fin] = _bvnu(-x[fin], -y[fin], rho[fin])
+    return np.clip(out, 0.0, 1.0)
+
+
+def _bvn_density(x, y, rho):
+    """Standard bivariate normal density; zero at infinite arguments."""
+    r2 = 1.0 - rho * rho
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = (x * x - 2.0 * rho * x * y + y * y) / r2
+        d = np.exp(-q / 2.0) / (2.0 * np.pi * np.sqrt(r2))
+    return np.where(np.isfinite(x) & np.isfinite(y), d, 0.0)
+
+
+def _npdf(x):
+    with np.errstate(over="ignore"):
+        d = np.exp(-0.5 * x * x) / _SQRT2PI
+    return np.where(np.isfinite(x), d, 0.0)
+
+
+# --------------------------------------------------------------------------
+# categories
+# --------------------------------------------------------------------------
+def ordinal_codes(data: pd.DataFrame, ordered, *, groups=None,
+                  collapse_sparse: bool = False, min_count: int = 1):
+    """Integer codes 0..K-1 (NaN for missing) for the ordered columns.
+
+    Categories are the distinct observed values of an item over all groups,
+    in ascending order, as lavaan's levels. An item with one category, or a
+    category that some group never uses (with several groups), is an error
+    naming the item, the category and the group; ``collapse_sparse=True``
+    merges such a category into its neighbour (towards the middle) instead.
+
+    Returns ``(codes DataFrame, levels dict item -> list of original values)``.
+    """
+    groups = None if groups is None else np.asarray(groups)
+    codes, levels = {}, {}
+    for item in ordered:
+        col = pd.to_numeric(data[item], errors="coerce") if data[item].dtype.kind not in "iufb" \
+            else data[item].astype(float)
+        if col.isna().all():
+            raise SparseCategoryError(f"ordered item '{item}' has no observed answers")
+        values = sorted(col.dropna().unique())
+        mapping = [[v] for v in values]          # category -> original values merged in it
+        while True:
+            lab = np.full(len(col), np.nan)
+            for c, vs in enumerate(mapping):
+                lab[col.isin(vs).to_numpy()] = c
+            problem = _sparse_category(lab, len(mapping), groups, min_count)
+            if problem is None:
+                break
+            cat, where = problem
+            if len(mapping) < 2:
+                break
+            if not collapse_sparse:
+                shown = "/".join(str(_plain(v)) for v in mapping[cat])
+                raise SparseCategoryError(
+                    f"ordered item '{item}': category {shown} is {where}; "
+                    "recode the item or pass collapse_sparse=True to merge it "
+                    "with its neighbouring category")
+            nb = cat + 1 if cat < (len(mapping) - 1) / 2 else cat - 1
+            lo, hi = sorted((cat, nb))
+            mapping[lo:hi + 1] = [mapping[lo] + mapping[hi]]
+        if len(mapping) < 2:
+            raise SparseCategoryError(
+                f"ordered item '{item}' has only one observed category "
+                f"({_plain(values[0])}); an ordered item needs at least two")
+        codes[item] = lab
+        levels[item] = [[_plain(v) for v in vs] if len(vs) > 1 else _plain(vs[0])
+                        for vs in mapping]
+    return pd.DataFrame(codes, index=data.index), levels
+
+
+def _plain(v):
+    v = float(v)
+    return int(v) if v.is_integer() else v
+
+
+def _sparse_category(lab, ncat, groups, min_count):
+    """(category, description) of the first unusable category, or None."""
+    if groups is None:
+        counts = [np.bincount(lab[~np.isnan(lab)].astype(int), minlength=ncat)]
+        names = [None]
+    else:
+        names = list(pd.unique(groups))
+        counts = []
+        for g in names:
+            lg = lab[groups == g]
+            counts.append(np.bincount(lg[~np.isnan(lg)].astype(int), minlength=ncat))
+    for g, cnt in zip(names, counts):
+        for c in range(ncat):
+            if cnt[c] < min_count:
+                where = (f"never observed in group '{g}'" if g is not None and cnt[c] == 0
+                         else f"observed {cnt[c]} time(s)" + (f" in group '{g}'" if g is not None else ""))
+                return c, where
+    return None
+
+
+# --------------------------------------------------------------------------
+# stages 1-3
+# --------------------------------------------------------------------------
+@dataclass
+class OrdinalStats:
+    """Sample statistics of ordered items (one group), lavaan's layout.
+
+    ``wls_obs`` is ``[thresholds (item by item), vechs(corr) (column-wise lower
+    triangle)]``; ``gamma`` its asymptotic covariance (N times the sampling
+    covariance, lavaan's NACOV); ``nobs`` the number of cases used.
+    """
+
+    names: list
+    thresholds: list               # per item: array of K-1 thresholds
+    corr: np.ndarray
+    gamma: np.ndarray | None
+    nobs: int
+    th_names: list = field(default_factory=list)
+    pairs: np.ndarray | None = None   # (i, j) with i > j, lavaan's order
+
+    @property
+    def th(self) -> np.ndarray:
+        return np.concatenate(self.thresholds)
+
+    @property
+    def wls_obs(self) -> np.ndarray:
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        return np.concatenate([self.th, self.corr[i, j]])
+
+    def threshold_table(self) -> pd.DataFrame:
+        rows = [(n, "|", f"t{k + 1}", t) for n, ts in zip(self.names, self.thresholds)
+                for k, t in enumerate(ts)]
+        return pd.DataFrame(rows, columns=["lhs", "op", "rhs", "est"])
+
+
+def _pairs(p):
+    """lavaan's order of the lower triangle: column by column, (i, j) with i > j."""
+    return np.array([(i, j) for j in range(p - 1) for i in range(j + 1, p)], dtype=int).reshape(-1, 2)
+
+
+def _cell_probs(t1, t2, rho):
+    """Bivariate cell probabilities and d/drho for stacked tables.
+
+    t1: (P, K1+1) bounds, t2: (P, K2+1) bounds, rho: (P,).
+    Returns pi (P, K1, K2) and dpi/drho (P, K1, K2).
+    """
+    P = len(rho)
+    X = np.broadcast_to(t1[:, :, None], (P, t1.shape[1], t2.shape[1]))
+    Y = np.broadcast_to(t2[:, None, :], X.shape)
+    R = np.broadcast_to(rho[:, None, None], X.shape)
+    F = bivariate_normal_cdf(X, Y, R)
+    f = _bvn_density(X, Y, R)
+    pi = F[:, 1:, 1:] - F[:, :-1, 1:] - F[:, 1:, :-1] + F[:, :-1, :-1]
+    dpi = f[:, 1:, 1:] - f[:, :-1, 1:] - f[:, 1:, :-1] + f[:, :-1, :-1]
+    return pi, dpi
+
+
+def _bounds(th, K):
+    b = np.full(K + 1, np.inf)
+    b[0] = -np.inf
+    b[1:K] = th
+    return b
+
+
+def ordinal_stats(codes, *, names=None, gamma: bool = True, missing: str = "pairwise",
+                  tol: float = 1e-10, max_iter: int = 100) -> OrdinalStats:
+    """Thresholds, polychoric correlations and Gamma for one group.
+
+    Parameters
+    ----------
+    codes : DataFrame or 2-D array of integer category codes 0..K-1 (NaN = missing),
+        e.g. the output of :func:`ordinal_codes`.
+    gamma : also compute the asymptotic covariance matrix (lavaan's NACOV).
+    missing : "pairwise" (lavaan's missing="pairwise") or "listwise".
+    """
+    if isinstance(codes, pd.DataFrame):
+        names = list(codes.columns) if names is None else names
+        Y = codes.to_numpy(dtype=float)
+    else:
+        Y = np.asarray(codes, dtype=float)
+        names = names or [f"y{i + 1}" for i in range(Y.shape[1])]
+    if missing == "listwise":
+        Y = Y[~np.isnan(Y).any(1)]
+    else:
+        Y = Y[~np.isnan(Y).all(1)]
+    N, p = Y.shape
+    obs = ~np.isnan(Y)
+    Yi = np.where(obs, Y, 0).astype(int)
+    K = (np.nanmax(Y, axis=0) + 1).astype(int)
+    for v in range(p):
+        if K[v] < 2:
+            raise SparseCategoryError(f"ordered item '{names[v]}' has only one observed category")
+
+    # stage 1: thresholds from the marginal proportions
+    thresholds, probs = [], []
+    for v in range(p):
+        cnt = np.bincount(Yi[obs[:, v], v], minlength=K[v]).astype(float)
+        if (cnt == 0).any():
+            c = int(np.flatnonzero(cnt == 0)[0])
+            raise SparseCategoryError(
+                f"ordered item '{names[v]}': category {c + 1} (of {K[v]}) is never observed; "
+                "recode it or use collapse_sparse=True")
+        prop = cnt / cnt.sum()
+        thresholds.append(ndtri(np.cumsum(prop)[:-1]))
+        probs.append(prop)
+    th_names = [f"{n}|t{k + 1}" for n, ts in zip(names, thresholds) for k in range(len(ts))]
+
+    # stage 2: polychoric correlations, all pairs at once (Fisher scoring)
+    pairs = _pairs(p)
+    P = len(pairs)
+    K1, K2 = K.max(), K.max()
+    t1 = np.full((P, K1 + 1), np.inf)
+    t2 = np.full((P, K2 + 1), np.inf)
+    freq = np.zeros((P, K1, K2))
+    for a, (i, j) in enumerate(pairs):
+        # table rows: item j (the earlier one, lavaan's y1), columns: item i
+        t1[a, :K[j] + 1] = _bounds(thresholds[j], K[j])
+        t2[a, :K[i] + 1] = _bounds(thresholds[i], K[i])
+        both = obs[:, i] & obs[:, j]
+        np.add.at(freq[a], (Yi[both, j], Yi[both, i]), 1.0)
+    # padded categories have zero-width intervals: (inf, inf] gives pi = 0, freq = 0
+    valid = np.zeros((P, K1, K2), bool)
+    for a, (i, j) in enumerate(pairs):
+        valid[a, :K[j], :K[i]] = True
+    freq = _zero_add_2x2(freq, K, pairs)
+    n_pair = freq.sum((1, 2))
+    rho = np.zeros(P)
+    # start: Pearson correlation of the codes (pairwise)
+    for a, (i, j) in enumerate(pairs):
+        both = obs[:, i] & obs[:, j]
+        if both.sum() > 2:
+            cc = np.corrcoef(Yi[both, j], Yi[both, i])[0, 1]
+            rho[a] = np.clip(np.nan_to_num(cc), -0.9, 0.9)
+    for _ in range(max_iter):
+        pi, dpi = _cell_probs(t1, t2, rho)
+        pi_s = np.where(valid, np.maximum(pi, 1e-300), 1.0)
+        grad = (freq * dpi / pi_s).sum((1, 2))
+        info = n_pair * (np.where(valid, dpi * dpi / pi_s, 0.0)).sum((1, 2))
+        step = grad / np.maximum(info, 1e-300)
+        new = np.clip(rho + step, -0.999, 0.999)
+        done = np.abs(new - rho).max() < tol
+        rho = new
+        if done:
+            break
+    corr = np.eye(p)
+    corr[pairs[:, 0], pairs[:, 1]] = rho
+    corr[pairs[:, 1], pairs[:, 0]] = rho
+    stats = OrdinalStats(names=list(names), thresholds=thresholds, corr=corr, gamma=None,
+                         nobs=N, th_names=th_names, pairs=pairs)
+    if not gamma:
+        return stats
+
+    # stage 3: case-wise scores and the sandwich
+    nth = int((K - 1).sum())
+    th_start = np.concatenate([[0], np.cumsum(K - 1)[:-1]])
+    # univariate threshold scores: d log p_k / d tau_t = (1{t=k} - 1{t=k-1}) phi(tau_t) / p_k
+    sc_th = np.zeros((N, nth))
+    a11 = np.zeros((nth, nth))
+    for v in range(p):
+        tv, pv = thresholds[v], probs[v]
+        yv = Yi[:, v]
+        rows = np.flatnonzero(obs[:, v])
+        k = yv[rows]
+        cols = th_start[v] + np.arange(K[v] - 1)
+        up = k < K[v] - 1
+        sc_th[rows[up], cols[k[up]]] += _npdf(tv[k[up]]) / pv[k[up]]
+        lo = k > 0
+        sc_th[rows[lo], cols[k[lo] - 1]] -= _npdf(tv[k[lo] - 1]) / pv[k[lo]]
+        blk = sc_th[:, cols]
+        a11[np.ix_(cols, cols)] = blk.T @ blk
+    # bivariate scores at the estimates, per cell
+    pi, dpi = _cell_probs(t1, t2, rho)
+    pi_s = np.where(valid, np.maximum(pi, 1e-300), 1.0)
+    r = np.sqrt(1.0 - rho * rho)[:, None, None]
+    lo1, up1 = t1[:, :-1][:, :, None], t1[:, 1:][:, :, None]      # item j bounds (rows)
+    lo2, up2 = t2[:, :-1][:, None, :], t2[:, 1:][:, None, :]      # item i bounds (cols)
+    R = rho[:, None, None]
+    with np.errstate(invalid="ignore"):
+        # d pi / d upper / lower bound of the row item and of the column item
+        d_up1 = _npdf(up1) * (ndtr(_safe((up2 - R * up1) / r)) - ndtr(_safe((lo2 - R * up1) / r)))
+        d_lo1 = _npdf(lo1) * (ndtr(_safe((up2 - R * lo1) / r)) - ndtr(_safe((lo2 - R * lo1) / r)))
+        d_up2 = _npdf(up2) * (ndtr(_safe((up1 - R * up2) / r)) - ndtr(_safe((lo1 - R * up2) / r)))
+        d_lo2 = _npdf(lo2) * (ndtr(_safe((up1 - R * lo2) / r)) - ndtr(_safe((lo1 - R * lo2) / r)))
+    s_rho = np.where(valid, dpi / pi_s, 0.0)                      # score of rho per cell
+    flat = s_rho.reshape(P, -1)
+    sc_cor = np.zeros((N, P))
+    a21 = np.zeros((P, nth))
+    for a, (i, j) in enumerate(pairs):
+        both = obs[:, i] & obs[:, j]
+        rows = np.flatnonzero(both)
+        sc_cor[rows, a] = flat[a, Yi[rows, j] * K2 + Yi[rows, i]]
+        # A21 = sum over cases of s_rho * d log pi / d tau, from the table
+        w = freq[a] * s_rho[a] / pi_s[a]                          # (K1, K2)
+        kj, ki = K[j], K[i]
+        # row item (j): upper bound of row k is tau_k (k < kj-1); lower is tau_{k-1}
+        g_up = (w * d_up1[a]).sum(1)[:kj]
+        g_lo = (w * d_lo1[a]).sum(1)[:kj]
+        cj = th_start[j] + np.arange(kj - 1)
+        a21[a, cj] = g_up[:kj - 1] - g_lo[1:kj]
+        g_up = (w * d_up2[a]).sum(0)[:ki]
+        g_lo = (w * d_lo2[a]).sum(0)[:ki]
+        ci = th_start[i] + np.arange(ki - 1)
+        a21[a, ci] = g_up[:ki - 1] - g_lo[1:ki]
+    a22 = (sc_cor * sc_cor).sum(0)
+    # influence functions Z = S B^-T (B block lower-triangular), Gamma = N Z'Z
+    a11_inv = np.linalg.inv(a11)
+    z1 = sc_th @ a11_inv
+    z2 = (sc_cor - z1 @ a21.T) / a22
+    Z = np.hstack([z1, z2])
+    stats.gamma = N * (Z.T @ Z)
+    return stats
+
+
+def _safe(x):
+    return np.nan_to_num(x, nan=0.0, posinf=np.inf, neginf=-np.inf)
+
+
+def _zero_add_2x2(freq, K, pairs):
+    """lavaan's zero.add = c(0.5, 0): one empty cell of a 2x2 table gets 0.5, margins kept."""
+    out = freq.copy()
+    for a, (i, j) in enumerate(pairs):
+        if K[i] == 2 and K[j] == 2:
+            f = out[a, :2, :2]
+            zero = np.argwhere(f == 0)
+            if len(zero) == 1:
+                if (zero[0] == [0, 0]).all() or (zero[0] == [1, 1]).all():
+                    f += np.array([[0.5, -0.5], [-0.5, 0.5]])
+                else:
+                    f += np.array([[-0.5, 0.5], [0.5, -0.5]])
+    return out
