@@ -1,0 +1,116 @@
+"""Statistical disclosure control for everything a report shows.
+
+Community surveys reach small groups; a table cell of three Somali-speaking
+women over 65 in one ward identifies people. The rule applied by default: no
+count or statistic is shown for a cell of fewer than ``threshold`` respondents
+(primary suppression), and where a row or column total would let a reader work
+a suppressed cell out, the next smallest cell in that line is suppressed too
+(complementary suppression), until every line with a suppressed cell has at
+least two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["DEFAULT_THRESHOLD", "SUPPRESSED", "SuppressedTable", "suppress_counts", "suppress_by_n"]
+
+DEFAULT_THRESHOLD = 10
+SUPPRESSED = "[s]"
+
+
+@dataclass(frozen=True)
+class SuppressedTable:
+    """A count table after suppression: ``values`` with NaN where hidden, ``mask`` True where hidden."""
+
+    values: pd.DataFrame
+    mask: pd.DataFrame
+    primary: pd.DataFrame  # cells hidden because they are small
+    threshold: int
+    # The original counts, kept so totals stay right; never shown cell by cell.
+    original: pd.DataFrame = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def n_suppressed(self) -> int:
+        return int(self.mask.to_numpy().sum())
+
+    def formatted(self, *, marker: str = SUPPRESSED, totals: bool = True) -> pd.DataFrame:
+        """Strings for people: suppressed cells show ``marker``; totals are safe to show."""
+        out = self.values.astype(object).where(~self.mask, marker)
+        out = out.map(lambda v: v if isinstance(v, str) else f"{int(v):d}")
+        if totals:
+            raw = self.original
+            out["Total"] = [_safe_total(v, self.threshold) for v in raw.sum(axis=1)]
+            col_totals = [_safe_total(v, self.threshold) for v in raw.sum(axis=0)]
+            out.loc["Total"] = col_totals + [_safe_total(raw.to_numpy().sum(), self.threshold)]
+        return out
+
+
+def _safe_total(value: float, threshold: int) -> str:
+    return SUPPRESSED if 0 < value < threshold else f"{int(value):d}"
+
+
+def suppress_counts(counts: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD) -> SuppressedTable:
+    """Primary and complementary suppression of a two-way table of counts.
+
+    Zero cells are not sensitive (an empty cell reveals no one) and are not
+    hidden, but they cannot protect a suppressed neighbour either, so the
+    complementary cell is the smallest *non-zero* unsuppressed cell of the line.
+    """
+    if threshold < 1:
+        raise ValueError(f"The 'threshold' parameter of suppress_counts must be an int >= 1. Got {threshold!r} instead.")
+    values = counts.astype(float)
+    if (values < 0).to_numpy().any():
+        raise ValueError("counts must be non-negative")
+    v = values.to_numpy()
+    primary = (v > 0) & (v < threshold)
+    mask = primary.copy()
+    changed = True
+    while changed:
+        changed = False
+        for axis in (0, 1):
+            lines = mask if axis == 1 else mask.T
+            vals = v if axis == 1 else v.T
+            for i in range(lines.shape[0]):
+                if lines[i].sum() == 1:
+                    candidates = np.where(~lines[i] & (vals[i] > 0))[0]
+                    if candidates.size == 0:
+                        continue  # nothing left to protect with: the total itself is withheld
+                    j = candidates[np.argmin(vals[i, candidates])]
+                    if axis == 1:
+                        mask[i, j] = True
+                    else:
+                        mask[j, i] = True
+                    changed = True
+    mask_df = pd.DataFrame(mask, index=counts.index, columns=counts.columns)
+    table = SuppressedTable(
+        values=values.where(~mask_df),
+        mask=mask_df,
+        primary=pd.DataFrame(primary, index=counts.index, columns=counts.columns),
+        threshold=threshold,
+        original=values,
+    )
+    return table
+
+
+def suppress_by_n(
+    stats: pd.DataFrame, n: pd.Series | str, *, threshold: int = DEFAULT_THRESHOLD, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Hide statistics (means, loadings, paths …) of rows whose group size is below ``threshold``.
+
+    ``n`` is a column name of ``stats`` or a Series aligned with it. The
+    statistics become NaN and a ``suppressed`` column says which rows were hidden.
+    """
+    sizes = stats[n] if isinstance(n, str) else n.reindex(stats.index)
+    small = sizes.fillna(0) < threshold
+    out = stats.copy()
+    cols = columns or [c for c in out.columns if c != n and pd.api.types.is_numeric_dtype(out[c])]
+    out[cols] = out[cols].astype(float)
+    out.loc[small, cols] = np.nan
+    if isinstance(n, str):
+        out.loc[small, n] = np.nan
+    out["suppressed"] = small.to_numpy()
+    return out
