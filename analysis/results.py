@@ -1,0 +1,740 @@
+"""Results objects: what a fit hands back, in the linearmodels style.
+
+A :class:`FitResult` is read-only. ``.params`` is the ParameterTable (lavaan's
+columns, full precision), ``.fit_indices`` a Series keyed by lavaan's
+``fitMeasures()`` names. Printing a result shows ``summary()`` in lavaan's
+familiar layout; notebooks and Quarto get ``_repr_html_``; ``to_dict()`` and
+``to_json()`` give the JSON contract of ARCHITECTURE.md (NaN -> null).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.format import fmt_number, fmt_pvalue, jsonable
+
+__all__ = ["TestStatistic", "InvalidTestStatistic", "FitResult", "ComparisonResult"]
+
+# Columns of one estimate in the JSON contract (lavaan parameterEstimates()).
+ESTIMATE_COLUMNS = [
+    "lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue",
+    "ci.lower", "ci.upper", "std.lv", "std.all",
+]
+# Fit keys always reported, in this order, before any others.
+CORE_FIT_KEYS = [
+    "npar", "chisq", "df", "pvalue", "cfi", "tli", "rmsea", "rmsea.ci.lower",
+    "rmsea.ci.upper", "rmsea.pvalue", "srmr", "logl", "unrestricted.logl",
+    "aic", "bic", "bic2", "ntotal",
+]
+_NON_PARAMETER_OPS = {"==", "<", ">"}
+
+
+# --------------------------------------------------------------------------- tests
+
+@dataclass(frozen=True)
+class TestStatistic:
+    """A chi-square test: statistic, degrees of freedom and p-value.
+
+    ``method`` names the variant as lavaan does ("standard",
+    "satorra.bentler", "yuan.bentler.mplus", "scaled.shifted", ...);
+    scaled tests carry their ``scaling_factor`` (and ``shift`` when
+    scaled-and-shifted).
+    """
+
+    __test__ = False  # not a pytest class
+
+    stat: float
+    df: float
+    pvalue: float
+    name: str = "chisq"
+    null: str = "the model fits as well as the unrestricted model"
+    method: str = "standard"
+    scaling_factor: float | None = None
+    shift: float | None = None
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.name} ({self.method})",
+            f"H0: {self.null}",
+            f"Statistic: {fmt_number(self.stat, 4)}",
+            f"P-value: {fmt_pvalue(self.pvalue, 4)}",
+            f"Distributed: chi2({fmt_number(self.df, 0 if float(self.df).is_integer() else 3)})",
+        ]
+        if self.scaling_factor is not None:
+            lines.append(f"Scaling factor: {fmt_number(self.scaling_factor, 4)}")
+        if self.shift is not None:
+            lines.append(f"Shift parameter: {fmt_number(self.shift, 4)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"TestStatistic(stat={self.stat!r}, df={self.df!r}, pvalue={self.pvalue!r}, "
+                f"method={self.method!r})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable({
+            "name": self.name, "method": self.method, "stat": self.stat, "df": self.df,
+            "pvalue": self.pvalue, "scaling_factor": self.scaling_factor,
+            "shift": self.shift, "null": self.null,
+        })
+
+
+@dataclass(frozen=True)
+class InvalidTestStatistic:
+    """A test that cannot be computed here, with the reason (returned, not raised)."""
+
+    reason: str
+    name: str = "chisq"
+    stat: float = float("nan")
+    df: float = float("nan")
+    pvalue: float = float("nan")
+    method: str = "invalid"
+
+    def __str__(self) -> str:
+        return f"{self.name}: not available ({self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "method": self.method, "stat": None, "df": None,
+                "pvalue": None, "reason": self.reason}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _kv(label: str, *values: Any, digits: int = 3, width: int = 54, col: int = 12) -> str:
+    """One 'label ..... value' line of a lavaan-style header."""
+    texts = []
+    for v in values:
+        if isinstance(v, str):
+            texts.append(v)
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            texts.append(str(int(v)))
+        else:
+            texts.append(fmt_number(v, digits))
+    if len(texts) <= 1:
+        text = texts[0] if texts else ""
+        return "  " + label.ljust(max(width - 2 - len(text), len(label) + 1)) + text
+    first, rest = texts[0], texts[1:]
+    line = "  " + label.ljust(max(width - 2 - len(first), len(label) + 1)) + first
+    return line + "".join(t.rjust(col) for t in rest)
+
+
+def _fit_value(fi: pd.Series, key: str) -> float:
+    v = fi.get(key, np.nan)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _warning_text(w: Mapping[str, Any] | str) -> str:
+    return w if isinstance(w, str) else str(w.get("message", w))
+
+
+def _has(fi: pd.Series, key: str) -> bool:
+    return key in fi.index and not pd.isna(fi[key])
+
+
+# --------------------------------------------------------------------------- FitResult
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """A fitted structural equation model.
+
+    Produced by :func:`analysis.sem.fit_sem`. Fields hold full precision;
+    rounding happens only in :meth:`summary` and :meth:`_repr_html_`.
+    """
+
+    params: pd.DataFrame
+    """The ParameterTable with estimates (lavaan's columns)."""
+    fit_indices: pd.Series
+    """Fit measures under lavaan's ``fitMeasures()`` names."""
+    estimator: str = "ML"
+    converged: bool = True
+    iterations: int | None = None
+    optimizer: str = ""
+    nobs: tuple[int, ...] = ()
+    """Cases used per group."""
+    group_labels: tuple[str, ...] = ()
+    group: str | None = None
+    """Name of the grouping column (None for a single group)."""
+    tests: tuple[TestStatistic | InvalidTestStatistic, ...] = ()
+    """Model tests: the standard test first, then any scaled one."""
+    warnings: tuple[Mapping[str, Any] | str, ...] = ()
+    """Problems found (dicts from :func:`analysis.errors.warning_record`, or text)."""
+    r2: pd.DataFrame | None = None
+    """R-square of endogenous variables (columns ``lhs, group, r2``)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Options of the fit (missing, se, information, std_lv, ordered, ...)."""
+    missing: Mapping[str, Any] = field(default_factory=dict)
+    """Missing-data summary (cases read, used, dropped listwise; FIML patterns)."""
+    model: Any = None
+    """The compiled :class:`analysis.model.Model`."""
+    x: np.ndarray | None = None
+    """Free-parameter vector at the solution."""
+    sample_stats: Any = None
+    """The :class:`analysis.data.SampleStats` the model was fitted to."""
+    vcov: np.ndarray | None = None
+    """Covariance matrix of the free parameters."""
+    syntax: str = ""
+    """The model syntax as given."""
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    # ---- read-only views -------------------------------------------------
+
+    @property
+    def ntotal(self) -> int:
+        """Total number of cases used."""
+        if _has(self.fit_indices, "ntotal"):
+            return int(self.fit_indices["ntotal"])
+        return int(sum(self.nobs))
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups."""
+        return max(len(self.nobs), 1)
+
+    @property
+    def test(self) -> TestStatistic | InvalidTestStatistic | None:
+        """The standard chi-square test of the model."""
+        return self.tests[0] if self.tests else None
+
+    @property
+    def scaled_test(self) -> TestStatistic | None:
+        """The scaled (robust) test, if the estimator has one."""
+        for t in self.tests[1:]:
+            if isinstance(t, TestStatistic):
+                return t
+        return None
+
+    @cached_property
+    def estimates(self) -> pd.DataFrame:
+        """parameterEstimates(): parameter rows with lavaan's reporting columns."""
+        pt = self.params
+        rows = pt[~pt["op"].isin(_NON_PARAMETER_OPS)]
+        cols = [c for c in ESTIMATE_COLUMNS + ["std.nox"] if c in rows.columns]
+        out = rows[cols].reset_index(drop=True).copy()
+        for c in ESTIMATE_COLUMNS:
+            if c not in out.columns:
+                out[c] = "" if c == "label" else np.nan
+        out["label"] = out["label"].fillna("").astype(str)
+        return out[ESTIMATE_COLUMNS + [c for c in out.columns if c not in ESTIMATE_COLUMNS]]
+
+    def modindices(self, **kwargs: Any) -> pd.DataFrame:
+        """Modification indices (see :func:`analysis.modindices.modindices`)."""
+        from analysis.modindices import modindices
+
+        return modindices(self, **kwargs)
+
+    # ---- JSON ------------------------------------------------------------
+
+    def fit_dict(self) -> dict[str, Any]:
+        """Fit measures as a plain dict (lavaan names, full precision)."""
+        fi = self.fit_indices
+        keys = [k for k in CORE_FIT_KEYS if k in fi.index]
+        keys += [k for k in fi.index if k not in keys]
+        out: dict[str, Any] = {}
+        for k in keys:
+            v = fi[k]
+            if k in ("df", "npar", "ntotal", "baseline.df") and not pd.isna(v) \
+                    and float(v).is_integer():
+                v = int(v)
+            out[str(k)] = v
+        out.setdefault("ntotal", self.ntotal)
+        out["converged"] = bool(self.converged)
+        return jsonable(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract: ``{"fit": {...}, "estimates": [...], "warnings": [...], ...}``."""
+        est = self.estimates[ESTIMATE_COLUMNS]
+        records = []
+        for rec in est.to_dict(orient="records"):
+            rec["group"] = int(rec["group"]) if not pd.isna(rec["group"]) else 0
+            records.append(rec)
+        doc: dict[str, Any] = {
+            "fit": self.fit_dict(),
+            "estimates": records,
+            "warnings": list(self.warnings),
+            "model": {
+                "estimator": self.estimator,
+                "optimizer": self.optimizer,
+                "iterations": self.iterations,
+                "converged": bool(self.converged),
+                "ngroups": self.n_groups,
+                "nobs": list(self.nobs),
+                "group": self.group,
+                "group_labels": list(self.group_labels),
+                "options": dict(self.options),
+            },
+            "tests": [t.to_dict() for t in self.tests],
+        }
+        if self.r2 is not None and len(self.r2):
+            doc["r2"] = self.r2.to_dict(orient="records")
+        if self.missing:
+            doc["missing"] = dict(self.missing)
+        return jsonable(doc)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """:meth:`to_dict` as a JSON string (NaN -> null)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    # ---- text ------------------------------------------------------------
+
+    def _header_lines(self) -> list[str]:
+        fi = self.fit_indices
+        it = self.iterations if self.iterations is not None else "?"
+        state = "ended normally" if self.converged else "did NOT end normally"
+        lines = [f"resilience SEM {state} after {it} iterations", ""]
+        lines.append(_kv("Estimator", self.estimator))
+        if self.optimizer:
+            lines.append(_kv("Optimization method", self.optimizer.upper()))
+        if _has(fi, "npar"):
+            lines.append(_kv("Number of model parameters", int(fi["npar"])))
+        n_eq = self.extras.get("n_equality_constraints") if self.extras else None
+        if n_eq:
+            lines.append(_kv("Number of equality constraints", int(n_eq)))
+        lines.append("")
+        if self.n_groups > 1:
+            lines.append(_kv("Number of observations per group:", ""))
+            labels = self.group_labels or tuple(str(g + 1) for g in range(self.n_groups))
+            for lab, n in zip(labels, self.nobs):
+                lines.append("  " + _kv(str(lab), int(n), width=52))
+        else:
+            lines.append(_kv("Number of observations", self.ntotal))
+        if self.missing:
+            n_read = self.missing.get("n_read")
+            n_dropped = self.missing.get("n_dropped")
+            if n_dropped:
+                lines.append(_kv("Number of cases read", int(n_read)))
+                lines.append(_kv("Number of cases dropped (listwise)", int(n_dropped)))
+            n_pat = self.missing.get("n_patterns")
+            if n_pat:
+                lines.append(_kv("Number of missing patterns", int(n_pat)))
+        lines.append("")
+        lines.extend(self._test_lines())
+        return lines
+
+    def _test_lines(self) -> list[str]:
+        fi = self.fit_indices
+        if not _has(fi, "chisq"):
+            return []
+        scaled = _has(fi, "chisq.scaled")
+        lines = ["Model Test User Model:"]
+        if scaled:
+            lines.append(_kv("", "Standard", "Scaled"))
+            lines.append(_kv("Test Statistic", _fit_value(fi, "chisq"),
+                             _fit_value(fi, "chisq.scaled")))
+            lines.append(_kv("Degrees of freedom", _fit_value(fi, "df"),
+                             _fit_value(fi, "df.scaled"), digits=3
+                             if not float(_fit_value(fi, "df.scaled")).is_integer() else 0))
+            lines.append(_kv("P-value (Chi-square)", _fit_value(fi, "pvalue"),
+                             _fit_value(fi, "pvalue.scaled")))
+            if _has(fi, "chisq.scaling.factor"):
+                lines.append(_kv("Scaling correction factor", "",
+                                 fmt_number(fi["chisq.scaling.factor"], 3)))
+            if _has(fi, "chisq.shift.parameter"):
+                lines.append(_kv("Shift parameter", "",
+                                 fmt_number(fi["chisq.shift.parameter"], 3)))
+        else:
+            lines.append(_kv("Test statistic", _fit_value(fi, "chisq")))
+            lines.append(_kv("Degrees of freedom", _fit_value(fi, "df"), digits=0))
+            lines.append(_kv("P-value (Chi-square)", _fit_value(fi, "pvalue")))
+        lines.append("")
+        return lines
+
+    def _fit_measure_lines(self) -> list[str]:
+        fi = self.fit_indices
+        scaled = _has(fi, "chisq.scaled")
+        robust = scaled and (_has(fi, "cfi.robust") or _has(fi, "cfi.scaled"))
+
+        def row(label: str, key: str, digits: int = 3) -> str | None:
+            if not _has(fi, key):
+                return None
+            if robust:
+                alt = key + (".scaled" if _has(fi, key + ".scaled") else "")
+                return _kv(label, _fit_value(fi, key), _fit_value(fi, alt), digits=digits)
+            return _kv(label, _fit_value(fi, key), digits=digits)
+
+        blocks: list[tuple[str, list[str | None]]] = [
+            ("Model Test Baseline Model:", [
+                row("Test statistic", "baseline.chisq"),
+                row("Degrees of freedom", "baseline.df", 0),
+                row("P-value", "baseline.pvalue"),
+            ]),
+            ("User Model versus Baseline Model:", [
+                row("Comparative Fit Index (CFI)", "cfi"),
+                row("Tucker-Lewis Index (TLI)", "tli"),
+                _kv("Robust Comparative Fit Index (CFI)", "", fmt_number(fi["cfi.robust"], 3))
+                if robust and _has(fi, "cfi.robust") else None,
+                _kv("Robust Tucker-Lewis Index (TLI)", "", fmt_number(fi["tli.robust"], 3))
+                if robust and _has(fi, "tli.robust") else None,
+            ]),
+            ("Loglikelihood and Information Criteria:", [
+                _kv("Loglikelihood user model (H0)", _fit_value(fi, "logl"))
+                if _has(fi, "logl") else None,
+                _kv("Loglikelihood unrestricted model (H1)", _fit_value(fi, "unrestricted.logl"))
+                if _has(fi, "unrestricted.logl") else None,
+                "" if _has(fi, "aic") else None,
+                _kv("Akaike (AIC)", _fit_value(fi, "aic")) if _has(fi, "aic") else None,
+                _kv("Bayesian (BIC)", _fit_value(fi, "bic")) if _has(fi, "bic") else None,
+                _kv("Sample-size adjusted Bayesian (SABIC)", _fit_value(fi, "bic2"))
+                if _has(fi, "bic2") else None,
+            ]),
+            ("Root Mean Square Error of Approximation:", [
+                row("RMSEA", "rmsea"),
+                row("90 Percent confidence interval - lower", "rmsea.ci.lower"),
+                row("90 Percent confidence interval - upper", "rmsea.ci.upper"),
+                row("P-value H_0: RMSEA <= 0.050", "rmsea.pvalue"),
+                row("P-value H_0: RMSEA >= 0.080", "rmsea.notclose.pvalue"),
+                _kv("Robust RMSEA", "", fmt_number(fi["rmsea.robust"], 3))
+                if robust and _has(fi, "rmsea.robust") else None,
+            ]),
+            ("Standardized Root Mean Square Residual:", [
+                _kv("SRMR", _fit_value(fi, "srmr")) if _has(fi, "srmr") else None,
+            ]),
+        ]
+        lines: list[str] = []
+        for title, rows in blocks:
+            body = [r for r in rows if r is not None]
+            if not [r for r in body if r]:
+                continue
+            lines.append(title)
+            if robust and title != "Loglikelihood and Information Criteria:" \
+                    and title != "Standardized Root Mean Square Residual:":
+                lines.append(_kv("", "Standard", "Scaled"))
+            lines.append("")
+            lines.extend(body)
+            lines.append("")
+        return lines
+
+    def summary(self, *, fit_measures: bool = True, standardized: bool = True,
+                rsquare: bool = True) -> str:
+        """lavaan's ``summary(fit, fit.measures=TRUE, standardized=TRUE, rsquare=TRUE)``."""
+        lines = self._header_lines()
+        if fit_measures:
+            lines.extend(self._fit_measure_lines())
+        se_kind = str(self.options.get("se", "standard")).capitalize()
+        info = str(self.options.get("information", "expected")).capitalize()
+        lines += ["Parameter Estimates:", "", _kv("Standard errors", se_kind),
+                  _kv("Information", info), ""]
+        lines.extend(_estimate_lines(self.params, self.r2 if rsquare else None,
+                                     self.group_labels, standardized=standardized))
+        if self.warnings:
+            lines.append("Warnings:")
+            lines.extend(f"  - {_warning_text(w)}" for w in self.warnings)
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        fi = self.fit_indices
+        chisq = fmt_number(fi.get("chisq", np.nan), 3)
+        df = fmt_number(fi.get("df", np.nan), 0)
+        return (f"<FitResult estimator={self.estimator} n={self.ntotal} "
+                f"chisq={chisq} df={df} converged={self.converged}>")
+
+    def _repr_html_(self) -> str:
+        return _fit_html(self)
+
+
+# --------------------------------------------------------------------------- estimates text
+
+_SECTIONS = [
+    ("Latent Variables:", "=~"),
+    ("Composites:", "<~"),
+    ("Regressions:", "~"),
+    ("Covariances:", "cov"),
+    ("Intercepts:", "~1"),
+    ("Thresholds:", "|"),
+    ("Variances:", "var"),
+    ("Scales y*:", "~*~"),
+]
+_NAME_W = 18
+_COL_W = 9
+
+
+def _section_rows(pt: pd.DataFrame, key: str) -> pd.DataFrame:
+    if key == "cov":
+        return pt[(pt["op"] == "~~") & (pt["lhs"] != pt["rhs"])]
+    if key == "var":
+        return pt[(pt["op"] == "~~") & (pt["lhs"] == pt["rhs"])]
+    return pt[pt["op"] == key]
+
+
+def _residual_names(pt: pd.DataFrame) -> set[str]:
+    """Variables whose (co)variances and intercepts are residual ones (lavaan's '.')."""
+    ind = set(pt.loc[pt["op"] == "=~", "rhs"])
+    eqs_y = set(pt.loc[pt["op"] == "~", "lhs"])
+    return ind | eqs_y
+
+
+def _name_cell(name: str, label: str, indent: int = 4) -> str:
+    text = " " * indent + name
+    if label:
+        lab = f"({label})"
+        room = _NAME_W - len(text) - 1
+        text = text.ljust(max(len(text) + 1, _NAME_W - len(lab))) + lab if room >= len(lab) \
+            else text + " " + lab
+    return text.ljust(_NAME_W)
+
+
+def _value_cells(row: pd.Series, std_cols: list[str]) -> str:
+    free = row.get("free", 1)
+    fixed = (row["op"] != ":=") and (pd.isna(free) or int(free) == 0)
+    se = row.get("se", np.nan)
+    no_inference = fixed or pd.isna(se) or (se == 0 and row["op"] != ":=")
+    cells = [fmt_number(row.get("est", np.nan), 3, width=_COL_W)]
+    for col in ("se", "z", "pvalue"):
+        v = np.nan if no_inference else row.get(col, np.nan)
+        cells.append(fmt_number(v, 3, width=_COL_W))
+    for col in std_cols:
+        cells.append(fmt_number(row.get(col, np.nan), 3, width=_COL_W))
+    return "".join(cells).rstrip()
+
+
+def _column_header(std_cols: list[str]) -> str:
+    heads = ["Estimate", "Std.Err", "z-value", "P(>|z|)"]
+    heads += [{"std.lv": "Std.lv", "std.all": "Std.all", "std.nox": "Std.nox"}[c]
+              for c in std_cols]
+    return " " * _NAME_W + "".join(h.rjust(_COL_W) for h in heads)
+
+
+def _estimate_lines(pt: pd.DataFrame, r2: pd.DataFrame | None,
+                    group_labels: Sequence[str], *, standardized: bool) -> list[str]:
+    std_cols = [c for c in ("std.lv", "std.all") if standardized and c in pt.columns
+                and pt[c].notna().any()]
+    header = _column_header(std_cols)
+    resid = _residual_names(pt)
+    label_col = pt["label"].fillna("").astype(str) if "label" in pt.columns \
+        else pd.Series("", index=pt.index)
+    groups = sorted(g for g in pt.loc[~pt["op"].isin({":=", "==", "<", ">"}), "group"].unique()
+                    if not pd.isna(g) and int(g) > 0) if "group" in pt.columns else [1]
+    lines: list[str] = []
+    for g in groups:
+        gpt = pt[pt["group"] == g] if "group" in pt.columns else pt
+        if len(groups) > 1:
+            lab = group_labels[int(g) - 1] if len(group_labels) >= int(g) else str(int(g))
+            lines += [f"Group {int(g)} [{lab}]:", ""]
+        for title, key in _SECTIONS:
+            rows = _section_rows(gpt, key)
+            if rows.empty:
+                continue
+            lines += [title, header]
+            if key in ("=~", "<~", "~", "cov"):
+                op = "~~" if key == "cov" else key
+                for lhs in dict.fromkeys(rows["lhs"]):
+                    dot = "." if key == "cov" and lhs in resid else ""
+                    lines.append(f"  {dot}{lhs} {op}")
+                    for _, row in rows[rows["lhs"] == lhs].iterrows():
+                        name = row["rhs"]
+                        if key == "cov" and name in resid:
+                            cell = _name_cell("." + name, label_col[row.name], indent=3)
+                        else:
+                            cell = _name_cell(name, label_col[row.name])
+                        lines.append(cell + _value_cells(row, std_cols))
+            else:
+                for _, row in rows.iterrows():
+                    if key == "|":
+                        name, dot = f"{row['lhs']}|{row['rhs']}", False
+                    else:
+                        name, dot = row["lhs"], row["lhs"] in resid and key in ("~1", "var")
+                    cell = _name_cell(("." if dot else "") + name, label_col[row.name],
+                                      indent=3 if dot else 4)
+                    lines.append(cell + _value_cells(row, std_cols))
+            lines.append("")
+        if r2 is not None and len(r2):
+            rg = r2[r2["group"] == g] if "group" in r2.columns else r2
+            if len(rg):
+                lines += ["R-Square:", " " * _NAME_W + "Estimate".rjust(_COL_W)]
+                for _, row in rg.iterrows():
+                    lines.append(_name_cell(str(row["lhs"]), "")
+                                 + fmt_number(row["r2"], 3, width=_COL_W))
+                lines.append("")
+    defined = pt[pt["op"] == ":="]
+    if not defined.empty:
+        lines += ["Defined Parameters:", header]
+        for _, row in defined.iterrows():
+            lines.append(_name_cell(str(row["lhs"]), "") + _value_cells(row, std_cols))
+        lines.append("")
+    return lines
+
+
+# --------------------------------------------------------------------------- HTML
+
+_HTML_STYLE = (
+    "<style>.resilience-fit table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}"
+    ".resilience-fit th,.resilience-fit td{padding:2px 8px;text-align:right}"
+    ".resilience-fit td.name,.resilience-fit th.name{text-align:left}"
+    ".resilience-fit tr.section td{font-weight:bold;text-align:left;padding-top:0.6em}"
+    ".resilience-fit thead th{border-bottom:1px solid #999}</style>"
+)
+
+
+def _td(value: Any, digits: int = 3, cls: str = "") -> str:
+    text = value if isinstance(value, str) else fmt_number(value, digits)
+    attr = f' class="{cls}"' if cls else ""
+    return f"<td{attr}>{html.escape(text)}</td>"
+
+
+def _fit_html(res: FitResult) -> str:
+    fi = res.fit_indices
+    info_rows = [
+        ("Estimator", res.estimator),
+        ("Converged", "yes" if res.converged else "NO"),
+        ("Iterations", "" if res.iterations is None else str(res.iterations)),
+        ("Observations", ", ".join(str(n) for n in res.nobs) or str(res.ntotal)),
+    ]
+    measure_keys = [("chisq", "Chi-square"), ("df", "df"), ("pvalue", "p-value"),
+                    ("chisq.scaled", "Chi-square (scaled)"), ("cfi", "CFI"), ("tli", "TLI"),
+                    ("cfi.robust", "CFI (robust)"), ("tli.robust", "TLI (robust)"),
+                    ("rmsea", "RMSEA"), ("rmsea.ci.lower", "RMSEA 90% CI lower"),
+                    ("rmsea.ci.upper", "RMSEA 90% CI upper"), ("rmsea.robust", "RMSEA (robust)"),
+                    ("srmr", "SRMR"), ("logl", "Log-likelihood"), ("aic", "AIC"),
+                    ("bic", "BIC")]
+    parts = [_HTML_STYLE, '<div class="resilience-fit">', "<table><tbody>"]
+    for name, value in info_rows:
+        parts.append(f'<tr><td class="name">{html.escape(name)}</td>{_td(value)}</tr>')
+    for key, name in measure_keys:
+        if _has(fi, key):
+            parts.append(f'<tr><td class="name">{html.escape(name)}</td>'
+                         f"{_td(fi[key], 0 if key == 'df' else 3)}</tr>")
+    parts.append("</tbody></table>")
+
+    pt = res.params
+    std_cols = [c for c in ("std.lv", "std.all") if c in pt.columns and pt[c].notna().any()]
+    cols = ["est", "se", "z", "pvalue"] + std_cols
+    heads = ["Estimate", "Std.Err", "z-value", "P(>|z|)"] + \
+        [{"std.lv": "Std.lv", "std.all": "Std.all"}[c] for c in std_cols]
+    parts.append('<table><thead><tr><th class="name">Parameter</th><th class="name">Label</th>')
+    parts += [f"<th>{html.escape(h)}</th>" for h in heads]
+    parts.append("</tr></thead><tbody>")
+    multi = res.n_groups > 1
+    for title, key in _SECTIONS + [("Defined Parameters:", ":=")]:
+        rows = _section_rows(pt, key)
+        if rows.empty:
+            continue
+        parts.append(f'<tr class="section"><td colspan="{len(cols) + 2}">'
+                     f"{html.escape(title.rstrip(':'))}</td></tr>")
+        for _, row in rows.iterrows():
+            if key == "~1":
+                name = f"{row['lhs']} ~1"
+            elif key == ":=":
+                name = f"{row['lhs']} := {row['rhs']}"
+            else:
+                name = f"{row['lhs']} {row['op']} {row['rhs']}"
+            if multi and key != ":=":
+                name += f" [group {int(row['group'])}]"
+            label = str(row.get("label", "") or "")
+            fixed = key != ":=" and int(row.get("free", 1) or 0) == 0
+            cells = []
+            for c in cols:
+                v = row.get(c, np.nan)
+                if fixed and c in ("se", "z", "pvalue"):
+                    v = np.nan
+                cells.append(_td(v))
+            parts.append(f'<tr><td class="name">{html.escape(name)}</td>'
+                         f'<td class="name">{html.escape(label)}</td>{"".join(cells)}</tr>')
+    parts.append("</tbody></table>")
+    if res.warnings:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(_warning_text(w))}</li>"
+                                      for w in res.warnings)
+                     + "</ul>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- comparison
+
+@dataclass(frozen=True, eq=False)
+class ComparisonResult:
+    """Side-by-side comparison of fitted models (lavaan's ``lavTestLRT``/``anova``).
+
+    ``table`` has one row per model (sorted by df, as lavaan does) with
+    ``df, aic, bic, chisq, chisq.diff, df.diff, pvalue``; ``tests`` holds the
+    difference tests between consecutive models.
+    """
+
+    table: pd.DataFrame
+    tests: tuple[TestStatistic | InvalidTestStatistic, ...] = ()
+    nested: bool = True
+    method: str = "standard"
+    warnings: tuple[Mapping[str, Any] | str, ...] = ()
+    fits: Mapping[str, FitResult] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.table.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = []
+        for name, row in self.table.iterrows():
+            rec = {"model": name}
+            rec.update(row.to_dict())
+            rows.append(rec)
+        return jsonable({
+            "models": rows,
+            "tests": [t.to_dict() for t in self.tests],
+            "nested": self.nested,
+            "method": self.method,
+            "warnings": list(self.warnings),
+        })
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def summary(self) -> str:
+        title = ("Chi-Squared Difference Test" if self.nested
+                 else "Non-nested models: information criteria")
+        if self.method != "standard":
+            title += f" ({self.method})"
+        cols = [("df", "Df", 0), ("aic", "AIC", 3), ("bic", "BIC", 3), ("chisq", "Chisq", 3)]
+        if self.nested:
+            cols += [("chisq.diff", "Chisq diff", 3), ("df.diff", "Df diff", 0),
+                     ("pvalue", "Pr(>Chisq)", 4)]
+        name_w = max([len(str(n)) for n in self.table.index] + [8]) + 2
+        lines = [title, ""]
+        lines.append(" " * name_w + "".join(h.rjust(12) for _, h, _ in cols))
+        for name, row in self.table.iterrows():
+            cells = []
+            for key, _, d in cols:
+                v = row.get(key, np.nan)
+                if key in ("df", "df.diff") and not pd.isna(v) and not float(v).is_integer():
+                    d = 3
+                cells.append(fmt_number(v, d, width=12))
+            lines.append(str(name).ljust(name_w) + "".join(cells))
+        if self.warnings:
+            lines.append("")
+            lines.extend(f"Warning: {_warning_text(w)}" for w in self.warnings)
+        return "\n".join(lines) + "\n"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return f"<ComparisonResult models={self.names} nested={self.nested}>"
+
+    def _repr_html_(self) -> str:
+        cols = ["df", "aic", "bic", "chisq"] + (["chisq.diff", "df.diff", "pvalue"]
+                                                if self.nested else [])
+        parts = [_HTML_STYLE, '<div class="resilience-fit"><table><thead><tr>'
+                 '<th class="name">Model</th>']
+        parts += [f"<th>{html.escape(c)}</th>" for c in cols]
+        parts.append("</tr></thead><tbody>")
+        for name, row in self.table.iterrows():
+            parts.append(f'<tr><td class="name">{html.escape(str(name))}</td>')
+            parts += [_td(row.get(c, np.nan), 0 if c in ("df", "df.diff") else 3) for c in cols]
+            parts.append("</tr>")
+        parts.append("</tbody></table>")
+        if self.warnings:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(_warning_text(w))}</li>"
+                                          for w in self.warnings) + "</ul>")
+        parts.append("</div>")
+        return "".join(parts)
