@@ -1,0 +1,306 @@
+"""Exploratory factor analysis for instrument development.
+
+Sampling adequacy (KMO), Bartlett's test of sphericity, Horn's parallel
+analysis for the number of factors, and an EFA with an oblique rotation
+(oblimin or promax) whose loadings table is tidy. factor_analyzer does the
+factoring and rotation; the rest is a few lines of numpy. Listwise-complete
+cases throughout, so every statistic sees the same respondents.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["kmo", "bartlett_sphericity", "parallel_analysis", "efa", "efa_report", "EFAResult", "EFAError"]
+
+_ROTATIONS = ("oblimin", "promax", "geomin_obl", "quartimin", "varimax", "none")
+_METHODS = ("minres", "ml", "principal")
+
+
+class EFAError(ValueError):
+    """The data cannot support the requested factor analysis."""
+
+
+def _complete(data: pd.DataFrame, caller: str) -> pd.DataFrame:
+    if not isinstance(data, pd.DataFrame):
+        raise EFAError(f"The 'data' parameter of {caller} must be a DataFrame. Got {type(data).__name__} instead.")
+    bad = [c for c in data.columns if data[c].dtype.kind not in "bfiu"]
+    if bad:
+        raise EFAError(f"{caller}: columns must be numeric; {', '.join(map(str, bad))} are not.")
+    x = data.dropna().astype(float)
+    if x.shape[1] < 3:
+        raise EFAError(f"{caller} needs at least 3 items; got {x.shape[1]}.")
+    if len(x) <= x.shape[1]:
+        raise EFAError(f"{caller} needs more complete cases ({len(x)}) than items ({x.shape[1]}).")
+    const = [c for c in x.columns if x[c].std() == 0]
+    if const:
+        raise EFAError(f"{caller}: item(s) without variance: {', '.join(map(str, const))}.")
+    return x
+
+
+def kmo(data: pd.DataFrame) -> pd.DataFrame:
+    """Kaiser-Meyer-Olkin measure of sampling adequacy, per item and overall.
+
+    MSA = sum r^2 / (sum r^2 + sum q^2) over off-diagonal correlations r and
+    partial (anti-image) correlations q, as ``psych::KMO``. Rows: one per item,
+    then ``overall``; values below .60 suggest the items share too little.
+    """
+    from factor_analyzer.factor_analyzer import calculate_kmo
+
+    x = _complete(data, "kmo")
+    per_item, overall = calculate_kmo(x)
+    out = pd.DataFrame({"msa": list(per_item) + [overall]}, index=list(x.columns) + ["overall"])
+    out["n_obs"] = len(x)
+    return out
+
+
+def bartlett_sphericity(data: pd.DataFrame) -> pd.DataFrame:
+    """Bartlett's test that the correlation matrix is an identity matrix.
+
+    chisq = -(n - 1 - (2p + 5)/6) log|R| on p(p-1)/2 df, as
+    ``psych::cortest.bartlett(cor(x), n)``.
+    """
+    x = _complete(data, "bartlett_sphericity")
+    n, p = x.shape
+    _, logdet = np.linalg.slogdet(x.corr().to_numpy())
+    chisq = -(n - 1 - (2 * p + 5) / 6) * logdet
+    df = p * (p - 1) / 2
+    return pd.DataFrame({"chisq": [chisq], "df": [df], "pvalue": [stats.chi2.sf(chisq, df)], "n_obs": [n]}, index=["bartlett"])
+
+
+def _eigen(r: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "fa":  # reduced correlation matrix: SMCs on the diagonal (psych::fa.parallel)
+        r = r.copy()
+        np.fill_diagonal(r, 1 - 1 / np.diag(np.linalg.inv(r)))
+    return np.sort(np.linalg.eigvalsh(r))[::-1]
+
+
+def parallel_analysis(
+    data: pd.DataFrame, *, n_iter: int = 100, seed: int | None = None, quantile: float = 0.95, kind: str = "fa"
+) -> pd.DataFrame:
+    """Horn's (1965) parallel analysis: retain factors whose eigenvalue beats chance.
+
+    Eigenvalues of the observed correlation matrix (``kind="pc"``) or of the
+    reduced matrix with squared multiple correlations on the diagonal
+    (``kind="fa"``, as ``psych::fa.parallel``'s factor solution) are compared
+    with the ``quantile`` of eigenvalues from ``n_iter`` samples of
+    uncorrelated normal data of the same size. The suggested number of factors
+    (``.attrs["n_factors"]``) counts the leading observed eigenvalues above the
+    random ones. Reproducible with ``seed``.
+    """
+    if not (isinstance(n_iter, int) and n_iter >= 1):
+        raise EFAError(f"The 'n_iter' parameter of parallel_analysis must be an int >= 1. Got {n_iter!r} instead.")
+    if kind not in ("fa", "pc"):
+        raise EFAError(f"The 'kind' parameter of parallel_analysis must be 'fa' or 'pc'. Got {kind!r} instead.")
+    if not 0 < quantile < 1:
+        raise EFAError(f"The 'quantile' parameter of parallel_analysis must be in (0, 1). Got {quantile!r} instead.")
+    x = _complete(data, "parallel_analysis")
+    n, p = x.shape
+    observed = _eigen(x.corr().to_numpy(), kind)
+    rng = np.random.default_rng(seed)
+    sims = np.array([_eigen(np.corrcoef(rng.standard_normal((n, p)), rowvar=False), kind) for _ in range(n_iter)])
+    out = pd.DataFrame(
+        {
+            "observed": observed,
+            "random.mean": sims.mean(axis=0),
+            f"random.q{round(quantile * 100)}": np.quantile(sims, quantile, axis=0),
+        },
+        index=pd.RangeIndex(1, p + 1, name="factor"),
+    )
+    above = observed > out.iloc[:, 2].to_numpy()
+    out["retain"] = np.cumprod(above).astype(bool)  # stop at the first eigenvalue below chance
+    out.attrs["n_factors"] = int(out["retain"].sum())
+    out.attrs["seed"] = seed
+    return out
+
+
+@dataclass(frozen=True)
+class EFAResult:
+    """An exploratory factor solution with the checks that justify it."""
+
+    loadings: pd.DataFrame  # items x factors (pattern matrix for oblique rotations)
+    communalities: pd.Series
+    factor_correlations: pd.DataFrame
+    variance: pd.DataFrame  # SS loadings, proportion, cumulative
+    n_factors: int
+    rotation: str
+    method: str
+    n_obs: int
+    kmo: pd.DataFrame | None = None
+    bartlett: pd.DataFrame | None = None
+    parallel: pd.DataFrame | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def loadings_table(self, *, cutoff: float = 0.0) -> pd.DataFrame:
+        """Loadings with |value| < cutoff blanked (NaN), items sorted by their main factor."""
+        lt = self.loadings.where(self.loadings.abs() >= cutoff)
+        main = self.loadings.abs().to_numpy().argmax(axis=1)
+        order = np.lexsort((-self.loadings.abs().max(axis=1).to_numpy(), main))
+        return lt.iloc[order]
+
+    def summary(self) -> str:
+        fmt = lambda v: f"{v:.3f}"  # noqa: E731
+        lines = [f"EFA: {self.n_factors} factor(s), {self.method}, {self.rotation} rotation, n = {self.n_obs}"]
+        if self.kmo is not None:
+            lines.append(f"KMO overall = {self.kmo.loc['overall', 'msa']:.3f}")
+        if self.bartlett is not None:
+            b = self.bartlett.iloc[0]
+            lines.append(f"Bartlett: chisq = {b['chisq']:.2f}, df = {b['df']:.0f}, p = {b['pvalue']:.3g}")
+        if self.parallel is not None:
+            lines.append(f"Parallel analysis (seed {self.parallel.attrs.get('seed')}) suggests {self.parallel.attrs['n_factors']} factor(s)")
+        table = self.loadings_table(cutoff=0.3).assign(h2=self.communalities)
+        lines += ["", "Loadings (|l| >= .30 shown)", table.to_string(float_format=fmt, na_rep="")]
+        if self.n_factors > 1:
+            lines += ["", "Factor correlations", self.factor_correlations.to_string(float_format=fmt)]
+        lines += [*(f"Note: {n}" for n in self.notes)]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        fmt = lambda v: f"{v:.3f}"  # noqa: E731
+        head = html.escape(self.summary().split("\n\n")[0]).replace("\n", "<br>")
+        return (
+            f"<p>{head}</p>"
+            + self.loadings_table(cutoff=0.3).assign(h2=self.communalities).to_html(float_format=fmt, na_rep="")
+            + "<h4>Factor correlations</h4>"
+            + self.factor_correlations.to_html(float_format=fmt)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(v: Any) -> Any:
+            v = float(v)
+            return v if np.isfinite(v) else None
+
+        return {
+            "n_factors": self.n_factors,
+            "rotation": self.rotation,
+            "method": self.method,
+            "n_obs": self.n_obs,
+            "kmo": None if self.kmo is None else {k: num(v) for k, v in self.kmo["msa"].items()},
+            "bartlett": None if self.bartlett is None else {k: num(v) for k, v in self.bartlett.iloc[0].items()},
+            "parallel": None
+            if self.parallel is None
+            else {
+                "n_factors": self.parallel.attrs["n_factors"],
+                "seed": self.parallel.attrs.get("seed"),
+                "observed": [num(v) for v in self.parallel["observed"]],
+                "random": [num(v) for v in self.parallel.iloc[:, 2]],
+            },
+            "loadings": [
+                {"item": item, **{str(f): num(v) for f, v in row.items()}, "h2": num(self.communalities[item])}
+                for item, row in self.loadings.iterrows()
+            ],
+            "factor_correlations": {str(k): {str(j): num(v) for j, v in row.items()} for k, row in self.factor_correlations.iterrows()},
+            "variance": {str(k): {str(j): num(v) for j, v in row.items()} for k, row in self.variance.iterrows()},
+            "notes": list(self.notes),
+        }
+
+
+def efa(data: pd.DataFrame, n_factors: int, *, rotation: str = "oblimin", method: str = "minres") -> EFAResult:
+    """Exploratory factor analysis with an oblique rotation (factor_analyzer).
+
+    ``method`` minres (``psych::fa`` default), ml or principal; ``rotation``
+    oblimin (default) or promax, both oblique, so factors may correlate (the
+    constructs of Figure 1 do). Returns pattern loadings, communalities, the
+    factor correlation matrix and variance explained.
+    """
+    from factor_analyzer import FactorAnalyzer, Rotator
+
+    x = _complete(data, "efa")
+    p = x.shape[1]
+    if not (isinstance(n_factors, (int, np.integer)) and 1 <= n_factors < p):
+        raise EFAError(f"The 'n_factors' parameter of efa must be an int in [1, {p - 1}]. Got {n_factors!r} instead.")
+    if rotation not in _ROTATIONS:
+        raise EFAError(f"The 'rotation' parameter of efa must be one of {', '.join(_ROTATIONS)}. Got {rotation!r} instead.")
+    if method not in _METHODS:
+        raise EFAError(f"The 'method' parameter of efa must be one of {', '.join(_METHODS)}. Got {method!r} instead.")
+    rot = None if (rotation == "none" or n_factors == 1) else rotation
+    corr = np.array(x.corr().to_numpy(), copy=True)
+    if method == "principal":
+        w, v = np.linalg.eigh(corr)
+        top = np.argsort(w)[::-1][:n_factors]
+        unrotated = v[:, top] * np.sqrt(w[top])
+    else:
+        # factor_analyzer's public fit() breaks on scikit-learn >= 1.8 (check_array
+        # lost force_all_finite), so call its extraction on the correlation matrix
+        fa = FactorAnalyzer(n_factors=int(n_factors), rotation=None, method=method)
+        unrotated = fa._fit_factor_analysis(corr.copy())
+    phi = np.eye(n_factors)
+    if rot is not None:
+        rotator = Rotator(method=rot)
+        load = rotator.fit_transform(unrotated)
+        if rotator.phi_ is not None:
+            phi = np.asarray(rotator.phi_)
+    else:
+        load = unrotated
+    # signs: each factor's loadings sum positive; order: by variance explained (as psych)
+    signs = np.sign(load.sum(axis=0))
+    signs[signs == 0] = 1.0
+    load, phi = load * signs, phi * np.outer(signs, signs)
+    order = np.argsort(-(load**2).sum(axis=0), kind="stable")
+    load, phi = load[:, order], phi[np.ix_(order, order)]
+    names = [f"F{i + 1}" for i in range(n_factors)]
+    h2 = (load @ phi * load).sum(axis=1)  # communality with correlated factors
+    ss = (load**2).sum(axis=0)
+    prop = ss / x.shape[1]
+    cum = np.cumsum(prop)
+    variance = pd.DataFrame({"ss.loadings": ss, "proportion": prop, "cumulative": cum}, index=names)
+    return EFAResult(
+        loadings=pd.DataFrame(load, index=x.columns, columns=names),
+        communalities=pd.Series(h2, index=x.columns, name="h2"),
+        factor_correlations=pd.DataFrame(phi, index=names, columns=names),
+        variance=variance,
+        n_factors=int(n_factors),
+        rotation=rotation if rot else "none",
+        method=method,
+        n_obs=len(x),
+    )
+
+
+def efa_report(
+    data: pd.DataFrame,
+    instrument: Any | None = None,
+    *,
+    items: Sequence[str] | None = None,
+    n_factors: int | None = None,
+    rotation: str = "oblimin",
+    method: str = "minres",
+    seed: int | None = 20260101,
+    n_iter: int = 100,
+) -> EFAResult:
+    """KMO, Bartlett, parallel analysis and the EFA, in one go.
+
+    With an instrument, the items of its latent constructs are used after
+    missing codes and reverse keying are applied (as :func:`reliability_report`).
+    ``n_factors`` defaults to what parallel analysis suggests (at least 1).
+    """
+    notes: list[str] = []
+    if instrument is not None:
+        from analysis.reliability import _construct_ids, _is_latent, _items_of, recode_items
+
+        if items is None:
+            items = [i for c in _construct_ids(instrument) if _is_latent(instrument, c) for i in _items_of(instrument, c)]
+        x = recode_items(data, instrument, list(items))
+    else:
+        x = data[list(items)] if items is not None else data.select_dtypes("number")
+    complete = x.dropna()
+    if len(complete) < len(x):
+        notes.append(f"{len(x) - len(complete)} respondent(s) with a missing answer left out (listwise).")
+    k = kmo(complete)
+    b = bartlett_sphericity(complete)
+    pa = parallel_analysis(complete, seed=seed, n_iter=n_iter)
+    if n_factors is None:
+        n_factors = max(1, pa.attrs["n_factors"])
+        notes.append(f"n_factors = {n_factors} from parallel analysis.")
+    res = efa(complete, n_factors, rotation=rotation, method=method)
+    if k.loc["overall", "msa"] < 0.6:
+        notes.append(f"KMO {k.loc['overall', 'msa']:.2f} < .60: the items may share too little variance for factoring.")
+    return EFAResult(**{**res.__dict__, "kmo": k, "bartlett": b, "parallel": pa, "notes": tuple(notes)})
