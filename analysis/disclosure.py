@@ -32,6 +32,9 @@ class SuppressedTable:
     threshold: int
     # The original counts, kept so totals stay right; never shown cell by cell.
     original: pd.DataFrame = field(repr=False, default=None)  # type: ignore[assignment]
+    # Lines whose only hidden cell could not be protected by another: their totals are withheld.
+    withheld_rows: tuple = ()
+    withheld_cols: tuple = ()
 
     @property
     def n_suppressed(self) -> int:
@@ -43,8 +46,14 @@ class SuppressedTable:
         out = out.map(lambda v: v if isinstance(v, str) else f"{int(v):d}")
         if totals:
             raw = self.original
-            out["Total"] = [_safe_total(v, self.threshold) for v in raw.sum(axis=1)]
-            col_totals = [_safe_total(v, self.threshold) for v in raw.sum(axis=0)]
+            out["Total"] = [
+                SUPPRESSED if row in self.withheld_rows else _safe_total(v, self.threshold)
+                for row, v in raw.sum(axis=1).items()
+            ]
+            col_totals = [
+                SUPPRESSED if col in self.withheld_cols else _safe_total(v, self.threshold)
+                for col, v in raw.sum(axis=0).items()
+            ]
             out.loc["Total"] = col_totals + [_safe_total(raw.to_numpy().sum(), self.threshold)]
         return out
 
@@ -68,23 +77,27 @@ def suppress_counts(counts: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD)
     v = values.to_numpy()
     primary = (v > 0) & (v < threshold)
     mask = primary.copy()
-    changed = True
-    while changed:
-        changed = False
-        for axis in (0, 1):
-            lines = mask if axis == 1 else mask.T
-            vals = v if axis == 1 else v.T
-            for i in range(lines.shape[0]):
-                if lines[i].sum() == 1:
-                    candidates = np.where(~lines[i] & (vals[i] > 0))[0]
-                    if candidates.size == 0:
-                        continue  # nothing left to protect with: the total itself is withheld
-                    j = candidates[np.argmin(vals[i, candidates])]
-                    if axis == 1:
-                        mask[i, j] = True
-                    else:
-                        mask[j, i] = True
-                    changed = True
+    unprotectable: set[tuple[int, int]] = set()  # (axis, line) with no cell left to hide
+    while True:
+        rows = [r for r in np.where(mask.sum(axis=1) == 1)[0] if (1, r) not in unprotectable]
+        cols = [c for c in np.where(mask.sum(axis=0) == 1)[0] if (0, c) not in unprotectable]
+        if not rows and not cols:
+            break
+        open_cells = ~mask & (v > 0)
+        # A cell at the crossing of an exposed row and an exposed column protects both at once.
+        both = [(v[r, c], r, c) for r in rows for c in cols if open_cells[r, c]]
+        if both:
+            _, r, c = min(both)
+            mask[r, c] = True
+            continue
+        # Otherwise hide the smallest cell that protects some exposed line.
+        options = [(v[r, c], r, c) for r in rows for c in np.where(open_cells[r])[0]]
+        options += [(v[r, c], r, c) for c in cols for r in np.where(open_cells[:, c])[0]]
+        if not options:
+            unprotectable |= {(1, r) for r in rows} | {(0, c) for c in cols}
+            continue
+        _, r, c = min(options)
+        mask[r, c] = True
     mask_df = pd.DataFrame(mask, index=counts.index, columns=counts.columns)
     table = SuppressedTable(
         values=values.where(~mask_df),
@@ -92,6 +105,8 @@ def suppress_counts(counts: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD)
         primary=pd.DataFrame(primary, index=counts.index, columns=counts.columns),
         threshold=threshold,
         original=values,
+        withheld_rows=tuple(counts.index[r] for axis, r in unprotectable if axis == 1),
+        withheld_cols=tuple(counts.columns[c] for axis, c in unprotectable if axis == 0),
     )
     return table
 

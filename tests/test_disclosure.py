@@ -17,11 +17,11 @@ def _counts():
 def test_small_cell_and_its_complement_are_hidden():
     t = suppress_counts(_counts(), threshold=10)
     assert t.primary.loc["Black", "Female"] and t.primary.to_numpy().sum() == 1
-    # Row 'Black': the next smallest non-zero cell (Other = 15) protects it;
-    # column 'Female': the next smallest non-zero cell (White = 60) protects it; then
-    # row 'White' has one hidden cell, so its smallest non-zero unsuppressed cell (Male = 55) goes too,
-    # and column 'Other' now has one (15), so Asian/Other (12) is hidden; row Asian then hides Male (110)...
+    # Black/Female (4) is protected in its row by Other (15), then column Other by Asian (12),
+    # and Asian/Female (120) closes both the Asian row and the Female column: a rectangle of four.
     m = t.mask
+    assert sorted(m.stack()[m.stack()].index.tolist()) == [
+        ("Asian", "Female"), ("Asian", "Other"), ("Black", "Female"), ("Black", "Other")]
     for row in m.index:  # no line is left with exactly one hidden cell
         assert m.loc[row].sum() != 1
     for col in m.columns:
@@ -42,6 +42,16 @@ def test_small_total_is_itself_suppressed():
     counts = pd.DataFrame({"a": [3, 20], "b": [2, 30]}, index=["x", "y"])
     f = suppress_counts(counts, threshold=10).formatted()
     assert f.loc["x", "Total"] == "[s]"  # 5 respondents in the whole row
+
+
+def test_total_is_withheld_when_no_cell_can_protect():
+    counts = pd.DataFrame({"a": [3, 20], "b": [0, 30]}, index=["x", "y"])
+    t = suppress_counts(counts, threshold=2)  # 3 is safe at threshold 2: nothing hidden
+    assert t.n_suppressed == 0
+    counts = pd.DataFrame({"a": [4, 20], "b": [0, 0], "c": [0, 25]}, index=["x", "y"])
+    f = suppress_counts(counts, threshold=3 + 2).formatted()
+    assert f.loc["x", "a"] == "[s]"
+    assert f.loc["x", "Total"] == "[s]"  # row x has no other non-zero cell to hide
 
 
 def test_no_suppression_when_all_cells_are_large():
