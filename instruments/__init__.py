@@ -1,0 +1,29 @@
+"""Questionnaire definitions: one YAML instrument drives fielding, scoring and models.
+
+    >>> from instruments import load_instrument
+    >>> inst = load_instrument("crs")          # the shipped Community Resilience Survey
+    >>> inst.construct_ids[:3]
+    ['CULT', 'PART', 'TRUST']
+"""
+
+from .errors import InstrumentError, InstrumentIssue, InstrumentReport, InstrumentWarning
+from .load import library_instruments, library_path, load_instrument, parse_instrument, validate_instrument
+from .schema import Category, Construct, Instrument, Item, Scale, Section
+
+__all__ = [
+    "load_instrument",
+    "validate_instrument",
+    "parse_instrument",
+    "library_path",
+    "library_instruments",
+    "Instrument",
+    "Item",
+    "Scale",
+    "Category",
+    "Construct",
+    "Section",
+    "InstrumentError",
+    "InstrumentIssue",
+    "InstrumentReport",
+    "InstrumentWarning",
+]
