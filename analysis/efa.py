@@ -23,7 +23,10 @@ _ROTATIONS = ("oblimin", "promax", "geomin_obl", "quartimin", "varimax", "none")
 _METHODS = ("minres", "ml", "principal")
 
 
-class EFAError(ValueError):
+from analysis.errors import AnalysisError
+
+
+class EFAError(AnalysisError):
     """The data cannot support the requested factor analysis."""
 
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import optimize, stats
 
 __all__ = [
     "cronbach_alpha",
@@ -43,7 +43,10 @@ __all__ = [
 _COLS = ["estimate", "ci.lower", "ci.upper", "n_obs"]
 
 
-class ReliabilityError(ValueError):
+from analysis.errors import AnalysisError
+
+
+class ReliabilityError(AnalysisError):
     """A reliability statistic cannot be computed from what was given."""
 
 
@@ -123,82 +126,19 @@ def cronbach_alpha(items: pd.DataFrame, *, ci_level: float = 0.95, nan_policy: s
 # ---------------------------------------------------------------- polychorics
 
 
-def _phi2(h: np.ndarray, k: np.ndarray, rho: float) -> np.ndarray:
-    """Bivariate standard normal CDF P(X<h, Y<k) with correlation rho (Owen's T)."""
-    h, k = np.broadcast_arrays(np.asarray(h, float), np.asarray(k, float))
-    out = np.empty(h.shape)
-    ninf = (h == -np.inf) | (k == -np.inf)
-    hinf, kinf = h == np.inf, k == np.inf
-    out[ninf] = 0.0
-    sel = ~ninf & hinf
-    out[sel] = special.ndtr(k[sel])
-    sel = ~ninf & kinf & ~hinf
-    out[sel] = special.ndtr(h[sel])
-    fin = ~ninf & ~hinf & ~kinf
-    if fin.any():
-        hh, kk = h[fin], k[fin]
-        # nudge exact zeros: the Owen's T form divides by h and k
-        hh = np.where(hh == 0, 1e-12, hh)
-        kk = np.where(kk == 0, 1e-12, kk)
-        s = np.sqrt(1 - rho * rho)
-        beta = np.where(hh * kk > 0, 0.0, 0.5)
-        val = (
-            0.5 * special.ndtr(hh)
-            + 0.5 * special.ndtr(kk)
-            - special.owens_t(hh, (kk - rho * hh) / (hh * s))
-            - special.owens_t(kk, (hh - rho * kk) / (kk * s))
-            - beta
-        )
-        out[fin] = val
-    return np.clip(out, 0.0, 1.0)
-
-
-def _thresholds(x: np.ndarray, cats: np.ndarray) -> np.ndarray:
-    cum = np.cumsum([np.sum(x == c) for c in cats])[:-1] / len(x)
-    return np.concatenate([[-np.inf], special.ndtri(cum), [np.inf]])
-
-
-def _polychoric_pair(x: np.ndarray, y: np.ndarray) -> float:
-    cx, cy = np.unique(x), np.unique(y)
-    tx, ty = _thresholds(x, cx), _thresholds(y, cy)
-    table = pd.crosstab(x, y).reindex(index=cx, columns=cy, fill_value=0).to_numpy(float)
-    hi_x, lo_x = np.meshgrid(tx[1:], ty[1:], indexing="ij")[0], np.meshgrid(tx[:-1], ty[1:], indexing="ij")[0]
-    hi_y, lo_y = np.meshgrid(tx[1:], ty[1:], indexing="ij")[1], np.meshgrid(tx[1:], ty[:-1], indexing="ij")[1]
-
-    def nll(rho: float) -> float:
-        p = (
-            _phi2(hi_x, hi_y, rho)
-            - _phi2(lo_x, hi_y, rho)
-            - _phi2(hi_x, lo_y, rho)
-            + _phi2(lo_x, lo_y, rho)
-        )
-        return -float(np.sum(table * np.log(np.maximum(p, 1e-300))))
-
-    res = optimize.minimize_scalar(nll, bounds=(-0.9999, 0.9999), method="bounded", options={"xatol": 1e-10})
-    return float(res.x)
-
-
 def polychoric_matrix(items: pd.DataFrame) -> pd.DataFrame:
-    """Polychoric correlation matrix (two-step: thresholds from the margins, then ML rho).
+    """Polychoric correlation matrix of listwise-complete cases.
 
-    Listwise-complete cases, as ``lavaan::lavCor(x, ordered = names(x))``.
-    Uses the engine's ``analysis.estimators.polychoric`` when it is installed.
+    Two-step ML (thresholds from the margins, then each rho), as
+    ``lavaan::lavCor(x, ordered = names(x))``; computed by
+    :mod:`analysis.polychoric`.
     """
-    items = _numeric_items(items, "polychoric_matrix").dropna()
-    try:  # the engine's implementation, when it exists, is the one to trust
-        from analysis.estimators import polychoric as _engine  # type: ignore
+    from analysis.polychoric import ordinal_codes, ordinal_stats
 
-        if hasattr(_engine, "polychoric_matrix"):
-            return _engine.polychoric_matrix(items)
-    except ImportError:
-        pass
-    x = items.to_numpy()
-    k = x.shape[1]
-    r = np.eye(k)
-    for i in range(k):
-        for j in range(i):
-            r[i, j] = r[j, i] = _polychoric_pair(x[:, i], x[:, j])
-    return pd.DataFrame(r, index=items.columns, columns=items.columns)
+    items = _numeric_items(items, "polychoric_matrix").dropna()
+    codes, _ = ordinal_codes(items, list(items.columns))
+    st = ordinal_stats(codes, gamma=False, missing="listwise")
+    return pd.DataFrame(st.corr, index=items.columns, columns=items.columns)
 
 
 def ordinal_alpha(items: pd.DataFrame) -> pd.DataFrame:
@@ -324,7 +264,7 @@ def _nobs_of(fit: Any) -> Any:
     return np.nan
 
 
-def _sample_cov(fit: Any, data: pd.DataFrame | None, group: str | None) -> dict[Any, pd.DataFrame]:
+def _sample_cov(fit: Any, data: pd.DataFrame | None, group: str | None, names: list[str]) -> dict[Any, pd.DataFrame]:
     """Sample covariance (divisor N, lavaan's sampstat) per group."""
     if data is None:
         for attr in ("sample_cov", "sample_covs"):
@@ -340,17 +280,21 @@ def _sample_cov(fit: Any, data: pd.DataFrame | None, group: str | None) -> dict[
             group = getattr(fit, "group", None)
     if data is None:
         return {}
+    absent = [v for v in names if v not in data.columns]
+    if absent:
+        raise ReliabilityError(f"The data lack indicator column(s) of the model: {', '.join(absent)}.")
     if group is None:
-        return {1: data.cov(ddof=0)}
+        return {1: data[names].dropna().cov(ddof=0)}
     labels = list(pd.unique(data[group].dropna()))
-    return {i + 1: data[data[group] == lab].drop(columns=[group]).cov(ddof=0) for i, lab in enumerate(labels)}
+    return {i + 1: data.loc[data[group] == lab, names].dropna().cov(ddof=0) for i, lab in enumerate(labels)}
 
 
 def _reliability_table(
     fit: Any, data: pd.DataFrame | None, group: str | None, obs_var: bool, kind: str
 ) -> pd.DataFrame:
     blocks = _blocks(fit)
-    sample = _sample_cov(fit, data, group) if obs_var else {}
+    names = list(dict.fromkeys(v for b in blocks.values() for v in b.lam.index))
+    sample = _sample_cov(fit, data, group, names) if obs_var else {}
     rows = []
     for g, b in blocks.items():
         lam = b.lam
@@ -638,7 +582,8 @@ def _construct_ids(instrument: Any) -> list[str]:
 
 
 def _items_of(instrument: Any, construct: str) -> list[str]:
-    return [getattr(i, "id", i) for i in instrument.items_of(construct)]
+    # attention checks or REPR indicators tagged with a construct are not scale items
+    return [getattr(i, "id", i) for i in instrument.items_of(construct) if getattr(i, "role", "item") == "item"]
 
 
 def _reverse_keyed(instrument: Any) -> list[str]:
