@@ -1,0 +1,96 @@
+"""EFA against psych (KMO, cortest.bartlett, fa minres with oblimin/promax) and bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.efa import EFAError, bartlett_sphericity, efa, efa_report, kmo, parallel_analysis
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return json.loads((FIX / "lavaan" / "psychometrics_efa.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def hs():
+    return pd.read_csv(FIX / "data" / "HolzingerSwineford1939.csv")[[f"x{i}" for i in range(1, 10)]]
+
+
+def test_kmo_matches_psych(ref, hs):
+    k = kmo(hs)
+    assert k.loc["overall", "msa"] == pytest.approx(ref["kmo"]["overall"], abs=1e-8)
+    for item, v in ref["kmo"]["items"].items():
+        assert k.loc[item, "msa"] == pytest.approx(v, abs=1e-8)
+
+
+def test_bartlett_matches_psych(ref, hs):
+    b = bartlett_sphericity(hs).iloc[0]
+    assert b["chisq"] == pytest.approx(ref["bartlett"]["chisq"], abs=1e-6)
+    assert b["df"] == ref["bartlett"]["df"]
+    assert b["pvalue"] == pytest.approx(ref["bartlett"]["pvalue"], rel=1e-6)
+
+
+def _match_columns(got: pd.DataFrame, exp: pd.DataFrame) -> pd.DataFrame:
+    """psych names and orders factors its own way: pair columns by their largest agreement."""
+    order = [int(np.argmax([abs(np.corrcoef(got[g], exp[e])[0, 1]) for g in got.columns])) for e in exp.columns]
+    return got.iloc[:, order].set_axis(exp.columns, axis=1)
+
+
+@pytest.mark.parametrize("rotation", ["oblimin", "promax"])
+def test_loadings_and_factor_correlations_match_psych_fa(ref, hs, rotation):
+    r = ref[rotation]
+    exp = pd.DataFrame(r["loadings"]["values"], index=r["loadings"]["rownames"], columns=r["loadings"]["colnames"])
+    res = efa(hs, 3, rotation=rotation, method="minres")
+    got = _match_columns(res.loadings, exp)
+    # minres converges to ~1e-5 in both programs
+    np.testing.assert_allclose(got.loc[exp.index], exp, atol=2e-4)
+    phi = pd.DataFrame(r["phi"]["values"], index=exp.columns, columns=exp.columns)
+    cols = [res.loadings.columns[list(got.columns).index(c)] for c in exp.columns]
+    np.testing.assert_allclose(res.factor_correlations.loc[cols, cols], phi, atol=2e-4)
+    np.testing.assert_allclose(res.communalities[exp.index], [r["communality"][i] for i in exp.index], atol=2e-4)
+
+
+def test_parallel_analysis_is_seeded_and_finds_three_factors(hs):
+    a = parallel_analysis(hs, seed=42, n_iter=50)
+    b = parallel_analysis(hs, seed=42, n_iter=50)
+    c = parallel_analysis(hs, seed=43, n_iter=50)
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["random.q95"], c["random.q95"])
+    assert a.attrs["n_factors"] == 3  # the three HS abilities
+    assert (a["observed"] == parallel_analysis(hs, seed=1, n_iter=5)["observed"]).all()  # data part is not random
+    pc = parallel_analysis(hs, seed=42, n_iter=50, kind="pc")
+    assert pc["observed"].sum() == pytest.approx(9.0)  # eigenvalues of a 9x9 correlation matrix
+
+
+def test_efa_report_chooses_n_factors_and_reports(hs):
+    res = efa_report(hs, seed=3, n_iter=30)
+    assert res.n_factors == 3
+    assert res.loadings.shape == (9, 3)
+    d = res.to_dict()
+    json.dumps(d)
+    assert d["kmo"]["overall"] == pytest.approx(0.7522, abs=1e-4)
+    text = res.summary()
+    assert "oblimin" in text and "Parallel analysis (seed 3) suggests 3" in text
+    assert "<table" in res._repr_html_()
+    # x5 loads on the textual factor only
+    top = res.loadings_table(cutoff=0.3)
+    assert top.loc["x5"].notna().sum() == 1
+
+
+def test_efa_bad_input(hs):
+    with pytest.raises(EFAError, match="'n_factors' parameter of efa must be an int in \\[1, 8\\]. Got 9"):
+        efa(hs, 9)
+    with pytest.raises(EFAError, match="'rotation'.*Got 'bogus'"):
+        efa(hs, 2, rotation="bogus")
+    with pytest.raises(EFAError, match="without variance: x1"):
+        kmo(hs.assign(x1=1.0))
+    with pytest.raises(EFAError, match="more complete cases \\(3\\) than items \\(9\\)"):
+        kmo(hs.head(3))
+    with pytest.raises(EFAError, match="'n_iter'.*Got 0"):
+        parallel_analysis(hs, n_iter=0)
