@@ -175,8 +175,10 @@ class InstrumentReport:
             f"({len(self.errors)} errors, {len(self.warnings)} warnings)",
             show_lines=False,
         )
-        for col in ("Location", "Field", "Type", "Message"):
-            table.add_column(col, overflow="fold")
+        table.add_column("Location", no_wrap=True)
+        table.add_column("Field", overflow="fold")
+        table.add_column("Type", no_wrap=True)
+        table.add_column("Message", overflow="fold", ratio=1)
         for i in self.issues:
             style = "red" if i.severity == "error" else "yellow"
             table.add_row(i.location, i.path, f"[{style}]{i.type}[/{style}]", i.message)

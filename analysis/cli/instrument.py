@@ -1,0 +1,194 @@
+"""`resilience instrument ...`: check, show and document questionnaire definitions.
+
+A thin layer over :mod:`instruments`: every command calls the library and only
+formats. Exit codes: 0 valid, 1 the instrument has errors, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Check, show and document questionnaire definitions (instrument YAML files).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PathArg = typer.Argument(..., help="Instrument YAML file, or the name of a shipped one (e.g. crs).")
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class CodebookFormat(str, Enum):
+    markdown = "markdown"
+    tableschema = "tableschema"
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, soft_wrap=False)
+
+
+def _load_or_exit(path: str):
+    """Load the instrument; on errors print the report to stderr and exit 1."""
+    from instruments import InstrumentError, load_instrument
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warnings are shown by `validate`
+        try:
+            return load_instrument(path)
+        except InstrumentError as err:
+            console = _console(stderr=True)
+            console.print(err.report.as_table())
+            raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    path: str = PathArg,
+    format: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table or json"),
+) -> None:
+    """Check an instrument; exit 0 if valid, 1 if it has errors (warnings do not fail)."""
+    from instruments import validate_instrument
+
+    report = validate_instrument(path)
+    if format is ReportFormat.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        console = _console()
+        if report.issues:
+            console.print(report.as_table())
+        if report.valid:
+            from instruments import load_instrument
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                inst = load_instrument(path)
+            console.print(
+                f"[green]valid[/green] {path}: {inst.id} {inst.version}, "
+                f"{len(inst.constructs)} constructs, {len(inst.items)} items, "
+                f"languages {', '.join(inst.languages)}"
+                + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
+            )
+        else:
+            console.print(f"[red]invalid[/red] {path}: {len(report.errors)} error(s)")
+    raise typer.Exit(int(not report.valid))
+
+
+@app.command()
+def show(
+    path: str = PathArg,
+    lang: str = typer.Option(None, "--lang", help="language of the item texts (default: the instrument's)"),
+) -> None:
+    """Summarise an instrument: languages, constructs, items per construct, reverse-keyed items."""
+    inst = _load_or_exit(path)
+    lang = lang or inst.default_language
+    if lang not in inst.languages:
+        _console(stderr=True).print(f"[red]unknown language {lang!r}[/red]; this instrument has "
+                                    f"{', '.join(inst.languages)}")
+        raise typer.Exit(2)
+    console = _console()
+    console.print(f"[bold]{inst.title}[/bold]  ({inst.id} {inst.version})")
+    langs = []
+    for code in inst.languages:
+        status = "default" if code == inst.default_language else (
+            inst.translations[code].status if code in inst.translations else "no status")
+        langs.append(f"{code} ({status})")
+    console.print("Languages: " + ", ".join(langs))
+    console.print(f"{len(inst.sections)} sections, {len(inst.items)} items, "
+                  f"{len(inst.constructs)} constructs, {len(inst.references)} references")
+
+    table = Table(title="Constructs")
+    for col in ("Construct", "Label", "Figure 1 box", "Kind", "Items", "n", "Reverse-keyed"):
+        table.add_column(col, overflow="fold")
+    for c in inst.constructs:
+        items = inst.items_of(c.id)
+        table.add_row(c.id, c.label, c.figure1_box, c.kind, " ".join(i.id for i in items),
+                      str(len(items)), " ".join(i.id for i in items if i.reverse) or "-")
+    console.print(table)
+
+    items = Table(title=f"Items ({lang})")
+    for col in ("Section", "Item", "Construct", "Scale", "Role", "Text"):
+        items.add_column(col, overflow="fold")
+    for it in inst.items:
+        construct = (it.construct or "") + (" (R)" if it.reverse else "")
+        items.add_row(it.section or "", it.id, construct, it.scale, it.role, it.text.get(lang, ""))
+    console.print(items)
+
+    other = Table(title="Grouping, attention and consent items")
+    for col in ("Item", "Role", "Details"):
+        other.add_column(col, overflow="fold")
+    for it in inst.items:
+        if it.role == "attention":
+            other.add_row(it.id, it.role, f"expects code {it.expected}")
+        elif it.role == "grouping":
+            detail = f"scale {it.scale}"
+            if it.collapsed is not None:
+                detail += f"; collapsed {it.collapsed.id} ({len(it.collapsed.groups)} groups)"
+            other.add_row(it.id, it.role, detail)
+        elif it.role == "consent":
+            other.add_row(it.id, it.role, "gates the rest of the survey")
+    console.print(other)
+
+
+@app.command()
+def codebook(
+    path: str = PathArg,
+    output: Path = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
+    format: CodebookFormat = typer.Option(None, "--format", "-f",
+                                          help="markdown or tableschema (default: from the file suffix)"),
+    lang: str = typer.Option(None, "--lang", help="language of labels (default: the instrument's)"),
+) -> None:
+    """Write a codebook: Markdown, or a frictionless Table Schema (JSON) for the data."""
+    from instruments.codebook import markdown_codebook, table_schema_json
+
+    inst = _load_or_exit(path)
+    if lang is not None and lang not in inst.languages:
+        _console(stderr=True).print(f"[red]unknown language {lang!r}[/red]; this instrument has "
+                                    f"{', '.join(inst.languages)}")
+        raise typer.Exit(2)
+    if format is None:
+        format = CodebookFormat.tableschema if output and output.suffix == ".json" else CodebookFormat.markdown
+    text = table_schema_json(inst, lang=lang) if format is CodebookFormat.tableschema else \
+        markdown_codebook(inst, lang=lang) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        _console(stderr=True).print(f"[red]cannot write {output}[/red]: {err.strerror}")
+        raise typer.Exit(2)
+    _console(stderr=True).print(f"wrote {format.value} codebook of {inst.id} {inst.version} to {output}")
+
+
+@app.command()
+def schema(
+    output: Path = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
+) -> None:
+    """Export the JSON Schema of the instrument format (for editor completion)."""
+    from instruments.jsonschema import instrument_json_schema_text
+
+    text = instrument_json_schema_text()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        _console(stderr=True).print(f"[red]cannot write {output}[/red]: {err.strerror}")
+        raise typer.Exit(2)
+    _console(stderr=True).print(f"wrote the instrument JSON Schema to {output}")
