@@ -1,0 +1,379 @@
+"""Write responses the way the field platforms export them, and write tables safely.
+
+The writers take responses in the suite's shape (``respondent_id``,
+``language``, ``form_version``, optional ``submitted_at``/``started_at``/
+``ended_at``/``duration_s``, then item columns holding codes) and produce the
+files KoboToolbox, ODK Central, REDCap and LimeSurvey hand to researchers. The
+simulator uses them (``resilience simulate --format kobo|odk|redcap|limesurvey``)
+and the tests use them for round trips through :mod:`instruments.ingest`.
+
+Every writer that produces a spreadsheet or CSV neutralises cells a spreadsheet
+would run as a formula (text starting with ``=``, ``+``, ``-``, ``@``, tab or
+carriage return gets a leading apostrophe; numbers are left alone), and XLSX
+cells are always written as text, never as formulas.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .ingest import limesurvey_answer_code, limesurvey_code
+
+__all__ = [
+    "FORMULA_PREFIXES",
+    "neutralise",
+    "neutralise_frame",
+    "write_csv",
+    "write_xlsx",
+    "write_table",
+    "to_kobo",
+    "to_odk",
+    "to_redcap",
+    "to_limesurvey",
+    "write_kobo",
+    "write_odk",
+    "write_redcap",
+    "write_limesurvey",
+    "DATA_WRITERS",
+    "write_responses",
+]
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+# ---------------------------------------------------------------------------
+# formula-injection defence and atomic writing
+# ---------------------------------------------------------------------------
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def neutralise(value):
+    """``'=HYPERLINK(...)`` for a cell text a spreadsheet would execute; numbers untouched."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every text cell neutralised (vectorised over text columns)."""
+    out = frame.copy()
+    for col in out.columns:
+        s = out[col]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
+            continue
+        text = s.astype("string")
+        risky = text.str.match(r"^[=+\-@\t\r]", na=False)
+        if risky.any():
+            numeric = pd.to_numeric(text[risky], errors="coerce").notna()
+            fix = risky.copy()
+            fix[risky] = ~numeric.to_numpy()
+            out[col] = text.where(~fix, "'" + text)
+    # column headers are cells too
+    out.columns = [neutralise(str(c)) for c in out.columns]
+    return out
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write to a temporary file beside ``path`` and move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, *, sep: str = ",", bom: bool = False,
+              date_format: str | None = None) -> Path:
+    """CSV with formula cells neutralised, written atomically."""
+    safe = neutralise_frame(frame)
+    return _atomic(Path(path), lambda p: safe.to_csv(
+        p, index=False, sep=sep, encoding="utf-8-sig" if bom else "utf-8", date_format=date_format))
+
+
+def write_xlsx(sheets: dict[str, pd.DataFrame] | pd.DataFrame, path: str | Path) -> Path:
+    """XLSX where every text cell is stored as text (a leading '=' is never a formula)."""
+    import openpyxl
+
+    if isinstance(sheets, pd.DataFrame):
+        sheets = {"data": sheets}
+
+    def write(p: Path) -> None:
+        wb = openpyxl.Workbook()
+        wb.remove(wb.active)
+        for name, frame in sheets.items():
+            ws = wb.create_sheet(title=str(name)[:31])
+            ws.append([str(c) for c in frame.columns])
+            for row in frame.itertuples(index=False, name=None):
+                ws.append([_xlsx_value(v) for v in row])
+            for row in ws.iter_rows():
+                for cell in row:
+                    if isinstance(cell.value, str):
+                        cell.data_type = "s"  # text, never a formula
+        wb.save(p)
+
+    return _atomic(Path(path), write)
+
+
+def _xlsx_value(v):
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return int(v) if float(v).is_integer() else float(v)
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    return v
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write by extension: .csv, .tsv, .xlsx, .parquet, .sav, .dta, .json."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        return write_csv(frame, path)
+    if ext in (".tsv", ".txt"):
+        return write_csv(frame, path, sep="\t")
+    if ext == ".xlsx":
+        return write_xlsx(frame, path)
+    if ext == ".parquet":
+        return _atomic(path, lambda p: frame.to_parquet(p, index=False))
+    if ext == ".json":
+        return _atomic(path, lambda p: frame.to_json(p, orient="records", force_ascii=False, indent=1,
+                                                     date_format="iso"))
+    if ext in (".sav", ".dta"):
+        import pyreadstat
+
+        fn = pyreadstat.write_sav if ext == ".sav" else pyreadstat.write_dta
+        plain = frame.copy()
+        for col in plain.columns:
+            if isinstance(plain[col].dtype, pd.StringDtype):
+                plain[col] = plain[col].astype(object).where(plain[col].notna(), "")
+        return _atomic(path, lambda p: fn(plain, str(p)))
+    raise ValueError(f"{path.name}: unknown table format {ext!r} (use .csv, .tsv, .xlsx, .parquet, .json, .sav, .dta)")
+
+
+# ---------------------------------------------------------------------------
+# shaping responses like the platforms
+# ---------------------------------------------------------------------------
+
+def _codes_as_text(col: pd.Series) -> pd.Series:
+    """1.0 -> '1', NaN -> '' (platforms export codes as text)."""
+    num = pd.to_numeric(col, errors="coerce")
+    whole = num.notna() & (num % 1 == 0)
+    out = num.astype("string")
+    out = out.where(~whole, num.where(whole).astype("Int64").astype("string"))
+    return out.fillna("")
+
+
+def _value_column(data: pd.DataFrame, instrument, item, *, labels: str | None = None,
+                  code_text: Callable[[int], str] | None = None) -> pd.Series:
+    scale = instrument.scales[item.scale]
+    if item.id not in data:
+        return pd.Series([""] * len(data), index=data.index, dtype="string")
+    col = data[item.id]
+    if scale.type == "text":
+        return col.astype("string").fillna("")
+    if scale.type == "date":
+        return pd.to_datetime(col, errors="coerce").dt.strftime("%Y-%m-%d").fillna("")
+    if scale.is_categorical and (labels or code_text):
+        cats = [*scale.categories, *scale.missing]
+        if labels:
+            table = {float(c.code): c.label.get(labels, "") for c in cats}
+        else:
+            table = {float(c.code): code_text(c.code) for c in cats}
+        num = pd.to_numeric(col, errors="coerce")
+        mapped = num.map(table)
+        # a code outside the scale is written as it is, for validation to catch
+        return mapped.where(mapped.notna(), _codes_as_text(col)).astype("string").fillna("")
+    return _codes_as_text(col)
+
+
+def _times(data: pd.DataFrame):
+    """(start, end, submitted) as datetimes, derived where only some are known."""
+    n = len(data)
+    nat = pd.Series(pd.NaT, index=data.index, dtype="datetime64[ns]")
+    sub = pd.to_datetime(data["submitted_at"]) if "submitted_at" in data else nat
+    start = pd.to_datetime(data["started_at"]) if "started_at" in data else nat
+    end = pd.to_datetime(data["ended_at"]) if "ended_at" in data else nat
+    if "duration_s" in data:
+        dur = pd.to_timedelta(pd.to_numeric(data["duration_s"], errors="coerce"), unit="s")
+        end = end.where(end.notna(), sub)
+        start = start.where(start.notna(), end - dur)
+    end = end.where(end.notna(), sub)
+    sub = sub.where(sub.notna(), end)
+    del n
+    return start, end, sub
+
+
+def _iso(ts: pd.Series, fmt: str = "%Y-%m-%dT%H:%M:%S.000+00:00") -> pd.Series:
+    return ts.dt.strftime(fmt).fillna("")
+
+
+def _ids(data: pd.DataFrame) -> pd.Series:
+    if "respondent_id" in data:
+        return data["respondent_id"].astype("string")
+    return pd.Series([f"r{i + 1}" for i in range(len(data))], index=data.index, dtype="string")
+
+
+def _version(data: pd.DataFrame, instrument) -> pd.Series:
+    if "form_version" in data:
+        fv = data["form_version"].astype("string").fillna("")
+        return fv.where(fv != "", instrument.version)
+    return pd.Series([instrument.version] * len(data), index=data.index, dtype="string")
+
+
+def to_kobo(data: pd.DataFrame, instrument, *, headers: str = "xml", language: str | None = None) -> pd.DataFrame:
+    """A KoboToolbox export: ``start``, ``end``, ``group/item`` columns, ``_uuid`` ...
+
+    ``headers="xml"`` gives XML names and codes ("XML values and headers");
+    ``headers="labels"`` gives question labels and answer labels in ``language``.
+    Checkbox columns ``item___code`` become Kobo's ``group/item/code`` 0/1
+    columns next to a space-separated summary column.
+    """
+    lang = language or instrument.default_language
+    labels = lang if headers == "labels" else None
+    start, end, sub = _times(data)
+    out: dict[str, pd.Series] = {"start": _iso(start), "end": _iso(end)}
+    for it in instrument.items:
+        name = f"{it.section}/{it.id}" if headers == "xml" else it.text.get(lang, it.id)
+        out[name] = _value_column(data, instrument, it, labels=labels)
+        boxes = sorted((c for c in data.columns if c.startswith(it.id + "___")),
+                       key=lambda c: int(c.rsplit("___", 1)[1]))
+        if boxes:
+            ticked = [data[c] for c in boxes]
+            codes = [c.rsplit("___", 1)[1] for c in boxes]
+            summary = [" ".join(code for code, v in zip(codes, vals) if v == 1)
+                       if not all(pd.isna(v) for v in vals) else "" for vals in zip(*ticked)]
+            out[name] = pd.Series(summary, index=data.index, dtype="string")
+            for c, code in zip(boxes, codes):
+                out[f"{name}/{code}"] = _codes_as_text(data[c])
+    ids = _ids(data)
+    out.update({
+        "_id": pd.Series(np.arange(1, len(data) + 1), index=data.index).astype("string"),
+        "_uuid": ids,
+        "_submission_time": _iso(sub, "%Y-%m-%dT%H:%M:%S"),
+        "_validation_status": pd.Series([""] * len(data), index=data.index, dtype="string"),
+        "_notes": pd.Series([""] * len(data), index=data.index, dtype="string"),
+        "_status": pd.Series(["submitted_via_web"] * len(data), index=data.index, dtype="string"),
+        "_submitted_by": pd.Series([""] * len(data), index=data.index, dtype="string"),
+        "__version__": _version(data, instrument),
+        "_tags": pd.Series([""] * len(data), index=data.index, dtype="string"),
+        "_index": pd.Series(np.arange(1, len(data) + 1), index=data.index).astype("string"),
+    })
+    return pd.DataFrame(out)
+
+
+def to_odk(data: pd.DataFrame, instrument) -> pd.DataFrame:
+    """An ODK Central CSV export: ``SubmissionDate``, ``group-item``, ``KEY``, ``FormVersion`` ..."""
+    start, end, sub = _times(data)
+    blank = pd.Series([""] * len(data), index=data.index, dtype="string")
+    out: dict[str, pd.Series] = {
+        "SubmissionDate": _iso(sub, "%Y-%m-%dT%H:%M:%S.000Z"),
+        "start": _iso(start), "end": _iso(end),
+    }
+    for it in instrument.items:
+        out[f"{it.section}-{it.id}"] = _value_column(data, instrument, it)
+    ids = _ids(data)
+    key = ids.where(ids.str.startswith("uuid:"), "uuid:" + ids)
+    out.update({
+        "meta-instanceID": key, "KEY": key, "SubmitterID": blank, "SubmitterName": blank,
+        "AttachmentsPresent": blank.replace("", "0"), "AttachmentsExpected": blank.replace("", "0"),
+        "Status": blank, "ReviewState": blank, "DeviceID": blank, "Edits": blank.replace("", "0"),
+        "FormVersion": _version(data, instrument),
+    })
+    return pd.DataFrame(out)
+
+
+def to_redcap(data: pd.DataFrame, instrument, *, labels: bool = False, language: str | None = None) -> pd.DataFrame:
+    """A REDCap records export (raw codes, lower-case field names, ``field___code`` checkboxes)."""
+    lang = language or instrument.default_language
+    form = instrument.id.lower()
+    _, _, sub = _times(data)
+    out: dict[str, pd.Series] = {
+        "record_id": _ids(data),
+        "redcap_survey_identifier": pd.Series([""] * len(data), index=data.index, dtype="string"),
+        f"{form}_timestamp": sub.dt.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
+    }
+    for it in instrument.items:
+        name = it.id.lower() if not labels else it.text.get(lang, it.id)
+        out[name] = _value_column(data, instrument, it, labels=lang if labels else None)
+        for c in sorted(c for c in data.columns if c.startswith(it.id + "___")):
+            code = int(c.rsplit("___", 1)[1])
+            out[f"{it.id.lower()}___{code if code >= 0 else 'm' + str(-code)}"] = _codes_as_text(data[c].fillna(0))
+    # a hidden field (@HIDDEN @DEFAULT in the dictionary) carries the form version
+    out["form_version"] = _version(data, instrument)
+    out[f"{form}_complete"] = pd.Series(["2"] * len(data), index=data.index, dtype="string")
+    return pd.DataFrame(out)
+
+
+def to_limesurvey(data: pd.DataFrame, instrument) -> pd.DataFrame:
+    """A LimeSurvey response export (question codes, answer codes, ``startlanguage``)."""
+    start, end, sub = _times(data)
+    ids = _ids(data)
+    numeric = pd.to_numeric(ids, errors="coerce")
+    seq = pd.Series(np.arange(1, len(data) + 1), index=data.index).astype("string")
+    out: dict[str, pd.Series] = {
+        "id": ids if numeric.notna().all() else seq,
+        "token": ids,
+        "submitdate": sub.dt.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
+        "lastpage": pd.Series([str(len(instrument.sections))] * len(data), index=data.index, dtype="string"),
+        "startlanguage": (data["language"].astype("string") if "language" in data
+                          else pd.Series([instrument.default_language] * len(data), index=data.index, dtype="string")),
+        "seed": pd.Series([""] * len(data), index=data.index, dtype="string"),
+        "startdate": start.dt.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
+        "datestamp": end.dt.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
+    }
+    for it in instrument.items:
+        out[limesurvey_code(it.id)] = _value_column(data, instrument, it, code_text=limesurvey_answer_code)
+    # an equation question `formversion` carries the form version
+    out["formversion"] = _version(data, instrument)
+    if "duration_s" in data:
+        out["interviewtime"] = _codes_as_text(data["duration_s"])
+    return pd.DataFrame(out)
+
+
+def write_kobo(data, instrument, path, *, headers: str = "xml", language: str | None = None,
+               sep: str = ";") -> Path:
+    """Kobo's CSV export (semicolon-separated by default, as Kobo does)."""
+    return write_csv(to_kobo(data, instrument, headers=headers, language=language), path, sep=sep)
+
+
+def write_odk(data, instrument, path) -> Path:
+    return write_csv(to_odk(data, instrument), path)
+
+
+def write_redcap(data, instrument, path, *, labels: bool = False) -> Path:
+    return write_csv(to_redcap(data, instrument, labels=labels), path)
+
+
+def write_limesurvey(data, instrument, path) -> Path:
+    return write_csv(to_limesurvey(data, instrument), path)
+
+
+DATA_WRITERS = {"kobo": write_kobo, "odk": write_odk, "redcap": write_redcap, "limesurvey": write_limesurvey}
+
+
+def write_responses(data: pd.DataFrame, instrument, path, *, format: str) -> Path:  # noqa: A002
+    """Write responses as a platform export (kobo|odk|redcap|limesurvey) or a plain table."""
+    if format in DATA_WRITERS:
+        return DATA_WRITERS[format](data, instrument, path)
+    return write_table(data, path)
