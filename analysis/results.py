@@ -182,6 +182,8 @@ class FitResult:
     """The :class:`analysis.data.SampleStats` the model was fitted to."""
     vcov: np.ndarray | None = None
     """Covariance matrix of the free parameters."""
+    estimator_object: Any = None
+    """The fitted estimator (objective, information; robust pieces for scaled tests)."""
     syntax: str = ""
     """The model syntax as given."""
     extras: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,321 @@
+"""Comparing fitted models: chi-square difference tests and information criteria.
+
+``compare(fit_a, fit_b, ...)`` follows lavaan's ``lavTestLRT()`` (0.6-14):
+models are ordered by degrees of freedom, consecutive models are compared
+with the difference of their chi-square statistics (an RMSEA of the
+difference is reported for standard tests), and AIC/BIC are set side by
+side. For robust fits the scaled difference test is used: Satorra-Bentler
+(2001) for MLR/MLM, Satorra (2000) for WLSMV-type statistics, delegated to
+``analysis.estimators.robust.scaled_difference`` when that module provides it.
+
+Nestedness cannot be proven from two fits, but several signs that models are
+*not* nested are cheap to check and are reported as warnings: different
+observed variables or cases, equal degrees of freedom, a more restricted
+model that fits better, or a restricted model with free parameters the other
+model does not have at all. When models are not nested only AIC/BIC are
+meaningful, and the result says so.
+"""
+
+from __future__ import annotations
+
+import warnings as _warnings
+from collections.abc import Mapping
+from types import SimpleNamespace
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.errors import AnalysisError
+from analysis.results import ComparisonResult, FitResult, InvalidTestStatistic, TestStatistic
+
+__all__ = ["compare", "information_criteria", "lrt_rmsea", "satorra_bentler_2001",
+           "ComparisonWarning"]
+
+_EPS = np.finfo(float).eps ** (1 / 3)
+_SB_TESTS = ("satorra.bentler", "yuan.bentler", "yuan.bentler.mplus")
+_PARAM_OPS = ("=~", "~", "~~", "~1", "|")
+
+
+class ComparisonWarning(UserWarning):
+    """Models compared may not be nested, or differ in data or estimator."""
+
+
+def lrt_rmsea(chisq_diff: float, df_diff: float, n: int, n_groups: int = 1) -> float:
+    """RMSEA of a chi-square difference (lavaan's ``lav_fit_rmsea``)."""
+    if not df_diff or df_diff <= 0 or pd.isna(chisq_diff):
+        return float("nan")
+    return float(np.sqrt(max((chisq_diff / n) / df_diff - 1.0 / n, 0.0)) * np.sqrt(n_groups))
+
+
+def satorra_bentler_2001(t0: float, df0: float, c0: float, t1: float, df1: float,
+                         c1: float) -> TestStatistic | InvalidTestStatistic:
+    """Satorra-Bentler (2001) scaled difference of two standard statistics.
+
+    Model 0 is the more restricted (larger df). ``c`` are the scaling factors
+    (``chisq.scaling.factor``). cd = (df0 c0 - df1 c1) / (df0 - df1) and
+    T = (T0 - T1) / cd, referred to chi2(df0 - df1).
+    """
+    ddf = df0 - df1
+    if ddf <= 0:
+        return InvalidTestStatistic("the models have the same degrees of freedom",
+                                    name="chisq.diff")
+    cd = (df0 * c0 - df1 * c1) / ddf
+    if not cd > 0:
+        return InvalidTestStatistic(
+            f"negative scaling factor of the difference ({cd:.4g}); use the "
+            "Satorra-Bentler (2010) strictly positive test", name="chisq.diff")
+    t = (t0 - t1) / cd
+    return TestStatistic(t, ddf, float(stats.chi2.sf(t, ddf)), name="chisq.diff",
+                         null="the restricted model fits as well as the less restricted one",
+                         method="satorra.bentler.2001", scaling_factor=cd)
+
+
+def _observed(fit: FitResult) -> list[str]:
+    ss = getattr(fit, "sample_stats", None)
+    if ss is not None and getattr(ss, "ov_names", None):
+        return sorted(ss.ov_names)
+    pt = fit.params
+    body = pt[pt["op"].isin(_PARAM_OPS)]
+    lv = set(body.loc[body["op"] == "=~", "lhs"])
+    names = set(body["lhs"]) | set(body.loc[body["op"] != "~1", "rhs"])
+    return sorted(str(v) for v in names - lv if v and str(v) == str(v).strip())
+
+
+def _free_keys(fit: FitResult) -> set[tuple[str, str, str, int]]:
+    pt = fit.params
+    body = pt[pt["op"].isin(_PARAM_OPS) & (pt["free"].fillna(0) > 0)]
+    keys = set()
+    for lhs, op, rhs, g in zip(body["lhs"], body["op"], body["rhs"],
+                               body.get("group", pd.Series(1, index=body.index))):
+        a, b = (min(lhs, rhs), max(lhs, rhs)) if op == "~~" else (lhs, rhs)
+        keys.add((str(a), op, str(b), int(g)))
+    return keys
+
+
+def _all_keys(fit: FitResult) -> set[tuple[str, str, str, int]]:
+    pt = fit.params
+    body = pt[pt["op"].isin(_PARAM_OPS)]
+    keys = set()
+    for lhs, op, rhs, g in zip(body["lhs"], body["op"], body["rhs"],
+                               body.get("group", pd.Series(1, index=body.index))):
+        a, b = (min(lhs, rhs), max(lhs, rhs)) if op == "~~" else (lhs, rhs)
+        keys.add((str(a), op, str(b), int(g)))
+    return keys
+
+
+def _fmt_key(k: tuple[str, str, str, int]) -> str:
+    return f"{k[0]} ~1" if k[1] == "~1" else f"{k[0]} {k[1]} {k[2]}"
+
+
+def _value(fit: FitResult, key: str) -> float:
+    v = fit.fit_indices.get(key, np.nan)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _scaled_kind(fit: FitResult) -> str | None:
+    """The scaled test a fit carries ('satorra.bentler', 'scaled.shifted', ...), or None."""
+    t = fit.scaled_test
+    if t is not None:
+        return t.method
+    if not pd.isna(_value(fit, "chisq.scaled")):
+        return "scaled.shifted" if not pd.isna(_value(fit, "chisq.shift.parameter")) \
+            else "yuan.bentler.mplus"
+    return None
+
+
+def _scaled_difference(restricted: FitResult, general: FitResult,
+                       method: str) -> TestStatistic | InvalidTestStatistic:
+    """Delegate to ``analysis.estimators.robust.scaled_difference``; SB2001 from the
+    fit indices when that module is absent."""
+    null = "the restricted model fits as well as the less restricted one"
+    try:
+        from analysis.estimators.robust import scaled_difference
+    except ImportError:
+        scaled_difference = None
+    if scaled_difference is not None and method in ("satorra.bentler.2001", "satorra.2000"):
+        def proxy(fit: FitResult) -> SimpleNamespace:
+            # the robust module wants the fitted estimator object as `.estimator`
+            return SimpleNamespace(fit_indices=dict(fit.fit_indices),
+                                   estimator=getattr(fit, "estimator_object", None))
+        try:
+            out = scaled_difference(proxy(restricted), proxy(general))
+        except (ValueError, KeyError, TypeError) as exc:
+            return InvalidTestStatistic(f"scaled difference test failed: {exc}",
+                                        name="chisq.diff")
+        if isinstance(out, (TestStatistic, InvalidTestStatistic)):
+            return out
+        stat = out.get("chisq.diff.scaled", out.get("stat"))
+        return TestStatistic(float(stat), float(out.get("df.diff", out.get("df"))),
+                             float(out["pvalue"]), name="chisq.diff", null=null,
+                             method=str(out.get("method", method)),
+                             scaling_factor=out.get("scaling.factor"), shift=out.get("shift"))
+    if method == "satorra.bentler.2001":
+        return satorra_bentler_2001(
+            _value(restricted, "chisq"), _value(restricted, "df"),
+            _value(restricted, "chisq.scaling.factor"),
+            _value(general, "chisq"), _value(general, "df"),
+            _value(general, "chisq.scaling.factor"))
+    return InvalidTestStatistic(f"the {method} scaled difference test is not available",
+                                name="chisq.diff")
+
+
+def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None = None,
+            method: str = "default", warn: bool = True) -> ComparisonResult:
+    """Compare fitted models (lavaan's ``lavTestLRT(fit_a, fit_b)``).
+
+    Parameters
+    ----------
+    *fits : two or more :class:`FitResult`, or one mapping ``{name: fit}``.
+    names : model names (default: the mapping keys, else "model1", "model2", ...).
+    method : "default" (standard test, or the scaled test lavaan would pick),
+        "standard", "satorra.bentler.2001", "satorra.bentler.2010", "satorra.2000".
+    warn : also emit the warnings with :mod:`warnings` (they are always on the result).
+
+    Returns
+    -------
+    ComparisonResult with one row per model ordered by df: ``npar, df, aic,
+    bic, chisq, chisq.diff, df.diff, pvalue`` (and ``rmsea`` of the difference
+    for standard tests, ``scaling.factor`` for scaled ones).
+
+    Examples
+    --------
+    >>> # In R: lavTestLRT(fit_three_factor, fit_orthogonal)
+    >>> # compare(fit_three_factor, fit_orthogonal)  # chisq.diff 68.222, df 3
+    """
+    if len(fits) == 1 and isinstance(fits[0], Mapping):
+        mapping = dict(fits[0])
+        names = names or [str(k) for k in mapping]
+        fit_list = list(mapping.values())
+    else:
+        fit_list = list(fits)
+        names = names or [f"model{i + 1}" for i in range(len(fit_list))]
+    if len(fit_list) < 2:
+        raise AnalysisError("compare needs at least two fitted models")
+    if len(names) != len(fit_list):
+        raise AnalysisError(f"{len(names)} names for {len(fit_list)} models")
+    if len(set(names)) != len(names):
+        raise AnalysisError(f"model names must be distinct; got {names}")
+    for name, fit in zip(names, fit_list):
+        if not isinstance(fit, FitResult):
+            raise AnalysisError(f"model {name!r} is a {type(fit).__name__}, not a FitResult")
+
+    order = sorted(range(len(fit_list)), key=lambda i: _value(fit_list[i], "df"))
+    fits_sorted = [fit_list[i] for i in order]
+    names = [names[i] for i in order]
+    problems: list[str] = []
+    nested = True
+
+    ov = [_observed(f) for f in fits_sorted]
+    same_data = all(o == ov[0] for o in ov)
+    if not same_data:
+        problems.append("some models are based on a different set of observed variables; "
+                        "they are not nested: compare them by AIC/BIC only")
+        nested = False
+    ns = [f.ntotal for f in fits_sorted]
+    if len(set(ns)) > 1:
+        problems.append(f"the models were fitted to different numbers of cases ({ns}); "
+                        "likelihood-ratio tests and information criteria are not comparable")
+        nested = False
+        same_data = False
+    estimators = {f.estimator for f in fits_sorted}
+    if len(estimators) > 1:
+        problems.append(f"the models use different estimators ({', '.join(sorted(estimators))})")
+    if not all(f.converged for f in fits_sorted):
+        problems.append("not all models converged")
+
+    df = np.array([_value(f, "df") for f in fits_sorted])
+    chisq = np.array([_value(f, "chisq") for f in fits_sorted])
+    for m in range(1, len(fits_sorted)):
+        general, restricted = fits_sorted[m - 1], fits_sorted[m]
+        gname, rname = names[m - 1], names[m]
+        if df[m] == df[m - 1]:
+            problems.append(f"models {gname!r} and {rname!r} have the same degrees of freedom; "
+                            "they are not nested (or are equivalent): no difference test")
+            nested = False
+        elif chisq[m] - chisq[m - 1] < -_EPS:
+            problems.append(f"the more restricted model {rname!r} fits better than {gname!r} "
+                            f"(chisq {chisq[m]:.3f} < {chisq[m - 1]:.3f}); either the models "
+                            "are not nested or the less restricted model did not reach the "
+                            "global optimum")
+            nested = False
+        if same_data:
+            extra = _free_keys(restricted) - _all_keys(general)
+            if extra:
+                listed = ", ".join(_fmt_key(k) for k in sorted(extra)[:5])
+                problems.append(f"model {rname!r} has parameters that {gname!r} does not "
+                                f"({listed}{', ...' if len(extra) > 5 else ''}); the models "
+                                "do not appear to be nested")
+                nested = False
+
+    kinds = [_scaled_kind(f) for f in fits_sorted]
+    scaled = all(k is not None for k in kinds) and method != "standard"
+    if any(k is not None for k in kinds) and not all(k is not None for k in kinds) \
+            and method != "standard":
+        problems.append("some models (but not all) have scaled test statistics; "
+                        "the standard difference test is used")
+    if method == "default":
+        method = ("satorra.bentler.2001" if kinds[-1] in _SB_TESTS else "satorra.2000") \
+            if scaled else "standard"
+    elif not scaled and method != "standard":
+        problems.append(f"method {method!r} needs robust test statistics, which these fits "
+                        "lack; the standard difference test is used")
+        method = "standard"
+
+    table = pd.DataFrame({
+        "npar": [_value(f, "npar") for f in fits_sorted],
+        "df": df,
+        "aic": [_value(f, "aic") for f in fits_sorted],
+        "bic": [_value(f, "bic") for f in fits_sorted],
+        "chisq": chisq,
+    }, index=pd.Index(names, name="model"))
+    diff = np.full(len(names), np.nan)
+    ddf = np.full(len(names), np.nan)
+    pval = np.full(len(names), np.nan)
+    extra_col = np.full(len(names), np.nan)
+    tests: list[TestStatistic | InvalidTestStatistic] = []
+    if same_data:
+        for m in range(1, len(fits_sorted)):
+            general, restricted = fits_sorted[m - 1], fits_sorted[m]
+            if method == "standard":
+                d, dd = chisq[m] - chisq[m - 1], df[m] - df[m - 1]
+                p = float(stats.chi2.sf(d, dd)) if dd > 0 else float("nan")
+                test = TestStatistic(d, dd, p, name="chisq.diff", method="standard",
+                                     null="the restricted model fits as well as the less "
+                                          "restricted one")
+                extra_col[m] = lrt_rmsea(d, dd, general.ntotal, general.n_groups)
+            else:
+                test = _scaled_difference(restricted, general, method)
+                if isinstance(test, TestStatistic) and test.scaling_factor is not None:
+                    extra_col[m] = test.scaling_factor
+            if isinstance(test, InvalidTestStatistic):
+                problems.append(f"{names[m - 1]} vs {names[m]}: {test.reason}")
+            tests.append(test)
+            diff[m], ddf[m], pval[m] = test.stat, test.df, test.pvalue
+            if ddf[m] == 0:
+                pval[m] = np.nan
+    table["chisq.diff"] = diff
+    table["df.diff"] = ddf
+    table["pvalue"] = pval
+    table["rmsea" if method == "standard" else "scaling.factor"] = extra_col
+
+    if warn:
+        for p in problems:
+            _warnings.warn(p, ComparisonWarning, stacklevel=2)
+    return ComparisonResult(table=table, tests=tuple(tests), nested=nested, method=method,
+                            warnings=tuple(problems), fits=dict(zip(names, fits_sorted)))
+
+
+def information_criteria(*fits: FitResult, names: list[str] | None = None) -> pd.DataFrame:
+    """AIC, BIC and sample-size adjusted BIC side by side, with differences to the best."""
+    names = names or [f"model{i + 1}" for i in range(len(fits))]
+    out = pd.DataFrame({"aic": [_value(f, "aic") for f in fits],
+                        "bic": [_value(f, "bic") for f in fits],
+                        "bic2": [_value(f, "bic2") for f in fits]},
+                       index=pd.Index(names, name="model"))
+    out["delta.aic"] = out["aic"] - out["aic"].min()
+    out["delta.bic"] = out["bic"] - out["bic"].min()
+    return out
+

@@ -1,0 +1,123 @@
+"""compare(): lavTestLRT conventions, checked against lavaan 0.6-14 fixtures, and the nestedness warnings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import _lavaan_fixture as L
+from analysis.compare import ComparisonWarning, compare, information_criteria, satorra_bentler_2001
+from analysis.errors import AnalysisError
+
+
+def _ref(name):
+    rec = L.load(name)
+    return pd.DataFrame(rec["table"]).set_index("model")
+
+
+def test_lrt_ml_matches_lavaan():
+    three, orth = L.fit_result("hs_cfa_ml"), L.fit_result("hs_cfa_ml_orth")
+    # given in the "wrong" order: compare sorts by df as lavaan does
+    res = compare(orth, three, names=["orthogonal", "three_factor"], warn=False)
+    ref = _ref("lrt_ml")
+    assert list(res.table.index) == ["three_factor", "orthogonal"]
+    t = res.table.loc["orthogonal"]
+    r = ref.loc["orthogonal"]
+    assert t["chisq.diff"] == pytest.approx(r["Chisq diff"], abs=1e-6)
+    assert t["df.diff"] == 3
+    assert t["pvalue"] == pytest.approx(r["Pr(>Chisq)"], rel=1e-6)
+    assert t["rmsea"] == pytest.approx(r["RMSEA"], abs=1e-8)
+    np.testing.assert_allclose(res.table["aic"], ref["AIC"], atol=1e-6)
+    np.testing.assert_allclose(res.table["bic"], ref["BIC"], atol=1e-6)
+    assert res.nested and res.method == "standard" and res.warnings == ()
+    assert "Chi-Squared Difference Test" in res.summary()
+    assert "68.222" in res.summary()
+
+
+@pytest.mark.parametrize("case,fits", [("lrt_mlr", ("hs_cfa_mlr", "hs_cfa_mlr_orth")),
+                                       ("lrt_mlm", ("hs_cfa_mlm", "hs_cfa_mlm_orth"))])
+def test_scaled_difference_sb2001_matches_lavaan(case, fits):
+    a, b = (L.fit_result(f) for f in fits)
+    res = compare({"three_factor": a, "orthogonal": b}, warn=False)
+    ref = _ref(case)
+    assert res.method == "satorra.bentler.2001"
+    assert res.table.loc["orthogonal", "chisq.diff"] == pytest.approx(
+        ref.loc["orthogonal", "Chisq diff"], rel=1e-8)
+    assert res.table.loc["orthogonal", "pvalue"] == pytest.approx(
+        ref.loc["orthogonal", "Pr(>Chisq)"], rel=1e-6)
+
+
+def test_sb2001_negative_scaling_is_invalid():
+    out = satorra_bentler_2001(10.0, 5, 0.5, 8.0, 4, 2.0)
+    assert out.method == "invalid"
+    assert "negative scaling factor" in out.reason
+
+
+def test_not_nested_different_variables_warns():
+    hs = L.fit_result("hs_cfa_ml")
+    pd_fit = L.fit_result("poldem_sem")
+    with pytest.warns(ComparisonWarning, match="different set of observed variables"):
+        res = compare(hs, pd_fit)
+    assert not res.nested
+    assert res.table["chisq.diff"].isna().all()
+    assert "Non-nested models" in res.summary()
+
+
+def test_restricted_model_fitting_better_warns():
+    orth = L.fit_result("hs_cfa_ml_orth")
+    fi = orth.fit_indices.copy()
+    fi["df"] = 20.0  # now the orthogonal model claims to be the less restricted one
+    general = L.fit_result("hs_cfa_ml_orth", fit_indices=fi)
+    res = compare(general, L.fit_result("hs_cfa_ml"), warn=False)
+    assert any("'model2' fits better than 'model1' (chisq 85.306 < 153.527)" in w
+               for w in res.warnings)
+    assert not res.nested
+
+
+def test_parameters_missing_from_general_model_warns():
+    # poldem with and without equality labels have the same free keys: nested.
+    a, b = L.fit_result("poldem_sem"), L.fit_result("poldem_sem_equal")
+    res = compare(a, b, warn=False)
+    assert res.nested, res.warnings
+    assert res.table.loc["model2", "df.diff"] == 3
+    # drop a residual covariance from the general model: the restricted one now has an extra parameter
+    pt = a.params
+    cut = pt[~((pt["lhs"] == "y1") & (pt["op"] == "~~") & (pt["rhs"] == "y5"))]
+    fi = a.fit_indices.copy()
+    fi["df"] = 34.0
+    general = L.fit_result("poldem_sem", params=cut, fit_indices=fi)
+    res2 = compare(general, b, warn=False)
+    assert any("does not" in w and "y1 ~~ y5" in w for w in res2.warnings)
+
+
+def test_equal_df_warns_and_no_pvalue():
+    a = L.fit_result("hs_cfa_ml")
+    b = L.fit_result("hs_cfa_from_cov")
+    res = compare(a, b, warn=False)
+    assert any("same degrees of freedom" in w for w in res.warnings)
+    assert np.isnan(res.table["pvalue"].iloc[1])
+
+
+def test_bad_arguments():
+    a = L.fit_result("hs_cfa_ml")
+    with pytest.raises(AnalysisError, match="at least two"):
+        compare(a)
+    with pytest.raises(AnalysisError, match="distinct"):
+        compare(a, a, names=["x", "x"])
+    with pytest.raises(AnalysisError, match="not a FitResult"):
+        compare(a, "hs.lav")
+
+
+def test_json_has_nulls_not_nan():
+    import json
+
+    res = compare(L.fit_result("hs_cfa_ml"), L.fit_result("hs_cfa_ml_orth"), warn=False)
+    doc = json.loads(res.to_json())
+    assert doc["models"][0]["chisq.diff"] is None
+    assert doc["models"][1]["df.diff"] == 3
+    assert doc["tests"][0]["method"] == "standard"
+
+
+def test_information_criteria():
+    ic = information_criteria(L.fit_result("hs_cfa_ml"), L.fit_result("hs_cfa_ml_orth"))
+    assert ic["delta.aic"].tolist()[0] == 0.0
+    assert ic["delta.aic"].iloc[1] == pytest.approx(7579.71142942563 - 7517.48985325239)
