@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
+from .errors import DataError
+
 __all__ = [
     "bivariate_normal_cdf",
     "ordinal_codes",
@@ -43,7 +45,7 @@ _SQRT2PI = np.sqrt(2.0 * np.pi)
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(20)
 
 
-class SparseCategoryError(ValueError):
+class SparseCategoryError(DataError):
     """An ordered item has too few categories, or a category only some groups use."""
 
 

@@ -239,3 +239,357 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 50
         if delta < tol:
             break
     return mu, sigma, pat.loglik(sigma, mu), it
+
+
+# ----------------------------------------------------------------------------
+# layout helpers: full (p x p) <-> lavaan's vech (lower triangle, column-major)
+# ----------------------------------------------------------------------------
+def _vech_pairs(p):
+    r, c = np.tril_indices(p)
+    order = np.lexsort((r, c))
+    return r[order], c[order]
+
+
+def _to_vech_vec(p, full):
+    """Moment vector [mu (p), vec Sigma (p^2)] -> [mu, vech Sigma]: d/dvech = G_ij + G_ji (i != j)."""
+    r, c = _vech_pairs(p)
+    a, b = p + r * p + c, p + c * p + r
+    out = full[..., a] + np.where(r != c, full[..., b], 0.0)
+    return np.concatenate([full[..., :p], out], axis=-1)
+
+
+def _to_vech_mat(p, H):
+    """Both sides of a [mu, vec Sigma] square matrix to the [mu, vech Sigma] layout."""
+    Hc = _to_vech_vec(p, H)                  # columns
+    return _to_vech_vec(p, Hc.T).T           # rows
+
+
+def h1_information(pat: MissingPatterns, sigma, mu, *, means: bool = True):
+    """Observed information A1 and first-order B1 of the saturated model (unit, vech layout).
+
+    ``means=False`` keeps the covariance rows only (complete data without a
+    mean structure, where the means are saturated and drop out).
+    """
+    p = pat.p
+    A1 = -_to_vech_mat(p, pat.hessian(sigma, mu)) / pat.N
+    S = _to_vech_vec(p, pat.scores(sigma, mu))
+    B1 = S.T @ S / pat.N
+    if not means:
+        A1, B1 = A1[p:, p:], B1[p:, p:]
+    return A1, B1
+
+
+class FIMLEstimator:
+    """ML on raw data with missing values (lavaan ``missing = "ml"``), optionally robust (MLR).
+
+    Parameters
+    ----------
+    model : analysis.model.Model (with a mean structure unless the data are complete)
+    data : list of (N_g, p_g) arrays per group, columns in ``model.ov_names[g]`` order,
+        NaN for missing answers.
+    robust : MLR: Huber-White sandwich SEs and the Yuan-Bentler (Mplus) scaled test.
+
+    Objective on lavaan's scale: ``(logl_h1 - logl(x)) / N``, so chisq = 2 N F.
+    Information: observed (the Hessian, lavaan's default with missing data and for MLR).
+    """
+
+    def __init__(self, model, data, *, robust: bool = False, group_labels=()):
+        from ..data import SampleStats
+
+        self.model = model
+        self.name = "MLR" if robust else "ML"
+        self.robust = robust
+        self.test_kind = "yuan.bentler.mplus" if robust else "standard"
+        self.patterns = [MissingPatterns(Y) for Y in data]
+        for g, pat in enumerate(self.patterns):
+            if len(pat.never_observed):
+                names = [model.ov_names[g][i] for i in pat.never_observed]
+                from ..errors import DataError
+                lab = f" in group '{group_labels[g]}'" if len(data) > 1 and len(group_labels) else ""
+                raise DataError("variable(s) missing for every case" + lab + ": " + ", ".join(names))
+        self.nobs = [pat.N for pat in self.patterns]
+        self.ntotal = int(sum(self.nobs))
+        self.weights = np.asarray(self.nobs, float) / self.ntotal
+        self.n_dropped = [pat.n_dropped for pat in self.patterns]
+        self.means = bool(model.meanstructure)
+        complete = all(pat.n_patterns == 1 and pat.observed.all() for pat in self.patterns)
+        if not self.means and not complete:
+            from ..errors import OptionError
+            raise OptionError("full-information ML needs a mean structure (meanstructure=True)")
+        self._p = [pat.p for pat in self.patterns]
+        self._check_pairs(group_labels)
+        # saturated model by EM (complete data: the sample moments)
+        self.h1 = []
+        for pat in self.patterns:
+            mu, sig, ll, _ = em_saturated(pat)
+            self.h1.append((mu, sig, ll))
+        self.logl_h1 = float(sum(h[2] for h in self.h1))
+        # the EM moments serve as sample statistics (start values, standardized solutions)
+        self.stats = SampleStats(tuple(model.ov_names[0]), tuple(h[1] for h in self.h1),
+                                 tuple(h[0] for h in self.h1), tuple(self.nobs),
+                                 tuple(str(x) for x in group_labels))
+        self._layouts = [model.moment_layout(g) for g in range(model.n_groups)]
+
+    def _check_pairs(self, group_labels):
+        from ..errors import DataError
+        for g, pat in enumerate(self.patterns):
+            both = pat.observed.T.astype(float) @ pat.observed.astype(float)
+            bad = np.argwhere(np.triu(both == 0, 1))
+            if len(bad):
+                names = self.model.ov_names[g]
+                pairs = ", ".join(f"{names[i]} & {names[j]}" for i, j in bad[:5])
+                lab = f" in group '{group_labels[g]}'" if len(self.patterns) > 1 and len(group_labels) else ""
+                raise DataError(
+                    "full-information ML cannot estimate the covariance of variables never observed "
+                    f"together{lab}: {pairs}" + (" ..." if len(bad) > 5 else ""))
+
+    # ------------------------------------------------------------------
+    def _moments(self, x):
+        out = []
+        for g, mom in enumerate(self.model.implied(x)):
+            mu = mom.mu if self.means else self.h1[g][0]
+            out.append((mom.sigma, mu))
+        return out
+
+    def _delta_full(self, x):
+        """Per group Delta on the [mu, vech Sigma] layout (zero mu rows without mean structure)."""
+        out = []
+        for g, d in enumerate(self.model.delta(x)):
+            lay = self._layouts[g]
+            p = self._p[g]
+            dm = d[lay["mu"]] if self.means else np.zeros((p, d.shape[1]))
+            out.append(np.vstack([dm, d[lay["sigma"]]]))
+        return out
+
+    def loglik(self, x) -> float:
+        return float(sum(pat.loglik(s, m) for pat, (s, m) in zip(self.patterns, self._moments(x))))
+
+    def objective(self, x) -> float:
+        ll = self.loglik(x)
+        if not np.isfinite(ll):
+            return np.inf
+        return (self.logl_h1 - ll) / self.ntotal
+
+    def _moment_gradients(self, x):
+        out = []
+        for pat, (s, m) in zip(self.patterns, self._moments(x)):
+            gm, gs = pat.gradient(s, m)
+            out.append(_to_vech_vec(pat.p, np.concatenate([gm, gs.ravel()])))
+        return out
+
+    def gradient(self, x) -> np.ndarray:
+        try:
+            gms = self._moment_gradients(x)
+        except np.linalg.LinAlgError:
+            return np.full(self.model.n_free, np.nan)
+        D = self._delta_full(x)
+        return -sum(d.T @ g for d, g in zip(D, gms)) / self.ntotal
+
+    def scoring_step(self, x):
+        """(objective, gradient, approximate information) for the optimizer's scoring steps.
+
+        The approximation is the complete-data expected information at the
+        current moments (cheap); the optimizer's BFGS updates correct it.
+        """
+        f = self.objective(x)
+        if not np.isfinite(f):
+            return np.inf, None, None
+        from .base import ml_weight
+        D = self._delta_full(x)
+        gms = self._moment_gradients(x)
+        grad = -sum(d.T @ g for d, g in zip(D, gms)) / self.ntotal
+        info = np.zeros((self.model.n_free,) * 2)
+        for w, d, (s, m), p in zip(self.weights, D, self._moments(x), self._p):
+            W = np.linalg.inv(s)
+            info += w * (d[:p].T @ W @ d[:p] + d[p:].T @ ml_weight(W) @ d[p:])
+        return f, grad, info
+
+    # ------------------------------------------------------------------
+    def _second_term(self, x, gms, h=1e-6):
+        """sum_k g_k d2 m_k / dx dx' by central differences of Delta(x)' g (g held fixed)."""
+        q = len(x)
+        H = np.zeros((q, q))
+        for j in range(q):
+            e = np.zeros(q)
+            e[j] = h * max(1.0, abs(x[j]))
+            Dp, Dm = self._delta_full(x + e), self._delta_full(x - e)
+            col = sum(dp.T @ g - dm.T @ g for dp, dm, g in zip(Dp, Dm, gms)) / (2 * e[j])
+            H[:, j] = col
+        return 0.5 * (H + H.T)
+
+    def observed_information(self, x) -> np.ndarray:
+        """Unit observed information -(1/N) d2 logl / dx dx' (analytic moment Hessian)."""
+        D = self._delta_full(x)
+        H = np.zeros((len(x), len(x)))
+        for pat, d, (s, m) in zip(self.patterns, D, self._moments(x)):
+            Hm = _to_vech_mat(pat.p, pat.hessian(s, m))
+            H += d.T @ Hm @ d
+        H += self._second_term(x, self._moment_gradients(x))
+        return -H / self.ntotal
+
+    def information(self, x) -> np.ndarray:
+        return self.observed_information(x)
+
+    def first_order(self, x, per_group: bool = False):
+        """Unit first-order information (1/N) sum_i s_i s_i' of the case-wise scores."""
+        D = self._delta_full(x)
+        out = []
+        for pat, d, (s, m) in zip(self.patterns, D, self._moments(x)):
+            S = _to_vech_vec(pat.p, pat.scores(s, m)) @ d
+            out.append(S.T @ S / pat.N)
+        if per_group:
+            return out
+        return sum(w * b for w, b in zip(self.weights, out))
+
+    def vcov(self, x) -> np.ndarray:
+        A = self.observed_information(x)
+        A_inv = np.linalg.inv(A)
+        if not self.robust:
+            return A_inv / self.ntotal
+        from .robust import sandwich
+        return sandwich(A_inv, self.first_order(x), self.ntotal)
+
+    # ------------------------------------------------------------------
+    def df(self) -> int:
+        k = sum(p * (p + 1) // 2 + (p if self.means else 0) for p in self._p)
+        return int(k - self.model.n_free)
+
+    def test(self, x) -> dict:
+        from scipy import stats as st
+        chisq = max(2.0 * (self.logl_h1 - self.loglik(x)), 0.0)
+        df = self.df()
+        out = {"test": "standard", "chisq": chisq, "df": df,
+               "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
+        if self.robust:
+            from .robust import yuan_bentler_mplus
+            A_inv = np.linalg.inv(self.observed_information(x))
+            B0 = self.first_order(x, per_group=True)
+            tr_h1 = self._trace_h1()
+            tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, B0))
+            out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0))
+        return out
+
+    def _trace_h1(self) -> float:
+        if not hasattr(self, "_tr_h1"):
+            tr = 0.0
+            for pat, (mu, sig, _) in zip(self.patterns, self.h1):
+                A1, B1 = h1_information(pat, sig, mu, means=self.means)
+                tr += float(np.sum(B1 * np.linalg.inv(A1).T))
+            self._tr_h1 = tr
+        return self._tr_h1
+
+    # ------------------------------------------------------------------
+    def baseline(self) -> dict:
+        """The independence model (diagonal Sigma, free means): closed-form FIML fit and its test."""
+        from scipy import stats as st
+        ll = 0.0
+        pieces = []
+        for pat in self.patterns:
+            mu = np.nanmean(pat.Y, axis=0)
+            var = np.nanvar(pat.Y, axis=0)
+            if not self.means:
+                mu = self.h1[len(pieces)][0]
+            sig = np.diag(var)
+            ll += pat.loglik(sig, mu)
+            pieces.append((sig, mu))
+        df = sum(p * (p - 1) // 2 for p in self._p)
+        chisq = max(2.0 * (self.logl_h1 - ll), 0.0)
+        out = {"chisq": chisq, "df": df, "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan,
+               "logl": ll}
+        if self.robust:
+            from .robust import yuan_bentler_mplus
+            A = 0.0
+            Bg = []
+            Dg = self._baseline_delta()
+            for w, pat, d, (s, m) in zip(self.weights, self.patterns, Dg, pieces):
+                Hm = _to_vech_mat(pat.p, pat.hessian(s, m))
+                A = A + (-d.T @ Hm @ d) / self.ntotal
+                S = _to_vech_vec(pat.p, pat.scores(s, m)) @ d
+                Bg.append(S.T @ S / pat.N)
+            A_inv = np.linalg.inv(A)
+            tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, Bg))
+            out.update(yuan_bentler_mplus(chisq, df, self._trace_h1(), tr_h0))
+        self._baseline_pieces = pieces
+        return out
+
+    def _baseline_delta(self):
+        """Jacobian of [mu, vech Sigma] for the independence model (block over groups)."""
+        out, off = [], 0
+        q = sum((p if self.means else 0) + p for p in self._p)
+        for p in self._p:
+            r, c = _vech_pairs(p)
+            d = np.zeros((p + len(r), q))
+            if self.means:
+                d[np.arange(p), off + np.arange(p)] = 1.0
+                off += p
+            diag = np.flatnonzero(r == c)
+            d[p + diag, off + np.arange(p)] = 1.0
+            off += p
+            out.append(d)
+        return out
+
+    def fiml_corrected(self, x, test: dict, baseline: dict) -> dict:
+        """lavaan's FIML-C (V3) robust CFI/TLI/RMSEA pieces (lav_fit_fiml_corrected).
+
+        Refit statistics at the EM ("tilde") moments with the FIML estimates;
+        k = tr(U Wm^-1 Wc Wm^-1 U Gamma), Gamma = Wm^-1 Jm Wm^-1, with Wm/Jm the
+        observed/first-order saturated information of the missing data and Wc the
+        complete-data information at the EM moments.
+        """
+        from .base import ml_weight
+        D = self._delta_full(x)
+        Db = self._baseline_delta()
+        Wm, Jm, Wc, Wmi = [], [], [], []
+        xx3 = xx3n = 0.0
+        for g, (pat, (mu_t, sig_t, _)) in enumerate(zip(self.patterns, self.h1)):
+            A1, B1 = h1_information(pat, sig_t, mu_t, means=True)
+            Wm.append(A1)
+            Jm.append(B1)
+            Wmi.append(np.linalg.inv(A1))
+            W = np.linalg.inv(sig_t)
+            p = pat.p
+            wc = np.zeros_like(A1)
+            wc[:p, :p] = W
+            wc[p:, p:] = ml_weight(W)
+            Wc.append(wc)
+            s, m = self._moments(x)[g]
+            xx3 += 2 * pat.N * _ml_discrepancy(sig_t, mu_t, s, m)
+            sb, mb = self._baseline_pieces[g]
+            xx3n += 2 * pat.N * _ml_discrepancy(sig_t, mu_t, sb, mb)
+        fg = self.weights
+        big = lambda mats, f: _bdiag([fi * mm for fi, mm in zip(f, mats)])
+        Wc_all, Wm_all = big(Wc, fg), big(Wm, fg)
+        Wmi_all = big(Wmi, 1 / fg)
+        Gamma_all = big([wi @ j @ wi for wi, j in zip(Wmi, Jm)], 1 / fg)
+
+        def k_of(Dl):
+            Dall = np.vstack(Dl)
+            E = Dall.T @ Wm_all @ Dall
+            U = Wm_all - Wm_all @ Dall @ np.linalg.solve(E, Dall.T @ Wm_all)
+            M = U @ Wmi_all @ Wc_all @ Wmi_all @ U @ Gamma_all
+            return float(np.trace(M))
+
+        df3, df3n = test["df"], baseline["df"]
+        c3 = k_of(D) / df3 if df3 > 0 else np.nan
+        c3n = k_of(Db) / df3n
+        return {"XX3": xx3, "df3": df3, "c.hat3": c3, "XX3.scaled": xx3 / c3,
+                "XX3.null": xx3n, "df3.null": df3n, "c.hat3.null": c3n}
+
+
+def _ml_discrepancy(S, ybar, sigma, mu):
+    """0.5 (log|Sigma| + tr(S Sigma^-1) - log|S| - p + (ybar-mu)' Sigma^-1 (ybar-mu))."""
+    W = np.linalg.inv(sigma)
+    d = ybar - mu
+    p = len(ybar)
+    return 0.5 * (np.linalg.slogdet(sigma)[1] + np.sum(S * W) - np.linalg.slogdet(S)[1] - p + d @ W @ d)
+
+
+def _bdiag(mats):
+    n = sum(m.shape[0] for m in mats)
+    out = np.zeros((n, n))
+    off = 0
+    for m in mats:
+        k = m.shape[0]
+        out[off:off + k, off:off + k] = m
+        off += k
+    return out
