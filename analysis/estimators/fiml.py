@@ -528,8 +528,11 @@ class FIMLEstimator:
             out.append(d)
         return out
 
-    def fiml_corrected(self, x, test: dict, baseline: dict) -> dict:
-        """lavaan's FIML-C (V3) robust CFI/TLI/RMSEA pieces (lav_fit_fiml_corrected).
+    def fiml_corrected(self, x, test: dict, baseline: dict, version: str | None = None) -> dict:
+        """lavaan's FIML-C robust CFI/TLI/RMSEA pieces (lav_fit_fiml_corrected).
+
+        Version V3 with a scaled test (MLR), V6 without (ML):
+        V6 uses k = tr(Wc Wm^-1 U Wm^-1).
 
         Refit statistics at the EM ("tilde") moments with the FIML estimates;
         k = tr(U Wm^-1 Wc Wm^-1 U Gamma), Gamma = Wm^-1 Jm Wm^-1, with Wm/Jm the
@@ -562,10 +565,14 @@ class FIMLEstimator:
         Wmi_all = big(Wmi, 1 / fg)
         Gamma_all = big([wi @ j @ wi for wi, j in zip(Wmi, Jm)], 1 / fg)
 
+        version = version or ("V3" if self.robust else "V6")
+
         def k_of(Dl):
             Dall = np.vstack(Dl)
             E = Dall.T @ Wm_all @ Dall
             U = Wm_all - Wm_all @ Dall @ np.linalg.solve(E, Dall.T @ Wm_all)
+            if version == "V6":
+                return float(np.sum((Wc_all @ Wmi_all) * (U @ Wmi_all).T))
             M = U @ Wmi_all @ Wc_all @ Wmi_all @ U @ Gamma_all
             return float(np.trace(M))
 

@@ -226,6 +226,8 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
     x2, df = test["chisq"], test["df"]
     x2n, dfn = baseline["chisq"], baseline["df"]
     kind = test.get("test.scaled")
+    if kind is None:            # unscaled ML with FIML: only the FIML-C robust indices (V6)
+        return _robust_only(x2, df, x2n, dfn, n, n_groups, robust) if robust else {}
     out = {
         "baseline.chisq.scaled": baseline["chisq.scaled"],
         "baseline.df.scaled": baseline["df.scaled"],
@@ -264,6 +266,17 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
     out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
     out["rmsea.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.05, c=c, g=n_groups)
     out["rmsea.notclose.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.08, c=c, g=n_groups, close=False)
+    return out
+
+
+def _robust_only(x2, df, x2n, dfn, n, g, r):
+    xx3, df3, c, xx3n, cn = r["XX3"], r["df3"], r["c.hat3"], r["XX3.null"], r["c.hat3.null"]
+    out = {"cfi.robust": _cfi(xx3, df, xx3n, dfn, c, cn), "tli.robust": _tli(xx3, df, xx3n, dfn, c, cn),
+           "rmsea.robust": _rmsea(xx3, df3, n, c=c, g=g)}
+    lo, up = _rmsea_ci(r["XX3.scaled"], df3, n, c=c, g=g)
+    out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
+    out["rmsea.pvalue.robust"] = _rmsea_p(r["XX3.scaled"], df3, n, 0.05, c=c, g=g)
+    out["rmsea.notclose.pvalue.robust"] = _rmsea_p(r["XX3.scaled"], df3, n, 0.08, c=c, g=g, close=False)
     return out
 
 
