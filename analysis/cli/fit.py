@@ -1,0 +1,273 @@
+"""`resilience fit` and `resilience compare`: thin commands over analysis.sem.fit_sem.
+
+No statistics here: read the data, resolve the model, call the library, print
+either the lavaan-style summary or (``--json``) exactly one JSON document on
+stdout. Warnings go into that document rather than stderr. A user's mistake
+exits with status 1 and a message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from analysis.format import jsonable
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
+MISSING = ("listwise", "fiml")
+
+# Shared options, defined once.
+DataArg = typer.Argument(..., help="Data file: CSV, XLSX, SPSS .sav, Stata .dta or Parquet.",
+                         show_default=False)
+EstimatorOpt = typer.Option("ML", "--estimator", "-e", help="ML, MLR, MLM, WLSMV or ULSMV.",
+                            case_sensitive=False)
+MissingOpt = typer.Option("listwise", "--missing",
+                          help="listwise (drop incomplete cases) or fiml (full-information ML).")
+OrderedOpt = typer.Option(None, "--ordered",
+                          help="Treat items as ordinal: 'all' or a comma-separated list.")
+GroupOpt = typer.Option(None, "--group", "-g", help="Column that defines groups (multi-group fit).")
+GroupEqualOpt = typer.Option(None, "--group-equal",
+                             help="Equal across groups: loadings,intercepts,residuals,...")
+StdLvOpt = typer.Option(False, "--std-lv", help="Identify factors by fixing their variances to 1.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
+
+
+class CliError(Exception):
+    """A problem to report to the user (exit status 1)."""
+
+
+@dataclass
+class _Run:
+    """What one fit produced, for printing."""
+
+    name: str
+    fit: Any
+    warnings: list[Any] = field(default_factory=list)
+    missing: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.lav"))
+
+
+def resolve_model(spec: str) -> tuple[str, str]:
+    """(name, syntax) of a shipped model name or a model file."""
+    shipped = MODELS_DIR / f"{spec}.lav"
+    if "/" not in spec and "\\" not in spec and shipped.exists():
+        return spec, shipped.read_text(encoding="utf-8")
+    path = Path(spec)
+    if path.is_file():
+        try:
+            return path.stem, path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"{path}: cannot read the model file ({exc})") from exc
+    raise CliError(f"model {spec!r} not found: it is neither a shipped model "
+                   f"({', '.join(shipped_models())}) nor a file")
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _warning_record(w: warnings.WarningMessage | str) -> dict[str, Any]:
+    if isinstance(w, str):
+        return {"type": "data", "message": w}
+    kind = getattr(w.category, "kind", "warning")
+    return {"type": kind, "category": w.category.__name__, "message": str(w.message)}
+
+
+def _model_variables(syntax: str, ordered: list[str] | str = ()) -> list[str]:
+    from analysis.partable import build_partable, observed_names
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pt = build_partable(syntax)
+    return observed_names(pt)
+
+
+def run_fit(data_path: Path, model: str, *, estimator: str = "ML", missing: str = "listwise",
+            ordered: str | None = None, group: str | None = None,
+            group_equal: str | None = None, std_lv: bool = False, df=None) -> _Run:
+    """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError."""
+    from analysis.data import check_model_data, read_table
+
+    estimator = estimator.upper()
+    if estimator not in ESTIMATORS:
+        raise CliError(f"--estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
+    missing = missing.lower()
+    if missing in ("ml", "fiml"):
+        missing = "fiml"
+    if missing not in MISSING:
+        raise CliError(f"--missing must be listwise or fiml; got {missing!r}")
+    name, syntax = resolve_model(model)
+    if df is None:
+        df = read_table(data_path)
+    from analysis.errors import ModelSyntaxError
+
+    try:
+        variables = _model_variables(syntax, ordered or [])
+    except ModelSyntaxError as exc:
+        where = model if not (MODELS_DIR / f"{model}.lav").exists() else f"{name}.lav"
+        raise CliError(f"{where}: {exc}") from exc
+    ordered_list: list[str] | bool = []
+    if ordered:
+        ordered_list = list(variables) if ordered.strip().lower() == "all" else _split(ordered)
+        unknown = [v for v in ordered_list if v not in variables]
+        if unknown:
+            raise CliError(f"--ordered names variables that are not in the model: "
+                           f"{', '.join(unknown)}")
+    check = check_model_data(df, variables, group=group, missing=missing, source=str(data_path))
+    from analysis.sem import fit_sem
+
+    options: dict[str, Any] = {"estimator": estimator, "missing": missing}
+    if ordered_list:
+        options["ordered"] = ordered_list
+    if group:
+        options["group"] = group
+    if _split(group_equal):
+        options["group_equal"] = _split(group_equal)
+    if std_lv:
+        options["std_lv"] = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_sem(syntax, check.data, **options)
+    recorded = [_warning_record(w) for w in check.warnings]
+    seen = {json.dumps(jsonable(w), sort_keys=True) for w in fit.warnings}
+    for w in caught:
+        rec = _warning_record(w)
+        if not any(rec["message"] in s for s in seen):
+            recorded.append(rec)
+    return _Run(name=name, fit=fit, warnings=recorded, missing=check.missing)
+
+
+def _fit_document(run: _Run) -> dict[str, Any]:
+    doc = run.fit.to_dict()
+    doc["warnings"] = jsonable(run.warnings) + doc.get("warnings", [])
+    doc["missing"] = jsonable({**run.missing, **doc.get("missing", {})})
+    doc["model"]["name"] = run.name
+    return doc
+
+
+def _fail(message: str, as_json: bool, kind: str = "error") -> None:
+    if as_json:
+        typer.echo(json.dumps({"error": {"type": kind, "message": message}}))
+    else:
+        typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _guard(as_json: bool, func, *args, **kwargs):
+    """Run func, turning user mistakes into exit status 1 with a message."""
+    from analysis.errors import AnalysisError
+
+    try:
+        return func(*args, **kwargs)
+    except typer.Exit:
+        raise
+    except CliError as exc:
+        _fail(str(exc), as_json, "usage")
+    except AnalysisError as exc:
+        _fail(str(exc), as_json, type(exc).__name__)
+    except ImportError as exc:
+        _fail(f"the SEM engine is not available ({exc})", as_json, "internal")
+    except Exception as exc:  # a bug, not the user's fault: still no traceback
+        _fail(f"internal error (please report): {type(exc).__name__}: {exc}", as_json, "internal")
+
+
+def _print_warnings(records: list[dict[str, Any]]) -> None:
+    for w in records:
+        typer.echo(f"Warning: {w['message']}")
+    if records:
+        typer.echo("")
+
+
+# --------------------------------------------------------------------------- commands
+
+def fit(
+    data: Path = DataArg,
+    model: str = typer.Option(..., "--model", "-m",
+                              help="Shipped model name (hs, figure1, ...) or a lavaan syntax file."),
+    estimator: str = EstimatorOpt,
+    missing: str = MissingOpt,
+    ordered: str | None = OrderedOpt,
+    group: str | None = GroupOpt,
+    group_equal: str | None = GroupEqualOpt,
+    std_lv: bool = StdLvOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fit a structural equation model (lavaan syntax) to survey data."""
+    run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
+                 ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv)
+    if as_json:
+        text = _guard(True, lambda: json.dumps(_fit_document(run), allow_nan=False))
+        typer.echo(text)
+        return
+    _print_warnings([w for w in run.warnings if w not in run.fit.warnings])
+    typer.echo(run.fit.summary())
+
+
+def compare_cmd(
+    data: Path = DataArg,
+    model: list[str] = typer.Option(..., "--model", "-m",
+                                    help="Two or more models (names or files); repeat --model."),
+    estimator: str = EstimatorOpt,
+    missing: str = MissingOpt,
+    ordered: str | None = OrderedOpt,
+    group: str | None = GroupOpt,
+    group_equal: str | None = GroupEqualOpt,
+    std_lv: bool = StdLvOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compare fitted models: likelihood-ratio test if nested, AIC/BIC side by side."""
+    from analysis.compare import compare
+    from analysis.data import read_table
+
+    if len(model) < 2:
+        _fail("compare needs at least two --model options", as_json, "usage")
+    df = _guard(as_json, read_table, data)
+    runs: list[_Run] = []
+    for spec in model:
+        runs.append(_guard(as_json, run_fit, data, spec, estimator=estimator, missing=missing,
+                           ordered=ordered, group=group, group_equal=group_equal,
+                           std_lv=std_lv, df=df))
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):
+        names = [f"{r.name}_{i + 1}" for i, r in enumerate(runs)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = _guard(as_json, compare, dict(zip(names, (r.fit for r in runs))), warn=False)
+    if as_json:
+        doc = {
+            "comparison": result.to_dict(),
+            "fits": {n: {"fit": r.fit.fit_dict(), "warnings": jsonable(r.warnings)
+                         + jsonable(list(r.fit.warnings))} for n, r in zip(names, runs)},
+            "warnings": list(result.warnings),
+        }
+        typer.echo(json.dumps(jsonable(doc), allow_nan=False))
+        return
+    for n, r in zip(names, runs):
+        if r.warnings:
+            typer.echo(f"[{n}]")
+            _print_warnings(r.warnings)
+    typer.echo(result.summary())
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `fit` and `compare` to the root `resilience` app."""
+    app.command("fit")(fit)
+    app.command("compare")(compare_cmd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _app = typer.Typer()
+    register(_app)
+    _app(sys.argv[1:])
