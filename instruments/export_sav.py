@@ -1,0 +1,72 @@
+"""The codebook (or labelled data) as an SPSS ``.sav`` file, via pyreadstat.
+
+Every item becomes a variable with its question text as the variable label
+(default language), value labels for every category and missing code, and
+the missing codes declared as SPSS user-missing values, so SPSS, PSPP, R
+(haven) and Stata read the file with the right labels. Without ``data`` the
+file has the variables and no cases (a codebook); with ``data`` (responses in
+the suite's shape) it carries the answers too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["sav_metadata", "export_sav"]
+
+
+def sav_metadata(instrument, language: str | None = None) -> dict:
+    """Keyword arguments for :func:`pyreadstat.write_sav` derived from the instrument."""
+    lang = language or instrument.default_language
+    column_labels, value_labels, missing, measure = {}, {}, {}, {}
+    for it in instrument.items:
+        scale = instrument.scales[it.scale]
+        column_labels[it.id] = it.text.get(lang, it.id)[:255]
+        if scale.is_categorical or scale.missing:
+            labels = {float(c.code): c.label.get(lang, str(c.code)) for c in [*scale.categories, *scale.missing]}
+            if labels:
+                value_labels[it.id] = labels
+        if scale.missing_codes:
+            codes = sorted(scale.missing_codes)
+            if len(codes) <= 3:
+                missing[it.id] = [float(c) for c in codes]
+            else:  # SPSS allows a range plus one value
+                missing[it.id] = [{"lo": float(codes[0]), "hi": float(codes[-1])}]
+        measure[it.id] = {"ordinal": "ordinal", "nominal": "nominal", "numeric": "scale"}.get(scale.type, "nominal")
+    return {"column_labels": column_labels, "variable_value_labels": value_labels,
+            "missing_ranges": missing, "variable_measure": measure}
+
+
+def export_sav(instrument, path: str | Path, *, data: pd.DataFrame | None = None,
+               language: str | None = None) -> Path:
+    """Write the .sav (atomically)."""
+    import pyreadstat
+
+    from .export_data import _atomic
+
+    meta = sav_metadata(instrument, language)
+    cols = {}
+    for it in instrument.items:
+        scale = instrument.scales[it.scale]
+        source = data[it.id] if data is not None and it.id in data else pd.Series([], dtype="float64")
+        if scale.type in ("text", "date"):
+            s = source.astype("string") if len(source) else pd.Series([], dtype=object)
+            cols[it.id] = s.astype(object).where(s.notna(), "") if len(s) else s.astype(object)
+        else:
+            cols[it.id] = pd.to_numeric(source, errors="coerce").astype("float64")
+    frame = pd.DataFrame(cols)
+    if data is not None:
+        front = {}
+        for c in ("respondent_id", "form_version", "language"):
+            if c in data:
+                front[c] = data[c].astype("string").fillna("").astype(object).to_numpy()
+        frame = pd.concat([pd.DataFrame(front, index=frame.index), frame], axis=1) if front else frame
+    if frame.empty and len(frame.columns):
+        # pyreadstat needs the column types even with no cases
+        for c in frame.columns:
+            if frame[c].dtype == object:
+                frame[c] = pd.Series([], dtype=object)
+    return _atomic(Path(path), lambda p: pyreadstat.write_sav(frame, str(p), **meta))
