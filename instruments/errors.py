@@ -33,6 +33,7 @@ ISSUE_TYPES: dict[str, str] = {
     "yaml-syntax-error": "the text is not valid YAML",
     "yaml-tag-not-allowed": "an explicit YAML tag (e.g. !!python/object) in safe-only input",
     "duplicate-key": "the same key twice in one YAML mapping",
+    "document-too-large": "the document expands to too many values (an alias bomb?)",
     "not-a-mapping": "the document (or a part that must be) is not a mapping",
     # structure and types (from the pydantic model)
     "missing-field": "a required field is absent",
@@ -175,13 +176,15 @@ class InstrumentReport:
             f"({len(self.errors)} errors, {len(self.warnings)} warnings)",
             show_lines=False,
         )
-        table.add_column("Location", no_wrap=True)
-        table.add_column("Field", overflow="fold")
-        table.add_column("Type", no_wrap=True)
-        table.add_column("Message", overflow="fold", ratio=1)
+        # the file is in the title, so the columns stay narrow enough for 80 characters
+        table.add_column("Line:Col", no_wrap=True)
+        table.add_column("Field", overflow="fold", ratio=2)
+        table.add_column("Type", overflow="fold", ratio=1)
+        table.add_column("Message", overflow="fold", ratio=3)
         for i in self.issues:
             style = "red" if i.severity == "error" else "yellow"
-            table.add_row(i.location, i.path, f"[{style}]{i.type}[/{style}]", i.message)
+            where = "" if i.line is None else f"{i.line}:{i.column}" if i.column else str(i.line)
+            table.add_row(where, i.path, f"[{style}]{i.type}[/{style}]", i.message)
         return table
 
     def __str__(self) -> str:

@@ -98,11 +98,16 @@ class _Positions:
         self.value: dict[Path_, tuple[int, int]] = {}
         self.key: dict[Path_, tuple[int, int]] = {}
         self.quoted: dict[Path_, bool] = {}
+        self.containers: set[Path_] = set()
 
     def locate(self, path: Path_, *, key: bool = False) -> tuple[int | None, int | None]:
-        """Position of ``path``, or of its nearest ancestor that exists."""
+        """Position of ``path``, or of its nearest ancestor that exists.
+
+        A scalar is located at its value (``scale: likert7`` points at ``likert7``);
+        a mapping or list at its key, which is where a reader looks for it.
+        """
         path = tuple(path)
-        if key and path in self.key:
+        if (key or path in self.containers) and path in self.key:
             return self.key[path]
         while True:
             if path in self.value:
@@ -144,15 +149,18 @@ class _Reader:
         self.pos.value.setdefault(path, (mark.line + 1, mark.column + 1))
         tag = str(node.tag)
         if tag not in self._PLAIN_TAGS:
+            shown = tag.replace("tag:yaml.org,2002:", "!!")
             self.issue(
                 "yaml-tag-not-allowed",
-                f"YAML tag {tag!r} is not allowed (instruments are plain data)",
+                f"YAML tag '{shown}' is not allowed: instruments are plain data (safe YAML only)",
                 path,
             )
             return None
         if isinstance(node, ScalarNode):
             self.pos.quoted[path] = node.style in ("'", '"')
             return self._scalar(tag, node.value)
+        if isinstance(node, (SequenceNode, MappingNode)):
+            self.pos.containers.add(path)
         if isinstance(node, SequenceNode):
             return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
         if isinstance(node, MappingNode):
@@ -312,7 +320,7 @@ class _Checker:
                 self.issue("invalid-value", f"{msg[0].lower()}{msg[1:]}", path)
 
     # --- validating one part -----------------------------------------------
-    def part(self, model: type[BaseModel], data: Any, path: Path_):
+    def part(self, model: type[BaseModel], data: Any, path: Path_, *, retry: bool = True):
         """Validate one part; record its errors and return None when it fails."""
         if not isinstance(data, dict):
             self.issue("type-error" if data is not None else "missing-field",
@@ -326,7 +334,7 @@ class _Checker:
             # the part can still be cross-checked, so one typo hides nothing else.
             bad = {e["loc"][0] for e in err.errors() if e["loc"]}
             required = {n for n, f in model.model_fields.items() if f.is_required()}
-            if not bad or bad & required:
+            if not retry or not bad or bad & required:
                 return None
             try:
                 obj = model.model_validate({k: v for k, v in data.items() if k not in bad})
@@ -367,7 +375,8 @@ class _Checker:
         ]
         scales = {
             sid: s for sid, v in self.container(data, "scales", dict, required=True).items()
-            if (s := self.part(Scale, v, ("scales", sid)))
+            # no partial scales: checks on a scale without its categories would mislead
+            if (s := self.part(Scale, v, ("scales", sid), retry=False))
         }
         constructs = [
             c for i, v in enumerate(self.container(data, "constructs", list))
@@ -560,13 +569,13 @@ class _Checker:
                         return True
         return False
 
-    def check_id(self, value: str, path: Path_, what: str) -> None:
+    def check_id(self, value: str, path: Path_, what: str, key: bool = False) -> None:
         if not ID_PATTERN.match(value):
             self.issue("invalid-id", f"{what} '{value}' is not valid for export: start with a "
-                       "letter; use only letters, digits and underscore", path)
+                       "letter; use only letters, digits and underscore", path, key=key)
         elif len(value) > REDCAP_MAX_ID:
-            self.warn("long-id", f"{what} '{value}' has {len(value)} characters; REDCap "
-                      f"advises at most {REDCAP_MAX_ID}", path)
+            self.issue("long-id", f"{what} '{value}' has {len(value)} characters; REDCap "
+                       f"advises at most {REDCAP_MAX_ID}", path, key=key, severity="warning")
 
     def check_text(self, text: dict | None, langs: list[str], path: Path_, what: str = "text"):
         if text is None:
@@ -586,7 +595,7 @@ class _Checker:
 
     def check_scale(self, sid: str, scale: Scale, langs: list[str]) -> None:
         p = self.origin[id(scale)]
-        self.check_id(str(sid), ("scales", sid), "scale id")
+        self.check_id(str(sid), ("scales", sid), "scale id", key=True)
         if scale.is_categorical and not scale.categories:
             self.issue("empty-scale", f"{scale.type} scale '{sid}' has no categories",
                        p + ("categories",))
@@ -827,6 +836,8 @@ def _parse(checker: _Checker, source: str | bytes) -> Instrument | None:
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         what = " ".join(x for x in (err.context, err.problem) if x)
+        if "flow" in what or "mapping values are not allowed" in what:
+            what += " (put text that contains { } [ ] : or # in quotes)"
         at = (mark.line + 1, mark.column + 1) if mark else (None, None)
         checker.issue("yaml-syntax-error", f"invalid YAML: {what}", at=at)
         return None
@@ -841,7 +852,7 @@ def _parse(checker: _Checker, source: str | bytes) -> Instrument | None:
     try:
         data = reader.build(node)
     except _TooLarge:
-        checker.issue("yaml-syntax-error", f"the document expands to more than {_MAX_NODES} "
+        checker.issue("document-too-large", f"the document expands to more than {_MAX_NODES} "
                       "values (aliases nested too deeply?)", at=(1, 1))
         return None
     if isinstance(data, dict):
