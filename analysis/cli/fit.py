@@ -85,6 +85,10 @@ def _warning_record(w: warnings.WarningMessage | str) -> dict[str, Any]:
     return {"type": kind, "category": w.category.__name__, "message": str(w.message)}
 
 
+def _warning_text(w: Any) -> str:
+    return w if isinstance(w, str) else str(w.get("message", w))
+
+
 def _model_variables(syntax: str, ordered: list[str] | str = ()) -> list[str]:
     from analysis.partable import build_partable, observed_names
 
@@ -139,12 +143,14 @@ def run_fit(data_path: Path, model: str, *, estimator: str = "ML", missing: str 
         options["std_lv"] = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = fit_sem(syntax, check.data, **options)
-    recorded = [_warning_record(w) for w in check.warnings]
-    seen = {json.dumps(jsonable(w), sort_keys=True) for w in fit.warnings}
-    for w in caught:
+        fit = fit_sem(syntax, df, **options)  # the raw data: the fit reports what it dropped
+    # each message once: those already on the result stay there
+    seen = {_warning_text(w) for w in fit.warnings}
+    recorded = []
+    for w in [*check.warnings, *caught]:
         rec = _warning_record(w)
-        if not any(rec["message"] in s for s in seen):
+        if rec["message"] not in seen:
+            seen.add(rec["message"])
             recorded.append(rec)
     return _Run(name=name, fit=fit, warnings=recorded, missing=check.missing)
 
@@ -152,7 +158,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str = "ML", missing: str 
 def _fit_document(run: _Run) -> dict[str, Any]:
     doc = run.fit.to_dict()
     doc["warnings"] = jsonable(run.warnings) + doc.get("warnings", [])
-    doc["missing"] = jsonable({**run.missing, **doc.get("missing", {})})
+    doc["missing"] = jsonable({**doc.get("missing", {}), **run.missing})
     doc["model"]["name"] = run.name
     return doc
 
