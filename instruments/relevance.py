@@ -254,19 +254,30 @@ def referenced_items(expr: Expr | str) -> list[str]:
 
 # --- evaluation ------------------------------------------------------------
 
-def _coerce(answer: Any, like: Value) -> Any:
-    """Compare like with like: form tools often hand over codes as text."""
+def _coerce(answer: Any, like: Value, op: str) -> Any:
+    """Compare like with like: form tools often hand over codes as text.
+
+    Follows JavaScript's loose comparison so that :func:`to_javascript` agrees:
+    text is read as a number when compared with a number; a number equals text
+    only if it prints the same; ordering a number against text is never true.
+    """
     if isinstance(like, (int, float)) and isinstance(answer, str):
         try:
             return float(answer)
         except ValueError:
             return answer
     if isinstance(like, str) and not isinstance(answer, str):
+        if op not in ("==", "!="):
+            return None
+        if isinstance(answer, float) and answer.is_integer():
+            return str(int(answer))  # JavaScript prints 5.0 as "5"
         return str(answer)
     return answer
 
 
 def _compare(a: Any, op: str, b: Value) -> bool:
+    if a is None:
+        return False
     try:
         return {
             "==": lambda: a == b,
@@ -281,6 +292,9 @@ def _compare(a: Any, op: str, b: Value) -> bool:
 
 
 def _missing(answer: Any) -> bool:
+    """Unanswered: absent, None, NaN, or blank text (what web forms send)."""
+    if isinstance(answer, str):
+        return answer.strip() == ""
     return answer is None or (isinstance(answer, float) and answer != answer)
 
 
@@ -289,12 +303,12 @@ def evaluate(expr: Expr | str, answers: Mapping[str, Any]) -> bool:
     expr = _as_expr(expr)
     if isinstance(expr, Compare):
         a = answers.get(expr.item)
-        return not _missing(a) and _compare(_coerce(a, expr.value), expr.op, expr.value)
+        return not _missing(a) and _compare(_coerce(a, expr.value, expr.op), expr.op, expr.value)
     if isinstance(expr, In):
         a = answers.get(expr.item)
         if _missing(a):
             return False
-        hit = any(_compare(_coerce(a, v), "==", v) for v in expr.values)
+        hit = any(_compare(_coerce(a, v, "=="), "==", v) for v in expr.values)
         return hit != expr.negate
     if isinstance(expr, Not):
         return not evaluate(expr.term, answers)
@@ -388,7 +402,7 @@ def to_javascript(expr: Expr | str, answers: str = "answers") -> str:
     """A JavaScript boolean expression over the object ``answers``.
 
     Same semantics as :func:`evaluate`: a comparison on an unanswered item
-    (``undefined``/``null``) is false; ``==`` is loose so ``"1" == 1``.
+    (``undefined``, ``null``, blank text) is false; ``==`` is loose so ``"1" == 1``.
     """
 
     def ref(item):
@@ -396,10 +410,11 @@ def to_javascript(expr: Expr | str, answers: str = "answers") -> str:
 
     def leaf(e):
         r = ref(e.item)
+        answered = f"{r} != null && String({r}).trim() !== \"\""
         if isinstance(e, Compare):
-            return f"({r} != null && {r} {e.op} {json.dumps(e.value)})"
+            return f"({answered} && {r} {e.op} {json.dumps(e.value)})"
         vals = ", ".join(json.dumps(v) for v in e.values)
         hit = f"[{vals}].some(v => v == {r})"
-        return f"({r} != null && {'!' if e.negate else ''}{hit})"
+        return f"({answered} && {'!' if e.negate else ''}{hit})"
 
     return _render(_as_expr(expr), leaf, lambda s: f"!{s}", " && ", " || ")
