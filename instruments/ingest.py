@@ -862,7 +862,7 @@ def _convert_block(block, cmap, instrument, lookups, version_renames, issues, pa
             if t.kind == "extra" and not _blank(s).all():
                 out["_extra"] = s.astype("string")
             elif t.kind == "unknown":
-                out[col] = s.astype("string") if not pd.api.types.is_numeric_dtype(s) else s
+                out[col] = s.astype("string")  # one type across imports of the store
     if "_extra" in block.columns and not _blank(block["_extra"]).all():
         out["_extra"] = block["_extra"].astype("string").where(~_blank(block["_extra"]))
     frame = pd.DataFrame(out)

@@ -1,0 +1,235 @@
+"""Fielding commands: export an instrument, import, score and quality-check answers.
+
+``resilience instrument export PATH --to xlsform|redcap|limesurvey|paper|ddi|sav -o FILE``
+``resilience import DATA --instrument PATH [--format F] [--study DIR] [--mapping FILE] [--json]``
+``resilience score DATA --instrument PATH -o FILE``
+``resilience quality DATA --instrument PATH [--json] [-o FILE]``
+
+A thin layer over :mod:`instruments` (ingest, validate, store, score,
+quality). Exit codes: 0 fine (warnings allowed), 1 errors in the data or a file
+that cannot be read, 2 bad usage. ``--json`` prints exactly one JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+__all__ = ["register", "export_command", "import_command", "score_command", "quality_command"]
+
+
+class ExportTarget(str, Enum):
+    xlsform = "xlsform"
+    redcap = "redcap"
+    limesurvey = "limesurvey"
+    paper = "paper"
+    ddi = "ddi"
+    sav = "sav"
+
+
+class DataFormat(str, Enum):
+    csv = "csv"
+    xlsx = "xlsx"
+    sav = "sav"
+    dta = "dta"
+    parquet = "parquet"
+    kobo = "kobo"
+    odk = "odk"
+    redcap = "redcap"
+    limesurvey = "limesurvey"
+
+
+_DEFAULT_SUFFIX = {"xlsform": ".xlsx", "redcap": ".csv", "limesurvey": ".txt", "paper": ".html",
+                   "ddi": ".xml", "sav": ".sav"}
+
+
+def _err(message: str, code: int = 1):
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _instrument(path: str):
+    from analysis.cli.instrument import _load_or_exit
+
+    return _load_or_exit(path)
+
+
+def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path]):
+    from instruments.ingest import ImportError_, import_responses
+
+    try:
+        return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping)
+    except ImportError_ as exc:
+        _err(str(exc.issue.message))
+
+
+def export_command(
+    path: str = typer.Argument(..., help="Instrument YAML file, or the name of a shipped one (e.g. crs)."),
+    to: ExportTarget = typer.Option(..., "--to", help="xlsform | redcap | limesurvey | paper | ddi | sav"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="File to write (paper: .html or .docx)."),
+    language: Optional[str] = typer.Option(None, "--language", help="REDCap/.sav label language (default: the instrument's)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Form version (XLSForm: yyyymmddrr)."),
+) -> None:
+    """Export an instrument for fielding (Kobo/ODK, REDCap, LimeSurvey, paper) or as a codebook (DDI, .sav)."""
+    inst = _instrument(path)
+    output = output or Path(f"{inst.id}{_DEFAULT_SUFFIX[to.value]}")
+    if language is not None and language not in inst.languages:
+        _err(f"--language {language!r} is not declared by {inst.id} ({', '.join(inst.languages)})", 2)
+    try:
+        if to is ExportTarget.xlsform:
+            from instruments.export_xlsform import export_xlsform
+
+            export_xlsform(inst, output, version=version)
+        elif to is ExportTarget.redcap:
+            from instruments.export_redcap import export_redcap
+
+            export_redcap(inst, output, language=language, form_version=version)
+        elif to is ExportTarget.limesurvey:
+            from instruments.export_limesurvey import export_limesurvey
+
+            export_limesurvey(inst, output, form_version=version)
+        elif to is ExportTarget.paper:
+            from instruments.export_paper import export_paper
+
+            export_paper(inst, output, languages=[language] if language else None)
+        elif to is ExportTarget.ddi:
+            from instruments.export_ddi import export_ddi
+
+            export_ddi(inst, output)
+        else:
+            from instruments.export_sav import export_sav
+
+            export_sav(inst, output, language=language)
+    except OSError as exc:
+        _err(f"cannot write {output}: {exc.strerror or exc}")
+    Console(stderr=True).print(f"wrote {output} ({to.value}, {inst.id} {inst.version})")
+
+
+def import_command(
+    data: Path = typer.Argument(..., help="Data file: CSV, XLSX, SAV, DTA, Parquet or a Kobo/ODK/REDCap/LimeSurvey export."),
+    instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML (or a shipped name)."),
+    format: Optional[DataFormat] = typer.Option(None, "--format", help="Override format detection."),
+    study: Optional[Path] = typer.Option(None, "--study", help="Study folder: keep the raw file and store the responses."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML/CSV renaming items across form versions."),
+    wave: Optional[str] = typer.Option(None, "--wave", help="Wave label stored with the responses (with --study)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the tidy responses (.csv/.parquet/.xlsx)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    limit: int = typer.Option(50, "--limit", help="Problems shown in the table."),
+) -> None:
+    """Read and validate field data; exit 1 when it has errors (warnings do not fail)."""
+    from instruments.ingest import ImportError_
+    from instruments.validate import validate
+
+    inst = _instrument(instrument)
+    stored = None
+    if study is not None:
+        from instruments.store import Study
+
+        try:
+            stored = Study(study).import_file(data, inst, format=format.value if format else None,
+                                              mapping=mapping, wave=wave)
+        except ImportError_ as exc:
+            _err(exc.issue.message)
+        if not stored.added:
+            if as_json:
+                sys.stdout.write(json.dumps({"import": stored.to_dict()}, indent=2) + "\n")
+            else:
+                Console().print(f"nothing to do: {data.name} {stored.reason}")
+            raise typer.Exit(0)
+        result, report = stored.result, stored.report
+    else:
+        result = _read(data, inst, format, mapping)
+        report = validate(result, inst, source=data.name)
+    if output is not None:
+        from instruments.export_data import write_table
+
+        write_table(result.data, output)
+    if as_json:
+        doc = {"import": {k: v for k, v in result.to_dict().items() if k != "issues"},
+               "validation": report.to_dict()}
+        if stored is not None:
+            doc["store"] = {k: v for k, v in stored.to_dict().items() if k != "validation"}
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        console = Console()
+        console.print(result.summary())
+        if len(report.issues):
+            console.print(report.as_table(limit=limit))
+        console.print(report.summary())
+        if stored is not None:
+            console.print(f"stored {stored.n_rows} responses in {study} (raw copy {Path(stored.raw_path).name})")
+    raise typer.Exit(report.exit_code)
+
+
+def score_command(
+    data: Path = typer.Argument(..., help="Data file (any format `resilience import` reads)."),
+    instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML (or a shipped name)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Scored table: .csv, .parquet, .xlsx, .sav, .dta, .json."),
+    format: Optional[DataFormat] = typer.Option(None, "--format", help="Override format detection."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML/CSV renaming items across form versions."),
+    min_items: Optional[int] = typer.Option(None, "--min-items", help="Override every construct's minimum answered items."),
+) -> None:
+    """Missing codes to NA, reverse-keying and construct scores, all from the instrument."""
+    from instruments.export_data import write_table
+    from instruments.score import score
+
+    inst = _instrument(instrument)
+    result = _read(data, inst, format, mapping)
+    scored = score(result, inst, min_items=min_items)
+    try:
+        write_table(scored.table, output)
+    except (OSError, ValueError) as exc:
+        _err(f"cannot write {output}: {exc}")
+    console = Console(stderr=True)
+    console.print(f"scored {len(scored.table)} responses, {len(scored.constructs)} constructs -> {output}")
+
+
+def quality_command(
+    data: Path = typer.Argument(..., help="Data file (any format `resilience import` reads)."),
+    instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML (or a shipped name)."),
+    format: Optional[DataFormat] = typer.Option(None, "--format", help="Override format detection."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write indices and flags per respondent."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Careless-responding flags (never deletion) and how many respondents each catches."""
+    from instruments.quality import quality_flags
+
+    inst = _instrument(instrument)
+    result = _read(data, inst, format, None)
+    q = quality_flags(result, inst)
+    if output is not None:
+        from instruments.export_data import write_table
+
+        write_table(q.table, output)
+    if as_json:
+        sys.stdout.write(json.dumps(q.to_dict(), indent=2, default=str) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{data.name}: data quality flags ({len(q.table)} respondents)")
+    for col in ("Flag", "Rule", "Evaluable", "Flagged", "%", "Note"):
+        table.add_column(col)
+    for rec in q.summary().itertuples(index=False):
+        table.add_row(rec.flag, rec.rule, str(rec.n_evaluable), str(rec.n_flagged),
+                      f"{rec.pct_flagged:.1f}", rec.note)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the commands: `import`, `score`, `quality` at the top, `export` under `instrument`."""
+    app.command("import")(import_command)
+    app.command("score")(score_command)
+    app.command("quality")(quality_command)
+    try:
+        from analysis.cli import instrument as instrument_cli
+    except ModuleNotFoundError:  # pragma: no cover - the instrument group not built
+        return
+    names = {c.name for c in instrument_cli.app.registered_commands}
+    if "export" not in names:
+        instrument_cli.app.command("export")(export_command)
