@@ -34,7 +34,7 @@ ISSUE_TYPES: dict[str, str] = {
     "yaml-tag-not-allowed": "an explicit YAML tag (e.g. !!python/object) in safe-only input",
     "duplicate-key": "the same key twice in one YAML mapping",
     "document-too-large": "the document expands to too many values (an alias bomb?)",
-    "not-a-mapping": "the document (or a part that must be) is not a mapping",
+    "not-a-mapping": "the document is not a mapping of fields",
     # structure and types (from the pydantic model)
     "missing-field": "a required field is absent",
     "unknown-field": "a field the format does not define (often a typo)",

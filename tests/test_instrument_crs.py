@@ -208,3 +208,10 @@ def test_loading_is_fast():
         for _ in range(5):
             load_instrument(CRS)
     assert (time.perf_counter() - start) / 5 < 1.0
+
+
+def test_docs_list_every_issue_type():
+    from instruments.errors import ISSUE_TYPES
+
+    docs = (Path(__file__).parents[1] / "docs" / "instruments.md").read_text(encoding="utf-8")
+    assert [t for t in ISSUE_TYPES if f"| `{t}` |" not in docs] == []
