@@ -182,14 +182,15 @@ class MissingPatterns:
         out = np.zeros((self.N, p + p * p))
         for b in self.batches:
             P, _, _ = self._sub(b, sigma, mu)
-            for j, rows in enumerate(b.rows):
-                ix = b.idx[j]
-                r = self.Y[np.ix_(rows, ix)] - mu[ix]
-                u = r @ P[j]                                          # (n, k)
-                out[np.ix_(rows, ix)] = u
-                G = 0.5 * (u[:, :, None] * u[:, None, :] - P[j][None])
-                cols = p + (ix[:, None] * p + ix[None, :]).ravel()
-                out[np.ix_(rows, cols)] = G.reshape(len(rows), -1)
+            pid = np.concatenate([np.full(len(r), j) for j, r in enumerate(b.rows)])
+            rows = np.concatenate(b.rows)
+            ix = b.idx[pid]                                           # (n, k)
+            r = self.Y[rows[:, None], ix] - mu[ix]
+            u = np.einsum("nij,nj->ni", P[pid], r)
+            out[rows[:, None], ix] = u
+            G = 0.5 * (u[:, :, None] * u[:, None, :] - P[pid])
+            cols = p + ix[:, :, None] * p + ix[:, None, :]
+            out[rows[:, None, None], cols] = G
         return out
 
 
@@ -197,40 +198,49 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 50
     """Unrestricted mean vector and covariance matrix by EM; returns (mu, sigma, logl, iterations).
 
     Starts from the available-case means and variances (zero covariances), as lavaan.
+    The E-step is batched over patterns with the same number of observed items.
     """
     p, N = pat.p, pat.N
-    Y = pat.Y
-    mu = np.nanmean(Y, axis=0)
-    sigma = np.diag(np.nanvar(Y, axis=0))
+    mu = np.nanmean(pat.Y, axis=0)
+    sigma = np.diag(np.nanvar(pat.Y, axis=0))
+    allv = np.arange(p)
+    prep = []
+    for b in pat.batches:
+        m, k = b.idx.shape
+        mis = np.array([np.setdiff1d(allv, o, assume_unique=True) for o in b.idx], dtype=int).reshape(m, p - k)
+        Moo = b.n[:, None, None] * (b.S + b.ybar[:, :, None] * b.ybar[:, None, :])
+        prep.append((b, mis, Moo))
+
+    def scatter(T, ri, ci, vals):
+        flat = (ri * p + ci).ravel()
+        T += np.bincount(flat, weights=vals.ravel(), minlength=p * p).reshape(p, p)
+
+    it = 0
     for it in range(1, max_iter + 1):
         T1 = np.zeros(p)
         T2 = np.zeros((p, p))
-        for b in pat.batches:
-            m, k = b.idx.shape
-            for j in range(m):
-                o = b.idx[j]
-                mis = np.setdiff1d(np.arange(p), o, assume_unique=True)
-                n = b.n[j]
-                yb = b.ybar[j]
-                Moo = n * (b.S[j] + np.outer(yb, yb))
-                if len(mis) == 0:
-                    T1 += n * yb
-                    T2 += Moo
-                    continue
-                So = sigma[np.ix_(o, o)]
-                Smo = sigma[np.ix_(mis, o)]
-                B = np.linalg.solve(So, Smo.T).T            # Sigma_mo Sigma_oo^-1
-                c = mu[mis] - B @ mu[o]
-                yhat_m = c + B @ yb
-                Cm = sigma[np.ix_(mis, mis)] - B @ Smo.T
-                T1[o] += n * yb
-                T1[mis] += n * yhat_m
-                T2[np.ix_(o, o)] += Moo
-                Mom = Moo @ B.T + n * np.outer(yb, c)
-                T2[np.ix_(o, mis)] += Mom
-                T2[np.ix_(mis, o)] += Mom.T
-                T2[np.ix_(mis, mis)] += (B @ Moo @ B.T + n * (np.outer(B @ yb, c) + np.outer(c, B @ yb))
-                                         + n * np.outer(c, c) + n * Cm)
+        for b, mis, Moo in prep:
+            o = b.idx
+            n = b.n
+            T1 += np.bincount(o.ravel(), weights=(n[:, None] * b.ybar).ravel(), minlength=p)
+            scatter(T2, o[:, :, None], o[:, None, :], Moo)
+            if mis.shape[1] == 0:
+                continue
+            So = sigma[o[:, :, None], o[:, None, :]]
+            Smo = sigma[mis[:, :, None], o[:, None, :]]
+            B = np.swapaxes(np.linalg.solve(So, np.swapaxes(Smo, 1, 2)), 1, 2)   # Sigma_mo Sigma_oo^-1
+            c = mu[mis] - np.einsum("mij,mj->mi", B, mu[o])
+            Byb = np.einsum("mij,mj->mi", B, b.ybar)
+            yhat = c + Byb
+            Cm = sigma[mis[:, :, None], mis[:, None, :]] - B @ np.swapaxes(Smo, 1, 2)
+            T1 += np.bincount(mis.ravel(), weights=(n[:, None] * yhat).ravel(), minlength=p)
+            Mom = Moo @ np.swapaxes(B, 1, 2) + n[:, None, None] * b.ybar[:, :, None] * c[:, None, :]
+            scatter(T2, o[:, :, None], mis[:, None, :], Mom)
+            scatter(T2, mis[:, :, None], o[:, None, :], np.swapaxes(Mom, 1, 2))
+            Mmm = (B @ Moo @ np.swapaxes(B, 1, 2)
+                   + n[:, None, None] * (Byb[:, :, None] * c[:, None, :] + c[:, :, None] * Byb[:, None, :]
+                                         + c[:, :, None] * c[:, None, :] + Cm))
+            scatter(T2, mis[:, :, None], mis[:, None, :], Mmm)
         new_mu = T1 / N
         new_sigma = T2 / N - np.outer(new_mu, new_mu)
         new_sigma = 0.5 * (new_sigma + new_sigma.T)
@@ -417,15 +427,74 @@ class FIMLEstimator:
             H[:, j] = col
         return 0.5 * (H + H.T)
 
+    def _second_term_ram(self, x, gms):
+        """Analytic sum_k g_k d2 m_k / dx dx' for the RAM model (no ordinal scales).
+
+        With B = (I - A)^-1, C = B S B', Gt = F' G F, Q = B' Gt B, H1 = C Gt B,
+        gt = F' g_mu, u = B' gt, v = B m (derivation in the module's tests):
+        d2/da_ij da_kl = 2 (B_li H1_jk + B_jk H1_li + Q_ki C_jl) + u_k B_li v_j + u_i B_jk v_l
+        d2/da_ij ds_kl = 2 (Q_li B_jk + Q_ki B_jl [k != l]),  d2/da_ij dm_k = u_i B_jk.
+        """
+        model = self.model
+        q = len(x)
+        H = np.zeros((q, q))
+        for g, grp in enumerate(model._g):
+            if grp.has_scales or grp.n_tau:
+                return None
+            A, S, M, T, D = grp.fill(np.asarray(x, float))
+            m_, p = grp.m, grp.p
+            B = np.linalg.inv(np.eye(m_) - A)
+            gm = gms[g]
+            g_mu = gm[:p] if self.means else np.zeros(p)
+            r, c = _vech_pairs(p)
+            G = np.zeros((p, p))
+            # back from vech-gradient (off-diagonal doubled) to the symmetric full layout
+            vals = gm[p:] * np.where(r == c, 1.0, 0.5)
+            G[r, c] = vals
+            G[c, r] = vals
+            Gt = np.zeros((m_, m_))
+            Gt[:p, :p] = G
+            gt = np.zeros(m_)
+            gt[:p] = g_mu
+            C = B @ S @ B.T
+            Q = B.T @ Gt @ B
+            H1 = C @ Gt @ B
+            u = B.T @ gt
+            v = B @ M
+            ai, aj, ak = grp.cells["A"]
+            si, sj, sk = grp.cells["S"]
+            mi, _, mk = grp.cells["M"]
+            I, J = ai[:, None], aj[:, None]
+            K, L = ai[None, :], aj[None, :]
+            haa = 2 * (B[L, I] * H1[J, K] + B[J, K] * H1[L, I] + Q[K, I] * C[J, L])
+            haa += u[K] * B[L, I] * v[J] + u[I] * B[J, K] * v[L]
+            Ks, Ls = si[None, :], sj[None, :]
+            has = 2 * (Q[Ls, I] * B[J, Ks] + np.where(Ks != Ls, Q[Ks, I] * B[J, Ls], 0.0))
+            ham = u[I] * B[J, mi[None, :]]
+            np.add.at(H, (ak[:, None], ak[None, :]), haa)
+            np.add.at(H, (ak[:, None], sk[None, :]), has)
+            np.add.at(H, (sk[None, :].T, ak[None, :]), has.T)
+            if self.means and len(mk):
+                np.add.at(H, (ak[:, None], mk[None, :]), ham)
+                np.add.at(H, (mk[:, None], ak[None, :]), ham.T)
+        return H
+
     def observed_information(self, x) -> np.ndarray:
         """Unit observed information -(1/N) d2 logl / dx dx' (analytic moment Hessian)."""
+        key = np.asarray(x, float).tobytes()
+        cache = getattr(self, "_obs_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
         D = self._delta_full(x)
         H = np.zeros((len(x), len(x)))
         for pat, d, (s, m) in zip(self.patterns, D, self._moments(x)):
             Hm = _to_vech_mat(pat.p, pat.hessian(s, m))
             H += d.T @ Hm @ d
-        H += self._second_term(x, self._moment_gradients(x))
-        return -H / self.ntotal
+        gms = self._moment_gradients(x)
+        second = self._second_term_ram(x, gms)
+        H += self._second_term(x, gms) if second is None else second
+        self._obs_cache = (key, -H / self.ntotal)
+        return self._obs_cache[1]
 
     def information(self, x) -> np.ndarray:
         return self.observed_information(x)
@@ -466,7 +535,8 @@ class FIMLEstimator:
             B0 = self.first_order(x, per_group=True)
             tr_h1 = self._trace_h1()
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, B0))
-            out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0))
+            ndat = sum(p * (p + 1) // 2 + (p if self.means else 0) for p in self._p)
+            out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, self.model.n_free))
         return out
 
     def _trace_h1(self) -> float:
@@ -600,3 +670,9 @@ def _bdiag(mats):
         out[off:off + k, off:off + k] = m
         off += k
     return out
+
+
+def make_estimator(model, stats, *, data=None, options=None):
+    """ML with missing="fiml" for fit_sem (MLR goes through robust.make_estimator)."""
+    from .robust import make_estimator as _make
+    return _make(model, stats, data=data, options=options)

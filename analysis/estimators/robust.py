@@ -118,16 +118,20 @@ def scaled_shifted(chisq: float, df: int, trace_ug: float, trace_ug2: float) -> 
             "test.scaled": "scaled.shifted"}
 
 
-def yuan_bentler_mplus(chisq: float, df: int, trace_h1: float, trace_h0: float) -> dict:
+def yuan_bentler_mplus(chisq: float, df: int, trace_h1: float, trace_h0: float,
+                       ndat: int | None = None, npar: int | None = None) -> dict:
     """Yuan-Bentler scaled statistic, Mplus variant: c = (tr(A1^-1 B1) - tr(E^-1 B0)) / df."""
     trace_ug = trace_h1 - trace_h0
+    extra = {}
+    if ndat and npar:
+        extra = {"scaling.factor.h1": trace_h1 / ndat, "scaling.factor.h0": trace_h0 / npar}
     c = trace_ug / df if df > 0 else np.nan
     if df > 0 and c < 0:
         c = np.nan
     scaled = chisq / c if df > 0 else 0.0
     return {"chisq.scaled": scaled, "df.scaled": df, "pvalue.scaled": _pchisq(scaled, df),
             "chisq.scaling.factor": c, "trace.UGamma": trace_ug,
-            "test.scaled": "yuan.bentler.mplus"}
+            "test.scaled": "yuan.bentler.mplus", **extra}
 
 
 def _pchisq(x, df):
@@ -165,6 +169,42 @@ def _tli(x2, df, x2n, dfn, c=1.0, cn=1.0):
     if df > 0 and abs(t2) > 0:
         return 1.0 - t1 / t2
     return 1.0
+
+
+def _rni(x2, df, x2n, dfn, c=1.0, cn=1.0):
+    if df > 0 and c != 1 and cn != 1:
+        t1, t2 = x2 - c * df, x2n - cn * dfn
+    else:
+        t1, t2 = x2 - df, x2n - dfn
+    if not np.isfinite(t1) or not np.isfinite(t2) or np.isclose(t2, 0.0, atol=1.5e-8):
+        return np.nan
+    return 1.0 - t1 / t2
+
+
+def _rfi(x2, df, x2n, dfn):
+    if df > dfn:
+        return np.nan
+    if df > 0 and dfn > 0:
+        t1, t2 = x2n / dfn - x2 / df, x2n / dfn
+        return 1.0 if (t1 < 0 or t2 < 0) else t1 / t2
+    return 1.0
+
+
+def _nfi(x2, df, x2n, dfn):
+    if df > dfn or np.isclose(x2n, 0.0):
+        return np.nan
+    return (x2n - x2) / x2n if df > 0 else 1.0
+
+
+def _pnfi(x2, df, x2n, dfn):
+    return (df / dfn) * (x2n - x2) / x2n if (dfn > 0 and x2n > 0) else np.nan
+
+
+def _ifi(x2, df, x2n, dfn):
+    t1, t2 = x2n - x2, x2n - df
+    if t2 < 0:
+        return 1.0
+    return np.nan if np.isclose(t2, 0.0) else t1 / t2
 
 
 def _rmsea(x2, df, n, c=1.0, g=1):
@@ -228,7 +268,13 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
     kind = test.get("test.scaled")
     if kind is None:            # unscaled ML with FIML: only the FIML-C robust indices (V6)
         return _robust_only(x2, df, x2n, dfn, n, n_groups, robust) if robust else {}
+    xs, dfs, bs, bdfs = test["chisq.scaled"], test["df.scaled"], baseline["chisq.scaled"], baseline["df.scaled"]
     out = {
+        "chisq.scaled": xs, "df.scaled": dfs, "pvalue.scaled": test["pvalue.scaled"],
+        "chisq.scaling.factor": test["chisq.scaling.factor"],
+        "nnfi.scaled": _tli(xs, dfs, bs, bdfs), "rni.scaled": _rni(xs, dfs, bs, bdfs),
+        "rfi.scaled": _rfi(xs, dfs, bs, bdfs), "nfi.scaled": _nfi(xs, dfs, bs, bdfs),
+        "pnfi.scaled": _pnfi(xs, dfs, bs, bdfs), "ifi.scaled": _ifi(xs, dfs, bs, bdfs),
         "baseline.chisq.scaled": baseline["chisq.scaled"],
         "baseline.df.scaled": baseline["df.scaled"],
         "baseline.pvalue.scaled": baseline["pvalue.scaled"],
@@ -238,6 +284,9 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
         "tli.scaled": _tli(test["chisq.scaled"], test["df.scaled"],
                            baseline["chisq.scaled"], baseline["df.scaled"]),
     }
+    for key in ("scaling.factor.h1", "scaling.factor.h0"):
+        if key in test:
+            out[key] = test[key]
     if kind == "scaled.shifted":
         xx2, df2 = test["chisq.scaled"], df
     else:
@@ -260,7 +309,8 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
         c = c3 = test["chisq.scaling.factor"]
         cn = baseline["chisq.scaling.factor"]
     out["cfi.robust"] = _cfi(xx3, df, xx3n, dfn, c, cn)
-    out["tli.robust"] = _tli(xx3, df, xx3n, dfn, c, cn)
+    out["tli.robust"] = out["nnfi.robust"] = _tli(xx3, df, xx3n, dfn, c, cn)
+    out["rni.robust"] = _rni(xx3, df, xx3n, dfn, c, cn)
     out["rmsea.robust"] = _rmsea(xx3, df3, n, c=c3, g=n_groups)
     lo, up = _rmsea_ci(xx3s, df3, n, c=c, g=n_groups)
     out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
@@ -272,6 +322,7 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
 def _robust_only(x2, df, x2n, dfn, n, g, r):
     xx3, df3, c, xx3n, cn = r["XX3"], r["df3"], r["c.hat3"], r["XX3.null"], r["c.hat3.null"]
     out = {"cfi.robust": _cfi(xx3, df, xx3n, dfn, c, cn), "tli.robust": _tli(xx3, df, xx3n, dfn, c, cn),
+           "nnfi.robust": _tli(xx3, df, xx3n, dfn, c, cn), "rni.robust": _rni(xx3, df, xx3n, dfn, c, cn),
            "rmsea.robust": _rmsea(xx3, df3, n, c=c, g=g)}
     lo, up = _rmsea_ci(r["XX3.scaled"], df3, n, c=c, g=g)
     out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
@@ -387,3 +438,176 @@ def _satorra_2000(est0, est1, t_diff, ddf):
     stat = max(t_diff * a + b, 0.0)
     return {"chisq.diff": t_diff, "df.diff": ddf, "scaling.factor": 1.0 / a, "shift.parameter": b,
             "chisq.diff.scaled": stat, "pvalue": _pchisq(stat, ddf), "method": "satorra.2000"}
+
+
+# --------------------------------------------------------------------------
+# estimators: MLM (Satorra-Bentler) and the dispatch used by fit_sem
+# --------------------------------------------------------------------------
+def group_arrays(check, model) -> list[np.ndarray]:
+    """Raw data per group (columns in ``model.ov_names[g]`` order) from a DataCheck."""
+    data = check.data
+    extra = [c for c in data.columns if c not in set(check.variables)]
+    if model.n_groups == 1 or not extra:
+        return [data[model.ov_names[0]].to_numpy(dtype=float)]
+    gcol = extra[0]
+    parts = list(data.groupby(gcol, sort=True))
+    return [part[model.ov_names[g]].to_numpy(dtype=float) for g, (_, part) in enumerate(parts)]
+
+
+def adf_gamma(Y: np.ndarray, means: bool) -> np.ndarray:
+    """Asymptotic covariance of [ybar, vech S] (N divisor, lavaan's Gamma for MLM)."""
+    n, p = Y.shape
+    yc = Y - Y.mean(axis=0)
+    r, c = np.tril_indices(p)
+    order = np.lexsort((r, c))
+    r, c = r[order], c[order]
+    z = yc[:, r] * yc[:, c]
+    z = z - z.mean(axis=0)
+    if means:
+        z = np.hstack([yc, z])
+    return z.T @ z / n
+
+
+def _ml_class():
+    from .ml import MLEstimator
+    return MLEstimator
+
+
+class _MLMMixin:
+    """Satorra-Bentler robust SEs and scaled test over core's complete-data ML."""
+
+    name = "MLM"
+    test_kind = "satorra.bentler"
+
+    def _setup(self, data):
+        self.gamma = [adf_gamma(Y, self.model.meanstructure) for Y in data]
+
+    def _pieces(self, x):
+        V = self.weight_matrices(x)
+        deltas = self.model.delta(x)
+        D = []
+        for g, d in enumerate(deltas):
+            lay = self.model.moment_layout(g)
+            rows = np.r_[lay["mu"], lay["sigma"]] if self.model.meanstructure else \
+                np.arange(lay["sigma"].start, lay["sigma"].stop)
+            if self.model.meanstructure:
+                rows = np.arange(lay["mu"].start, lay["sigma"].stop)
+            D.append(d[rows])
+        return V, D
+
+    def ugamma_pieces(self):
+        V, D = self._pieces(self.x_hat)
+        return V, D, self.gamma, list(self.stats.nobs)
+
+    def vcov(self, x):
+        self.x_hat = np.asarray(x, float)
+        V, D = self._pieces(x)
+        E_inv = np.linalg.inv(self.information(x))
+        B = sum(w * d.T @ v @ gam @ v @ d for w, d, v, gam in zip(self.weights, D, V, self.gamma))
+        return sandwich(E_inv, B, self.ntotal)
+
+    def test(self, x):
+        self.x_hat = np.asarray(x, float)
+        out = super().test(x)
+        V, D = self._pieces(x)
+        E_inv = np.linalg.inv(self.information(x))
+        tr, _ = ugamma_traces(V, D, E_inv, self.gamma, self.stats.nobs)
+        out.update(satorra_bentler(out["chisq"], out["df"], tr))
+        return out
+
+    def baseline_robust(self):
+        """Independence model (diagonal Sigma, saturated means) with its Satorra-Bentler scaling."""
+        from .base import ml_weight
+        ms = self.model.meanstructure
+        chisq, V, D = 0.0, [], []
+        q = 0
+        for g, s in enumerate(self.stats.cov):
+            p = s.shape[0]
+            sb = np.diag(np.diag(s))
+            chisq += self.stats.nobs[g] * (np.sum(np.log(np.diag(s))) - np.linalg.slogdet(s)[1])
+            W = np.diag(1.0 / np.diag(s))
+            v = ml_weight(W)
+            r, c = np.tril_indices(p)
+            order = np.lexsort((r, c))
+            r, c = r[order], c[order]
+            if ms:
+                full = np.zeros((p + len(r),) * 2)
+                full[:p, :p] = W
+                full[p:, p:] = v
+                v = full
+            V.append(v)
+            D.append((p, r, c))
+            q += p + (p if ms else 0)
+        Dm, off = [], 0
+        for p, r, c in D:
+            d = np.zeros(((p if ms else 0) + len(r), q))
+            if ms:
+                d[np.arange(p), off + np.arange(p)] = 1.0
+                off += p
+            d[(p if ms else 0) + np.flatnonzero(r == c), off + np.arange(p)] = 1.0
+            off += p
+            Dm.append(d)
+        E = sum(w * d.T @ v @ d for w, d, v in zip(self.weights, Dm, V))
+        df = sum(p * (p - 1) // 2 for p, _, _ in D)
+        tr, _ = ugamma_traces(V, Dm, np.linalg.inv(E), self.gamma, self.stats.nobs)
+        out = {"chisq": chisq, "df": df, "pvalue": _pchisq(chisq, df)}
+        out.update(satorra_bentler(chisq, df, tr))
+        return out
+
+    def extra_fit_measures(self, x, test, fit):
+        base = self.baseline_robust()
+        return robust_fit_indices(test, base, self.ntotal, self.model.n_groups)
+
+
+def _mlm_estimator(model, stats, data):
+    cls = type("MLMEstimator", (_MLMMixin, _ml_class()), {})
+    est = cls(model, stats)
+    est._setup(data)
+    return est
+
+
+def fiml_extra_fit_measures(est, x, test, fit) -> dict:
+    """Fit keys of a FIML (or complete-data MLR) fit that differ from the complete-data ML ones."""
+    import math
+    base = est.baseline()
+    chisq, df = test["chisq"], test["df"]
+    b2, bdf = base["chisq"], base["df"]
+    n = est.ntotal
+    logl = est.loglik(x)
+    npar = est.model.n_free
+    out = {"fmin": chisq / (2 * n), "baseline.chisq": b2, "baseline.df": bdf,
+           "baseline.pvalue": base["pvalue"],
+           "cfi": _cfi(chisq, df, b2, bdf), "tli": _tli(chisq, df, b2, bdf),
+           "nnfi": _tli(chisq, df, b2, bdf), "rni": _rni(chisq, df, b2, bdf),
+           "rfi": _rfi(chisq, df, b2, bdf), "nfi": _nfi(chisq, df, b2, bdf),
+           "pnfi": _pnfi(chisq, df, b2, bdf), "ifi": _ifi(chisq, df, b2, bdf),
+           "logl": logl, "unrestricted.logl": est.logl_h1,
+           "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n),
+           "bic2": -2 * logl + npar * math.log((n + 2) / 24), "ntotal": n}
+    missing = any(p.n_patterns > 1 or not p.observed.all() for p in est.patterns)
+    if test.get("test.scaled"):
+        fc = est.fiml_corrected(x, test, base) if missing else None
+        out.update(robust_fit_indices(test, base, n, est.model.n_groups, robust=fc))
+    elif missing:
+        out.update(robust_fit_indices(test, base, n, est.model.n_groups,
+                                      robust=est.fiml_corrected(x, test, base)))
+    return out
+
+
+def make_estimator(model, stats, *, data=None, options=None):
+    """Robust ML estimators for fit_sem: MLR (complete data or FIML), MLM, ML with robust SEs."""
+    options = options or {}
+    est_name = options.get("estimator", "MLR").upper()
+    missing = options.get("missing", "listwise")
+    refuse_combination(est_name, missing, bool(options.get("ordered")))
+    if data is None:
+        raise EstimatorCombinationError(f"estimator {est_name} needs the raw data, not a covariance matrix")
+    arrays = group_arrays(data, model)
+    if est_name == "MLM" or (est_name == "ML" and options.get("se") in ("robust", "robust.sem")):
+        est = _mlm_estimator(model, stats, arrays)
+        return est
+    from .fiml import FIMLEstimator
+    robust = est_name == "MLR" or options.get("se") in ("robust.huber.white",)
+    est = FIMLEstimator(model, arrays, robust=robust, group_labels=tuple(stats.group_labels))
+    est.extra_fit_measures = lambda x, test, fit: fiml_extra_fit_measures(est, x, test, fit)
+    return est
