@@ -278,7 +278,7 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                     invalid_row_handler=on_invalid)
     conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
-                                     strings_can_be_null=False, quoted_strings_can_be_null=False)
+                                     strings_can_be_null=True, quoted_strings_can_be_null=True)
 
     def blocks() -> Iterator[pd.DataFrame]:
         row = 1  # spreadsheet row of the last record handed out (header = 1)
@@ -711,6 +711,16 @@ def _to_number(col: pd.Series) -> pd.Series:
         return col.astype("float64")
     if pd.api.types.is_numeric_dtype(col):
         return col.astype("float64")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:  # fast path: pyarrow parses a clean column of numbers in C++
+        arr = pa.array(col, from_pandas=True)
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            out = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+            return pd.Series(out, index=col.index, dtype="float64")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
     return pd.to_numeric(col, errors="coerce").astype("float64")
 
 
