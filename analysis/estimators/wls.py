@@ -1,0 +1,272 @@
+"""Diagonally weighted and unweighted least squares on ordinal moments (WLSMV, ULSMV).
+
+The sample moments are lavaan's WLS.obs for ordered items: thresholds and
+polychoric correlations, with their asymptotic covariance Gamma (see
+:mod:`analysis.polychoric`). The fit function, per group and weighted by
+N_g / N, is lavaan's ``0.5 (s - sigma)' W (s - sigma)`` with
+W = diag(Gamma)^-1 (DWLS) or I (ULS), so ``chisq = 2 N F``; SEs are the
+sandwich ``E^-1 (Delta'W Gamma W Delta) E^-1 / N`` (lavaan se="robust.sem"),
+and the test is the mean-and-variance adjusted (scaled-shifted) statistic.
+The delta parameterization (lavaan's default) fixes the scales to 1 so that
+the residual variances of the latent responses are 1 minus their common
+variance; they are reported that way.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as st
+
+from ..errors import DataError
+from ..polychoric import ordinal_codes, ordinal_stats
+from .robust import (
+    EstimatorCombinationError,
+    refuse_combination,
+    robust_fit_indices,
+    sandwich,
+    scaled_shifted,
+    ugamma_traces,
+)
+
+__all__ = ["WLSEstimator", "make_estimator"]
+
+
+class WLSEstimator:
+    """DWLS (WLSMV) or ULS (ULSMV) on thresholds and polychoric correlations.
+
+    Parameters
+    ----------
+    model : analysis.model.Model with all observed variables ordered.
+    frames : list of DataFrames per group (the ordered items, raw codes, NaN = missing).
+    estimator : "WLSMV" or "ULSMV".
+    missing : "listwise" (lavaan's default) or "pairwise".
+    """
+
+    def __init__(self, model, frames, *, estimator: str = "WLSMV", missing: str = "listwise",
+                 group_labels=(), collapse_sparse: bool = False):
+        from ..data import SampleStats
+
+        self.model = model
+        self.name = estimator.upper()
+        self.test_kind = "scaled.shifted"
+        for g, ov in enumerate(model.ov_names):
+            numeric = [v for v in ov if v not in set(model.ordered_names[g])]
+            if numeric:
+                raise DataError(
+                    f"estimator {self.name} here needs every observed variable ordered; "
+                    f"not ordered: {', '.join(numeric)} (pass ordered=True or list them)")
+        labels = list(group_labels)
+        self.ostats = []
+        if len(frames) > 1:
+            import pandas as pd
+            allf = pd.concat(frames, keys=range(len(frames)))
+            groups = np.asarray(allf.index.get_level_values(0))
+            codes, self.levels = ordinal_codes(allf, model.ov_names[0], groups=groups,
+                                               collapse_sparse=collapse_sparse)
+            parts = [codes[groups == g] for g in range(len(frames))]
+        else:
+            codes, self.levels = ordinal_codes(frames[0], model.ov_names[0], collapse_sparse=collapse_sparse)
+            parts = [codes]
+        for g, part in enumerate(parts):
+            try:
+                self.ostats.append(ordinal_stats(part[model.ov_names[g]], missing=missing))
+            except DataError as err:
+                where = f" (group '{labels[g]}')" if len(parts) > 1 and labels else ""
+                raise type(err)(f"{err}{where}") from None
+        for g, os_ in enumerate(self.ostats):
+            want = len(model.th_names[g])
+            if len(os_.th) != want:
+                raise DataError(f"the model has {want} thresholds but the data give {len(os_.th)}; "
+                                "check the categories of the ordered items")
+        self.nobs = [s.nobs for s in self.ostats]
+        self.ntotal = int(sum(self.nobs))
+        self.weights = np.asarray(self.nobs, float) / self.ntotal
+        self.s = [s.wls_obs for s in self.ostats]
+        self.gamma = [s.gamma for s in self.ostats]
+        if self.name == "ULSMV":
+            self.W = [np.ones(len(v)) for v in self.s]
+        else:
+            self.W = [1.0 / np.diag(gm) for gm in self.gamma]
+        # rows of Model.delta: thresholds, then the off-diagonal vech entries
+        self._rows = []
+        for g in range(model.n_groups):
+            lay = model.moment_layout(g)
+            p = len(model.ov_names[g])
+            r, c = np.tril_indices(p)
+            order = np.lexsort((r, c))
+            off = np.flatnonzero(r[order] != c[order])
+            self._rows.append(np.r_[np.arange(lay["tau"].start, lay["tau"].stop), lay["sigma"].start + off])
+        self.stats = SampleStats(tuple(model.ov_names[0]), tuple(s.corr for s in self.ostats),
+                                 tuple(np.zeros(len(s.names)) for s in self.ostats), tuple(self.nobs),
+                                 tuple(str(x) for x in labels))
+        self.missing = missing
+
+    # ------------------------------------------------------------------
+    def implied_moments(self, x):
+        out = []
+        for g, mom in enumerate(self.model.implied(x)):
+            p = mom.sigma.shape[0]
+            r, c = np.tril_indices(p)
+            order = np.lexsort((r, c))
+            r, c = r[order], c[order]
+            off = r != c
+            out.append(np.concatenate([mom.tau, mom.sigma[r[off], c[off]]]))
+        return out
+
+    def _delta(self, x):
+        return [d[rows] for d, rows in zip(self.model.delta(x), self._rows)]
+
+    def objective(self, x) -> float:
+        f = 0.0
+        for w, s, sig, W in zip(self.weights, self.s, self.implied_moments(x), self.W):
+            d = s - sig
+            f += w * 0.5 * float(np.sum(W * d * d))
+        return f
+
+    def gradient(self, x) -> np.ndarray:
+        g = np.zeros(self.model.n_free)
+        for w, s, sig, W, D in zip(self.weights, self.s, self.implied_moments(x), self.W, self._delta(x)):
+            g -= w * D.T @ (W * (s - sig))
+        return g
+
+    def information(self, x) -> np.ndarray:
+        return sum(w * D.T @ (W[:, None] * D) for w, W, D in zip(self.weights, self.W, self._delta(x)))
+
+    def scoring_step(self, x):
+        D = self._delta(x)
+        f, g = 0.0, np.zeros(self.model.n_free)
+        info = np.zeros((self.model.n_free,) * 2)
+        for w, s, sig, W, Dg in zip(self.weights, self.s, self.implied_moments(x), self.W, D):
+            d = s - sig
+            f += w * 0.5 * float(np.sum(W * d * d))
+            g -= w * Dg.T @ (W * d)
+            info += w * Dg.T @ (W[:, None] * Dg)
+        return f, g, info
+
+    def vcov(self, x) -> np.ndarray:
+        self.x_hat = np.asarray(x, float)
+        D = self._delta(x)
+        E_inv = np.linalg.inv(self.information(x))
+        B = sum(w * Dg.T @ (W[:, None] * gm * W[None, :]) @ Dg
+                for w, W, gm, Dg in zip(self.weights, self.W, self.gamma, D))
+        return sandwich(E_inv, B, self.ntotal)
+
+    def df(self) -> int:
+        return int(sum(len(s) for s in self.s) - self.model.n_free)
+
+    def _scaled(self, chisq, df, V, D):
+        E = sum(w * Dg.T @ v @ Dg for w, v, Dg in zip(self.weights, V, D))
+        tr1, tr2 = ugamma_traces(V, D, np.linalg.inv(E), self.gamma, self.nobs)
+        return scaled_shifted(chisq, df, tr1, tr2)
+
+    def test(self, x) -> dict:
+        self.x_hat = np.asarray(x, float)
+        chisq = max(2.0 * self.ntotal * self.objective(x), 0.0)
+        df = self.df()
+        out = {"test": "standard", "chisq": chisq, "df": df,
+               "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
+        out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], self._delta(x)))
+        return out
+
+    def ugamma_pieces(self):
+        """(V, Delta, Gamma, nobs) at the estimates, for scaled difference tests."""
+        return [np.diag(W) for W in self.W], self._delta(self.x_hat), self.gamma, self.nobs
+
+    def baseline(self) -> dict:
+        """Independence model: thresholds free, correlations zero (the thresholds fit exactly)."""
+        chisq = 0.0
+        D = []
+        nth_all = sum(len(o.th) for o in self.ostats)
+        off = 0
+        for w, s, W, o in zip(self.weights, self.s, self.W, self.ostats):
+            nth = len(o.th)
+            chisq += self.ntotal * w * float(np.sum(W[nth:] * s[nth:] ** 2))
+            d = np.zeros((len(s), nth_all))
+            d[np.arange(nth), off + np.arange(nth)] = 1.0
+            off += nth
+            D.append(d)
+        df = int(sum(len(s) for s in self.s) - nth_all)
+        out = {"chisq": chisq, "df": df, "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
+        out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], D))
+        return out
+
+    def extra_fit_measures(self, x, test, fit) -> dict:
+        """WLS fit keys: baseline from the independence model, scaled indices; no likelihood."""
+        from .robust import _cfi, _ifi, _nfi, _pnfi, _rfi, _rmsea, _rmsea_ci, _rmsea_p, _rni, _tli
+        base = self.baseline()
+        chisq, df = test["chisq"], test["df"]
+        b2, bdf = base["chisq"], base["df"]
+        n, g = self.ntotal, self.model.n_groups
+        out = {"npar": self.model.n_free, "fmin": chisq / (2 * n), "baseline.chisq": b2,
+               "baseline.df": bdf, "baseline.pvalue": base["pvalue"],
+               "cfi": _cfi(chisq, df, b2, bdf), "tli": _tli(chisq, df, b2, bdf),
+               "nnfi": _tli(chisq, df, b2, bdf), "rni": _rni(chisq, df, b2, bdf),
+               "rfi": _rfi(chisq, df, b2, bdf), "nfi": _nfi(chisq, df, b2, bdf),
+               "pnfi": _pnfi(chisq, df, b2, bdf), "ifi": _ifi(chisq, df, b2, bdf),
+               "rmsea": _rmsea(chisq, df, n, g=g), "ntotal": n,
+               "logl": np.nan, "unrestricted.logl": np.nan, "aic": np.nan, "bic": np.nan,
+               "bic2": np.nan}
+        lo, up = _rmsea_ci(chisq, df, n, g=g)
+        out.update({"rmsea.ci.lower": lo, "rmsea.ci.upper": up,
+                    "rmsea.pvalue": _rmsea_p(chisq, df, n, 0.05, g=g),
+                    "rmsea.notclose.pvalue": _rmsea_p(chisq, df, n, 0.08, g=g, close=False)})
+        out.update(self._residual_indices(x))
+        out.update(robust_fit_indices(test, base, n, g))
+        return out
+
+    def _residual_indices(self, x) -> dict:
+        """srmr/rmr/crmr on the correlation metric with thresholds as the "mean" part
+        (lavaan: polychoric minus implied correlations; unit diagonals add nothing), and
+        gfi/agfi/pgfi/wrmr with the WLS weights."""
+        keys = dict.fromkeys(["rmr", "rmr_nomean", "crmr", "crmr_nomean", "gfi", "wrmr"], 0.0)
+        nel = sum(len(s) for s in self.s)
+        for w, o, mom, s, sig, W in zip(self.weights, self.ostats, self.model.implied(x), self.s,
+                                        self.implied_moments(x), self.W):
+            p, nth = len(o.names), len(o.th)
+            pstar = p * (p + 1) / 2
+            i, j = o.pairs[:, 0], o.pairs[:, 1]
+            rc = np.sum((o.corr[i, j] - mom.sigma[i, j]) ** 2)
+            rt = np.sum((o.th - mom.tau) ** 2)
+            keys["rmr"] += w * np.sqrt((rc + rt) / (pstar + nth))
+            keys["rmr_nomean"] += w * np.sqrt(rc / pstar)
+            keys["crmr"] += w * np.sqrt((rc + rt) / (pstar - p + nth))
+            keys["crmr_nomean"] += w * np.sqrt(rc / (pstar - p))
+            d = s - sig
+            keys["gfi"] += w * (1.0 - np.sum(W * d * d) / np.sum(W * s * s))
+        chisq = 2 * self.ntotal * self.objective(x)
+        keys["wrmr"] = float(np.sqrt(chisq / nel))
+        df = self.df()
+        out = {"rmr": keys["rmr"], "rmr_nomean": keys["rmr_nomean"], "srmr": keys["rmr_nomean"],
+               "srmr_bentler": keys["rmr"], "srmr_bentler_nomean": keys["rmr_nomean"],
+               "crmr": keys["crmr"], "crmr_nomean": keys["crmr_nomean"],
+               "srmr_mplus": np.nan, "srmr_mplus_nomean": np.nan,
+               "gfi": keys["gfi"], "agfi": 1 - (nel / df) * (1 - keys["gfi"]) if df > 0 else 1.0,
+               "pgfi": (df / nel) * keys["gfi"], "wrmr": keys["wrmr"]}
+        return out
+
+    def residual_variances(self, x) -> list[np.ndarray]:
+        """Delta parameterization: theta_j = 1 / d_j^2 - common variance of y*_j."""
+        out = []
+        for g, mom in enumerate(self.model.implied(x)):
+            scales = self.model.matrices(x, g)["scales"]
+            common = np.diag(mom.sigma) / scales ** 2 - 1.0       # diag(Sigma) with theta = 1 fixed
+            out.append(1.0 / scales ** 2 - common)
+        return out
+
+
+def make_estimator(model, stats, *, data=None, options=None):
+    """WLSMV / ULSMV for fit_sem."""
+    from .robust import group_arrays
+
+    options = options or {}
+    name = options.get("estimator", "WLSMV").upper()
+    missing = options.get("missing", "listwise")
+    refuse_combination(name, missing, True)
+    if data is None:
+        raise EstimatorCombinationError(f"estimator {name} needs the raw data")
+    import pandas as pd
+    arrays = group_arrays(data, model)
+    frames = [pd.DataFrame(a, columns=model.ov_names[g]) for g, a in enumerate(arrays)]
+    return WLSEstimator(model, frames, estimator=name,
+                        missing="pairwise" if missing == "pairwise" else "listwise",
+                        group_labels=tuple(stats.group_labels),
+                        collapse_sparse=bool(options.get("collapse_sparse", False)))
