@@ -1,0 +1,138 @@
+"""Defined parameters (``:=``): values and delta-method standard errors.
+
+Expressions are parsed with :mod:`ast` and evaluated by walking a whitelist
+of nodes (numbers, labels, ``+ - * / ^``, parentheses, ``exp log sqrt abs``);
+model text is never passed to ``eval``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from .errors import ModelSpecificationError
+
+__all__ = ["expression_names", "compile_expression", "label_values", "defined_values",
+           "defined_jacobian"]
+
+_FUNCS: dict[str, Callable[[float], float]] = {
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
+}
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+           ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
+           ast.Pow: lambda a, b: a ** b}
+_UNARY = {ast.USub: lambda a: -a, ast.UAdd: lambda a: a}
+
+
+def _parse(expr: str) -> ast.AST:
+    text = expr.replace("^", "**")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise ModelSpecificationError(f"cannot read the expression '{expr}'") from None
+    for node in ast.walk(tree):
+        ok = isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load,
+                               ast.Call, ast.Constant, *_BINOPS, *_UNARY))
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)):
+            ok = False
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name)
+                                               and node.func.id in _FUNCS and len(node.args) == 1
+                                               and not node.keywords):
+            ok = False
+        if not ok:
+            raise ModelSpecificationError(
+                f"the expression '{expr}' may only use labels, numbers, + - * / ^, parentheses "
+                "and exp(), log(), sqrt(), abs()")
+    return tree
+
+
+def expression_names(expr: str) -> list[str]:
+    """Labels used by an expression, in order of appearance."""
+    tree = _parse(expr)
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not (node.id in _FUNCS):
+            names.append(node.id)
+    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return [n for n in dict.fromkeys(names) if n not in calls or n not in _FUNCS]
+
+
+def compile_expression(expr: str) -> Callable[[dict], float]:
+    """A function of a ``{label: value}`` mapping that evaluates ``expr``."""
+    tree = _parse(expr)
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        if isinstance(node, ast.BinOp):
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp):
+            return _UNARY[type(node.op)](ev(node.operand))
+        if isinstance(node, ast.Call):
+            return _FUNCS[node.func.id](ev(node.args[0]))
+        raise ModelSpecificationError(f"unsupported element in '{expr}'")  # pragma: no cover
+
+    def run(values: dict) -> float:
+        nonlocal env
+        env = values
+        return float(ev(tree))
+
+    env: dict = {}
+    return run
+
+
+def label_values(pt: pd.DataFrame, x: np.ndarray, values: str | None = None) -> dict[str, float]:
+    """Value of every label: from ``x`` for free rows, else the row's value.
+
+    ``values`` names a column to read instead of ``x`` (e.g. "std.all").
+    """
+    out: dict[str, float] = {}
+    rows = pt[(pt["label"] != "") & (pt["group"] > 0)]
+    for lab, free, ustart, idx in zip(rows["label"], rows["free"], rows["ustart"], rows.index):
+        if lab in out:
+            continue
+        if values is not None:
+            out[lab] = float(pt.at[idx, values])
+        elif free > 0:
+            out[lab] = float(x[free - 1])
+        else:
+            out[lab] = float(ustart)
+    return out
+
+
+def defined_values(pt: pd.DataFrame, x: np.ndarray, values: str | None = None) -> dict[str, float]:
+    """Values of the ``:=`` parameters (in table order; later ones may use earlier ones)."""
+    env = label_values(pt, x, values)
+    out = {}
+    for _, row in pt[pt["op"] == ":="].iterrows():
+        with np.errstate(all="ignore"):
+            val = compile_expression(row["rhs"])(env)
+        env[row["lhs"]] = val
+        out[row["lhs"]] = val
+    return out
+
+
+def defined_jacobian(pt: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+    """Jacobian (n_defined x n_free) of the defined parameters, central differences."""
+    names = list(pt.loc[pt["op"] == ":=", "lhs"])
+    jac = np.zeros((len(names), len(x)))
+    for k in range(len(x)):
+        h = 1e-6 * max(1.0, abs(x[k]))
+        xp, xm = x.copy(), x.copy()
+        xp[k] += h
+        xm[k] -= h
+        fp, fm = defined_values(pt, xp), defined_values(pt, xm)
+        jac[:, k] = [(fp[n] - fm[n]) / (2 * h) for n in names]
+    return jac
+
+
+def _isfinite(v: float) -> bool:
+    return math.isfinite(v)

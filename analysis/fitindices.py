@@ -1,0 +1,313 @@
+"""Fit measures with lavaan's ``fitMeasures()`` names and conventions.
+
+The incremental indices and RMSEA are plain functions of (chisq, df) of the
+model and of the baseline (independence) model, with optional scaling
+factors ``c_hat`` so that scaled/robust variants (``cfi.robust``,
+``rmsea.scaled``, ...) reuse them: call them with the scaled statistics and
+the scaling factors (lavaan's ``lav_fit_cfi``, ``lav_fit_rmsea``).
+
+``fit_measures(est, x, test)`` assembles the full Series for an ML fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import optimize as spo
+from scipy import stats as sps
+
+from .estimators.base import ml_weight, vech
+
+__all__ = [
+    "cfi", "tli", "rni", "nfi", "rfi", "pnfi", "ifi",
+    "rmsea", "rmsea_ci", "rmsea_pvalue", "rmsea_notclose_pvalue",
+    "baseline_test", "residual_indices", "fit_measures",
+]
+
+
+def _nan(*vals) -> bool:
+    return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals)
+
+
+def cfi(x2, df, x2_null, df_null, c_hat=1.0, c_hat_null=1.0) -> float:
+    """Comparative fit index, in [0, 1]."""
+    if _nan(x2, df, x2_null, df_null, c_hat, c_hat_null):
+        return math.nan
+    t1 = max(x2 - c_hat * df, 0.0)
+    t2 = max(x2 - c_hat * df, x2_null - c_hat_null * df_null, 0.0)
+    if math.isclose(t1, 0.0, abs_tol=1e-8) and math.isclose(t2, 0.0, abs_tol=1e-8):
+        return 1.0
+    return 1.0 - t1 / t2
+
+
+def rni(x2, df, x2_null, df_null, c_hat=1.0, c_hat_null=1.0) -> float:
+    """Relative noncentrality index (CFI without clamping)."""
+    t1, t2 = x2 - c_hat * df, x2_null - c_hat_null * df_null
+    if _nan(t1, t2) or math.isclose(t2, 0.0, abs_tol=1e-8):
+        return math.nan
+    return 1.0 - t1 / t2
+
+
+def tli(x2, df, x2_null, df_null, c_hat=1.0, c_hat_null=1.0) -> float:
+    """Tucker-Lewis index (= NNFI); 1 when df = 0."""
+    if _nan(x2, df, x2_null, df_null):
+        return math.nan
+    t1 = (x2 - c_hat * df) * df_null
+    t2 = (x2_null - c_hat_null * df_null) * df
+    if df > 0 and abs(t2) > 0:
+        return 1.0 - t1 / t2
+    return 1.0
+
+
+def rfi(x2, df, x2_null, df_null) -> float:
+    """Bollen's relative fit index."""
+    if df > df_null:
+        return math.nan
+    if df > 0 and df_null > 0:
+        t1, t2 = x2_null / df_null - x2 / df, x2_null / df_null
+        return 1.0 if (t1 < 0 or t2 < 0) else t1 / t2
+    return 1.0
+
+
+def nfi(x2, df, x2_null, df_null) -> float:
+    """Bentler-Bonett normed fit index."""
+    if df > df_null or math.isclose(x2_null, 0.0):
+        return math.nan
+    return (x2_null - x2) / x2_null if df > 0 else 1.0
+
+
+def pnfi(x2, df, x2_null, df_null) -> float:
+    """Parsimony normed fit index."""
+    if df_null > 0 and x2_null > 0:
+        return (df / df_null) * (x2_null - x2) / x2_null
+    return math.nan
+
+
+def ifi(x2, df, x2_null, df_null) -> float:
+    """Bollen's incremental fit index."""
+    t1, t2 = x2_null - x2, x2_null - df
+    if t2 < 0:
+        return 1.0
+    if math.isclose(t2, 0.0):
+        return math.nan
+    return t1 / t2
+
+
+def rmsea(x2, df, n, n_groups=1, c_hat=1.0) -> float:
+    """RMSEA = sqrt(max(x2/n/df - c_hat/n, 0)) * sqrt(G) (lavaan's multi-group convention)."""
+    if _nan(x2, df, n) or df <= 0:
+        return 0.0 if df == 0 else math.nan
+    return math.sqrt(max(x2 / n / df - c_hat / n, 0.0)) * math.sqrt(n_groups)
+
+
+def rmsea_ci(x2, df, n, n_groups=1, c_hat=1.0, level=0.90) -> tuple[float, float]:
+    """Confidence interval of RMSEA from the noncentral chi-square (lavaan's uniroot search)."""
+    if _nan(x2, df, n) or df < 1:
+        return 0.0, 0.0
+    upper_p, lower_p = 1 - (1 - level) / 2, (1 - level) / 2
+
+    def lower_fn(lam):
+        return sps.ncx2.cdf(x2, df, lam) - upper_p if lam > 0 else sps.chi2.cdf(x2, df) - upper_p
+
+    def upper_fn(lam):
+        return sps.ncx2.cdf(x2, df, lam) - lower_p if lam > 0 else sps.chi2.cdf(x2, df) - lower_p
+
+    g = math.sqrt(n_groups)
+    if lower_fn(0.0) < 0:
+        lo = 0.0
+    else:
+        lam = spo.brentq(lower_fn, 0.0, x2, xtol=1e-12)
+        lo = math.sqrt(c_hat * lam / (n * df)) * g
+    n_rmsea = max(n, x2 * 4)
+    if upper_fn(n_rmsea) > 0 or upper_fn(0.0) < 0:
+        hi = 0.0
+    else:
+        lam = spo.brentq(upper_fn, 0.0, n_rmsea, xtol=1e-12)
+        hi = math.sqrt(c_hat * lam / (n * df)) * g
+    return lo, hi
+
+
+def rmsea_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.05) -> float:
+    """p-value of close fit, H0: RMSEA <= h0."""
+    if df <= 0:
+        return math.nan
+    ncp = (n * df / c_hat * h0 ** 2) / n_groups
+    return float(sps.ncx2.sf(x2, df, ncp))
+
+
+def rmsea_notclose_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.08) -> float:
+    """p-value of not-close fit, H0: RMSEA >= h0 (MacCallum et al. 1996)."""
+    if df <= 0:
+        return math.nan
+    ncp = (n * df / c_hat * h0 ** 2) / n_groups
+    return float(sps.ncx2.cdf(x2, df, ncp))
+
+
+# --------------------------------------------------------------------------
+def baseline_test(stats, exo_idx: list[list[int]], meanstructure: bool) -> dict:
+    """Independence model: variances (and means) free, fixed.x covariates' block kept.
+
+    Closed form for complete-data ML: F_g = 0.5 (sum log s_ii + log|S_xx| - log|S|)."""
+    n = stats.ntotal
+    f = 0.0
+    df = 0
+    for g, s in enumerate(stats.cov):
+        p = s.shape[0]
+        x = exo_idx[g]
+        y = [i for i in range(p) if i not in x]
+        ld = np.linalg.slogdet(s)[1]
+        ldb = float(np.sum(np.log(np.diag(s)[y])))
+        if x:
+            ldb += np.linalg.slogdet(s[np.ix_(x, x)])[1]
+        f += stats.nobs[g] / n * 0.5 * (ldb - ld)
+        px = len(x)
+        moments = p * (p + 1) // 2 - px * (px + 1) // 2 + ((p - px) if meanstructure else 0)
+        df += moments - len(y) - (len(y) if meanstructure else 0)
+    chisq = 2 * n * f
+    return {"chisq": chisq, "df": df, "pvalue": float(sps.chi2.sf(chisq, df)) if df > 0 else math.nan}
+
+
+def residual_indices(stats, implied, meanstructure: bool) -> dict[str, float]:
+    """rmr, srmr (Bentler), crmr (Bollen) with and without means, srmr_mplus; n_g-weighted."""
+    n = stats.ntotal
+    keys = ["rmr", "rmr_nomean", "srmr_bentler", "srmr_bentler_nomean", "crmr", "crmr_nomean",
+            "srmr_mplus", "srmr_mplus_nomean"]
+    out = dict.fromkeys(keys, 0.0)
+    for g, (s, mom) in enumerate(zip(stats.cov, implied)):
+        w = stats.nobs[g] / n
+        sig, p = mom.sigma, s.shape[0]
+        m = stats.mean[g] if stats.mean[g] is not None else mom.mu
+        sd_s, sd_h = np.sqrt(np.diag(s)), np.sqrt(np.diag(sig))
+        raw, raw_m = vech(s - sig), m - mom.mu
+        ben, ben_m = vech((s - sig) / np.outer(sd_s, sd_s)), (m - mom.mu) / sd_s
+        bol = vech(s / np.outer(sd_s, sd_s) - sig / np.outer(sd_h, sd_h))
+        bol_m = (m - mom.mu) / sd_s      # lavaan scales the implied means by the sample SDs too
+        pstar = p * (p + 1) // 2
+
+        def rms(v, m_, k, mean):
+            if mean:
+                return math.sqrt((np.sum(v ** 2) + np.sum(m_ ** 2)) / (k + p))
+            return math.sqrt(np.sum(v ** 2) / k)
+
+        vals = {
+            "rmr_nomean": rms(raw, raw_m, pstar, False),
+            "srmr_bentler_nomean": rms(ben, ben_m, pstar, False),
+            "crmr_nomean": rms(bol, bol_m, pstar - p, False),
+        }
+        diag_rel = (np.diag(s) - np.diag(sig)) / np.diag(s)
+        off = np.tril_indices(p, -1)
+        cor_off = (s / np.outer(sd_s, sd_s) - sig / np.outer(sd_h, sd_h))[off]
+        mplus_nm = math.sqrt((np.sum(cor_off ** 2) + np.sum(diag_rel ** 2)) / pstar)
+        vals["srmr_mplus_nomean"] = mplus_nm
+        if meanstructure:
+            vals["rmr"] = rms(raw, raw_m, pstar, True)
+            vals["srmr_bentler"] = rms(ben, ben_m, pstar, True)
+            vals["crmr"] = rms(bol, bol_m, pstar - p, True)
+            mm = m / sd_s - mom.mu / sd_h
+            vals["srmr_mplus"] = math.sqrt((np.sum(cor_off ** 2) + np.sum(mm ** 2)
+                                            + np.sum(diag_rel ** 2)) / (pstar + p))
+        else:
+            vals["rmr"], vals["srmr_bentler"], vals["crmr"] = (vals["rmr_nomean"],
+                                                               vals["srmr_bentler_nomean"],
+                                                               vals["crmr_nomean"])
+            vals["srmr_mplus"] = mplus_nm
+        for k in keys:
+            out[k] += w * vals[k]
+    return out
+
+
+def _gfi(stats, implied, meanstructure: bool, exo_idx) -> float:
+    """LISREL GFI: 1 - e'We / s'Ws with the normal-theory weight at the implied moments;
+    moments among fixed.x covariates are left out (as lavaan)."""
+    n = stats.ntotal
+    total = 0.0
+    for g, (s, mom) in enumerate(zip(stats.cov, implied)):
+        p = s.shape[0]
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        r, c = r[order], c[order]
+        x = np.asarray(exo_idx[g], dtype=int)
+        keep = ~(np.isin(r, x) & np.isin(c, x))
+        keep_m = ~np.isin(np.arange(p), x)
+        w_inv = np.linalg.inv(mom.sigma)
+        wv = ml_weight(w_inv)[np.ix_(keep, keep)]
+        obs, est = vech(s)[keep], vech(mom.sigma)[keep]
+        t1 = (obs - est) @ wv @ (obs - est)
+        t2 = obs @ wv @ obs
+        if meanstructure and stats.mean[g] is not None:
+            wm = w_inv[np.ix_(keep_m, keep_m)]
+            d = (stats.mean[g] - mom.mu)[keep_m]
+            t1 += d @ wm @ d
+            t2 += stats.mean[g][keep_m] @ wm @ stats.mean[g][keep_m]
+        total += stats.nobs[g] / n * (1 - t1 / t2)
+    return total
+
+
+def fit_measures(est, x: np.ndarray, test: dict, *, baseline: dict | None = None) -> pd.Series:
+    """lavaan's fitMeasures() for a complete-data ML fit."""
+    model, stats = est.model, est.stats
+    n, n_groups = stats.ntotal, stats.n_groups
+    implied = model.implied(x)
+    meanstructure = model.meanstructure
+    npar = model.n_free
+    chisq, df = float(test["chisq"]), float(test["df"])
+    fmin = chisq / (2 * n)
+    exo_idx = [[model.ov_names[g].index(v) for v in model.exo_names[g]] for g in range(n_groups)]
+    base = baseline or baseline_test(stats, exo_idx, meanstructure)
+    b2, bdf = base["chisq"], float(base["df"])
+    # log-likelihoods
+    logl = unres = 0.0
+    for g, (s, mom) in enumerate(zip(stats.cov, implied)):
+        p, ng = s.shape[0], stats.nobs[g]
+        sign, ld = np.linalg.slogdet(mom.sigma)
+        w = np.linalg.inv(mom.sigma)
+        val = ld + np.sum(s * w)
+        if meanstructure and stats.mean[g] is not None:
+            d = stats.mean[g] - mom.mu
+            val += d @ w @ d
+        logl += -0.5 * ng * (p * math.log(2 * math.pi) + val)
+        unres += -0.5 * ng * (p * math.log(2 * math.pi) + np.linalg.slogdet(s)[1] + p)
+        x = exo_idx[g]
+        if x:
+            # fixed.x: lavaan reports the log-likelihood of the y's given the covariates
+            px = len(x)
+            lx = -0.5 * ng * (px * math.log(2 * math.pi) + np.linalg.slogdet(s[np.ix_(x, x)])[1] + px)
+            logl -= lx
+            unres -= lx
+    out = {
+        "npar": npar, "fmin": fmin, "chisq": chisq, "df": df, "pvalue": test.get("pvalue", math.nan),
+        "baseline.chisq": b2, "baseline.df": bdf, "baseline.pvalue": base["pvalue"],
+        "cfi": cfi(chisq, df, b2, bdf), "tli": tli(chisq, df, b2, bdf), "nnfi": tli(chisq, df, b2, bdf),
+        "rfi": rfi(chisq, df, b2, bdf), "nfi": nfi(chisq, df, b2, bdf), "pnfi": pnfi(chisq, df, b2, bdf),
+        "ifi": ifi(chisq, df, b2, bdf), "rni": rni(chisq, df, b2, bdf),
+        "logl": logl, "unrestricted.logl": unres,
+        "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n), "ntotal": n,
+        "bic2": -2 * logl + npar * math.log((n + 2) / 24),
+        "rmsea": rmsea(chisq, df, n, n_groups),
+    }
+    lo, hi = rmsea_ci(chisq, df, n, n_groups)
+    out.update({"rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
+                "rmsea.pvalue": rmsea_pvalue(chisq, df, n, n_groups), "rmsea.close.h0": 0.05,
+                "rmsea.notclose.pvalue": rmsea_notclose_pvalue(chisq, df, n, n_groups),
+                "rmsea.notclose.h0": 0.08})
+    res = residual_indices(stats, implied, meanstructure)
+    out.update({"rmr": res["rmr"], "rmr_nomean": res["rmr_nomean"], "srmr": res["srmr_bentler"],
+                "srmr_bentler": res["srmr_bentler"], "srmr_bentler_nomean": res["srmr_bentler_nomean"],
+                "crmr": res["crmr"], "crmr_nomean": res["crmr_nomean"],
+                "srmr_mplus": res["srmr_mplus"], "srmr_mplus_nomean": res["srmr_mplus_nomean"]})
+    if df == 0 and chisq < math.sqrt(np.finfo(float).eps):
+        out["cn_05"] = out["cn_01"] = math.nan
+    else:
+        out["cn_05"] = sps.chi2.ppf(0.95, df) / (chisq / n) + 1
+        out["cn_01"] = sps.chi2.ppf(0.99, df) / (chisq / n) + 1
+    gfi = _gfi(stats, implied, meanstructure, exo_idx)
+    nel = sum(s.shape[0] * (s.shape[0] + 1) // 2 + (s.shape[0] if meanstructure else 0)
+              for s in stats.cov)
+    out["gfi"] = gfi
+    out["agfi"] = 1 - (nel / df) * (1 - gfi) if df > 0 else 1.0
+    out["pgfi"] = (df / nel) * gfi if nel > 0 else math.nan
+    out["mfi"] = math.exp(-0.5 * (chisq - df) / n)
+    out["ecvi"] = chisq / n + 2 * npar / n
+    return pd.Series(out, dtype=float)

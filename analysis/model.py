@@ -1,0 +1,276 @@
+"""The compiled model: RAM matrices per group, implied moments and their Jacobian.
+
+For group ``g`` the variables are the observed ones (``ov_names[g]``, in the
+ParameterTable's order) followed by the latent ones. With ``A`` the directed
+paths (``A[i, j]`` = effect of j on i), ``S`` the (residual) covariances and
+``m`` the intercepts, ``B = (I - A)^-1`` and ``E = B[:p]`` (the observed rows):
+
+    Sigma = E S E'        mu = E m
+
+and for ordered variables (delta parameterization, scales ``d`` from ``~*~``)
+``Sigma* = D Sigma D`` and thresholds ``d_v (tau_k - mu_v)``.
+
+``delta(x)`` gives the analytic Jacobian of the stacked moments
+``[tau, mu, vech(Sigma)]`` (``vech``: lower triangle column by column, as
+lavaan) with respect to the free vector ``x``, built from precomputed index
+maps with no Python loop over parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .partable import exo_names, latent_names, n_free, observed_names, ordered_names
+from .syntax import EXPRESSION_OPS
+
+__all__ = ["Model", "Moments", "vech_indices"]
+
+
+@dataclass
+class Moments:
+    """Model-implied moments of one group (``tau`` None without ordered variables)."""
+
+    sigma: np.ndarray
+    mu: np.ndarray
+    tau: np.ndarray | None = None
+
+
+def vech_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of vech (lower triangle, column-major, as lavaan)."""
+    rows, cols = [], []
+    for j in range(p):
+        for i in range(j, p):
+            rows.append(i)
+            cols.append(j)
+    return np.array(rows, dtype=int), np.array(cols, dtype=int)
+
+
+class _Group:
+    """Index maps of one group (cells of A, S, m, tau and scales, free or fixed)."""
+
+    def __init__(self, pt: pd.DataFrame, g: int, nfree: int, meanstructure: bool):
+        self.g = g
+        self.ov = observed_names(pt, g)
+        self.lv = latent_names(pt, g)
+        self.ordered = ordered_names(pt, g)
+        self.exo = exo_names(pt, g)
+        names = self.ov + [v for v in self.lv if v not in self.ov]
+        self.names = names
+        pos = {n: i for i, n in enumerate(names)}
+        self.p, self.m = len(self.ov), len(names)
+        p, m = self.p, self.m
+        sub = pt[(pt["group"] == g) & ~pt["op"].isin(EXPRESSION_OPS)]
+        self.A0 = np.zeros((m, m))
+        self.S0 = np.zeros((m, m))
+        self.M0 = np.zeros(m)
+        self.D0 = np.ones(p)
+        th_rows = sub[sub["op"] == "|"]
+        # thresholds in lavaan's order: by ordered variable, then t1, t2, ...
+        th_rows = th_rows.assign(_v=th_rows["lhs"].map({v: i for i, v in enumerate(self.ov)}),
+                                 _k=th_rows["rhs"].str[1:].astype(int) if len(th_rows) else 0)
+        th_rows = th_rows.sort_values(["_v", "_k"]) if len(th_rows) else th_rows
+        self.th_names = [f"{l}|{r}" for l, r in zip(th_rows["lhs"], th_rows["rhs"])]
+        self.th_var = np.array([pos[l] for l in th_rows["lhs"]], dtype=int)
+        self.T0 = np.zeros(len(th_rows))
+        cells = {"A": [], "S": [], "M": [], "T": [], "D": []}
+        th_pos = {idx: k for k, idx in enumerate(th_rows.index)}
+        for idx, row in sub.iterrows():
+            op, l, r, free = row["op"], row["lhs"], row["rhs"], int(row["free"])
+            val = row["ustart"] if free == 0 else 0.0
+            val = 0.0 if pd.isna(val) else float(val)
+            if op == "=~":
+                kind, i, j = "A", pos[r], pos[l]
+                self.A0[i, j] = val
+            elif op == "~":
+                kind, i, j = "A", pos[l], pos[r]
+                self.A0[i, j] = val
+            elif op == "~~":
+                kind, i, j = "S", pos[l], pos[r]
+                self.S0[i, j] = self.S0[j, i] = val
+            elif op == "~1":
+                kind, i, j = "M", pos[l], 0
+                self.M0[i] = val
+            elif op == "|":
+                kind, i, j = "T", th_pos[idx], 0
+                self.T0[i] = val
+            elif op == "~*~":
+                kind, i, j = "D", pos[l], 0
+                self.D0[i] = val if free == 0 else 1.0
+            else:  # pragma: no cover - check_partable refuses other ops
+                continue
+            if free > 0:
+                cells[kind].append((i, j, free - 1))
+        self.cells = {k: (np.array([c[0] for c in v], dtype=int), np.array([c[1] for c in v], dtype=int),
+                          np.array([c[2] for c in v], dtype=int)) for k, v in cells.items()}
+        self.meanstructure = meanstructure
+        self.has_scales = bool(len(self.cells["D"][0])) or np.any(self.D0 != 1.0)
+        self.vr, self.vc = vech_indices(p)
+        self.n_tau = len(self.T0)
+        self.n_mu = p if meanstructure else 0
+        self.n_moments = self.n_tau + self.n_mu + len(self.vr)
+        # mapping cell-columns -> free parameters (equality constraints: several cells, one x)
+        order = np.concatenate([self.cells[k][2] for k in ("T", "M", "A", "S", "D")])
+        self.P = np.zeros((len(order), nfree))
+        self.P[np.arange(len(order)), order] = 1.0
+
+    def fill(self, x: np.ndarray):
+        A, S, M, T, D = self.A0.copy(), self.S0.copy(), self.M0.copy(), self.T0.copy(), self.D0.copy()
+        i, j, k = self.cells["A"]
+        A[i, j] = x[k]
+        i, j, k = self.cells["S"]
+        S[i, j] = x[k]
+        S[j, i] = x[k]
+        i, _, k = self.cells["M"]
+        M[i] = x[k]
+        i, _, k = self.cells["T"]
+        T[i] = x[k]
+        i, _, k = self.cells["D"]
+        D[i] = x[k]
+        return A, S, M, T, D
+
+
+class Model:
+    """A ParameterTable compiled into RAM matrices per group.
+
+    >>> from analysis.partable import build_partable
+    >>> model = Model(build_partable("f =~ x1 + x2 + x3"))
+    >>> model.n_free, model.ov_names[0]
+    (6, ['x1', 'x2', 'x3'])
+    """
+
+    def __init__(self, partable: pd.DataFrame, meanstructure: bool | None = None):
+        self.partable = partable
+        if meanstructure is None:
+            meanstructure = bool((partable["op"] == "~1").any())
+        self.meanstructure = meanstructure
+        self.n_free = n_free(partable)
+        self.groups = [int(g) for g in sorted(partable["group"].unique()) if g > 0]
+        self.n_groups = len(self.groups)
+        self._g = [_Group(partable, g, self.n_free, meanstructure) for g in self.groups]
+        self.ov_names = [grp.ov for grp in self._g]
+        self.lv_names = [grp.lv for grp in self._g]
+        self.ordered_names = [grp.ordered for grp in self._g]
+        self.th_names = [grp.th_names for grp in self._g]
+        self.exo_names = [grp.exo for grp in self._g]
+        free = partable[partable["free"] > 0].drop_duplicates("free").sort_values("free")
+        self.x_names = [f"{l}{o}{r}" + (f".g{g}" if self.n_groups > 1 else "")
+                        for l, o, r, g in zip(free["lhs"], free["op"], free["rhs"], free["group"])]
+        start = free["start"].to_numpy(dtype=float)
+        self.x_start = np.where(np.isfinite(start), start, 0.0)
+
+    # ------------------------------------------------------------------
+    def matrices(self, x: np.ndarray, group: int = 0) -> dict[str, np.ndarray]:
+        """RAM matrices of one group (0-based index): A, S, m, tau, scales."""
+        A, S, M, T, D = self._g[group].fill(np.asarray(x, dtype=float))
+        return {"A": A, "S": S, "m": M, "tau": T, "scales": D}
+
+    def _core(self, grp: _Group, x: np.ndarray):
+        A, S, M, T, D = grp.fill(x)
+        B = np.linalg.inv(np.eye(grp.m) - A)
+        E = B[: grp.p]
+        sigma = E @ S @ E.T
+        mu = E @ M
+        return A, S, M, T, D, B, E, sigma, mu
+
+    def implied(self, x: np.ndarray) -> list[Moments]:
+        """Implied moments per group."""
+        x = np.asarray(x, dtype=float)
+        out = []
+        for grp in self._g:
+            A, S, M, T, D, B, E, sigma, mu = self._core(grp, x)
+            tau = None
+            if grp.n_tau:
+                tau = D[grp.th_var] * (T - mu[grp.th_var])
+            if grp.has_scales:
+                sigma = sigma * np.outer(D, D)
+                mu = mu * D
+            out.append(Moments(sigma=sigma, mu=mu, tau=tau))
+        return out
+
+    def implied_all(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Implied covariance matrix and means of all variables (observed + latent) per group."""
+        out = []
+        for grp in self._g:
+            A, S, M, T, D, B, E, sigma, mu = self._core(grp, np.asarray(x, dtype=float))
+            out.append((B @ S @ B.T, B @ M))
+        return out
+
+    def delta(self, x: np.ndarray) -> list[np.ndarray]:
+        """Jacobian of ``[tau, mu, vech(Sigma)]`` per group with respect to ``x``."""
+        x = np.asarray(x, dtype=float)
+        return [self._delta_group(grp, x) for grp in self._g]
+
+    def _delta_group(self, grp: _Group, x: np.ndarray) -> np.ndarray:
+        A, S, M, T, D, B, E, sigma, mu_raw = self._core(grp, x)
+        vr, vc = grp.vr, grp.vc
+        C = B @ S @ E.T                      # m x p
+        BM = B @ M
+        nt, nmu = grp.n_tau, grp.n_mu
+        ti, _, tk = grp.cells["T"]
+        mi, _, mk = grp.cells["M"]
+        ai, aj, ak = grp.cells["A"]
+        si, sj, sk = grp.cells["S"]
+        di, _, dk = grp.cells["D"]
+        ncols = len(tk) + len(mk) + len(ak) + len(sk) + len(dk)
+        J = np.zeros((grp.n_moments, ncols))
+        c0 = 0
+        # thresholds: tau_k itself
+        if len(tk):
+            J[ti, c0 + np.arange(len(tk))] = 1.0
+        c0 += len(tk)
+        # mu: intercepts m_i -> E[:, i]
+        dmu = np.zeros((grp.p, ncols))
+        if len(mk):
+            dmu[:, c0:c0 + len(mk)] = E[:, mi]
+        c0 += len(mk)
+        # A cells: dSigma[r,c] = E[r,i] C[j,c] + E[c,i] C[j,r];  dmu = E[:,i] (B m)[j]
+        if len(ak):
+            J[nt + nmu:, c0:c0 + len(ak)] = E[vr][:, ai] * C[aj][:, vc].T + E[vc][:, ai] * C[aj][:, vr].T
+            dmu[:, c0:c0 + len(ak)] = E[:, ai] * BM[aj]
+        c0 += len(ak)
+        # S cells: E[r,i]E[c,j] + E[r,j]E[c,i] (once on the diagonal)
+        if len(sk):
+            blk = E[vr][:, si] * E[vc][:, sj] + E[vr][:, sj] * E[vc][:, si]
+            blk[:, si == sj] *= 0.5
+            J[nt + nmu:, c0:c0 + len(sk)] = blk
+        c0 += len(sk)
+        if grp.has_scales:
+            dd = D[vr] * D[vc]
+            J[nt + nmu:] *= dd[:, None]
+            dmu_scaled = dmu * D[:, None]
+            if len(dk):
+                # dSigma*[r,c]/dd_i = (1[r=i] d_c + d_r 1[c=i]) Sigma[r,c]
+                blk = ((vr[:, None] == di) * D[vc][:, None] + (vc[:, None] == di) * D[vr][:, None])
+                J[nt + nmu:, c0:c0 + len(dk)] = blk * sigma[vr, vc][:, None]
+                dmu_scaled[:, c0:c0 + len(dk)] = (np.arange(grp.p)[:, None] == di) * mu_raw[:, None]
+        else:
+            dmu_scaled = dmu
+        if nmu:
+            J[nt:nt + nmu] = dmu_scaled
+        if nt:
+            # implied thresholds d_v (tau_k - mu_v): chain through mu and the scales
+            v = grp.th_var
+            J[:nt] = J[:nt] * D[v][:, None] - D[v][:, None] * dmu[v]
+            if len(dk):
+                J[:nt, c0:c0 + len(dk)] = (v[:, None] == di) * (T - mu_raw[v])[:, None]
+        return J @ grp.P
+
+    # ------------------------------------------------------------------
+    def moment_layout(self, group: int = 0) -> dict[str, slice]:
+        """Row slices of ``delta`` for one group: ``tau``, ``mu``, ``sigma``."""
+        grp = self._g[group]
+        return {"tau": slice(0, grp.n_tau), "mu": slice(grp.n_tau, grp.n_tau + grp.n_mu),
+                "sigma": slice(grp.n_tau + grp.n_mu, grp.n_moments)}
+
+    def to_partable(self, x: np.ndarray) -> pd.DataFrame:
+        """A copy of the table with ``est`` filled from ``x`` (fixed rows keep their value)."""
+        pt = self.partable.copy()
+        free = pt["free"].to_numpy()
+        est = pt["ustart"].to_numpy(dtype=float).copy()
+        est[free > 0] = np.asarray(x)[free[free > 0] - 1]
+        est[pt["op"].isin(EXPRESSION_OPS).to_numpy()] = np.nan
+        pt["est"] = est
+        return pt

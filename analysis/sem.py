@@ -1,0 +1,471 @@
+"""``fit_sem``: fit a structural equation model, in lavaan's numbered steps.
+
+    1 options   2 data   3 partable   4 sample stats   5 start   6 model
+    7 optimize  8 vcov   9 test   10 fit indices   11 standardize   12 defined
+
+>>> import pandas as pd                                      # doctest: +SKIP
+>>> # In R: cfa("visual =~ x1 + x2 + x3 ...", data = HolzingerSwineford1939)
+>>> fit = fit_sem("visual =~ x1 + x2 + x3", data=hs)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import warnings as _warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .errors import (
+    DataError,
+    EstimatorNotAvailableError,
+    HeywoodCaseWarning,
+    IdentificationError,
+    IdentificationWarning,
+    NonConvergenceWarning,
+    NotPositiveDefiniteWarning,
+    OptionError,
+    StandardizedLoadingWarning,
+    warning_record,
+)
+from .partable import _vnames, build_partable, df_of, observed_names
+from .syntax import EXPRESSION_OPS, parse_model
+
+__all__ = ["fit_sem", "sem", "cfa", "ESTIMATORS"]
+
+ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
+_MISSING = ("listwise", "fiml", "ml")
+_SE = ("standard", "robust", "robust.sem", "robust.huber.white", "bootstrap", "none")
+_TEST = ("standard", "satorra.bentler", "yuan.bentler", "yuan.bentler.mplus",
+         "scaled.shifted", "mean.var.adjusted", "bootstrap", "none")
+
+
+# --------------------------------------------------------------------------
+# 1. options, validated declaratively (sklearn's wording)
+# --------------------------------------------------------------------------
+def _one_of(*choices):
+    def check(v):
+        return isinstance(v, str) and v.upper() in {c.upper() for c in choices}
+    check.text = "one of " + ", ".join(choices)
+    return check
+
+
+def _int_at_least(lo):
+    def check(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
+    check.text = f"an int >= {lo}"
+    return check
+
+
+def _bool(v):
+    return isinstance(v, (bool, np.bool_))
+
+
+_bool.text = "a bool"
+
+
+def _optional_bool(v):
+    return v is None or _bool(v)
+
+
+_optional_bool.text = "a bool or None"
+
+
+def _optional_int(v):
+    return v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+
+
+_optional_int.text = "an int or None"
+
+
+def _str_seq(v):
+    return isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v))
+
+
+_str_seq.text = "a string or a list of strings"
+
+
+def _ordered(v):
+    return v is None or v is True or _str_seq(v)
+
+
+_ordered.text = "None, True (all) or a list of variable names"
+
+_CONSTRAINTS = {
+    "estimator": _one_of(*ESTIMATORS),
+    "missing": _one_of("listwise", "fiml"),
+    "se": _one_of(*_SE),
+    "test": _one_of(*_TEST),
+    "std_lv": _bool,
+    "meanstructure": _optional_bool,
+    "bootstrap": _int_at_least(0),
+    "seed": _optional_int,
+    "group_equal": _str_seq,
+    "group_partial": _str_seq,
+    "ordered": _ordered,
+    "fixed_x": _bool,
+}
+
+
+def _validate(options: dict) -> None:
+    for name, check in _CONSTRAINTS.items():
+        if name in options and not check(options[name]):
+            raise OptionError(f"The {name!r} parameter of fit_sem must be {check.text}. "
+                              f"Got {options[name]!r} instead.")
+
+
+def _as_list(v) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return list(v)
+
+
+# --------------------------------------------------------------------------
+def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sample_mean=None,
+            sample_nobs=None, group: str | None = None, group_equal: Sequence[str] | str = (),
+            group_partial: Sequence[str] | str = (), estimator: str = "ML", missing: str = "listwise",
+            ordered=None, std_lv: bool = False, meanstructure: bool | None = None,
+            se: str = "standard", test: str = "standard", bootstrap: int = 0,
+            seed: int | None = None, fixed_x: bool = True, start=None, warn: bool = True):
+    """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.results.FitResult`.
+
+    Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
+    ``sample_cov`` (+ ``sample_mean``, ``sample_nobs``; a list per group),
+    ``group`` (column), ``group_equal`` / ``group_partial``, ``estimator``
+    ("ML"; others are dispatched to their modules), ``missing``
+    ("listwise" or "fiml"), ``ordered``, ``std_lv``, ``meanstructure``,
+    ``se``, ``test``. ``start``: a free-parameter vector to start from (warm
+    starts for bootstrap and simulation). ``warn=False`` keeps the warnings
+    on the result only.
+
+    Examples
+    --------
+    >>> # In R: cfa(HS.model, data = HolzingerSwineford1939)
+    >>> fit = fit_sem(hs_model, data=hs)                        # doctest: +SKIP
+    >>> round(fit.fit_indices["chisq"], 3)                       # doctest: +SKIP
+    85.306
+    """
+    from .data import SampleStats, check_model_data
+    from .defined import defined_jacobian, defined_values
+    from .fitindices import fit_measures
+    from .model import Model
+    from .optimize import minimize, start_values
+    from .standardize import rsquare, standardize
+
+    # 1. options ----------------------------------------------------------
+    options = dict(estimator=estimator, missing=missing, se=se, test=test, std_lv=std_lv,
+                   meanstructure=meanstructure, bootstrap=bootstrap, seed=seed,
+                   group_equal=group_equal, group_partial=group_partial, ordered=ordered,
+                   fixed_x=fixed_x)
+    _validate(options)
+    estimator = estimator.upper()
+    missing = "fiml" if missing.lower() in ("fiml", "ml") else "listwise"
+    group_equal, group_partial = _as_list(group_equal), _as_list(group_partial)
+    if data is None and sample_cov is None:
+        raise DataError("fit_sem needs data (a DataFrame) or sample_cov with sample_nobs")
+    if data is not None and not isinstance(data, pd.DataFrame):
+        raise OptionError(f"The 'data' parameter of fit_sem must be a pandas DataFrame. "
+                          f"Got {type(data).__name__} instead.")
+    statements = parse_model(model) if isinstance(model, str) else model
+    syntax = model if isinstance(model, str) else ""
+    ov_syntax = _vnames([(s.lhs, s.op, s.rhs) for s in statements if s.op not in EXPRESSION_OPS])["ov"]
+    records: list[dict] = []
+
+    # 2. data ---------------------------------------------------------------
+    check = None
+    if data is not None:
+        if ordered is True:
+            ordered = [v for v in ov_syntax]
+        ordered = _as_list(ordered)
+        check = check_model_data(data, ov_syntax, group=group, missing=missing)
+        for text in check.warnings:
+            records.append({"type": "data", "category": "DataWarning", "message": text})
+        kept = check.data
+        if group is not None:
+            # lavaan numbers groups in order of appearance in the data
+            group_labels = [str(v) for v in pd.unique(kept[group])]
+        else:
+            group_labels = []
+        n_groups = max(len(group_labels), 1)
+        n_thresholds = {v: int(kept[v].nunique()) - 1 for v in ordered}
+    else:
+        ordered = _as_list(ordered if ordered is not True else ov_syntax)
+        covs = sample_cov if isinstance(sample_cov, (list, tuple)) else [sample_cov]
+        n_groups = len(covs)
+        group_labels = [str(g + 1) for g in range(n_groups)] if n_groups > 1 else []
+        n_thresholds = {}
+        if estimator != "ML" or missing != "listwise" or ordered:
+            raise OptionError("with sample_cov only estimator='ML' and missing='listwise' are possible "
+                              "(robust, ordinal and FIML estimators need the raw data)")
+
+    # 3. parameter table ----------------------------------------------------
+    ms = meanstructure
+    if ms is None:
+        ms = any(s.op == "~1" for s in statements) or n_groups > 1 or missing == "fiml" or bool(ordered) or estimator in ("WLSMV", "ULSMV")
+        if data is None and sample_mean is not None and n_groups > 1:
+            ms = True
+        if data is None and sample_mean is None:
+            ms = False
+    if ms and data is None and sample_mean is None:
+        raise DataError("the model has a mean structure (intercepts or several groups) but no "
+                        "sample_mean was given")
+    observed = list(data.columns) if data is not None else None
+    if data is None:
+        observed = _cov_names(covs)
+    pt = build_partable(statements, observed=observed, n_groups=n_groups, group_labels=group_labels,
+                        meanstructure=ms, std_lv=std_lv, ordered=ordered, fixed_x=fixed_x,
+                        group_equal=group_equal, group_partial=group_partial, estimator=estimator,
+                        n_thresholds=n_thresholds)
+    ov = observed_names(pt)
+    df = df_of(pt, ms)
+    npar = int(pt["free"].max()) if (pt["free"] > 0).any() else 0
+    if df < 0:
+        raise IdentificationError(
+            f"the model is not identified: it has {npar} free parameters but only {npar + df} "
+            f"sample moments (df = {df}); fix or constrain parameters, or add indicators")
+
+    # 4. sample statistics ---------------------------------------------------
+    if data is not None:
+        stats = _stats_from_data(check.data, ov, group, group_labels)
+    else:
+        stats = _stats_from_moments(covs, sample_mean, sample_nobs, ov, group_labels)
+
+    # 5. start values -------------------------------------------------------
+    pt["start"] = start_values(pt, stats)
+    exo = (pt["exo"] == 1).to_numpy()
+    pt.loc[exo, "ustart"] = pt.loc[exo, "start"]
+
+    # 6. model --------------------------------------------------------------
+    mdl = Model(pt, meanstructure=ms)
+    if start is not None:
+        x0 = np.asarray(start, dtype=float)
+        if x0.shape != (mdl.n_free,):
+            raise OptionError(f"The 'start' parameter of fit_sem must have {mdl.n_free} values. "
+                              f"Got {x0.shape[0] if x0.ndim else 1} instead.")
+    else:
+        x0 = mdl.x_start
+    est = _make_estimator(estimator, missing, mdl, stats, check, options)
+
+    # 7. optimize -----------------------------------------------------------
+    opt = minimize(est, x0)
+    x = opt.x
+    if not opt.converged:
+        records.append(warning_record(NonConvergenceWarning,
+                                      f"the model did not converge after {opt.iterations} iterations "
+                                      f"({opt.message}); estimates are not trustworthy",
+                                      iterations=opt.iterations))
+
+    # 8. vcov ---------------------------------------------------------------
+    vcov = None
+    if se != "none":
+        try:
+            vcov = est.vcov(x)
+            ev = np.linalg.eigvalsh((vcov + vcov.T) / 2)
+            if not np.all(np.isfinite(ev)) or ev.min() <= 0:
+                raise np.linalg.LinAlgError
+        except np.linalg.LinAlgError:
+            vcov = None
+            records.append(warning_record(
+                IdentificationWarning,
+                "could not compute standard errors: the information matrix could not be inverted; "
+                "the model may not be identified"))
+
+    # 9. test -----------------------------------------------------------------
+    tst = est.test(x) if test != "none" else {"chisq": math.nan, "df": df, "pvalue": math.nan}
+
+    # 10. fit indices --------------------------------------------------------
+    fit = fit_measures(est, x, tst)
+    extra = getattr(est, "extra_fit_measures", None)
+    if extra is not None:
+        extra_fit = pd.Series(extra(x, tst, fit), dtype=float)   # estimator's keys replace the ML ones
+        fit = pd.concat([fit.drop(labels=list(extra_fit.index), errors="ignore"), extra_fit])
+
+    # parameter estimates, SEs, z, p, CI
+    pt = mdl.to_partable(x)
+    pt = _fill_inference(pt, x, vcov)
+
+    # 11. standardize --------------------------------------------------------
+    # 12. defined ---------------------------------------------------------------
+    defined = pt["op"] == ":="
+    if defined.any():
+        vals = defined_values(pt, x)
+        pt.loc[defined, "est"] = [vals[n] for n in pt.loc[defined, "lhs"]]
+        if vcov is not None:
+            jac = defined_jacobian(pt, x)
+            dse = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0.0))
+            _set_inference(pt, defined.to_numpy(), pt.loc[defined, "est"].to_numpy(float), dse)
+    pt = standardize(pt, mdl, x)
+    r2 = rsquare(pt, mdl, x)
+    records += _diagnose(pt, mdl, x)
+
+    if warn:
+        for rec in records:
+            cat = {c.__name__: c for c in (HeywoodCaseWarning, StandardizedLoadingWarning,
+                                           NotPositiveDefiniteWarning, NonConvergenceWarning,
+                                           IdentificationWarning)}.get(rec.get("category"))
+            if cat is not None:
+                _warnings.warn(rec["message"], cat, stacklevel=2)
+
+    from .results import FitResult, TestStatistic
+
+    tests = [TestStatistic(float(tst["chisq"]), float(tst["df"]), float(tst.get("pvalue", math.nan)))]
+    if "chisq.scaled" in tst:
+        tests.append(TestStatistic(float(tst["chisq.scaled"]), float(tst.get("df.scaled", tst["df"])),
+                                   float(tst.get("pvalue.scaled", math.nan)), name="chisq.scaled",
+                                   method=str(tst.get("method", "scaled")),
+                                   scaling_factor=tst.get("chisq.scaling.factor"),
+                                   shift=tst.get("chisq.shift.parameters")))
+    opts = {k: v for k, v in options.items()}
+    opts.update(estimator=estimator, missing=missing, meanstructure=ms, group_equal=group_equal,
+                group_partial=group_partial, ordered=ordered, information="expected")
+    return FitResult(
+        params=pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
+        iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(int(n) for n in stats.nobs),
+        group_labels=tuple(group_labels), group=group, tests=tuple(tests), warnings=tuple(records),
+        r2=r2, options=opts, missing=dict(check.missing) if check is not None else {},
+        model=mdl, x=x, sample_stats=stats, vcov=vcov, syntax=syntax,
+        extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check},
+    )
+
+
+sem = fit_sem
+cfa = fit_sem
+
+
+# --------------------------------------------------------------------------
+def _cov_names(covs) -> list[str]:
+    names = None
+    for c in covs:
+        if isinstance(c, pd.DataFrame):
+            names = [str(v) for v in c.columns]
+    if names is None:
+        raise DataError("sample_cov must be a DataFrame with variable names as columns "
+                        "(or a list of them, one per group)")
+    return names
+
+
+def _stats_from_data(data, ov, group, labels):
+    from .data import SampleStats
+
+    parts = [data] if group is None else [data[data[group].astype(str) == lab] for lab in labels]
+    covs, means, ns = [], [], []
+    for part in parts:
+        y = part[ov].to_numpy(dtype=float)
+        mu = y.mean(axis=0)
+        yc = y - mu
+        if np.isnan(y).any():  # missing="fiml": pairwise moments, for start values only
+            mu = np.nanmean(y, axis=0)
+            covs.append(part[ov].cov(ddof=0).fillna(0.0).to_numpy())
+        else:
+            covs.append(yc.T @ yc / len(y))
+        means.append(mu)
+        ns.append(len(y))
+    return SampleStats(tuple(ov), tuple(covs), tuple(means), tuple(ns), tuple(labels))
+
+
+def _stats_from_moments(covs, means, nobs, ov, labels):
+    from .data import SampleStats
+
+    if nobs is None:
+        raise DataError("sample_nobs is required with sample_cov")
+    nobs = list(nobs) if isinstance(nobs, (list, tuple)) else [nobs]
+    if len(nobs) != len(covs):
+        raise DataError(f"sample_nobs has {len(nobs)} value(s) for {len(covs)} covariance matrices")
+    if means is not None and not isinstance(means, (list, tuple)):
+        means = [means]
+    cov_out, mean_out = [], []
+    for g, c in enumerate(covs):
+        names = [str(v) for v in c.columns]
+        absent = [v for v in ov if v not in names]
+        if absent:
+            raise DataError(f"variable(s) not in sample_cov: {', '.join(absent)}")
+        m = c.loc[ov, ov].to_numpy(dtype=float) if isinstance(c, pd.DataFrame) else np.asarray(c)
+        if not np.allclose(m, m.T):
+            raise DataError("sample_cov is not symmetric")
+        cov_out.append(m * (nobs[g] - 1) / nobs[g])
+        if means is None:
+            mean_out.append(None)
+        else:
+            mg = means[g]
+            mg = pd.Series(mg).reindex(ov).to_numpy(float) if isinstance(mg, (pd.Series, dict)) else np.asarray(mg, float)
+            mean_out.append(mg)
+    return SampleStats(tuple(ov), tuple(cov_out), tuple(mean_out), tuple(int(n) for n in nobs), tuple(labels))
+
+
+def _make_estimator(estimator, missing, mdl, stats, check, options):
+    from .estimators import get_estimator_module
+    from .estimators.ml import MLEstimator
+
+    if mdl.th_names and any(mdl.th_names) and estimator in ("ML", "MLR", "MLM"):
+        raise EstimatorNotAvailableError(
+            f"estimator {estimator!r} cannot fit ordered variables; use estimator='WLSMV'")
+    if estimator == "ML" and missing == "listwise" and options.get("se") in ("standard", "none", "bootstrap"):
+        return MLEstimator(mdl, stats)
+    module = {"ML": "fiml", "MLR": "robust", "MLM": "robust", "WLSMV": "wls", "ULSMV": "wls"}[estimator]
+    if estimator == "ML" and missing == "listwise":
+        module = "robust"
+    mod = get_estimator_module(module)
+    make = getattr(mod, "make_estimator", None)
+    if make is None:
+        raise EstimatorNotAvailableError(
+            f"estimator {estimator!r} with missing={missing!r} is not yet available "
+            f"(analysis.estimators.{module} has no make_estimator)")
+    return make(mdl, stats, data=check, options={**options, "estimator": estimator, "missing": missing})
+
+
+def _set_inference(pt, mask, est, se):
+    z = np.where(se > 0, est / np.where(se > 0, se, 1.0), np.nan)
+    crit = sps.norm.ppf(0.975)
+    pt.loc[mask, "se"] = se
+    pt.loc[mask, "z"] = z
+    pt.loc[mask, "pvalue"] = 2 * sps.norm.sf(np.abs(z))
+    pt.loc[mask, "ci.lower"] = est - crit * se
+    pt.loc[mask, "ci.upper"] = est + crit * se
+
+
+def _fill_inference(pt, x, vcov):
+    free = pt["free"].to_numpy()
+    model_rows = ~pt["op"].isin(EXPRESSION_OPS).to_numpy()
+    fixed = (free == 0) & model_rows
+    est = pt["est"].to_numpy(float)
+    pt.loc[fixed, "se"] = 0.0
+    pt.loc[fixed, "ci.lower"] = est[fixed]
+    pt.loc[fixed, "ci.upper"] = est[fixed]
+    if vcov is not None:
+        se_x = np.sqrt(np.maximum(np.diag(vcov), 0.0))
+        mask = free > 0
+        _set_inference(pt, mask, est[mask], se_x[free[mask] - 1])
+    return pt
+
+
+def _diagnose(pt, mdl, x) -> list[dict]:
+    recs = []
+    multi = mdl.n_groups > 1
+    for _, row in pt[(pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["est"] < 0)].iterrows():
+        where = f" in group {row['group']}" if multi else ""
+        recs.append(warning_record(HeywoodCaseWarning,
+                                   f"negative variance estimate for '{row['lhs']}'{where} "
+                                   f"({row['est']:.4g}): a Heywood case", variable=row["lhs"],
+                                   group=int(row["group"])))
+    big = pt[(pt["op"].isin(["=~", "~~"])) & (pt["lhs"] != pt["rhs"]) & (pt["std.all"].abs() > 1)]
+    for _, row in big.iterrows():
+        what = "standardized loading" if row["op"] == "=~" else "correlation"
+        recs.append(warning_record(StandardizedLoadingWarning,
+                                   f"{what} of '{row['lhs']} {row['op']} {row['rhs']}' is "
+                                   f"{row['std.all']:.3f}, beyond [-1, 1]",
+                                   lhs=row["lhs"], op=row["op"], rhs=row["rhs"], group=int(row["group"])))
+    for g, (vall, _) in enumerate(mdl.implied_all(x)):
+        lv = [i for i, n in enumerate(mdl._g[g].names) if n in set(mdl.lv_names[g])]
+        if len(lv) > 0:
+            ev = np.linalg.eigvalsh(vall[np.ix_(lv, lv)])
+            if ev.min() < -1e-10:
+                where = f" in group {mdl.groups[g]}" if multi else ""
+                recs.append(warning_record(NotPositiveDefiniteWarning,
+                                           f"the covariance matrix of the latent variables{where} is not "
+                                           f"positive definite (smallest eigenvalue {ev.min():.3g})",
+                                           group=int(mdl.groups[g])))
+    return recs
