@@ -81,7 +81,6 @@ _ORDINAL_STEPS: dict[str, tuple[str, ...]] = {
     "thresholds": ("thresholds",),
     "metric": ("thresholds", "loadings"),
     "scalar": ("thresholds", "loadings", "intercepts"),
-    "strict": ("thresholds", "loadings", "intercepts", "residuals"),
     "means": ("thresholds", "loadings", "intercepts", "means"),
 }
 _ORDINAL_DEFAULT = ("configural", "thresholds", "metric", "scalar")
@@ -244,94 +243,89 @@ def _fit_ordinal_step(
     ordered: Sequence[str],
     fit_kwargs: Mapping[str, Any],
 ) -> Any:
-    """One Wu & Estabrook (2016) step: group.equal plus their identification of the free parts."""
+    """One Wu & Estabrook (2016) step, fitted from its explicit syntax."""
     from analysis.sem import fit_sem
 
-    labels = _group_labels(data, group)
-    pt = wu_estabrook_partable(model, data, group=group, equal=equal, group_partial=group_partial, ordered=ordered, n_groups=len(labels))
-    return fit_sem(pt, data, group=group, estimator=estimator, ordered=list(ordered), **dict(fit_kwargs))
+    syntax = wu_estabrook_syntax(model, data, group=group, equal=equal, ordered=ordered, group_partial=group_partial)
+    kw = {"std_lv": True, **dict(fit_kwargs)}
+    fit = fit_sem(syntax, data, group=group, estimator=estimator, ordered=list(ordered), **kw)
+    object.__setattr__(fit, "syntax", syntax)
+    return fit
 
 
-def wu_estabrook_partable(
+def wu_estabrook_syntax(
     model: str,
     data: pd.DataFrame,
     *,
     group: str,
     equal: Sequence[str],
     ordered: Sequence[str],
-    n_groups: int,
     group_partial: Sequence[str] = (),
-) -> pd.DataFrame:
-    """ParameterTable of one ordinal invariance step, identified as Wu & Estabrook (2016).
+) -> str:
+    """lavaan syntax of one ordinal invariance step, identified as Wu & Estabrook (2016).
 
-    Factors are identified by fixing their variances to 1 and means to 0 in
-    every group (``ID.fac = "std.lv"``) until the constraints identify them in
-    the other groups: variances free beyond group 1 once loadings are equal,
-    means once intercepts are. Item intercepts are 0 and latent-response
-    scales (delta) 1 in every group until thresholds are equal; then both are
-    free beyond group 1 (and intercepts equal again at the scalar step), as
-    ``semTools::measEq.syntax(ID.cat = "Wu.Estabrook.2016", parameterization =
-    "delta")``.
+    The same models as ``semTools::measEq.syntax(configural.model, ordered,
+    parameterization = "delta", ID.fac = "std.lv", ID.cat =
+    "Wu.Estabrook.2016", group.equal = equal)``: factor variances 1 and means 0
+    in every group until constraints identify them beyond group 1 (variances
+    once loadings are equal, means once intercepts are); item intercepts 0 and
+    latent-response scales 1 in every group until thresholds are equal, then
+    free beyond group 1; at the scalar step the intercepts are 0 everywhere.
+    ``group_partial`` (``"N1|t2"``, ``"NEU=~N3"``, ``"N4~1"``) keeps a parameter
+    group-specific. Regressions and covariances of ``model`` are kept as written.
     """
-    from analysis.partable import build_partable, latent_names
+    from analysis.syntax import parse_model
 
-    n_th = {o: int(data[o].nunique()) - 1 for o in ordered}
-    pt = build_partable(
-        model,
-        n_groups=n_groups,
-        std_lv=True,
-        ordered=list(ordered),
-        n_thresholds=n_th,
-        group_equal=list(equal),
-        group_partial=list(group_partial),
-        estimator="WLSMV",
-        meanstructure=True,
-    ).copy()
-    lvs = set(latent_names(pt))
+    statements = parse_model(model)
+    loads = [s for s in statements if s.op == "=~"]
+    factors = list(dict.fromkeys(s.lhs for s in loads))
+    items = list(dict.fromkeys(s.rhs for s in loads))
+    not_ordered = [i for i in items if i not in ordered]
+    if not_ordered:
+        raise OptionError(
+            f"the ordinal invariance ladder needs every indicator ordered; not ordered: {', '.join(not_ordered)}."
+        )
+    labels = _group_labels(data, group)
+    n = len(labels)
     partial = {_key(p) for p in group_partial}
-    th_equal = "thresholds" in equal
-    ld_equal = "loadings" in equal
-    int_equal = "intercepts" in equal
-    next_free = int(pt["free"].max()) + 1
-    for i, r in pt.iterrows():
-        g = int(r["group"])
-        if g < 1:
-            continue
-        key = (r["lhs"], r["op"], r["rhs"])
-        if r["op"] == "~1" and r["lhs"] in ordered:
-            free = th_equal and g > 1 and (not int_equal or key in partial)
-            fix = 0.0
-        elif r["op"] == "~*~" and r["lhs"] in ordered:
-            free = th_equal and g > 1
-            fix = 1.0
-        elif r["op"] == "~~" and r["lhs"] in lvs and r["lhs"] == r["rhs"]:
-            free = ld_equal and g > 1
-            fix = 1.0
-        elif r["op"] == "~1" and r["lhs"] in lvs:
-            free = int_equal and g > 1
-            fix = 0.0
-        else:
-            continue
-        if free and r["free"] == 0:
-            pt.at[i, "free"] = next_free
-            pt.at[i, "ustart"] = math.nan
-            next_free += 1
-        elif not free:
-            pt.at[i, "free"] = 0
-            pt.at[i, "ustart"] = fix
-            pt.at[i, "label"] = "" if r["label"] == r["plabel"] else r["label"]
-    return _renumber(pt)
+    th_eq, ld_eq, int_eq = "thresholds" in equal, "loadings" in equal, "intercepts" in equal
 
+    def vec(values: Sequence[Any]) -> str:
+        return "c(" + ", ".join("NA" if v is None else (f"{v:g}" if not isinstance(v, str) else v) for v in values) + ")"
 
-def _renumber(pt: pd.DataFrame) -> pd.DataFrame:
-    free = pt["free"].to_numpy()
-    order = {}
-    for f in free:
-        if f > 0 and f not in order:
-            order[f] = len(order) + 1
-    pt["free"] = [order.get(f, 0) for f in free]
-    pt["start"] = pt["ustart"]
-    return pt
+    def labs(base: str, same: bool) -> str:
+        return vec([base] * n if same else [f"{base}.g{g + 1}" for g in range(n)])
+
+    out = ["## loadings"]
+    for s in loads:
+        same = ld_eq and (s.lhs, "=~", s.rhs) not in partial
+        # no NA* needed: fitted with std_lv, so no loading is fixed to 1
+        out.append(f"{s.lhs} =~ {labs(f'lambda.{s.rhs}.{s.lhs}', same)}*{s.rhs}")
+    out.append("## thresholds")
+    for i in items:
+        k = int(data[i].nunique()) - 1
+        for t in range(1, k + 1):
+            same = th_eq and (i, "|", f"t{t}") not in partial
+            out.append(f"{i} | {labs(f'{i}.thr{t}', same)}*t{t}")
+    out.append("## intercepts and latent-response scales")
+    for i in items:
+        free_int = th_eq and (not int_eq or (i, "~1", "") in partial)
+        out.append(f"{i} ~ {vec([0] + [None if free_int else 0] * (n - 1))}*1")
+        out.append(f"{i} ~*~ {vec([1] + [None if th_eq else 1] * (n - 1))}*{i}")
+    out.append("## factor means and variances")
+    for f in factors:
+        free_mean = int_eq and "means" not in equal
+        out.append(f"{f} ~ {vec([0] + [None if free_mean else 0] * (n - 1))}*1")
+        out.append(f"{f} ~~ {vec([1] + [None if ld_eq else 1] * (n - 1))}*{f}")
+    rest = [s for s in statements if s.op not in ("=~", "|", "~*~") and not (s.op == "~1" and s.lhs in items + factors)]
+    if rest:
+        out.append("## structural part as written")
+        for s in rest:
+            if s.op == "~" and "regressions" in equal and (s.lhs, "~", s.rhs) not in partial:
+                out.append(f"{s.lhs} ~ {labs(f'beta.{s.lhs}.{s.rhs}', True)}*{s.rhs}")
+            else:
+                out.append(f"{s.lhs} {s.op} {s.rhs if s.op != '~1' else '1'}")
+    return "\n".join(out) + "\n"
 
 
 def _key(spec: str) -> tuple[str, str, str]:
@@ -387,7 +381,9 @@ def _difference(restricted: Any, free: Any, estimator: str) -> dict[str, Any]:
     try:
         from analysis.compare import compare
 
-        res = compare(free, restricted, warn=False)
+        # lavTestLRT's choice: Satorra (2000) for the scaled-shifted WLSMV/ULSMV test
+        method = "satorra.2000" if estimator.upper() in ("WLSMV", "ULSMV") else "default"
+        res = compare(free, restricted, warn=False, method=method)
         t = res.tests[0] if res.tests else None
         if t is not None and not math.isnan(float(t.stat)):
             return {"chisq.diff": float(t.stat), "df.diff": float(t.df), "pvalue": float(t.pvalue), "method": t.method}

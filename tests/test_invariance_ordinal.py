@@ -1,0 +1,99 @@
+"""Ordinal invariance (WLSMV, thresholds first, Wu & Estabrook 2016) against lavaan + semTools.
+
+Fixtures: invariance_ordinal_*.json from tests/fixtures/make_fixtures.R, the
+models of semTools::measEq.syntax(ID.cat = "Wu.Estabrook.2016", ID.fac =
+"std.lv", parameterization = "delta") for psych::bfi N1-N5 by gender.
+Tolerance 1e-3 (the brief's).
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.invariance import invariance_ladder, wu_estabrook_syntax
+
+FIX = Path(__file__).parent / "fixtures"
+ITEMS = [f"N{i}" for i in range(1, 6)]
+MODEL = "NEU =~ N1 + N2 + N3 + N4 + N5"
+STEPS = ["configural", "thresholds", "metric", "scalar"]
+TOL = 1e-3
+
+
+def _load(name):
+    return json.loads((FIX / "lavaan" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def bfi():
+    return pd.read_csv(FIX / "data" / "bfi.csv")
+
+
+@pytest.fixture(scope="module")
+def ladder(bfi):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return invariance_ladder(MODEL, bfi, group="gender", estimator="WLSMV", ordered=ITEMS)
+
+
+def test_default_ordinal_steps_are_thresholds_first(ladder):
+    assert ladder.steps["name"].tolist() == STEPS
+    assert ladder.ordinal and ladder.estimator == "WLSMV"
+    assert "Wu & Estabrook" in ladder.summary()
+
+
+def test_same_models_as_measeq_syntax_estimates_and_df(ladder):
+    for s in STEPS:
+        ref = _load(f"invariance_ordinal_{s}")
+        assert ladder.fits[s].fit_indices["df"] == ref["fit"]["df"], s
+        est = pd.DataFrame(ref["estimates"])
+        got = ladder.fits[s].params
+        # free parameters (lavaan also lists the derived residual variances of the latent responses)
+        m = est.merge(got[(got["group"] > 0) & (got["free"] > 0)], on=["lhs", "op", "rhs", "group"], suffixes=("_lav", ""))
+        n_free = len(got[(got["group"] > 0) & (got["free"] > 0)])
+        assert len(m) == n_free, s
+        np.testing.assert_allclose(m["est"], m["est_lav"], atol=TOL, err_msg=s)
+        np.testing.assert_allclose(m["se"], m["se_lav"], atol=TOL, err_msg=s)
+
+
+def test_wu_estabrook_identification_per_step(bfi):
+    g = dict(group="gender", ordered=ITEMS)
+    conf = wu_estabrook_syntax(MODEL, bfi, equal=(), **g)
+    thr = wu_estabrook_syntax(MODEL, bfi, equal=("thresholds",), **g)
+    met = wu_estabrook_syntax(MODEL, bfi, equal=("thresholds", "loadings"), **g)
+    sca = wu_estabrook_syntax(MODEL, bfi, equal=("thresholds", "loadings", "intercepts"), **g)
+    assert "N1 ~ c(0, 0)*1" in conf and "N1 ~*~ c(1, 1)*N1" in conf and "NEU ~~ c(1, 1)*NEU" in conf
+    assert "N1 | c(N1.thr1.g1, N1.thr1.g2)*t1" in conf
+    assert "N1 | c(N1.thr1, N1.thr1)*t1" in thr and "N1 ~ c(0, NA)*1" in thr and "N1 ~*~ c(1, NA)*N1" in thr
+    assert "NEU ~~ c(1, NA)*NEU" in met and "NEU ~ c(0, 0)*1" in met
+    assert "N1 ~ c(0, 0)*1" in sca and "NEU ~ c(0, NA)*1" in sca
+    part = wu_estabrook_syntax(MODEL, bfi, equal=("thresholds", "loadings", "intercepts"), group_partial=["N3~1"], **g)
+    assert "N3 ~ c(0, NA)*1" in part and "N1 ~ c(0, 0)*1" in part
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine (estimators/wls.py): WLSMV chi-square is N/(N-1) times lavaan's per group "
+    "(bfi N, gender 1: 170.145 vs 169.953) and compare() applies Satorra-Bentler 2001 instead of "
+    "Satorra (2000); estimates already match (test above)",
+)
+def test_fit_measures_and_scaled_differences_match_lavaan(ladder):
+    steps = ladder.steps.set_index("name")
+    for s in STEPS:
+        ref = _load(f"invariance_ordinal_{s}")["fit"]
+        for k in ("chisq", "chisq.scaled", "cfi.scaled", "rmsea.scaled", "srmr"):
+            assert steps.loc[s, k] == pytest.approx(ref[k], abs=TOL), (s, k)
+    lrt = pd.DataFrame(_load("invariance_ordinal_lrt")["table"]).set_index("model")
+    comp = ladder.comparisons.set_index("to")
+    for s in STEPS[1:]:
+        assert comp.loc[s, "chisq.diff"] == pytest.approx(lrt.loc[s, "Chisq diff"], abs=TOL), s
+
+
+def test_ordinal_ladder_needs_every_indicator_ordered(bfi):
+    from analysis.errors import OptionError
+
+    with pytest.raises(OptionError, match="not ordered: N4, N5"):
+        wu_estabrook_syntax(MODEL, bfi, group="gender", equal=(), ordered=ITEMS[:3])
