@@ -66,10 +66,17 @@ def neutralise(value):
     return value
 
 
-def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy with every text cell neutralised (vectorised over text columns)."""
+def neutralise_frame(frame: pd.DataFrame, exempt: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A copy with every text cell neutralised (vectorised over text columns).
+
+    ``exempt`` names columns whose syntax needs a leading ``-`` or ``@`` (REDCap
+    choices such as ``-9, Prefer not to say``, action tags ``@HIDDEN``); they
+    come from the instrument's author, never from respondents.
+    """
     out = frame.copy()
     for col in out.columns:
+        if col in exempt:
+            continue
         s = out[col]
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
             continue
@@ -101,9 +108,9 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, *, sep: str = ",", bom: bool = False,
-              date_format: str | None = None) -> Path:
-    """CSV with formula cells neutralised, written atomically."""
-    safe = neutralise_frame(frame)
+              date_format: str | None = None, exempt: tuple[str, ...] = ()) -> Path:
+    """CSV with formula cells neutralised (except ``exempt`` columns), written atomically."""
+    safe = neutralise_frame(frame, exempt)
     return _atomic(Path(path), lambda p: safe.to_csv(
         p, index=False, sep=sep, encoding="utf-8-sig" if bom else "utf-8", date_format=date_format))
 

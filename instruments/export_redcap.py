@@ -109,4 +109,7 @@ def export_redcap(instrument, path: str | Path, *, language: str | None = None,
     from .export_data import write_csv
 
     frame = redcap_dictionary(instrument, language=language, form_version=form_version)
-    return write_csv(frame, path)
+    # choices ("-9, ..."), logic and action tags ("@HIDDEN") are REDCap syntax from the
+    # instrument's author; every other cell is neutralised against formula injection
+    return write_csv(frame, path, exempt=("Choices, Calculations, OR Slider Labels",
+                                          "Branching Logic (Show field only if...)", "Field Annotation"))

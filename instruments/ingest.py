@@ -1045,4 +1045,5 @@ def _languages(col: pd.Series, instrument) -> pd.Series:
         return str(v)
 
     uniq = {v: one(v) for v in s.dropna().unique()}
-    return s.map(uniq).fillna(instrument.default_language).astype("string")
+    out = s.astype(object).map(uniq)
+    return out.where(out.notna(), instrument.default_language).astype("string")

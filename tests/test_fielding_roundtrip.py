@@ -1,0 +1,131 @@
+"""Responses written as platform exports come back as the identical scored table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from instruments import load_instrument
+from instruments.export_data import (
+    to_kobo,
+    write_csv,
+    write_kobo,
+    write_limesurvey,
+    write_odk,
+    write_redcap,
+    write_xlsx,
+)
+from instruments.export_sav import export_sav
+from instruments.ingest import detect_format, import_responses
+from instruments.score import score
+from instruments.validate import validate
+from _fielding_data import make_responses
+
+SCORED_COMPARE_DROP = ["submitted_at"]  # platforms store seconds; compared separately
+
+
+@pytest.fixture(scope="module")
+def crs():
+    return load_instrument("crs")
+
+
+@pytest.fixture(scope="module")
+def responses(crs):
+    return make_responses(crs, n=80, seed=7)
+
+
+def _scored(frame, crs):
+    table = score(frame, crs).table.drop(columns=SCORED_COMPARE_DROP, errors="ignore")
+    return table.sort_values("respondent_id").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("fmt, writer", [("kobo", write_kobo), ("odk", write_odk),
+                                         ("redcap", write_redcap), ("limesurvey", write_limesurvey)])
+def test_platform_export_round_trip(crs, responses, tmp_path, fmt, writer):
+    path = writer(responses, crs, tmp_path / f"{fmt}.csv")
+    result = import_responses(path, crs)
+    assert result.format == fmt
+    assert result.n_rows == len(responses)
+    report = validate(result, crs)
+    assert report.valid, report.summary()
+    expected = _scored(responses, crs)
+    got = _scored(result.data, crs)
+    # same columns, same values, same missingness (REDCap keeps no interview timings)
+    cols = [c for c in expected.columns if not (c == "duration_s" and fmt == "redcap")]
+    assert set(cols) <= set(got.columns)
+    pd.testing.assert_frame_equal(got[cols], expected[cols], check_dtype=False)
+    assert got["CULT"].notna().sum() == expected["CULT"].notna().sum() > 0
+    assert set(got["language"]) == set(crs.languages)
+
+
+def test_kobo_label_headers_and_values_round_trip(crs, responses, tmp_path):
+    path = write_kobo(responses, crs, tmp_path / "kobo_labels.csv", headers="labels")
+    header = path.read_text(encoding="utf-8").splitlines()[0]
+    assert crs.item("CULT1").text["en"] in header
+    result = import_responses(path, crs)
+    assert result.format == "kobo"
+    pd.testing.assert_frame_equal(_scored(result.data, crs), _scored(responses, crs), check_dtype=False)
+
+
+def test_csv_xlsx_sav_parquet_round_trip(crs, responses, tmp_path):
+    expected = _scored(responses, crs)
+    plain = responses.drop(columns=["submitted_at"])
+    paths = [write_csv(plain, tmp_path / "r.csv"), write_xlsx(plain, tmp_path / "r.xlsx"),
+             export_sav(crs, tmp_path / "r.sav", data=plain)]
+    plain.to_parquet(tmp_path / "r.parquet")
+    paths.append(tmp_path / "r.parquet")
+    for path in paths:
+        result = import_responses(path, crs)
+        got = _scored(result.data, crs)
+        cols = [c for c in expected.columns if c != "duration_s" or c in got]
+        pd.testing.assert_frame_equal(got[cols], expected[cols], check_dtype=False, obj=path.name)
+
+
+def test_kobo_select_multiple_keeps_blanks_apart_from_zero(crs, tmp_path):
+    data = pd.DataFrame({"respondent_id": ["a", "b", "c"], "CONSENT": [1.0, 1.0, 1.0],
+                         "REPR1___1": [1.0, 0.0, np.nan], "REPR1___0": [0.0, 1.0, np.nan]})
+    kobo = to_kobo(data, crs)
+    assert list(kobo["S_REPR/REPR1"]) == ["1", "0", ""]
+    assert list(kobo["S_REPR/REPR1/1"]) == ["1", "0", ""]
+    path = write_kobo(data, crs, tmp_path / "multi.csv")
+    back = import_responses(path, crs).data
+    assert back["REPR1___1"].tolist()[:2] == [1.0, 0.0] and np.isnan(back["REPR1___1"].iloc[2])
+    # REDCap checkboxes field___code land in the same columns
+    red = pd.DataFrame({"record_id": ["a", "b"], "repr1___1": ["1", "0"], "repr1___0": ["0", "1"]})
+    red.to_csv(tmp_path / "rc.csv", index=False)
+    back = import_responses(tmp_path / "rc.csv", crs)
+    assert back.format == "redcap"
+    assert back.data["REPR1___1"].tolist() == [1.0, 0.0]
+
+
+def test_odk_central_headers_are_recognised(crs, responses):
+    from instruments.export_data import to_odk
+
+    odk = to_odk(responses.head(3), crs)
+    assert "S_PROVIDERS-CULT1" in odk.columns and odk["KEY"].iloc[0] == "uuid:R0000"
+    assert detect_format(list(odk.columns)) == "odk"
+
+
+def test_format_override_and_mapping_across_form_versions(crs, tmp_path):
+    # version 1 called CULT1 "cc_understand"; version 2 uses CULT1; mapping renames per version
+    csv = ("respondent_id,form_version,CONSENT,cc_understand,CULT1\n"
+           "a,v1,1,4,\n"
+           "b,v2,1,,2\n")
+    path = tmp_path / "waves.csv"
+    path.write_text(csv, encoding="utf-8")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("versions:\n  v1: {cc_understand: CULT1}\n", encoding="utf-8")
+    result = import_responses(path, crs, mapping=mapping, format="csv")
+    assert result.format == "csv"
+    assert result.data["CULT1"].tolist() == [4.0, 2.0]
+    assert result.data["form_version"].tolist() == ["v1", "v2"]
+    renamed = import_responses(path, crs, mapping={"renames": {"cc_understand": "CULT2"}})
+    assert renamed.data["CULT2"].tolist()[0] == 4.0
+
+
+def test_interview_language_kept_from_the_language_item(crs, responses, tmp_path):
+    path = write_odk(responses, crs, tmp_path / "odk.csv")
+    data = import_responses(path, crs).data.set_index("respondent_id")
+    expect = responses.set_index("respondent_id")["language"]
+    assert (data.loc[expect.index, "language"] == expect).all()
