@@ -81,30 +81,39 @@ def _observed(fit: FitResult) -> list[str]:
     return sorted(str(v) for v in names - lv if v and str(v) == str(v).strip())
 
 
-def _free_keys(fit: FitResult) -> set[tuple[str, str, str, int]]:
+def _keys(fit: FitResult, free_only: bool) -> set[tuple[str, str, str, int]]:
+    """Parameter keys; a regression and a covariance between the same two variables
+    share a key, since a model with one nests a model with the other locally
+    (a measurement model with free latent covariances nests any structural model)."""
     pt = fit.params
-    body = pt[pt["op"].isin(_PARAM_OPS) & (pt["free"].fillna(0) > 0)]
+    body = pt[pt["op"].isin(_PARAM_OPS)]
+    if free_only:
+        body = body[body["free"].fillna(0) > 0]
     keys = set()
-    for lhs, op, rhs, g in zip(body["lhs"], body["op"], body["rhs"],
-                               body.get("group", pd.Series(1, index=body.index))):
-        a, b = (min(lhs, rhs), max(lhs, rhs)) if op == "~~" else (lhs, rhs)
-        keys.add((str(a), op, str(b), int(g)))
+    groups = body["group"] if "group" in body.columns else pd.Series(1, index=body.index)
+    for lhs, op, rhs, g in zip(body["lhs"], body["op"], body["rhs"], groups):
+        lhs, rhs = str(lhs), str(rhs)
+        if op == "~" or (op == "~~" and lhs != rhs):
+            keys.add((min(lhs, rhs), "~~", max(lhs, rhs), int(g)))
+        else:
+            keys.add((lhs, op, rhs, int(g)))
     return keys
+
+
+def _free_keys(fit: FitResult) -> set[tuple[str, str, str, int]]:
+    return _keys(fit, free_only=True)
 
 
 def _all_keys(fit: FitResult) -> set[tuple[str, str, str, int]]:
-    pt = fit.params
-    body = pt[pt["op"].isin(_PARAM_OPS)]
-    keys = set()
-    for lhs, op, rhs, g in zip(body["lhs"], body["op"], body["rhs"],
-                               body.get("group", pd.Series(1, index=body.index))):
-        a, b = (min(lhs, rhs), max(lhs, rhs)) if op == "~~" else (lhs, rhs)
-        keys.add((str(a), op, str(b), int(g)))
-    return keys
+    return _keys(fit, free_only=False)
 
 
 def _fmt_key(k: tuple[str, str, str, int]) -> str:
-    return f"{k[0]} ~1" if k[1] == "~1" else f"{k[0]} {k[1]} {k[2]}"
+    if k[1] == "~1":
+        return f"{k[0]} ~1"
+    if k[1] == "~~" and k[0] != k[2]:
+        return f"{k[0]} ~ {k[2]} or {k[0]} ~~ {k[2]}"
+    return f"{k[0]} {k[1]} {k[2]}"
 
 
 def _value(fit: FitResult, key: str) -> float:
@@ -220,6 +229,14 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
                         "likelihood-ratio tests and information criteria are not comparable")
         nested = False
         same_data = False
+    exo = [frozenset(f.params.loc[(f.params.get("exo", 0) == 1) & (f.params["op"] == "~~"),
+                                  "lhs"].astype(str)) if "exo" in f.params.columns else frozenset()
+           for f in fits_sorted]
+    if same_data and len(set(exo)) > 1:
+        fixed = sorted(set().union(*exo) - set.intersection(*map(set, exo)))
+        problems.append(f"{', '.join(fixed)} is a fixed covariate (fixed.x) in some models but "
+                        "modelled in others: chi-square differences stay valid, but the "
+                        "log-likelihoods, AIC and BIC of those models are not comparable")
     estimators = {f.estimator for f in fits_sorted}
     if len(estimators) > 1:
         problems.append(f"the models use different estimators ({', '.join(sorted(estimators))})")
@@ -228,19 +245,21 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
 
     df = np.array([_value(f, "df") for f in fits_sorted])
     chisq = np.array([_value(f, "chisq") for f in fits_sorted])
+    pair_ok = [same_data] * len(fits_sorted)  # pair_ok[m]: model m vs m - 1 looks nested
+    pair_ok[0] = False
     for m in range(1, len(fits_sorted)):
         general, restricted = fits_sorted[m - 1], fits_sorted[m]
         gname, rname = names[m - 1], names[m]
         if df[m] == df[m - 1]:
             problems.append(f"models {gname!r} and {rname!r} have the same degrees of freedom; "
                             "they are not nested (or are equivalent): no difference test")
-            nested = False
+            pair_ok[m] = False
         elif chisq[m] - chisq[m - 1] < -_EPS:
             problems.append(f"the more restricted model {rname!r} fits better than {gname!r} "
                             f"(chisq {chisq[m]:.3f} < {chisq[m - 1]:.3f}); either the models "
                             "are not nested or the less restricted model did not reach the "
                             "global optimum")
-            nested = False
+            pair_ok[m] = False
         if same_data:
             extra = _free_keys(restricted) - _all_keys(general)
             if extra:
@@ -248,7 +267,8 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
                 problems.append(f"model {rname!r} has parameters that {gname!r} does not "
                                 f"({listed}{', ...' if len(extra) > 5 else ''}); the models "
                                 "do not appear to be nested")
-                nested = False
+                pair_ok[m] = False
+    nested = nested and all(pair_ok[1:])
 
     kinds = [_scaled_kind(f) for f in fits_sorted]
     scaled = all(k is not None for k in kinds) and method != "standard"
@@ -276,30 +296,32 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
     pval = np.full(len(names), np.nan)
     extra_col = np.full(len(names), np.nan)
     tests: list[TestStatistic | InvalidTestStatistic] = []
-    if same_data:
-        for m in range(1, len(fits_sorted)):
-            general, restricted = fits_sorted[m - 1], fits_sorted[m]
-            if method == "standard":
-                d, dd = chisq[m] - chisq[m - 1], df[m] - df[m - 1]
-                p = float(stats.chi2.sf(d, dd)) if dd > 0 else float("nan")
-                test = TestStatistic(d, dd, p, name="chisq.diff", method="standard",
-                                     null="the restricted model fits as well as the less "
-                                          "restricted one")
-                extra_col[m] = lrt_rmsea(d, dd, general.ntotal, general.n_groups)
-            else:
-                test = _scaled_difference(restricted, general, method)
-                if isinstance(test, TestStatistic) and test.scaling_factor is not None:
-                    extra_col[m] = test.scaling_factor
-            if isinstance(test, InvalidTestStatistic):
-                problems.append(f"{names[m - 1]} vs {names[m]}: {test.reason}")
-            tests.append(test)
-            diff[m], ddf[m], pval[m] = test.stat, test.df, test.pvalue
-            if ddf[m] == 0:
-                pval[m] = np.nan
+    for m in range(1, len(fits_sorted)):
+        if not pair_ok[m]:
+            continue
+        general, restricted = fits_sorted[m - 1], fits_sorted[m]
+        if method == "standard":
+            d, dd = chisq[m] - chisq[m - 1], df[m] - df[m - 1]
+            p = float(stats.chi2.sf(d, dd)) if dd > 0 else float("nan")
+            test = TestStatistic(d, dd, p, name="chisq.diff", method="standard",
+                                 null="the restricted model fits as well as the less "
+                                      "restricted one")
+            extra_col[m] = lrt_rmsea(d, dd, general.ntotal, general.n_groups)
+        else:
+            test = _scaled_difference(restricted, general, method)
+            if isinstance(test, TestStatistic) and test.scaling_factor is not None:
+                extra_col[m] = test.scaling_factor
+        if isinstance(test, InvalidTestStatistic):
+            problems.append(f"{names[m - 1]} vs {names[m]}: {test.reason}")
+        tests.append(test)
+        diff[m], ddf[m], pval[m] = test.stat, test.df, test.pvalue
+        if ddf[m] == 0:
+            pval[m] = np.nan
     table["chisq.diff"] = diff
     table["df.diff"] = ddf
     table["pvalue"] = pval
     table["rmsea" if method == "standard" else "scaling.factor"] = extra_col
+    table["nested"] = [None] + [bool(ok) for ok in pair_ok[1:]]
 
     if warn:
         for p in problems:

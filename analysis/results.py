@@ -303,7 +303,7 @@ class FitResult:
             lines.append(_kv("Number of equality constraints", int(n_eq)))
         lines.append("")
         if self.n_groups > 1:
-            lines.append(_kv("Number of observations per group:", ""))
+            lines.append("  Number of observations per group:")
             labels = self.group_labels or tuple(str(g + 1) for g in range(self.n_groups))
             for lab, n in zip(labels, self.nobs):
                 lines.append("  " + _kv(str(lab), int(n), width=52))
@@ -478,14 +478,22 @@ def _residual_names(pt: pd.DataFrame) -> set[str]:
     return ind | eqs_y
 
 
-def _name_cell(name: str, label: str, indent: int = 4) -> str:
+def _name_cell(name: str, label: str, indent: int = 4, width: int = _NAME_W) -> str:
     text = " " * indent + name
     if label:
         lab = f"({label})"
-        room = _NAME_W - len(text) - 1
-        text = text.ljust(max(len(text) + 1, _NAME_W - len(lab))) + lab if room >= len(lab) \
-            else text + " " + lab
-    return text.ljust(_NAME_W)
+        text = text.ljust(max(len(text) + 1, width - len(lab))) + lab
+    return text.ljust(width)
+
+
+def _name_width(pt: pd.DataFrame) -> int:
+    """lavaan's 18 characters, wider when a name and its label need more."""
+    labels = pt["label"].fillna("").astype(str) if "label" in pt.columns else pd.Series("", index=pt.index)
+    names = np.where(pt["op"].isin([":=", "~1"]) | (pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]),
+                     pt["lhs"].astype(str), pt["rhs"].astype(str))
+    widest = max([4 + len(n) + (len(lab) + 3 if lab else 0) for n, lab in zip(names, labels)],
+                 default=0)
+    return max(_NAME_W, widest + 1)
 
 
 def _value_cells(row: pd.Series, std_cols: list[str]) -> str:
@@ -502,18 +510,19 @@ def _value_cells(row: pd.Series, std_cols: list[str]) -> str:
     return "".join(cells).rstrip()
 
 
-def _column_header(std_cols: list[str]) -> str:
+def _column_header(std_cols: list[str], width: int = _NAME_W) -> str:
     heads = ["Estimate", "Std.Err", "z-value", "P(>|z|)"]
     heads += [{"std.lv": "Std.lv", "std.all": "Std.all", "std.nox": "Std.nox"}[c]
               for c in std_cols]
-    return " " * _NAME_W + "".join(h.rjust(_COL_W) for h in heads)
+    return " " * width + "".join(h.rjust(_COL_W) for h in heads)
 
 
 def _estimate_lines(pt: pd.DataFrame, r2: pd.DataFrame | None,
                     group_labels: Sequence[str], *, standardized: bool) -> list[str]:
     std_cols = [c for c in ("std.lv", "std.all") if standardized and c in pt.columns
                 and pt[c].notna().any()]
-    header = _column_header(std_cols)
+    width = _name_width(pt)
+    header = _column_header(std_cols, width)
     resid = _residual_names(pt)
     label_col = pt["label"].fillna("").astype(str) if "label" in pt.columns \
         else pd.Series("", index=pt.index)
@@ -538,9 +547,9 @@ def _estimate_lines(pt: pd.DataFrame, r2: pd.DataFrame | None,
                     for _, row in rows[rows["lhs"] == lhs].iterrows():
                         name = row["rhs"]
                         if key == "cov" and name in resid:
-                            cell = _name_cell("." + name, label_col[row.name], indent=3)
+                            cell = _name_cell("." + name, label_col[row.name], 3, width)
                         else:
-                            cell = _name_cell(name, label_col[row.name])
+                            cell = _name_cell(name, label_col[row.name], 4, width)
                         lines.append(cell + _value_cells(row, std_cols))
             else:
                 for _, row in rows.iterrows():
@@ -549,22 +558,22 @@ def _estimate_lines(pt: pd.DataFrame, r2: pd.DataFrame | None,
                     else:
                         name, dot = row["lhs"], row["lhs"] in resid and key in ("~1", "var")
                     cell = _name_cell(("." if dot else "") + name, label_col[row.name],
-                                      indent=3 if dot else 4)
+                                      3 if dot else 4, width)
                     lines.append(cell + _value_cells(row, std_cols))
             lines.append("")
         if r2 is not None and len(r2):
             rg = r2[r2["group"] == g] if "group" in r2.columns else r2
             if len(rg):
-                lines += ["R-Square:", " " * _NAME_W + "Estimate".rjust(_COL_W)]
+                lines += ["R-Square:", " " * width + "Estimate".rjust(_COL_W)]
                 for _, row in rg.iterrows():
-                    lines.append(_name_cell(str(row["lhs"]), "")
+                    lines.append(_name_cell(str(row["lhs"]), "", 4, width)
                                  + fmt_number(row["r2"], 3, width=_COL_W))
                 lines.append("")
     defined = pt[pt["op"] == ":="]
     if not defined.empty:
         lines += ["Defined Parameters:", header]
         for _, row in defined.iterrows():
-            lines.append(_name_cell(str(row["lhs"]), "") + _value_cells(row, std_cols))
+            lines.append(_name_cell(str(row["lhs"]), "", 4, width) + _value_cells(row, std_cols))
         lines.append("")
     return lines
 
@@ -692,15 +701,23 @@ class ComparisonResult:
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
+    @property
+    def has_tests(self) -> bool:
+        """Whether any pair of models got a difference test."""
+        return "chisq.diff" in self.table.columns and bool(self.table["chisq.diff"].notna().any())
+
     def summary(self) -> str:
-        title = ("Chi-Squared Difference Test" if self.nested
-                 else "Non-nested models: information criteria")
-        if self.method != "standard":
-            title += f" ({self.method})"
+        """lavaan's ``lavTestLRT`` table (or AIC/BIC only when no pair is nested)."""
+        tested = self.has_tests
+        title = "Chi-Squared Difference Test" if tested else "Non-nested models: information criteria"
+        if self.method != "standard" and tested:
+            title = f"Scaled Chi-Squared Difference Test (method = {self.method})"
         cols = [("df", "Df", 0), ("aic", "AIC", 3), ("bic", "BIC", 3), ("chisq", "Chisq", 3)]
-        if self.nested:
-            cols += [("chisq.diff", "Chisq diff", 3), ("df.diff", "Df diff", 0),
-                     ("pvalue", "Pr(>Chisq)", 4)]
+        if tested:
+            cols += [("chisq.diff", "Chisq diff", 3)]
+            if "rmsea" in self.table.columns:
+                cols += [("rmsea", "RMSEA", 5)]
+            cols += [("df.diff", "Df diff", 0), ("pvalue", "Pr(>Chisq)", 4)]
         name_w = max([len(str(n)) for n in self.table.index] + [8]) + 2
         lines = [title, ""]
         lines.append(" " * name_w + "".join(h.rjust(12) for _, h, _ in cols))
@@ -712,6 +729,9 @@ class ComparisonResult:
                     d = 3
                 cells.append(fmt_number(v, d, width=12))
             lines.append(str(name).ljust(name_w) + "".join(cells))
+        finite = self.table[["aic", "bic"]].dropna(how="all")
+        if len(finite) > 1 and finite["aic"].notna().any():
+            lines += ["", f"Lowest AIC: {finite['aic'].idxmin()}; lowest BIC: {finite['bic'].idxmin()}"]
         if self.warnings:
             lines.append("")
             lines.extend(f"Warning: {_warning_text(w)}" for w in self.warnings)
@@ -725,7 +745,7 @@ class ComparisonResult:
 
     def _repr_html_(self) -> str:
         cols = ["df", "aic", "bic", "chisq"] + (["chisq.diff", "df.diff", "pvalue"]
-                                                if self.nested else [])
+                                                if self.has_tests else [])
         parts = [_HTML_STYLE, '<div class="resilience-fit"><table><thead><tr>'
                  '<th class="name">Model</th>']
         parts += [f"<th>{html.escape(c)}</th>" for c in cols]

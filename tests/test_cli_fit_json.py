@@ -86,3 +86,26 @@ def test_compare_cli_json(tmp_path):
     assert doc["comparison"]["nested"] is True
     res = runner.invoke(app, ["compare", str(HS), "--model", "hs", "--model", str(orth)])
     assert "Chi-Squared Difference Test" in res.output and "68.222" in res.output
+
+
+@pytest.mark.parametrize("estimator,case", [("MLR", "hs_cfa_mlr"), ("MLM", "hs_cfa_mlm")])
+def test_robust_keys_in_json(estimator, case):
+    res = runner.invoke(app, ["fit", str(HS), "--model", "hs", "--estimator", estimator, "--json"])
+    assert res.exit_code == 0, res.output
+    fit = json.loads(res.stdout)["fit"]
+    ref = L.load(case)["fit"]
+    for key in ["chisq.scaled", "df.scaled", "chisq.scaling.factor", "cfi.robust", "tli.robust",
+                "rmsea.robust", "cfi.scaled", "tli.scaled", "rmsea.scaled"]:
+        assert fit[key] == pytest.approx(ref[key], abs=1e-3), key
+
+
+def test_multigroup_summary():
+    res = runner.invoke(app, ["fit", str(HS), "--model", "hs", "--group", "school",
+                              "--group-equal", "loadings"])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "  Number of observations per group:\n    Pasteur" in out
+    assert "Group 1 [Pasteur]:" in out and "Group 2 [Grant-White]:" in out
+    assert out.index("Group 1 [Pasteur]:") < out.index("Intercepts:") < \
+        out.index("Group 2 [Grant-White]:")
+    assert "  Test statistic                               124.044" in out

@@ -121,3 +121,23 @@ def test_information_criteria():
     ic = information_criteria(L.fit_result("hs_cfa_ml"), L.fit_result("hs_cfa_ml_orth"))
     assert ic["delta.aic"].tolist()[0] == 0.0
     assert ic["delta.aic"].iloc[1] == pytest.approx(7579.71142942563 - 7517.48985325239)
+
+
+def test_mixed_nesting_tests_only_nested_pairs():
+    three, orth = L.fit_result("hs_cfa_ml"), L.fit_result("hs_cfa_ml_orth")
+    pt = orth.params.copy()
+    extra = pt[(pt["lhs"] == "x1") & (pt["op"] == "~~")].iloc[[0]].copy()
+    extra[["rhs", "free", "est"]] = ["x2", 99, 0.1]
+    fi = orth.fit_indices.copy()
+    fi[["df", "chisq"]] = [30.0, 160.0]
+    rival = L.fit_result("hs_cfa_ml_orth", params=pd.concat([pt, extra]), fit_indices=fi)
+    res = compare({"three": three, "orth": orth, "rival": rival}, warn=False)
+    t = res.table
+    assert t.loc["orth", "chisq.diff"] == pytest.approx(68.2215761732347, abs=1e-8)
+    assert t.loc["orth", "nested"] is True and t.loc["rival", "nested"] is False
+    assert np.isnan(t.loc["rival", "chisq.diff"]) and np.isnan(t.loc["rival", "pvalue"])
+    assert not res.nested and len(res.tests) == 1
+    assert any("'rival' has parameters that 'orth' does not (x1 ~ x2 or x1 ~~ x2)" in w for w in res.warnings)
+    text = res.summary()
+    assert text.startswith("Chi-Squared Difference Test")
+    assert "Lowest AIC: three; lowest BIC: three" in text
