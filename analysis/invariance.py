@@ -924,7 +924,7 @@ def compare_groups(
             "ci.upper": means["ci.upper"].to_numpy(float),
         }
     )
-    # standardised difference: mean over the reference group's latent SD
+    # standardised difference: over the reference group's latent SD (residual SD for an endogenous factor)
     ref_var = {r.lhs: r.est for r in pt[(pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & pt["lhs"].isin(lvs) & (pt["group"] == 1)].itertuples()}
     lm["d"] = [e / math.sqrt(ref_var[c]) if ref_var.get(c, 0) > 0 else math.nan for c, e in zip(lm["construct"], lm["est"])]
     means_fit = _fit_step(model, data, group, tuple(scalar_eq) + ("means",), list(group_partial), est, ordered_list, fit_kwargs)
@@ -932,6 +932,7 @@ def compare_groups(
     # structural paths among latent variables
     reg = pt[(pt["op"] == "~") & (pt["group"] > 0)]
     keys = list(dict.fromkeys(zip(reg["lhs"], reg["op"], reg["rhs"])))
+    all_keys = list(keys)
     if paths is not None:
         wanted = {_key(p) for p in paths}
         unknown = wanted - set(keys)
@@ -948,7 +949,7 @@ def compare_groups(
         w, wdf, wp = _wald_equal(base, rows) if base.vcov is not None else (math.nan, 0, math.nan)
         rec.update({"wald": w, "wald.df": wdf, "wald.pvalue": wp})
         if lrt:
-            others = [f"{k[0]}~{k[2]}" for k in keys if k != key]
+            others = [f"{k[0]}~{k[2]}" for k in all_keys if k != key]
             eq_fit = _fit_step(model, data, group, tuple(scalar_eq) + ("regressions",), list(group_partial) + others, est, ordered_list, fit_kwargs)
             d = _difference(eq_fit, base, est)
             rec.update({"lrt.chisq": d["chisq.diff"], "lrt.df": d["df.diff"], "lrt.pvalue": d["pvalue"]})

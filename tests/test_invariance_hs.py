@@ -143,3 +143,22 @@ def test_compare_groups_latent_means_match_lavaan(hs):
     assert cg.means_test["chisq.diff"] == pytest.approx(lrt["Chisq diff"].iloc[1], abs=1e-6)
     assert cg.means_test["df.diff"] == 3
     assert cg.reference_group == "Pasteur"
+
+
+def test_compare_groups_structural_path_wald_and_lrt_match_lavaan(hs):
+    ref = _load("psychometrics_group_paths")
+    model = HS_MODEL + "\nspeed ~ visual + textual"
+    cg = compare_groups(model, hs, group="school", group_partial=["x3~1", "x7~1"], paths=["speed ~ visual"])
+    row = cg.paths.set_index("rhs").loc["visual"]
+    est = pd.DataFrame(ref["estimates"])
+    b = est[(est.lhs == "speed") & (est.op == "~") & (est.rhs == "visual")].set_index("group")["est"]
+    assert row["est.Pasteur"] == pytest.approx(b[1], abs=1e-4)
+    assert row["est.Grant-White"] == pytest.approx(b[2], abs=1e-4)
+    assert row["wald"] == pytest.approx(ref["wald"]["stat"], abs=1e-3)
+    assert row["wald.df"] == 1
+    lrt = pd.DataFrame(ref["lrt"])
+    assert row["lrt.chisq"] == pytest.approx(lrt["Chisq diff"].iloc[1], abs=1e-6)
+    assert row["lrt.df"] == 1  # only this path constrained, speed ~ textual stays free
+    assert len(cg.paths) == 1
+    json.dumps(cg.to_dict(), allow_nan=False)
+    assert "Structural paths" in cg.summary()

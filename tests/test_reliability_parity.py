@@ -151,3 +151,24 @@ def test_fornell_larcker_diagonal_is_sqrt_ave():
     assert fl.loc["textual", "visual"] == pytest.approx(row["std.all"], abs=TOL)
     # visual's sqrt(AVE) = .609 beats its largest correlation (.459): passes
     assert bool(fl.loc["visual", "passes"]) is True
+
+
+def test_report_omega_is_compRelSEM_of_a_one_factor_cfa():
+    from analysis.reliability import _omega_one_factor
+
+    ref = _load("psychometrics_omega_one_factor")
+    x = _data("bfi")[ref["items"]].dropna()
+    assert len(x) == ref["nobs"]
+    assert _omega_one_factor(x) == pytest.approx(ref["omega"]["NEU"], abs=TOL)
+
+
+def test_omega_from_the_engine_fit_matches_semtools():
+    from analysis.sem import fit_sem
+
+    ref = _load("reliability_semtools")["hs"]
+    hs = _data("HolzingerSwineford1939")
+    model = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9"
+    fit = fit_sem(model, hs)
+    omega = mcdonald_omega(fit, hs).set_index("construct")["estimate"]
+    for f in HS_MODEL:
+        assert omega[f] == pytest.approx(ref["omega"][f], abs=TOL)
