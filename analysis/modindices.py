@@ -14,7 +14,9 @@ parameters (2) and the extra ones (1),
     MI  = N g_1^2 / diag(V)             (chi-square, 1 df)
     EPC = -g_1 / diag(V)                (expected parameter change)
 
-``sepc.lv``, ``sepc.all`` and ``sepc.nox`` rescale the EPC with the model's
+With fixed.x covariates (observed exogenous variables), their own (co)variances
+and regressions of them on other variables are not reported: the model
+conditions on them. ``sepc.lv``, ``sepc.all`` and ``sepc.nox`` rescale the EPC with the model's
 implied standard deviations, as lavaan's standardized solutions do (residual
 covariances by residual standard deviations). Equality constraints are kept
 in I_22 (lavaan's constrained inverse) but are not themselves released.
@@ -201,12 +203,13 @@ def modindices_from_partable(
 
     # 1. extended table: the model's rows (fixed ones freed), then lavaan's candidates
     ext_parts = []
+    model_vn: dict[int, dict[str, list[str]]] = {}
     for g in groups:
         own = body[body["group"] == g].copy()
         own["_extra"] = (own["free"].fillna(0).astype(int) == 0)
         own["_model_free"] = own["free"].fillna(0).astype(int)
         seen = {_key(a, o, b) for a, o, b in zip(own["lhs"], own["op"], own["rhs"])}
-        vn = _vnames(own, ov_order)
+        vn = model_vn[g] = _vnames(own, ov_order)
         new = [c for c in _candidates(vn, meanstructure) if _key(*c) not in seen]
         add = pd.DataFrame(new, columns=["lhs", "op", "rhs"]).assign(
             group=g, est=0.0, exo=0, label="", _extra=True, _model_free=0)
@@ -248,7 +251,7 @@ def modindices_from_partable(
         if meanstructure:
             Ig += dmu @ Si @ dmu.T
         info[np.ix_(sel, sel)] += w * Ig
-        implied[g] = {"ov": ov, "lv": lv, "ov.x": vn["ov.x"],
+        implied[g] = {"ov": ov, "lv": lv, "ov.x": model_vn[g]["ov.x"],
                       "ov_var": np.diag(Sigma), "lv_var": np.diag(C)[len(ov):]}
 
     # 3. partition: the model's free parameters (equality constraints via shared indices)
@@ -285,6 +288,13 @@ def modindices_from_partable(
     epc = -g1 / V
 
     out = ext.iloc[extra][["lhs", "op", "rhs", "group"]].reset_index(drop=True)
+    # fixed.x covariates are conditioned on: their own (co)variances and regressions of
+    # them on other variables are not testable parameters (lavaan prints ~0 or, for
+    # x ~ f, values of its own parameterization); they are left out here.
+    fixed_x = {(g, v) for g, imp in implied.items() for v in imp["ov.x"]}
+    keep_row = np.array([
+        not ((g, lhs) in fixed_x and (op == "~" or (op == "~~" and (g, rhs) in fixed_x)))
+        for lhs, op, rhs, g in zip(out["lhs"], out["op"], out["rhs"], out["group"])])
     out["mi"] = mi
     out["epc"] = epc
     if standardized:
@@ -293,6 +303,7 @@ def modindices_from_partable(
             out[col_name] = _standardize_epc(out, ext, implied, ov_std=ov_std, nox=nox)
 
     # 4. lavaan's filters
+    out = out[keep_row]
     if na_remove:
         out = out[out["mi"].notna()]
     if op is not None:

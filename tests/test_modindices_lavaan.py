@@ -69,3 +69,38 @@ def test_fitresult_wrapper():
     fit = L.fit_result("hs_cfa_ml", sample_stats=ss)
     mi = fit.modindices(sort=True, minimum_value=10)
     assert mi["mi"].round(3).tolist() == [36.411, 34.145, 18.631, 14.946]
+
+
+def _extra_fixture(name: str):
+    import json
+
+    d = json.loads((L.FIXTURES / "lavaan" / f"{name}.json").read_text())
+    ss = list(d["sampstat"].values()) if isinstance(d["sampstat"], dict) else d["sampstat"]
+    nobs = d["nobs"] if isinstance(d["nobs"], list) else [d["nobs"]]
+    ours = modindices_from_partable(
+        pd.DataFrame(d["partable"]), ss[0]["names"], [np.array(s["cov"]) for s in ss], nobs,
+        [None if s.get("mean") is None else np.array(s["mean"]) for s in ss])
+    return ours, pd.DataFrame(d["modindices"])
+
+
+def test_multigroup_metric_invariance_matches_lavaan():
+    # made by tests/fixtures/make_modindices.R: group = "school", group.equal = "loadings"
+    ours, ref = _extra_fixture("mi_hs_metric_school")
+    keys = ["lhs", "op", "rhs", "group"]
+    assert ours[keys].values.tolist() == ref[keys].values.tolist()
+    for col in COLS:
+        np.testing.assert_allclose(ours[col], ref[col], atol=1e-8, rtol=1e-6, err_msg=col)
+    # freeing a marker loading in one group is identified under equal loadings
+    row = ours[(ours["lhs"] == "visual") & (ours["rhs"] == "x1") & (ours["group"] == 1)]
+    assert row["epc"].iloc[0] == pytest.approx(0.351518, abs=1e-5)
+
+
+def test_fixed_x_covariates_match_lavaan_and_skip_untestable_rows():
+    ours, ref = _extra_fixture("mi_hs_mimic_fixedx")
+    xs = {"sex", "ageyr"}
+    testable = ref[~ref["lhs"].isin(xs)].reset_index(drop=True)
+    assert ours[["lhs", "op", "rhs"]].values.tolist() == \
+        testable[["lhs", "op", "rhs"]].values.tolist()
+    for col in COLS:
+        np.testing.assert_allclose(ours[col], testable[col], atol=1e-8, rtol=1e-6, err_msg=col)
+    assert not ours["lhs"].isin(xs).any()
