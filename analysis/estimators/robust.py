@@ -348,6 +348,9 @@ def scaled_difference(fit_restricted, fit_general) -> dict:
     (chisq, df, chisq.scaling.factor) or such a mapping itself.
     """
     f0, f1 = _indices(fit_restricted), _indices(fit_general)
+    if _kind(fit_restricted) == "standard" or "chisq.scaling.factor" not in f0:
+        raise ValueError("scaled_difference needs two robust fits (MLM, MLR, WLSMV or ULSMV); "
+                         "for ML use the ordinary likelihood-ratio test")
     t0, t1 = float(f0["chisq"]), float(f1["chisq"])
     d0, d1 = int(f0["df"]), int(f1["df"])
     if d0 == d1:
@@ -390,10 +393,12 @@ def _kind(fit):
 
 
 def _estimator(fit):
-    if hasattr(fit, "ugamma_pieces"):
+    if hasattr(fit, "ugamma_pieces") or hasattr(fit, "test_kind"):
         return fit
-    est = getattr(fit, "estimator", None)
-    return est if hasattr(est, "ugamma_pieces") else None
+    for est in (getattr(fit, "estimator", None), (getattr(fit, "extras", None) or {}).get("estimator")):
+        if hasattr(est, "ugamma_pieces") or hasattr(est, "test_kind"):
+            return est
+    return None
 
 
 def _satorra_2000(est0, est1, t_diff, ddf):

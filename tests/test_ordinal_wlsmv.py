@@ -1,0 +1,82 @@
+"""WLSMV and ULSMV (all 25 bfi items ordered) against lavaan 0.6."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from _lavaan_fixture import FIXTURES, load, partable
+from analysis.estimators.robust import scaled_difference
+from analysis.estimators.wls import WLSEstimator
+from analysis.model import Model
+from analysis.optimize import minimize, start_values
+from analysis.partable import build_partable
+from analysis.sem import fit_sem
+
+BFI = pd.read_csv(FIXTURES / "data" / "bfi.csv")
+ITEMS = [c for c in BFI.columns if len(c) == 2 and c[0] in "ACENO"]
+KEYS = ("chisq", "df", "chisq.scaled", "chisq.scaling.factor", "baseline.chisq", "baseline.chisq.scaled",
+        "cfi", "tli", "rmsea", "cfi.scaled", "tli.scaled", "rmsea.scaled", "rmsea.ci.lower.scaled",
+        "rmsea.ci.upper.scaled", "srmr", "wrmr")
+
+
+@pytest.fixture(scope="module")
+def wlsmv():
+    rec = load("bfi_wlsmv")
+    return rec, fit_sem(rec["call"]["model"], data=BFI, estimator="WLSMV", ordered=ITEMS)
+
+
+def _compare(fit, rec):
+    ref = partable(rec)
+    m = fit.params.merge(ref, on=["lhs", "op", "rhs", "group"], suffixes=("", "_lav"))
+    free = m[m["free"] > 0]
+    assert len(free) == rec["npar"] == 160
+    np.testing.assert_allclose(free["est"], free["est_lav"], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(free["se"], free["se_lav"], rtol=1e-3)
+    th = free[free["op"] == "|"]
+    assert len(th) == 125
+    np.testing.assert_allclose(th["est"], th["est_lav"], atol=1e-3)
+    for key in KEYS:
+        val = rec["fit"][key]
+        tol = dict(rtol=1e-3) if abs(val) > 1 else dict(atol=1e-3)
+        np.testing.assert_allclose(fit.fit_indices[key], val, err_msg=key, **tol)
+    return m
+
+
+def test_wlsmv_matches_lavaan(wlsmv):
+    rec, fit = wlsmv
+    assert fit.nobs == (2436,)
+    _compare(fit, rec)
+    assert fit.fit_indices["chisq.scaled"] != pytest.approx(fit.fit_indices["chisq"], rel=1e-3)
+
+
+def test_ulsmv_matches_lavaan():
+    rec = load("bfi_ulsmv")
+    fit = fit_sem(rec["call"]["model"], data=BFI, estimator="ULSMV", ordered=ITEMS)
+    _compare(fit, rec)
+
+
+def test_wlsmv_pairwise_deletion_matches_lavaan():
+    rec = load("bfi_wlsmv_pairwise")
+    counts = {v: int(BFI[v].nunique()) - 1 for v in ITEMS}
+    pt = build_partable(rec["call"]["model"], ordered=ITEMS, n_thresholds=counts, estimator="WLSMV")
+    model = Model(pt, meanstructure=True)
+    est = WLSEstimator(model, [BFI[model.ov_names[0]]], missing="pairwise")
+    assert est.ntotal == rec["nobs"] == 2800
+    pt["start"] = start_values(pt, est.stats)
+    est.model = Model(pt, meanstructure=True)
+    res = minimize(est, est.model.x_start)
+    assert res.converged
+    ref = partable(rec)
+    ref = ref[ref["free"] > 0].sort_values("free")
+    np.testing.assert_allclose(res.x, ref["est"].to_numpy(), rtol=1e-3, atol=1e-6)
+    test = est.test(res.x)
+    assert test["chisq"] == pytest.approx(rec["fit"]["chisq"], rel=1e-3)
+    assert test["chisq.scaled"] == pytest.approx(rec["fit"]["chisq.scaled"], rel=1e-3)
+
+
+def test_satorra_2000_difference(wlsmv):
+    rec = load("lrt_wlsmv")
+    _, general = wlsmv
+    restricted = fit_sem(load("bfi_wlsmv_ac0")["call"]["model"], data=BFI, estimator="WLSMV", ordered=ITEMS)
+    res = scaled_difference(restricted, general)
+    assert res["method"] == "satorra.2000" and res["df.diff"] == 1
+    np.testing.assert_allclose(res["chisq.diff.scaled"], rec["table"]["Chisq diff"][1], rtol=1e-3)
