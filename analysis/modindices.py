@@ -217,8 +217,10 @@ def modindices_from_partable(
             add["user"] = 10
         own["_order"] = 0
         add["_order"] = 1
-        ext_parts.append(pd.concat([own, add], ignore_index=True))
-    ext = pd.concat(ext_parts, ignore_index=True)
+        ext_parts += [own, add]
+    # lavaan's order: the model's rows (every group), then the candidates group by group
+    ext = pd.concat(ext_parts, ignore_index=True).sort_values("_order", kind="stable")
+    ext = ext.reset_index(drop=True)
 
     # 2. information and gradient of the extended model, one column per row
     k = len(ext)
