@@ -107,10 +107,22 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float columns holding only whole numbers are written as integers (codes: 4, not 4.0)."""
+    out = frame.copy()
+    for col in out.columns:
+        s = out[col]
+        if pd.api.types.is_float_dtype(s):
+            vals = s.dropna()
+            if len(vals) and (vals % 1 == 0).all() and vals.abs().max() < 2**53:
+                out[col] = s.astype("Int64")
+    return out
+
+
 def write_csv(frame: pd.DataFrame, path: str | Path, *, sep: str = ",", bom: bool = False,
               date_format: str | None = None, exempt: tuple[str, ...] = ()) -> Path:
     """CSV with formula cells neutralised (except ``exempt`` columns), written atomically."""
-    safe = neutralise_frame(frame, exempt)
+    safe = neutralise_frame(_whole_numbers(frame), exempt)
     return _atomic(Path(path), lambda p: safe.to_csv(
         p, index=False, sep=sep, encoding="utf-8-sig" if bom else "utf-8", date_format=date_format))
 
