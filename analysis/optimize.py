@@ -162,7 +162,8 @@ def minimize(est, x0: np.ndarray, *, gtol: float = 1e-9, xtol: float = 1e-10, ft
 
     f, g, H = evaluate(x, True)
     if not np.isfinite(f) or H is None:
-        return _fallback(est, x, 0, "the start values give a non-positive-definite implied covariance")
+        return _fallback(est, x, 0, "the start values give a non-positive-definite implied covariance",
+                         max_iter)
     it = 0
     for it in range(1, max_iter + 1):
         if _gnorm(g) < gtol:
@@ -194,7 +195,7 @@ def minimize(est, x0: np.ndarray, *, gtol: float = 1e-9, xtol: float = 1e-10, ft
             # no decrease found: fine if the predicted decrease is below the objective's rounding
             if slope < 1e3 * ftol or _gnorm(g) < 1e3 * gtol:
                 return OptimizeResult(x, f, g, it, True, "converged (objective flat)", "scoring-bfgs")
-            return _fallback(est, x, it, "line search failed")
+            return _fallback(est, x, it, "line search failed", max_iter)
         if next_scoring:
             H = Hn
         else:
@@ -204,16 +205,22 @@ def minimize(est, x0: np.ndarray, *, gtol: float = 1e-9, xtol: float = 1e-10, ft
                 Hs = H @ s_
                 H = H - np.outer(Hs, Hs) / float(s_ @ Hs) + np.outer(y_, y_) / sy
         x, f, g = xn, fn, gn
-    return _fallback(est, x, it, "iteration limit")
+    return OptimizeResult(x, f, g, it, False, f"iteration limit ({max_iter}) reached", "scoring-bfgs")
 
 
-def _fallback(est, x, iterations, why) -> OptimizeResult:
+def _fallback(est, x, iterations, why, max_iter=5000) -> OptimizeResult:
+    """scipy BFGS from ``x`` with the iterations left; converged only if the gradient is small."""
+    budget = max_iter - iterations
+    if budget <= 0:
+        g = est.gradient(x)
+        return OptimizeResult(x, float(est.objective(x)), g, iterations, False, why, "scoring-bfgs")
+
     def fun(z):
         v = est.objective(z)
         return v if np.isfinite(v) else 1e10
 
     res = spo.minimize(fun, x, jac=lambda z: np.nan_to_num(est.gradient(z), nan=0.0), method="BFGS",
-                       options={"gtol": 1e-10, "maxiter": 5000})
+                       options={"gtol": 1e-10, "maxiter": budget})
     g = est.gradient(res.x)
     ok = bool(np.all(np.isfinite(g)) and _gnorm(g) < 1e-6 and np.isfinite(est.objective(res.x)))
     return OptimizeResult(res.x, float(res.fun), g, iterations + int(res.nit), ok,

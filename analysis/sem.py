@@ -130,7 +130,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             group_partial: Sequence[str] | str = (), estimator: str = "ML", missing: str = "listwise",
             ordered=None, std_lv: bool = False, meanstructure: bool | None = None,
             se: str = "standard", test: str = "standard", bootstrap: int = 0,
-            seed: int | None = None, fixed_x: bool = True, start=None, warn: bool = True):
+            seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
+            warn: bool = True):
     """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.results.FitResult`.
 
     Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
@@ -139,8 +140,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     ("ML"; others are dispatched to their modules), ``missing``
     ("listwise" or "fiml"), ``ordered``, ``std_lv``, ``meanstructure``,
     ``se``, ``test``. ``start``: a free-parameter vector to start from (warm
-    starts for bootstrap and simulation). ``warn=False`` keeps the warnings
-    on the result only.
+    starts for bootstrap and simulation). ``control``: optimizer settings
+    (``max_iter``, ``gtol``), as lavaan's ``control=``. ``warn=False`` keeps
+    the warnings on the result only.
 
     Examples
     --------
@@ -181,6 +183,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         if ordered is True:
             ordered = [v for v in ov_syntax]
         ordered = _as_list(ordered)
+        _check_names(statements, ov_syntax, list(data.columns))
         check = check_model_data(data, ov_syntax, group=group, missing=missing)
         for text in check.warnings:
             records.append({"type": "data", "category": "DataWarning", "message": text})
@@ -251,7 +254,12 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     est = _make_estimator(estimator, missing, mdl, stats, check, options)
 
     # 7. optimize -----------------------------------------------------------
-    opt = minimize(est, x0)
+    ctrl = dict(control or {})
+    unknown = set(ctrl) - {"max_iter", "gtol"}
+    if unknown:
+        raise OptionError(f"The 'control' parameter of fit_sem accepts max_iter and gtol. "
+                          f"Got {sorted(unknown)} instead.")
+    opt = minimize(est, x0, **ctrl)
     x = opt.x
     if not opt.converged:
         records.append(warning_record(NonConvergenceWarning,
@@ -337,6 +345,25 @@ cfa = fit_sem
 
 
 # --------------------------------------------------------------------------
+def _check_names(statements, ov_syntax, columns) -> None:
+    """Model variables absent from the data: say which look like undefined latent variables."""
+    from .errors import ModelSpecificationError
+    from .partable import _suggest
+
+    absent = [v for v in ov_syntax if v not in set(map(str, columns))]
+    if not absent:
+        return
+    regress = {s.lhs for s in statements if s.op == "~"} | {s.rhs for s in statements if s.op == "~"}
+    parts = []
+    for v in absent:
+        hint = _suggest(v, [str(c) for c in columns])
+        if not hint and v in regress:
+            hint = " (used in a regression but neither a column of the data nor a latent variable defined with =~)"
+        parts.append(f"'{v}'{hint}")
+    raise ModelSpecificationError(
+        f"{len(absent)} variable(s) of the model not found in the data: " + ", ".join(parts))
+
+
 def _cov_names(covs) -> list[str]:
     names = None
     for c in covs:
