@@ -248,8 +248,10 @@ def modindices_from_partable(
             grad[sel] += w * (-(dmu @ (Si @ d)))
         G = 0.5 * (Si - Si @ resid @ Si)
         grad[sel] += w * np.einsum("ij,kij->k", G, dS)
-        M = np.einsum("ij,kjl->kil", Si, dS)                      # Si dSigma_k
-        Ig = 0.5 * np.einsum("aij,bji->ab", M, M)
+        kk, p = len(sel), len(ov)
+        M = (Si @ dS).reshape(kk, p * p)                          # Si dSigma_k
+        Mt = np.swapaxes((Si @ dS), 1, 2).reshape(kk, p * p)
+        Ig = 0.5 * (M @ Mt.T)                                     # tr(Si dS_a Si dS_b) / 2
         if meanstructure:
             Ig += dmu @ Si @ dmu.T
         info[np.ix_(sel, sel)] += w * Ig
@@ -324,14 +326,17 @@ def _standardize_epc(out: pd.DataFrame, ext: pd.DataFrame, implied: dict[int, di
                      *, ov_std: bool, nox: bool) -> np.ndarray:
     """lavaan's std.lv / std.all / std.nox applied to the EPCs (cov.std = TRUE)."""
     res = out["epc"].to_numpy(dtype=float).copy()
-    for r, (lhs, op, rhs, g) in enumerate(zip(out["lhs"], out["op"], out["rhs"], out["group"])):
-        imp = implied[g]
-        lv, ov = imp["lv"], imp["ov"]
-        eta = {v: np.sqrt(x) if x > 0 else np.nan for v, x in zip(lv, imp["lv_var"])}
-        osd = {v: np.sqrt(x) if x > 0 else np.nan for v, x in zip(ov, imp["ov_var"])}
-        nostd = set(imp["ov.x"]) if nox else set()
+    scales = {}
+    for g, imp in implied.items():
         gv = ext[(ext["group"] == g) & (ext["op"] == "~~") & (ext["lhs"] == ext["rhs"])]
-        resvar = dict(zip(gv["lhs"], np.sqrt(np.abs(gv["est"].astype(float)))))
+        scales[g] = (
+            {v: np.sqrt(x) if x > 0 else np.nan for v, x in zip(imp["lv"], imp["lv_var"])},
+            {v: np.sqrt(x) if x > 0 else np.nan for v, x in zip(imp["ov"], imp["ov_var"])},
+            set(imp["ov.x"]) if nox else set(),
+            dict(zip(gv["lhs"], np.sqrt(np.abs(gv["est"].astype(float))))),
+        )
+    for r, (lhs, op, rhs, g) in enumerate(zip(out["lhs"], out["op"], out["rhs"], out["group"])):
+        eta, osd, nostd, resvar = scales[g]
 
         def s_ov(v: str) -> float:
             return osd[v] if (ov_std and v in osd and v not in nostd) else 1.0
