@@ -320,6 +320,9 @@ def check_model_data(
         "missing_by_variable": {k: v for k, v in miss_by_var.items() if v},
         "method": "listwise" if missing == "listwise" else "fiml",
     }
+    if missing != "listwise":
+        patterns = np.unique(row_missing[~drop], axis=0)
+        summary["n_patterns"] = int(len(patterns))
     return DataCheck(data=kept, variables=tuple(variables), warnings=tuple(warnings),
                      missing=summary)
 

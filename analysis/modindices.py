@@ -378,5 +378,9 @@ def modindices(fit: Any, **kwargs: Any) -> pd.DataFrame:
     if getattr(fit, "estimator", "ML") not in ("ML", "MLR", "MLM", "MLF"):
         raise AnalysisError(f"modification indices are implemented for ML-family estimators, "
                             f"not {fit.estimator}")
+    missing = str(getattr(fit, "options", {}).get("missing", "listwise")).lower()
+    if missing in ("fiml", "ml"):
+        raise AnalysisError("modification indices for FIML (missing='fiml') fits are not "
+                            "implemented; refit with missing='listwise' to screen for them")
     return modindices_from_partable(fit.params, ss.ov_names, ss.cov, ss.nobs,
                                     getattr(ss, "mean", None), **kwargs)

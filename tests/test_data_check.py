@@ -97,3 +97,10 @@ def test_sample_stats_ml_divisor(df):
     ss2 = SampleStats.from_cov(pd.DataFrame(np.cov(x.T), columns=["a", "b"]), 20)
     np.testing.assert_allclose(ss2.cov[0], np.cov(x.T, ddof=0))
     assert ss2.ov_names == ("a", "b")
+
+
+def test_fiml_counts_missing_patterns(df):
+    df.loc[[2, 5], "TRUST1"] = np.nan
+    df.loc[7, "TRUST2"] = np.nan
+    out = check_model_data(df, ["TRUST1", "TRUST2", "TRUST3"], missing="fiml")
+    assert out.missing["n_patterns"] == 3  # complete, TRUST1 missing, TRUST2 missing

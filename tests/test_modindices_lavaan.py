@@ -104,3 +104,15 @@ def test_fixed_x_covariates_match_lavaan_and_skip_untestable_rows():
     for col in COLS:
         np.testing.assert_allclose(ours[col], testable[col], atol=1e-8, rtol=1e-6, err_msg=col)
     assert not ours["lhs"].isin(xs).any()
+
+
+def test_fiml_fit_is_refused():
+    from analysis.data import SampleStats
+
+    rec = L.load("hs_cfa_ml")
+    ov, cov, mean, n = L.sample_stats(rec)
+    fit = L.fit_result("hs_cfa_ml", sample_stats=SampleStats(tuple(ov), tuple(cov), tuple(mean),
+                                                             tuple(n)),
+                       options={"missing": "fiml"})
+    with pytest.raises(AnalysisError, match="FIML .* not implemented"):
+        modindices(fit)
