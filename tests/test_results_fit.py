@@ -147,3 +147,15 @@ def test_format_helpers():
     assert jsonable({"a": np.float64("nan"), "b": np.int64(3), "c": [np.inf]}) == \
         {"a": None, "b": 3, "c": [None]}
     assert math.isclose(jsonable(np.float32(0.5)), 0.5)
+
+
+def test_ordinal_thresholds_block():
+    fit = L.fit_result("bfi_wlsmv", estimator="WLSMV")
+    text = fit.summary()
+    assert "  Estimator                                      WLSMV" in text
+    assert "Thresholds:\n                   Estimate  Std.Err  z-value  P(>|z|)   Std.lv  Std.all\n" \
+           "    A1|t1            -0.432    0.026  -16.434    0.000   -0.432   -0.432" in text
+    assert text.index("Intercepts:") < text.index("Thresholds:") < text.index("Variances:")
+    doc = fit.to_dict()
+    th = [e for e in doc["estimates"] if e["op"] == "|"]
+    assert len(th) == 25 * 5 and th[0]["rhs"] == "t1"
