@@ -125,14 +125,25 @@ def _value(fit: FitResult, key: str) -> float:
 
 
 def _scaled_kind(fit: FitResult) -> str | None:
-    """The scaled test a fit carries ('satorra.bentler', 'scaled.shifted', ...), or None."""
+    """The scaled test a fit carries ('yuan.bentler.mplus', 'scaled.shifted', ...), or None."""
     t = fit.scaled_test
-    if t is not None:
-        return t.method
-    if not pd.isna(_value(fit, "chisq.scaled")):
-        return "scaled.shifted" if not pd.isna(_value(fit, "chisq.shift.parameter")) \
-            else "yuan.bentler.mplus"
-    return None
+    if t is None and pd.isna(_value(fit, "chisq.scaled")):
+        return None
+    method = t.method if t is not None else ""
+    if method in _SB_TESTS or method in ("scaled.shifted", "mean.var.adjusted"):
+        return method
+    # a generic "scaled" test: the estimator says which
+    if str(fit.estimator).upper() in ("WLSMV", "ULSMV", "WLSM", "ULSM") or \
+            not pd.isna(_value(fit, "chisq.shift.parameter")):
+        return "scaled.shifted"
+    return "satorra.bentler" if str(fit.estimator).upper() == "MLM" else "yuan.bentler.mplus"
+
+
+def _estimator_object(fit: FitResult):
+    obj = getattr(fit, "estimator_object", None)
+    if obj is None and fit.extras:
+        obj = fit.extras.get("estimator")
+    return obj
 
 
 def _scaled_difference(restricted: FitResult, general: FitResult,
@@ -148,7 +159,7 @@ def _scaled_difference(restricted: FitResult, general: FitResult,
         def proxy(fit: FitResult) -> SimpleNamespace:
             # the robust module wants the fitted estimator object as `.estimator`
             return SimpleNamespace(fit_indices=dict(fit.fit_indices),
-                                   estimator=getattr(fit, "estimator_object", None))
+                                   estimator=_estimator_object(fit))
         try:
             out = scaled_difference(proxy(restricted), proxy(general))
         except (ValueError, KeyError, TypeError) as exc:

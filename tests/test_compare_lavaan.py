@@ -141,3 +141,18 @@ def test_mixed_nesting_tests_only_nested_pairs():
     text = res.summary()
     assert text.startswith("Chi-Squared Difference Test")
     assert "Lowest AIC: three; lowest BIC: three" in text
+
+
+def test_engine_mlr_fits_use_sb2001():
+    from analysis.sem import fit_sem
+
+    hs = pd.read_csv(L.FIXTURES / "data" / "HolzingerSwineford1939.csv")
+    rec = L.load("hs_cfa_mlr_orth")
+    a = fit_sem(L.load("hs_cfa_mlr")["call"]["model"], hs, estimator="MLR")
+    b = fit_sem(rec["call"]["model"], hs, estimator="MLR")
+    res = compare(a, b, warn=False)
+    assert res.method == "satorra.bentler.2001"
+    ref = _ref("lrt_mlr")
+    assert res.table["chisq.diff"].iloc[1] == pytest.approx(ref["Chisq diff"].iloc[1], rel=1e-4)
+    assert res.table["pvalue"].iloc[1] == pytest.approx(ref["Pr(>Chisq)"].iloc[1], rel=1e-3)
+    assert "Scaled Chi-Squared Difference Test (method = satorra.bentler.2001)" in res.summary()
