@@ -109,3 +109,13 @@ def test_multigroup_summary():
     assert out.index("Group 1 [Pasteur]:") < out.index("Intercepts:") < \
         out.index("Group 2 [Grant-White]:")
     assert "  Test statistic                               124.044" in out
+
+
+def test_warnings_go_into_json_not_stderr(tmp_path):
+    model = tmp_path / "dup.lav"
+    model.write_text("visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nx1 ~~ x1\nx1 ~~ x1\n")
+    res = runner.invoke(app, ["fit", str(HS), "--model", str(model), "--json"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == ""
+    doc = json.loads(res.stdout)
+    assert any("duplicated element 'x1 ~~ x1'" in w["message"] for w in doc["warnings"])

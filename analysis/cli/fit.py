@@ -101,7 +101,28 @@ def _model_variables(syntax: str, ordered: list[str] | str = ()) -> list[str]:
 def run_fit(data_path: Path, model: str, *, estimator: str = "ML", missing: str = "listwise",
             ordered: str | None = None, group: str | None = None,
             group_equal: str | None = None, std_lv: bool = False, df=None) -> _Run:
-    """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError."""
+    """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
+
+    Every warning raised on the way (reading, checking, fitting) is collected on the
+    run, never printed to stderr.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
+                                           group_equal, std_lv, df)
+    # each message once: those already on the result stay there
+    seen = {_warning_text(w) for w in fit.warnings}
+    recorded = []
+    for w in [*check.warnings, *caught]:
+        rec = _warning_record(w)
+        if rec["message"] not in seen:
+            seen.add(rec["message"])
+            recorded.append(rec)
+    return _Run(name=name, fit=fit, warnings=recorded, missing=check.missing)
+
+
+def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
+                    df):
     from analysis.data import check_model_data, read_table
 
     estimator = estimator.upper()
@@ -141,18 +162,8 @@ def run_fit(data_path: Path, model: str, *, estimator: str = "ML", missing: str 
         options["group_equal"] = _split(group_equal)
     if std_lv:
         options["std_lv"] = True
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fit = fit_sem(syntax, df, **options)  # the raw data: the fit reports what it dropped
-    # each message once: those already on the result stay there
-    seen = {_warning_text(w) for w in fit.warnings}
-    recorded = []
-    for w in [*check.warnings, *caught]:
-        rec = _warning_record(w)
-        if rec["message"] not in seen:
-            seen.add(rec["message"])
-            recorded.append(rec)
-    return _Run(name=name, fit=fit, warnings=recorded, missing=check.missing)
+    fit = fit_sem(syntax, df, **options)  # the raw data: the fit reports what it dropped
+    return name, fit, check
 
 
 def _fit_document(run: _Run) -> dict[str, Any]:
@@ -239,7 +250,10 @@ def compare_cmd(
 
     if len(model) < 2:
         _fail("compare needs at least two --model options", as_json, "usage")
-    df = _guard(as_json, read_table, data)
+    with warnings.catch_warnings(record=True) as read_caught:
+        warnings.simplefilter("always")
+        df = _guard(as_json, read_table, data)
+    read_warnings = [_warning_record(w) for w in read_caught]
     runs: list[_Run] = []
     for spec in model:
         runs.append(_guard(as_json, run_fit, data, spec, estimator=estimator, missing=missing,
@@ -256,10 +270,11 @@ def compare_cmd(
             "comparison": result.to_dict(),
             "fits": {n: {"fit": r.fit.fit_dict(), "warnings": jsonable(r.warnings)
                          + jsonable(list(r.fit.warnings))} for n, r in zip(names, runs)},
-            "warnings": list(result.warnings),
+            "warnings": read_warnings + list(result.warnings),
         }
         typer.echo(json.dumps(jsonable(doc), allow_nan=False))
         return
+    _print_warnings(read_warnings)
     for n, r in zip(names, runs):
         if r.warnings:
             typer.echo(f"[{n}]")
