@@ -1,0 +1,81 @@
+"""`resilience instrument export`, `import`, `score`, `quality`: exit codes, JSON, files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from analysis.cli.main import app
+from instruments import load_instrument
+from instruments.export_data import write_redcap
+from _fielding_data import make_responses
+
+BAD = Path(__file__).parent / "fixtures" / "bad_data"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def crs():
+    return load_instrument("crs")
+
+
+@pytest.mark.parametrize("target, name", [("xlsform", "crs.xlsx"), ("redcap", "dd.csv"), ("limesurvey", "crs.txt"),
+                                          ("paper", "crs.docx"), ("ddi", "crs.xml"), ("sav", "crs.sav")])
+def test_instrument_export(tmp_path, target, name):
+    out = tmp_path / name
+    res = runner.invoke(app, ["instrument", "export", "crs", "--to", target, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and out.stat().st_size > 1000
+
+
+def test_export_rejects_unknown_target_and_language(tmp_path):
+    res = runner.invoke(app, ["instrument", "export", "crs", "--to", "spss", "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["instrument", "export", "crs", "--to", "redcap", "--language", "xx",
+                              "-o", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2 and "not declared" in res.output
+
+
+def test_import_json_and_exit_codes(crs, tmp_path):
+    good = write_redcap(make_responses(crs, n=20, seed=2), crs, tmp_path / "good.csv")
+    res = runner.invoke(app, ["import", str(good), "-i", "crs", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["import"]["format"] == "redcap" and doc["import"]["n_rows"] == 20
+    assert doc["validation"]["valid"] is True
+    bad = runner.invoke(app, ["import", str(BAD / "out_of_range.csv"), "-i", "crs", "--json"])
+    assert bad.exit_code == 1
+    issues = json.loads(bad.stdout)["validation"]["issues"]
+    hit = next(i for i in issues if i["type"] == "out-of-range")
+    assert (hit["row"], hit["respondent_id"], hit["item"], hit["value"]) == (2, "r1", "CULT3", "7")
+    table = runner.invoke(app, ["import", str(BAD / "out_of_range.csv"), "-i", "crs"])
+    assert table.exit_code == 1 and "out-of-range" in table.output
+
+
+def test_import_format_override_and_fatal_file(crs, tmp_path):
+    res = runner.invoke(app, ["import", str(BAD / "zip_bomb.xlsx"), "-i", "crs"])
+    assert res.exit_code == 1 and "zip bomb" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["import", str(BAD / "semicolon.csv"), "-i", "crs", "--format", "csv", "--json"])
+    assert json.loads(res.stdout)["import"]["format"] == "csv"
+    res = runner.invoke(app, ["import", str(BAD / "semicolon.csv"), "-i", "crs", "--format", "nonsense"])
+    assert res.exit_code == 2
+
+
+def test_score_and_quality_commands(crs, tmp_path):
+    data = make_responses(crs, n=30, seed=9)
+    src = write_redcap(data, crs, tmp_path / "r.csv")
+    out = tmp_path / "scored.csv"
+    res = runner.invoke(app, ["score", str(src), "-i", "crs", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    scored = pd.read_csv(out)
+    assert len(scored) == 30 and set(crs.construct_ids) <= set(scored.columns)
+    res = runner.invoke(app, ["quality", str(src), "-i", "crs", "--json"])
+    assert res.exit_code == 0
+    doc = json.loads(res.stdout)
+    flags = {row["flag"] for row in doc["summary"]}
+    assert {"longstring", "irv", "mahalanobis", "evenodd", "psychsyn", "speeder", "attention", "duplicate"} <= flags
+    assert doc["n_rows"] == 30

@@ -1,0 +1,87 @@
+"""The study store: raw files kept byte for byte, re-import is a no-op, waves and versions in one table."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from analysis.cli.main import app
+from instruments import load_instrument
+from instruments.export_data import write_kobo, write_odk, write_redcap
+from instruments.ingest import file_sha256
+from instruments.store import Study
+from _fielding_data import make_responses
+
+
+@pytest.fixture(scope="module")
+def crs():
+    return load_instrument("crs")
+
+
+def test_import_copies_raw_file_and_reimport_adds_nothing(crs, tmp_path):
+    src = write_kobo(make_responses(crs, n=40, seed=3), crs, tmp_path / "wave1.csv")
+    sha = file_sha256(src)
+    study = Study(tmp_path / "study")
+    first = study.import_file(src, crs, wave="w1")
+    assert first.added and first.n_rows == 40 and first.report.valid
+    raw = study.raw_dir / "wave1.csv"
+    assert raw.read_bytes() == src.read_bytes() and file_sha256(raw) == sha
+    assert not os.access(raw, os.W_OK) or os.geteuid() == 0  # read-only (root may still write)
+    assert oct(raw.stat().st_mode & 0o777) == "0o444"
+    again = study.import_file(src, crs, wave="w1")
+    assert not again.added and "already imported" in again.reason
+    assert len(study.responses()) == 40
+    manifest = json.loads(study.manifest_path.read_text())
+    assert [f["sha256"] for f in manifest["files"]] == [sha]
+    assert manifest["files"][0]["n_rows"] == 40 and manifest["files"][0]["format"] == "kobo"
+    assert file_sha256(src) == sha and study.verify()["ok"].all()
+
+
+def test_same_name_other_content_is_kept_beside(crs, tmp_path):
+    study = Study(tmp_path / "study")
+    a = write_odk(make_responses(crs, n=10, seed=1), crs, tmp_path / "a" / "data.csv")
+    b = write_odk(make_responses(crs, n=12, seed=2).assign(respondent_id=lambda d: "B" + d["respondent_id"]),
+                  crs, tmp_path / "b" / "data.csv")
+    study.import_file(a, crs)
+    second = study.import_file(b, crs)
+    assert second.added and second.raw_path.endswith(f"data.{file_sha256(b)[:12]}.csv")
+    assert (study.raw_dir / "data.csv").read_bytes() == a.read_bytes()
+    assert len(study.responses()) == 22
+    assert study.imports()["n_rows"].tolist() == [10, 12]
+
+
+def test_waves_and_form_versions_share_one_table(crs, tmp_path):
+    study = Study(tmp_path / "study")
+    old = make_responses(crs, n=15, seed=4).drop(columns=["RESIL4"]).assign(form_version="2024100101")
+    new = make_responses(crs, n=20, seed=5).assign(form_version="2025011501",
+                                                   respondent_id=lambda d: "N" + d["respondent_id"])
+    # the old wave (from REDCap) lacks RESIL4; the new one (Kobo) has it
+    study.import_file(write_redcap(old, crs, tmp_path / "old.csv"), crs, wave="2024")
+    study.import_file(write_kobo(new, crs, tmp_path / "new.csv"), crs, wave="2025")
+    rows = study.responses()
+    assert len(rows) == 35
+    assert rows.groupby("form_version").size().to_dict() == {"2024100101": 15, "2025011501": 20}
+    assert rows.loc[rows["wave"] == "2024", "RESIL4"].isna().all()
+    assert rows.loc[rows["wave"] == "2025", "RESIL4"].notna().sum() == new["RESIL4"].notna().sum()
+    assert set(rows["language"]) <= set(crs.languages)
+
+
+def test_no_command_changes_a_raw_file(crs, tmp_path):
+    src = write_kobo(make_responses(crs, n=25, seed=6), crs, tmp_path / "k.csv")
+    sha = file_sha256(src)
+    runner = CliRunner()
+    study = tmp_path / "study"
+    for args in (["import", str(src), "-i", "crs", "--study", str(study)],
+                 ["import", str(src), "-i", "crs", "--study", str(study), "--json"],
+                 ["import", str(src), "-i", "crs", "-o", str(tmp_path / "tidy.csv")],
+                 ["score", str(src), "-i", "crs", "-o", str(tmp_path / "scored.parquet")],
+                 ["quality", str(src), "-i", "crs", "--json"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert file_sha256(src) == sha
+    raw = study / "data" / "raw" / "k.csv"
+    assert file_sha256(raw) == sha
+    assert len(Study(study).responses()) == 25  # the second import added nothing
