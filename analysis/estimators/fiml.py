@@ -32,6 +32,7 @@ class _Batch:
     ybar: np.ndarray       # (m, k)
     S: np.ndarray          # (m, k, k) cross-products about ybar / n
     rows: list             # per pattern: case rows (in the kept data)
+    mis: np.ndarray = None  # (m, p - k) missing item indices
 
 
 class MissingPatterns:
@@ -75,23 +76,71 @@ class MissingPatterns:
                 ybar[b] = yo.mean(axis=0)
                 dev = yo - ybar[b]
                 S[b] = dev.T @ dev / len(r)
-            self.batches.append(_Batch(idx, n, ybar, S, rows))
+            allv = np.arange(self.p)
+            mis = np.array([np.setdiff1d(allv, o, assume_unique=True) for o in idx],
+                           dtype=int).reshape(len(pats), self.p - k)
+            self.batches.append(_Batch(idx, n, ybar, S, rows, mis))
 
     # ------------------------------------------------------------------
+    def _full_inverse(self, sigma):
+        key = sigma.tobytes()
+        if getattr(self, "_winv", (None,))[0] != key:
+            L = np.linalg.cholesky(sigma)
+            Li = np.linalg.inv(L)
+            self._winv = (key, Li.T @ Li, 2.0 * np.log(np.diag(L)).sum())
+        return self._winv[1], self._winv[2]
+
     def _sub(self, batch, sigma, mu):
-        ix = batch.idx
-        sig = sigma[ix[:, :, None], ix[:, None, :]]
-        L = np.linalg.cholesky(sig)
-        logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-        P = np.linalg.inv(sig)
-        P = 0.5 * (P + np.swapaxes(P, 1, 2))
+        """Per pattern Sigma_oo^-1, log|Sigma_oo| and ybar - mu_o.
+
+        From the full inverse W = Sigma^-1 by the Schur complement over the few
+        missing items r: Sigma_oo^-1 = W_oo - W_or W_rr^-1 W_ro and
+        log|Sigma_oo| = log|Sigma| + log|W_rr| (O(k^2 r) per pattern, not O(k^3)).
+        """
+        W, logdet_full = self._full_inverse(sigma)
+        ix, ms = batch.idx, batch.mis
+        P = W[ix[:, :, None], ix[:, None, :]]
+        m = len(ix)
+        logdet = np.full(m, logdet_full)
+        if ms.shape[1]:
+            Wrr = W[ms[:, :, None], ms[:, None, :]]
+            Wor = W[ix[:, :, None], ms[:, None, :]]
+            Lr = np.linalg.cholesky(Wrr)
+            logdet = logdet + 2.0 * np.log(np.diagonal(Lr, axis1=1, axis2=2)).sum(1)
+            X = np.linalg.solve(Wrr, np.swapaxes(Wor, 1, 2))          # W_rr^-1 W_ro
+            P = P - Wor @ X
+            P = 0.5 * (P + np.swapaxes(P, 1, 2))
         d = batch.ybar - mu[ix]
         return P, logdet, d
+
+    def _check_pd(self, sigma):
+        self._full_inverse(sigma)          # raises LinAlgError when not positive definite
+
+    def loglik_gradient(self, sigma, mu):
+        """(logl, dlogl/dmu, dlogl/dSigma) in one pass over the patterns."""
+        self._check_pd(sigma)
+        p = self.p
+        total = 0.0
+        g_mu = np.zeros(p)
+        g_sig = np.zeros(p * p)
+        for b in self.batches:
+            P, logdet, d = self._sub(b, sigma, mu)
+            k = b.idx.shape[1]
+            A = b.S + d[:, :, None] * d[:, None, :]
+            PA = P @ A
+            total += float((-0.5 * b.n * (k * _LOG2PI + logdet + np.trace(PA, axis1=1, axis2=2))).sum())
+            G = -0.5 * b.n[:, None, None] * (P - PA @ P)
+            flat = (b.idx[:, :, None] * p + b.idx[:, None, :]).ravel()
+            g_sig += np.bincount(flat, weights=G.ravel(), minlength=p * p)
+            gm = b.n[:, None] * np.einsum("mij,mj->mi", P, d)
+            g_mu += np.bincount(b.idx.ravel(), weights=gm.ravel(), minlength=p)
+        return total, g_mu, g_sig.reshape(p, p)
 
     def loglik(self, sigma, mu) -> float:
         """Observed-data log-likelihood; -inf when a sub-matrix is not positive definite."""
         total = 0.0
         try:
+            self._check_pd(sigma)
             for b in self.batches:
                 P, logdet, d = self._sub(b, sigma, mu)
                 k = b.idx.shape[1]
@@ -156,14 +205,15 @@ class MissingPatterns:
             nn[pos:pos + m] = b.n
             pos += m
         nVP = nn[:, None] * VP
-        R_pp = VP.T @ nVP
-        R_qp = VQ.T @ nVP
-        R = 0.5 * R_pp - 0.5 * (R_qp + R_qp.T)
+        # sum n (P(x)P/2 - Q(x)P) in one product; the quadratic form only sees its
+        # symmetric part, which equals P(x)P/2 - (Q(x)P + P(x)Q)/2 for symmetric P, Q
+        R = (0.5 * VP - VQ).T @ nVP
 
         def rearrange(M):  # sum vec(A_p) vec(B_p)' -> sum kron(A_p, B_p)
             return M.reshape(p, p, p, p).transpose(0, 2, 1, 3).reshape(p * p, p * p)
 
         H_ss = rearrange(R)
+        H_ss = 0.5 * (H_ss + H_ss.T)
         # d2/dmu_a dSigma_ij = -sum n P[a,i] v[j]  (v = P d), symmetrised in (i, j)
         C = -(nVP.T @ V).reshape(p, p, p)            # [i, a, j]
         C = C.transpose(1, 0, 2)                       # [a, i, j]
@@ -219,6 +269,7 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 50
     for it in range(1, max_iter + 1):
         T1 = np.zeros(p)
         T2 = np.zeros((p, p))
+        Winv = np.linalg.inv(sigma)
         for b, mis, Moo in prep:
             o = b.idx
             n = b.n
@@ -226,13 +277,14 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 50
             scatter(T2, o[:, :, None], o[:, None, :], Moo)
             if mis.shape[1] == 0:
                 continue
-            So = sigma[o[:, :, None], o[:, None, :]]
-            Smo = sigma[mis[:, :, None], o[:, None, :]]
-            B = np.swapaxes(np.linalg.solve(So, np.swapaxes(Smo, 1, 2)), 1, 2)   # Sigma_mo Sigma_oo^-1
+            # with W = Sigma^-1: Sigma_mo Sigma_oo^-1 = -W_mm^-1 W_mo, Var(y_m | y_o) = W_mm^-1
+            Wmm = Winv[mis[:, :, None], mis[:, None, :]]
+            Wmo = Winv[mis[:, :, None], o[:, None, :]]
+            Cm = np.linalg.inv(Wmm)
+            B = -Cm @ Wmo
             c = mu[mis] - np.einsum("mij,mj->mi", B, mu[o])
             Byb = np.einsum("mij,mj->mi", B, b.ybar)
             yhat = c + Byb
-            Cm = sigma[mis[:, :, None], mis[:, None, :]] - B @ np.swapaxes(Smo, 1, 2)
             T1 += np.bincount(mis.ravel(), weights=(n[:, None] * yhat).ravel(), minlength=p)
             Mom = Moo @ np.swapaxes(B, 1, 2) + n[:, None, None] * b.ybar[:, :, None] * c[:, None, :]
             scatter(T2, o[:, :, None], mis[:, None, :], Mom)
@@ -371,8 +423,24 @@ class FIMLEstimator:
             out.append(np.vstack([dm, d[lay["sigma"]]]))
         return out
 
+    def _eval(self, x):
+        """(logl, moment gradients per group) at x, cached for the last x."""
+        key = np.asarray(x, float).tobytes()
+        if getattr(self, "_eval_cache", (None,))[0] == key:
+            return self._eval_cache[1]
+        ll, gms = 0.0, []
+        try:
+            for pat, (s, m) in zip(self.patterns, self._moments(x)):
+                l_, gm, gs = pat.loglik_gradient(s, m)
+                ll += l_
+                gms.append(_to_vech_vec(pat.p, np.concatenate([gm, gs.ravel()])))
+        except np.linalg.LinAlgError:
+            ll, gms = -np.inf, None
+        self._eval_cache = (key, (ll, gms))
+        return ll, gms
+
     def loglik(self, x) -> float:
-        return float(sum(pat.loglik(s, m) for pat, (s, m) in zip(self.patterns, self._moments(x))))
+        return float(self._eval(x)[0])
 
     def objective(self, x) -> float:
         ll = self.loglik(x)
@@ -381,11 +449,10 @@ class FIMLEstimator:
         return (self.logl_h1 - ll) / self.ntotal
 
     def _moment_gradients(self, x):
-        out = []
-        for pat, (s, m) in zip(self.patterns, self._moments(x)):
-            gm, gs = pat.gradient(s, m)
-            out.append(_to_vech_vec(pat.p, np.concatenate([gm, gs.ravel()])))
-        return out
+        gms = self._eval(x)[1]
+        if gms is None:
+            raise np.linalg.LinAlgError("implied covariance matrix is not positive definite")
+        return gms
 
     def gradient(self, x) -> np.ndarray:
         try:
@@ -406,7 +473,7 @@ class FIMLEstimator:
             return np.inf, None, None
         from .base import ml_weight
         D = self._delta_full(x)
-        gms = self._moment_gradients(x)
+        gms = self._moment_gradients(x)    # cached by objective()
         grad = -sum(d.T @ g for d, g in zip(D, gms)) / self.ntotal
         info = np.zeros((self.model.n_free,) * 2)
         for w, d, (s, m), p in zip(self.weights, D, self._moments(x), self._p):
@@ -539,11 +606,19 @@ class FIMLEstimator:
             out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, self.model.n_free))
         return out
 
+    def _h1_info(self, g):
+        """(A1, B1) of the saturated model of group g at the EM estimates (cached)."""
+        if not hasattr(self, "_h1_cache"):
+            self._h1_cache = [h1_information(pat, sig, mu, means=True)
+                              for pat, (mu, sig, _) in zip(self.patterns, self.h1)]
+        A1, B1 = self._h1_cache[g]
+        return (A1, B1) if self.means else (A1[self._p[g]:, self._p[g]:], B1[self._p[g]:, self._p[g]:])
+
     def _trace_h1(self) -> float:
         if not hasattr(self, "_tr_h1"):
             tr = 0.0
-            for pat, (mu, sig, _) in zip(self.patterns, self.h1):
-                A1, B1 = h1_information(pat, sig, mu, means=self.means)
+            for g in range(len(self.patterns)):
+                A1, B1 = self._h1_info(g)
                 tr += float(np.sum(B1 * np.linalg.inv(A1).T))
             self._tr_h1 = tr
         return self._tr_h1
@@ -567,16 +642,31 @@ class FIMLEstimator:
         out = {"chisq": chisq, "df": df, "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan,
                "logl": ll}
         if self.robust:
+            # independent variables: the information is diagonal in (mu_j, sigma_jj) and the
+            # case-wise scores are univariate, (y - mu)/s and ((y - mu)^2/s^2 - 1/s)/2
             from .robust import yuan_bentler_mplus
-            A = 0.0
-            Bg = []
-            Dg = self._baseline_delta()
-            for w, pat, d, (s, m) in zip(self.weights, self.patterns, Dg, pieces):
-                Hm = _to_vech_mat(pat.p, pat.hessian(s, m))
-                A = A + (-d.T @ Hm @ d) / self.ntotal
-                S = _to_vech_vec(pat.p, pat.scores(s, m)) @ d
-                Bg.append(S.T @ S / pat.N)
-            A_inv = np.linalg.inv(A)
+            a_diag, Bg, off = [], [], 0
+            for pat, (s, m) in zip(self.patterns, pieces):
+                var = np.diag(s)
+                r = np.where(pat.observed, pat.Y - m, 0.0)
+                n_j = pat.observed.sum(0)
+                sc_s = np.where(pat.observed, 0.5 * (r * r / var ** 2 - 1.0 / var), 0.0)
+                if self.means:
+                    a_diag.append(n_j / var)
+                    sc = np.hstack([r / var, sc_s])
+                else:
+                    sc = sc_s
+                a_diag.append(n_j / (2 * var ** 2))
+                q = sc.shape[1]
+                Bg.append((off, sc.T @ sc / pat.N))
+                off += q
+            A_inv = np.diag(self.ntotal / np.concatenate(a_diag))
+            full = []
+            for o, blk in Bg:
+                M = np.zeros_like(A_inv)
+                M[o:o + blk.shape[0], o:o + blk.shape[0]] = blk
+                full.append(M)
+            Bg = full
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, Bg))
             out.update(yuan_bentler_mplus(chisq, df, self._trace_h1(), tr_h0))
         self._baseline_pieces = pieces
@@ -615,7 +705,7 @@ class FIMLEstimator:
         Wm, Jm, Wc, Wmi = [], [], [], []
         xx3 = xx3n = 0.0
         for g, (pat, (mu_t, sig_t, _)) in enumerate(zip(self.patterns, self.h1)):
-            A1, B1 = h1_information(pat, sig_t, mu_t, means=True)
+            A1, B1 = self._h1_cache[g] if hasattr(self, "_h1_cache") else h1_information(pat, sig_t, mu_t)
             Wm.append(A1)
             Jm.append(B1)
             Wmi.append(np.linalg.inv(A1))
@@ -636,15 +726,16 @@ class FIMLEstimator:
         Gamma_all = big([wi @ j @ wi for wi, j in zip(Wmi, Jm)], 1 / fg)
 
         version = version or ("V3" if self.robust else "V6")
+        WcWmi = Wc_all @ Wmi_all
+        mid = Wmi_all @ WcWmi
 
         def k_of(Dl):
             Dall = np.vstack(Dl)
             E = Dall.T @ Wm_all @ Dall
             U = Wm_all - Wm_all @ Dall @ np.linalg.solve(E, Dall.T @ Wm_all)
             if version == "V6":
-                return float(np.sum((Wc_all @ Wmi_all) * (U @ Wmi_all).T))
-            M = U @ Wmi_all @ Wc_all @ Wmi_all @ U @ Gamma_all
-            return float(np.trace(M))
+                return float(np.sum(WcWmi * (U @ Wmi_all).T))
+            return float(np.sum((U @ mid) * (U @ Gamma_all).T))
 
         df3, df3n = test["df"], baseline["df"]
         c3 = k_of(D) / df3 if df3 > 0 else np.nan
