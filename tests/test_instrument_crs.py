@@ -215,3 +215,22 @@ def test_docs_list_every_issue_type():
 
     docs = (Path(__file__).parents[1] / "docs" / "instruments.md").read_text(encoding="utf-8")
     assert [t for t in ISSUE_TYPES if f"| `{t}` |" not in docs] == []
+
+
+def test_yaml_12_meanings_for_words_like_no(tmp_path):
+    text = MINIMAL.read_text(encoding="utf-8").replace('label: {en: "No", fr: Non}', "label: {en: No, fr: off}")
+    inst, report = parse_instrument(text)
+    assert report.valid, str(report)
+    assert inst.scales["yesno"].labels("en")[0] == "No"
+    assert inst.scales["yesno"].labels("fr")[0] == "off"
+
+
+@pytest.mark.parametrize("name", ["unknown_scale.yaml", "yaml_bad_indent.yaml", "duplicate_key.yaml"])
+def test_pure_python_yaml_fallback_gives_the_same_report(monkeypatch, name):
+    import yaml
+
+    path = Path(__file__).parent / "fixtures" / "instruments" / "bad" / name
+    fast = validate_instrument(path)
+    monkeypatch.setattr(yaml, "__with_libyaml__", False)
+    slow = validate_instrument(path)
+    assert [(i.type, i.line, i.path) for i in slow.issues] == [(i.type, i.line, i.path) for i in fast.issues]
