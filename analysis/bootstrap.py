@@ -21,7 +21,7 @@ not depend on the number of workers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,82 @@ def bollen_stine_transform(data: list[np.ndarray], sigma: list[np.ndarray],
     return out
 
 
+def _fast_ml_class():
+    """The core's ML estimator with a leaner expected information:
+    0.5 tr(W dSigma_k W dSigma_l) from p x p matrices instead of the
+    (p*(p+1)/2)^2 weight matrix (same numbers; much faster for 40+ items)."""
+    from .estimators.ml import MLEstimator
+
+    class FastML(MLEstimator):
+        def _information(self, x, terms):
+            deltas = self.model.delta(x)
+            k = self.model.n_free
+            info = np.zeros((k, k))
+            for g, (sigma, mu, w, logdet) in enumerate(terms):
+                lay = self._layouts[g]
+                ds = deltas[g][lay["sigma"]]
+                p = w.shape[0]
+                rows, cols = _vech_rc(p)
+                dfull = np.zeros((k, p, p))
+                dfull[:, rows, cols] = ds.T
+                dfull[:, cols, rows] = ds.T
+                a = w @ dfull @ w
+                info += self.weights[g] * 0.5 * (a.reshape(k, -1) @ dfull.reshape(k, -1).T)
+                if self.model.meanstructure:
+                    dm = deltas[g][lay["mu"]]
+                    info += self.weights[g] * (dm.T @ w @ dm)
+            return info, deltas
+
+    return FastML
+
+
+_VECH: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _vech_rc(p: int):
+    if p not in _VECH:
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        _VECH[p] = (r[order], c[order])
+    return _VECH[p]
+
+
+class _Defined:
+    """The := effects compiled once: values and delta-method Jacobian from x."""
+
+    def __init__(self, pt: pd.DataFrame):
+        from .defined import compile_expression
+
+        labels = pt[(pt["label"] != "") & (pt["group"] > 0)].drop_duplicates("label")
+        self.fixed = {lab: float(u) for lab, f, u in zip(labels["label"], labels["free"], labels["ustart"]) if f == 0}
+        self.free = {lab: int(f) - 1 for lab, f in zip(labels["label"], labels["free"]) if f > 0}
+        self.names = list(pt.loc[pt["op"] == ":=", "lhs"])
+        self.exprs = [compile_expression(rhs) for rhs in pt.loc[pt["op"] == ":=", "rhs"]]
+
+    def values(self, x: np.ndarray) -> np.ndarray:
+        env = dict(self.fixed)
+        env.update({lab: x[k] for lab, k in self.free.items()})
+        out = np.empty(len(self.exprs))
+        for j, (name, fn) in enumerate(zip(self.names, self.exprs)):
+            with np.errstate(all="ignore"):
+                try:
+                    env[name] = out[j] = fn(env)
+                except (ZeroDivisionError, OverflowError, ValueError):
+                    env[name] = out[j] = np.nan
+        return out
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        jac = np.zeros((len(self.exprs), len(x)))
+        used = sorted(set(self.free.values()))  # only labelled parameters enter := effects
+        for k in used:
+            h = 1e-6 * max(1.0, abs(x[k]))
+            xp, xm = x.copy(), x.copy()
+            xp[k] += h
+            xm[k] -= h
+            jac[:, k] = (self.values(xp) - self.values(xm)) / (2 * h)
+        return jac
+
+
 @dataclass
 class _Refitter:
     """Everything a worker needs to refit the model to new data (sent once per worker)."""
@@ -137,7 +213,6 @@ class _Refitter:
     exo_rows: list[tuple[int, int, int, int]]  # (partable row, group index, i, j) of fixed.x moments
     variance_free: np.ndarray  # 0-based free indices of variances (improper when < 0)
     gtol: float = 1e-6
-    _models: dict = field(default_factory=dict, repr=False)
 
     @property
     def fast(self) -> bool:
@@ -168,29 +243,13 @@ class _Refitter:
             pt.at[row, "ustart"] = stats.cov[g][i, j] if j >= 0 else stats.mean[g][i]
         return Model(pt, meanstructure=self.model.meanstructure)
 
-    def refit(self, parts: list[np.ndarray], *, with_test: bool = False):
-        """(x, converged, chisq) for data ``parts`` (one array per group)."""
-        from .optimize import minimize
-
-        if self.fast:
+    def estimator_for(self, parts: list[np.ndarray], *, point_only: bool = True):
+        """An estimator for data ``parts`` with the fit's options (ML point
+        estimates through the lean path when they equal the fit's)."""
+        if self.fast and (point_only or self.estimator == "ML"):
             parts = [Y[~np.isnan(Y).any(axis=1)] for Y in parts]
             stats = self._stats(parts)
-            from .estimators.ml import MLEstimator
-
-            est = MLEstimator(self._model_for(stats), stats)
-        else:
-            est = self._generic_estimator(parts)
-        try:
-            opt = minimize(est, self.x0, gtol=self.gtol)
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            return np.full(len(self.x0), np.nan), False, math.nan
-        ok = bool(opt.converged and np.all(np.isfinite(opt.x)))
-        chisq = math.nan
-        if with_test and ok:
-            chisq = float(max(2.0 * est.ntotal * opt.fun, 0.0)) if self.fast else float(est.test(opt.x)["chisq"])
-        return opt.x, ok, chisq
-
-    def _generic_estimator(self, parts):
+            return _fast_ml_class()(self._model_for(stats), stats)
         from .data import DataCheck
         from .sem import _make_estimator
 
@@ -201,9 +260,28 @@ class _Refitter:
                 df[self.group] = self.group_labels[g]
             frames.append(df)
         df = pd.concat(frames, ignore_index=True)
+        if self.missing == "listwise":
+            df = df.dropna(subset=self.ov)
         check = DataCheck(data=df, variables=tuple(self.ov))
-        stats = self._stats([Y[~np.isnan(Y).any(axis=1)] for Y in parts])
+        complete = [Y[~np.isnan(Y).any(axis=1)] for Y in parts]
+        stats = self._stats(complete if self.missing == "listwise" else
+                            [np.where(np.isnan(Y), np.nanmean(Y, axis=0), Y) for Y in parts])
         return _make_estimator(self.estimator, self.missing, self._model_for(stats), stats, check, self.options)
+
+    def refit(self, parts: list[np.ndarray], *, with_test: bool = False, point_only: bool = True):
+        """(x, converged, chisq, estimator) for data ``parts`` (one array per group)."""
+        from .optimize import minimize
+
+        try:
+            est = self.estimator_for(parts, point_only=point_only)
+            opt = minimize(est, self.x0, gtol=self.gtol)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError, ZeroDivisionError):
+            return np.full(len(self.x0), np.nan), False, math.nan, None
+        ok = bool(opt.converged and np.all(np.isfinite(opt.x)))
+        chisq = math.nan
+        if with_test and ok:
+            chisq = float(max(2.0 * est.ntotal * opt.fun, 0.0)) if self.fast else float(est.test(opt.x)["chisq"])
+        return opt.x, ok, chisq, est
 
 
 def _resample(rng: np.random.Generator, sizes: list[int]) -> list[np.ndarray]:
@@ -212,14 +290,14 @@ def _resample(rng: np.random.Generator, sizes: list[int]) -> list[np.ndarray]:
 
 def _boot_one(ctx: _Refitter, rng: np.random.Generator, i: int):
     idx = _resample(rng, [len(Y) for Y in ctx.data])
-    x, ok, _ = ctx.refit([Y[k] for Y, k in zip(ctx.data, idx)])
+    x, ok, _, _ = ctx.refit([Y[k] for Y, k in zip(ctx.data, idx)])
     improper = bool(ok and len(ctx.variance_free) and np.any(x[ctx.variance_free] < 0))
     return x, ok, improper
 
 
 def _bs_one(ctx: _Refitter, rng: np.random.Generator, i: int):
     idx = _resample(rng, [len(Y) for Y in ctx.data])
-    x, ok, chisq = ctx.refit([Y[k] for Y, k in zip(ctx.data, idx)], with_test=True)
+    x, ok, chisq, _ = ctx.refit([Y[k] for Y, k in zip(ctx.data, idx)], with_test=True)
     return ok, chisq
 
 
@@ -408,23 +486,8 @@ def _frequencies(seq, n_boot: int, sizes: list[int]) -> np.ndarray:
 
 
 def _defined_draws(pt: pd.DataFrame, X: np.ndarray) -> np.ndarray:
-    from .defined import compile_expression
-
-    labels = pt[(pt["label"] != "") & (pt["group"] > 0)].drop_duplicates("label")
-    fixed = {lab: float(u) for lab, f, u in zip(labels["label"], labels["free"], labels["ustart"]) if f == 0}
-    free = {lab: int(f) - 1 for lab, f in zip(labels["label"], labels["free"]) if f > 0}
-    exprs = [(lhs, compile_expression(rhs)) for lhs, rhs in pt.loc[pt["op"] == ":=", ["lhs", "rhs"]].values]
-    out = np.empty((len(X), len(exprs)))
-    for r, x in enumerate(X):
-        env = dict(fixed)
-        env.update({lab: x[k] for lab, k in free.items()})
-        for j, (name, fn) in enumerate(exprs):
-            with np.errstate(all="ignore"):
-                try:
-                    env[name] = out[r, j] = fn(env)
-                except (ZeroDivisionError, OverflowError, ValueError):
-                    env[name] = out[r, j] = np.nan
-    return out
+    dfn = _Defined(pt)
+    return np.array([dfn.values(x) for x in X]).reshape(len(X), len(dfn.names))
 
 
 def _bollen_stine(fit, ctx: _Refitter, seq, n_boot, backend, workers, scheduler, progress) -> dict:
@@ -434,7 +497,7 @@ def _bollen_stine(fit, ctx: _Refitter, seq, n_boot, backend, workers, scheduler,
     moments = fit.model.implied(fit.x)
     sig = [m.sigma for m in moments]
     mu = [m.mu if fit.model.meanstructure else None for m in moments]
-    tctx = _Refitter(**{**ctx.__dict__, "data": bollen_stine_transform(ctx.data, sig, mu), "_models": {}})
+    tctx = _Refitter(**{**ctx.__dict__, "data": bollen_stine_transform(ctx.data, sig, mu)})
     reps = run_replications(_bs_one, n_boot, seed=seq, context=tctx, backend=backend, workers=workers,
                             scheduler=scheduler, progress=progress, description="Bollen-Stine")
     t = np.array([c for ok, c in reps if ok], float)

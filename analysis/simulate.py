@@ -432,89 +432,121 @@ def _apply_missing_plain(data, rng, missing, mar, cols):
         data.loc[hit[:, j], c] = np.nan
 
 
+def _reverse_codes(scale, values: np.ndarray) -> np.ndarray:
+    codes = np.asarray(scale.codes)
+    out = values.copy()
+    for c, r in zip(codes, codes[::-1]):
+        out[values == c] = r
+    return out
+
+
 def _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert):
+    """One column per item, vectorised: codes as floats (NaN = not asked) until the end."""
     n = len(zdf)
-    cols: dict[str, Any] = {"respondent_id": [f"SIM{k + 1:05d}" for k in range(n)]}
+    cols: dict[str, Any] = {"respondent_id": np.array([f"SIM{k + 1:05d}" for k in range(n)], dtype=object)}
     n_careless = int(round(careless * n))
     careless_flag = np.zeros(n, bool)
     careless_flag[rng.choice(n, size=n_careless, replace=False)] = True
     straight = careless_flag & (rng.random(n) < 0.5)
+    rnd = careless_flag & ~straight
     line_pos = rng.random(n)  # straight-liners' position on every scale (0 low .. 1 high)
     group_item = _grouping_item(instrument)
+    codes_cols: set[str] = set()
+
+    def careless_answers(val, codes):
+        val[rnd] = rng.choice(codes, size=int(rnd.sum()))
+        val[straight] = np.asarray(codes)[np.minimum((line_pos[straight] * len(codes)).astype(int), len(codes) - 1)]
+        return val
+
     for it in instrument.items:
         scale = instrument.scales[it.scale]
         codes = scale.codes
-        if it.id in zdf.columns and scale.type in ("ordinal", "nominal") and codes:
-            if it.construct is not None and instrument.construct(it.construct).count_codes:
+        categorical = scale.type in ("ordinal", "nominal") and bool(codes)
+        if it.id in zdf.columns and categorical:
+            z = zdf[it.id].to_numpy()
+            construct = instrument.construct(it.construct) if it.construct is not None else None
+            if likert and construct is not None and construct.count_codes:
                 # count items (REPR): "yes" for about a third, by propensity
-                cc = instrument.construct(it.construct).count_codes
+                cc = construct.count_codes
                 other = [c for c in codes if c not in cc] or codes
-                val = np.where(zdf[it.id].to_numpy() > norm.ppf(0.65), cc[0], other[0])
+                val = np.where(z > norm.ppf(0.65), cc[0], other[0]).astype(float)
+                codes_cols.add(it.id)
             elif likert:
-                val = _cut(zdf[it.id].to_numpy(), codes, it.id)
+                val = _cut(z, codes, it.id).astype(float)
+                if it.reverse and scale.ordered:
+                    val = _reverse_codes(scale, val)
+                if scale.ordered:
+                    val = careless_answers(val, codes)
+                codes_cols.add(it.id)
             else:
-                val = zdf[it.id].to_numpy()
-            if it.reverse and scale.ordered:
-                val = np.array([scale.reverse(int(v)) for v in val]) if likert else -val
-            if scale.ordered and likert:
-                val = val.astype(object)
-                rnd = careless_flag & ~straight
-                val[rnd] = rng.choice(codes, size=int(rnd.sum()))
-                val[straight] = np.asarray(codes)[np.minimum((line_pos[straight] * len(codes)).astype(int),
-                                                           len(codes) - 1)]
+                val = -z if (it.reverse and scale.ordered) else z.copy()
         elif it.id in zdf.columns:
-            val = zdf[it.id].to_numpy()
+            val = zdf[it.id].to_numpy().copy()
         elif group_item is not None and it.id == group_item.id and specs and specs[0].codes:
-            val = np.array([rng.choice(specs[k].codes) for k in g])
-        elif it.role == "attention" and it.expected is not None:
-            val = np.where(rng.random(n) < 0.97, it.expected, rng.choice(codes, size=n)).astype(object)
-            rnd = careless_flag & ~straight
-            val[rnd] = rng.choice(codes, size=int(rnd.sum()))
-            val[straight] = np.asarray(codes)[np.minimum((line_pos[straight] * len(codes)).astype(int),
-                                                       len(codes) - 1)]
+            u = rng.random(n)
+            val = np.empty(n)
+            for k, spec in enumerate(specs):
+                rows = g == k
+                c = np.asarray(spec.codes)
+                val[rows] = c[np.minimum((u[rows] * len(c)).astype(int), len(c) - 1)]
+            codes_cols.add(it.id)
+        elif it.role == "attention" and it.expected is not None and codes:
+            val = np.where(rng.random(n) < 0.97, it.expected, rng.choice(codes, size=n)).astype(float)
+            val = careless_answers(val, codes)
+            codes_cols.add(it.id)
         elif it.role == "consent" and codes:
-            val = np.full(n, codes[0])
-        elif scale.type in ("ordinal", "nominal") and codes:
-            val = rng.choice(codes, size=n)
+            val = np.full(n, float(codes[0]))
+            codes_cols.add(it.id)
+        elif categorical:
+            val = rng.choice(codes, size=n).astype(float)
+            codes_cols.add(it.id)
         elif scale.type == "numeric":
             lo = scale.min if scale.min is not None else 0
             hi = scale.max if scale.max is not None else lo + 100
             val = rng.uniform(lo, hi, size=n)
             if scale.integer:
-                val = np.floor(val).astype(int)
+                val = np.floor(val)
+                codes_cols.add(it.id)
         elif scale.type == "date":
-            val = (pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D")).strftime("%Y-%m-%d")
+            days = rng.integers(0, 60, n)
+            val = np.array((pd.Timestamp("2026-03-01") + pd.to_timedelta(days, unit="D")).strftime("%Y-%m-%d"),
+                           dtype=object)
         elif it.role == "grouping":  # free-text areas: a handful of neighbourhoods
             val = np.array([f"Area {k}" for k in rng.integers(1, 6, n)], dtype=object)
         else:
             val = np.full(n, "", dtype=object)
         cols[it.id] = val
-    data = pd.DataFrame(cols)
     # skip logic: answers to items that were not asked are blank
     relevant = [it for it in instrument.items if it.relevant]
     if relevant:
-        from instruments.relevance import evaluate, parse
+        from instruments.relevance import evaluate, parse, referenced_items
 
-        records = data.to_dict("records")
-        seen: dict[str, list[bool]] = {}
+        asked_by: dict[str, np.ndarray] = {}
         for it in relevant:
-            if it.relevant not in seen:  # most items share one condition (consent)
+            if it.relevant not in asked_by:  # evaluate once per distinct answer combination
                 expr = parse(it.relevant)
-                seen[it.relevant] = [evaluate(expr, row) for row in records]
-            data[it.id] = data[it.id].where(seen[it.relevant], None)
-    for c in data.columns:
-        if data[c].dtype == object:
-            try:
-                data[c] = pd.to_numeric(data[c]).astype("Int64") if _all_int(data[c]) else data[c]
-            except (TypeError, ValueError):
-                pass
+                refs = [r for r in referenced_items(expr) if r in cols]
+                if refs:
+                    keys = pd.DataFrame({r: cols[r] for r in refs})
+                    combos = keys.drop_duplicates()
+                    verdict = {row: evaluate(expr, dict(zip(refs, row)))
+                               for row in combos.itertuples(index=False, name=None)}
+                    asked_by[it.relevant] = np.array([verdict[t] for t in keys.itertuples(index=False, name=None)])
+                else:
+                    asked_by[it.relevant] = np.full(n, evaluate(expr, {}))
+            asked = asked_by[it.relevant]
+            if not asked.all():
+                col = cols[it.id]
+                if col.dtype == object:
+                    col = col.copy()
+                    col[~asked] = None
+                else:
+                    col = np.where(asked, col, np.nan)
+                cols[it.id] = col
+    data = pd.DataFrame(cols)
+    for c in codes_cols:
+        data[c] = data[c].astype("Int64")
     return data, careless_flag
-
-
-def _all_int(s: pd.Series) -> bool:
-    vals = s.dropna()
-    return len(vals) > 0 and all(isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer())
-                                 for v in vals)
 
 
 def _apply_missing_instrument(instrument, data, rng, missing, mar, missing_as):
@@ -526,19 +558,21 @@ def _apply_missing_instrument(instrument, data, rng, missing, mar, missing_as):
     if mar:
         drivers = [it.id for it in instrument.demographic_items if it.id in data and it.required]
         driver = pd.to_numeric(data[drivers[0]] if drivers else data[items[0].id], errors="coerce").fillna(0)
-        p = p + mar * _mar_weights(driver.to_numpy())
+        p = p + mar * _mar_weights(driver.to_numpy(dtype=float))
         if not drivers:
             items = items[1:]
     hit = rng.random((n, len(items))) < np.clip(p, 0, 0.95)[:, None]
     for j, it in enumerate(items):
-        rows = hit[:, j] & data[it.id].notna().to_numpy()
+        col = data[it.id]
+        rows = hit[:, j] & col.notna().to_numpy()
         codes = instrument.scales[it.scale].missing_codes
-        col = data[it.id].astype(object)
+        is_int = str(col.dtype) == "Int64"
+        arr = col.to_numpy(dtype=float, na_value=np.nan)
         if missing_as == "code" and codes:
-            col[rows] = rng.choice(codes, size=int(rows.sum()))
+            arr[rows] = rng.choice(codes, size=int(rows.sum()))
         else:
-            col[rows] = None
-        data[it.id] = pd.array(col.to_numpy(), dtype="Int64") if _all_int(col) else col
+            arr[rows] = np.nan
+        data[it.id] = pd.array(arr, dtype="Float64").astype("Int64") if is_int else arr
 
 
 # ---------------------------------------------------------------- analysis frame
