@@ -46,6 +46,15 @@ def test_wlsmv_matches_lavaan(wlsmv):
     assert fit.nobs == (2436,)
     _compare(fit, rec)
     assert fit.fit_indices["chisq.scaled"] != pytest.approx(fit.fit_indices["chisq"], rel=1e-3)
+    # delta parameterization: residual variances of the latent responses are 1 - common variance,
+    # and the standardized solution and R-square use unit-variance latent responses
+    m = fit.params.merge(partable(rec), on=["lhs", "op", "rhs", "group"], suffixes=("", "_lav"))
+    resid = m[(m["op"] == "~~") & (m["lhs"] == m["rhs"]) & m["lhs"].isin(ITEMS)]
+    assert len(resid) == 25
+    np.testing.assert_allclose(resid["est"], resid["est_lav"], atol=1e-4)
+    np.testing.assert_allclose(m["std.all"], m["std.all_lav"], atol=1e-4)
+    r2 = fit.r2.set_index("lhs")["r2"]
+    np.testing.assert_allclose([r2[k] for k in rec["r2"]], list(rec["r2"].values()), atol=1e-4)
 
 
 def test_ulsmv_matches_lavaan():

@@ -144,6 +144,7 @@ class WLSEstimator:
 
     def vcov(self, x) -> np.ndarray:
         self.x_hat = np.asarray(x, float)
+        self._apply_delta_theta(x)
         D = self._delta(x)
         E_inv = np.linalg.inv(self.information(x))
         B = sum(w * Dg.T @ (W[:, None] * gm * W[None, :]) @ Dg
@@ -160,6 +161,7 @@ class WLSEstimator:
 
     def test(self, x) -> dict:
         self.x_hat = np.asarray(x, float)
+        self._apply_delta_theta(x)
         chisq = max(2.0 * self.ntotal * self.objective(x), 0.0)
         df = self.df()
         out = {"test": "standard", "chisq": chisq, "df": df,
@@ -247,10 +249,28 @@ class WLSEstimator:
         """Delta parameterization: theta_j = 1 / d_j^2 - common variance of y*_j."""
         out = []
         for g, mom in enumerate(self.model.implied(x)):
-            scales = self.model.matrices(x, g)["scales"]
-            common = np.diag(mom.sigma) / scales ** 2 - 1.0       # diag(Sigma) with theta = 1 fixed
+            mats = self.model.matrices(x, g)
+            scales = mats["scales"]
+            p = len(scales)
+            current = np.diag(mats["S"])[:p]
+            common = np.diag(mom.sigma) / scales ** 2 - current
             out.append(1.0 / scales ** 2 - common)
         return out
+
+    def _apply_delta_theta(self, x):
+        """Set the fixed residual variances of the latent responses to their delta-parameterization
+        values, so that the table, the implied moments and the standardized solution show them
+        (thresholds and correlations do not depend on them)."""
+        pt = self.model.partable
+        for g, theta in enumerate(self.residual_variances(x)):
+            grp = self.model._g[g]
+            gnum = self.model.groups[g]
+            for j, name in enumerate(self.model.ov_names[g]):
+                rows = pt.index[(pt["lhs"] == name) & (pt["op"] == "~~") & (pt["rhs"] == name)
+                                & (pt["group"] == gnum) & (pt["free"] == 0) & (pt["user"] == 0)]
+                if len(rows):
+                    pt.loc[rows, "ustart"] = theta[j]
+                    grp.S0[j, j] = theta[j]
 
 
 def make_estimator(model, stats, *, data=None, options=None):
