@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
+from scipy.special import ndtr
 
 __all__ = [
     "cronbach_alpha",
@@ -264,7 +265,9 @@ def _nobs_of(fit: Any) -> Any:
     return np.nan
 
 
-def _sample_cov(fit: Any, data: pd.DataFrame | None, group: str | None, names: list[str]) -> dict[Any, pd.DataFrame]:
+def _sample_cov(
+    fit: Any, data: pd.DataFrame | None, group: str | None, names: list[str], ordered: bool = False
+) -> dict[Any, pd.DataFrame]:
     """Sample covariance (divisor N, lavaan's sampstat) per group."""
     if data is None:
         for attr in ("sample_cov", "sample_covs"):
@@ -283,18 +286,58 @@ def _sample_cov(fit: Any, data: pd.DataFrame | None, group: str | None, names: l
     absent = [v for v in names if v not in data.columns]
     if absent:
         raise ReliabilityError(f"The data lack indicator column(s) of the model: {', '.join(absent)}.")
+    # ordered indicators: lavaan's sample statistic is the polychoric matrix
+    moments = (lambda x: polychoric_matrix(x)) if ordered else (lambda x: x.cov(ddof=0))
     if group is None:
-        return {1: data[names].dropna().cov(ddof=0)}
+        return {1: moments(data[names].dropna())}
     labels = list(pd.unique(data[group].dropna()))
-    return {i + 1: data.loc[data[group] == lab, names].dropna().cov(ddof=0) for i, lab in enumerate(labels)}
+    return {i + 1: moments(data.loc[data[group] == lab, names].dropna()) for i, lab in enumerate(labels)}
+
+
+def _thresholds(fit: Any) -> dict[Any, dict[str, np.ndarray]]:
+    """Thresholds per group and ordered indicator, from the fit's '|' rows."""
+    pt = _params_of(fit)
+    if "group" not in pt:
+        pt = pt.assign(group=1)
+    th = pt[pt["op"] == "|"]
+    out: dict[Any, dict[str, np.ndarray]] = {}
+    for (g, item), rows in th.groupby(["group", "lhs"], sort=False):
+        order = rows["rhs"].str.lstrip("t").astype(int).argsort().to_numpy()
+        out.setdefault(g, {})[item] = rows["est"].to_numpy(float)[order]
+    return out
+
+
+def _omega_cat(common: np.ndarray, denom: np.ndarray, thresholds: list[np.ndarray]) -> float:
+    """Green & Yang (2009) reliability of the observed ordinal sum score (semTools' ord.scale)."""
+    from analysis.polychoric import bivariate_normal_cdf
+
+    d = np.sqrt(np.diag(denom))
+    denom = denom / np.outer(d, d)
+    num = den = 0.0
+    k = len(thresholds)
+    for j in range(k):
+        for jj in range(k):
+            t1, t2 = np.meshgrid(thresholds[j], thresholds[jj], indexing="ij")
+            marg = ndtr(thresholds[j]).sum() * ndtr(thresholds[jj]).sum()
+            num += _phi2_sum(t1, t2, common[j, jj], bivariate_normal_cdf) - marg
+            den += _phi2_sum(t1, t2, denom[j, jj], bivariate_normal_cdf) - marg
+    return float(num / den)
+
+
+def _phi2_sum(t1: np.ndarray, t2: np.ndarray, rho: float, cdf: Any) -> float:
+    if rho >= 1 - 1e-12:  # the same latent response: P(Z < min(a, b))
+        return float(ndtr(np.minimum(t1, t2)).sum())
+    return float(cdf(t1, t2, np.full(t1.shape, rho)).sum())
 
 
 def _reliability_table(
-    fit: Any, data: pd.DataFrame | None, group: str | None, obs_var: bool, kind: str
+    fit: Any, data: pd.DataFrame | None, group: str | None, obs_var: bool, kind: str, ord_scale: bool = True
 ) -> pd.DataFrame:
     blocks = _blocks(fit)
     names = list(dict.fromkeys(v for b in blocks.values() for v in b.lam.index))
-    sample = _sample_cov(fit, data, group, names) if obs_var else {}
+    ths = _thresholds(fit)
+    ordered = bool(ths)
+    sample = _sample_cov(fit, data, group, names, ordered) if obs_var else {}
     rows = []
     for g, b in blocks.items():
         lam = b.lam
@@ -318,6 +361,9 @@ def _reliability_table(
             psi = b.phi.loc[f, f]
             if kind == "ave":
                 est = np.nan if cross[idx].any() else float((lf**2).sum() * psi / np.trace(total.loc[idx, idx].to_numpy()))
+            elif ordered and ord_scale and kind == "omega" and all(i in ths.get(g, {}) for i in idx):
+                common = np.outer(lf, lf) * psi
+                est = _omega_cat(common, total.loc[idx, idx].to_numpy(), [ths[g][i] for i in idx])
             else:
                 est = float(lf.sum() ** 2 * psi / total.loc[idx, idx].to_numpy().sum())
             rows.append({"construct": f, "group": g, "estimate": est, "n_obs": b.n_obs})
@@ -327,7 +373,9 @@ def _reliability_table(
     return out
 
 
-def mcdonald_omega(fit: Any, data: pd.DataFrame | None = None, *, group: str | None = None, obs_var: bool = True) -> pd.DataFrame:
+def mcdonald_omega(
+    fit: Any, data: pd.DataFrame | None = None, *, group: str | None = None, obs_var: bool = True, ord_scale: bool = True
+) -> pd.DataFrame:
     """McDonald's omega per factor from a fitted CFA, as ``semTools::compRelSEM``.
 
     omega_f = (sum_i lambda_if)^2 phi_ff / sum(S_f), with phi the model-implied
@@ -339,12 +387,18 @@ def mcdonald_omega(fit: Any, data: pd.DataFrame | None = None, *, group: str | N
     ``data`` (and ``group``) give the sample covariance when the fit does not
     carry it.
 
+    For a fit with ordered indicators (WLSMV), the sample statistic is the
+    polychoric matrix; with ``ord_scale`` (semTools' default) omega is Green &
+    Yang's (2009) reliability of the observed ordinal sum score, from the
+    thresholds; with ``ord_scale=False`` it is the reliability of the latent
+    responses, (sum lambda)^2 psi / sum(R).
+
     Examples
     --------
     >>> # In R: semTools::compRelSEM(cfa(HS.model, HolzingerSwineford1939))
     >>> # mcdonald_omega(fit_sem(HS_MODEL, hs), data=hs[ITEMS])
     """
-    return _reliability_table(fit, data, group, obs_var, "omega")
+    return _reliability_table(fit, data, group, obs_var, "omega", ord_scale)
 
 
 def composite_reliability(fit: Any) -> pd.DataFrame:

@@ -172,3 +172,20 @@ def test_omega_from_the_engine_fit_matches_semtools():
     omega = mcdonald_omega(fit, hs).set_index("construct")["estimate"]
     for f in HS_MODEL:
         assert omega[f] == pytest.approx(ref["omega"][f], abs=TOL)
+
+
+def test_omega_of_a_wlsmv_fit_both_scales_match_semtools():
+    import warnings
+
+    from analysis.sem import fit_sem
+
+    ref = _load("psychometrics_ordinal")
+    x = _data("bfi")[ref["items"]].dropna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem("NEU =~ N1 + N2 + N3 + N4 + N5", x, ordered=ref["items"], estimator="WLSMV")
+    latent = mcdonald_omega(fit, x, ord_scale=False)["estimate"].iloc[0]
+    observed = mcdonald_omega(fit, x)["estimate"].iloc[0]
+    assert latent == pytest.approx(ref["compRelSEM_wlsmv_latent"]["NEU"], abs=TOL)
+    assert observed == pytest.approx(ref["compRelSEM_wlsmv_observed"]["NEU"], abs=TOL)
+    assert observed < latent  # coarse categories cost reliability
