@@ -660,7 +660,7 @@ class _Checker:
             if once:
                 self.check_id(item.id, p + ("id",), "item id")
             key = item.id.lower()
-            if key in earlier or key in {e.lower() for e in _collapsed_ids(earlier.values())}:
+            if key in earlier:
                 first = earlier.get(key)
                 where = f" (first at line {self.pos.locate(first.origin)[0]})" if first else ""
                 same_case = first is not None and first.id == item.id
@@ -688,7 +688,7 @@ class _Checker:
             if once:
                 self.check_text(item.text, langs, p + ("text",))
                 self.check_text(item.help, langs, p + ("help",), "help")
-            self.check_role(item, scale, p, name, once, langs)
+            self.check_role(item, scale, p, name, once, langs, all_ids)
             if item.relevant is not None:
                 self.check_relevance(inst, item, scale, p, earlier, all_ids)
             earlier[key] = item
@@ -701,7 +701,8 @@ class _Checker:
     def _scale_was_broken(self, sid: str) -> bool:
         return sid in self._broken_scales
 
-    def check_role(self, item: Item, scale: Scale | None, p: Path_, name: str, once: bool, langs):
+    def check_role(self, item: Item, scale: Scale | None, p: Path_, name: str, once: bool, langs,
+                   all_ids: set[str]):
         if not once:
             return
         if item.expected is not None and item.role != "attention":
@@ -722,13 +723,13 @@ class _Checker:
             if item.role != "grouping":
                 self.issue("role-mismatch", f"{name} has a collapsed version but role "
                            f"{item.role}; use role grouping", p + ("collapsed",))
-            self.check_collapse(item, scale, p + ("collapsed",), langs)
+            self.check_collapse(item, scale, p + ("collapsed",), langs, all_ids)
 
-    def check_collapse(self, item: Item, scale: Scale | None, p: Path_, langs) -> None:
+    def check_collapse(self, item: Item, scale: Scale | None, p: Path_, langs, all_ids) -> None:
         col = item.collapsed
         self.check_id(col.id, p + ("id",), "collapsed id")
-        if col.id.lower() == item.id.lower():
-            self.issue("duplicate-id", f"collapsed id '{col.id}' equals its item's id", p + ("id",))
+        if col.id.lower() in all_ids:  # it becomes a column of the data, beside the items
+            self.issue("duplicate-id", f"collapsed id '{col.id}' is also an item id", p + ("id",))
         where: dict[int, int] = {}
         group_codes: set[int] = set()
         for g, group in enumerate(col.groups):
@@ -797,10 +798,6 @@ def _expected(msg: str) -> str:
         if word in low:
             return say
     return low.replace("input should be ", "")
-
-
-def _collapsed_ids(items) -> list[str]:
-    return [it.collapsed.id for it in items if it.collapsed is not None]
 
 
 # ---------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def show(
 
     table = Table(title="Constructs")
     for col in ("Construct", "Label", "Figure 1 box", "Kind", "Items", "n", "Reverse-keyed"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("Construct", "Kind", "n"))
     for c in inst.constructs:
         items = inst.items_of(c.id)
         table.add_row(c.id, c.label, c.figure1_box, c.kind, " ".join(i.id for i in items),
@@ -119,8 +119,9 @@ def show(
     console.print(table)
 
     items = Table(title=f"Items ({lang})")
-    for col in ("Section", "Item", "Construct", "Scale", "Role", "Text"):
-        items.add_column(col, overflow="fold")
+    for col in ("Section", "Item", "Construct", "Scale", "Role"):
+        items.add_column(col, no_wrap=True)
+    items.add_column("Text", overflow="fold", ratio=1)
     for it in inst.items:
         construct = (it.construct or "") + (" (R)" if it.reverse else "")
         items.add_row(it.section or "", it.id, construct, it.scale, it.role, it.text.get(lang, ""))
