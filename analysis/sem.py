@@ -95,7 +95,7 @@ _ordered.text = "None, True (all) or a list of variable names"
 
 _CONSTRAINTS = {
     "estimator": _one_of(*ESTIMATORS),
-    "missing": _one_of("listwise", "fiml"),
+    "missing": _one_of("listwise", "fiml", "ml", "pairwise"),
     "se": _one_of(*_SE),
     "test": _one_of(*_TEST),
     "std_lv": _bool,
@@ -165,7 +165,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                    fixed_x=fixed_x)
     _validate(options)
     estimator = estimator.upper()
-    missing = "fiml" if missing.lower() in ("fiml", "ml") else "listwise"
+    missing = {"fiml": "fiml", "ml": "fiml", "pairwise": "pairwise"}.get(missing.lower(), "listwise")
     group_equal, group_partial = _as_list(group_equal), _as_list(group_partial)
     if data is None and sample_cov is None:
         raise DataError("fit_sem needs data (a DataFrame) or sample_cov with sample_nobs")
@@ -184,7 +184,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             ordered = [v for v in ov_syntax]
         ordered = _as_list(ordered)
         _check_names(statements, ov_syntax, list(data.columns))
-        check = check_model_data(data, ov_syntax, group=group, missing=missing)
+        # pairwise (ordinal WLSMV/ULSMV): keep incomplete rows, as for fiml
+        check = check_model_data(data, ov_syntax, group=group,
+                                 missing="fiml" if missing == "pairwise" else missing)
         for text in check.warnings:
             records.append({"type": "data", "category": "DataWarning", "message": text})
         kept = check.data

@@ -5,10 +5,7 @@ import pytest
 
 from _lavaan_fixture import FIXTURES, load, partable
 from analysis.estimators.robust import scaled_difference
-from analysis.estimators.wls import WLSEstimator
-from analysis.model import Model
-from analysis.optimize import minimize, start_values
-from analysis.partable import build_partable
+from analysis.errors import OptionError
 from analysis.sem import fit_sem
 
 BFI = pd.read_csv(FIXTURES / "data" / "bfi.csv")
@@ -65,21 +62,21 @@ def test_ulsmv_matches_lavaan():
 
 def test_wlsmv_pairwise_deletion_matches_lavaan():
     rec = load("bfi_wlsmv_pairwise")
-    counts = {v: int(BFI[v].nunique()) - 1 for v in ITEMS}
-    pt = build_partable(rec["call"]["model"], ordered=ITEMS, n_thresholds=counts, estimator="WLSMV")
-    model = Model(pt, meanstructure=True)
-    est = WLSEstimator(model, [BFI[model.ov_names[0]]], missing="pairwise")
-    assert est.ntotal == rec["nobs"] == 2800
-    pt["start"] = start_values(pt, est.stats)
-    est.model = Model(pt, meanstructure=True)
-    res = minimize(est, est.model.x_start)
-    assert res.converged
+    fit = fit_sem(rec["call"]["model"], data=BFI, estimator="WLSMV", ordered=ITEMS, missing="pairwise")
+    assert fit.nobs == (rec["nobs"],) == (2800,)
     ref = partable(rec)
-    ref = ref[ref["free"] > 0].sort_values("free")
-    np.testing.assert_allclose(res.x, ref["est"].to_numpy(), rtol=1e-3, atol=1e-6)
-    test = est.test(res.x)
-    assert test["chisq"] == pytest.approx(rec["fit"]["chisq"], rel=1e-3)
-    assert test["chisq.scaled"] == pytest.approx(rec["fit"]["chisq.scaled"], rel=1e-3)
+    m = fit.params.merge(ref, on=["lhs", "op", "rhs", "group"], suffixes=("", "_lav"))
+    m = m[m["free"] > 0]
+    np.testing.assert_allclose(m["est"], m["est_lav"], rtol=1e-3, atol=1e-6)
+    for key in ("chisq", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
+        val = rec["fit"][key]
+        tol = dict(rtol=1e-3) if abs(val) > 1 else dict(atol=1e-3)
+        np.testing.assert_allclose(fit.fit_indices[key], val, err_msg=key, **tol)
+
+
+def test_pairwise_is_refused_for_ml_estimators():
+    with pytest.raises(OptionError, match="pairwise.*only available for ordered items"):
+        fit_sem(load("bfi_ml_fiml")["call"]["model"], data=BFI, estimator="MLR", missing="pairwise")
 
 
 def test_satorra_2000_difference(wlsmv):
