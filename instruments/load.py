@@ -286,6 +286,7 @@ class _Checker:
         self.origin: dict[int, Path_] = {}  # id(model object) -> document path
         self.langs: list[str] | None = None
         self.dropped: dict[int, set] = {}  # id(part) -> fields dropped after errors
+        self.broken_sections: set[int] = set()  # sections whose own fields failed
 
     # --- recording issues --------------------------------------------------
     def issue(self, type_: str, message: str, path: Path_ = (), *, at=None,
@@ -417,8 +418,12 @@ class _Checker:
                 items.extend(self.expand(item))
             if sec_head is not None:
                 section = Section.model_construct(**sec_head.model_dump(), items=items)
-                section._origin = spath
-                sections.append(section)
+            else:  # keep its items, so they still count and can be referred to
+                sid = sv.get("id") if isinstance(sv.get("id"), str) else f"section{i + 1}"
+                section = Section.model_construct(id=sid, title={}, intro=None, items=items)
+                self.broken_sections.add(id(section))
+            section._origin = spath
+            sections.append(section)
         if "sections" in data and isinstance(data["sections"], list) and not data["sections"]:
             self.issue("invalid-value", "an instrument needs at least one section", ("sections",))
 
@@ -642,6 +647,8 @@ class _Checker:
     def check_items(self, inst: Instrument, langs, construct_ids, broken_items) -> None:
         seen_sections: set[str] = set()
         for section in inst.sections:
+            if id(section) in self.broken_sections:
+                continue
             sp = section._origin
             self.check_id(section.id, sp + ("id",), "section id")
             if section.id in seen_sections:
@@ -770,6 +777,10 @@ class _Checker:
                 hint = difflib.get_close_matches(ref, [e.id for e in earlier.values()], n=1)
                 self.issue("relevance-unknown-item", f"condition of item '{item.id}' names unknown "
                            f"item '{ref}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""), path)
+            elif ref not in {e.id for e in earlier.values()} and ref.lower() in earlier:
+                right = earlier[ref.lower()].id  # XLSForm names are case-sensitive
+                self.issue("relevance-unknown-item", f"condition of item '{item.id}' names "
+                           f"'{ref}'; the item is spelled '{right}'", path)
             elif ref.lower() not in earlier:
                 what = "itself" if ref.lower() == item.id.lower() else f"'{ref}', which comes later"
                 self.issue("relevance-forward-ref", f"condition of item '{item.id}' depends on "

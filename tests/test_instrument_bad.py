@@ -136,3 +136,27 @@ def test_missing_file_is_reported_not_raised(tmp_path):
     result = CliRunner().invoke(app, ["instrument", "validate", str(tmp_path / "nope.yaml")],
                                 env={"COLUMNS": "250"})
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def _minimal_with(*edits: tuple[str, str]):
+    from instruments import parse_instrument
+
+    text = (BAD.parent / "minimal.yaml").read_text(encoding="utf-8")
+    for old, new in edits:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    return parse_instrument(text, file="m.yaml")[1]
+
+
+def test_relevance_names_must_match_case_exactly():
+    report = _minimal_with(("relevant: CONSENT == 1 and REGION", "relevant: consent == 1 and REGION"))
+    assert [str(i) for i in report.issues] == [
+        "m.yaml:91:19 sections[0].items[2].relevant: condition of item 'TRUST1' names 'consent'; "
+        "the item is spelled 'CONSENT' [relevance-unknown-item]"
+    ]
+
+
+def test_a_broken_section_header_keeps_its_items():
+    """Only the bad title is reported: the section's items still count for TRUST and relevance."""
+    report = _minimal_with(("    title: {en: Questions, fr: Questions}\n", "    title: Questions\n"))
+    assert [(i.type, i.line, i.path) for i in report.issues] == [("type-error", 67, "sections[0].title")]
