@@ -42,6 +42,7 @@ from analysis.errors import DataError, OptionError, SEMWarning
 __all__ = [
     "invariance_ladder",
     "partial_invariance_search",
+    "release_score_tests",
     "compare_groups",
     "InvarianceResult",
     "PartialInvarianceResult",
@@ -643,6 +644,7 @@ class PartialInvarianceResult:
     fit: Any = None
     baseline: str = ""
     criterion: str = ""
+    method: str = "refit"
 
     def summary(self) -> str:
         status = "holds" if self.holds else "does NOT hold"
@@ -650,7 +652,11 @@ class PartialInvarianceResult:
         return "\n".join(
             [
                 f"Partial {self.step} invariance (against {self.baseline}): {status} after freeing {freed}.",
-                "Each row frees the equality constraint whose release lowers chi-square most (one at a time).",
+                (
+                    "Each row frees the equality constraint with the largest score test (lavTestScore), one at a time."
+                    if self.method == "score"
+                    else "Each row frees the equality constraint whose release lowers chi-square most (one at a time)."
+                ),
                 self.history.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
                 f"Criterion: {self.criterion}.",
             ]
@@ -670,6 +676,7 @@ class PartialInvarianceResult:
                 "freed": list(self.freed),
                 "holds": self.holds,
                 "criterion": self.criterion,
+                "method": self.method,
                 "history": self.history.to_dict("records"),
             }
         )
@@ -696,6 +703,53 @@ def _constrained_keys(fit: Any, kind: str, lvs: set[str], ordered: Sequence[str]
     return out
 
 
+def release_score_tests(fit: Any, params: Sequence[str] | None = None) -> pd.DataFrame:
+    """Score tests for releasing cross-group equality constraints (ML), as ``lavTestScore(fit)$uni``.
+
+    For each parameter held equal across groups, the model is extended so that
+    the parameter is free in every group, evaluated at the constrained
+    estimates, and ``X2 = N g' I^-1 g`` (g the gradient of lavaan's ML
+    discrepancy, I the expected information per case of the extended model;
+    Rao's score test, df = groups - 1). With two groups these are lavaan's
+    univariate score tests. Only complete-data ML fits; other estimators use
+    refits (:func:`partial_invariance_search` with ``method="refit"``).
+    """
+    from analysis.estimators.ml import MLEstimator
+    from analysis.model import Model
+    from analysis.partable import latent_names
+
+    if str(getattr(fit, "estimator", "ML")).upper() != "ML" or (getattr(fit, "options", {}) or {}).get("missing", "listwise") != "listwise":
+        raise OptionError("release_score_tests needs a complete-data ML fit; use method='refit' for other estimators.")
+    pt = fit.params
+    lvs = set(latent_names(pt))
+    keys = params if params is not None else [k for kind in ("loadings", "intercepts", "residuals", "means") for k in _constrained_keys(fit, kind, lvs, ())]
+    rows_out = []
+    n_groups = int(pt["group"].max())
+    for spec in keys:
+        key = _key(spec)
+        ext = pt.copy()
+        rows = ext[(ext["lhs"] == key[0]) & (ext["op"] == key[1]) & (ext["rhs"] == key[2]) & (ext["group"] > 0)]
+        rows = rows.sort_values("group")
+        if len(rows) < 2 or rows["free"].nunique() != 1 or int(rows["free"].iloc[0]) == 0:
+            raise OptionError(f"'{spec}' is not a parameter held equal across groups in this fit.")
+        nf = int(ext["free"].max())
+        for i in rows.index[1:]:
+            nf += 1
+            ext.at[i, "free"] = nf
+        model = Model(ext, meanstructure=fit.model.meanstructure)
+        x = np.zeros(nf)
+        for f, e in zip(ext["free"], ext["est"]):
+            if f > 0:
+                x[int(f) - 1] = e
+        est = MLEstimator(model, fit.sample_stats)
+        g = est.gradient(x)
+        info = est.information(x)
+        x2 = float(est.ntotal * g @ np.linalg.solve(info, g))
+        df = n_groups - 1
+        rows_out.append({"param": spec, "X2": x2, "df": df, "pvalue": float(stats.chi2.sf(x2, df))})
+    return pd.DataFrame(rows_out, columns=["param", "X2", "df", "pvalue"])
+
+
 def partial_invariance_search(
     model: str,
     data: pd.DataFrame,
@@ -707,6 +761,7 @@ def partial_invariance_search(
     criterion: str = "cfi",
     alpha: float = 0.05,
     max_free: int | None = None,
+    method: str | None = None,
     group_partial: Sequence[str] = (),
     min_group_size: int = 100,
     **fit_kwargs: Any,
@@ -714,11 +769,17 @@ def partial_invariance_search(
     """Free equality constraints of ``step`` one at a time until invariance holds.
 
     The baseline is the step below (metric for scalar, configural for metric,
-    scalar for strict), with ``group_partial`` already freed. At each round,
-    every still-constrained parameter of the type the step adds (loadings,
-    intercepts, residuals, thresholds) is released in turn; the one whose
-    release lowers chi-square most is freed for good. The search stops when
-    the criterion holds against the baseline:
+    scalar for strict), with ``group_partial`` already freed. At each round
+    the most offending still-constrained parameter of the type the step adds
+    (loadings, intercepts, residuals, thresholds) is freed for good:
+
+    - ``method="score"`` (default for complete-data ML): the largest score
+      test for releasing it (:func:`release_score_tests`, lavaan's
+      ``lavTestScore``), one refit per round;
+    - ``method="refit"`` (default otherwise): each candidate is released in
+      turn and the one that lowers the (scaled) chi-square most is kept.
+
+    The search stops when the criterion holds against the baseline:
 
     - ``criterion="cfi"`` (default): Chen's (2007) ΔCFI/ΔRMSEA/ΔSRMR cut-offs;
     - ``"chisq"``: the (scaled) chi-square difference test is not significant at ``alpha``;
@@ -730,6 +791,13 @@ def partial_invariance_search(
     est = _check_estimator(estimator)
     if criterion not in ("cfi", "chisq", "both"):
         raise OptionError(f"The 'criterion' parameter must be 'cfi', 'chisq' or 'both'. Got {criterion!r} instead.")
+    complete_ml = est == "ML" and str(fit_kwargs.get("missing", "listwise")).lower() == "listwise"
+    if method is None:
+        method = "score" if complete_ml else "refit"
+    if method not in ("score", "refit"):
+        raise OptionError(f"The 'method' parameter must be 'score' or 'refit'. Got {method!r} instead.")
+    if method == "score" and not complete_ml:
+        raise OptionError("method='score' needs complete-data ML; use method='refit' with robust or ordinal estimators.")
     observed = _observed_of(model)
     ordered_list = _ordered_list(data, ordered, observed)
     ordinal = bool(ordered_list) and est in ("WLSMV", "ULSMV")
@@ -758,21 +826,28 @@ def partial_invariance_search(
         return comp, ok
 
     comp, ok = judge(current)
-    history.append({"freed": "", **_hist(current, comp, ok)})
+    history.append({"freed": "", "score": math.nan, **_hist(current, comp, ok)})
     while not ok and len(freed) < cap:
         remaining = [c for c in candidates if c not in freed]
         if not remaining:
             break
-        best, best_fit, best_chisq = None, None, math.inf
-        for c in remaining:
-            f = _fit_step(model, data, group, table[step], base_partial + freed + [c], est, ordered_list, fit_kwargs)
-            chisq = _get(_fi(f), "chisq.scaled", "chisq") if _robust(est) else _get(_fi(f), "chisq")
-            if chisq < best_chisq:
-                best, best_fit, best_chisq = c, f, chisq
+        score = math.nan
+        if method == "score":
+            tests = release_score_tests(current, remaining)
+            top = tests.loc[tests["X2"].idxmax()]
+            best, score = str(top["param"]), float(top["X2"])
+            best_fit = _fit_step(model, data, group, table[step], base_partial + freed + [best], est, ordered_list, fit_kwargs)
+        else:
+            best, best_fit, best_chisq = None, None, math.inf
+            for c in remaining:
+                f = _fit_step(model, data, group, table[step], base_partial + freed + [c], est, ordered_list, fit_kwargs)
+                chisq = _get(_fi(f), "chisq.scaled", "chisq") if _robust(est) else _get(_fi(f), "chisq")
+                if chisq < best_chisq:
+                    best, best_fit, best_chisq = c, f, chisq
         freed.append(best)
         current = best_fit
         comp, ok = judge(current)
-        history.append({"freed": best, **_hist(current, comp, ok)})
+        history.append({"freed": best, "score": score, **_hist(current, comp, ok)})
     crit = {"cfi": _criterion_text(_criterion_kind(step)), "chisq": f"chi-square difference p >= {alpha}"}
     crit_text = crit["cfi"] if criterion == "cfi" else crit["chisq"] if criterion == "chisq" else f"{crit['cfi']}; and {crit['chisq']}"
     return PartialInvarianceResult(
@@ -783,6 +858,7 @@ def partial_invariance_search(
         fit=current,
         baseline=base_name,
         criterion=crit_text,
+        method=method,
     )
 
 

@@ -162,3 +162,24 @@ def test_compare_groups_structural_path_wald_and_lrt_match_lavaan(hs):
     assert len(cg.paths) == 1
     json.dumps(cg.to_dict(), allow_nan=False)
     assert "Structural paths" in cg.summary()
+
+
+def test_release_score_tests_match_lavtestscore(hs):
+    from analysis.invariance import release_score_tests
+    from analysis.sem import fit_sem
+
+    ref = pd.DataFrame(_load("psychometrics_partial_invariance")["score_uni"]).set_index("param")
+    scalar = fit_sem(HS_MODEL, hs, group="school", group_equal=["loadings", "intercepts"])
+    got = release_score_tests(scalar).set_index("param")
+    assert sorted(got.index) == sorted(ref.index)
+    np.testing.assert_allclose(got.loc[ref.index, "X2"], ref["X2"], atol=1e-3, rtol=1e-5)
+    assert (got["df"] == 1).all()
+
+
+def test_partial_search_by_score_and_by_refit_agree(hs):
+    by_score = partial_invariance_search(HS_MODEL, hs, group="school", step="scalar")
+    by_refit = partial_invariance_search(HS_MODEL, hs, group="school", step="scalar", method="refit")
+    assert by_score.method == "score" and by_refit.method == "refit"
+    assert by_score.freed == by_refit.freed == ("x3~1", "x7~1")
+    assert by_score.history["score"].iloc[1] == pytest.approx(19.1925, abs=1e-3)  # lavTestScore, x3~1
+    assert "largest score test" in by_score.summary()
