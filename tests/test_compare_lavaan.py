@@ -156,3 +156,19 @@ def test_engine_mlr_fits_use_sb2001():
     assert res.table["chisq.diff"].iloc[1] == pytest.approx(ref["Chisq diff"].iloc[1], rel=1e-4)
     assert res.table["pvalue"].iloc[1] == pytest.approx(ref["Pr(>Chisq)"].iloc[1], rel=1e-3)
     assert "Scaled Chi-Squared Difference Test (method = satorra.bentler.2001)" in res.summary()
+
+
+def test_engine_wlsmv_fits_use_satorra_2000():
+    from analysis.sem import fit_sem
+
+    bfi = pd.read_csv(L.FIXTURES / "data" / "bfi.csv")
+    items = [c for c in bfi.columns if c[0] in "ACENO" and c[1:].isdigit()]
+    a = fit_sem(L.load("bfi_wlsmv")["call"]["model"], bfi, estimator="WLSMV", ordered=items)
+    b = fit_sem(L.load("bfi_wlsmv_ac0")["call"]["model"], bfi, estimator="WLSMV", ordered=items)
+    res = compare(a, b, names=["five_factor", "A_C_uncorrelated"], warn=False)
+    ref = _ref("lrt_wlsmv")
+    assert res.method == "satorra.2000"
+    assert res.table.loc["A_C_uncorrelated", "chisq.diff"] == pytest.approx(
+        ref.loc["A_C_uncorrelated", "Chisq diff"], rel=1e-3)
+    assert res.table.loc["A_C_uncorrelated", "df.diff"] == 1
+    assert np.isnan(res.table["aic"]).all()  # no likelihood, no AIC: as lavaan
