@@ -963,6 +963,7 @@ def _assemble(frames, cmap, instrument, path, issues, fmt) -> pd.DataFrame:
 
         table = pa.concat_tables(frames, promote_options="permissive")
         frames.clear()
+        table = table.select(_column_order(table.column_names, instrument))  # zero-copy
         # self_destruct frees each Arrow column once converted: peak ~ one copy
         data = table.to_pandas(self_destruct=True, split_blocks=True)
         del table
@@ -997,7 +998,7 @@ def _assemble(frames, cmap, instrument, path, issues, fmt) -> pd.DataFrame:
             fv = fv.astype("Int64")
         data["form_version"] = fv.astype("string").fillna("").str.strip()
     else:
-        data["form_version"] = pd.Series([""] * n, dtype="string")
+        data["form_version"] = pd.Series("", index=data.index, dtype="string")
     # language of interview
     lang_item = _language_item(instrument)
     if "language" in data:
@@ -1008,7 +1009,7 @@ def _assemble(frames, cmap, instrument, path, issues, fmt) -> pd.DataFrame:
                   for c in instrument.scales[lang_item.scale].categories}
         data["language"] = _languages(data[lang_item.id].map(labels), instrument)
     else:
-        data["language"] = pd.Series([instrument.default_language] * n, dtype="string")
+        data["language"] = pd.Series(instrument.default_language, index=data.index, dtype="string")
         if n and len(instrument.languages) > 1:
             issues.append(_issue("language-assumed",
                                  f"{path.name}: no language column; every response taken as "
@@ -1020,12 +1021,21 @@ def _assemble(frames, cmap, instrument, path, issues, fmt) -> pd.DataFrame:
         data["duration_s"] = _to_number(data["duration_s"])
     elif "started_at" in data and "ended_at" in data:
         data["duration_s"] = (data["ended_at"] - data["started_at"]).dt.total_seconds()
-    # the order: meta, items in questionnaire order, checkboxes, the rest
-    items = [it.id for it in instrument.items if it.id in data]
-    multi = sorted(c for c in data if "___" in c)
-    meta = [c for c in META_COLUMNS if c in data]
-    rest = [c for c in data if c not in set(meta) | set(items) | set(multi)]
-    return data[meta + items + multi + rest]
+    # the order: meta, items in questionnaire order, checkboxes, the rest; columns are
+    # moved one at a time (data[order] would copy the whole table)
+    order = _column_order(list(data.columns), instrument)
+    for pos, col in enumerate(order):
+        if data.columns[pos] != col:
+            data.insert(pos, col, data.pop(col))
+    return data
+
+
+def _column_order(columns: list[str], instrument) -> list[str]:
+    items = [it.id for it in instrument.items if it.id in columns]
+    multi = sorted(c for c in columns if "___" in c)
+    meta = [c for c in META_COLUMNS if c in columns]
+    rest = [c for c in columns if c not in set(meta) | set(items) | set(multi)]
+    return meta + items + multi + rest
 
 
 def _language_item(instrument):
