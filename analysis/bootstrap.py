@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .errors import OptionError
 from .execution import run_replications
 
 __all__ = ["bootstrap_fit", "BootstrapResult", "bootstrap_ci", "norm_inter", "bollen_stine_transform"]
@@ -304,17 +305,17 @@ def _bs_one(ctx: _Refitter, rng: np.random.Generator, i: int):
 def _refitter(fit, data: pd.DataFrame | None) -> _Refitter:
     model = fit.model
     if model is None or fit.x is None:
-        raise ValueError("bootstrap_fit needs a FitResult from fit_sem (with its compiled model)")
+        raise OptionError("bootstrap_fit needs a FitResult from fit_sem (with its compiled model)")
     check = (fit.extras or {}).get("data")
     if data is None:
         if check is None:
-            raise ValueError("bootstrap_fit needs the raw data: this fit was made from a covariance "
+            raise OptionError("bootstrap_fit needs the raw data: this fit was made from a covariance "
                              "matrix (pass data=...)")
         data = check.data
     ov = list(model.ov_names[0])
     missing_cols = [v for v in ov if v not in data.columns]
     if missing_cols:
-        raise ValueError(f"the data given to bootstrap_fit lack the model's variables: {', '.join(missing_cols)}")
+        raise OptionError(f"the data given to bootstrap_fit lack the model's variables: {', '.join(missing_cols)}")
     labels = list(fit.group_labels) if fit.group else []
     if fit.group:
         keys = data[fit.group].astype(str)
@@ -401,12 +402,12 @@ class BootstrapResult:
 
 def _check_args(n_boot, ci, level):
     if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 2:
-        raise ValueError(f"The 'n_boot' parameter of bootstrap_fit must be an int >= 2. Got {n_boot!r} instead.")
+        raise OptionError(f"The 'n_boot' parameter of bootstrap_fit must be an int >= 2. Got {n_boot!r} instead.")
     if ci not in CI_TYPES:
-        raise ValueError(f"The 'ci' parameter of bootstrap_fit must be one of {', '.join(CI_TYPES)}. "
+        raise OptionError(f"The 'ci' parameter of bootstrap_fit must be one of {', '.join(CI_TYPES)}. "
                          f"Got {ci!r} instead.")
     if not 0 < level < 1:
-        raise ValueError(f"The 'level' parameter of bootstrap_fit must be in (0, 1). Got {level!r} instead.")
+        raise OptionError(f"The 'level' parameter of bootstrap_fit must be in (0, 1). Got {level!r} instead.")
 
 
 def bootstrap_fit(fit, *, n_boot: int = 1000, ci: str = "perc", level: float = 0.95, seed: int | None = None,
@@ -492,7 +493,7 @@ def _defined_draws(pt: pd.DataFrame, X: np.ndarray) -> np.ndarray:
 
 def _bollen_stine(fit, ctx: _Refitter, seq, n_boot, backend, workers, scheduler, progress) -> dict:
     if any(np.isnan(Y).any() for Y in ctx.data) or not ctx.fast:
-        raise ValueError("the Bollen-Stine bootstrap needs complete data and a normal-theory ML fit "
+        raise OptionError("the Bollen-Stine bootstrap needs complete data and a normal-theory ML fit "
                          "(as lavaan: not with missing data or ordered variables)")
     moments = fit.model.implied(fit.x)
     sig = [m.sigma for m in moments]

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .bootstrap import _Defined, _Refitter, _refitter
+from .errors import OptionError
 from .execution import run_replications
 from .simulate import GroupSpec, PopulationModel, analysis_frame, population_model, simulate_responses
 
@@ -187,11 +188,11 @@ class PowerResult:
 def _check(n, reps, alpha, target):
     sizes = [n] if isinstance(n, (int, np.integer)) else list(n)
     if not sizes or any(not isinstance(v, (int, np.integer)) or v < 10 for v in sizes):
-        raise ValueError(f"The 'n' parameter of power_analysis must be sample sizes >= 10. Got {n!r} instead.")
+        raise OptionError(f"The 'n' parameter of power_analysis must be sample sizes >= 10. Got {n!r} instead.")
     if not isinstance(reps, (int, np.integer)) or reps < 1:
-        raise ValueError(f"The 'reps' parameter of power_analysis must be an int >= 1. Got {reps!r} instead.")
+        raise OptionError(f"The 'reps' parameter of power_analysis must be an int >= 1. Got {reps!r} instead.")
     if not 0 < alpha < 1 or not 0 < target < 1:
-        raise ValueError("'alpha' and 'target' must be in (0, 1)")
+        raise OptionError("'alpha' and 'target' must be in (0, 1)")
     return [int(v) for v in sorted(set(sizes))]
 
 

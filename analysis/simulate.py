@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .errors import ModelSpecificationError
+from .errors import ModelSpecificationError, OptionError
 from .syntax import EXPRESSION_OPS, Statement, parse_model
 
 __all__ = [
@@ -340,7 +340,7 @@ def _cut(z: np.ndarray, codes: list[int], item_id: str) -> np.ndarray:
 def _draw_group(rng, groups: list[GroupSpec], n: int) -> np.ndarray:
     shares = np.array([g.share for g in groups], float)
     if np.any(shares < 0) or shares.sum() <= 0:
-        raise ValueError("group shares must be >= 0 and not all 0")
+        raise OptionError("group shares must be >= 0 and not all 0")
     return rng.choice(len(groups), size=n, p=shares / shares.sum())
 
 
@@ -371,12 +371,12 @@ def simulate_responses(
     careless flag and latent scores.
     """
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"The 'n' parameter of simulate_responses must be an int >= 1. Got {n!r} instead.")
+        raise OptionError(f"The 'n' parameter of simulate_responses must be an int >= 1. Got {n!r} instead.")
     for name, v in (("missing", missing), ("mar", mar), ("careless", careless)):
         if not 0 <= v < 1:
-            raise ValueError(f"The {name!r} parameter of simulate_responses must be in [0, 1). Got {v!r} instead.")
+            raise OptionError(f"The {name!r} parameter of simulate_responses must be in [0, 1). Got {v!r} instead.")
     if missing_as not in ("code", "blank"):
-        raise ValueError(f"The 'missing_as' parameter must be 'code' or 'blank'. Got {missing_as!r} instead.")
+        raise OptionError(f"The 'missing_as' parameter must be 'code' or 'blank'. Got {missing_as!r} instead.")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     pop = population_model(model, instrument)
     if groups is None:
@@ -567,7 +567,7 @@ def _apply_missing_instrument(instrument, data, rng, missing, mar, missing_as):
         rows = hit[:, j] & col.notna().to_numpy()
         codes = instrument.scales[it.scale].missing_codes
         is_int = str(col.dtype) == "Int64"
-        arr = col.to_numpy(dtype=float, na_value=np.nan)
+        arr = col.to_numpy(dtype=float, na_value=np.nan).copy()
         if missing_as == "code" and codes:
             arr[rows] = rng.choice(codes, size=int(rows.sum()))
         else:

@@ -13,7 +13,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -220,16 +220,30 @@ def fit(
     group_equal: str | None = GroupEqualOpt,
     std_lv: bool = StdLvOpt,
     as_json: bool = JsonOpt,
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap replications for SEs and intervals (0: none)."),
+    ci: str = typer.Option("perc", "--ci", help="Bootstrap interval: perc, bca.simple, bca, norm or basic."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the bootstrap."),
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data."""
     run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv)
+    boot = None
+    if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
+        from analysis.cli.simulation import apply_bootstrap
+
+        run, boot = _guard(as_json, apply_bootstrap, run, bootstrap, ci, seed, scheduler)
     if as_json:
-        text = _guard(True, lambda: json.dumps(_fit_document(run), allow_nan=False))
+        doc = _fit_document(run)
+        if boot is not None:
+            doc["bootstrap"] = boot.to_dict()["bootstrap"]
+        text = _guard(True, lambda: json.dumps(doc, allow_nan=False))
         typer.echo(text)
         return
     _print_warnings([w for w in run.warnings if w not in run.fit.warnings])
     typer.echo(run.fit.summary())
+    if boot is not None:
+        typer.echo("\n" + boot.summary().splitlines()[0])
 
 
 def compare_cmd(

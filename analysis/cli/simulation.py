@@ -1,0 +1,228 @@
+"""`resilience simulate` and `resilience power`, and the bootstrap options of
+`resilience fit`: thin commands over analysis.simulate, analysis.power and
+analysis.bootstrap (no statistics here). Mistakes exit 1 with a message."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+FORMATS = ("csv", "xlsx", "sav", "parquet", "kobo", "odk", "redcap", "limesurvey")
+_EXT = {"csv": ".csv", "xlsx": ".xlsx", "sav": ".sav", "parquet": ".parquet"}
+
+
+def _fail(message: str, as_json: bool = False) -> None:
+    if as_json:
+        typer.echo(json.dumps({"error": {"type": "usage", "message": message}}))
+    else:
+        typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _guard(as_json: bool, func, *args, **kwargs):
+    from analysis.errors import AnalysisError
+    from analysis.execution import ExecutionError
+
+    try:
+        return func(*args, **kwargs)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("Interrupted: the workers were stopped, nothing was written.", err=True)
+        raise typer.Exit(code=130)
+    except (AnalysisError, ExecutionError, ValueError, KeyError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        _fail(str(msg), as_json)
+    except Exception as exc:  # a bug, not the user's fault: still no traceback
+        try:
+            from instruments.errors import InstrumentError
+        except ImportError:  # pragma: no cover
+            InstrumentError = ()  # noqa: N806
+        if InstrumentError and isinstance(exc, InstrumentError):
+            _fail(str(exc), as_json)
+        _fail(f"internal error (please report): {type(exc).__name__}: {exc}", as_json)
+
+
+def _instrument(spec: str):
+    from instruments import load_instrument
+
+    return load_instrument(spec)
+
+
+def parse_groups(spec: str | None, instrument) -> list | None:
+    """``--groups``: 'default' (the instrument's collapsed ethnic groups, minorities
+    with TRUST -0.3), 'none', a JSON list or a .json/.yaml file of groups:
+    ``[{"name": "majority", "share": 0.7}, {"name": "minority", "share": 0.3,
+    "means": {"TRUST": -0.3}, "intercepts": {"TRUST2": 0.4}, "loadings": {"TRUST3": 0.4},
+    "codes": [6, 7, 8]}]``."""
+    from analysis.simulate import GroupSpec
+
+    if spec is None or spec == "default":
+        return None
+    if spec == "none":
+        return []
+    path = Path(spec)
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        if not path.exists():
+            raise ValueError(f"--groups: no file {spec}")
+        text = path.read_text()
+        if path.suffix.lower() == ".json":
+            raw = json.loads(text)
+        else:
+            from ruamel.yaml import YAML
+
+            raw = YAML(typ="safe").load(text)
+    else:
+        try:
+            raw = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--groups must be 'default', 'none', a JSON list or a .json/.yaml file "
+                             f"(JSON error at column {exc.colno}: {exc.msg})") from None
+    if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
+        raise ValueError("--groups must be a list of groups, each {name, share, means, intercepts, loadings, codes}")
+    fields = {f.name for f in dataclasses.fields(GroupSpec)}
+    out = []
+    for k, g in enumerate(raw):
+        unknown = set(g) - fields
+        if unknown:
+            raise ValueError(f"--groups: group {k + 1} has unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"use {', '.join(sorted(fields))}")
+        if "name" not in g or "share" not in g:
+            raise ValueError(f"--groups: group {k + 1} needs a name and a share")
+        out.append(GroupSpec(**g))
+    return out
+
+
+def simulate_command(
+    instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML (or a shipped name: crs)."),
+    model: str = typer.Option("figure1", "--model", "-m",
+                              help="Population model: a shipped name (figure1) or a .lav file with values."),
+    n: int = typer.Option(..., "--n", help="Number of respondents."),
+    seed: int = typer.Option(..., "--seed", help="Random seed (same seed, same respondents)."),
+    missing: float = typer.Option(0.0, "--missing", help="Share of item answers missing completely at random."),
+    mar: float = typer.Option(0.0, "--mar", help="Share missing at random (more often for low age bands)."),
+    careless: float = typer.Option(0.0, "--careless", help="Share of careless respondents (straight-lining, random)."),
+    groups: Optional[str] = typer.Option(None, "--groups",
+                                         help="'default', 'none', a JSON list or a .json/.yaml file of groups."),
+    missing_as: str = typer.Option("code", "--missing-as", help="code (e.g. -9) or blank."),
+    fmt: Optional[str] = typer.Option(None, "--format",
+                                      help="csv | xlsx | sav | parquet | kobo | odk | redcap | limesurvey "
+                                           "(default: from the file extension)."),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write."),
+) -> None:
+    """Simulate respondents of an instrument from a population model, in any import format."""
+    from analysis.simulate import simulate_responses
+
+    if fmt is None:
+        fmt = next((k for k, ext in _EXT.items() if output.suffix.lower() == ext), None)
+        if fmt is None:
+            _fail(f"cannot tell the format of {output.name}: give --format ({' | '.join(FORMATS)})")
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    inst = _guard(False, _instrument, instrument)
+    grp = _guard(False, parse_groups, groups, inst)
+    data = _guard(False, simulate_responses, model, n, seed=seed, instrument=inst, groups=grp, missing=missing,
+                  mar=mar, careless=careless, missing_as=missing_as)
+    _guard(False, _write, data, inst, output, fmt)
+    typer.echo(f"Wrote {len(data)} simulated respondents of {inst.id} ({model}, seed {seed}) to {output} [{fmt}]")
+
+
+def _write(data, inst, output: Path, fmt: str) -> None:
+    from instruments.export_data import DATA_WRITERS, write_table
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt in DATA_WRITERS:
+        DATA_WRITERS[fmt](data, inst, output)
+    elif fmt == "sav":
+        from instruments.export_sav import export_sav
+
+        export_sav(inst, output, data=data)
+    else:
+        if output.suffix.lower() != _EXT[fmt]:
+            raise ValueError(f"--format {fmt} needs a {_EXT[fmt]} file; got {output.name}")
+        write_table(data, output)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ValueError(f"--n must be comma-separated whole numbers, e.g. 300,500,1000; got {text!r}") from None
+
+
+def power_command(
+    instrument: Optional[str] = typer.Option(None, "--instrument", "-i",
+                                             help="Instrument YAML (or crs); respondents in its shape."),
+    model: str = typer.Option("figure1", "--model", "-m", help="Population model (name or .lav with values)."),
+    n: str = typer.Option("300,500,1000", "--n", help="Sample sizes, comma-separated."),
+    reps: int = typer.Option(500, "--reps", help="Replications per sample size."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    target: float = typer.Option(0.8, "--target", help="Power to reach."),
+    effects: Optional[str] = typer.Option(None, "--effects",
+                                          help="Effects for the minimum N (labels or := names, comma-separated)."),
+    analysis: Optional[Path] = typer.Option(None, "--analysis", help="Analysis model file (default: the population's)."),
+    estimator: str = typer.Option("ML", "--estimator", "-e", help="ML or MLR."),
+    missing_method: str = typer.Option("listwise", "--missing-method", help="listwise or fiml."),
+    missing: float = typer.Option(0.0, "--missing", help="MCAR share of answers in the simulated data."),
+    careless: float = typer.Option(0.0, "--careless", help="Share of careless respondents."),
+    continuous: bool = typer.Option(False, "--continuous", help="Continuous responses instead of Likert codes."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes (default: all cores)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, e.g. tcp://10.0.0.5:8786."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the power curves (.png/.svg/.pdf)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document and nothing else."),
+) -> None:
+    """Monte Carlo power, bias and coverage by sample size; smallest N for a target power."""
+    from analysis.power import power_analysis
+
+    sizes = _guard(as_json, _sizes, n)
+    inst = _guard(as_json, _instrument, instrument) if instrument else None
+    syntax = None
+    if analysis is not None:
+        if not analysis.exists():
+            _fail(f"--analysis: no file {analysis}", as_json)
+        syntax = analysis.read_text()
+    res = _guard(as_json, power_analysis, model, sizes, reps, instrument=inst, analysis=syntax,
+                 estimator=estimator.upper(), missing=missing_method, missing_rate=missing, careless=careless,
+                 likert=not continuous, target=target, seed=seed, workers=workers, scheduler=scheduler,
+                 progress=False if as_json else None)
+    names = [e for e in (effects or "").split(",") if e] or None
+    mn = _guard(as_json, res.min_n, names)
+    if plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ax = res.plot(names)
+        ax.figure.savefig(plot, bbox_inches="tight", dpi=150)
+    if as_json:
+        doc = res.to_dict()
+        doc["min_n"] = json.loads(mn.to_json(orient="records"))
+        typer.echo(json.dumps(doc, allow_nan=False, default=float))
+        return
+    typer.echo(res.summary())
+    if names:
+        typer.echo("\nRequested effects:")
+        typer.echo(mn.to_string(index=False))
+    if plot is not None:
+        typer.echo(f"\nPower curves written to {plot}")
+
+
+# ---------------------------------------------------------------- resilience fit --bootstrap
+
+def apply_bootstrap(run: Any, n_boot: int, ci: str, seed: Optional[int], scheduler: Optional[str] = None):
+    """Bootstrap the fit of a `resilience fit` run; returns (run with bootstrap
+    SEs and intervals in its estimates, BootstrapResult)."""
+    from analysis.bootstrap import bootstrap_fit
+
+    boot = bootstrap_fit(run.fit, n_boot=n_boot, ci=ci, seed=seed, scheduler=scheduler, progress=None)
+    fit = dataclasses.replace(run.fit, params=boot.params)
+    return dataclasses.replace(run, fit=fit), boot
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `simulate` and `power` to the root `resilience` app."""
+    app.command("simulate")(simulate_command)
+    app.command("power")(power_command)
