@@ -129,11 +129,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if dup:
         raise DataError(f"{path}: duplicated column names: {', '.join(dup)}")
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep)
+        df = pd.read_csv(io.StringIO(text), sep=sep)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed CSV ({str(exc).strip()})") from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: no data rows") from exc
+    if sep != ",":  # ';'-separated files from European locales write 3,5 for 3.5
+        for col in df.columns[df.dtypes == object]:
+            values = df[col].dropna().astype(str).str.strip()
+            if len(values) and values.str.fullmatch(r"-?\d+,\d+|-?\d+").all():
+                df[col] = pd.to_numeric(df[col].astype(str).str.replace(",", ".", regex=False)
+                                        .replace("nan", np.nan))
+    return df
 
 
 def _read_xlsx(path: Path, sheet: str | int) -> pd.DataFrame:

@@ -113,3 +113,12 @@ def test_duplicate_columns(tmp_path):
     path.write_text("x1,x1,x2\n1,2,3\n")
     with pytest.raises(DataError, match=r"dup\.csv: duplicated column names: x1"):
         read_table(path)
+
+
+def test_semicolon_csv_with_decimal_commas(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("id;x1;x2;name\n1;3,5;2;a\n2;-1,25;;b\n3;4;5;c\n")
+    df = read_table(path)
+    assert df["x1"].tolist() == [3.5, -1.25, 4.0]
+    assert np.isnan(df["x2"].iloc[1])
+    assert df["name"].tolist() == ["a", "b", "c"]
