@@ -135,11 +135,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: no data rows") from exc
     if sep != ",":  # ';'-separated files from European locales write 3,5 for 3.5
-        for col in df.columns[df.dtypes == object]:
+        for col in df.columns:
+            if pd.api.types.is_numeric_dtype(df[col]):
+                continue
             values = df[col].dropna().astype(str).str.strip()
             if len(values) and values.str.fullmatch(r"-?\d+,\d+|-?\d+").all():
-                df[col] = pd.to_numeric(df[col].astype(str).str.replace(",", ".", regex=False)
-                                        .replace("nan", np.nan))
+                df[col] = pd.to_numeric(df[col].str.replace(",", ".", regex=False))
     return df
 
 
