@@ -176,6 +176,7 @@ def test_release_score_tests_match_lavtestscore(hs):
     assert (got["df"] == 1).all()
 
 
+@pytest.mark.slow
 def test_partial_search_by_score_and_by_refit_agree(hs):
     by_score = partial_invariance_search(HS_MODEL, hs, group="school", step="scalar")
     by_refit = partial_invariance_search(HS_MODEL, hs, group="school", step="scalar", method="refit")
