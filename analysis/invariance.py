@@ -486,16 +486,20 @@ class InvarianceResult:
         return level
 
     def summary(self) -> str:
-        scaled = _robust(self.estimator)
+        shown = self.steps.copy()
         cols = ["name", "chisq", "df", "pvalue", "cfi", "tli", "rmsea", "srmr"]
-        if scaled:
-            cols = ["name", "chisq.scaled", "df.scaled", "pvalue.scaled", "cfi.robust", "tli.robust", "rmsea.robust", "srmr"]
+        if _robust(self.estimator):
+            # robust indices where the estimator has them (MLR), else the scaled ones (WLSMV)
+            for k in ("cfi", "tli", "rmsea"):
+                shown[k] = shown.get(f"{k}.robust", pd.Series(np.nan, index=shown.index)).fillna(shown.get(f"{k}.scaled"))
+            shown = shown.rename(columns={"chisq.scaled": "chisq*", "df.scaled": "df*", "pvalue.scaled": "p*"})
+            cols = ["name", "chisq*", "df*", "p*", "cfi", "tli", "rmsea", "srmr"]
         groups = ", ".join(f"{g} (n = {n})" for g, n in zip(self.group_labels, self.nobs))
         lines = [
             f"Measurement invariance across '{self.group}': {groups}",
             f"Estimator {self.estimator}" + (" (ordered indicators; thresholds first, Wu & Estabrook 2016)" if self.ordinal else ""),
             "",
-            self.steps[[c for c in cols if c in self.steps]].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+            shown[[c for c in cols if c in shown]].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
             "",
             "Comparisons (each step against the previous one)",
             self.comparisons[
@@ -505,6 +509,8 @@ class InvarianceResult:
             "Cut-offs: metric/thresholds " + _criterion_text("metric") + "; scalar/strict " + _criterion_text("scalar") + ".",
             f"Highest level supported: {self.highest}.",
         ]
+        if _robust(self.estimator):
+            lines.append("* scaled test statistic; cfi/tli/rmsea robust (MLR) or scaled (WLSMV); Δ tests scaled.")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -46,6 +46,8 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2)
     except (AnalysisError, FileNotFoundError, KeyError, ValueError) as err:
         _fail(str(err).strip("'\""))
+    except Exception as err:  # a bug, not the user's mistake: say so, no traceback
+        _fail(f"internal error ({type(err).__name__}: {err}); please report it with the command you ran", code=1)
 
 
 def _read_data(path: str):
