@@ -189,3 +189,17 @@ def test_omega_of_a_wlsmv_fit_both_scales_match_semtools():
     assert latent == pytest.approx(ref["compRelSEM_wlsmv_latent"]["NEU"], abs=TOL)
     assert observed == pytest.approx(ref["compRelSEM_wlsmv_observed"]["NEU"], abs=TOL)
     assert observed < latent  # coarse categories cost reliability
+
+
+def test_multigroup_omega_and_ave_per_group_match_semtools():
+    ref = _load("psychometrics_omega_groups")
+    hs = _data("HolzingerSwineford1939")
+    fit = pd.DataFrame(_load("invariance_hs_metric")["estimates"])
+    om = mcdonald_omega(fit, hs, group="school")
+    av = ave(fit, hs, group="school")
+    for g, label in enumerate(ref["omega"]["group"], start=1):
+        for f in HS_MODEL:
+            got = om[(om["group"] == g) & (om["construct"] == f)]["estimate"].iloc[0]
+            assert got == pytest.approx(ref["omega"][f][g - 1], abs=TOL), (label, f)
+            got = av[(av["group"] == g) & (av["construct"] == f)]["estimate"].iloc[0]
+            assert got == pytest.approx(ref["ave"][f][g - 1], abs=TOL), (label, f)
