@@ -28,7 +28,7 @@ from scipy import stats
 from analysis.errors import AnalysisError
 from analysis.results import ComparisonResult, FitResult, InvalidTestStatistic, TestStatistic
 
-__all__ = ["compare", "information_criteria", "lrt_rmsea", "satorra_bentler_2001",
+__all__ = ["compare", "information_criteria", "lrt_rmsea", "net_nested", "satorra_bentler_2001",
            "ComparisonWarning"]
 
 _EPS = np.finfo(float).eps ** (1 / 3)
@@ -182,8 +182,57 @@ def _scaled_difference(restricted: FitResult, general: FitResult,
                                 name="chisq.diff")
 
 
+def net_nested(general: FitResult, restricted: FitResult, *,
+               crit: float = 1e-7) -> tuple[bool | None, float, str]:
+    """Is `restricted` nested in `general`? The NET check of Bentler & Satorra (2010).
+
+    The general model is refitted (ML) to the moments implied by the restricted
+    model; if it reproduces them exactly (fmin < `crit`) the restricted model is
+    nested in it. Returns ``(nested, fmin, reason)``; ``nested`` is None when the
+    check cannot be done (ordinal data, a fit without its compiled model) or is
+    inconclusive, with the reason.
+    """
+    from analysis.sem import fit_sem
+
+    for fit in (general, restricted):
+        if fit.model is None or fit.x is None or not fit.syntax:
+            return None, float("nan"), "a fit lacks its compiled model or syntax"
+        if fit.options.get("ordered"):
+            return None, float("nan"), "NET is not available for ordinal models"
+    if general.n_groups != restricted.n_groups:
+        return None, float("nan"), "the models have different numbers of groups"
+    implied = restricted.model.implied(restricted.x)
+    ov = [list(names) for names in restricted.model.ov_names]
+    nobs = [int(n) for n in restricted.nobs] or [restricted.ntotal]
+    covs = [pd.DataFrame(m.sigma * n / (n - 1), index=o, columns=o)   # undo fit_sem's (N-1)/N
+            for m, o, n in zip(implied, ov, nobs)]
+    opts = general.options
+    meanstructure = bool(opts.get("meanstructure")) or general.n_groups > 1 or \
+        str(opts.get("missing", "")).lower() in ("fiml", "ml")
+    means = [pd.Series(m.mu, index=o) for m, o in zip(implied, ov)] if meanstructure else None
+    kwargs: dict = {}
+    for key in ("std_lv", "group_equal", "group_partial", "fixed_x"):
+        if opts.get(key) not in (None, [], (), ""):
+            kwargs[key] = opts[key]
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            refit = fit_sem(general.syntax, sample_cov=covs if len(covs) > 1 else covs[0],
+                            sample_mean=(means if len(covs) > 1 else means[0]) if means else None,
+                            sample_nobs=nobs if len(nobs) > 1 else nobs[0],
+                            meanstructure=meanstructure or None, warn=False, **kwargs)
+    except Exception as exc:  # the check is advisory: never let it break a comparison
+        return None, float("nan"), f"the NET refit failed ({type(exc).__name__}: {exc})"
+    fx = float(refit.fit_indices.get("fmin", np.nan))
+    if fx < crit:
+        return True, fx, ""
+    if fx > 10 * crit and refit.converged:
+        return False, fx, ""
+    return None, fx, "the NET refit was inconclusive"
+
+
 def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None = None,
-            method: str = "default", warn: bool = True) -> ComparisonResult:
+            method: str = "default", nesting: str = "net", warn: bool = True) -> ComparisonResult:
     """Compare fitted models (lavaan's ``lavTestLRT(fit_a, fit_b)``).
 
     Parameters
@@ -192,6 +241,9 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
     names : model names (default: the mapping keys, else "model1", "model2", ...).
     method : "default" (standard test, or the scaled test lavaan would pick),
         "standard", "satorra.bentler.2001", "satorra.bentler.2010", "satorra.2000".
+    nesting : "net" (refit the less restricted model to the other's implied moments, as
+        lavaan's NET check; the parameter-table check when that is not possible),
+        "partable" (only compare the parameter tables), or "none".
     warn : also emit the warnings with :mod:`warnings` (they are always on the result).
 
     Returns
@@ -212,6 +264,8 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
     else:
         fit_list = list(fits)
         names = names or [f"model{i + 1}" for i in range(len(fit_list))]
+    if nesting not in ("net", "partable", "none"):
+        raise AnalysisError(f"nesting must be 'net', 'partable' or 'none'; got {nesting!r}")
     if len(fit_list) < 2:
         raise AnalysisError("compare needs at least two fitted models")
     if len(names) != len(fit_list):
@@ -271,7 +325,15 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
                             "are not nested or the less restricted model did not reach the "
                             "global optimum")
             pair_ok[m] = False
-        if same_data:
+        verdict = None
+        if same_data and nesting == "net" and pair_ok[m]:
+            verdict, fx, _why = net_nested(general, restricted)
+            if verdict is False:
+                problems.append(f"model {rname!r} is not nested in {gname!r}: {gname!r} cannot "
+                                f"reproduce the moments implied by {rname!r} (NET check, fmin = "
+                                f"{fx:.3g})")
+                pair_ok[m] = False
+        if same_data and verdict is None and nesting != "none":
             extra = _free_keys(restricted) - _all_keys(general)
             if extra:
                 listed = ", ".join(_fmt_key(k) for k in sorted(extra)[:5])

@@ -172,3 +172,22 @@ def test_engine_wlsmv_fits_use_satorra_2000():
         ref.loc["A_C_uncorrelated", "Chisq diff"], rel=1e-3)
     assert res.table.loc["A_C_uncorrelated", "df.diff"] == 1
     assert np.isnan(res.table["aic"]).all()  # no likelihood, no AIC: as lavaan
+
+
+def test_net_check_on_engine_fits():
+    from analysis.compare import net_nested
+    from analysis.sem import fit_sem
+
+    hs = pd.read_csv(L.FIXTURES / "data" / "HolzingerSwineford1939.csv")
+    three = fit_sem(L.load("hs_cfa_ml")["call"]["model"], hs)
+    orth = fit_sem(L.load("hs_cfa_ml_orth")["call"]["model"], hs)
+    one = fit_sem("g =~ x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9\n"
+                  "x7 ~~ x8\nx8 ~~ x9\nx4 ~~ x5\nx1 ~~ x2", hs)
+    nested, fx, _ = net_nested(three, orth)
+    assert nested is True and fx < 1e-7
+    nested, fx, _ = net_nested(one, three)   # three factors are not a special case of one
+    assert nested is False and fx == pytest.approx(0.18757, abs=1e-3)
+    # a fixture-built result has no compiled model: NET says so, the table check takes over
+    assert net_nested(L.fit_result("hs_cfa_ml"), orth)[0] is None
+    res = compare(three, orth, warn=False)
+    assert res.nested and res.warnings == ()
