@@ -38,14 +38,15 @@ class Moments:
     tau: np.ndarray | None = None
 
 
+_VECH: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def vech_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of vech (lower triangle, column-major, as lavaan)."""
-    rows, cols = [], []
-    for j in range(p):
-        for i in range(j, p):
-            rows.append(i)
-            cols.append(j)
-    return np.array(rows, dtype=int), np.array(cols, dtype=int)
+    """Row and column indices of vech (lower triangle, column-major, as lavaan); cached."""
+    if p not in _VECH:
+        cols, rows = np.triu_indices(p)        # column-major lower triangle = row-major upper
+        _VECH[p] = (rows.astype(int), cols.astype(int))
+    return _VECH[p]
 
 
 class _Group:
@@ -77,9 +78,9 @@ class _Group:
         self.T0 = np.zeros(len(th_rows))
         cells = {"A": [], "S": [], "M": [], "T": [], "D": []}
         th_pos = {idx: k for k, idx in enumerate(th_rows.index)}
-        for idx, row in sub.iterrows():
-            op, l, r, free = row["op"], row["lhs"], row["rhs"], int(row["free"])
-            val = row["ustart"] if free == 0 else 0.0
+        for idx, op, l, r, free, ustart in zip(sub.index, sub["op"], sub["lhs"], sub["rhs"],
+                                                sub["free"].astype(int), sub["ustart"]):
+            val = ustart if free == 0 else 0.0
             val = 0.0 if pd.isna(val) else float(val)
             if op == "=~":
                 kind, i, j = "A", pos[r], pos[l]
@@ -108,13 +109,38 @@ class _Group:
         self.meanstructure = meanstructure
         self.has_scales = bool(len(self.cells["D"][0])) or np.any(self.D0 != 1.0)
         self.vr, self.vc = vech_indices(p)
+        self.I = np.eye(m)
         self.n_tau = len(self.T0)
         self.n_mu = p if meanstructure else 0
         self.n_moments = self.n_tau + self.n_mu + len(self.vr)
         # mapping cell-columns -> free parameters (equality constraints: several cells, one x)
         order = np.concatenate([self.cells[k][2] for k in ("T", "M", "A", "S", "D")])
+        self.n_cells = len(order)
         self.P = np.zeros((len(order), nfree))
         self.P[np.arange(len(order)), order] = 1.0
+        self.ix = self._delta_indices()
+
+    def _delta_indices(self) -> dict:
+        """Broadcast index arrays for delta: rows (vech) x columns (cells), built once."""
+        ix = {}
+        c0 = 0
+        for key, name in (("T", "t"), ("M", "m"), ("A", "a"), ("S", "s"), ("D", "d")):
+            i, j, _ = self.cells[key]
+            ix[f"n{name}"] = len(i)
+            ix[f"{name}_cols"] = np.arange(c0, c0 + len(i))
+            c0 += len(i)
+        ix["t_rows"] = self.cells["T"][0]
+        ix["mi"] = self.cells["M"][0]
+        vr, vc = self.vr[:, None], self.vc[:, None]
+        ai, aj, _ = self.cells["A"]
+        ix["ai"], ix["aj"] = ai[None, :], aj[None, :]
+        ix["vr_a"], ix["vc_a"] = vr, vc
+        si, sj, _ = self.cells["S"]
+        ix["si"], ix["sj"] = si[None, :], sj[None, :]
+        ix["vr_s"], ix["vc_s"] = vr, vc
+        ix["s_half"] = np.where(si == sj, 0.5, 1.0)[None, :]
+        ix["di"], ix["dk"] = self.cells["D"][0], self.cells["D"][2]
+        return ix
 
     def fill(self, x: np.ndarray):
         A, S, M, T, D = self.A0.copy(), self.S0.copy(), self.M0.copy(), self.T0.copy(), self.D0.copy()
@@ -169,7 +195,7 @@ class Model:
 
     def _core(self, grp: _Group, x: np.ndarray):
         A, S, M, T, D = grp.fill(x)
-        B = np.linalg.inv(np.eye(grp.m) - A)
+        B = np.linalg.inv(grp.I - A)
         E = B[: grp.p]
         sigma = E @ S @ E.T
         mu = E @ M
@@ -178,17 +204,7 @@ class Model:
     def implied(self, x: np.ndarray) -> list[Moments]:
         """Implied moments per group."""
         x = np.asarray(x, dtype=float)
-        out = []
-        for grp in self._g:
-            A, S, M, T, D, B, E, sigma, mu = self._core(grp, x)
-            tau = None
-            if grp.n_tau:
-                tau = D[grp.th_var] * (T - mu[grp.th_var])
-            if grp.has_scales:
-                sigma = sigma * np.outer(D, D)
-                mu = mu * D
-            out.append(Moments(sigma=sigma, mu=mu, tau=tau))
-        return out
+        return [self._moments(grp, self._core(grp, x)) for grp in self._g]
 
     def implied_all(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Implied covariance matrix and means of all variables (observed + latent) per group."""
@@ -201,61 +217,73 @@ class Model:
     def delta(self, x: np.ndarray) -> list[np.ndarray]:
         """Jacobian of ``[tau, mu, vech(Sigma)]`` per group with respect to ``x``."""
         x = np.asarray(x, dtype=float)
-        return [self._delta_group(grp, x) for grp in self._g]
+        return [self._delta_group(grp, self._core(grp, x)) for grp in self._g]
 
-    def _delta_group(self, grp: _Group, x: np.ndarray) -> np.ndarray:
-        A, S, M, T, D, B, E, sigma, mu_raw = self._core(grp, x)
-        vr, vc = grp.vr, grp.vc
-        C = B @ S @ E.T                      # m x p
-        BM = B @ M
-        nt, nmu = grp.n_tau, grp.n_mu
-        ti, _, tk = grp.cells["T"]
-        mi, _, mk = grp.cells["M"]
-        ai, aj, ak = grp.cells["A"]
-        si, sj, sk = grp.cells["S"]
-        di, _, dk = grp.cells["D"]
-        ncols = len(tk) + len(mk) + len(ak) + len(sk) + len(dk)
-        J = np.zeros((grp.n_moments, ncols))
-        c0 = 0
-        # thresholds: tau_k itself
-        if len(tk):
-            J[ti, c0 + np.arange(len(tk))] = 1.0
-        c0 += len(tk)
-        # mu: intercepts m_i -> E[:, i]
-        dmu = np.zeros((grp.p, ncols))
-        if len(mk):
-            dmu[:, c0:c0 + len(mk)] = E[:, mi]
-        c0 += len(mk)
-        # A cells: dSigma[r,c] = E[r,i] C[j,c] + E[c,i] C[j,r];  dmu = E[:,i] (B m)[j]
-        if len(ak):
-            J[nt + nmu:, c0:c0 + len(ak)] = E[vr][:, ai] * C[aj][:, vc].T + E[vc][:, ai] * C[aj][:, vr].T
-            dmu[:, c0:c0 + len(ak)] = E[:, ai] * BM[aj]
-        c0 += len(ak)
-        # S cells: E[r,i]E[c,j] + E[r,j]E[c,i] (once on the diagonal)
-        if len(sk):
-            blk = E[vr][:, si] * E[vc][:, sj] + E[vr][:, sj] * E[vc][:, si]
-            blk[:, si == sj] *= 0.5
-            J[nt + nmu:, c0:c0 + len(sk)] = blk
-        c0 += len(sk)
+    def implied_delta(self, x: np.ndarray) -> tuple[list[Moments], list[np.ndarray]]:
+        """``implied(x)`` and ``delta(x)`` sharing one matrix inversion per group."""
+        x = np.asarray(x, dtype=float)
+        moms, deltas = [], []
+        for grp in self._g:
+            core = self._core(grp, x)
+            moms.append(self._moments(grp, core))
+            deltas.append(self._delta_group(grp, core))
+        return moms, deltas
+
+    def _moments(self, grp: _Group, core) -> Moments:
+        A, S, M, T, D, B, E, sigma, mu = core
+        tau = None
+        if grp.n_tau:
+            tau = D[grp.th_var] * (T - mu[grp.th_var])
         if grp.has_scales:
-            dd = D[vr] * D[vc]
-            J[nt + nmu:] *= dd[:, None]
+            sigma = sigma * np.outer(D, D)
+            mu = mu * D
+        return Moments(sigma=sigma, mu=mu, tau=tau)
+
+    def _delta_group(self, grp: _Group, core) -> np.ndarray:
+        A, S, M, T, D, B, E, sigma, mu_raw = core
+        ix = grp.ix
+        C = B @ S @ E.T                      # m x p
+        J = np.zeros((grp.n_moments, grp.n_cells))
+        s0 = grp.n_tau + grp.n_mu
+        # thresholds: tau_k itself
+        if ix["nt"]:
+            J[ix["t_rows"], ix["t_cols"]] = 1.0
+        # mu: intercepts m_i -> E[:, i];  A cells: E[:, i] (B m)[j]
+        dmu = np.zeros((grp.p, grp.n_cells))
+        if ix["nm"]:
+            dmu[:, ix["m_cols"]] = E[:, ix["mi"]]
+        if ix["na"]:
+            ai, aj, a_cols = ix["ai"], ix["aj"], ix["a_cols"]
+            # dSigma[r,c] = E[r,i] C[j,c] + E[c,i] C[j,r]
+            J[s0:, a_cols] = E[ix["vr_a"], ai] * C[aj, ix["vc_a"]] + E[ix["vc_a"], ai] * C[aj, ix["vr_a"]]
+            dmu[:, a_cols] = E[:, ai[0]] * (B @ M)[aj[0]]
+        # S cells: E[r,i]E[c,j] + E[r,j]E[c,i] (once on the diagonal)
+        if ix["ns"]:
+            si, sj = ix["si"], ix["sj"]
+            J[s0:, ix["s_cols"]] = (E[ix["vr_s"], si] * E[ix["vc_s"], sj]
+                                    + E[ix["vr_s"], sj] * E[ix["vc_s"], si]) * ix["s_half"]
+        vr, vc = grp.vr, grp.vc
+        dk = ix["dk"]
+        if grp.has_scales:
+            J[s0:] *= (D[vr] * D[vc])[:, None]
             dmu_scaled = dmu * D[:, None]
             if len(dk):
+                di, d_cols = ix["di"], ix["d_cols"]
                 # dSigma*[r,c]/dd_i = (1[r=i] d_c + d_r 1[c=i]) Sigma[r,c]
                 blk = ((vr[:, None] == di) * D[vc][:, None] + (vc[:, None] == di) * D[vr][:, None])
-                J[nt + nmu:, c0:c0 + len(dk)] = blk * sigma[vr, vc][:, None]
-                dmu_scaled[:, c0:c0 + len(dk)] = (np.arange(grp.p)[:, None] == di) * mu_raw[:, None]
+                J[s0:, d_cols] = blk * sigma[vr, vc][:, None]
+                dmu_scaled[:, d_cols] = (np.arange(grp.p)[:, None] == di) * mu_raw[:, None]
         else:
             dmu_scaled = dmu
-        if nmu:
-            J[nt:nt + nmu] = dmu_scaled
-        if nt:
+        if grp.n_mu:
+            J[grp.n_tau:s0] = dmu_scaled
+        if grp.n_tau:
             # implied thresholds d_v (tau_k - mu_v): chain through mu and the scales
             v = grp.th_var
+            nt = grp.n_tau
             J[:nt] = J[:nt] * D[v][:, None] - D[v][:, None] * dmu[v]
             if len(dk):
-                J[:nt, c0:c0 + len(dk)] = (v[:, None] == di) * (T - mu_raw[v])[:, None]
+                J[:nt, ix["d_cols"]] = (v[:, None] == ix["di"]) * (T - mu_raw[v])[:, None]
         return J @ grp.P
 
     # ------------------------------------------------------------------

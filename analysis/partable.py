@@ -57,31 +57,39 @@ def _vnames(rows: Sequence[tuple[str, str, str]], ordered: Iterable[str] = ()) -
     v_ind = _unique(r for l, o, r in rows if o == "=~")
     eqs_y = _unique(l for l, o, r in rows if o == "~")
     eqs_x = _unique(r for l, o, r in rows if o == "~")
+    v_ind_set, eqs_y_set, eqs_x_set = set(v_ind), set(eqs_y), set(eqs_x)
     ov_ind = [v for v in v_ind if v not in lv_set]
-    ov_y = [v for v in eqs_y if v not in lv_set and v not in ov_ind]
-    ov_x = [v for v in eqs_x if v not in lv_set and v not in ov_ind and v not in ov_y]
+    ov_ind_set = set(ov_ind)
+    ov_y = [v for v in eqs_y if v not in lv_set and v not in ov_ind_set]
+    ov_y_set = set(ov_y)
+    ov_x = [v for v in eqs_x if v not in lv_set and v not in ov_ind_set and v not in ov_y_set]
     extra = _unique([l for l, o, r in rows if o == "~~" and l not in lv_set]
                     + [r for l, o, r in rows if o == "~~" and r not in lv_set]
                     + [l for l, o, r in rows if o in ("~1", "|") and l not in lv_set])
     base = ov_ind + ov_y + ov_x
-    ov = base + [v for v in extra if v not in base]
+    base_set = set(base)
+    ov = base + [v for v in extra if v not in base_set]
     ordered = set(ordered) | {l for l, o, r in rows if o == "|"}
+    ov_x_set = set(ov_x)
     return {
         "lv": lv,
         "ov": ov,
         "ov.x": ov_x,
-        "ov.nox": [v for v in ov if v not in ov_x],
+        "ov.nox": [v for v in ov if v not in ov_x_set],
         "ov.ord": [v for v in ov if v in ordered],
-        "lv.x": [v for v in lv if v not in v_ind and v not in eqs_y],
-        "lv.y": [v for v in lv if v in eqs_y and v not in v_ind and v not in eqs_x],
-        "ov.y": [v for v in ov if v in eqs_y and v not in v_ind and v not in eqs_x and v not in lv_set],
+        "lv.x": [v for v in lv if v not in v_ind_set and v not in eqs_y_set],
+        "lv.y": [v for v in lv if v in eqs_y_set and v not in v_ind_set and v not in eqs_x_set],
+        "ov.y": [v for v in ov if v in eqs_y_set and v not in v_ind_set and v not in eqs_x_set
+                 and v not in lv_set],
     }
 
 
 def _rows(pt: pd.DataFrame, group: int | None) -> list[tuple[str, str, str]]:
-    sub = pt if group is None else pt[pt["group"] == group]
-    sub = sub[~sub["op"].isin(EXPRESSION_OPS)]
-    return list(zip(sub["lhs"], sub["op"], sub["rhs"]))
+    op = pt["op"].to_numpy()
+    mask = ~np.isin(op, EXPRESSION_OPS)
+    if group is not None:
+        mask &= pt["group"].to_numpy() == group
+    return list(zip(pt["lhs"].to_numpy()[mask], op[mask], pt["rhs"].to_numpy()[mask]))
 
 
 def observed_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
@@ -101,10 +109,9 @@ def ordered_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
 
 def exo_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
     """Observed exogenous covariates treated as fixed (``exo == 1``)."""
-    sub = pt[(pt["exo"] == 1) & (pt["op"] == "~~") & (pt["group"] == (group or 1))]
-    ov = observed_names(pt, group)
-    names = set(sub["lhs"]) | set(sub["rhs"])
-    return [v for v in ov if v in names]
+    mask = (pt["exo"].to_numpy() == 1) & (pt["op"].to_numpy() == "~~") & (pt["group"].to_numpy() == (group or 1))
+    names = set(pt["lhs"].to_numpy()[mask]) | set(pt["rhs"].to_numpy()[mask])
+    return [v for v in observed_names(pt, group) if v in names]
 
 
 def endogenous_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
@@ -482,21 +489,27 @@ def _check_defined(pt: pd.DataFrame) -> None:
 
 
 def _check_identification(pt: pd.DataFrame, lines: pd.Series) -> None:
+    rows = list(zip(pt["lhs"], pt["op"], pt["rhs"], pt["group"], pt["free"], pt["label"]))
     for g in sorted(x for x in pt["group"].unique() if x > 0):
-        sub = pt[pt["group"] == g]
-        lvs = latent_names(pt, g)
-        for f in lvs:
-            load = sub[(sub["op"] == "=~") & (sub["lhs"] == f)]
-            var = sub[(sub["op"] == "~~") & (sub["lhs"] == f) & (sub["rhs"] == f)]
-            scaled = (load["free"] == 0).any() or (var["free"] == 0).any()
-            if not scaled and not (load["label"] != "").any():
+        loads: dict[str, list] = {}
+        variances: dict[str, int] = {}
+        for l, o, r, grp, free, label in rows:
+            if grp != g:
+                continue
+            if o == "=~":
+                loads.setdefault(l, []).append((r, free, label))
+            elif o == "~~" and l == r:
+                variances[l] = free
+        for f, load in loads.items():
+            var_free = variances.get(f, 0) > 0
+            scaled = any(fr == 0 for _, fr, _ in load) or not var_free
+            if not scaled and not any(lab for _, _, lab in load):
                 raise IdentificationError(
                     f"latent variable '{f}' has no scale: all its loadings and its variance are free; "
                     "fix one loading (1*x) or its variance (f ~~ 1*f), or use std_lv=True")
-            if len(load) == 1:
-                ind = load["rhs"].iloc[0]
-                res = sub[(sub["op"] == "~~") & (sub["lhs"] == ind) & (sub["rhs"] == ind)]
-                if (res["free"] > 0).any() and (var["free"] > 0).any() and (load["free"] == 0).all():
+            if len(load) == 1 and load[0][1] == 0:
+                ind = load[0][0]
+                if variances.get(ind, 0) > 0 and var_free:
                     raise IdentificationError(
                         f"latent variable '{f}' has a single indicator ('{ind}') and both the residual "
                         f"variance of '{ind}' and the variance of '{f}' are free: the model is not "

@@ -92,19 +92,23 @@ def rsquare(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
     """R-square of endogenous variables (indicators, dependent observed and latent variables)."""
     rows = []
     implied = model.implied(x)
+    alls = model.implied_all(x)
+    table = list(zip(pt["lhs"], pt["op"], pt["rhs"], pt["group"], pt["est"]))
     for gi, g in enumerate(model.groups):
-        vall, _ = model.implied_all(x)[gi]
+        vall, _ = alls[gi]
         names = model._g[gi].names
-        sub = pt[pt["group"] == g]
-        endo = list(dict.fromkeys(list(sub.loc[sub["op"] == "=~", "rhs"]) + list(sub.loc[sub["op"] == "~", "lhs"])))
+        sub = [t for t in table if t[3] == g]
+        endo = list(dict.fromkeys([r for l, o, r, _, _ in sub if o == "=~"]
+                                  + [l for l, o, r, _, _ in sub if o == "~"]))
+        resid = {l: e for l, o, r, _, e in sub if o == "~~" and l == r}
+        ov = model.ov_names[gi]
         for v in endo:
-            res = sub[(sub["op"] == "~~") & (sub["lhs"] == v) & (sub["rhs"] == v)]
-            if not len(res):
+            if v not in resid:
                 continue
-            if v in model.ov_names[gi]:
-                i = model.ov_names[gi].index(v)
+            if v in ov:
+                i = ov.index(v)
                 total = implied[gi].sigma[i, i]
             else:
                 total = vall[names.index(v), names.index(v)]
-            rows.append({"lhs": v, "group": g, "r2": 1.0 - float(res["est"].iloc[0]) / total})
+            rows.append({"lhs": v, "group": g, "r2": 1.0 - float(resid[v]) / total})
     return pd.DataFrame(rows, columns=["lhs", "group", "r2"])

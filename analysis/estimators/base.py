@@ -20,18 +20,17 @@ __all__ = ["Estimator", "ml_weight", "vech", "sample_logdets"]
 
 def vech(a: np.ndarray) -> np.ndarray:
     """Lower triangle of a symmetric matrix, column by column (lavaan's vech)."""
-    p = a.shape[0]
-    r, c = np.tril_indices(p)
-    order = np.lexsort((r, c))
-    return a[r[order], c[order]]
+    from ..model import vech_indices
+
+    r, c = vech_indices(a.shape[0])
+    return a[r, c]
 
 
 def ml_weight(w: np.ndarray) -> np.ndarray:
     """0.5 D'(W kron W)D for vech(Sigma), W = Sigma^-1 (normal-theory information)."""
-    p = w.shape[0]
-    r, c = np.tril_indices(p)
-    order = np.lexsort((r, c))
-    a, b = r[order], c[order]
+    from ..model import vech_indices
+
+    a, b = vech_indices(w.shape[0])
     mult = np.where(a == b, 1 / np.sqrt(2), np.sqrt(2))
     g = w[np.ix_(a, a)] * w[np.ix_(b, b)] + w[np.ix_(a, b)] * w[np.ix_(b, a)]
     return 0.5 * g * np.outer(mult, mult)
