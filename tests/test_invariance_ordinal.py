@@ -74,12 +74,6 @@ def test_wu_estabrook_identification_per_step(bfi):
     assert "N3 ~ c(0, NA)*1" in part and "N1 ~ c(0, 0)*1" in part
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine (estimators/wls.py): WLSMV chi-square is N/(N-1) times lavaan's per group "
-    "(bfi N, gender 1: 170.145 vs 169.953) and compare() applies Satorra-Bentler 2001 instead of "
-    "Satorra (2000); estimates already match (test above)",
-)
 def test_fit_measures_and_scaled_differences_match_lavaan(ladder):
     steps = ladder.steps.set_index("name")
     for s in STEPS:
