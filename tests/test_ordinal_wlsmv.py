@@ -86,3 +86,21 @@ def test_satorra_2000_difference(wlsmv):
     res = scaled_difference(restricted, general)
     assert res["method"] == "satorra.2000" and res["df.diff"] == 1
     np.testing.assert_allclose(res["chisq.diff.scaled"], rec["table"]["Chisq diff"][1], rtol=1e-3)
+
+
+def test_two_group_wlsmv_matches_lavaan():
+    """Group fit functions carry lavaan's (N_g - 1) / N_g; made by tests/fixtures/make_robust.R."""
+    rec = load("robust_mg_wlsmv")
+    c = rec["call"]
+    fit = fit_sem(c["model"], data=BFI, group=c["group"], estimator="WLSMV", ordered=c["ordered"])
+    assert list(fit.nobs) == rec["nobs"]
+    ref = pd.DataFrame(rec["estimates"])
+    ref["group"] = ref["group"].astype(int)
+    m = fit.params.merge(ref, on=["lhs", "op", "rhs", "group"], suffixes=("", "_lav"))
+    m = m[m["free"] > 0]
+    assert len(m) == 60
+    np.testing.assert_allclose(m["est"], m["est_lav"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m["se"], m["se_lav"], rtol=1e-3)
+    for key in ("chisq", "chisq.scaled", "baseline.chisq", "baseline.chisq.scaled", "cfi.scaled",
+                "tli.scaled", "rmsea.scaled"):
+        np.testing.assert_allclose(fit.fit_indices[key], rec["fit"][key], rtol=1e-5, err_msg=key)

@@ -462,7 +462,7 @@ class FIMLEstimator:
         D = self._delta_full(x)
         return -sum(d.T @ g for d, g in zip(D, gms)) / self.ntotal
 
-    def scoring_step(self, x):
+    def scoring_step(self, x, with_info: bool = True):
         """(objective, gradient, approximate information) for the optimizer's scoring steps.
 
         The approximation is the complete-data expected information at the
@@ -475,6 +475,8 @@ class FIMLEstimator:
         D = self._delta_full(x)
         gms = self._moment_gradients(x)    # cached by objective()
         grad = -sum(d.T @ g for d, g in zip(D, gms)) / self.ntotal
+        if not with_info:
+            return f, grad, None
         info = np.zeros((self.model.n_free,) * 2)
         for w, d, (s, m), p in zip(self.weights, D, self._moments(x), self._p):
             W = np.linalg.inv(s)

@@ -80,6 +80,8 @@ class WLSEstimator:
         self.nobs = [s.nobs for s in self.ostats]
         self.ntotal = int(sum(self.nobs))
         self.weights = np.asarray(self.nobs, float) / self.ntotal
+        # lavaan's (D)WLS group fit function carries (N_g - 1) / N_g, so chisq_g = (N_g - 1) F_g
+        self._fw = np.asarray([(n - 1) / n for n in self.nobs]) * self.weights
         self.s = [s.wls_obs for s in self.ostats]
         self.gamma = [s.gamma for s in self.ostats]
         if self.name == "ULSMV":
@@ -117,30 +119,31 @@ class WLSEstimator:
 
     def objective(self, x) -> float:
         f = 0.0
-        for w, s, sig, W in zip(self.weights, self.s, self.implied_moments(x), self.W):
+        for w, s, sig, W in zip(self._fw, self.s, self.implied_moments(x), self.W):
             d = s - sig
             f += w * 0.5 * float(np.sum(W * d * d))
         return f
 
     def gradient(self, x) -> np.ndarray:
         g = np.zeros(self.model.n_free)
-        for w, s, sig, W, D in zip(self.weights, self.s, self.implied_moments(x), self.W, self._delta(x)):
+        for w, s, sig, W, D in zip(self._fw, self.s, self.implied_moments(x), self.W, self._delta(x)):
             g -= w * D.T @ (W * (s - sig))
         return g
 
     def information(self, x) -> np.ndarray:
         return sum(w * D.T @ (W[:, None] * D) for w, W, D in zip(self.weights, self.W, self._delta(x)))
 
-    def scoring_step(self, x):
+    def scoring_step(self, x, with_info: bool = True):
         D = self._delta(x)
         f, g = 0.0, np.zeros(self.model.n_free)
         info = np.zeros((self.model.n_free,) * 2)
-        for w, s, sig, W, Dg in zip(self.weights, self.s, self.implied_moments(x), self.W, D):
+        for w, fw, s, sig, W, Dg in zip(self.weights, self._fw, self.s, self.implied_moments(x), self.W, D):
             d = s - sig
-            f += w * 0.5 * float(np.sum(W * d * d))
-            g -= w * Dg.T @ (W * d)
-            info += w * Dg.T @ (W[:, None] * Dg)
-        return f, g, info
+            f += fw * 0.5 * float(np.sum(W * d * d))
+            g -= fw * Dg.T @ (W * d)
+            if with_info:
+                info += w * Dg.T @ (W[:, None] * Dg)
+        return f, g, (info if with_info else None)
 
     def vcov(self, x) -> np.ndarray:
         self.x_hat = np.asarray(x, float)
@@ -179,9 +182,9 @@ class WLSEstimator:
         D = []
         nth_all = sum(len(o.th) for o in self.ostats)
         off = 0
-        for w, s, W, o in zip(self.weights, self.s, self.W, self.ostats):
+        for fw, s, W, o in zip(self._fw, self.s, self.W, self.ostats):
             nth = len(o.th)
-            chisq += self.ntotal * w * float(np.sum(W[nth:] * s[nth:] ** 2))
+            chisq += self.ntotal * fw * float(np.sum(W[nth:] * s[nth:] ** 2))
             d = np.zeros((len(s), nth_all))
             d[np.arange(nth), off + np.arange(nth)] = 1.0
             off += nth
@@ -197,14 +200,15 @@ class WLSEstimator:
         base = self.baseline()
         chisq, df = test["chisq"], test["df"]
         b2, bdf = base["chisq"], base["df"]
-        n, g = self.ntotal, self.model.n_groups
-        out = {"npar": self.model.n_free, "fmin": chisq / (2 * n), "baseline.chisq": b2,
+        g = self.model.n_groups
+        n = self.ntotal - g            # lavaan's N for (D)WLS/ULS indices (lav_utils_get_ntotal)
+        out = {"npar": self.model.n_free, "fmin": chisq / (2 * self.ntotal), "baseline.chisq": b2,
                "baseline.df": bdf, "baseline.pvalue": base["pvalue"],
                "cfi": _cfi(chisq, df, b2, bdf), "tli": _tli(chisq, df, b2, bdf),
                "nnfi": _tli(chisq, df, b2, bdf), "rni": _rni(chisq, df, b2, bdf),
                "rfi": _rfi(chisq, df, b2, bdf), "nfi": _nfi(chisq, df, b2, bdf),
                "pnfi": _pnfi(chisq, df, b2, bdf), "ifi": _ifi(chisq, df, b2, bdf),
-               "rmsea": _rmsea(chisq, df, n, g=g), "ntotal": n,
+               "rmsea": _rmsea(chisq, df, n, g=g), "ntotal": self.ntotal,
                "logl": np.nan, "unrestricted.logl": np.nan, "aic": np.nan, "bic": np.nan,
                "bic2": np.nan}
         lo, up = _rmsea_ci(chisq, df, n, g=g)
