@@ -1,0 +1,149 @@
+"""`resilience init | run | report | demo`: the study pipeline on the command line.
+
+Thin: the library (analysis.study, analysis.pipeline) does the work; these
+commands parse options, show progress and a summary table, and exit 1 with
+the problems (file, line, field) when the study cannot run at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _fail(messages: list[str], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"ok": False, "errors": messages}, indent=1))
+    else:
+        con = _console()
+        for m in messages:
+            con.print(f"[red]error[/red] {m}", markup=True, highlight=False)
+    raise typer.Exit(1)
+
+
+def _summary_table(run) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Study pipeline", show_lines=False)
+    for col in ("step", "status", "time", "note"):
+        table.add_column(col, overflow="fold")
+    colours = {"ok": "green", "failed": "red", "skipped": "yellow", "unavailable": "magenta"}
+    for s in run.steps:
+        status = f"[{colours.get(s.status, 'white')}]{s.status}[/]" + (" (cached)" if s.cached else "")
+        note = (s.message or "").splitlines()[0] if s.message else ""
+        table.add_row(s.name, status, f"{s.seconds:.1f} s", note)
+    con = Console(stderr=True)
+    con.print(table)
+    con.print(f"results: {run.results_json}")
+    for fmt, path in (run.report.get("outputs") or {}).items():
+        con.print(f"report ({fmt}): {path}")
+    for fmt, why in (run.report.get("skipped") or {}).items():
+        con.print(f"report ({fmt}) not made: {why}")
+
+
+def _run(study_path: Path, as_json: bool, report: bool = True):
+    from analysis.pipeline import run_study
+    from analysis.study import StudyError
+
+    try:
+        run = run_study(study_path, progress=not as_json, report=report, command=["resilience"] + sys.argv[1:])
+    except StudyError as exc:
+        _fail([str(i) for i in exc.issues], as_json)
+    return run
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init(directory: Path = typer.Argument(..., help="Folder of the new study (created if needed)."),
+             title: str = typer.Option("Community resilience study", "--title", help="Title of the study."),
+             force: bool = typer.Option(False, "--force", help="Overwrite an existing study.yaml.")) -> None:
+        """Scaffold a study: a commented study.yaml, data/raw, models, results, reports."""
+        from analysis.study import StudyError, init_study
+
+        try:
+            path = init_study(directory, title=title, overwrite=force)
+        except StudyError as exc:
+            _fail([str(i) for i in exc.issues], False)
+        typer.echo(f"created {path}")
+        typer.echo(f"next: copy your data into {path.parent / 'data' / 'raw'}, edit {path.name}, then "
+                   f"`resilience run {path}`")
+
+    @app.command("run")
+    def run_cmd(study: Path = typer.Argument(..., help="study.yaml (or its folder)."),
+                as_json: bool = JsonOpt,
+                no_report: bool = typer.Option(False, "--no-report", help="Stop after the results bundle.")) -> None:
+        """Run the whole study: import, validate, score, psychometrics, models, bootstrap, bundle, report."""
+        run = _run(study, as_json, report=not no_report)
+        if as_json:
+            typer.echo(json.dumps(run.to_dict(), indent=1, default=str))
+        else:
+            _summary_table(run)
+        raise typer.Exit(0 if not run.failed else 1)
+
+    @app.command("report")
+    def report_cmd(target: Path = typer.Argument(..., help="study.yaml, its folder, or a results/ folder."),
+                   fmt: str = typer.Option(None, "--format", help="Comma-separated: html,docx,pdf."),
+                   force: bool = typer.Option(False, "--force", help="Render even if nothing changed."),
+                   as_json: bool = JsonOpt) -> None:
+        """Render the report from a results bundle (no refitting)."""
+        from analysis.pipeline import StepFailure, render_study_report
+        from analysis.render import RenderError
+        from analysis.study import StudyError, load_study
+
+        formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None
+        out_dir, template = None, None
+        results_dir = target
+        if target.is_file() or (target / "study.yaml").is_file():
+            try:
+                st = load_study(target)
+            except StudyError as exc:
+                _fail([str(i) for i in exc.issues], as_json)
+            results_dir, out_dir = st.results_dir, st.reports_dir
+            template = st.resolve(st.report.template) if st.report.template else None
+        try:
+            info = render_study_report(results_dir, out_dir, formats=formats, template=template, force=force)
+        except (StepFailure, RenderError) as exc:
+            _fail([str(exc)], as_json)
+        if as_json:
+            typer.echo(json.dumps(info, indent=1, default=str))
+            return
+        for f, p in info.get("outputs", {}).items():
+            typer.echo(f"{f}: {p}" + (" (unchanged)" if info.get("cached") else ""))
+        for f, why in info.get("skipped", {}).items():
+            typer.echo(f"{f}: not made ({why})")
+
+    @app.command("demo")
+    def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the demo study."),
+             n: int = typer.Option(1200, "--n", help="Respondents to simulate."),
+             seed: int = typer.Option(20260401, "--seed", help="Seed of the simulation and the bootstrap."),
+             replications: int = typer.Option(500, "--bootstrap", help="Bootstrap replications."),
+             as_json: bool = JsonOpt) -> None:
+        """Simulate a community survey from crs, run the whole study, render the report."""
+        from analysis.pipeline import create_demo_study
+
+        if n < 50:
+            _fail([f"The '--n' option must be an int >= 50. Got {n} instead."], as_json)
+        if not as_json:
+            _console().print(f"simulating {n} respondents (seed {seed}) into {out} ...")
+        path = create_demo_study(out, n=n, seed=seed, replications=replications)
+        run = _run(path, as_json)
+        if as_json:
+            typer.echo(json.dumps(run.to_dict(), indent=1, default=str))
+        else:
+            _summary_table(run)
+            html = (run.report.get("outputs") or {}).get("html")
+            if html:
+                _console().print(f"\n[bold]The report is ready:[/bold] {Path(html).resolve()}")
+        raise typer.Exit(0 if not run.failed else 1)

@@ -1,0 +1,472 @@
+"""A study: one ``study.yaml`` saying which instrument, data, models and report.
+
+The file is read as safe YAML with the line and column of every node kept, and
+validated with pydantic; every problem is reported as
+``study.yaml:14:5 models[4]: unknown model 'figur1' (did you mean 'figure1'?)``.
+
+Two kinds of problems:
+
+* **structural** (a wrong type, an unknown field, a bad choice): the study
+  cannot be run; :func:`load_study` raises :class:`StudyError` listing all of them;
+* **references** (a data file that is not there, an unknown model name, a
+  comparison naming a model that is not fitted): found by :meth:`Study.check`,
+  and turned by the pipeline into failed steps, so that everything else still
+  runs and the report says what failed.
+
+>>> study = load_study("my-study/study.yaml")        # doctest: +SKIP
+>>> study.where("models", 1)                          # doctest: +SKIP
+'study.yaml:17:5 models[1]'
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .errors import AnalysisError
+
+__all__ = [
+    "Study",
+    "DataSource",
+    "ModelSpec",
+    "StudyIssue",
+    "StudyError",
+    "load_study",
+    "parse_study",
+    "init_study",
+    "shipped_models",
+    "STUDY_TEMPLATE",
+    "MODELS_DIR",
+]
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DATA_FORMATS = ("csv", "xlsx", "sav", "dta", "parquet", "kobo", "odk", "redcap", "limesurvey")
+DEFAULT_MODELS = ["measurement", "figure1", "partial_mediation", "top_down"]
+
+
+def shipped_models() -> list[str]:
+    """Names of the model files shipped in ``analysis/models`` (figure1, top_down, ...)."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.lav"))
+
+
+# ---------------------------------------------------------------- issues
+
+@dataclass(frozen=True)
+class StudyIssue:
+    """One problem in a study file, located by line, column and field."""
+
+    type: str
+    message: str
+    file: str
+    line: int | None = None
+    col: int | None = None
+    field: str = ""
+    severity: str = "error"
+
+    @property
+    def location(self) -> str:
+        where = Path(self.file).name
+        if self.line is not None:
+            where += f":{self.line}:{self.col}"
+        return f"{where} {self.field}".rstrip()
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "file": Path(self.file).name, "line": self.line,
+                "col": self.col, "field": self.field, "severity": self.severity, "text": str(self)}
+
+
+class StudyError(AnalysisError):
+    """A study file that cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[StudyIssue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+def _field(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# ---------------------------------------------------------------- schema
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(_Part):
+    """A data file (any import format of the suite) or the study's DuckDB store."""
+
+    file: str | None = None
+    format: Literal["csv", "xlsx", "sav", "dta", "parquet", "kobo", "odk", "redcap", "limesurvey"] | None = None
+    mapping: str | None = None
+    store: str | None = None
+
+    def model_post_init(self, _ctx: Any) -> None:
+        if (self.file is None) == (self.store is None):
+            raise ValueError("give either 'file' or 'store'")
+
+
+class ModelSpec(_Part):
+    """A model: a shipped name, or the user's own lavaan syntax (``syntax``) or file (``file``)."""
+
+    name: str
+    file: str | None = None
+    syntax: str | None = None
+
+
+class Bootstrap(_Part):
+    replications: int = Field(500, ge=0)
+    ci: Literal["perc", "bca"] = "perc"
+    model: str = "figure1"
+
+
+class Disclosure(_Part):
+    threshold: int = Field(10, ge=1)
+
+
+class Report(_Part):
+    formats: list[Literal["html", "docx", "pdf"]] = Field(default_factory=lambda: ["html"])
+    template: str | None = None
+    title: str = "Community resilience: testing Figure 1"
+
+
+class Output(_Part):
+    results: str = "results"
+    reports: str = "reports"
+
+
+class Study(_Part):
+    """A validated ``study.yaml``. Paths are relative to the file's folder."""
+
+    title: str = "Community resilience study"
+    instrument: str = "crs"
+    data: list[DataSource] = Field(min_length=1)
+    groups: list[str] = Field(default_factory=list)
+    estimator: Literal["ML", "MLR", "MLM", "WLSMV", "ULSMV"] = "ML"
+    missing: Literal["listwise", "fiml"] = "fiml"
+    ordered: bool | list[str] = False
+    models: list[str | ModelSpec] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    comparisons: list[list[str]] = Field(
+        default_factory=lambda: [["figure1", "top_down"], ["figure1", "partial_mediation"]])
+    group_paths: list[str] = Field(default_factory=lambda: ["TRUST ~ CULT", "NAVIG ~ TRUST"])
+    min_group_size: int = Field(100, ge=2)
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    seed: int = 20260401
+    disclosure: Disclosure = Field(default_factory=Disclosure)
+    report: Report = Field(default_factory=Report)
+    output: Output = Field(default_factory=Output)
+
+    _path: Path = PrivateAttr(default=Path("study.yaml"))
+    _positions: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("estimator", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("comparisons")
+    @classmethod
+    def _pairs(cls, v: list[list[str]]) -> list[list[str]]:
+        for pair in v:
+            if len(pair) != 2:
+                raise ValueError(f"each comparison names two models, got {pair}")
+        return v
+
+    # -- locations ----------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def root(self) -> Path:
+        return self._path.parent
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def position(self, *loc: Any) -> tuple[int | None, int | None]:
+        loc = tuple(loc)
+        while loc:
+            if loc in self._positions:
+                return self._positions[loc]
+            loc = loc[:-1]
+        return None, None
+
+    def where(self, *loc: Any) -> str:
+        line, col = self.position(*loc)
+        text = self._path.name + (f":{line}:{col}" if line is not None else "")
+        return f"{text} {_field(loc)}".rstrip()
+
+    def issue(self, type_: str, message: str, *loc: Any, severity: str = "error") -> StudyIssue:
+        line, col = self.position(*loc)
+        return StudyIssue(type_, message, str(self._path), line, col, _field(loc), severity)
+
+    # -- derived ------------------------------------------------------------
+    @property
+    def results_dir(self) -> Path:
+        return self.resolve(self.output.results)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.resolve(self.output.reports)
+
+    def model_specs(self) -> list[tuple[int, ModelSpec]]:
+        """(position in ``models``, spec), shipped names turned into specs."""
+        return [(i, m if isinstance(m, ModelSpec) else ModelSpec(name=m)) for i, m in enumerate(self.models)]
+
+    def model_syntax(self, index: int) -> str:
+        """The lavaan syntax of ``models[index]``; raises StudyError naming the line."""
+        spec = self.model_specs()[index][1]
+        if spec.syntax is not None:
+            return spec.syntax
+        if spec.file is not None:
+            path = self.resolve(spec.file)
+            if not path.is_file():
+                raise StudyError([self.issue("missing-file", f"model file not found: {path}", "models", index, "file")])
+            return path.read_text(encoding="utf-8")
+        path = MODELS_DIR / f"{spec.name}.lav"
+        if not path.is_file():
+            hint = difflib.get_close_matches(spec.name, shipped_models(), n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise StudyError([self.issue(
+                "unknown-model", f"unknown model '{spec.name}'{extra}; shipped models are "
+                f"{', '.join(m for m in DEFAULT_MODELS)}, or give 'file:' or 'syntax:'", "models", index)])
+        return path.read_text(encoding="utf-8")
+
+    def model_names(self) -> list[str]:
+        return [spec.name for _, spec in self.model_specs()]
+
+    def check(self) -> list[StudyIssue]:
+        """Problems with what the study refers to (files, models); each one names its line and field."""
+        issues: list[StudyIssue] = []
+        for i, src in enumerate(self.data):
+            if src.file is not None and not self.resolve(src.file).is_file():
+                issues.append(self.issue("missing-file", f"data file not found: {self.resolve(src.file)}",
+                                         "data", i, "file"))
+            if src.mapping is not None and not self.resolve(src.mapping).is_file():
+                issues.append(self.issue("missing-file", f"mapping file not found: {self.resolve(src.mapping)}",
+                                         "data", i, "mapping"))
+        names = self.model_names()
+        for i, _ in self.model_specs():
+            try:
+                self.model_syntax(i)
+            except StudyError as err:
+                issues += err.issues
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                issues.append(self.issue("duplicate-model", f"model name '{name}' is used twice", "models", i))
+            seen.add(name)
+        for i, pair in enumerate(self.comparisons):
+            for j, name in enumerate(pair):
+                if name not in names:
+                    issues.append(self.issue("unknown-model", f"comparison names model '{name}', which is not "
+                                             f"in 'models' ({', '.join(names)})", "comparisons", i, j))
+        return issues
+
+
+# ---------------------------------------------------------------- YAML with positions
+
+def _scalar(tag: str, value: str) -> Any:
+    kind = tag.rsplit(":", 1)[-1]
+    try:
+        if kind == "int":
+            return int(value.replace("_", ""), 0) if value.lower().startswith(("0x", "0o")) else int(value.replace("_", ""))
+        if kind == "float":
+            return float(value.replace("_", ""))
+    except ValueError:
+        return value
+    if kind == "bool":
+        return value.lower() in ("true", "yes", "on")
+    if kind == "null":
+        return None
+    return value
+
+
+def _read_yaml(text: str, file: str) -> tuple[Any, dict]:
+    """Plain data from safe YAML, with (line, col) of every value by its path."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    positions: dict[tuple, tuple[int, int]] = {}
+    try:
+        node = YAML(typ="safe").compose(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise StudyError([StudyIssue("yaml-syntax", f"not valid YAML: {exc.problem or exc}", file, line, col)]) from None
+    count = [0]
+
+    def build(n, path):
+        count[0] += 1
+        if count[0] > 50_000:  # alias bombs
+            raise StudyError([StudyIssue("too-large", "the study file expands to too many values", file)])
+        positions.setdefault(path, (n.start_mark.line + 1, n.start_mark.column + 1))
+        if isinstance(n, ScalarNode):
+            return _scalar(str(n.tag), n.value)
+        if isinstance(n, SequenceNode):
+            return [build(c, path + (i,)) for i, c in enumerate(n.value)]
+        if isinstance(n, MappingNode):
+            out = {}
+            for k, v in n.value:
+                key = str(k.value)
+                out[key] = build(v, path + (key,))
+                if not isinstance(v, ScalarNode):  # a list or mapping is found at its key
+                    positions[path + (key,)] = (k.start_mark.line + 1, k.start_mark.column + 1)
+            return out
+        return None
+
+    return (build(node, ()) if node is not None else None), positions
+
+
+def parse_study(text: str, *, path: str | Path = "study.yaml") -> Study:
+    """Validate study YAML text; raises :class:`StudyError` with every structural problem."""
+    file = str(path)
+    data, positions = _read_yaml(text, file)
+    if not isinstance(data, dict):
+        raise StudyError([StudyIssue("not-a-mapping", "a study file must be a mapping of fields "
+                                     "(instrument, data, models, ...)", file, 1, 1)])
+    try:
+        study = Study.model_validate(data)
+    except ValidationError as err:
+        issues = []
+        for e in err.errors(include_url=False):
+            loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and (p in ("str", "ModelSpec")
+                                                                            or p.startswith("list["))))
+            line, col = None, None
+            probe = loc
+            while probe:
+                if probe in positions:
+                    line, col = positions[probe]
+                    break
+                probe = probe[:-1]
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                name = str(loc[-1])
+                known = list(Study.model_fields) + list(DataSource.model_fields) + list(Bootstrap.model_fields)
+                hint = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+                msg = f"unknown field '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            elif e["type"] == "missing":
+                msg = f"required field '{loc[-1]}' is missing"
+            elif msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            issue = StudyIssue(e["type"], msg, file, line, col, _field(loc))
+            if issue not in issues:
+                issues.append(issue)
+        raise StudyError(issues) from None
+    study._path = Path(path)
+    study._positions = positions
+    return study
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a ``study.yaml`` (or a folder holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "study.yaml"
+    if not p.is_file():
+        raise StudyError([StudyIssue("missing-file", f"study file not found: {p}", str(p))])
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StudyError([StudyIssue("encoding", f"not UTF-8 text ({exc.reason})", str(p))]) from None
+    return parse_study(text, path=p.resolve())
+
+
+# ---------------------------------------------------------------- scaffolding
+
+STUDY_TEMPLATE = """\
+# study.yaml: one community resilience study, from fielded data to the report.
+# Run it with `resilience run study.yaml`; paths are relative to this file.
+title: {title}
+
+# The questionnaire: a shipped instrument name (crs = Community Resilience
+# Survey) or the path of your own instrument YAML.
+instrument: crs
+
+# Where the answers are. One entry per file; `format` is detected when left
+# out (csv, xlsx, sav, dta, parquet, kobo, odk, redcap, limesurvey).
+# Raw files are read, never modified. `mapping` renames items across form versions.
+data:
+  - file: data/raw/{data_name}
+    # format: kobo
+
+# Grouping variables for measurement invariance and group comparisons:
+# columns of the scored data (ETHNIC5 is the census ethnic group collapsed to
+# five groups; LANG the interview language).
+groups: [ETHNIC5, LANG]
+
+# Estimation: ML, MLR, MLM (continuous) or WLSMV, ULSMV (ordered items);
+# missing: fiml (all cases, under MAR) or listwise.
+estimator: ML
+missing: fiml
+ordered: false
+
+# Models: the shipped measurement, figure1, partial_mediation and top_down,
+# and your own as {{name: ..., file: models/mine.lav}} or {{name: ..., syntax: "..."}}.
+models:
+  - measurement
+  - figure1
+  - partial_mediation
+  - top_down
+
+# Rival models compared with figure1 (likelihood-ratio test where nested, AIC, BIC).
+comparisons:
+  - [figure1, top_down]
+  - [figure1, partial_mediation]
+
+# Paths compared across groups.
+group_paths: ["TRUST ~ CULT", "NAVIG ~ TRUST"]
+# Groups smaller than this are left out of multi-group models.
+min_group_size: 100
+
+# Bootstrap of the defined (indirect and total) effects: replications, and
+# percentile (perc) or bias-corrected accelerated (bca) intervals.
+bootstrap:
+  replications: 500
+  ci: perc
+  model: figure1
+
+# One seed makes the whole study reproducible.
+seed: {seed}
+
+# No table or figure shows a count or statistic for fewer respondents than this.
+disclosure:
+  threshold: 10
+
+report:
+  formats: [html]     # html, docx, pdf (pdf needs Quarto with Typst)
+  title: "Community resilience: testing Figure 1"
+
+output:
+  results: results    # results.json, Parquet tables, figures, cache
+  reports: reports    # rendered reports
+"""
+
+
+def init_study(directory: str | Path, *, title: str = "Community resilience study",
+               data_name: str = "survey.csv", seed: int = 20260401, overwrite: bool = False) -> Path:
+    """Scaffold a study folder: a commented ``study.yaml`` and its folders."""
+    root = Path(directory)
+    target = root / "study.yaml"
+    if target.exists() and not overwrite:
+        raise StudyError([StudyIssue("exists", f"{target} already exists; not overwritten", str(target))])
+    for sub in ("data/raw", "models", "results", "reports"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    import json
+
+    text = STUDY_TEMPLATE.format(title=json.dumps(title, ensure_ascii=False), data_name=data_name, seed=seed)
+    target.write_text(text, encoding="utf-8")
+    return target

@@ -1,0 +1,95 @@
+"""The study pipeline end to end on a small study: results, caching, determinism."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline_study import make_study  # noqa: E402
+
+from analysis.pipeline import run_study  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    path = make_study(root / "s", n=400)
+    return run_study(path, progress=False, report=False)
+
+
+def _log(run):
+    return {s["step"]: s for s in json.loads(run.run_log.read_text())["steps"]}
+
+
+def test_every_step_succeeds_and_the_bundle_is_complete(first):
+    status = {s.name: s.status for s in first.steps}
+    assert all(v == "ok" for v in status.values()), {s.name: s.message for s in first.steps if s.status != "ok"}
+    for step in ("import", "validate", "score", "quality", "describe", "reliability", "cfa", "invariance:LANG",
+                 "model:figure1", "model:top_down", "compare:figure1-vs-top_down", "bootstrap:figure1",
+                 "groups:LANG"):
+        assert status[step] == "ok"
+    r = json.loads(first.results_json.read_text())
+    assert r["sample"]["n"] == 400 == r["import"]["n_rows"]
+    assert r["instrument"]["id"] == "crs" and len(r["instrument"]["sha256"]) == 64
+    assert r["inputs"][0]["sha256"] == first.results["inputs"][0]["sha256"]
+    cfa = r["cfa"]["fit"]
+    assert cfa["df"] == 48 and 0.8 < cfa["cfi"] <= 1  # 4 factors x 3 items: 78 moments - 30 free
+    f1 = r["models"]["figure1"]
+    effects = {e["lhs"]: e for e in f1["estimates"] if e["op"] == ":="}
+    boot = {e["effect"]: e for e in r["bootstrap"]["effects"]}
+    assert set(boot) == {"cult_trust_negot_navig", "total_cult_navig"} == set(effects)
+    for name, e in boot.items():  # the bootstrap keeps the point estimate and brackets it
+        assert e["est"] == pytest.approx(effects[name]["est"], abs=1e-12)
+        assert e["ci.lower"] < e["est"] < e["ci.upper"]
+    assert r["bootstrap"]["bootstrap"]["R"] == 20
+    v = r["verdict"]
+    t = {row["model"]: row for row in r["comparisons"]["figure1-vs-top_down"]["table"]}
+    assert v["delta_aic"] == pytest.approx(t["top_down"]["aic"] - t["figure1"]["aic"])
+    assert v["answer"] in ("yes", "no", "unclear") and "negotiation" in v["text"]
+    inv = r["invariance"]["LANG"]
+    assert [s["name"] for s in inv["steps"]] == ["configural", "metric", "scalar", "strict"]
+    assert sorted(inv["group_labels"]) == ["English", "Urdu"]
+    assert sum(inv["nobs"]) == r["cfa"]["fit"]["ntotal"]  # the same complete cases, split by language
+    paths = {(p["lhs"], p["rhs"]) for p in r["group_paths"]["LANG"]["paths"]}
+    assert paths == {("TRUST", "CULT"), ("NAVIG", "TRUST")}
+    for rel in ("figures/path_figure1.svg", "figures/path_figure1.png", "figures/forest_effects.png",
+                "figures/items_CULT.png", "figures/invariance_ladder.png", "tables/item_distributions.parquet",
+                "tables/estimates_figure1.parquet"):
+        assert (first.results_dir / rel).is_file(), rel
+    assert "finished_at" not in first.results_json.read_text()  # times live in the run log only
+
+
+def test_second_run_is_byte_identical_and_fully_cached(first):
+    before = first.results_json.read_bytes()
+    again = run_study(first.study.path, progress=False, report=False)
+    assert again.results_json.read_bytes() == before
+    log = _log(again)
+    assert all(s["cached"] for name, s in log.items() if name != "bundle"), log
+    assert again.seconds < first.seconds
+
+
+def test_fresh_run_without_cache_gives_the_same_bytes(first, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(first.study.root, copy, ignore=shutil.ignore_patterns("results", "reports"))
+    fresh = run_study(copy / "study.yaml", progress=False, report=False)
+    assert not any(s["cached"] for s in _log(fresh).values())
+    a = json.loads(first.results_json.read_text())
+    b = json.loads(fresh.results_json.read_text())
+    assert a == b  # same inputs and seed: same numbers, bit for bit
+    assert fresh.results_json.read_bytes() == first.results_json.read_bytes()
+
+
+def test_a_changed_option_redoes_only_what_depends_on_it(first, tmp_path):
+    copy = tmp_path / "copy2"
+    shutil.copytree(first.study.root, copy, ignore=shutil.ignore_patterns("reports"))
+    study = copy / "study.yaml"
+    study.write_text(study.read_text().replace("replications: 20", "replications: 25"))
+    run = run_study(study, progress=False, report=False)
+    log = _log(run)
+    assert not log["bootstrap:figure1"]["cached"] and log["bootstrap:figure1"]["status"] == "ok"
+    for step in ("import", "score", "cfa", "model:figure1", "model:top_down", "invariance:LANG"):
+        assert log[step]["cached"], step
+    assert json.loads(run.results_json.read_text())["bootstrap"]["bootstrap"]["R"] == 25

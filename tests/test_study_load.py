@@ -1,0 +1,79 @@
+"""study.yaml: scaffolding, validation with line/field errors, reference checks."""
+
+from pathlib import Path
+
+import pytest
+
+from analysis.study import StudyError, init_study, load_study, parse_study, shipped_models
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_init_scaffolds_a_commented_study_that_loads_with_defaults(tmp_path):
+    path = init_study(tmp_path / "s", title="Ward 7: 2026 survey")
+    text = path.read_text()
+    assert text.count("#") > 20  # commented for people
+    for sub in ("data/raw", "models", "results", "reports"):
+        assert (tmp_path / "s" / sub).is_dir()
+    study = load_study(tmp_path / "s")  # a folder works too
+    assert study.title == "Ward 7: 2026 survey"  # a colon in the title is quoted safely
+    assert study.model_names() == ["measurement", "figure1", "partial_mediation", "top_down"]
+    assert study.comparisons == [["figure1", "top_down"], ["figure1", "partial_mediation"]]
+    assert (study.estimator, study.missing, study.disclosure.threshold) == ("ML", "fiml", 10)
+    assert study.bootstrap.replications == 500 and study.bootstrap.ci == "perc"
+    assert study.results_dir == (tmp_path / "s" / "results").resolve()
+    # positions point at the real lines
+    assert study.where("models", 1) == f"study.yaml:{_line_of(text, '  - figure1')}:5 models[1]"
+    with pytest.raises(StudyError, match="already exists"):
+        init_study(tmp_path / "s")
+
+
+def test_structural_errors_name_line_column_and_field(tmp_path):
+    text = init_study(tmp_path).read_text()
+    bad = (text.replace("estimator: ML", "estimator: OLS")
+               .replace("  ci: perc", "  ci: perc\n  replicatons: 3")
+               .replace("seed: 20260401", "seed: soon"))
+    with pytest.raises(StudyError) as err:
+        parse_study(bad, path=tmp_path / "study.yaml")
+    msgs = [str(i) for i in err.value.issues]
+    est_line = _line_of(bad, "estimator: OLS")
+    assert any(m.startswith(f"study.yaml:{est_line}:12 estimator:") and "'ML'" in m for m in msgs), msgs
+    rep_line = _line_of(bad, "replicatons")
+    assert f"study.yaml:{rep_line}:16 bootstrap.replicatons: unknown field 'replicatons' (did you mean 'replications'?)" in msgs
+    assert any(m.startswith(f"study.yaml:{_line_of(bad, 'seed: soon')}:7 seed:") for m in msgs)
+    assert len(msgs) == 3
+
+
+def test_yaml_syntax_error_and_non_mapping(tmp_path):
+    with pytest.raises(StudyError, match=r"study.yaml:3:7: not valid YAML: expected .,. or .\]."):
+        parse_study("instrument: crs\ndata: [a, b\nmodels: x\n", path="study.yaml")
+    with pytest.raises(StudyError, match="must be a mapping"):
+        parse_study("- just\n- a list\n", path="study.yaml")
+    with pytest.raises(StudyError, match="data\\[0\\]: give either 'file' or 'store'"):
+        parse_study("data:\n  - format: kobo\n", path="study.yaml")
+    with pytest.raises(StudyError, match="study file not found"):
+        load_study(tmp_path / "nope.yaml")
+
+
+def test_reference_problems_name_the_line_and_suggest(tmp_path):
+    text = init_study(tmp_path).read_text().replace("  - top_down\n", "  - top_dwn\n  - {name: mine, file: models/mine.lav}\n")
+    study = parse_study(text, path=tmp_path / "study.yaml")
+    issues = {i.field: str(i) for i in study.check()}
+    assert issues["data[0].file"].startswith(f"study.yaml:{_line_of(text, '- file: data/raw')}:11 data[0].file: data file not found")
+    assert f"study.yaml:{_line_of(text, 'top_dwn')}:5 models[3]: unknown model 'top_dwn' (did you mean 'top_down'?)" in issues["models[3]"]
+    assert "model file not found" in issues["models[4].file"]
+    assert "comparison names model 'top_down', which is not in 'models'" in issues["comparisons[0][1]"]
+    assert set(shipped_models()) >= {"measurement", "figure1", "partial_mediation", "top_down"}
+
+
+def test_user_models_by_syntax_and_file(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.lav").write_text("F =~ a + b + c\n")
+    text = ("data:\n  - file: d.csv\nmodels:\n  - figure1\n  - {name: mine, file: models/mine.lav}\n"
+            "  - name: inline\n    syntax: |\n      G =~ x + y + z\ncomparisons: []\n")
+    study = parse_study(text, path=tmp_path / "study.yaml")
+    assert study.model_syntax(1) == "F =~ a + b + c\n"
+    assert study.model_syntax(2) == "G =~ x + y + z\n"
+    assert "TRUST  ~ tr_cu*CULT" in study.model_syntax(0)
