@@ -131,7 +131,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             ordered=None, std_lv: bool = False, meanstructure: bool | None = None,
             se: str = "standard", test: str = "standard", bootstrap: int = 0,
             seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
-            warn: bool = True):
+            warn: bool = True, collapse_sparse: bool = False):
     """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.results.FitResult`.
 
     Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
@@ -142,7 +142,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     ``se``, ``test``. ``start``: a free-parameter vector to start from (warm
     starts for bootstrap and simulation). ``control``: optimizer settings
     (``max_iter``, ``gtol``), as lavaan's ``control=``. ``warn=False`` keeps
-    the warnings on the result only.
+    the warnings on the result only. ``collapse_sparse``: merge a category of an
+    ordered item that some group never uses into its neighbour (else an error
+    names the item, category and group).
 
     Examples
     --------
@@ -162,7 +164,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     options = dict(estimator=estimator, missing=missing, se=se, test=test, std_lv=std_lv,
                    meanstructure=meanstructure, bootstrap=bootstrap, seed=seed,
                    group_equal=group_equal, group_partial=group_partial, ordered=ordered,
-                   fixed_x=fixed_x)
+                   fixed_x=fixed_x, collapse_sparse=collapse_sparse)
     _validate(options)
     estimator = estimator.upper()
     missing = {"fiml": "fiml", "ml": "fiml", "pairwise": "pairwise"}.get(missing.lower(), "listwise")
@@ -196,7 +198,12 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         else:
             group_labels = []
         n_groups = max(len(group_labels), 1)
-        n_thresholds = {v: int(kept[v].nunique()) - 1 for v in ordered}
+        n_thresholds = {}
+        if ordered:   # categories as the ordinal estimators will see them (errors name item/category/group)
+            from .polychoric import ordinal_codes
+            _, levels = ordinal_codes(kept, ordered, collapse_sparse=collapse_sparse,
+                                      groups=None if group is None else kept[group].astype(str).to_numpy())
+            n_thresholds = {v: len(levels[v]) - 1 for v in ordered}
     else:
         ordered = _as_list(ordered if ordered is not True else ov_syntax)
         covs = sample_cov if isinstance(sample_cov, (list, tuple)) else [sample_cov]

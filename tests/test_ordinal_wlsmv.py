@@ -5,7 +5,7 @@ import pytest
 
 from _lavaan_fixture import FIXTURES, load, partable
 from analysis.estimators.robust import scaled_difference
-from analysis.errors import OptionError
+from analysis.errors import DataError, OptionError
 from analysis.sem import fit_sem
 
 BFI = pd.read_csv(FIXTURES / "data" / "bfi.csv")
@@ -104,3 +104,16 @@ def test_two_group_wlsmv_matches_lavaan():
     for key in ("chisq", "chisq.scaled", "baseline.chisq", "baseline.chisq.scaled", "cfi.scaled",
                 "tli.scaled", "rmsea.scaled"):
         np.testing.assert_allclose(fit.fit_indices[key], rec["fit"][key], rtol=1e-5, err_msg=key)
+
+
+def test_category_unused_in_a_group_is_named_or_collapsed():
+    d = BFI[["N1", "N2", "N3", "N4", "N5", "gender"]].dropna().copy()
+    men = d["gender"] == 1
+    d.loc[men & (d["N1"] == 6), "N1"] = 5          # no man answers 6 to N1
+    model = "NEU =~ N1 + N2 + N3 + N4 + N5"
+    with pytest.raises(DataError, match="'N1': category 6 is never observed in group '1'.*collapse_sparse"):
+        fit_sem(model, data=d, group="gender", estimator="WLSMV", ordered=True)
+    fit = fit_sem(model, data=d, group="gender", estimator="WLSMV", ordered=True, collapse_sparse=True)
+    th = fit.params[(fit.params["op"] == "|") & (fit.params["lhs"] == "N1")]
+    assert sorted(th["rhs"].unique()) == ["t1", "t2", "t3", "t4"]      # 6 merged into 5
+    assert fit.converged and np.isfinite(fit.fit_indices["chisq.scaled"])

@@ -18,6 +18,7 @@ Formulas (as lavaan 0.6 implements them; read there, nothing copied):
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import optimize, stats
 
 from ..errors import OptionError
@@ -455,8 +456,10 @@ def group_arrays(check, model) -> list[np.ndarray]:
     if model.n_groups == 1 or not extra:
         return [data[model.ov_names[0]].to_numpy(dtype=float)]
     gcol = extra[0]
-    parts = list(data.groupby(gcol, sort=True))
-    return [part[model.ov_names[g]].to_numpy(dtype=float) for g, (_, part) in enumerate(parts)]
+    # groups in fit_sem's order (lavaan: order of appearance in the data)
+    labels = [str(v) for v in pd.unique(data[gcol])]
+    key = data[gcol].astype(str)
+    return [data.loc[key == lab, model.ov_names[g]].to_numpy(dtype=float) for g, lab in enumerate(labels)]
 
 
 def adf_gamma(Y: np.ndarray, means: bool) -> np.ndarray:
