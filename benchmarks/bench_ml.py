@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_ml.py [--repeats 30]
 
-Fits the Holzinger-Swineford CFA and Bollen's Political Democracy SEM with
+Fits the Holzinger-Swineford CFA, Bollen's Political Democracy SEM and the Figure 1
+SEM (simulated CRS answers, N = 600: 42 variables, 107 parameters) with
 
 * this suite: ``analysis.sem.fit_sem`` (estimates, SEs, fit indices,
   standardized solution and defined effects: everything ``resilience fit`` reports);
@@ -38,7 +39,23 @@ CASES = [
     # name, lavaan function, model file, data file
     ("HS CFA", "cfa", "hs.lav", "HolzingerSwineford1939.csv"),
     ("PolDem SEM", "sem", "poldem.lav", "PoliticalDemocracy.csv"),
+    ("Figure1 SEM", "sem", "figure1.lav", None),  # 42 variables, 107 parameters, simulated
 ]
+
+
+def _figure1_data(n: int = 600, seed: int = 1) -> Path:
+    """Simulated CRS answers (Likert codes treated as continuous) written to a temp CSV."""
+    import tempfile
+
+    from analysis.simulate import analysis_frame, simulate_responses
+    from instruments.load import library_path, load_instrument
+
+    inst = load_instrument(library_path("crs"))
+    df = analysis_frame(simulate_responses("figure1", n, seed=seed, instrument=inst,
+                                           missing_as="blank"), inst)
+    path = Path(tempfile.mkdtemp()) / f"crs_figure1_n{n}.csv"
+    df.to_csv(path, index=False)
+    return path
 
 
 def _median_time(func, repeats: int) -> tuple[float, object]:
@@ -130,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     lavaan_version = None
     for name, fun, model_name, data_name in CASES:
-        model_file, data_file = MODELS / model_name, DATA / data_name
+        model_file = MODELS / model_name
+        data_file = DATA / data_name if data_name else _figure1_data()
         model = model_file.read_text()
         data = pd.read_csv(data_file)
         t_suite, x_suite = bench_suite(model, data, args.repeats)
