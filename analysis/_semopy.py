@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .partable import build_partable
 from .syntax import EXPRESSION_OPS, parse_model
 
 __all__ = ["fit_semopy", "SemopyFit", "semopy_available"]
@@ -67,6 +68,8 @@ def fit_semopy(model: str, data: pd.DataFrame, *, obj: str = "MLW", solver: str 
     text = "\n".join(ln for i, ln in enumerate(lines, start=1)
                      if not any(s.line == i for s in statements if s.op in EXPRESSION_OPS))
     loadings = {(s.lhs, s.rhs) for s in keep if s.op == "=~"}
+    pt = build_partable(keep)
+    ours = set(zip(pt["lhs"], pt["op"], pt["rhs"]))
     m = semopy.Model(text)
     t0 = time.perf_counter()
     res = m.fit(data, obj=obj, solver=solver)
@@ -79,6 +82,8 @@ def fit_semopy(model: str, data: pd.DataFrame, *, obj: str = "MLW", solver: str 
             lhs, op2, rhs = rval, "=~", lval
         else:
             lhs, op2, rhs = lval, op, rval
+            if op == "~~" and (lhs, op, rhs) not in ours and (rhs, op, lhs) in ours:
+                lhs, rhs = rhs, lhs                      # orient covariances as our table does
         rows.append({"lhs": lhs, "op": op2, "rhs": rhs, "est": _to_float(est), "se": _to_float(se),
                      "z": _to_float(z), "pvalue": _to_float(p)})
     params = pd.DataFrame(rows, columns=["lhs", "op", "rhs", "est", "se", "z", "pvalue"])
