@@ -61,10 +61,11 @@ def shipped_models() -> list[str]:
 
 def resolve_model(spec: str) -> tuple[str, str]:
     """(name, syntax) of a shipped model name or a model file."""
-    shipped = MODELS_DIR / f"{spec}.lav"
-    if "/" not in spec and "\\" not in spec and shipped.exists():
-        return spec, shipped.read_text(encoding="utf-8")
     path = Path(spec)
+    stem = spec[:-4] if spec.endswith(".lav") else spec
+    shipped = MODELS_DIR / f"{stem}.lav"
+    if "/" not in spec and "\\" not in spec and shipped.exists() and not path.is_file():
+        return stem, shipped.read_text(encoding="utf-8")
     if path.is_file():
         try:
             return path.stem, path.read_text(encoding="utf-8")
@@ -89,7 +90,7 @@ def _warning_text(w: Any) -> str:
     return w if isinstance(w, str) else str(w.get("message", w))
 
 
-def _model_variables(syntax: str, ordered: list[str] | str = ()) -> list[str]:
+def _model_variables(syntax: str) -> list[str]:
     from analysis.partable import build_partable, observed_names
 
     with warnings.catch_warnings():
@@ -139,7 +140,7 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     from analysis.errors import ModelSyntaxError
 
     try:
-        variables = _model_variables(syntax, ordered or [])
+        variables = _model_variables(syntax)
     except ModelSyntaxError as exc:
         where = model if not (MODELS_DIR / f"{model}.lav").exists() else f"{name}.lav"
         raise CliError(f"{where}: {exc}") from exc
