@@ -31,7 +31,7 @@ import html
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -452,11 +452,6 @@ def _clean(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): _clean(x) for k, x in v.items()}
     return v
-
-
-def _fmt_table(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
-    out = df[[c for c in cols if c in df.columns]].copy()
-    return out
 
 
 @dataclass(frozen=True, eq=False)

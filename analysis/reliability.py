@@ -16,7 +16,6 @@ Fornell-Larcker and HTMT.
 from __future__ import annotations
 
 import html
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -66,7 +65,7 @@ def _numeric_items(items: pd.DataFrame, caller: str, min_items: int = 2) -> pd.D
     return items.astype(float)
 
 
-def _frame(rows: list[dict[str, Any]], index_name: str | None = None) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     for c in _COLS:
         if c not in out:

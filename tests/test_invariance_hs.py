@@ -186,11 +186,6 @@ def test_partial_search_by_score_and_by_refit_agree(hs):
     assert "largest score test" in by_score.summary()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: with estimator='MLR' fit_sem labels group 1 'Pasteur' but estimates it from the "
-    "Grant-White rows (groups sorted in the robust/FIML data path); fit measures are unaffected",
-)
 def test_mlr_group_specific_estimates_follow_the_group_labels(hs):
     res = invariance_ladder(HS_MODEL, hs, group="school", estimator="MLR", steps=("configural", "metric"))
     for s in ("configural", "metric"):
