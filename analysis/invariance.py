@@ -816,6 +816,10 @@ def partial_invariance_search(
     current = _fit_step(model, data, group, table[step], base_partial, est, ordered_list, fit_kwargs)
     lvs = set(latent_names(current.params))
     candidates = _constrained_keys(current, _STEP_ADDS[step], lvs, ordered_list)
+    if ordinal and _STEP_ADDS[step] == "intercepts":
+        # Wu & Estabrook's scalar step fixes the intercepts to 0 in every group: freeing one
+        # lets it differ beyond group 1
+        candidates = [f"{i}~1" for i in ordered_list if i in set(current.params["lhs"])]
     cap = max_free if max_free is not None else max(1, len(candidates) // 2)
     history = []
 

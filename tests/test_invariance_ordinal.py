@@ -91,3 +91,30 @@ def test_ordinal_ladder_needs_every_indicator_ordered(bfi):
 
     with pytest.raises(OptionError, match="not ordered: N4, N5"):
         wu_estabrook_syntax(MODEL, bfi, group="gender", equal=(), ordered=ITEMS[:3])
+
+
+def test_partial_ordinal_scalar_step_matches_measeq_group_partial(bfi):
+    ref = _load("psychometrics_ordinal_partial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = invariance_ladder(MODEL, bfi, group="gender", estimator="WLSMV", ordered=ITEMS,
+                                steps=("metric", "scalar"), group_partial=["N5~1"])
+    fi = res.fits["scalar"].fit_indices
+    for k in ("chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled", "srmr"):
+        assert fi[k] == pytest.approx(ref["fit"][k], abs=TOL), k
+    est = pd.DataFrame(ref["estimates"])
+    nu = est[(est.lhs == "N5") & (est.op == "~1") & (est.group == 2)]["est"].iloc[0]
+    p = res.fits["scalar"].params
+    assert p[(p.lhs == "N5") & (p.op == "~1") & (p.group == 2)]["est"].iloc[0] == pytest.approx(nu, abs=TOL)
+
+
+@pytest.mark.slow
+def test_partial_ordinal_search_frees_n5_intercept(bfi):
+    from analysis.invariance import partial_invariance_search
+
+    ref = _load("psychometrics_ordinal_partial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = partial_invariance_search(MODEL, bfi, group="gender", step="scalar", estimator="WLSMV", ordered=ITEMS)
+    assert res.method == "refit" and res.freed == ("N5~1",) and res.holds
+    assert res.fit.fit_indices["chisq"] == pytest.approx(ref["fit"]["chisq"], abs=TOL)
