@@ -851,6 +851,9 @@ def parse_instrument(source: str | bytes, *, file: str | None = None) -> tuple[I
 
 def _parse(checker: _Checker, source: str | bytes) -> Instrument | None:
     raw = source.encode("utf-8") if isinstance(source, str) else source
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        checker.issue("encoding-error", "the file is UTF-16 text; save it as UTF-8", at=(1, 1))
+        return None
     if b"\x00" in raw:
         checker.issue("encoding-error", "this is a binary file, not YAML text", at=(1, 1))
         return None

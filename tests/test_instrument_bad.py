@@ -160,3 +160,18 @@ def test_a_broken_section_header_keeps_its_items():
     """Only the bad title is reported: the section's items still count for TRUST and relevance."""
     report = _minimal_with(("    title: {en: Questions, fr: Questions}\n", "    title: Questions\n"))
     assert [(i.type, i.line, i.path) for i in report.issues] == [("type-error", 67, "sections[0].title")]
+
+
+def test_utf16_and_multi_document_files():
+    from instruments import parse_instrument
+
+    minimal = (BAD.parent / "minimal.yaml").read_text(encoding="utf-8")
+    report = parse_instrument(minimal.encode("utf-16"), file="u.yaml")[1]
+    assert [str(i) for i in report.issues] == [
+        "u.yaml:1:1: the file is UTF-16 text; save it as UTF-8 [encoding-error]"]
+    report = parse_instrument(minimal + "---\nid: second\n", file="two.yaml")[1]
+    n_lines = len(minimal.splitlines())
+    assert [(i.type, i.line) for i in report.issues] == [("yaml-syntax-error", n_lines + 1)]
+    assert "single document" in report.issues[0].message
+    # a byte-order mark is fine
+    assert parse_instrument(b"\xef\xbb\xbf" + minimal.encode("utf-8"))[1].valid
