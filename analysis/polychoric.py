@@ -163,22 +163,22 @@ def ordinal_codes(data: pd.DataFrame, ordered, *, groups=None,
     groups = None if groups is None else np.asarray(groups)
     codes, levels = {}, {}
     for item in ordered:
-        col = pd.to_numeric(data[item], errors="coerce") if data[item].dtype.kind not in "iufb" \
-            else data[item].astype(float)
-        if col.isna().all():
+        raw = data[item]
+        col = (raw if raw.dtype.kind in "iufb" else pd.to_numeric(raw, errors="coerce")).to_numpy(dtype=float)
+        ok = ~np.isnan(col)
+        if not ok.any():
             raise SparseCategoryError(f"ordered item '{item}' has no observed answers")
-        values = sorted(col.dropna().unique())
+        values = np.unique(col[ok])
+        base = np.full(len(col), np.nan)
+        base[ok] = np.searchsorted(values, col[ok])
         mapping = [[v] for v in values]          # category -> original values merged in it
+        cat_of = np.arange(len(values))          # original value index -> category
         while True:
-            lab = np.full(len(col), np.nan)
-            for c, vs in enumerate(mapping):
-                lab[col.isin(vs).to_numpy()] = c
+            lab = np.where(ok, cat_of[np.where(ok, base, 0).astype(int)], np.nan)
             problem = _sparse_category(lab, len(mapping), groups, min_count)
-            if problem is None:
+            if problem is None or len(mapping) < 2:
                 break
             cat, where = problem
-            if len(mapping) < 2:
-                break
             if not collapse_sparse:
                 shown = "/".join(str(_plain(v)) for v in mapping[cat])
                 raise SparseCategoryError(
@@ -188,6 +188,7 @@ def ordinal_codes(data: pd.DataFrame, ordered, *, groups=None,
             nb = cat + 1 if cat < (len(mapping) - 1) / 2 else cat - 1
             lo, hi = sorted((cat, nb))
             mapping[lo:hi + 1] = [mapping[lo] + mapping[hi]]
+            cat_of = np.where(cat_of > lo, cat_of - 1, cat_of)
         if len(mapping) < 2:
             raise SparseCategoryError(
                 f"ordered item '{item}' has only one observed category "

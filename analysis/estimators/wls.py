@@ -266,15 +266,21 @@ class WLSEstimator:
         values, so that the table, the implied moments and the standardized solution show them
         (thresholds and correlations do not depend on them)."""
         pt = self.model.partable
+        if not hasattr(self, "_theta_rows"):
+            keep = ((pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["free"] == 0)
+                    & (pt["user"] == 0)).to_numpy()
+            lhs, grp = pt["lhs"].to_numpy(), pt["group"].to_numpy()
+            self._theta_rows = []
+            for g, gnum in enumerate(self.model.groups):
+                pos = {v: j for j, v in enumerate(self.model.ov_names[g])}
+                rows = [(pt.index[i], pos[lhs[i]]) for i in np.flatnonzero(keep & (grp == gnum))
+                        if lhs[i] in pos]
+                self._theta_rows.append(rows)
         for g, theta in enumerate(self.residual_variances(x)):
             grp = self.model._g[g]
-            gnum = self.model.groups[g]
-            for j, name in enumerate(self.model.ov_names[g]):
-                rows = pt.index[(pt["lhs"] == name) & (pt["op"] == "~~") & (pt["rhs"] == name)
-                                & (pt["group"] == gnum) & (pt["free"] == 0) & (pt["user"] == 0)]
-                if len(rows):
-                    pt.loc[rows, "ustart"] = theta[j]
-                    grp.S0[j, j] = theta[j]
+            for idx, j in self._theta_rows[g]:
+                pt.at[idx, "ustart"] = theta[j]
+                grp.S0[j, j] = theta[j]
 
 
 def make_estimator(model, stats, *, data=None, options=None):
