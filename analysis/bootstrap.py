@@ -122,46 +122,6 @@ def bollen_stine_transform(data: list[np.ndarray], sigma: list[np.ndarray],
     return out
 
 
-def _fast_ml_class():
-    """The core's ML estimator with a leaner expected information:
-    0.5 tr(W dSigma_k W dSigma_l) from p x p matrices instead of the
-    (p*(p+1)/2)^2 weight matrix (same numbers; much faster for 40+ items)."""
-    from .estimators.ml import MLEstimator
-
-    class FastML(MLEstimator):
-        def _information(self, x, terms):
-            deltas = self.model.delta(x)
-            k = self.model.n_free
-            info = np.zeros((k, k))
-            for g, (sigma, mu, w, logdet) in enumerate(terms):
-                lay = self._layouts[g]
-                ds = deltas[g][lay["sigma"]]
-                p = w.shape[0]
-                rows, cols = _vech_rc(p)
-                dfull = np.zeros((k, p, p))
-                dfull[:, rows, cols] = ds.T
-                dfull[:, cols, rows] = ds.T
-                a = w @ dfull @ w
-                info += self.weights[g] * 0.5 * (a.reshape(k, -1) @ dfull.reshape(k, -1).T)
-                if self.model.meanstructure:
-                    dm = deltas[g][lay["mu"]]
-                    info += self.weights[g] * (dm.T @ w @ dm)
-            return info, deltas
-
-    return FastML
-
-
-_VECH: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _vech_rc(p: int):
-    if p not in _VECH:
-        r, c = np.tril_indices(p)
-        order = np.lexsort((r, c))
-        _VECH[p] = (r[order], c[order])
-    return _VECH[p]
-
-
 class _Defined:
     """The := effects compiled once: values and delta-method Jacobian from x."""
 
@@ -250,7 +210,9 @@ class _Refitter:
         if self.fast and (point_only or self.estimator == "ML"):
             parts = [Y[~np.isnan(Y).any(axis=1)] for Y in parts]
             stats = self._stats(parts)
-            return _fast_ml_class()(self._model_for(stats), stats)
+            from .estimators.ml import MLEstimator
+
+            return MLEstimator(self._model_for(stats), stats)
         from .data import DataCheck
         from .sem import _make_estimator
 

@@ -57,13 +57,27 @@ def _prepare(pop: PopulationModel, instrument, data: pd.DataFrame) -> pd.DataFra
 
 
 def _frame(pop, instrument, data, ov):
-    return _prepare(pop, instrument, data)[ov].to_numpy(dtype=float)
+    """The model's columns as floats, as :func:`analysis_frame` makes them (no pandas detour)."""
+    if instrument is None:
+        return data[ov].to_numpy(dtype=float)
+    out = np.empty((len(data), len(ov)))
+    for j, v in enumerate(ov):
+        col = data[v].to_numpy(dtype=float, na_value=np.nan).copy()
+        it = instrument.item(v)
+        scale = instrument.scales[it.scale]
+        if scale.missing_codes:
+            col[np.isin(col, scale.missing_codes)] = np.nan
+        if it.reverse and scale.ordered and scale.codes:
+            col = min(scale.codes) + max(scale.codes) - col
+        out[:, j] = col
+    return out
 
 
 def _power_one(ctx: _PowerContext, rng: np.random.Generator, i: int):
     k = i // ctx.reps
     n = ctx.sizes[k]
-    data = simulate_responses(ctx.population, n, seed=rng, instrument=ctx.instrument, **ctx.sim)
+    only = ctx.refitter.ov if ctx.instrument is not None else None
+    data = simulate_responses(ctx.population, n, seed=rng, instrument=ctx.instrument, items=only, **ctx.sim)
     Y = _frame(ctx.population, ctx.instrument, data, ctx.refitter.ov)
     rf = ctx.refitter
     x, ok, chisq, est = rf.refit([Y], with_test=True, point_only=False)

@@ -24,6 +24,7 @@ differences and chosen non-invariance. Deterministic for a seed.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,6 +326,7 @@ def default_groups(instrument, minority_trust: float = -0.3) -> list[GroupSpec]:
 
 # ---------------------------------------------------------------- generation
 
+@functools.lru_cache(maxsize=4096)
 def _item_thresholds(item_id: str, n_cat: int) -> np.ndarray:
     """Fixed population thresholds: categories lean a little towards agreement,
     with a per-item offset from the item id (not from the seed)."""
@@ -357,6 +359,7 @@ def simulate_responses(
     missing_as: str = "code",
     likert: bool = True,
     truth: bool = False,
+    items: list[str] | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate ``n`` respondents.
 
@@ -368,7 +371,8 @@ def simulate_responses(
     labelled missing code (e.g. -9), ``"blank"`` leaves the cell empty.
     ``likert=False`` keeps item responses continuous (for recovery studies).
     ``truth=True`` also returns a frame with each respondent's group,
-    careless flag and latent scores.
+    careless flag and latent scores. ``items``: generate only these items
+    (and those their skip logic refers to), for fast Monte Carlo work.
     """
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise OptionError(f"The 'n' parameter of simulate_responses must be an int >= 1. Got {n!r} instead.")
@@ -400,7 +404,7 @@ def simulate_responses(
         careless_flag = np.zeros(n, bool)
         _apply_missing_plain(data, rng, missing, mar, [c for c in data.columns if c != "group"])
     else:
-        data, careless_flag = _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert)
+        data, careless_flag = _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert, items)
         _apply_missing_instrument(instrument, data, rng, missing, mar, missing_as)
     if not truth:
         return data
@@ -440,10 +444,20 @@ def _reverse_codes(scale, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert):
+def _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert, only=None):
     """One column per item, vectorised: codes as floats (NaN = not asked) until the end."""
     n = len(zdf)
-    cols: dict[str, Any] = {"respondent_id": np.array([f"SIM{k + 1:05d}" for k in range(n)], dtype=object)}
+    cols: dict[str, Any] = {}
+    keep = None
+    if only is not None:
+        from instruments.relevance import referenced_items
+
+        keep = set(only)
+        for it in instrument.items:
+            if it.id in keep and it.relevant:
+                keep.update(referenced_items(it.relevant))
+    else:
+        cols["respondent_id"] = np.array([f"SIM{k + 1:05d}" for k in range(n)], dtype=object)
     n_careless = int(round(careless * n))
     careless_flag = np.zeros(n, bool)
     careless_flag[rng.choice(n, size=n_careless, replace=False)] = True
@@ -459,6 +473,8 @@ def _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert):
         return val
 
     for it in instrument.items:
+        if keep is not None and it.id not in keep:
+            continue
         scale = instrument.scales[it.scale]
         codes = scale.codes
         categorical = scale.type in ("ordinal", "nominal") and bool(codes)
@@ -517,7 +533,7 @@ def _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert):
             val = np.full(n, "", dtype=object)
         cols[it.id] = val
     # skip logic: answers to items that were not asked are blank
-    relevant = [it for it in instrument.items if it.relevant]
+    relevant = [it for it in instrument.items if it.relevant and it.id in cols]
     if relevant:
         from instruments.relevance import evaluate, parse, referenced_items
 
@@ -544,8 +560,9 @@ def _instrument_frame(instrument, pop, zdf, g, specs, rng, careless, likert):
                     col = np.where(asked, col, np.nan)
                 cols[it.id] = col
     data = pd.DataFrame(cols)
-    for c in codes_cols:
-        data[c] = data[c].astype("Int64")
+    if only is None:  # Monte Carlo work keeps plain floats (NaN = blank)
+        for c in codes_cols:
+            data[c] = data[c].astype("Int64")
     return data, careless_flag
 
 

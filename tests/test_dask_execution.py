@@ -182,3 +182,18 @@ def test_ctrl_c_stops_the_pool_and_its_workers(tmp_path):
     for pid in pids:  # no orphaned workers left running
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_dask_bootstrap_equals_local_bootstrap(dask_cluster):
+    import pandas as pd
+
+    from analysis.bootstrap import bootstrap_fit
+    from analysis.sem import fit_sem
+
+    data = pd.read_csv(ROOT / "tests" / "fixtures" / "data" / "PoliticalDemocracy.csv")
+    fit = fit_sem((ROOT / "analysis" / "models" / "poldem.lav").read_text(), data, warn=False)
+    local = bootstrap_fit(fit, n_boot=30, seed=77, workers=2, progress=False)
+    remote = bootstrap_fit(fit, n_boot=30, seed=77, scheduler=dask_cluster, progress=False)
+    pd.testing.assert_frame_equal(local.draws, remote.draws)
+    pd.testing.assert_frame_equal(local.params, remote.params)
+    assert remote.n_boot == 30 and remote.n_failed == local.n_failed
