@@ -129,3 +129,12 @@ def test_interview_language_kept_from_the_language_item(crs, responses, tmp_path
     data = import_responses(path, crs).data.set_index("respondent_id")
     expect = responses.set_index("respondent_id")["language"]
     assert (data.loc[expect.index, "language"] == expect).all()
+
+
+def test_redcap_label_export_round_trip(crs, responses, tmp_path):
+    path = write_redcap(responses, crs, tmp_path / "labels.csv", labels=True)
+    assert crs.item("NAVIG1").text["en"] in path.read_text(encoding="utf-8").splitlines()[0]
+    result = import_responses(path, crs)
+    assert result.format == "redcap" and not result.unknown_columns
+    expected = _scored(responses, crs).drop(columns=["duration_s"])
+    pd.testing.assert_frame_equal(_scored(result.data, crs)[expected.columns], expected, check_dtype=False)
