@@ -61,3 +61,11 @@ def test_scaled_difference_needs_robust_fits():
     b = fit_sem(model + ORTH, data=HS)
     with pytest.raises(ValueError, match="two robust fits"):
         scaled_difference(b, a)
+
+
+@pytest.mark.parametrize("name,equal", [("invariance_hs_mlr_metric", ["loadings"]),
+                                        ("invariance_hs_mlr_scalar", ["loadings", "intercepts"])])
+def test_two_group_mlr_with_equality_constraints(name, equal):
+    rec = load(name)
+    fit = fit_sem(rec["call"]["model"], data=HS, estimator="MLR", group="school", group_equal=equal)
+    assert _check(fit, rec) > 60

@@ -605,7 +605,9 @@ class FIMLEstimator:
             tr_h1 = self._trace_h1()
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, B0))
             ndat = sum(p * (p + 1) // 2 + (p if self.means else 0) for p in self._p)
-            out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, self.model.n_free))
+            # lavaan divides by nx.free: free rows before equality constraints are folded
+            nx_free = int((self.model.partable["free"] > 0).sum())
+            out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, nx_free))
         return out
 
     def _h1_info(self, g):
