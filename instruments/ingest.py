@@ -828,10 +828,22 @@ def import_responses(
             lookups[col] = _value_lookup(instrument, t.name, raw.value_labels.get(col))
     issues = list(raw.issues)
     frames = []
-    for block in raw.blocks:
-        frame = _convert_block(block, cmap, instrument, lookups, version_renames, issues, path)
-        del block
-        frames.append(_to_arrow(frame))  # typed and compact; the block's text is freed
+    try:
+        for block in raw.blocks:
+            frame = _convert_block(block, cmap, instrument, lookups, version_renames, issues, path)
+            del block
+            frames.append(_to_arrow(frame))  # typed and compact; the block's text is freed
+    except ImportError_ as exc:
+        if encoding is not None or raw.kind != "csv" or "UTF8" not in exc.issue.message:
+            raise
+        # UTF-8 at the start, another encoding further down: read again as Windows-1252
+        again = import_responses(path, instrument, format=format, mapping=mapping, encoding="cp1252",
+                                 delimiter=delimiter, sheet=sheet)
+        again.issues.insert(0, _issue(
+            "encoding", f"{path.name}: UTF-8 at the start but not further down; the file was read "
+            "again as Windows-1252. Check accented letters, or pass encoding=", severity="warning"))
+        again.encoding = "cp1252"
+        return again
     issues[:] = raw.issues + [i for i in issues if i not in raw.issues]
     data = _assemble(frames, cmap, instrument, path, issues, fmt)
     sha = file_sha256(path)
