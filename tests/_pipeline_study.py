@@ -39,7 +39,8 @@ def _block(text: str, indent: int = 6) -> str:
 def make_study(root: Path, *, n: int = 400, seed: int = 11, replications: int = 20, groups=("LANG",),
                data_file: str | None = None, models: list | None = None, estimator: str = "ML",
                missing: str = "listwise", min_group_size: int = 50, threshold: int = 10,
-               template: str | None = None, data=None) -> Path:
+               template: str | None = None, data=None,
+               comparisons: tuple = (("figure1", "top_down"),)) -> Path:
     """Write the data (unless ``data_file`` points elsewhere) and a study.yaml; return its path."""
     from instruments import load_instrument
     from instruments.export_data import write_kobo
@@ -71,9 +72,8 @@ def make_study(root: Path, *, n: int = 400, seed: int = 11, replications: int = 
             lines.append(f"  - {m}")
         else:
             lines += [f"  - name: {m[0]}", f"    syntax: {_block(m[1])}".rstrip("\n")]
+    lines += ["comparisons:" + ("" if comparisons else " []")] + [f"  - [{a}, {b}]" for a, b in comparisons]
     lines += [
-        "comparisons:",
-        "  - [figure1, top_down]",
         f"min_group_size: {min_group_size}",
         "bootstrap:",
         f"  replications: {replications}",
@@ -90,3 +90,29 @@ def make_study(root: Path, *, n: int = 400, seed: int = 11, replications: int = 
     path = root / "study.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+_BASE: dict = {}
+
+
+def base_run():
+    """The small study, run once per test session (no report); later tests copy it, cache included."""
+    if "run" not in _BASE:
+        import tempfile
+
+        from analysis.pipeline import run_study
+
+        root = Path(tempfile.mkdtemp(prefix="resilience-base-")) / "s"
+        path = make_study(root)
+        _BASE["run"] = run_study(path, progress=False, report=False)
+    return _BASE["run"]
+
+
+def copy_study(dest: Path, *, results: bool = True) -> Path:
+    """A copy of the base study folder (with its results cache unless ``results=False``); its study.yaml."""
+    import shutil
+
+    src = base_run().study.root
+    ignore = shutil.ignore_patterns("reports") if results else shutil.ignore_patterns("results", "reports")
+    shutil.copytree(src, dest, ignore=ignore)
+    return dest / "study.yaml"

@@ -1,23 +1,20 @@
 """The study pipeline end to end on a small study: results, caching, determinism."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _pipeline_study import make_study  # noqa: E402
+from _pipeline_study import base_run, copy_study  # noqa: E402
 
 from analysis.pipeline import run_study  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study")
-    path = make_study(root / "s", n=400)
-    return run_study(path, progress=False, report=False)
+def first():
+    return base_run()
 
 
 def _log(run):
@@ -62,19 +59,18 @@ def test_every_step_succeeds_and_the_bundle_is_complete(first):
     assert "finished_at" not in first.results_json.read_text()  # times live in the run log only
 
 
-def test_second_run_is_byte_identical_and_fully_cached(first):
+def test_second_run_is_byte_identical_and_fully_cached(first, tmp_path):
     before = first.results_json.read_bytes()
-    again = run_study(first.study.path, progress=False, report=False)
+    again = run_study(copy_study(tmp_path / "again"), progress=False, report=False)
     assert again.results_json.read_bytes() == before
     log = _log(again)
     assert all(s["cached"] for name, s in log.items() if name != "bundle"), log
     assert again.seconds < first.seconds
 
 
+@pytest.mark.slow
 def test_fresh_run_without_cache_gives_the_same_bytes(first, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(first.study.root, copy, ignore=shutil.ignore_patterns("results", "reports"))
-    fresh = run_study(copy / "study.yaml", progress=False, report=False)
+    fresh = run_study(copy_study(tmp_path / "copy", results=False), progress=False, report=False)
     assert not any(s["cached"] for s in _log(fresh).values())
     a = json.loads(first.results_json.read_text())
     b = json.loads(fresh.results_json.read_text())
@@ -83,9 +79,7 @@ def test_fresh_run_without_cache_gives_the_same_bytes(first, tmp_path):
 
 
 def test_a_changed_option_redoes_only_what_depends_on_it(first, tmp_path):
-    copy = tmp_path / "copy2"
-    shutil.copytree(first.study.root, copy, ignore=shutil.ignore_patterns("reports"))
-    study = copy / "study.yaml"
+    study = copy_study(tmp_path / "copy2")
     study.write_text(study.read_text().replace("replications: 20", "replications: 25"))
     run = run_study(study, progress=False, report=False)
     log = _log(run)
