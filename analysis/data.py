@@ -251,7 +251,8 @@ def check_model_data(
     columns = [str(c) for c in df.columns]
     absent = [v for v in variables if v not in columns]
     if group is not None and group not in columns:
-        absent.append(group)
+        raise DataError(f"{where}group column {group!r} not found in the data"
+                        f"{_close(group, columns)}")
     if absent:
         details = "; ".join(f"{v!r}{_close(v, columns)}" for v in absent)
         shown = ", ".join(columns[:15]) + (", ..." if len(columns) > 15 else "")

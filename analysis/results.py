@@ -688,7 +688,11 @@ class ComparisonResult:
         rows = []
         for name, row in self.table.iterrows():
             rec = {"model": name}
-            rec.update(row.to_dict())
+            for key, value in row.to_dict().items():
+                if key in ("npar", "df", "df.diff") and not pd.isna(value) \
+                        and float(value).is_integer():
+                    value = int(value)
+                rec[key] = value
             rows.append(rec)
         return jsonable({
             "models": rows,

@@ -104,3 +104,10 @@ def test_fiml_counts_missing_patterns(df):
     df.loc[7, "TRUST2"] = np.nan
     out = check_model_data(df, ["TRUST1", "TRUST2", "TRUST3"], missing="fiml")
     assert out.missing["n_patterns"] == 3  # complete, TRUST1 missing, TRUST2 missing
+
+
+def test_group_column_not_found(df):
+    df["school"] = "a"
+    with pytest.raises(DataError, match=r"group column 'School' not found in the data "
+                                        r"\(did you mean 'school'\? names are case-sensitive\)"):
+        check_model_data(df, ["TRUST1", "TRUST2"], group="School")
