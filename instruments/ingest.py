@@ -243,6 +243,13 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     if size == 0 or not sample.replace(codecs.BOM_UTF8, b"").strip():
         raise ImportError_(_issue("empty-file", f"{path.name}: the file is empty (no header, no rows)"))
     issues: list[ValidationIssue] = []
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise ImportError_(_issue("bad-option", f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)")) from None
+    if delimiter is not None and len(delimiter) != 1:
+        raise ImportError_(_issue("bad-option", f"a delimiter is one character, got {delimiter!r}"))
     if encoding is None:
         encoding, enc_issues = _guess_encoding(sample, path)
         issues += enc_issues

@@ -79,3 +79,13 @@ def test_score_and_quality_commands(crs, tmp_path):
     flags = {row["flag"] for row in doc["summary"]}
     assert {"longstring", "irv", "mahalanobis", "evenodd", "psychsyn", "speeder", "attention", "duplicate"} <= flags
     assert doc["n_rows"] == 30
+
+
+def test_import_read_options(tmp_path):
+    res = runner.invoke(app, ["import", str(BAD / "cp1252.csv"), "-i", "crs", "--encoding", "nonsense"])
+    assert res.exit_code == 1 and "unknown encoding 'nonsense'" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["import", str(BAD / "cp1252.csv"), "-i", "crs", "--encoding", "cp1252",
+                              "-o", str(tmp_path / "tidy.csv")])
+    assert pd.read_csv(tmp_path / "tidy.csv")["AREA"].iloc[0] == "Café Quarter"
+    res = runner.invoke(app, ["import", str(BAD / "semicolon.csv"), "-i", "crs", "--delimiter", ";", "--json"])
+    assert json.loads(res.stdout)["import"]["delimiter"] == ";"

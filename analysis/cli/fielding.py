@@ -60,11 +60,11 @@ def _instrument(path: str):
     return _load_or_exit(path)
 
 
-def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path]):
+def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path], **options):
     from instruments.ingest import ImportError_, import_responses
 
     try:
-        return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping)
+        return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping, **options)
     except ImportError_ as exc:
         _err(str(exc.issue.message))
 
@@ -118,6 +118,9 @@ def import_command(
     study: Optional[Path] = typer.Option(None, "--study", help="Study folder: keep the raw file and store the responses."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML/CSV renaming items across form versions."),
     wave: Optional[str] = typer.Option(None, "--wave", help="Wave label stored with the responses (with --study)."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of a CSV (default: detected)."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="CSV delimiter (default: sniffed)."),
+    sheet: Optional[str] = typer.Option(None, "--sheet", help="XLSX sheet (default: the first)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the tidy responses (.csv/.parquet/.xlsx)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     limit: int = typer.Option(50, "--limit", help="Problems shown in the table."),
@@ -133,7 +136,8 @@ def import_command(
 
         try:
             stored = Study(study).import_file(data, inst, format=format.value if format else None,
-                                              mapping=mapping, wave=wave)
+                                              mapping=mapping, wave=wave, encoding=encoding,
+                                              delimiter=delimiter, sheet=sheet)
         except ImportError_ as exc:
             _err(exc.issue.message)
         if not stored.added:
@@ -144,7 +148,7 @@ def import_command(
             raise typer.Exit(0)
         result, report = stored.result, stored.report
     else:
-        result = _read(data, inst, format, mapping)
+        result = _read(data, inst, format, mapping, encoding=encoding, delimiter=delimiter, sheet=sheet)
         report = validate(result, inst, source=data.name)
     if output is not None:
         from instruments.export_data import write_table
