@@ -6,7 +6,8 @@
       study.yaml            (the study's settings; not written here)
       data/raw/             every imported file, copied unchanged, read-only
       data/raw/manifest.json  name, sha256, size, format, rows, time of each import
-      study.duckdb          tables `responses` (all waves and form versions) and `imports`
+      study.duckdb          tables `responses` (all waves and form versions), `imports`
+                            and `issues` (each import's validation report)
 
 Importing is idempotent: a file whose sha256 is already in the manifest adds
 nothing. No import ever writes to a raw file: the copy is made first (to a
@@ -116,6 +117,15 @@ class Study:
             sql = "SELECT * FROM responses" + (f" WHERE {where}" if where else "") + " ORDER BY import_id, source_row"
             return con.execute(sql).df()
 
+    def issues(self) -> pd.DataFrame:
+        """Every validation problem of every import (column ``import_id`` says which)."""
+        if not self.db_path.is_file():
+            return pd.DataFrame()
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "issues"):
+                return pd.DataFrame()
+            return con.execute("SELECT * FROM issues ORDER BY import_id, row").df()
+
     def imports(self) -> pd.DataFrame:
         if not self.db_path.is_file():
             return pd.DataFrame()
@@ -151,6 +161,10 @@ class Study:
             data.insert(1, "wave", wave or "")
             data["raw_sha256"] = sha
             _append(con, "responses", data)
+            if len(report.issues):  # the validation report is kept as data too
+                issues = report.issues.astype(object).where(report.issues.notna(), None)
+                issues.insert(0, "import_id", import_id)
+                _append(con, "issues", issues.astype({"row": "Int64"}))
             con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [import_id, raw.name, sha, result.format, len(data), report.n_errors,
                          report.n_warnings, instrument.id, instrument.version, wave or "", imported_at])

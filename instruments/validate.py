@@ -323,6 +323,15 @@ def validate(data, instrument, *, source: str | None = None) -> ValidationReport
             continue
         col = data[it.id]
         scale = instrument.scales[it.scale]
+        if scale.type in ("ordinal", "nominal", "numeric") and not pd.api.types.is_numeric_dtype(col):
+            # a frame built by hand (not through ingest) may hold text: check what it holds
+            num = pd.to_numeric(col, errors="coerce")
+            text = col.astype("string")
+            bad = (num.isna() & text.notna() & (text.str.strip() != "")).to_numpy()
+            if bad.any():
+                pieces.append(_cells(data, bad, it.id, col.to_numpy(dtype=object), "wrong-type", "error",
+                                     f"{it.id}: not a number"))
+            col = num
         answered = col.notna().to_numpy()
         rel = relevant.get(it.id)
         if it.required:

@@ -153,3 +153,11 @@ def test_quality_flags_catch_planted_careless_respondents(crs):
     pairs = psychsyn(clean_items(data[items], crs), 0.60)[1]
     assert len(pairs) >= 3
     assert np.isfinite(evenodd(clean_items(data, crs), crs)[10])
+
+
+def test_text_in_a_hand_built_frame_is_a_wrong_type(crs):
+    data = _base(crs, 2).astype({"CULT1": object})
+    data.loc[1, "CULT1"] = "often"
+    issues = validate(data, crs).issues
+    hit = issues[issues["type"] == "wrong-type"]
+    assert hit[["row", "item", "value"]].values.tolist() == [[3, "CULT1", "often"]]

@@ -85,3 +85,17 @@ def test_no_command_changes_a_raw_file(crs, tmp_path):
     raw = study / "data" / "raw" / "k.csv"
     assert file_sha256(raw) == sha
     assert len(Study(study).responses()) == 25  # the second import added nothing
+
+
+def test_validation_reports_are_stored_as_data(crs, tmp_path):
+    bad = __import__("pathlib").Path(__file__).parent / "fixtures" / "bad_data"
+    study = Study(tmp_path / "study")
+    study.import_file(bad / "out_of_range.csv", crs)
+    study.import_file(bad / "duplicate_respondents.csv", crs)
+    issues = study.issues()
+    oor = issues[issues["type"] == "out-of-range"]
+    assert oor[["import_id", "row", "respondent_id", "item", "value"]].values.tolist() == [[1, 2, "r1", "CULT3", "7"]]
+    assert sorted(issues.loc[issues["type"] == "duplicate-respondent", "row"]) == [2, 3]
+    assert study.imports()["n_errors"].tolist() == [
+        int((issues["import_id"] == k).sum() - ((issues["import_id"] == k) & (issues["severity"] == "warning")).sum())
+        for k in (1, 2)]
