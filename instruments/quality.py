@@ -12,8 +12,8 @@ longstring       longest run of identical consecutive answers            >= half
                  (Johnson 2005; Curran 2016)
 irv              intra-individual response variability: SD of a          < 0.5 (near-straightlining;
                  respondent's answers (Dunn et al. 2018)                 no consensus cut-off)
-mahalanobis      squared Mahalanobis distance, complete cases,           p < .001 (chi-square,
-                 (Meade & Craig 2012)                                    df = number of items)
+mahalanobis      squared Mahalanobis distance over the answered items     p < .001 (chi-square,
+                 (pairwise covariances; Meade & Craig 2012)              df = items answered)
 evenodd          even-odd consistency: correlation over constructs of    < .30 (Jackson 1977;
                  odd- and even-item half means, Spearman-Brown            Johnson 2005)
                  corrected (reverse-keyed items recoded first)
@@ -84,19 +84,40 @@ def irv(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def mahalanobis(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(D², p) per row from the complete cases' mean and covariance; NA for incomplete rows."""
-    n, k = block.shape
+def mahalanobis(block: np.ndarray, min_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(D², p) per row; rows with missing answers use the items they answered.
+
+    Means and covariances are pairwise-complete; a row's distance uses the
+    sub-matrix of its answered items and its p value a chi-square with that many
+    degrees of freedom. Rows answering fewer than ``min_fraction`` of the items
+    are NA. With complete data this is the textbook distance (df = k).
+    """
+    n = block.shape[0]
     d2 = np.full(n, np.nan)
-    complete = ~np.isnan(block).any(axis=1)
-    if complete.sum() <= k or k == 0:
+    df = np.zeros(n)
+    # items nobody (or too few) answered, or answered all alike, carry no distance
+    with _quiet():
+        usable = ((~np.isnan(block)).sum(axis=0) > 2) & (np.nanstd(block, axis=0) > 0)
+    block = block[:, usable]
+    k = block.shape[1]
+    observed = ~np.isnan(block)
+    if k == 0:
         return d2, np.full(n, np.nan)
-    x = block[complete]
-    centred = x - x.mean(axis=0)
-    cov = np.cov(x, rowvar=False)
-    inv = np.linalg.pinv(cov)
-    d2[complete] = np.einsum("ij,jk,ik->i", centred, inv, centred)
-    p = np.where(np.isnan(d2), np.nan, stats.chi2.sf(d2, k))
+    mean = np.nanmean(block, axis=0)
+    cov = pd.DataFrame(block).cov(min_periods=3).to_numpy()
+    if np.isnan(cov).any():
+        return d2, np.full(n, np.nan)
+    centred = np.where(observed, block - mean, 0.0)
+    eligible = observed.sum(axis=1) >= max(2, int(np.ceil(min_fraction * k)))
+    patterns, inverse = np.unique(observed[eligible], axis=0, return_inverse=True)
+    rows = np.flatnonzero(eligible)
+    for p_idx, pattern in enumerate(patterns):  # one inverse per missingness pattern
+        members = rows[inverse.ravel() == p_idx]
+        sub = np.linalg.pinv(cov[np.ix_(pattern, pattern)])
+        x = centred[np.ix_(members, pattern)]
+        d2[members] = np.einsum("ij,jk,ik->i", x, sub, x)
+        df[members] = pattern.sum()
+    p = np.where(np.isnan(d2), np.nan, stats.chi2.sf(d2, np.maximum(df, 1)))
     return d2, p
 
 
@@ -235,7 +256,7 @@ def quality_flags(data, instrument, **thresholds) -> QualityResult:
     out["mahalanobis"] = d2
     out["mahalanobis_p"] = p
     out["flag_mahalanobis"] = out["mahalanobis_p"] < t["mahalanobis_alpha"]
-    rules["mahalanobis"] = f"p < {t['mahalanobis_alpha']} (chi-square, df = {k}), complete cases"
+    rules["mahalanobis"] = f"p < {t['mahalanobis_alpha']} (chi-square, df = items answered of {k})"
 
     out["evenodd"] = evenodd(keyed, instrument)
     out["flag_evenodd"] = out["evenodd"] < t["evenodd_min"]

@@ -161,3 +161,19 @@ def test_text_in_a_hand_built_frame_is_a_wrong_type(crs):
     issues = validate(data, crs).issues
     hit = issues[issues["type"] == "wrong-type"]
     assert hit[["row", "item", "value"]].values.tolist() == [[3, "CULT1", "often"]]
+
+
+def test_mahalanobis_uses_the_answered_items():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 4))
+    x[7, 2] = np.nan
+    x[8, :3] = np.nan  # answered 1 of 4 items: below half, not evaluated
+    d2, p = mahalanobis(x)
+    cov = pd.DataFrame(x).cov().to_numpy()
+    mean = np.nanmean(x, axis=0)
+    keep = [0, 1, 3]
+    diff = x[7, keep] - mean[keep]
+    expect = diff @ np.linalg.inv(cov[np.ix_(keep, keep)]) @ diff
+    assert d2[7] == pytest.approx(expect)
+    assert p[7] == pytest.approx(stats.chi2.sf(expect, 3))
+    assert np.isnan(d2[8]) and np.isnan(p[8])
