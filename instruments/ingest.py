@@ -267,7 +267,6 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
     columns, hdr_issues = _dedupe_header(header, path)
     issues += hdr_issues
-    n = len(columns)
     recovered: list[tuple[int, list[str]]] = []
 
     def on_invalid(row) -> str:
