@@ -454,3 +454,255 @@ def _zero_add_2x2(freq, K, pairs):
                 else:
                     f += np.array([[-0.5, 0.5], [0.5, -0.5]])
     return out
+
+
+# --------------------------------------------------------------------------
+# mixed ordered / continuous variables: polyserial and Pearson correlations
+# --------------------------------------------------------------------------
+@dataclass
+class MixedStats(OrdinalStats):
+    """WLS sample statistics of a mix of ordered and continuous variables (lavaan's layout).
+
+    ``wls_obs`` is ``[thresholds / -means (variable by variable), variances of the
+    continuous variables, vechs(cov)]`` where ``cov`` is the correlation matrix
+    rescaled to the covariance metric for continuous variables.
+    """
+
+    numeric: np.ndarray | None = None     # bool mask
+    means: np.ndarray | None = None
+    variances: np.ndarray | None = None
+
+    @property
+    def cov(self) -> np.ndarray:
+        sd = np.where(self.numeric, np.sqrt(self.variances), 1.0)
+        return self.corr * np.outer(sd, sd)
+
+    @property
+    def wls_obs(self) -> np.ndarray:
+        th = [(-np.atleast_1d(self.means[v]) if self.numeric[v] else t)
+              for v, t in enumerate(self.thresholds)]
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        return np.concatenate([np.concatenate(th), self.variances[self.numeric], self.cov[i, j]])
+
+
+def _polyserial_pieces(z, k, th, rho):
+    """Per case: P(y2 = k | y1), and the bounds' standardized distances, for polyserial rho."""
+    b = _bounds(th, len(th) + 1)
+    up, lo = b[k + 1], b[k]
+    r = np.sqrt(1.0 - rho * rho)
+    with np.errstate(invalid="ignore"):
+        t1 = np.where(np.isfinite(up), (up - rho * z) / r, np.inf)
+        t2 = np.where(np.isfinite(lo), (lo - rho * z) / r, -np.inf)
+    P = np.maximum(ndtr(t1) - ndtr(t2), np.finfo(float).eps)
+    return up, lo, r, t1, t2, P
+
+
+def mixed_stats(data, ordered_mask, *, names=None, gamma: bool = True) -> MixedStats:
+    """Thresholds/means/variances and polychoric, polyserial and Pearson correlations with
+    their asymptotic covariance (Muthén 1984, as lavaan's muthen1984()), complete cases.
+
+    ``data``: 2-D array or DataFrame; ordered columns hold category codes 0..K-1.
+    """
+    from scipy.optimize import minimize_scalar
+
+    if isinstance(data, pd.DataFrame):
+        names = list(data.columns) if names is None else names
+        Y = data.to_numpy(dtype=float)
+    else:
+        Y = np.asarray(data, dtype=float)
+        names = names or [f"y{i + 1}" for i in range(Y.shape[1])]
+    Y = Y[~np.isnan(Y).any(1)]
+    N, p = Y.shape
+    ordm = np.asarray(ordered_mask, bool)
+    num = ~ordm
+    Yi = np.where(ordm[None, :], Y, 0).astype(int)
+    K = np.where(ordm, Yi.max(0) + 1, 2)
+    means = np.where(num, Y.mean(0), 0.0)
+    variances = np.where(num, Y.var(0), 1.0)
+    sds = np.sqrt(variances)
+    thresholds, probs = [], []
+    for v in range(p):
+        if num[v]:
+            thresholds.append(np.array([means[v]]))
+            probs.append(None)
+            continue
+        cnt = np.bincount(Yi[:, v], minlength=K[v]).astype(float)
+        if (cnt == 0).any() or K[v] < 2:
+            raise SparseCategoryError(f"ordered item '{names[v]}' has an empty category or only one category")
+        prop = cnt / N
+        thresholds.append(ndtri(np.cumsum(prop)[:-1]))
+        probs.append(prop)
+    Z = (Y - means) / sds
+    pairs = _pairs(p)
+    P_ = len(pairs)
+    rho = np.zeros(P_)
+    # stage 2: correlations
+    oo = [a for a, (i, j) in enumerate(pairs) if ordm[i] and ordm[j]]
+    if oo:
+        sub = ordinal_stats(Yi[:, ordm].astype(float), gamma=False, missing="listwise")
+        pos = {v: n for n, v in enumerate(np.flatnonzero(ordm))}
+        for a in oo:
+            i, j = pairs[a]
+            rho[a] = sub.corr[pos[i], pos[j]]
+    for a, (i, j) in enumerate(pairs):
+        if num[i] and num[j]:
+            rho[a] = np.mean(Z[:, i] * Z[:, j])
+        elif num[i] != num[j]:
+            c, o = (i, j) if num[i] else (j, i)
+
+            def nll(r_, c=c, o=o):
+                return -np.sum(np.log(_polyserial_pieces(Z[:, c], Yi[:, o], thresholds[o], r_)[5]))
+
+            rho[a] = minimize_scalar(nll, bounds=(-0.995, 0.995), method="bounded",
+                                     options={"xatol": 1e-12}).x
+    corr = np.eye(p)
+    corr[pairs[:, 0], pairs[:, 1]] = rho
+    corr[pairs[:, 1], pairs[:, 0]] = rho
+    nslot = np.where(num, 1, K - 1)
+    th_start = np.concatenate([[0], np.cumsum(nslot)[:-1]])
+    nth = int(nslot.sum())
+    var_idx = {v: nth + n for n, v in enumerate(np.flatnonzero(num))}
+    th_names = []
+    for v in range(p):
+        th_names += [names[v]] if num[v] else [f"{names[v]}|t{k + 1}" for k in range(K[v] - 1)]
+    stats = MixedStats(names=list(names), thresholds=thresholds, corr=corr, gamma=None, nobs=N,
+                       th_names=th_names, pairs=pairs, numeric=num, means=means, variances=variances)
+    if not gamma:
+        return stats
+
+    # stage 3: univariate scores (thresholds; mean and variance of continuous variables)
+    a11_size = nth + int(num.sum())
+    SC = np.zeros((N, a11_size))
+    for v in range(p):
+        if num[v]:
+            res = Y[:, v] - means[v]
+            SC[:, th_start[v]] = res / variances[v]
+            SC[:, var_idx[v]] = -1.0 / (2 * variances[v]) + res * res / (2 * variances[v] ** 2)
+        else:
+            tv, pv, k = thresholds[v], probs[v], Yi[:, v]
+            rows = np.arange(N)
+            up = k < K[v] - 1
+            SC[rows[up], th_start[v] + k[up]] += _npdf(tv[k[up]]) / pv[k[up]]
+            lo = k > 0
+            SC[rows[lo], th_start[v] + k[lo] - 1] -= _npdf(tv[k[lo] - 1]) / pv[k[lo]]
+    a11 = np.zeros((a11_size, a11_size))
+    for v in range(p):
+        idx = [th_start[v]] + [var_idx[v]] if num[v] else list(th_start[v] + np.arange(K[v] - 1))
+        blk = SC[:, idx]
+        a11[np.ix_(idx, idx)] = blk.T @ blk
+    # bivariate scores
+    sc_cor = np.zeros((N, P_))
+    a21 = np.zeros((P_, a11_size))
+    H = np.eye(a11_size + P_)
+    poly = None
+    for a, (i, j) in enumerate(pairs):
+        r_ = rho[a]
+        if ordm[i] and ordm[j]:
+            continue                                   # filled below from the tables
+        if num[i] and num[j]:
+            y1c, y2c = Y[:, i] - means[i], Y[:, j] - means[j]
+            e1, e2, s1, s2 = variances[i], variances[j], sds[i], sds[j]
+            rr = 1 - r_ * r_
+            zz = y1c ** 2 / e1 - 2 * r_ * y1c * y2c / (s1 * s2) + y2c ** 2 / e2
+            sc = r_ / rr + (y1c * y2c / (s1 * s2 * rr) - zz * r_ / rr ** 2)
+            d = {th_start[i]: (2 * y1c / e1 - 2 * r_ * y2c / (s1 * s2)) / (2 * rr),
+                 th_start[j]: -(2 * r_ * y1c / (s1 * s2) - 2 * y2c / e2) / (2 * rr),
+                 var_idx[i]: -(0.5 / e1 - (y1c ** 2 / e1 ** 2 - r_ * y1c * y2c / (e1 * s1 * s2)) / (2 * rr)),
+                 var_idx[j]: -(0.5 / e2 + (r_ * y1c * y2c / (e2 * s1 * s2) - y2c ** 2 / e2 ** 2) / (2 * rr))}
+            H[a11_size + a, a11_size + a] = s1 * s2
+            H[a11_size + a, var_idx[i]] = s2 * r_ / (2 * s1)
+            H[a11_size + a, var_idx[j]] = s1 * r_ / (2 * s2)
+        else:
+            c, o = (i, j) if num[i] else (j, i)
+            z, k = Z[:, c], Yi[:, o]
+            up, lo, r, t1, t2, P = _polyserial_pieces(z, k, thresholds[o], r_)
+            yz1, yz2 = _npdf(t1), _npdf(t2)
+            dd = yz1 - yz2
+            with np.errstate(invalid="ignore"):
+                g1 = np.where(np.isfinite(up), yz1 * (up * r_ - z), 0.0)
+                g2 = np.where(np.isfinite(lo), yz2 * (lo * r_ - z), 0.0)
+            sc = (g1 - g2) / (r ** 3 * P)
+            d = {th_start[c]: (z + dd * r_ / (r * P)) / sds[c],
+                 var_idx[c]: ((z * z - 1) + r_ * z * dd / (r * P)) / (2 * variances[c])}
+            dth = np.zeros((N, K[o] - 1))
+            rows = np.arange(N)
+            m_up = k < K[o] - 1
+            dth[rows[m_up], k[m_up]] += yz1[m_up] / (r * P[m_up])
+            m_lo = k > 0
+            dth[rows[m_lo], k[m_lo] - 1] -= yz2[m_lo] / (r * P[m_lo])
+            for t in range(K[o] - 1):
+                d[th_start[o] + t] = dth[:, t]
+            H[a11_size + a, a11_size + a] = sds[c]
+            H[a11_size + a, var_idx[c]] = r_ / (2 * sds[c])
+        sc_cor[:, a] = sc
+        for col, vals in d.items():
+            a21[a, col] = sc @ vals
+    if oo:
+        # polychoric pairs: reuse the table-based scores of the all-ordinal code
+        sub_idx = np.flatnonzero(ordm)
+        sub = _ordinal_pair_scores(Yi[:, ordm], [thresholds[v] for v in sub_idx], K[ordm])
+        pos = {tuple(sorted((sub_idx[ii], sub_idx[jj]), reverse=True)): n
+               for n, (ii, jj) in enumerate(_pairs(len(sub_idx)))}
+        for a in oo:
+            i, j = pairs[a]
+            n_ = pos[(i, j)]
+            sc_cor[:, a] = sub["sc_cor"][:, n_]
+            for (vv, cols) in ((i, None), (j, None)):
+                loc = int(np.flatnonzero(sub_idx == vv)[0])
+                src = sub["th_start"][loc] + np.arange(K[vv] - 1)
+                a21[a, th_start[vv] + np.arange(K[vv] - 1)] = sub["a21"][n_, src]
+    a22 = (sc_cor * sc_cor).sum(0)
+    z1 = SC @ np.linalg.inv(a11)
+    z2 = (sc_cor - z1 @ a21.T) / a22
+    Zi = np.hstack([z1, z2])
+    W = Zi.T @ Zi
+    G = N * (H @ W @ H.T)
+    flip = np.ones(a11_size + P_)
+    flip[[th_start[v] for v in range(p) if num[v]]] = -1.0
+    stats.gamma = G * np.outer(flip, flip)
+    return stats
+
+
+def _ordinal_pair_scores(Yi, thresholds, K):
+    """Case-wise polychoric scores and A21 cross-products (complete data), for mixed_stats."""
+    N, p = Yi.shape
+    pairs = _pairs(p)
+    P = len(pairs)
+    K1 = int(K.max())
+    t1 = np.full((P, K1 + 1), np.inf)
+    t2 = np.full((P, K1 + 1), np.inf)
+    freq = np.zeros((P, K1, K1))
+    valid = np.zeros((P, K1, K1), bool)
+    rho = np.zeros(P)
+    sub = ordinal_stats(Yi.astype(float), gamma=False, missing="listwise")
+    for a, (i, j) in enumerate(pairs):
+        t1[a, :K[j] + 1] = _bounds(thresholds[j], K[j])
+        t2[a, :K[i] + 1] = _bounds(thresholds[i], K[i])
+        np.add.at(freq[a], (Yi[:, j], Yi[:, i]), 1.0)
+        valid[a, :K[j], :K[i]] = True
+        rho[a] = sub.corr[i, j]
+    pi, dpi = _cell_probs(t1, t2, rho)
+    pi_s = np.where(valid, np.maximum(pi, 1e-300), 1.0)
+    r = np.sqrt(1.0 - rho * rho)[:, None, None]
+    lo1, up1 = t1[:, :-1][:, :, None], t1[:, 1:][:, :, None]
+    lo2, up2 = t2[:, :-1][:, None, :], t2[:, 1:][:, None, :]
+    R = rho[:, None, None]
+    with np.errstate(invalid="ignore"):
+        d_up1 = _npdf(up1) * (ndtr(_safe((up2 - R * up1) / r)) - ndtr(_safe((lo2 - R * up1) / r)))
+        d_lo1 = _npdf(lo1) * (ndtr(_safe((up2 - R * lo1) / r)) - ndtr(_safe((lo2 - R * lo1) / r)))
+        d_up2 = _npdf(up2) * (ndtr(_safe((up1 - R * up2) / r)) - ndtr(_safe((lo1 - R * up2) / r)))
+        d_lo2 = _npdf(lo2) * (ndtr(_safe((up1 - R * lo2) / r)) - ndtr(_safe((lo1 - R * lo2) / r)))
+    s_rho = np.where(valid, dpi / pi_s, 0.0)
+    th_start = np.concatenate([[0], np.cumsum(K - 1)[:-1]])
+    nth = int((K - 1).sum())
+    sc_cor = np.zeros((N, P))
+    a21 = np.zeros((P, nth))
+    for a, (i, j) in enumerate(pairs):
+        sc_cor[:, a] = s_rho[a][Yi[:, j], Yi[:, i]]
+        w = freq[a] * s_rho[a] / pi_s[a]
+        kj, ki = K[j], K[i]
+        g_up, g_lo = (w * d_up1[a]).sum(1)[:kj], (w * d_lo1[a]).sum(1)[:kj]
+        a21[a, th_start[j] + np.arange(kj - 1)] = g_up[:kj - 1] - g_lo[1:kj]
+        g_up, g_lo = (w * d_up2[a]).sum(0)[:ki], (w * d_lo2[a]).sum(0)[:ki]
+        a21[a, th_start[i] + np.arange(ki - 1)] = g_up[:ki - 1] - g_lo[1:ki]
+    return {"sc_cor": sc_cor, "a21": a21, "th_start": th_start}

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats as st
 
 from ..errors import DataError
-from ..polychoric import ordinal_codes, ordinal_stats
+from ..polychoric import mixed_stats, ordinal_codes, ordinal_stats
 from .robust import (
     EstimatorCombinationError,
     refuse_combination,
@@ -48,33 +48,38 @@ class WLSEstimator:
         self.model = model
         self.name = estimator.upper()
         self.test_kind = "scaled.shifted"
-        for g, ov in enumerate(model.ov_names):
-            numeric = [v for v in ov if v not in set(model.ordered_names[g])]
-            if numeric:
-                raise DataError(
-                    f"estimator {self.name} here needs every observed variable ordered; "
-                    f"not ordered: {', '.join(numeric)} (pass ordered=True or list them)")
+        import pandas as pd
+
+        ov = model.ov_names[0]
+        ordset = set(model.ordered_names[0])
+        self.ordered_mask = np.array([v in ordset for v in ov])
+        mixed = not self.ordered_mask.all()
+        if mixed and missing == "pairwise":
+            raise EstimatorCombinationError(
+                "missing='pairwise' is available when every observed variable is ordered; with "
+                "continuous variables in the model use missing='listwise'")
         labels = list(group_labels)
+        ordered = [v for v in ov if v in ordset]
         self.ostats = []
-        if len(frames) > 1:
-            import pandas as pd
-            allf = pd.concat(frames, keys=range(len(frames)))
-            groups = np.asarray(allf.index.get_level_values(0))
-            codes, self.levels = ordinal_codes(allf, model.ov_names[0], groups=groups,
-                                               collapse_sparse=collapse_sparse)
-            parts = [codes[groups == g] for g in range(len(frames))]
-        else:
-            codes, self.levels = ordinal_codes(frames[0], model.ov_names[0], collapse_sparse=collapse_sparse)
-            parts = [codes]
+        allf = pd.concat(frames, keys=range(len(frames)))
+        groups = np.asarray(allf.index.get_level_values(0))
+        codes, self.levels = ordinal_codes(allf, ordered, groups=groups if len(frames) > 1 else None,
+                                           collapse_sparse=collapse_sparse)
+        allf = allf.copy()
+        allf[ordered] = codes[ordered]
+        parts = [allf[groups == g] for g in range(len(frames))]
         for g, part in enumerate(parts):
             try:
-                self.ostats.append(ordinal_stats(part[model.ov_names[g]], missing=missing))
+                if mixed:
+                    self.ostats.append(mixed_stats(part[model.ov_names[g]], self.ordered_mask))
+                else:
+                    self.ostats.append(ordinal_stats(part[model.ov_names[g]], missing=missing))
             except DataError as err:
                 where = f" (group '{labels[g]}')" if len(parts) > 1 and labels else ""
                 raise type(err)(f"{err}{where}") from None
         for g, os_ in enumerate(self.ostats):
             want = len(model.th_names[g])
-            if len(os_.th) != want:
+            if len(os_.th) - int((~self.ordered_mask).sum()) != want:
                 raise DataError(f"the model has {want} thresholds but the data give {len(os_.th)}; "
                                 "check the categories of the ordered items")
         self.nobs = [s.nobs for s in self.ostats]
@@ -88,19 +93,40 @@ class WLSEstimator:
             self.W = [np.ones(len(v)) for v in self.s]
         else:
             self.W = [1.0 / np.diag(gm) for gm in self.gamma]
-        # rows of Model.delta: thresholds, then the off-diagonal vech entries
-        self._rows = []
-        for g in range(model.n_groups):
-            lay = model.moment_layout(g)
-            p = len(model.ov_names[g])
-            r, c = np.tril_indices(p)
-            order = np.lexsort((r, c))
-            off = np.flatnonzero(r[order] != c[order])
-            self._rows.append(np.r_[np.arange(lay["tau"].start, lay["tau"].stop), lay["sigma"].start + off])
-        self.stats = SampleStats(tuple(model.ov_names[0]), tuple(s.corr for s in self.ostats),
-                                 tuple(np.zeros(len(s.names)) for s in self.ostats), tuple(self.nobs),
+        # lavaan's WLS.obs from Model.delta's [tau, mu, vech(Sigma)]: per variable its thresholds
+        # (ordered) or minus its mean (continuous); variances of continuous variables; off-diagonal vech
+        self._sel = [self._selection(g) for g in range(model.n_groups)]
+        covs = [s.cov if mixed else s.corr for s in self.ostats]
+        means = [np.where(self.ordered_mask, 0.0, s.means) if mixed else np.zeros(len(s.names))
+                 for s in self.ostats]
+        self.stats = SampleStats(tuple(model.ov_names[0]), tuple(covs), tuple(means), tuple(self.nobs),
                                  tuple(str(x) for x in labels))
         self.missing = missing
+
+    def _selection(self, g):
+        """Signed selection matrix from Model.delta's rows to lavaan's WLS.obs order."""
+        model = self.model
+        lay = model.moment_layout(g)
+        ov = model.ov_names[g]
+        p = len(ov)
+        n_mom = lay["sigma"].stop
+        th_var = [name.split("|")[0] for name in model.th_names[g]]
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        r, c = r[order], c[order]
+        rows = []                                       # (moment row, sign)
+        for j, v in enumerate(ov):
+            if self.ordered_mask[j]:
+                rows += [(lay["tau"].start + k, 1.0) for k, tv in enumerate(th_var) if tv == v]
+            else:
+                rows.append((lay["mu"].start + j, -1.0))
+        diag = {int(r_): k for k, (r_, c_) in enumerate(zip(r, c)) if r_ == c_}
+        rows += [(lay["sigma"].start + diag[j], 1.0) for j in range(p) if not self.ordered_mask[j]]
+        rows += [(lay["sigma"].start + k, 1.0) for k in np.flatnonzero(r != c)]
+        S = np.zeros((len(rows), n_mom))
+        for i, (row, sign) in enumerate(rows):
+            S[i, row] = sign
+        return S
 
     # ------------------------------------------------------------------
     def implied_moments(self, x):
@@ -109,13 +135,14 @@ class WLSEstimator:
             p = mom.sigma.shape[0]
             r, c = np.tril_indices(p)
             order = np.lexsort((r, c))
-            r, c = r[order], c[order]
-            off = r != c
-            out.append(np.concatenate([mom.tau, mom.sigma[r[off], c[off]]]))
+            tau = mom.tau if mom.tau is not None else np.zeros(0)
+            full = np.concatenate([tau, mom.mu if self.model.meanstructure else np.zeros(0),
+                                   mom.sigma[r[order], c[order]]])
+            out.append(self._sel[g] @ full)
         return out
 
     def _delta(self, x):
-        return [d[rows] for d, rows in zip(self.model.delta(x), self._rows)]
+        return [S @ d for d, S in zip(self.model.delta(x), self._sel)]
 
     def objective(self, x) -> float:
         f = 0.0
@@ -152,7 +179,8 @@ class WLSEstimator:
         E_inv = np.linalg.inv(self.information(x))
         B = sum(w * Dg.T @ (W[:, None] * gm * W[None, :]) @ Dg
                 for w, W, gm, Dg in zip(self.weights, self.W, self.gamma, D))
-        return sandwich(E_inv, B, self.ntotal)
+        # lavaan divides by N - G for (D)WLS/ULS (lav_utils_get_ntotal)
+        return sandwich(E_inv, B, self.ntotal - self.model.n_groups)
 
     def df(self) -> int:
         return int(sum(len(s) for s in self.s) - self.model.n_free)
@@ -180,10 +208,10 @@ class WLSEstimator:
         """Independence model: thresholds free, correlations zero (the thresholds fit exactly)."""
         chisq = 0.0
         D = []
-        nth_all = sum(len(o.th) for o in self.ostats)
+        nth_all = sum(len(s) - len(o.pairs) for s, o in zip(self.s, self.ostats))
         off = 0
         for fw, s, W, o in zip(self._fw, self.s, self.W, self.ostats):
-            nth = len(o.th)
+            nth = len(s) - len(o.pairs)                 # thresholds, means and variances: saturated
             chisq += self.ntotal * fw * float(np.sum(W[nth:] * s[nth:] ** 2))
             d = np.zeros((len(s), nth_all))
             d[np.arange(nth), off + np.arange(nth)] = 1.0
@@ -230,8 +258,9 @@ class WLSEstimator:
             p, nth = len(o.names), len(o.th)
             pstar = p * (p + 1) / 2
             i, j = o.pairs[:, 0], o.pairs[:, 1]
-            rc = np.sum((o.corr[i, j] - mom.sigma[i, j]) ** 2)
-            rt = np.sum((o.th - mom.tau) ** 2)
+            sd = np.sqrt(np.diag(mom.sigma))
+            rc = np.sum((o.corr[i, j] - mom.sigma[i, j] / (sd[i] * sd[j])) ** 2)
+            rt = np.sum((s[:nth] - sig[:nth]) ** 2)
             keys["rmr"] += w * np.sqrt((rc + rt) / (pstar + nth))
             keys["rmr_nomean"] += w * np.sqrt(rc / pstar)
             keys["crmr"] += w * np.sqrt((rc + rt) / (pstar - p + nth))
