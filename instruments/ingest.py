@@ -74,7 +74,7 @@ EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 # XLSX guard: an .xlsx is a zip; refuse to inflate one that would explode.
 MAX_XLSX_UNCOMPRESSED = 2 * 1024**3
 MAX_XLSX_RATIO = 200
-# Below this size a CSV's header and the ragged rows are diagnosed exactly.
+# CSV text is parsed in blocks of this size (memory stays flat for any file size).
 BLOCK_SIZE = 16 * 1024**2
 
 
@@ -682,8 +682,6 @@ def _column_map(columns: list[str], fmt: str, instrument, renames: Mapping[str, 
             else:
                 target = _Target("unknown", col)
         out[col] = target
-    # prefer the strongest respondent id when several aliases are present
-    _ = lowered
     return out
 
 
@@ -706,9 +704,6 @@ def _value_lookup(instrument, item_id: str, extra_labels: Mapping | None = None)
         except (TypeError, ValueError):
             pass
     return table
-
-
-_NUM_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
 def _to_number(col: pd.Series) -> pd.Series:
