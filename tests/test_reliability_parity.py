@@ -28,10 +28,7 @@ HS_MODEL = {"visual": ["x1", "x2", "x3"], "textual": ["x4", "x5", "x6"], "speed"
 
 
 def _load(name):
-    path = FIX / "lavaan" / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"fixture {path.name} not generated yet (Rscript tests/fixtures/make_fixtures.R)")
-    return json.loads(path.read_text())
+    return json.loads((FIX / "lavaan" / f"{name}.json").read_text())
 
 
 def _data(name):
