@@ -12,7 +12,8 @@ BFI = pd.read_csv(FIXTURES / "data" / "bfi.csv")
 ITEMS = [c for c in BFI.columns if len(c) == 2 and c[0] in "ACENO"]
 KEYS = ("chisq", "df", "chisq.scaled", "chisq.scaling.factor", "baseline.chisq", "baseline.chisq.scaled",
         "cfi", "tli", "rmsea", "cfi.scaled", "tli.scaled", "rmsea.scaled", "rmsea.ci.lower.scaled",
-        "rmsea.ci.upper.scaled", "srmr", "wrmr")
+        "rmsea.ci.upper.scaled", "srmr", "wrmr", "cfi.robust", "tli.robust", "rmsea.robust",
+        "rmsea.ci.lower.robust", "rmsea.ci.upper.robust")
 
 
 @pytest.fixture(scope="module")
