@@ -1,0 +1,97 @@
+"""Field an instrument as a self-hosted web survey.
+
+``resilience serve INSTRUMENT [--study DIR] [--host 127.0.0.1 --port 8000] [--database-url URL] [--tokens FILE]``
+``resilience serve-export INSTRUMENT [--study DIR | --database-url URL] -o FILE [--import]``
+
+A thin layer over :mod:`instruments.web`. Responses live in
+``DIR/web/responses.sqlite`` (or the PostgreSQL database of ``--database-url``);
+``serve-export`` writes them in the suite's import format and, with
+``--import``, adds that file to the study store like any other field export.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+__all__ = ["register", "serve_command", "serve_export_command"]
+
+
+def _err(message: str, code: int = 1):
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _instrument(path: str):
+    from analysis.cli.instrument import _load_or_exit
+
+    return _load_or_exit(path)
+
+
+def _storage(study: Optional[Path], database_url: Optional[str]):
+    from instruments.web import Storage
+
+    path = (study / "web" / "responses.sqlite") if study else Path("responses.sqlite")
+    return Storage(database_url, path=path)
+
+
+def serve_command(
+    instrument: str = typer.Argument(..., help="Instrument YAML file or library name (e.g. crs)."),
+    study: Optional[Path] = typer.Option(None, "--study", help="Study folder; responses go to DIR/web/responses.sqlite."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    database_url: Optional[str] = typer.Option(None, "--database-url",
+                                               help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db."),
+    tokens: Optional[Path] = typer.Option(None, "--tokens", help="File of personal tokens, one a line."),
+    secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark cookies Secure (behind HTTPS)."),
+) -> None:
+    """Serve INSTRUMENT as a web survey (consent first, one section per page, every language)."""
+    inst = _instrument(instrument)
+    if tokens is not None and not tokens.is_file():
+        _err(f"{tokens}: token file not found")
+    try:
+        import uvicorn
+
+        from instruments.web import SurveyConfig, create_app
+
+        storage = _storage(study, database_url)
+        app = create_app(inst, tokens=tokens, storage=storage, config=SurveyConfig(secure_cookies=secure_cookies))
+    except Exception as exc:  # a bad URL or an unreachable server: say so, no traceback
+        _err(f"cannot open the response store: {exc}")
+    admin = "on (/admin)" if os.environ.get("RESILIENCE_ADMIN_PASSWORD") else "off (set RESILIENCE_ADMIN_PASSWORD)"
+    Console(stderr=True).print(f"serving {inst.id} {inst.version} on http://{host}:{port}/ "
+                               f"(store: {storage.url}; admin {admin})")
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, access_log=False)
+
+
+def serve_export_command(
+    instrument: str = typer.Argument(..., help="Instrument YAML file or library name."),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    study: Optional[Path] = typer.Option(None, "--study", help="Study folder the survey was served with."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="SQLAlchemy URL of the store."),
+    import_: bool = typer.Option(False, "--import", help="Also import the file into the study store (needs --study)."),
+) -> None:
+    """Write the web survey's responses in the suite's import format (optionally import them)."""
+    inst = _instrument(instrument)
+    if import_ and study is None:
+        _err("--import needs --study DIR", 2)
+    from instruments.web import write_responses_csv
+
+    storage = _storage(study, database_url)
+    path = write_responses_csv(storage, inst, output)
+    n = storage.count()
+    typer.echo(f"{path}: {n} responses")
+    if import_:
+        from instruments.store import Study
+
+        result = Study(study).import_file(path, inst)
+        typer.echo(f"study store: {'added ' + str(result.n_rows) + ' rows' if result.added else result.reason}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
+    app.command("serve-export")(serve_export_command)

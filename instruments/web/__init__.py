@@ -1,0 +1,14 @@
+"""A self-hosted web survey served from an instrument definition.
+
+    >>> from instruments.web import create_app
+    >>> app = create_app("crs", study_dir="study")     # then: uvicorn, or `resilience serve crs`
+
+See ``docs/web-survey.md``.
+"""
+
+from .app import SurveyConfig, build_pages, check_page, create_app
+from .export import responses_csv, responses_frame, timings_frame, write_responses_csv
+from .storage import Storage, TokenUsed
+
+__all__ = ["create_app", "SurveyConfig", "build_pages", "check_page", "Storage", "TokenUsed",
+           "responses_frame", "responses_csv", "timings_frame", "write_responses_csv"]

@@ -1,0 +1,258 @@
+"""Where the web survey keeps drafts and submitted responses.
+
+SQLite (one file, WAL journal, ``synchronous=FULL``) is the embedded default;
+any SQLAlchemy URL (``postgresql+psycopg://user@host/db``) selects another
+server. Every statement goes through SQLAlchemy Core with bound parameters.
+
+Three tables:
+
+``web_drafts``     one row per respondent session, keyed by the sha256 of the
+                   resume token (the token itself is never stored, so a copy of
+                   the database cannot resume anyone's survey): answers so far,
+                   the page reached, the language, per-page seconds.
+``web_responses``  one row per submission. ``session_hash`` is unique (a
+                   retried submit returns the first acknowledgement instead of a
+                   second row) and so is ``token_hash`` (one response per
+                   personal token, whatever the race).
+``web_settings``   the signing secret, created on first start, so CSRF and
+                   page tokens survive a restart.
+
+Nothing identifies the device: no IP address, no user agent.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
+                        func, insert, select, update)
+from sqlalchemy.exc import IntegrityError
+
+__all__ = ["Storage", "TokenUsed", "sha256_hex", "utc_now"]
+
+metadata = MetaData()
+
+settings_table = Table(
+    "web_settings", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+drafts_table = Table(
+    "web_drafts", metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("instrument_id", String(64), nullable=False),
+    Column("instrument_version", String(32), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("token_hash", String(64)),
+    Column("answers", Text, nullable=False, default="{}"),
+    Column("page", Integer, nullable=False, default=0),
+    Column("timings", Text, nullable=False, default="{}"),
+    Column("started_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("submitted", Boolean, nullable=False, default=False),
+)
+
+responses_table = Table(
+    "web_responses", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("response_id", String(32), nullable=False, unique=True),
+    Column("session_hash", String(64), nullable=False, unique=True),
+    Column("token_hash", String(64), unique=True),
+    Column("instrument_id", String(64), nullable=False),
+    Column("instrument_version", String(32), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("ended_at", String(40), nullable=False),
+    Column("duration_s", Float),
+    Column("timings", Text, nullable=False),
+    Column("answers", Text, nullable=False),
+    Column("attention_failed", Integer, nullable=False, default=0),
+)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class TokenUsed(Exception):
+    """The personal token already has a submitted response."""
+
+
+def _sqlite_engine(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60, "check_same_thread": False},
+                           pool_size=8, max_overflow=8)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_con, _record):
+        dbapi_con.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_con.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # take the write lock up front: no deadlock when two readers both try to write
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Storage:
+    """Drafts and responses of one instrument in SQLite (default) or PostgreSQL."""
+
+    def __init__(self, database_url: str | None = None, *, path: str | Path | None = None):
+        if database_url:
+            self.url = database_url
+            self.engine = create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        else:
+            self.path = Path(path or "responses.sqlite")
+            self.url = f"sqlite:///{self.path}"
+            self.engine = _sqlite_engine(self.path)
+        metadata.create_all(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- settings ------------------------------------------------------------
+    def secret(self) -> bytes:
+        """The signing key, made once and kept in the database."""
+        with self.engine.begin() as con:
+            row = con.execute(select(settings_table.c.value).where(settings_table.c.key == "secret")).first()
+            if row is None:
+                value = secrets.token_hex(32)
+                try:
+                    con.execute(insert(settings_table).values(key="secret", value=value))
+                except IntegrityError:  # another worker made it first
+                    pass
+        with self.engine.connect() as con:
+            row = con.execute(select(settings_table.c.value).where(settings_table.c.key == "secret")).first()
+        return bytes.fromhex(row[0])
+
+    # --- drafts ----------------------------------------------------------------
+    def draft(self, session_hash: str) -> dict[str, Any] | None:
+        with self.engine.connect() as con:
+            row = con.execute(select(drafts_table).where(drafts_table.c.session_hash == session_hash)).mappings().first()
+        if row is None:
+            return None
+        out = dict(row)
+        out["answers"] = json.loads(out["answers"])
+        out["timings"] = json.loads(out["timings"])
+        return out
+
+    def save_draft(self, session_hash: str, *, instrument_id: str, instrument_version: str, language: str,
+                   answers: dict, page: int, timings: dict, started_at: str | None = None,
+                   token_hash: str | None = None) -> None:
+        """Create or update a draft (committed before returning)."""
+        values = {"instrument_id": instrument_id, "instrument_version": instrument_version,
+                  "language": language, "answers": json.dumps(answers), "page": page,
+                  "timings": json.dumps(timings), "updated_at": utc_now()}
+        for attempt in range(2):
+            try:
+                with self.engine.begin() as con:
+                    done = con.execute(update(drafts_table)
+                                       .where(drafts_table.c.session_hash == session_hash)
+                                       .where(drafts_table.c.submitted.is_(False))
+                                       .values(**values)).rowcount
+                    if not done:
+                        con.execute(insert(drafts_table).values(
+                            session_hash=session_hash, token_hash=token_hash, submitted=False,
+                            started_at=started_at or values["updated_at"], **values))
+                return
+            except IntegrityError:  # a concurrent first save of the same session, or already submitted
+                if attempt:
+                    raise
+
+    # --- responses ---------------------------------------------------------------
+    def token_used(self, token_hash: str) -> bool:
+        with self.engine.connect() as con:
+            return con.execute(select(responses_table.c.seq)
+                               .where(responses_table.c.token_hash == token_hash)).first() is not None
+
+    def response_for_session(self, session_hash: str) -> dict | None:
+        with self.engine.connect() as con:
+            row = con.execute(select(responses_table)
+                              .where(responses_table.c.session_hash == session_hash)).mappings().first()
+        return dict(row) if row else None
+
+    def submit(self, session_hash: str, *, instrument_id: str, instrument_version: str, language: str,
+               answers: dict, timings: dict, started_at: str, token_hash: str | None,
+               attention_failed: int = 0) -> str:
+        """Store a response and close its draft in one transaction; the response id.
+
+        Returns only after the commit, so an acknowledged submission is durable.
+        Submitting a session twice returns the first response's id; a personal
+        token that already has a response raises :class:`TokenUsed`.
+        """
+        ended = utc_now()
+        duration = (_dt.datetime.fromisoformat(ended) - _dt.datetime.fromisoformat(started_at)).total_seconds()
+        response_id = secrets.token_hex(8)
+        try:
+            with self.engine.begin() as con:
+                con.execute(insert(responses_table).values(
+                    response_id=response_id, session_hash=session_hash, token_hash=token_hash,
+                    instrument_id=instrument_id, instrument_version=instrument_version, language=language,
+                    started_at=started_at, ended_at=ended, duration_s=duration,
+                    timings=json.dumps(timings), answers=json.dumps(answers),
+                    attention_failed=attention_failed))
+                # the draft's answers now live in the response; keep no second copy
+                con.execute(update(drafts_table).where(drafts_table.c.session_hash == session_hash)
+                            .values(submitted=True, answers="{}", updated_at=ended))
+        except IntegrityError:
+            earlier = self.response_for_session(session_hash)
+            if earlier is not None:
+                return earlier["response_id"]
+            raise TokenUsed(token_hash) from None
+        return response_id
+
+    def count(self) -> int:
+        with self.engine.connect() as con:
+            return int(con.execute(select(func.count()).select_from(responses_table)).scalar_one())
+
+    def counts(self) -> pd.DataFrame:
+        """Responses per instrument version and language (with failed attention checks)."""
+        t = responses_table
+        with self.engine.connect() as con:
+            rows = con.execute(
+                select(t.c.instrument_version, t.c.language, func.count().label("n"),
+                       func.sum(t.c.attention_failed).label("attention_failed"))
+                .group_by(t.c.instrument_version, t.c.language)
+                .order_by(t.c.instrument_version, t.c.language)).all()
+        return pd.DataFrame([tuple(r) for r in rows],
+                            columns=["instrument_version", "language", "n", "attention_failed"])
+
+    def drafts_open(self) -> int:
+        with self.engine.connect() as con:
+            return int(con.execute(select(func.count()).select_from(drafts_table)
+                                   .where(drafts_table.c.submitted.is_(False))).scalar_one())
+
+    def responses(self, *, limit: int | None = None, newest_first: bool = False) -> list[dict[str, Any]]:
+        """Submitted responses as dicts (answers and timings decoded)."""
+        t = responses_table
+        q = select(t).order_by(t.c.seq.desc() if newest_first else t.c.seq)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as con:
+            rows = [dict(r) for r in con.execute(q).mappings()]
+        for r in rows:
+            r["answers"] = json.loads(r["answers"])
+            r["timings"] = json.loads(r["timings"])
+        return rows
