@@ -842,13 +842,14 @@ def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a) -> dict[str, Any]:
                 f"{abs(d_bic):.1f} points {'lower' if d_bic > 0 else 'higher'} for {a}.")
         if negot is not None:
             sig = "significant" if negot["pvalue"] < 0.05 else "not significant"
+            p = negot["pvalue"]
             text += (f" In {a}, negotiation predicts navigation with a standardized path of "
-                     f"{negot['std.all']:.2f} ({sig}, p = {negot['pvalue']:.3g}).")
+                     f"{negot['std.all']:.2f} ({sig}, p {'< .001' if p < 0.001 else f'= {p:.3f}'}).")
         if not res.nested:
             text += " The two models are not nested, so the comparison rests on AIC and BIC, not on a chi-square test."
     else:
         text = (f"{a} vs {b}: AIC difference {d_aic:.1f}, BIC difference {d_bic:.1f} "
-                f"(positive favours {a})" + (f"; likelihood-ratio test p = {lrt_p:.3g}" if lrt_p is not None else "") + ".")
+                f"(positive favours {a})" + (f"; likelihood-ratio test p = {lrt_p:.3f}" if lrt_p is not None else "") + ".")
     out["text"] = text
     return out
 
@@ -870,10 +871,26 @@ def _step_bootstrap(run: _Run, model: str) -> _Output:
     return _Output(data=d, tables={"effects": effects.reset_index(drop=True)})
 
 
+_LABEL = re.compile(r"(?<![\w.])(?!NA\s*\*)[A-Za-z_][A-Za-z0-9_.]*\s*\*")
+
+
+def _unlabelled(syntax: str) -> str:
+    """The model without parameter labels and := effects: in a multi-group model a
+    label would hold its path equal across groups (lavaan's rule), hiding the differences."""
+    lines = []
+    for line in syntax.splitlines():
+        line = line.split("#", 1)[0]
+        if ":=" in line:
+            continue
+        lines.append(_LABEL.sub("", line))
+    return "\n".join(lines) + "\n"
+
+
 def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     from .invariance import compare_groups
 
     _, syntax = _syntax(run, model)
+    syntax = _unlabelled(syntax)
     data, info = _model_data(run, index)
     opts = _fit_options(run.study)
     try:

@@ -241,7 +241,8 @@ if not failed("model:figure1") and F1:
     reg = est[est["op"] == "~"]
     table([{"path": f"{r['rhs']} → {r['lhs']}", "estimate": num(r["est"]), "SE": num(r["se"]), "p": pval(r["pvalue"]),
             "standardized": num(r["std.all"])} for _, r in reg.iterrows()], caption="Structural paths of figure1")
-    r2 = F1.get("r2") or []
+    latent = set(est.loc[est["op"] == "=~", "lhs"])
+    r2 = [r for r in (F1.get("r2") or []) if r.get("lhs") in latent]
     if r2:
         table([{"construct": r.get("lhs"), "R²": num(r.get("r2"))} for r in r2], caption="Variance explained")
 

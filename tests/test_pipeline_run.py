@@ -52,6 +52,9 @@ def test_every_step_succeeds_and_the_bundle_is_complete(first):
     assert sum(inv["nobs"]) == r["cfa"]["fit"]["ntotal"]  # the same complete cases, split by language
     paths = {(p["lhs"], p["rhs"]) for p in r["group_paths"]["LANG"]["paths"]}
     assert paths == {("TRUST", "CULT"), ("NAVIG", "TRUST")}
+    for p in r["group_paths"]["LANG"]["paths"]:  # labels were dropped: each group has its own path
+        assert p["est.English"] != pytest.approx(p["est.Urdu"], abs=1e-6)
+        assert p["wald.df"] == 1 and 0 < p["wald.pvalue"] < 1
     for rel in ("figures/path_figure1.svg", "figures/path_figure1.png", "figures/forest_effects.png",
                 "figures/items_CULT.png", "figures/invariance_ladder.png", "tables/item_distributions.parquet",
                 "tables/estimates_figure1.parquet"):
