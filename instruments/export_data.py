@@ -163,8 +163,12 @@ def _xlsx_value(v):
     return v
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write by extension: .csv, .tsv, .xlsx, .parquet, .sav, .dta, .json."""
+def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Path:
+    """Write by extension: .csv, .tsv, .xlsx, .parquet, .sav, .dta, .json.
+
+    With ``instrument``, a .sav gets variable labels (question texts, construct
+    labels) and value labels (not on reverse-keyed items, whose codes were recoded).
+    """
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".csv":
@@ -184,9 +188,21 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         fn = pyreadstat.write_sav if ext == ".sav" else pyreadstat.write_dta
         plain = frame.copy()
         for col in plain.columns:
-            if isinstance(plain[col].dtype, pd.StringDtype):
-                plain[col] = plain[col].astype(object).where(plain[col].notna(), "")
-        return _atomic(path, lambda p: fn(plain, str(p)))
+            if isinstance(plain[col].dtype, pd.StringDtype) or plain[col].dtype == object:
+                plain[col] = plain[col].astype("string").astype(object).where(plain[col].notna(), "")
+        meta = {}
+        if instrument is not None and ext == ".sav":
+            from .export_sav import sav_metadata
+
+            full = sav_metadata(instrument)
+            cols = set(plain.columns)
+            reversed_ids = {it.id for it in instrument.reverse_keyed_items}
+            labels = {k: v for k, v in full["column_labels"].items() if k in cols}
+            labels.update({c.id: c.label for c in instrument.constructs if c.id in cols})
+            meta = {"column_labels": labels,
+                    "variable_value_labels": {k: v for k, v in full["variable_value_labels"].items()
+                                              if k in cols and k not in reversed_ids}}
+        return _atomic(path, lambda p: fn(plain, str(p), **meta))
     raise ValueError(f"{path.name}: unknown table format {ext!r} (use .csv, .tsv, .xlsx, .parquet, .json, .sav, .dta)")
 
 

@@ -89,3 +89,16 @@ def test_import_read_options(tmp_path):
     assert pd.read_csv(tmp_path / "tidy.csv")["AREA"].iloc[0] == "Café Quarter"
     res = runner.invoke(app, ["import", str(BAD / "semicolon.csv"), "-i", "crs", "--delimiter", ";", "--json"])
     assert json.loads(res.stdout)["import"]["delimiter"] == ";"
+
+
+def test_scored_sav_carries_labels(crs, tmp_path):
+    import pyreadstat
+
+    src = write_redcap(make_responses(crs, n=12, seed=4), crs, tmp_path / "r.csv")
+    res = runner.invoke(app, ["score", str(src), "-i", "crs", "-o", str(tmp_path / "s.sav")])
+    assert res.exit_code == 0, res.output
+    frame, meta = pyreadstat.read_sav(str(tmp_path / "s.sav"))
+    assert meta.column_names_to_labels["CULT"] == crs.construct("CULT").label
+    assert meta.variable_value_labels["CULT1"][5.0] == "Strongly agree"
+    assert "CULT4" not in meta.variable_value_labels  # reverse-keyed: codes were recoded
+    assert len(frame) == 12

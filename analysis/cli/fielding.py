@@ -187,7 +187,7 @@ def score_command(
     result = _read(data, inst, format, mapping)
     scored = score(result, inst, min_items=min_items)
     try:
-        write_table(scored.table, output)
+        write_table(scored.table, output, instrument=inst)
     except (OSError, ValueError) as exc:
         _err(f"cannot write {output}: {exc}")
     console = Console(stderr=True)
