@@ -241,8 +241,8 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
     names : model names (default: the mapping keys, else "model1", "model2", ...).
     method : "default" (standard test, or the scaled test lavaan would pick),
         "standard", "satorra.bentler.2001", "satorra.bentler.2010", "satorra.2000".
-    nesting : "net" (refit the less restricted model to the other's implied moments, as
-        lavaan's NET check; the parameter-table check when that is not possible),
+    nesting : "net" (compare the parameter tables; where they disagree, refit the less
+        restricted model to the other's implied moments, lavaan's NET check),
         "partable" (only compare the parameter tables), or "none".
     warn : also emit the warnings with :mod:`warnings` (they are always on the result).
 
@@ -325,17 +325,18 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
                             "are not nested or the less restricted model did not reach the "
                             "global optimum")
             pair_ok[m] = False
-        verdict = None
-        if same_data and nesting == "net" and pair_ok[m]:
-            verdict, fx, _why = net_nested(general, restricted)
+        extra = _free_keys(restricted) - _all_keys(general) if same_data and \
+            nesting != "none" else set()
+        if extra:
+            # the tables disagree: let the NET check decide when it can (lavaan: pt check, then NET)
+            verdict, fx, _why = net_nested(general, restricted) if nesting == "net" \
+                else (None, float("nan"), "")
             if verdict is False:
                 problems.append(f"model {rname!r} is not nested in {gname!r}: {gname!r} cannot "
                                 f"reproduce the moments implied by {rname!r} (NET check, fmin = "
                                 f"{fx:.3g})")
                 pair_ok[m] = False
-        if same_data and verdict is None and nesting != "none":
-            extra = _free_keys(restricted) - _all_keys(general)
-            if extra:
+            elif verdict is None:
                 listed = ", ".join(_fmt_key(k) for k in sorted(extra)[:5])
                 problems.append(f"model {rname!r} has parameters that {gname!r} does not "
                                 f"({listed}{', ...' if len(extra) > 5 else ''}); the models "
