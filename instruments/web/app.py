@@ -213,6 +213,12 @@ def page_is_relevant(page: Page, answers: dict) -> bool:
     return any(not it.relevant or evaluate(it.relevant, answers) for it in page.items)
 
 
+def _may_be_relevant(page: Page, answers: dict) -> bool:
+    """For the progress bar: a page counts unless answers already given rule it out."""
+    return any(not it.relevant or evaluate(it.relevant, answers)
+               or any(r not in answers for r in referenced_items(it.relevant)) for it in page.items)
+
+
 # ---------------------------------------------------------------------------
 # configuration, signing, rate limiting
 # ---------------------------------------------------------------------------
@@ -472,7 +478,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
                 refs |= set(referenced_items(it.relevant))
         prior = {k: v for k, v in answers.items() if k in refs and page_of.get(k, -1) < n}
         data = json.dumps(prior).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        shown = [k for k, p in enumerate(pages) if k == n or page_is_relevant(p, answers)]
+        shown = [k for k, p in enumerate(pages) if k == n or _may_be_relevant(p, answers)]
         position = shown.index(n) + 1 if n in shown else n + 1
         return {"page": page, "n": n, "blocks": blocks, "answers_json": data,
                 "title": (page.title or {}).get(lang) or (ui(lang, "consent_title") if page.consent else ""),

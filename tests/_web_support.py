@@ -1,0 +1,148 @@
+"""Helpers for the web survey tests: a real server on loopback and scripted respondents."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from instruments.relevance import evaluate
+from instruments.web.app import build_pages
+
+ROOT = Path(__file__).resolve().parents[1]
+CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
+PAGE = re.compile(r'name="_page" value="([^"]+)"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`resilience serve` in a subprocess on 127.0.0.1 (killable, restartable)."""
+
+    def __init__(self, instrument: str, study: Path, *, database_url: str | None = None, tokens: Path | None = None,
+                 env: dict | None = None):
+        self.instrument, self.study, self.database_url, self.tokens = instrument, study, database_url, tokens
+        self.env = {**os.environ, **(env or {})}
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        cmd = [sys.executable, "-m", "analysis.cli.main", "serve", self.instrument, "--study", str(self.study),
+               "--port", str(self.port)]
+        if self.database_url:
+            cmd += ["--database-url", self.database_url]
+        if self.tokens:
+            cmd += ["--tokens", str(self.tokens)]
+        self.log = open(self.study / f"server-{self.port}-{time.time_ns()}.log", "wb")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {Path(self.log.name).read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start: " + Path(self.log.name).read_text())
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+def fields(html: str) -> dict[str, str]:
+    return {"_csrf": CSRF.search(html).group(1), "_page": PAGE.search(html).group(1)}
+
+
+def plan_answers(instrument, rng: random.Random, *, language: str | None = None) -> dict:
+    """A complete, valid set of answers for one respondent (consent given, skips honoured)."""
+    answers: dict = {}
+    for page in build_pages(instrument):
+        for it in page.items:
+            if it.relevant and not evaluate(it.relevant, answers):
+                continue
+            scale = instrument.scales[it.scale]
+            if it.role == "consent":
+                answers[it.id] = 1
+            elif scale.type in ("ordinal", "nominal"):
+                codes = list(scale.codes) + list(scale.missing_codes[:1])
+                answers[it.id] = rng.choice(codes)
+            elif scale.type == "numeric":
+                answers[it.id] = rng.randint(int(scale.min or 0), int(scale.max or 10))
+            elif scale.type == "text":
+                if it.required or rng.random() < 0.5:
+                    answers[it.id] = rng.choice(["North ward", "شمالی محلہ", "=1+1", "Flat 3, 'B' block; --"])
+    return answers
+
+
+def page_form(page, answers: dict) -> dict:
+    return {it.id: str(answers[it.id]) for it in page.items if it.id in answers}
+
+
+async def respond_async(client: httpx.AsyncClient, instrument, answers: dict, lang: str) -> str:
+    """One respondent through every page with an async client; the acknowledged response id."""
+    pages = build_pages(instrument)
+    r = await client.get(f"/?lang={lang}")
+    r.raise_for_status()
+    html, n = r.text, 0
+    while True:
+        data = {**fields(html), "_lang": lang, "_action": "next", **page_form(pages[n], answers)}
+        r = await client.post(f"/page/{n}", data=data)
+        assert r.status_code == 303, (r.status_code, r.text[:500])
+        where = r.headers["location"]
+        r = await client.get(where)
+        r.raise_for_status()
+        html = r.text
+        n = int(re.search(r"/page/(\d+)", where).group(1))
+        if n >= len(pages):
+            break
+    r = await client.post("/submit", data={"_csrf": CSRF.search(html).group(1), "_lang": lang})
+    assert r.status_code == 303 and r.headers["location"] == "/done", (r.status_code, r.text[:300])
+    return r.headers["x-response-id"]
+
+
+def respond(client, instrument, answers: dict, lang: str) -> str:
+    """The same with a synchronous client (TestClient or httpx.Client)."""
+    pages = build_pages(instrument)
+    r = client.get(f"/?lang={lang}")
+    html, n = r.text, 0
+    while True:
+        data = {**fields(html), "_lang": lang, "_action": "next", **page_form(pages[n], answers)}
+        r = client.post(f"/page/{n}", data=data, follow_redirects=False)
+        assert r.status_code == 303, (r.status_code, r.text[:500])
+        where = r.headers["location"]
+        html = client.get(where).text
+        n = int(re.search(r"/page/(\d+)", where).group(1))
+        if n >= len(pages):
+            break
+    r = client.post("/submit", data={"_csrf": CSRF.search(html).group(1), "_lang": lang}, follow_redirects=False)
+    assert r.status_code == 303, (r.status_code, r.text[:300])
+    return r.headers["x-response-id"]
