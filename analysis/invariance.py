@@ -400,11 +400,14 @@ def _difference(restricted: Any, free: Any, estimator: str) -> dict[str, Any]:
     return {"chisq.diff": d, "df.diff": ddf, "pvalue": p, "method": method}
 
 
-def _fit_keys(estimator: str) -> tuple[str, str, str]:
-    # robust estimators: the robust CFI/RMSEA (Brosseau-Liard & Savalei), scaled if those are absent
+def _fit_keys(estimator: str) -> tuple[tuple[str, ...], ...]:
+    # MLR/MLM: the robust CFI/RMSEA (Brosseau-Liard & Savalei 2012/2014); WLSMV/ULSMV: the
+    # scaled ones, on which the ordinal invariance literature (and lavaan 0.6-14) report ΔCFI
+    if estimator.upper() in ("WLSMV", "ULSMV"):
+        return ("cfi.scaled", "cfi"), ("rmsea.scaled", "rmsea"), ("srmr",)
     if _robust(estimator):
-        return ("cfi.robust", "cfi.scaled", "cfi"), ("rmsea.robust", "rmsea.scaled", "rmsea"), ("srmr",)  # type: ignore[return-value]
-    return ("cfi",), ("rmsea",), ("srmr",)  # type: ignore[return-value]
+        return ("cfi.robust", "cfi.scaled", "cfi"), ("rmsea.robust", "rmsea.scaled", "rmsea"), ("srmr",)
+    return ("cfi",), ("rmsea",), ("srmr",)
 
 
 def _comparison(prev: str, step: str, f0: Any, f1: Any, estimator: str) -> dict[str, Any]:
@@ -485,8 +488,10 @@ class InvarianceResult:
         cols = ["name", "chisq", "df", "pvalue", "cfi", "tli", "rmsea", "srmr"]
         if _robust(self.estimator):
             # robust indices where the estimator has them (MLR), else the scaled ones (WLSMV)
+            first = "scaled" if self.estimator in ("WLSMV", "ULSMV") else "robust"
+            second = "robust" if first == "scaled" else "scaled"
             for k in ("cfi", "tli", "rmsea"):
-                shown[k] = shown.get(f"{k}.robust", pd.Series(np.nan, index=shown.index)).fillna(shown.get(f"{k}.scaled"))
+                shown[k] = shown.get(f"{k}.{first}", pd.Series(np.nan, index=shown.index)).fillna(shown.get(f"{k}.{second}"))
             shown = shown.rename(columns={"chisq.scaled": "chisq*", "df.scaled": "df*", "pvalue.scaled": "p*"})
             cols = ["name", "chisq*", "df*", "p*", "cfi", "tli", "rmsea", "srmr"]
         groups = ", ".join(f"{g} (n = {n})" for g, n in zip(self.group_labels, self.nobs))

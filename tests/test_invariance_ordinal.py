@@ -84,6 +84,11 @@ def test_fit_measures_and_scaled_differences_match_lavaan(ladder):
     comp = ladder.comparisons.set_index("to")
     for s in STEPS[1:]:
         assert comp.loc[s, "chisq.diff"] == pytest.approx(lrt.loc[s, "Chisq diff"], abs=TOL), s
+    # ΔCFI/ΔRMSEA of WLSMV ladders are on the scaled indices
+    m, sc = _load("invariance_ordinal_metric")["fit"], _load("invariance_ordinal_scalar")["fit"]
+    assert comp.loc["scalar", "delta.cfi"] == pytest.approx(sc["cfi.scaled"] - m["cfi.scaled"], abs=1e-6)
+    assert comp.loc["scalar", "delta.rmsea"] == pytest.approx(sc["rmsea.scaled"] - m["rmsea.scaled"], abs=1e-6)
+    assert not comp.loc["scalar", "holds"]  # ΔCFI = -.014
 
 
 def test_ordinal_ladder_needs_every_indicator_ordered(bfi):
