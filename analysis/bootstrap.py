@@ -466,5 +466,7 @@ def _bollen_stine(fit, ctx: _Refitter, seq, n_boot, backend, workers, scheduler,
     t = np.array([c for ok, c in reps if ok], float)
     chisq = float(fit.fit_indices["chisq"])
     larger = int(np.sum(t > chisq))
+    # lavaan's p: the share of bootstrap statistics above the observed one
     return {"chisq": chisq, "pvalue": larger / len(t) if len(t) else math.nan, "n_ok": int(len(t)),
-            "n_larger": larger, "n_failed": int(n_boot - len(t))}
+            "n_larger": larger, "n_failed": int(n_boot - len(t)),
+            "boot_chisq_mean": float(t.mean()) if len(t) else math.nan}

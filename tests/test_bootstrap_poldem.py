@@ -123,3 +123,17 @@ def test_bollen_stine_transform_gives_the_implied_moments(poldem_fit):
     Z = bollen_stine_transform([Y], [sigma], [None])[0]
     zc = Z - Z.mean(axis=0)
     assert np.allclose(zc.T @ zc / 75, sigma)
+
+
+def test_bollen_stine_p_agrees_with_lavaan(poldem_fit):
+    rec = json.loads((FIX / "lavaan" / "poldem_bollen_stine.json").read_text())
+    boot = bootstrap_fit(poldem_fit, n_boot=1000, seed=4321, bollen_stine=True, workers=2, progress=False)
+    bs = boot.bollen_stine
+    assert bs["chisq"] == pytest.approx(rec["chisq"], abs=1e-3)
+    assert bs["n_ok"] == 1000
+    # two independent estimates of a proportion from R = 1000 each: 3 SE of their difference
+    p = rec["pvalue"]
+    assert abs(bs["pvalue"] - p) < 3 * np.sqrt(2 * p * (1 - p) / 1000)
+    # the transformed data fit the model: bootstrap chisq centre near df (35); lavaan 37.36
+    assert abs(bs["boot_chisq_mean"] - rec["boot_chisq_mean"]) < 3 * np.sqrt(2) * np.sqrt(2 * 35 / 1000)
+    assert "Bollen-Stine bootstrap p" in boot.summary()
