@@ -278,12 +278,19 @@ def _move_atomically(src: Path, dest: Path, *, copy: bool = False) -> Path:
     tmp = Path(tmp_name)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for reading
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     if not copy:
         src.unlink(missing_ok=True)
     return dest
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _last_lines(text: str, n: int = 15) -> str:
