@@ -8,7 +8,6 @@ model text is never passed to ``eval``.
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -16,8 +15,8 @@ import pandas as pd
 
 from .errors import ModelSpecificationError
 
-__all__ = ["expression_names", "compile_expression", "label_values", "defined_values",
-           "defined_jacobian"]
+__all__ = ["expression_names", "compile_expression", "DefinedParameters", "label_values",
+           "defined_values", "defined_jacobian"]
 
 _FUNCS: dict[str, Callable[[float], float]] = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
@@ -53,12 +52,9 @@ def _parse(expr: str) -> ast.AST:
 def expression_names(expr: str) -> list[str]:
     """Labels used by an expression, in order of appearance."""
     tree = _parse(expr)
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and not (node.id in _FUNCS):
-            names.append(node.id)
-    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    return [n for n in dict.fromkeys(names) if n not in calls or n not in _FUNCS]
+    funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs]
+    return list(dict.fromkeys(names))
 
 
 def compile_expression(expr: str) -> Callable[[dict], float]:
@@ -89,6 +85,50 @@ def compile_expression(expr: str) -> Callable[[dict], float]:
     return run
 
 
+class DefinedParameters:
+    """The ``:=`` rows of a table, compiled once: values and Jacobian as functions of ``x``."""
+
+    def __init__(self, pt: pd.DataFrame):
+        rows = pt[(pt["label"] != "") & (pt["group"] > 0)]
+        self.free: dict[str, int] = {}
+        self.fixed: dict[str, float] = {}
+        for lab, free, ustart in zip(rows["label"], rows["free"], rows["ustart"]):
+            if lab in self.free or lab in self.fixed:
+                continue
+            if free > 0:
+                self.free[lab] = int(free) - 1
+            else:
+                self.fixed[lab] = float(ustart)
+        defined = pt[pt["op"] == ":="]
+        self.names = list(defined["lhs"])
+        self.functions = [compile_expression(e) for e in defined["rhs"]]
+
+    def env(self, x: np.ndarray) -> dict[str, float]:
+        env = dict(self.fixed)
+        env.update({lab: float(x[k]) for lab, k in self.free.items()})
+        return env
+
+    def values(self, x: np.ndarray, env: dict | None = None) -> np.ndarray:
+        env = self.env(x) if env is None else dict(env)
+        out = np.empty(len(self.names))
+        with np.errstate(all="ignore"):
+            for i, (name, fn) in enumerate(zip(self.names, self.functions)):
+                out[i] = env[name] = fn(env)
+        return out
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """Central differences over the free parameters the labels use (others have zero columns)."""
+        x = np.asarray(x, dtype=float)
+        jac = np.zeros((len(self.names), len(x)))
+        for k in sorted(set(self.free.values())):
+            h = 1e-6 * max(1.0, abs(x[k]))
+            xp, xm = x.copy(), x.copy()
+            xp[k] += h
+            xm[k] -= h
+            jac[:, k] = (self.values(xp) - self.values(xm)) / (2 * h)
+        return jac
+
+
 def label_values(pt: pd.DataFrame, x: np.ndarray, values: str | None = None) -> dict[str, float]:
     """Value of every label: from ``x`` for free rows, else the row's value.
 
@@ -110,29 +150,11 @@ def label_values(pt: pd.DataFrame, x: np.ndarray, values: str | None = None) -> 
 
 def defined_values(pt: pd.DataFrame, x: np.ndarray, values: str | None = None) -> dict[str, float]:
     """Values of the ``:=`` parameters (in table order; later ones may use earlier ones)."""
+    dp = DefinedParameters(pt)
     env = label_values(pt, x, values)
-    out = {}
-    for _, row in pt[pt["op"] == ":="].iterrows():
-        with np.errstate(all="ignore"):
-            val = compile_expression(row["rhs"])(env)
-        env[row["lhs"]] = val
-        out[row["lhs"]] = val
-    return out
+    return dict(zip(dp.names, dp.values(x, env)))
 
 
 def defined_jacobian(pt: pd.DataFrame, x: np.ndarray) -> np.ndarray:
     """Jacobian (n_defined x n_free) of the defined parameters, central differences."""
-    names = list(pt.loc[pt["op"] == ":=", "lhs"])
-    jac = np.zeros((len(names), len(x)))
-    for k in range(len(x)):
-        h = 1e-6 * max(1.0, abs(x[k]))
-        xp, xm = x.copy(), x.copy()
-        xp[k] += h
-        xm[k] -= h
-        fp, fm = defined_values(pt, xp), defined_values(pt, xm)
-        jac[:, k] = [(fp[n] - fm[n]) / (2 * h) for n in names]
-    return jac
-
-
-def _isfinite(v: float) -> bool:
-    return math.isfinite(v)
+    return DefinedParameters(pt).jacobian(x)
