@@ -92,6 +92,12 @@ def neutralise_frame(frame: pd.DataFrame, exempt: tuple[str, ...] = ()) -> pd.Da
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """Write to a temporary file beside ``path`` and move it into place."""
     path = Path(path)
@@ -100,6 +106,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

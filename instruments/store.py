@@ -85,6 +85,9 @@ class Study:
             json.dump(manifest, fh, indent=2, ensure_ascii=False)
             fh.flush()
             os.fsync(fh.fileno())
+        from .export_data import _umask
+
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, self.manifest_path)
 
     def known(self, sha256: str) -> dict | None:

@@ -159,3 +159,12 @@ def test_sav_codebook_has_labels_and_user_missing(crs, tmp_path):
     assert meta.variable_value_labels["CULT1"][-9.0] == "Prefer not to say"
     assert {r["lo"] for r in meta.missing_ranges["CULT1"]} == {-9.0, -8.0}
     assert meta.variable_measure["CULT1"] == "ordinal"
+
+
+def test_exports_are_ordinary_readable_files(crs, tmp_path):
+    import os
+
+    path = export_redcap(crs, tmp_path / "dd.csv")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
