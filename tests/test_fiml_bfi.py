@@ -143,3 +143,25 @@ def test_refused_combinations_give_reasons():
         fit_sem(MODEL, data=d, estimator="MLM", missing="fiml")
     with pytest.raises(OptionError, match="cannot be used with estimator WLSMV"):
         fit_sem(MODEL, data=d.round().clip(-2, 2), estimator="WLSMV", ordered=True, missing="fiml")
+
+
+def test_fiml_with_fixed_x_covariate_matches_lavaan():
+    """Cases missing the covariate are deleted (and reported), its moments fixed, logl conditional."""
+    from _lavaan_fixture import FIXTURES as F
+    import json
+    rec = json.loads((F / "lavaan" / "robust_fiml_fixedx.json").read_text())
+    data = pd.read_csv(F / "data" / "hs_missing_fixedx.csv")
+    with pytest.warns(UserWarning, match="20 case\\(s\\) deleted because of missing values in exogenous"):
+        fit = fit_sem(rec["call"]["model"], data=data, estimator="MLR", missing="fiml")
+    assert fit.fit_indices["ntotal"] == rec["nobs"] == 281
+    ref = pd.DataFrame(rec["estimates"])
+    m = fit.params.merge(ref, on=["lhs", "op", "rhs"], suffixes=("", "_lav"))
+    m = m[m["free"] > 0]
+    np.testing.assert_allclose(m["est"], m["est_lav"], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(m["se"], m["se_lav"], rtol=1e-3)
+    for key in ("chisq", "df", "chisq.scaled", "logl", "unrestricted.logl", "baseline.chisq",
+                "baseline.chisq.scaled", "cfi.robust", "tli.robust", "rmsea.robust", "cfi.scaled",
+                "rmsea.scaled"):
+        val = rec["fit"][key]
+        tol = dict(rtol=1e-3) if abs(val) > 1 else dict(atol=1e-3)
+        np.testing.assert_allclose(fit.fit_indices[key], val, err_msg=key, **tol)

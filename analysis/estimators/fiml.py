@@ -362,6 +362,20 @@ class FIMLEstimator:
         self.name = "MLR" if robust else "ML"
         self.robust = robust
         self.test_kind = "yuan.bentler.mplus" if robust else "standard"
+        # fixed.x (lavaan): cases missing an exogenous covariate are deleted, and the covariates'
+        # moments are fixed at their values in the cases used
+        self.n_exo_deleted = []
+        data = [np.asarray(Y, float) for Y in data]
+        for g, Y in enumerate(data):
+            xi = [model.ov_names[g].index(v) for v in model.exo_names[g]]
+            bad = np.isnan(Y[:, xi]).any(1) & ~np.isnan(Y).all(1) if xi else np.zeros(len(Y), bool)
+            self.n_exo_deleted.append(int(bad.sum()))
+            data[g] = Y[~bad]
+        if any(self.n_exo_deleted):
+            import warnings
+            from ..errors import SEMWarning
+            warnings.warn(f"{sum(self.n_exo_deleted)} case(s) deleted because of missing values in "
+                          "exogenous covariate(s) with fixed.x = TRUE (as lavaan)", SEMWarning, stacklevel=3)
         self.patterns = [MissingPatterns(Y) for Y in data]
         for g, pat in enumerate(self.patterns):
             if len(pat.never_observed):
@@ -391,6 +405,33 @@ class FIMLEstimator:
                                  tuple(h[0] for h in self.h1), tuple(self.nobs),
                                  tuple(str(x) for x in group_labels))
         self._layouts = [model.moment_layout(g) for g in range(model.n_groups)]
+        self._refix_exo()
+
+    def _refix_exo(self):
+        """Fixed.x: the covariates' (co)variances and means at their ML values in the cases used."""
+        pt = self.model.partable
+        if not (pt["exo"] == 1).any():
+            return
+        for g, pat in enumerate(self.patterns):
+            grp = self.model._g[g]
+            names = self.model.ov_names[g]
+            Y = pat.Y
+            sub = pt[(pt["exo"] == 1) & (pt["group"] == self.model.groups[g])]
+            for idx, row in sub.iterrows():
+                i = names.index(row["lhs"])
+                if row["op"] == "~1":
+                    val = float(np.mean(Y[:, i]))
+                    grp.M0[grp.names.index(row["lhs"])] = val
+                else:
+                    j = names.index(row["rhs"])
+                    val = float(np.mean((Y[:, i] - Y[:, i].mean()) * (Y[:, j] - Y[:, j].mean())))
+                    a, b = grp.names.index(row["lhs"]), grp.names.index(row["rhs"])
+                    grp.S0[a, b] = grp.S0[b, a] = val
+                pt.at[idx, "ustart"] = val
+
+    def _n_exo_moments(self, g):
+        px = len(self.model.exo_names[g])
+        return px * (px + 1) // 2 + (px if self.means else 0)
 
     def _check_pairs(self, group_labels):
         from ..errors import DataError
@@ -589,7 +630,8 @@ class FIMLEstimator:
 
     # ------------------------------------------------------------------
     def df(self) -> int:
-        k = sum(p * (p + 1) // 2 + (p if self.means else 0) for p in self._p)
+        k = sum(p * (p + 1) // 2 + (p if self.means else 0) - self._n_exo_moments(g)
+                for g, p in enumerate(self._p))
         return int(k - self.model.n_free)
 
     def test(self, x) -> dict:
@@ -618,14 +660,39 @@ class FIMLEstimator:
         A1, B1 = self._h1_cache[g]
         return (A1, B1) if self.means else (A1[self._p[g]:, self._p[g]:], B1[self._p[g]:, self._p[g]:])
 
+    def _x_moment_rows(self, g):
+        """Rows of [mu, vech Sigma] that belong to the fixed.x covariates alone (masked as lavaan)."""
+        names = self.model.ov_names[g]
+        xi = {names.index(v) for v in self.model.exo_names[g]}
+        p = self._p[g]
+        r, c = _vech_pairs(p)
+        rows = [i for i in range(p) if i in xi] if self.means else []
+        off = p if self.means else 0
+        rows += [off + k for k, (a, b) in enumerate(zip(r, c)) if a in xi and b in xi]
+        return np.array(rows, dtype=int)
+
     def _trace_h1(self) -> float:
         if not hasattr(self, "_tr_h1"):
             tr = 0.0
             for g in range(len(self.patterns)):
                 A1, B1 = self._h1_info(g)
+                keep = np.setdiff1d(np.arange(len(A1)), self._x_moment_rows(g))
+                A1, B1 = A1[np.ix_(keep, keep)], B1[np.ix_(keep, keep)]
                 tr += float(np.sum(B1 * np.linalg.inv(A1).T))
             self._tr_h1 = tr
         return self._tr_h1
+
+    def loglik_x(self) -> float:
+        """Log-likelihood of the fixed.x covariates alone (lavaan leaves it out of logl)."""
+        total = 0.0
+        for g, pat in enumerate(self.patterns):
+            names = self.model.ov_names[g]
+            xi = [names.index(v) for v in self.model.exo_names[g]]
+            if xi:
+                X = pat.Y[:, xi]
+                S = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
+                total += -0.5 * pat.N * (len(xi) * _LOG2PI + np.linalg.slogdet(S)[1] + len(xi))
+        return total
 
     # ------------------------------------------------------------------
     def baseline(self) -> dict:
@@ -633,15 +700,20 @@ class FIMLEstimator:
         from scipy import stats as st
         ll = 0.0
         pieces = []
-        for pat in self.patterns:
+        for g, pat in enumerate(self.patterns):
             mu = np.nanmean(pat.Y, axis=0)
             var = np.nanvar(pat.Y, axis=0)
             if not self.means:
-                mu = self.h1[len(pieces)][0]
+                mu = self.h1[g][0]
             sig = np.diag(var)
+            xi = self._xi(g)
+            if len(xi):        # fixed.x: the covariates keep their sample covariance matrix
+                X = pat.Y[:, xi]
+                sig[np.ix_(xi, xi)] = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
             ll += pat.loglik(sig, mu)
             pieces.append((sig, mu))
-        df = sum(p * (p - 1) // 2 for p in self._p)
+        df = sum(p * (p - 1) // 2 - len(self._xi(g)) * (len(self._xi(g)) - 1) // 2
+                 for g, p in enumerate(self._p))
         chisq = max(2.0 * (self.logl_h1 - ll), 0.0)
         out = {"chisq": chisq, "df": df, "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan,
                "logl": ll}
@@ -650,11 +722,13 @@ class FIMLEstimator:
             # case-wise scores are univariate, (y - mu)/s and ((y - mu)^2/s^2 - 1/s)/2
             from .robust import yuan_bentler_mplus
             a_diag, Bg, off = [], [], 0
-            for pat, (s, m) in zip(self.patterns, pieces):
-                var = np.diag(s)
-                r = np.where(pat.observed, pat.Y - m, 0.0)
-                n_j = pat.observed.sum(0)
-                sc_s = np.where(pat.observed, 0.5 * (r * r / var ** 2 - 1.0 / var), 0.0)
+            for g, (pat, (s, m)) in enumerate(zip(self.patterns, pieces)):
+                keep = self._not_x(g)             # fixed.x covariates are not baseline parameters
+                var = np.diag(s)[keep]
+                obs = pat.observed[:, keep]
+                r = np.where(obs, pat.Y[:, keep] - m[keep], 0.0)
+                n_j = obs.sum(0)
+                sc_s = np.where(obs, 0.5 * (r * r / var ** 2 - 1.0 / var), 0.0)
                 if self.means:
                     a_diag.append(n_j / var)
                     sc = np.hstack([r / var, sc_s])
@@ -676,19 +750,29 @@ class FIMLEstimator:
         self._baseline_pieces = pieces
         return out
 
+    def _xi(self, g):
+        names = self.model.ov_names[g]
+        return np.array([names.index(v) for v in self.model.exo_names[g]], dtype=int)
+
+    def _not_x(self, g):
+        return np.setdiff1d(np.arange(self._p[g]), self._xi(g))
+
     def _baseline_delta(self):
-        """Jacobian of [mu, vech Sigma] for the independence model (block over groups)."""
+        """Jacobian of [mu, vech Sigma] for the independence model (block over groups);
+        free: means and variances of the variables that are not fixed.x covariates."""
         out, off = [], 0
-        q = sum((p if self.means else 0) + p for p in self._p)
-        for p in self._p:
+        q = sum((2 if self.means else 1) * len(self._not_x(g)) for g in range(len(self._p)))
+        for g, p in enumerate(self._p):
+            keep = self._not_x(g)
+            k = len(keep)
             r, c = _vech_pairs(p)
             d = np.zeros((p + len(r), q))
             if self.means:
-                d[np.arange(p), off + np.arange(p)] = 1.0
-                off += p
+                d[keep, off + np.arange(k)] = 1.0
+                off += k
             diag = np.flatnonzero(r == c)
-            d[p + diag, off + np.arange(p)] = 1.0
-            off += p
+            d[p + diag[keep], off + np.arange(k)] = 1.0
+            off += k
             out.append(d)
         return out
 
@@ -710,14 +794,18 @@ class FIMLEstimator:
         xx3 = xx3n = 0.0
         for g, (pat, (mu_t, sig_t, _)) in enumerate(zip(self.patterns, self.h1)):
             A1, B1 = self._h1_cache[g] if hasattr(self, "_h1_cache") else h1_information(pat, sig_t, mu_t)
-            Wm.append(A1)
-            Jm.append(B1)
-            Wmi.append(np.linalg.inv(A1))
             W = np.linalg.inv(sig_t)
             p = pat.p
             wc = np.zeros_like(A1)
             wc[:p, :p] = W
             wc[p:, p:] = ml_weight(W)
+            # fixed.x: the covariates' own moments are masked (lavaan zeroes them in the h1 information)
+            keep = np.setdiff1d(np.arange(len(A1)), self._x_moment_rows(g))
+            A1, B1, wc = (M[np.ix_(keep, keep)] for M in (A1, B1, wc))
+            D[g], Db[g] = D[g][keep], Db[g][keep]
+            Wm.append(A1)
+            Jm.append(B1)
+            Wmi.append(np.linalg.inv(A1))
             Wc.append(wc)
             s, m = self._moments(x)[g]
             xx3 += 2 * pat.N * _ml_discrepancy(sig_t, mu_t, s, m)

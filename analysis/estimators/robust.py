@@ -581,7 +581,8 @@ def fiml_extra_fit_measures(est, x, test, fit) -> dict:
     chisq, df = test["chisq"], test["df"]
     b2, bdf = base["chisq"], base["df"]
     n = est.ntotal
-    logl = est.loglik(x)
+    logl_x = est.loglik_x()                    # fixed.x: lavaan's logl leaves the covariates out
+    logl = est.loglik(x) - logl_x
     npar = est.model.n_free
     out = {"fmin": chisq / (2 * n), "baseline.chisq": b2, "baseline.df": bdf,
            "baseline.pvalue": base["pvalue"],
@@ -589,7 +590,7 @@ def fiml_extra_fit_measures(est, x, test, fit) -> dict:
            "nnfi": _tli(chisq, df, b2, bdf), "rni": _rni(chisq, df, b2, bdf),
            "rfi": _rfi(chisq, df, b2, bdf), "nfi": _nfi(chisq, df, b2, bdf),
            "pnfi": _pnfi(chisq, df, b2, bdf), "ifi": _ifi(chisq, df, b2, bdf),
-           "logl": logl, "unrestricted.logl": est.logl_h1,
+           "logl": logl, "unrestricted.logl": est.logl_h1 - logl_x,
            "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n),
            "bic2": -2 * logl + npar * math.log((n + 2) / 24), "ntotal": n}
     missing = any(p.n_patterns > 1 or not p.observed.all() for p in est.patterns)
