@@ -22,8 +22,11 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..errors import OptionError
+from .ml import MLEstimator
 
 __all__ = [
+    "MLMEstimator",
+    "make_estimator",
     "sandwich",
     "ugamma_traces",
     "satorra_bentler",
@@ -476,13 +479,8 @@ def adf_gamma(Y: np.ndarray, means: bool) -> np.ndarray:
     return z.T @ z / n
 
 
-def _ml_class():
-    from .ml import MLEstimator
-    return MLEstimator
-
-
-class _MLMMixin:
-    """Satorra-Bentler robust SEs and scaled test over core's complete-data ML."""
+class MLMEstimator(MLEstimator):
+    """Complete-data ML with Satorra-Bentler robust SEs and scaled test (lavaan ``estimator="MLM"``)."""
 
     name = "MLM"
     test_kind = "satorra.bentler"
@@ -496,11 +494,8 @@ class _MLMMixin:
         D = []
         for g, d in enumerate(deltas):
             lay = self.model.moment_layout(g)
-            rows = np.r_[lay["mu"], lay["sigma"]] if self.model.meanstructure else \
-                np.arange(lay["sigma"].start, lay["sigma"].stop)
-            if self.model.meanstructure:
-                rows = np.arange(lay["mu"].start, lay["sigma"].stop)
-            D.append(d[rows])
+            first = lay["mu"].start if self.model.meanstructure else lay["sigma"].start
+            D.append(d[first:lay["sigma"].stop])
         return V, D
 
     def ugamma_pieces(self):
@@ -568,8 +563,7 @@ class _MLMMixin:
 
 
 def _mlm_estimator(model, stats, data):
-    cls = type("MLMEstimator", (_MLMMixin, _ml_class()), {})
-    est = cls(model, stats)
+    est = MLMEstimator(model, stats)
     est._setup(data)
     return est
 
