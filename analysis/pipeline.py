@@ -1125,7 +1125,11 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
         for a, b in pairs:
             run.step(f"compare:{a}-vs-{b}", f"Compare {a} vs {b}", lambda a=a, b=b: _step_compare(run, a, b),
                      deps=(f"model:{a}", f"model:{b}"))
-        if boot_model is not None:
+        if boot_model is not None and boot_model not in structural:
+            problems = [i for i in run.issues if i.field == "bootstrap.model"]
+            run.step(f"bootstrap:{boot_model}", f"Bootstrap ({study.bootstrap.replications} reps)",
+                     lambda: (_ for _ in ()).throw(_issue_failure(problems, "UnknownModel")))
+        elif boot_model is not None:
             run.step(f"bootstrap:{boot_model}", f"Bootstrap ({study.bootstrap.replications} reps)",
                      lambda: _step_bootstrap(run, boot_model), deps=(f"model:{boot_model}",),
                      options={**study.bootstrap.model_dump(), "seed": study.seed})

@@ -268,6 +268,9 @@ class Study(_Part):
             if name in seen:
                 issues.append(self.issue("duplicate-model", f"model name '{name}' is used twice", "models", i))
             seen.add(name)
+        if self.bootstrap.replications >= 2 and self.bootstrap.model not in names:
+            issues.append(self.issue("unknown-model", f"bootstrap.model '{self.bootstrap.model}' is not in 'models' "
+                                     f"({', '.join(names)})", "bootstrap", "model"))
         for i, pair in enumerate(self.comparisons):
             for j, name in enumerate(pair):
                 if name not in names:

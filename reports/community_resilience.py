@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import HTML, Image, Markdown, display
+from IPython.display import Image, Markdown, display
 
 BUNDLE = Path(results_dir)
 R = json.loads((BUNDLE / "results.json").read_text(encoding="utf-8"))
@@ -56,12 +56,25 @@ def pval(p):
     return "< .001" if p < 0.001 else f"{p:.3f}"
 
 
+def _md_table(df):
+    def cell(v):
+        v = "–" if v is None or (isinstance(v, float) and v != v) else v
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def table(rows, columns=None, caption=None):
+    """A table as HTML (the fallback's HTML, Quarto's HTML) and as Markdown (Quarto's DOCX and PDF)."""
     df = pd.DataFrame(rows, columns=columns)
     out = df.to_html(index=False, escape=True, na_rep="–", classes="report-table", border=0)
+    text = _md_table(df)
     if caption:
         out = f"<p class='caption'><b>{html.escape(caption)}</b></p>" + out
-    display(HTML(out))
+        text = f"**{caption}**\n\n" + text
+    display({"text/html": out, "text/markdown": text}, raw=True)
 
 
 def figure(rel, width=None):

@@ -46,6 +46,7 @@ def test_unknown_model_name_fails_that_model_only(tmp_path):
     assert bad.status == "failed"
     assert f"study.yaml:{line}:5 models[3]: unknown model 'figur1' (did you mean 'figure1'?)" in bad.message
     log = {s["step"]: s for s in json.loads(run.run_log.read_text())["steps"]}
+    assert log["compare:figure1-vs-top_down"]["status"] == "ok"
     for step in ("import", "score", "cfa", "model:figure1", "model:top_down", "compare:figure1-vs-top_down"):
         assert log[step]["status"] == "ok" and log[step]["cached"], step
 
@@ -92,3 +93,13 @@ def test_non_convergence_mid_pipeline_is_recorded_then_recovers_from_cache(tmp_p
     again = run_study(path, progress=False, report=False)
     assert again.step("model:top_down").status == "ok" and not again.step("model:top_down").cached
     assert again.step("model:figure1").cached and again.step("compare:figure1-vs-top_down").status == "ok"
+
+
+def test_bootstrap_of_a_model_not_in_the_study_says_so(tmp_path):
+    path = copy_study(tmp_path / "s")
+    path.write_text(path.read_text().replace("  model: figure1", "  model: partial_mediation"))
+    run = run_study(path, progress=False, report=False)
+    boot = run.step("bootstrap:partial_mediation")
+    line = _line_of(path, "model: partial_mediation")
+    assert boot.status == "failed" and boot.error_type == "UnknownModel"
+    assert f"study.yaml:{line}:10 bootstrap.model: bootstrap.model 'partial_mediation' is not in 'models'" in boot.message
