@@ -339,8 +339,6 @@ class BootstrapResult:
         }
 
     def summary(self) -> str:
-        from .format import format_table  # noqa: F401 - formatting lives in one place when present
-
         lines = [f"Bootstrap: {self.n_ok} of {self.n_boot} replications used "
                  f"({self.n_failed} failed, {self.n_improper} improper); {self.ci} "
                  f"{self.level:.0%} intervals; seed {self.seed}"]

@@ -154,8 +154,6 @@ class PowerResult:
                 "min_n": clean(self.min_n().to_dict("records"))}
 
     def summary(self) -> str:
-        from .format import format_table  # noqa: F401 - one place for formatting
-
         lines = [f"Monte Carlo power for {self.model} (alpha {self.alpha}, target {self.target:.0%}, "
                  f"true values: {self.true_values}, seed {self.seed})"]
         for _, r in self.overview.iterrows():
