@@ -465,17 +465,33 @@ def group_arrays(check, model) -> list[np.ndarray]:
     return [data.loc[key == lab, model.ov_names[g]].to_numpy(dtype=float) for g, lab in enumerate(labels)]
 
 
-def adf_gamma(Y: np.ndarray, means: bool) -> np.ndarray:
-    """Asymptotic covariance of [ybar, vech S] (N divisor, lavaan's Gamma for MLM)."""
+def adf_gamma(Y: np.ndarray, means: bool, x_idx=()) -> np.ndarray:
+    """Asymptotic covariance of [ybar, vech S] (N divisor, lavaan's Gamma for MLM).
+
+    With fixed.x covariates ``x_idx``, lavaan's version: the moment contributions minus
+    those of the data with every other variable replaced by its regression on the covariates
+    (so the covariates' own moments get zero rows).
+    """
     n, p = Y.shape
-    yc = Y - Y.mean(axis=0)
     r, c = np.tril_indices(p)
     order = np.lexsort((r, c))
     r, c = r[order], c[order]
-    z = yc[:, r] * yc[:, c]
+
+    def contributions(A):
+        ac = A - A.mean(axis=0)
+        z = ac[:, r] * ac[:, c]
+        return np.hstack([A, z]) if means else z
+
+    z = contributions(Y)
+    x_idx = list(x_idx)
+    if x_idx:
+        X = np.column_stack([np.ones(n), Y[:, x_idx]])
+        rest = [j for j in range(p) if j not in x_idx]
+        coef, *_ = np.linalg.lstsq(X, Y[:, rest], rcond=None)
+        Yhat = Y.copy()
+        Yhat[:, rest] = X @ coef
+        z = z - contributions(Yhat)
     z = z - z.mean(axis=0)
-    if means:
-        z = np.hstack([yc, z])
     return z.T @ z / n
 
 
@@ -486,7 +502,11 @@ class MLMEstimator(MLEstimator):
     test_kind = "satorra.bentler"
 
     def _setup(self, data):
-        self.gamma = [adf_gamma(Y, self.model.meanstructure) for Y in data]
+        self.gamma = [adf_gamma(Y, self.model.meanstructure, self._xi(g)) for g, Y in enumerate(data)]
+
+    def _xi(self, g):
+        names = self.model.ov_names[g]
+        return [names.index(v) for v in self.model.exo_names[g]]
 
     def _pieces(self, x):
         V = self.weight_matrices(x)
@@ -519,16 +539,21 @@ class MLMEstimator(MLEstimator):
         return out
 
     def baseline_robust(self):
-        """Independence model (diagonal Sigma, saturated means) with its Satorra-Bentler scaling."""
+        """Independence model (diagonal Sigma, saturated means; fixed.x covariates keep their
+        sample block and are not parameters) with its Satorra-Bentler scaling."""
         from .base import ml_weight
         ms = self.model.meanstructure
         chisq, V, D = 0.0, [], []
         q = 0
         for g, s in enumerate(self.stats.cov):
             p = s.shape[0]
+            xi = self._xi(g)
+            keep = [i for i in range(p) if i not in xi]
             sb = np.diag(np.diag(s))
-            chisq += self.stats.nobs[g] * (np.sum(np.log(np.diag(s))) - np.linalg.slogdet(s)[1])
-            W = np.diag(1.0 / np.diag(s))
+            if xi:
+                sb[np.ix_(xi, xi)] = s[np.ix_(xi, xi)]
+            chisq += self.stats.nobs[g] * (np.linalg.slogdet(sb)[1] - np.linalg.slogdet(s)[1])
+            W = np.linalg.inv(sb)
             v = ml_weight(W)
             r, c = np.tril_indices(p)
             order = np.lexsort((r, c))
@@ -539,19 +564,20 @@ class MLMEstimator(MLEstimator):
                 full[p:, p:] = v
                 v = full
             V.append(v)
-            D.append((p, r, c))
-            q += p + (p if ms else 0)
+            D.append((p, r, c, keep))
+            q += len(keep) * (2 if ms else 1)
         Dm, off = [], 0
-        for p, r, c in D:
+        for p, r, c, keep in D:
+            k = len(keep)
             d = np.zeros(((p if ms else 0) + len(r), q))
             if ms:
-                d[np.arange(p), off + np.arange(p)] = 1.0
-                off += p
-            d[(p if ms else 0) + np.flatnonzero(r == c), off + np.arange(p)] = 1.0
-            off += p
+                d[keep, off + np.arange(k)] = 1.0
+                off += k
+            d[(p if ms else 0) + np.flatnonzero(r == c)[keep], off + np.arange(k)] = 1.0
+            off += k
             Dm.append(d)
         E = sum(w * d.T @ v @ d for w, d, v in zip(self.weights, Dm, V))
-        df = sum(p * (p - 1) // 2 for p, _, _ in D)
+        df = sum(p * (p - 1) // 2 - (p - len(keep)) * (p - len(keep) - 1) // 2 for p, _, _, keep in D)
         tr, _ = ugamma_traces(V, Dm, np.linalg.inv(E), self.gamma, self.stats.nobs)
         out = {"chisq": chisq, "df": df, "pvalue": _pchisq(chisq, df)}
         out.update(satorra_bentler(chisq, df, tr))
