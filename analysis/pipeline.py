@@ -645,6 +645,26 @@ def _step_describe(run: _Run) -> _Output:
                         "n_suppressed": table.n_suppressed}
     out["crosstabs"] = crosstabs
 
+    # construct means by group: a group statistic, hidden for groups under the threshold
+    from .disclosure import suppress_by_n
+
+    score_cols = [c for c in (run.out("score").data.get("constructs") or []) if c in scored.columns]
+    wanted = _study_constructs(run)
+    if wanted is not None:
+        score_cols = [c for c in score_cols if c in wanted]
+    means = {}
+    for g, gcol in group_cols.items():
+        frame = scored[score_cols].astype(float).assign(__g=gcol.to_numpy())
+        frame = frame[frame["__g"].notna()]
+        stats = frame.groupby("__g")[score_cols].mean()
+        stats.insert(0, "n", frame.groupby("__g").size())
+        shown = suppress_by_n(stats, "n", threshold=thr)
+        means[g] = {"title": f"Mean construct scores by {g}", "columns": ["group", "n"] + score_cols,
+                    "rows": [[str(idx), SUPPRESSED if row["suppressed"] else int(row["n"])]
+                             + [None if row["suppressed"] else float(row[c]) for c in score_cols]
+                             for idx, row in shown.iterrows()]}
+    out["group_means"] = means
+
     # item response distributions, per construct, suppressed per item x category
     rows = []
     wanted = _study_constructs(run)

@@ -77,10 +77,10 @@ def table(rows, columns=None, caption=None):
     display({"text/html": out, "text/markdown": text}, raw=True)
 
 
-def figure(rel, width=None):
+def figure(rel, alt, width=None):
     p = BUNDLE / rel
     if p.is_file():
-        display(Image(filename=str(p), width=width))
+        display(Image(filename=str(p), width=width), metadata={"image/png": {"alt": alt}})
 
 
 def failed(*names):
@@ -146,6 +146,9 @@ if not failed("import", "describe") and R.get("sample"):
     for key, ct in S.get("crosstabs", {}).items():
         df = pd.DataFrame(ct["cells"], index=ct["index"], columns=ct["columns"]).reset_index(names=key)
         table(df, caption=ct["title"])
+    for key, gm in S.get("group_means", {}).items():
+        table([[r[0], r[1]] + [num(v, 2) for v in r[2:]] for r in gm["rows"]], columns=gm["columns"],
+              caption=gm["title"] + " (1-5 scales; REPR counts 0-3)")
 
 # %% [markdown]
 # ## Item response distributions
@@ -158,7 +161,7 @@ if not failed("import", "describe") and R.get("sample"):
 if not failed("describe"):
     figs = R.get("figures", {}).get("item_distributions", {})
     for construct, rel in figs.items():
-        figure(rel)
+        figure(rel, f"Diverging stacked bars of the {construct} items")
     if R["sample"]["item_distributions"]["n_suppressed"]:
         md(f"{R['sample']['item_distributions']['n_suppressed']} item categories chosen by fewer than "
            f"{THRESHOLD} respondents (or hidden to protect them) have no bar.")
@@ -227,16 +230,18 @@ for g, d in R.get("invariance", {}).items():
     groups = ", ".join(f"{lab} (n = {n})" for lab, n in zip(d.get("group_labels", []), d.get("nobs", [])))
     md(f"**{html.escape(g)}** — groups: {html.escape(groups)}" + (f"; {d['left_out']} group(s) too small to analyse "
                                                                      "were left out" if d.get("left_out") else ""))
-    table([{"step": s["name"], "chisq": num(s.get("chisq"), 2), "df": num(s.get("df"), 0),
-            "CFI": num(s.get("cfi")), "RMSEA": num(s.get("rmsea")), "SRMR": num(s.get("srmr"))}
-           for s in d["steps"]], caption=f"Invariance ladder across {g}")
+    robust = all(s.get("cfi.robust") is not None for s in d["steps"])  # MLR/MLM/WLSMV: scaled and robust
+    sfx = (".scaled", ".robust") if robust else ("", "")
+    table([{"step": s["name"], "chisq": num(s.get("chisq" + sfx[0]), 2), "df": num(s.get("df" + sfx[0]), 0),
+            "CFI": num(s.get("cfi" + sfx[1])), "RMSEA": num(s.get("rmsea" + sfx[1])), "SRMR": num(s.get("srmr"))}
+           for s in d["steps"]], caption=f"Invariance ladder across {g}" + (" (scaled and robust)" if robust else ""))
     table([{"from": c["from"], "to": c["to"], "Δchisq": num(c.get("chisq.diff"), 2), "Δdf": num(c.get("df.diff"), 0),
             "p": pval(c.get("pvalue")), "ΔCFI": num(c.get("delta.cfi")), "ΔRMSEA": num(c.get("delta.rmsea")),
             "holds": "yes" if c.get("holds") else "no"} for c in d["comparisons"]],
           caption=f"Comparisons across {g}")
     md(f"Highest level of invariance supported across {html.escape(g)}: **{d.get('highest')}**.")
 if R.get("figures", {}).get("invariance"):
-    figure(R["figures"]["invariance"]["ladder"])
+    figure(R["figures"]["invariance"]["ladder"], "CFI and RMSEA up the invariance ladder")
 
 # %% [markdown]
 # ## Figure 1: the structural model
@@ -249,7 +254,7 @@ F1 = R.get("models", {}).get("figure1")
 if not failed("model:figure1") and F1:
     diagram = R.get("figures", {}).get("path_diagram", {})
     if diagram.get("png"):
-        figure(diagram["png"])
+        figure(diagram["png"], "Path diagram of figure1 with standardized coefficients")
     est = pd.DataFrame(F1["estimates"])
     reg = est[est["op"] == "~"]
     table([{"path": f"{r['rhs']} → {r['lhs']}", "estimate": num(r["est"]), "SE": num(r["se"]), "p": pval(r["pvalue"]),
@@ -296,7 +301,7 @@ if not failed(*[n for n in STEPS if n.startswith("bootstrap:")]) and B:
     md(f"{info['ok']} of {info['R']} bootstrap replications converged; {info['ci']} "
        f"{100 * info['level']:.0f}% intervals; seed {info['seed']}.")
     if R["figures"].get("forest"):
-        figure(R["figures"]["forest"])
+        figure(R["figures"]["forest"], "Forest plot of the defined effects with bootstrap intervals")
     table([{"effect": e["effect"], "estimate": num(e["est"], 4), "bootstrap SE": num(e["se"], 4),
             "CI lower": num(e["ci.lower"], 4), "CI upper": num(e["ci.upper"], 4),
             "standardized": num(e.get("std.all"), 3)} for e in B["effects"]], caption="Defined effects")

@@ -122,7 +122,8 @@ def test_a_small_cell_never_reaches_the_report(tmp_path):
     html = Path(run.report["outputs"]["html"]).read_text(encoding="utf-8")
     soup, tables = _tables(html)
     counts = [t for cap, t in tables.items() if cap.startswith(("Group:", "ETHNIC5 by", "Gender", "Age",
-                                                                "Interview language", "Quality flags"))]
+                                                                "Interview language", "Quality flags",
+                                                                "Mean construct scores"))]
     assert counts
     for t in counts:
         for row in t[1:]:
@@ -131,6 +132,11 @@ def test_a_small_cell_never_reaches_the_report(tmp_path):
                     assert int(cell) == 0 or int(cell) >= 10, (t[0], row)
     other = [row for row in tables["Group: ETHNIC5"] if row[0] == "Other ethnic group"]
     assert other == [["Other ethnic group", "[s]"]]
+    means = next(t for cap, t in tables.items() if cap.startswith("Mean construct scores by ETHNIC5"))
+    hidden = [row for row in means if row[0] == "Other ethnic group"]
+    assert hidden == [["Other ethnic group", "[s]", "–", "–", "–", "–"]]  # no statistic for four people
+    shown = [row for row in means[1:] if row[0] != "Other ethnic group"]
+    assert all(int(row[1]) >= 10 and re.fullmatch(r"\d\.\d\d", row[2]) for row in shown)
     assert "Area 1" not in html and "Area 2" not in html  # free text (AREA) never enters the report
 
 
