@@ -17,6 +17,7 @@ CSRF token, an HMAC of the session id under a secret kept in the database.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -31,11 +32,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from ..relevance import evaluate, parse, referenced_items, to_javascript
+from ..relevance import evaluate as _evaluate
+from ..relevance import parse, referenced_items as _referenced, to_javascript
 from .storage import Storage, TokenUsed, sha256_hex, utc_now
 
 __all__ = ["create_app", "SurveyConfig", "Page", "build_pages", "check_page"]
@@ -79,6 +80,19 @@ UI = {
         "done_body": "آپ کے جوابات موصول ہو گئے ہیں۔", "language": "زبان", "optional": "(اختیاری)",
     },
 }
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(condition: str):
+    return parse(condition)
+
+
+def evaluate(condition: str, answers: dict) -> bool:
+    return _evaluate(_parsed(condition), answers)
+
+
+def referenced_items(condition: str) -> list[str]:
+    return _referenced(_parsed(condition))
 
 
 def ui(lang: str, key: str, **kw) -> str:
@@ -387,7 +401,8 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
     app.state.storage = storage
     app.state.instrument = inst
     app.state.pages = pages
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    static = {name: (HERE / "static" / name).read_bytes() for name in ("survey.css", "survey.js")}
+    static_types = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
 
     # --- helpers --------------------------------------------------------------
     def lang_of(request: Request, draft: dict | None = None, form: dict | None = None) -> str:
@@ -514,7 +529,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
 
     # --- routes -----------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
-    def start(request: Request):
+    async def start(request: Request):
         sid = request.cookies.get(COOKIE)
         draft = storage.draft(sha256_hex(sid)) if sid else None
         lang = lang_of(request, draft)
@@ -532,7 +547,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         return render("page.html", lang, sid=sid, page_token=page_token(sid, 0), token=token or "", here="/", **ctx)
 
     @app.get("/page/{n}", response_class=HTMLResponse)
-    def show_page(request: Request, n: int):
+    async def show_page(request: Request, n: int):
         sid = request.cookies.get(COOKIE)
         draft = storage.draft(sha256_hex(sid)) if sid else None
         lang = lang_of(request, draft)
@@ -566,7 +581,9 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             return too_many(lang)
         if not 0 <= n < len(pages):
             return message(lang, 404, "Not found", "There is no such page.")
-        return await run_in_threadpool(_post_page, request, sid, n, form, lang)
+        # SQLite reads and draft saves take well under a millisecond: done on the event loop,
+        # which is faster than a hop to a worker thread and back
+        return _post_page(request, sid, n, form, lang)
 
     def _post_page(request: Request, sid: str, n: int, form: dict, lang: str):
         sh = sha256_hex(sid)
@@ -624,7 +641,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             return forbidden(lang, "The form has expired or did not come from this survey. Please reload the page.")
         if limited(sid):
             return too_many(lang)
-        return await run_in_threadpool(_submit, sid, lang)
+        return await run_in_threadpool(_submit, sid, lang)  # waits for fsync: off the event loop
 
     def _submit(sid: str, lang: str):
         sh = sha256_hex(sid)
@@ -654,7 +671,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         return resp
 
     @app.get("/done", response_class=HTMLResponse)
-    def done(request: Request):
+    async def done(request: Request):
         sid = request.cookies.get(COOKIE)
         sh = sha256_hex(sid) if sid else None
         draft = storage.draft(sh) if sh else None
@@ -666,7 +683,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         return render("done.html", lang, code=resp["response_id"], declined=declined)
 
     @app.get("/resume/{token}")
-    def resume(request: Request, token: str):
+    async def resume(request: Request, token: str):
         draft = storage.draft(sha256_hex(token)) if len(token) < 100 else None
         lang = lang_of(request, draft)
         if limited(token):
@@ -680,12 +697,19 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         return resp
 
     @app.get("/relevance.js")
-    def relevance_js_route():
+    async def relevance_js_route():
         return Response(relevance_js, media_type="text/javascript; charset=utf-8",
                         headers={"cache-control": "no-cache"})
 
+    @app.get("/static/{name}")
+    async def static_file(name: str):
+        if name not in static:
+            return PlainTextResponse("Not found", status_code=404)
+        return Response(static[name], media_type=static_types[name.rsplit(".", 1)[1]],
+                        headers={"cache-control": "public, max-age=3600"})
+
     @app.get("/healthz")
-    def healthz():
+    async def healthz():
         return PlainTextResponse("ok")
 
     # --- admin --------------------------------------------------------------------
@@ -709,7 +733,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
                                  headers={"www-authenticate": 'Basic realm="survey admin", charset="UTF-8"'})
 
     @app.get("/admin", response_class=HTMLResponse)
-    def admin(request: Request):
+    async def admin(request: Request):
         denied = admin_ok(request)
         if denied:
             return denied
@@ -721,7 +745,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
                       latest=latest, text_items=text_items, dialect=storage.dialect)
 
     @app.get("/admin/responses.csv")
-    def admin_csv(request: Request):
+    async def admin_csv(request: Request):
         denied = admin_ok(request)
         if denied:
             return denied
@@ -731,7 +755,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             "content-disposition": f'attachment; filename="{inst.id}-{inst.version}-web.csv"'})
 
     @app.get("/admin/timings.csv")
-    def admin_timings(request: Request):
+    async def admin_timings(request: Request):
         denied = admin_ok(request)
         if denied:
             return denied

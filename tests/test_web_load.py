@@ -1,0 +1,126 @@
+"""Load on loopback: many concurrent respondents against a real uvicorn server.
+
+Every respondent walks the whole crs survey (consent, nine pages, submit) with
+its own cookie jar. Afterwards each acknowledged submission (the 303 to /done,
+sent after the commit, carrying the response id) must be in the store exactly
+once with the planned answers. A second burst is cut short by SIGKILL to the
+server; after a restart every acknowledged submission must still be there.
+
+Figures are printed (run with -s to see them) and also written to
+``benchmarks/web_load.json`` by the slow run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from instruments import load_instrument
+from tests._web_support import Server, plan_answers, respond_async
+
+
+async def _burst(url: str, inst, n: int, concurrency: int, seed: int, *, kill_after: int | None = None,
+                 server: Server | None = None):
+    """Run n respondents, at most `concurrency` at a time; acks {response_id: answers}, latencies."""
+    rng = random.Random(seed)
+    plans = [(plan_answers(inst, rng), ["en", "ur"][i % 2]) for i in range(n)]
+    acks: dict[str, dict] = {}
+    seconds: list[float] = []
+    failures: list[str] = []
+    sem = asyncio.Semaphore(concurrency)
+    killed = asyncio.Event()
+
+    async def one(answers, lang):
+        async with sem:
+            if killed.is_set():
+                return
+            t0 = time.perf_counter()
+            try:
+                async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:  # own cookie jar
+                    rid = await respond_async(client, inst, answers, lang)
+            except (httpx.HTTPError, AssertionError) as exc:
+                failures.append(repr(exc)[:200])
+                return
+            seconds.append(time.perf_counter() - t0)
+            acks[rid] = answers
+            if kill_after is not None and len(acks) >= kill_after and not killed.is_set():
+                killed.set()
+                server.kill()  # SIGKILL while other respondents are mid-way
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(a, lang) for a, lang in plans))
+    wall = time.perf_counter() - t0
+    return acks, seconds, failures, wall
+
+
+def _stored(study: Path) -> list[tuple[str, str, str]]:
+    con = sqlite3.connect(study / "web" / "responses.sqlite")
+    try:
+        return con.execute("SELECT response_id, session_hash, answers FROM web_responses").fetchall()
+    finally:
+        con.close()
+
+
+def _run(tmp_path, n: int, concurrency: int, n_second: int) -> dict:
+    inst = load_instrument("crs")
+    server = Server("crs", tmp_path).start()
+    try:
+        acks, seconds, failures, wall = asyncio.run(_burst(server.url, inst, n, concurrency, seed=11))
+        assert failures == []
+        rows = _stored(tmp_path)
+        ids = [r[0] for r in rows]
+        assert len(acks) == n  # none lost
+        assert len(ids) == len(set(ids)) == n and len({r[1] for r in rows}) == n  # none duplicated
+        assert {r[0]: json.loads(r[2]) for r in rows} == acks  # every answer as planned
+
+        # second burst: SIGKILL once a third of it is acknowledged
+        acks2, _, failures2, _ = asyncio.run(_burst(server.url, inst, n_second, concurrency, seed=12,
+                                                    kill_after=n_second // 3, server=server))
+        assert server.proc.returncode == -9
+        server.start()  # restart on the same files
+        stored = {r[0]: json.loads(r[2]) for r in _stored(tmp_path)}
+        lost = [rid for rid in acks2 if stored.get(rid) != acks2[rid]]
+        assert lost == []  # every acknowledged submission survived the kill
+        assert len(acks2) >= n_second // 3
+        rows = _stored(tmp_path)
+        assert len({r[0] for r in rows}) == len(rows) and len({r[1] for r in rows}) == len(rows)
+        # the restarted server takes new responses
+        acks3, _, failures3, _ = asyncio.run(_burst(server.url, inst, 5, 5, seed=13))
+        assert failures3 == [] and len(acks3) == 5
+    finally:
+        server.stop()
+    n_requests = n * (len(inst.sections) * 2 + 3)  # GET+POST per page, start, review, submit
+    figures = {
+        "respondents": n, "concurrency": concurrency, "wall_s": round(wall, 2),
+        "responses_per_s": round(n / wall, 1), "requests_per_s": round(n_requests / wall, 1),
+        "respondent_seconds_median": round(statistics.median(seconds), 3),
+        "respondent_seconds_p95": round(sorted(seconds)[int(0.95 * len(seconds)) - 1], 3),
+        "request_ms_mean": round(1000 * statistics.mean(seconds) / (len(inst.sections) * 2 + 3), 1),
+        "lost": 0, "duplicated": 0,
+        "second_burst": {"respondents": n_second, "acknowledged_before_kill": len(acks2),
+                         "failed_after_kill": len(failures2), "acknowledged_lost": 0},
+    }
+    print(json.dumps(figures, indent=1))
+    return figures
+
+
+def test_load_small(tmp_path):
+    """20 concurrent respondents, 100 responses, then a SIGKILL during 60 more."""
+    figures = _run(tmp_path, n=100, concurrency=20, n_second=60)
+    assert figures["responses_per_s"] > 1
+
+
+@pytest.mark.slow
+def test_load_200_concurrent_2000_responses(tmp_path):
+    """The acceptance run: 200 concurrent respondents submitting 2,000 responses; then the SIGKILL burst."""
+    figures = _run(tmp_path, n=2000, concurrency=200, n_second=600)
+    out = Path(__file__).resolve().parents[1] / "benchmarks" / "web_load.json"
+    out.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
