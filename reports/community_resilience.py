@@ -226,6 +226,8 @@ if not failed("cfa") and R.get("cfa"):
 inv_steps = [n for n in STEPS if n.startswith("invariance:")]
 if inv_steps:
     failed(*inv_steps)
+else:
+    md("*The study names no grouping variables (`groups:` in study.yaml), so invariance was not tested.*")
 for g, d in R.get("invariance", {}).items():
     groups = ", ".join(f"{lab} (n = {n})" for lab, n in zip(d.get("group_labels", []), d.get("nobs", [])))
     md(f"**{html.escape(g)}** — groups: {html.escape(groups)}" + (f"; {d['left_out']} group(s) too small to analyse "
@@ -316,6 +318,8 @@ if not failed(*[n for n in STEPS if n.startswith("bootstrap:")]) and B:
 gp_steps = [n for n in STEPS if n.startswith("groups:")]
 if gp_steps:
     failed(*gp_steps)
+else:
+    md("*No group comparison: the study names no grouping variables or no structural model.*")
 for g, d in R.get("group_paths", {}).items():
     rows = []
     for p in d.get("paths", []):
