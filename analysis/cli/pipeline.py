@@ -129,15 +129,19 @@ def register(app: typer.Typer) -> None:
              n: int = typer.Option(1200, "--n", help="Respondents to simulate."),
              seed: int = typer.Option(20260401, "--seed", help="Seed of the simulation and the bootstrap."),
              replications: int = typer.Option(500, "--bootstrap", help="Bootstrap replications."),
+             missing: str = typer.Option("listwise", "--missing",
+                                         help="listwise (complete cases: minutes) or fiml (every answer: slower)."),
              as_json: bool = JsonOpt) -> None:
         """Simulate a community survey from crs, run the whole study, render the report."""
         from analysis.pipeline import create_demo_study
 
         if n < 50:
             _fail([f"The '--n' option must be an int >= 50. Got {n} instead."], as_json)
+        if missing not in ("listwise", "fiml"):
+            _fail([f"The '--missing' option must be listwise or fiml. Got {missing!r} instead."], as_json)
         if not as_json:
             _console().print(f"simulating {n} respondents (seed {seed}) into {out} ...")
-        path = create_demo_study(out, n=n, seed=seed, replications=replications)
+        path = create_demo_study(out, n=n, seed=seed, replications=replications, missing=missing)
         run = _run(path, as_json)
         if as_json:
             typer.echo(json.dumps(run.to_dict(), indent=1, default=str))
