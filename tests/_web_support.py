@@ -146,3 +146,34 @@ def respond(client, instrument, answers: dict, lang: str) -> str:
     r = client.post("/submit", data={"_csrf": CSRF.search(html).group(1), "_lang": lang}, follow_redirects=False)
     assert r.status_code == 303, (r.status_code, r.text[:300])
     return r.headers["x-response-id"]
+
+
+class ThreadServer:
+    """uvicorn in a thread of the test process: starts in a fraction of a second."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False))
+        self.thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ThreadServer":
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread:
+            self.thread.join(10)

@@ -708,6 +708,10 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         return Response(static[name], media_type=static_types[name.rsplit(".", 1)[1]],
                         headers={"cache-control": "public, max-age=3600"})
 
+    @app.get("/favicon.ico")
+    async def favicon():
+        return Response(status_code=204)
+
     @app.get("/healthz")
     async def healthz():
         return PlainTextResponse("ok")
