@@ -13,22 +13,29 @@ SEM (simulated CRS answers, N = 600: 42 variables, 107 parameters) with
   PATH (timed inside R, so R's start-up is excluded).
 
 Each fit is run once to warm up, then ``repeats`` times; the median time per fit
-is reported with ratios (suite / other: < 1 means the suite is faster).
+is reported with ratios (suite / other: < 1 means the suite is faster). BLAS runs
+on one thread for all engines (set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS to change).
 Run by hand, never in CI.
 """
 
 from __future__ import annotations
 
-import argparse
-import re
-import shutil
-import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
+import os
 
-import pandas as pd
+# One BLAS thread for every engine (as R's reference BLAS): fair, and stable on a busy machine.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import re
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
