@@ -348,7 +348,8 @@ def ordinal_stats(codes, *, names=None, gamma: bool = True, missing: str = "pair
     valid = np.zeros((P, K1, K2), bool)
     for a, (i, j) in enumerate(pairs):
         valid[a, :K[j], :K[i]] = True
-    freq = _zero_add_2x2(freq, K, pairs)
+    freq_raw = freq                      # case counts: scores and their cross-products
+    freq = _zero_add_2x2(freq, K, pairs)  # estimation only (lavaan's zero.add)
     n_pair = freq.sum((1, 2))
     rho = np.zeros(P)
     # start: Pearson correlation of the codes (pairwise)
@@ -415,8 +416,8 @@ def ordinal_stats(codes, *, names=None, gamma: bool = True, missing: str = "pair
         both = obs[:, i] & obs[:, j]
         rows = np.flatnonzero(both)
         sc_cor[rows, a] = flat[a, Yi[rows, j] * K2 + Yi[rows, i]]
-        # A21 = sum over cases of s_rho * d log pi / d tau, from the table
-        w = freq[a] * s_rho[a] / pi_s[a]                          # (K1, K2)
+        # A21 = sum over cases of s_rho * d log pi / d tau, from the table of case counts
+        w = freq_raw[a] * s_rho[a] / pi_s[a]                      # (K1, K2)
         kj, ki = K[j], K[i]
         # row item (j): upper bound of row k is tau_k (k < kj-1); lower is tau_{k-1}
         g_up = (w * d_up1[a]).sum(1)[:kj]

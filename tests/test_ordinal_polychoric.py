@@ -76,3 +76,14 @@ def test_category_missing_in_one_group_named_and_collapsible():
     codes, levels = ordinal_codes(d, ["a"], groups=groups, collapse_sparse=True)
     assert levels["a"] == [1, 2, [3, 4]]
     assert codes["a"].max() == 2
+
+
+def test_binary_items_with_an_empty_cell():
+    """zero.add (0.5) enters the polychoric estimate only; scores use the case counts (make_robust.R)."""
+    rec = json.loads((FIXTURES / "lavaan" / "robust_binary_zero_cell.json").read_text())
+    d = pd.read_csv(FIXTURES / "data" / "binary_zero_cell.csv")
+    assert ((d["b4"] == 0) & (d["b5"] == 1)).sum() == 0
+    codes, _ = ordinal_codes(d, list(d.columns))
+    st = ordinal_stats(codes)
+    np.testing.assert_allclose(st.wls_obs, rec["wls_obs"], atol=1e-6)
+    np.testing.assert_allclose(st.gamma, np.array(rec["gamma"]), atol=1e-5)
