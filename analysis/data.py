@@ -210,7 +210,7 @@ def _as_numeric(df: pd.DataFrame, col: str, where: str) -> pd.Series:
         if cats.notna().all():
             return pd.to_numeric(s.astype(object), errors="coerce").astype(float)
     stripped = s.map(lambda v: v.strip() if isinstance(v, str) else v)
-    stripped = stripped.replace("", np.nan)
+    stripped = stripped.replace({"": np.nan, ".": np.nan})  # '.' is SAS/Stata's missing
     num = pd.to_numeric(stripped, errors="coerce")
     bad = stripped.notna() & num.isna()
     if bad.any():

@@ -111,3 +111,11 @@ def test_group_column_not_found(df):
     with pytest.raises(DataError, match=r"group column 'School' not found in the data "
                                         r"\(did you mean 'school'\? names are case-sensitive\)"):
         check_model_data(df, ["TRUST1", "TRUST2"], group="School")
+
+
+def test_dot_and_blank_are_missing_not_text(df):
+    df["TRUST2"] = df["TRUST2"].astype(object)
+    df.loc[3, "TRUST2"] = "."
+    df.loc[4, "TRUST2"] = "  "
+    out = check_model_data(df, ["TRUST1", "TRUST2"])
+    assert out.missing["dropped_rows"] == [4, 5]
