@@ -174,3 +174,9 @@ def test_rate_limit_per_session(tmp_path, crs):
     assert codes[:5] == [200] * 5 and codes[5:] == [429] * 3
     # another respondent is not affected
     assert TestClient(app).get("/").status_code == 200
+
+
+def test_guessing_tokens_is_slowed_down(tmp_path, crs):
+    app = create_app(crs, study_dir=tmp_path, tokens=["real-token-1"])
+    codes = [TestClient(app).get(f"/?token=guess{i}").status_code for i in range(35)]
+    assert codes.count(403) >= 30 and codes[-1] == 429

@@ -392,6 +392,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
     page_of = {it.id: n for n, p in enumerate(pages) for it in p.items}
     limiter = _RateLimiter(cfg.rate_burst, cfg.rate_per_second)
     admin_limiter = _RateLimiter(10, 0.2)
+    token_limiter = _RateLimiter(30, 1.0)  # wrong personal tokens, all sessions together: no guessing
     relevance_js = _relevance_script(pages)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
@@ -540,6 +541,8 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             return RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
         problem = token_problem(token)
         if problem:
+            if not token_limiter.allow("bad-token"):
+                return too_many(lang)
             return forbidden(lang, problem)
         if not sid or draft:  # a fresh session for a new respondent
             sid = secrets.token_urlsafe(32)
