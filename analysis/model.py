@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .partable import exo_names, latent_names, n_free, observed_names, ordered_names
+from .partable import _vnames, n_free
 from .syntax import EXPRESSION_OPS
 
 __all__ = ["Model", "Moments", "vech_indices"]
@@ -52,34 +52,33 @@ def vech_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
 class _Group:
     """Index maps of one group (cells of A, S, m, tau and scales, free or fixed)."""
 
-    def __init__(self, pt: pd.DataFrame, g: int, nfree: int, meanstructure: bool):
+    def __init__(self, rows: list[tuple], g: int, nfree: int, meanstructure: bool):
+        # rows: (lhs, op, rhs, free, ustart, exo) of this group's model rows, in table order
         self.g = g
-        self.ov = observed_names(pt, g)
-        self.lv = latent_names(pt, g)
-        self.ordered = ordered_names(pt, g)
-        self.exo = exo_names(pt, g)
-        names = self.ov + [v for v in self.lv if v not in self.ov]
+        v = _vnames([(l, o, r) for l, o, r, *_ in rows])
+        self.ov, self.lv, self.ordered = v["ov"], v["lv"], v["ov.ord"]
+        exo = {n for l, o, r, f, u, e in rows if e == 1 and o == "~~" for n in (l, r)}
+        self.exo = [n for n in self.ov if n in exo]
+        names = self.ov + [n for n in self.lv if n not in set(self.ov)]
         self.names = names
         pos = {n: i for i, n in enumerate(names)}
         self.p, self.m = len(self.ov), len(names)
         p, m = self.p, self.m
-        sub = pt[(pt["group"] == g) & ~pt["op"].isin(EXPRESSION_OPS)]
         self.A0 = np.zeros((m, m))
         self.S0 = np.zeros((m, m))
         self.M0 = np.zeros(m)
         self.D0 = np.ones(p)
-        th_rows = sub[sub["op"] == "|"]
         # thresholds in lavaan's order: by ordered variable, then t1, t2, ...
-        th_rows = th_rows.assign(_v=th_rows["lhs"].map({v: i for i, v in enumerate(self.ov)}),
-                                 _k=th_rows["rhs"].str[1:].astype(int) if len(th_rows) else 0)
-        th_rows = th_rows.sort_values(["_v", "_k"]) if len(th_rows) else th_rows
-        self.th_names = [f"{l}|{r}" for l, r in zip(th_rows["lhs"], th_rows["rhs"])]
-        self.th_var = np.array([pos[l] for l in th_rows["lhs"]], dtype=int)
-        self.T0 = np.zeros(len(th_rows))
+        ov_pos = {n: i for i, n in enumerate(self.ov)}
+        th = sorted((k for k, row in enumerate(rows) if row[1] == "|"),
+                    key=lambda k: (ov_pos[rows[k][0]], int(rows[k][2][1:])))
+        self.th_names = [f"{rows[k][0]}|{rows[k][2]}" for k in th]
+        self.th_var = np.array([pos[rows[k][0]] for k in th], dtype=int)
+        self.T0 = np.zeros(len(th))
         cells = {"A": [], "S": [], "M": [], "T": [], "D": []}
-        th_pos = {idx: k for k, idx in enumerate(th_rows.index)}
-        for idx, op, l, r, free, ustart in zip(sub.index, sub["op"], sub["lhs"], sub["rhs"],
-                                                sub["free"].astype(int), sub["ustart"]):
+        th_pos = {k: i for i, k in enumerate(th)}
+        for idx, (l, op, r, free, ustart, _) in enumerate(rows):
+            free = int(free)
             val = ustart if free == 0 else 0.0
             val = 0.0 if pd.isna(val) else float(val)
             if op == "=~":
@@ -175,7 +174,10 @@ class Model:
         self.n_free = n_free(partable)
         self.groups = [int(g) for g in sorted(partable["group"].unique()) if g > 0]
         self.n_groups = len(self.groups)
-        self._g = [_Group(partable, g, self.n_free, meanstructure) for g in self.groups]
+        cols = [partable[c].tolist() for c in ("lhs", "op", "rhs", "free", "ustart", "exo", "group")]
+        table = [row for row in zip(*cols) if row[1] not in EXPRESSION_OPS]
+        self._g = [_Group([row[:6] for row in table if row[6] == g], g, self.n_free, meanstructure)
+                   for g in self.groups]
         self.ov_names = [grp.ov for grp in self._g]
         self.lv_names = [grp.lv for grp in self._g]
         self.ordered_names = [grp.ordered for grp in self._g]
@@ -285,6 +287,19 @@ class Model:
             if len(dk):
                 J[:nt, ix["d_cols"]] = (v[:, None] == ix["di"]) * (T - mu_raw[v])[:, None]
         return J @ grp.P
+
+    @property
+    def df(self) -> int:
+        """Sample moments minus free parameters. Moments: (co)variances (for ordered variables
+        correlations and thresholds instead of variances and means), minus those of fixed.x
+        covariates, plus means with a mean structure."""
+        moments = 0
+        for grp in self._g:
+            p, px, po = grp.p, len(grp.exo), len(grp.ordered)
+            moments += p * (p + 1) // 2 - po - px * (px + 1) // 2 + grp.n_tau
+            if self.meanstructure:
+                moments += p - px - po
+        return moments - self.n_free
 
     # ------------------------------------------------------------------
     def moment_layout(self, group: int = 0) -> dict[str, slice]:

@@ -20,7 +20,6 @@ import pandas as pd
 from scipy import optimize as spo
 from scipy.stats import norm
 
-from .partable import latent_names, observed_names
 from .syntax import EXPRESSION_OPS
 
 __all__ = ["start_values", "minimize", "OptimizeResult"]
@@ -34,22 +33,23 @@ def _median(values, default):
 def start_values(pt: pd.DataFrame, stats) -> np.ndarray:
     """Start value of every row of ``pt`` (NaN for expression rows); user values win."""
     start = np.full(len(pt), np.nan)
-    for gi, g in enumerate(sorted(x for x in pt["group"].unique() if x > 0)):
+    cols = [pt[c].tolist() for c in ("lhs", "op", "rhs", "free", "exo", "ustart", "group")]
+    table = [(k, *row) for k, row in enumerate(zip(*cols)) if row[1] not in EXPRESSION_OPS]
+    for gi, g in enumerate(sorted({row[7] for row in table if row[7] > 0})):
         ov = list(stats.ov_names)
         pos = {v: i for i, v in enumerate(ov)}
         S = stats.cov[gi]
         mean = stats.mean[gi]
-        sub = pt[(pt["group"] == g) & ~pt["op"].isin(EXPRESSION_OPS)]
-        lv = latent_names(pt, g)
-        load = sub[sub["op"] == "=~"]
+        sub = [row for row in table if row[7] == g]
+        lv = list(dict.fromkeys(row[1] for row in sub if row[2] == "=~"))
         lam: dict[tuple[str, str], float] = {}
         psi: dict[str, float] = {}
         for f in lv:
-            rows = load[load["lhs"] == f]
-            inds = [r for r in rows["rhs"] if r in pos]
-            marker = rows[(rows["free"] == 0) & rows["rhs"].isin(inds)]
-            mk = marker["rhs"].iloc[0] if len(marker) else None
-            mval = float(marker["ustart"].iloc[0]) if len(marker) else 1.0
+            rows = [row for row in sub if row[2] == "=~" and row[1] == f]
+            inds = [row[3] for row in rows if row[3] in pos]
+            marker = [row for row in rows if row[4] == 0 and row[3] in pos]
+            mk = marker[0][3] if marker else None
+            mval = float(marker[0][6]) if marker else 1.0
             if mk is not None and mval != 0:
                 m = pos[mk]
                 for x in inds:
@@ -78,15 +78,11 @@ def start_values(pt: pd.DataFrame, stats) -> np.ndarray:
         comm_ov: dict[str, float] = {}
         for (f, x), l in lam.items():
             comm_ov[x] = comm_ov.get(x, 0.0) + l * l * psi[f]
-        positions = {idx: k for k, idx in enumerate(pt.index)}
-        n_th = {}
-        for l_, o_ in zip(sub["lhs"], sub["op"]):
-            if o_ == "|":
-                n_th[l_] = n_th.get(l_, 0) + 1
-        for idx, op, l, r, free, exo, ustart in zip(sub.index, sub["op"], sub["lhs"], sub["rhs"],
-                                                     sub["free"], sub["exo"], sub["ustart"]):
-            row = {"ustart": ustart}
-            k = positions[idx]
+        n_th: dict[str, int] = {}
+        for row in sub:
+            if row[2] == "|":
+                n_th[row[1]] = n_th.get(row[1], 0) + 1
+        for k, l, op, r, free, exo, ustart, _ in sub:
             if free == 0 and exo == 0:
                 start[k] = ustart
                 continue
@@ -96,8 +92,8 @@ def start_values(pt: pd.DataFrame, stats) -> np.ndarray:
                 elif op == "~1":
                     start[k] = mean[pos[l]] if mean is not None else 0.0
                 continue
-            if np.isfinite(row["ustart"]):
-                start[k] = row["ustart"]
+            if np.isfinite(ustart):
+                start[k] = ustart
                 continue
             if op == "=~":
                 start[k] = lam.get((l, r), 1.0)

@@ -135,17 +135,20 @@ def n_free(pt: pd.DataFrame) -> int:
 
 
 def df_of(pt: pd.DataFrame, meanstructure: bool) -> int:
-    """Degrees of freedom: sample moments (minus fixed.x moments) minus free parameters."""
+    """Degrees of freedom: sample moments (minus fixed.x moments) minus free parameters
+    (see :attr:`analysis.model.Model.df`)."""
     groups = sorted(g for g in pt["group"].unique() if g > 0)
     moments = 0
     for g in groups:
-        p = len(observed_names(pt, g))
+        rows = _rows(pt, g)
+        v = _vnames(rows)
+        p, po = len(v["ov"]), len(v["ov.ord"])
         px = len(exo_names(pt, g))
-        nth = int(((pt["group"] == g) & (pt["op"] == "|")).sum())
-        moments += p * (p + 1) // 2 - px * (px + 1) // 2
+        nth = sum(1 for l, o, r in rows if o == "|")
+        # ordered variables contribute correlations and thresholds, not variances and means
+        moments += p * (p + 1) // 2 - po - px * (px + 1) // 2 + nth
         if meanstructure:
-            moments += p - px
-        moments += nth
+            moments += p - px - po
     return moments - n_free(pt)
 
 

@@ -154,7 +154,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     85.306
     """
     from .data import SampleStats, check_model_data
-    from .defined import defined_jacobian, defined_values
+    from .defined import DefinedParameters
     from .fitindices import fit_measures
     from .model import Model
     from .optimize import minimize, start_values
@@ -309,12 +309,16 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     # 12. defined ---------------------------------------------------------------
     defined = pt["op"] == ":="
     if defined.any():
-        vals = defined_values(pt, x)
-        pt.loc[defined, "est"] = [vals[n] for n in pt.loc[defined, "lhs"]]
+        dp = DefinedParameters(pt)
+        dvals = dp.values(x)
+        est_col = pt["est"].to_numpy(float).copy()
+        mask = defined.to_numpy()
+        est_col[mask] = dvals
+        pt["est"] = est_col
         if vcov is not None:
-            jac = defined_jacobian(pt, x)
+            jac = dp.jacobian(x)
             dse = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0.0))
-            _set_inference(pt, defined.to_numpy(), pt.loc[defined, "est"].to_numpy(float), dse)
+            _set_inference(pt, mask, dvals, dse)
     pt = standardize(pt, mdl, x)
     r2 = rsquare(pt, mdl, x)
     records += _diagnose(pt, mdl, x)
@@ -454,13 +458,16 @@ def _make_estimator(estimator, missing, mdl, stats, check, options):
 
 
 def _set_inference(pt, mask, est, se):
+    """Fill se, z, pvalue and the 95% CI for the rows in ``mask`` (one column write each)."""
+    se = np.asarray(se, dtype=float)
     z = np.where(se > 0, est / np.where(se > 0, se, 1.0), np.nan)
     crit = sps.norm.ppf(0.975)
-    pt.loc[mask, "se"] = se
-    pt.loc[mask, "z"] = z
-    pt.loc[mask, "pvalue"] = 2 * sps.norm.sf(np.abs(z))
-    pt.loc[mask, "ci.lower"] = est - crit * se
-    pt.loc[mask, "ci.upper"] = est + crit * se
+    cols = {"se": se, "z": z, "pvalue": 2 * sps.norm.sf(np.abs(z)),
+            "ci.lower": est - crit * se, "ci.upper": est + crit * se}
+    for col, vals in cols.items():
+        out = pt[col].to_numpy(dtype=float).copy()
+        out[mask] = vals
+        pt[col] = out
 
 
 def _fill_inference(pt, x, vcov):
@@ -468,9 +475,10 @@ def _fill_inference(pt, x, vcov):
     model_rows = ~pt["op"].isin(EXPRESSION_OPS).to_numpy()
     fixed = (free == 0) & model_rows
     est = pt["est"].to_numpy(float)
-    pt.loc[fixed, "se"] = 0.0
-    pt.loc[fixed, "ci.lower"] = est[fixed]
-    pt.loc[fixed, "ci.upper"] = est[fixed]
+    se = pt["se"].to_numpy(float).copy()
+    lo, hi = pt["ci.lower"].to_numpy(float).copy(), pt["ci.upper"].to_numpy(float).copy()
+    se[fixed], lo[fixed], hi[fixed] = 0.0, est[fixed], est[fixed]
+    pt["se"], pt["ci.lower"], pt["ci.upper"] = se, lo, hi
     if vcov is not None:
         se_x = np.sqrt(np.maximum(np.diag(vcov), 0.0))
         mask = free > 0
@@ -481,21 +489,22 @@ def _fill_inference(pt, x, vcov):
 def _diagnose(pt, mdl, x) -> list[dict]:
     recs = []
     multi = mdl.n_groups > 1
-    for _, row in pt[(pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["est"] < 0)].iterrows():
-        where = f" in group {row['group']}" if multi else ""
-        recs.append(warning_record(HeywoodCaseWarning,
-                                   f"negative variance estimate for '{row['lhs']}'{where} "
-                                   f"({row['est']:.4g}): a Heywood case", variable=row["lhs"],
-                                   group=int(row["group"])))
-    big = pt[(pt["op"].isin(["=~", "~~"])) & (pt["lhs"] != pt["rhs"]) & (pt["std.all"].abs() > 1)]
-    for _, row in big.iterrows():
-        what = "standardized loading" if row["op"] == "=~" else "correlation"
-        recs.append(warning_record(StandardizedLoadingWarning,
-                                   f"{what} of '{row['lhs']} {row['op']} {row['rhs']}' is "
-                                   f"{row['std.all']:.3f}, beyond [-1, 1]",
-                                   lhs=row["lhs"], op=row["op"], rhs=row["rhs"], group=int(row["group"])))
+    rows = list(zip(pt["lhs"], pt["op"], pt["rhs"], pt["group"], pt["est"], pt["std.all"]))
+    for l, o, r, g, e, s in rows:
+        if o == "~~" and l == r and e < 0:
+            where = f" in group {g}" if multi else ""
+            recs.append(warning_record(HeywoodCaseWarning,
+                                       f"negative variance estimate for '{l}'{where} ({e:.4g}): a Heywood case",
+                                       variable=l, group=int(g)))
+    for l, o, r, g, e, s in rows:
+        if o in ("=~", "~~") and l != r and abs(s) > 1:
+            what = "standardized loading" if o == "=~" else "correlation"
+            recs.append(warning_record(StandardizedLoadingWarning,
+                                       f"{what} of '{l} {o} {r}' is {s:.3f}, beyond [-1, 1]",
+                                       lhs=l, op=o, rhs=r, group=int(g)))
     for g, (vall, _) in enumerate(mdl.implied_all(x)):
-        lv = [i for i, n in enumerate(mdl._g[g].names) if n in set(mdl.lv_names[g])]
+        lvset = set(mdl.lv_names[g])
+        lv = [i for i, n in enumerate(mdl._g[g].names) if n in lvset]
         if len(lv) > 0:
             ev = np.linalg.eigvalsh(vall[np.ix_(lv, lv)])
             if ev.min() < -1e-10:

@@ -40,16 +40,18 @@ def standardize(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
     std_all = est.copy()
     groups = model.groups
     scales = _scales(model, x)
+    ops, lhs, rhs, grp = (pt[c].tolist() for c in ("op", "lhs", "rhs", "group"))
     for gi, g in enumerate(groups):
         sd, ov, lv = scales[gi]
-        mask = (pt["group"] == g).to_numpy()
-        idx = np.flatnonzero(mask)
-        var_est = {}
+        idx = [k for k in range(len(ops)) if grp[k] == g]
+        var_est = {lhs[k]: est[k] for k in idx if ops[k] == "~~" and lhs[k] == rhs[k]}
+
+        def rv(name):
+            v = var_est.get(name)
+            return np.sqrt(abs(v)) if v is not None and v != 0 else sd[name]
+
         for k in idx:
-            if pt["op"].iat[k] == "~~" and pt["lhs"].iat[k] == pt["rhs"].iat[k]:
-                var_est[pt["lhs"].iat[k]] = est[k]
-        for k in idx:
-            op, l, r, e = pt["op"].iat[k], pt["lhs"].iat[k], pt["rhs"].iat[k], est[k]
+            op, l, r, e = ops[k], lhs[k], rhs[k], est[k]
             a = b = e
             if op == "=~":
                 a = e * sd[l] / (sd[r] if r in lv else 1.0)
@@ -64,9 +66,6 @@ def standardize(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
                     else:
                         a, b = e, e / sd[l] ** 2
                 else:
-                    def rv(name):
-                        v = var_est.get(name)
-                        return np.sqrt(abs(v)) if v is not None and v != 0 else sd[name]
                     a = e / (rv(l) if l in lv else 1.0) / (rv(r) if r in lv else 1.0)
                     b = a / (rv(l) if l in ov else 1.0) / (rv(r) if r in ov else 1.0)
             elif op == "~1":
@@ -80,11 +79,13 @@ def standardize(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
                 a, b = e, 1.0
             std_lv[k], std_all[k] = a, b
     pt["std.lv"], pt["std.all"] = std_lv, std_all
-    defined = pt["op"] == ":="
+    defined = (pt["op"] == ":=").to_numpy()
     if defined.any():
         for col in ("std.lv", "std.all"):
             vals = defined_values(pt, x, values=col)
-            pt.loc[defined, col] = [vals[n] for n in pt.loc[defined, "lhs"]]
+            out = pt[col].to_numpy(dtype=float).copy()
+            out[defined] = [vals[n] for n in pt.loc[defined, "lhs"]]
+            pt[col] = out
     return pt
 
 

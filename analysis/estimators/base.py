@@ -83,9 +83,7 @@ class Estimator:
         return np.linalg.inv(info)
 
     def df(self) -> int:
-        from ..partable import df_of
-
-        return df_of(self.model.partable, self.model.meanstructure)
+        return self.model.df
 
     def test(self, x: np.ndarray) -> dict:
         chisq = max(2.0 * self.ntotal * self.objective(x), 0.0)
