@@ -119,3 +119,15 @@ def test_warnings_go_into_json_not_stderr(tmp_path):
     assert res.stderr == ""
     doc = json.loads(res.stdout)
     assert any("duplicated element 'x1 ~~ x1'" in w["message"] for w in doc["warnings"])
+
+
+def test_modindices_option():
+    res = runner.invoke(app, ["fit", str(HS), "--model", "hs", "--modindices", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    mi = json.loads(res.stdout)["modindices"]
+    assert [(r["lhs"], r["op"], r["rhs"]) for r in mi] == [
+        ("visual", "=~", "x9"), ("x7", "~~", "x8"), ("visual", "=~", "x7")]
+    assert mi[0]["mi"] == pytest.approx(36.411031, abs=1e-3)
+    res = runner.invoke(app, ["fit", str(HS), "--model", "hs", "--modindices", "2"])
+    assert "Modification Indices (largest 2):" in res.output
+    assert " visual =~  x9 36.411  0.577" in res.output

@@ -225,6 +225,8 @@ def fit(
     ci: str = typer.Option("perc", "--ci", help="Bootstrap interval: perc, bca.simple, bca, norm or basic."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the bootstrap."),
+    modindices: int = typer.Option(0, "--modindices", min=0,
+                                   help="Also report the N largest modification indices."),
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data."""
     run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
@@ -234,10 +236,13 @@ def fit(
         from analysis.cli.simulation import apply_bootstrap
 
         run, boot = _guard(as_json, apply_bootstrap, run, bootstrap, ci, seed, scheduler)
+    mi = _top_modindices(run, modindices) if modindices else None
     if as_json:
         doc = _fit_document(run)
         if boot is not None:
             doc["bootstrap"] = boot.to_dict()["bootstrap"]
+        if mi is not None:
+            doc["modindices"] = jsonable(mi)
         text = _guard(True, lambda: json.dumps(doc, allow_nan=False))
         typer.echo(text)
         return
@@ -245,6 +250,23 @@ def fit(
     typer.echo(run.fit.summary())
     if boot is not None:
         typer.echo("\n" + boot.summary().splitlines()[0])
+    if mi is not None:
+        from analysis.format import format_table
+
+        typer.echo(f"Modification Indices (largest {len(mi)}):\n")
+        typer.echo(format_table(mi).to_string(index=False) if len(mi) else "  (none)")
+
+
+def _top_modindices(run: _Run, n: int):
+    """The n largest modification indices; a fit they cannot be computed for gets a warning."""
+    from analysis.errors import AnalysisError
+    from analysis.modindices import modindices
+
+    try:
+        return modindices(run.fit, sort=True).head(n)
+    except AnalysisError as exc:
+        run.warnings.append({"type": "modindices", "message": str(exc)})
+        return None
 
 
 def compare_cmd(
