@@ -445,7 +445,7 @@ def _satorra_2000(est0, est1, t_diff, ddf):
     a = np.sqrt(m / tr2)
     b = m - a * tr1
     stat = max(t_diff * a + b, 0.0)
-    return {"chisq.diff": t_diff, "df.diff": ddf, "scaling.factor": 1.0 / a, "shift.parameter": b,
+    return {"chisq.diff": t_diff, "df.diff": ddf, "scaling.factor": 1.0 / a, "shift.parameter": b, "shift": b,
             "chisq.diff.scaled": stat, "pvalue": _pchisq(stat, ddf), "method": "satorra.2000"}
 
 
