@@ -343,7 +343,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     opts = {k: v for k, v in options.items()}
     opts.update(estimator=estimator, missing=missing, meanstructure=ms, group_equal=group_equal,
                 group_partial=group_partial, ordered=ordered, information="expected")
-    return FitResult(
+    result = FitResult(
         params=pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
         iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(int(n) for n in stats.nobs),
         group_labels=tuple(group_labels), group=group, tests=tuple(tests), warnings=tuple(records),
@@ -351,6 +351,19 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         model=mdl, x=x, sample_stats=stats, vcov=vcov, syntax=syntax,
         extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check},
     )
+    # bootstrap SEs and CIs (lavaan's se="bootstrap"; 1000 draws unless bootstrap= says otherwise)
+    if se == "bootstrap" or bootstrap > 0:
+        if data is None:
+            raise OptionError("bootstrap standard errors need the raw data (data=), not sample_cov")
+        import dataclasses
+
+        from .bootstrap import bootstrap_fit
+
+        boot = bootstrap_fit(result, n_boot=int(bootstrap) if bootstrap > 0 else 1000, seed=seed, data=data)
+        result = dataclasses.replace(result, params=boot.params,
+                                     extras={**result.extras, "bootstrap": boot},
+                                     options={**result.options, "se": "bootstrap"})
+    return result
 
 
 sem = fit_sem

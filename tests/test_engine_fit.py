@@ -138,3 +138,17 @@ def test_ml_gradient_and_information_are_consistent():
     # at the solution the expected information gives lavaan's SEs (checked in the parity tests)
     se = np.sqrt(np.diag(est.vcov(fit.x)))
     assert np.allclose(se, np.sqrt(np.diag(fit.vcov)))
+
+
+def test_bootstrap_option_dispatches_to_bootstrap_fit():
+    fit = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, bootstrap=20, seed=7)
+    again = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, bootstrap=20, seed=7)
+    plain = fit_sem("visual =~ x1 + x2 + x3", HS_DATA)
+    assert fit.options["se"] == "bootstrap" and fit.extras["bootstrap"].n_boot == 20
+    free = fit.params["free"] > 0
+    assert np.allclose(fit.params.loc[free, "se"], again.params.loc[free, "se"])   # seeded
+    assert not np.allclose(fit.params.loc[free, "se"], plain.params.loc[free, "se"])
+    assert np.allclose(fit.params["est"], plain.params["est"])
+    with pytest.raises(OptionError, match="bootstrap standard errors need the raw data"):
+        fit_sem("f =~ x1 + x2 + x3", sample_cov=HS_DATA[["x1", "x2", "x3"]].cov(), sample_nobs=301,
+                bootstrap=10)
