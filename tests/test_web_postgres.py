@@ -11,12 +11,10 @@ otherwise.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import shutil
 import subprocess
-import time
 import uuid
 import warnings
 from pathlib import Path

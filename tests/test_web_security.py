@@ -118,6 +118,7 @@ def test_answers_to_skipped_items_are_dropped(app, crs):
     assert draft["answers"] == {"CONSENT": 0}
     # and a page that should be skipped cannot be posted into
     r = client.post("/page/1", data={**fields(html), "AGEBAND": "2"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/page/")
     draft = app.state.storage.draft(__import__("hashlib").sha256(client.cookies["rs_sid"].encode()).hexdigest())
     assert "AGEBAND" not in draft["answers"]
 

@@ -18,7 +18,7 @@ with warnings.catch_warnings():
 from instruments import load_instrument
 from instruments.score import score
 from instruments.store import Study
-from instruments.web import build_pages, check_page, create_app, responses_frame, write_responses_csv
+from instruments.web import build_pages, check_page, create_app, write_responses_csv
 from tests._web_support import fields, page_form, plan_answers, respond
 
 MINI = "tests/fixtures/instruments/minimal.yaml"
@@ -189,3 +189,21 @@ def test_full_response_exports_imports_and_scores_exactly(tmp_path, crs):
     assert [None if pd.isna(v) else v for v in imported["AREA"]] == text  # '=1+1' too (apostrophe undone)
     # re-importing is a no-op
     assert not Study(tmp_path / "study").import_file(csv, crs).added
+
+
+def test_cli_serve_export_imports_into_the_study(tmp_path, crs):
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app as cli
+
+    web = create_app(crs, study_dir=tmp_path)
+    client = TestClient(web)
+    rid = respond(client, crs, plan_answers(crs, random.Random(9)), "ur")
+    out = tmp_path / "web.csv"
+    r = CliRunner().invoke(cli, ["serve-export", "crs", "--study", str(tmp_path), "-o", str(out), "--import"])
+    assert r.exit_code == 0, r.output
+    assert f"{out}: 1 responses" in r.output and "added 1 rows" in r.output
+    stored = Study(tmp_path).responses()
+    assert list(stored["respondent_id"]) == [rid] and list(stored["language"]) == ["ur"]
+    r = CliRunner().invoke(cli, ["serve-export", "crs", "-o", str(out), "--import"])
+    assert r.exit_code == 2 and "--import needs --study" in r.output

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..export_data import neutralise_frame, write_csv
@@ -51,12 +50,6 @@ def timings_frame(storage) -> pd.DataFrame:
     rows = [{"respondent_id": r["response_id"], "page": page, "seconds": float(sec)}
             for r in storage.responses() for page, sec in r["timings"].items()]
     return pd.DataFrame(rows, columns=["respondent_id", "page", "seconds"])
-
-
-def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    out["duration_s"] = out["duration_s"].astype("float64").round(3)
-    return out.replace({np.nan: None})
 
 
 def responses_csv(storage, instrument) -> str:
