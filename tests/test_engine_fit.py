@@ -152,3 +152,11 @@ def test_bootstrap_option_dispatches_to_bootstrap_fit():
     with pytest.raises(OptionError, match="bootstrap standard errors need the raw data"):
         fit_sem("f =~ x1 + x2 + x3", sample_cov=HS_DATA[["x1", "x2", "x3"]].cov(), sample_nobs=301,
                 bootstrap=10)
+
+
+def test_multi_group_from_moments_matches_raw_data():
+    items = [f"x{i}" for i in range(1, 10)]
+    parts = [HS_DATA[HS_DATA["school"] == s][items] for s in ("Pasteur", "Grant-White")]
+    fit = fit_sem(HS, sample_cov=[p.cov() for p in parts], sample_mean=[p.mean() for p in parts],
+                  sample_nobs=[len(p) for p in parts], group_equal="loadings")
+    assert round(fit.fit_indices["chisq"], 3) == 124.044 and fit.fit_indices["df"] == 54
