@@ -924,7 +924,6 @@ def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
         raise StepFailure(type(exc).__name__, f"group comparison across '{run.study.groups[index]}' "
                           f"({run.study.where('groups', index)}): {exc}") from None
     d = res.to_dict()
-    d.pop("latent_means", None) if False else None
     d["group"] = run.study.groups[index]
     d["model"] = model
     d.update(info)

@@ -1,7 +1,5 @@
 """study.yaml: scaffolding, validation with line/field errors, reference checks."""
 
-from pathlib import Path
-
 import pytest
 
 from analysis.study import StudyError, init_study, load_study, parse_study, shipped_models
