@@ -110,3 +110,11 @@ def test_compare_needs_two_models():
     res = run("compare", HS, "--model", "hs")
     assert res.exit_code == 1
     assert "compare needs at least two --model options" in res.output
+
+
+def test_refused_estimator_missing_combination():
+    res = run("fit", HS, "--model", "hs", "--estimator", "MLM", "--missing", "fiml", "--json")
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert "estimator MLM needs complete data" in doc["error"]["message"]
+    assert res.stderr == ""
