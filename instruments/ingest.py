@@ -212,6 +212,8 @@ def _dedupe_header(names: list[str], path: Path) -> tuple[list[str], list[Valida
             name = f"column_{j}"
             issues.append(_issue("blank-header", f"{path.name}: column {j} has no header; named {name!r}",
                                  severity="warning", item=name, row=1))
+        if name in ("_extra", "__row"):  # names the reader uses itself
+            seen[name] = seen.get(name, 1)
         key = name.lower()
         if key in seen:
             seen[key] += 1
@@ -256,21 +258,39 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     text = sample.decode(encoding, errors="replace")
     text = text.lstrip("\ufeff")
     skip = 0
+    # blank lines above the header (each is a row to pyarrow) and Excel's "sep=;" hint
+    while True:
+        m = re.match(r"[ \t]*(\r\n|\n|\r)", text)
+        if not m:
+            break
+        text = text[m.end():]
+        skip += 1
     first = text.split("\n", 1)[0].strip()
     if re.fullmatch(r"sep=.", first):  # Excel's delimiter hint line
         delimiter = delimiter or first[4]
-        skip = 1
+        skip += 1
         text = text.split("\n", 1)[1] if "\n" in text else ""
     if not text.strip():
         raise ImportError_(_issue("empty-file", f"{path.name}: the file has no header row"))
     delimiter = delimiter or _sniff_delimiter(text)
-    header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
+    try:
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except (csv.Error, StopIteration) as exc:
+        raise ImportError_(_issue("unreadable", f"{path.name}: the header row cannot be read ({exc})", row=1)) from exc
+    if not header:
+        raise ImportError_(_issue("unreadable", f"{path.name}: the header row is empty", row=skip + 1))
+    if skip:
+        issues.append(_issue("blank-line", f"{path.name}: {skip} line(s) above the header skipped",
+                             severity="warning", row=1))
     columns, hdr_issues = _dedupe_header(header, path)
     issues += hdr_issues
     recovered: list[tuple[int, list[str]]] = []
 
     def on_invalid(row) -> str:
-        cells = next(csv.reader([row.text], delimiter=delimiter), [])
+        try:
+            cells = next(csv.reader(io.StringIO(row.text, newline=""), delimiter=delimiter), [])
+        except csv.Error:
+            cells = row.text.split(delimiter)
         recovered.append((row.number - skip, cells))
         return "skip"
 
@@ -281,8 +301,10 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
         use_threads=False,
         block_size=BLOCK_SIZE,
     )
+    # empty lines are kept as records so that pyarrow's row numbers match the file's;
+    # they come back through on_invalid and are reported, not silently skipped
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                    invalid_row_handler=on_invalid)
+                                    ignore_empty_lines=False, invalid_row_handler=on_invalid)
     conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                      strings_can_be_null=True, quoted_strings_can_be_null=True)
 
@@ -309,16 +331,21 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
             # rows pyarrow set aside (ragged) go back where they were
             bad = sorted(recovered, key=lambda t: t[0])
             recovered.clear()
-            total = len(frame) + len(bad)
-            numbers = np.arange(row + 1, row + 1 + total)
             if bad:
-                is_bad = np.isin(numbers, [b[0] for b in bad])
-                frame = _merge_ragged(frame, bad, columns, is_bad, path, issues)
-            elif "_extra" not in frame:
-                frame["_extra"] = ""
-            frame["__row"] = numbers
-            row += total
-            if total:
+                bad_numbers = np.array([b[0] for b in bad])
+                span = np.arange(row + 1, row + 1 + len(frame) + len(bad))
+                good_numbers = np.setdiff1d(span, bad_numbers)[: len(frame)]
+                if len(good_numbers) < len(frame):  # numbering beyond the span: keep counting
+                    good_numbers = np.arange(row + 1, row + 1 + len(frame))
+                frame["__row"] = good_numbers
+                frame = _merge_ragged(frame, bad, columns, path, issues)
+                row = int(max(good_numbers.max(initial=row), bad_numbers.max()))
+            else:
+                if "_extra" not in frame:
+                    frame["_extra"] = ""
+                frame["__row"] = np.arange(row + 1, row + 1 + len(frame))
+                row += len(frame)
+            if len(frame):
                 yield frame
             if batch is None:
                 break
@@ -326,11 +353,14 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     return RawTable(path, "csv", columns, blocks(), issues, encoding, delimiter)
 
 
-def _merge_ragged(frame, bad, columns, is_bad, path, issues) -> pd.DataFrame:
-    """Put ragged rows back where they were: short ones padded, long ones kept."""
+def _merge_ragged(frame, bad, columns, path, issues) -> pd.DataFrame:
+    """Put ragged rows back in file order: short ones padded, long ones kept, blank lines named."""
     n = len(columns)
-    fixed = []
+    fixed, numbers, blank_lines = [], [], []
     for number, cells in bad:
+        if not any(c.strip() for c in cells):
+            blank_lines.append(number)
+            continue
         if len(cells) < n:
             issues.append(_issue(
                 "ragged-row",
@@ -350,13 +380,20 @@ def _merge_ragged(frame, bad, columns, is_bad, path, issues) -> pd.DataFrame:
             extra = "\x1f".join(cells[n:])
             cells = cells[:n]
         fixed.append(cells + [extra])
-    bad_frame = pd.DataFrame(fixed, columns=[*columns, "_extra"])
-    good_pos = np.flatnonzero(~is_bad)
-    bad_pos = np.flatnonzero(is_bad)
+        numbers.append(number)
+    if blank_lines:
+        shown = ", ".join(map(str, blank_lines[:10])) + (" ..." if len(blank_lines) > 10 else "")
+        issues.append(_issue("blank-line", f"{path.name}: {len(blank_lines)} empty line(s) skipped (row {shown})",
+                             severity="warning", row=blank_lines[0]))
     frame = frame.copy()
-    frame["_extra"] = ""
-    out = pd.concat([frame.set_axis(good_pos), bad_frame.set_axis(bad_pos)]).sort_index()
-    return out.reset_index(drop=True)
+    if "_extra" not in frame:
+        frame["_extra"] = ""
+    if not fixed:
+        return frame
+    bad_frame = pd.DataFrame(fixed, columns=[*columns, "_extra"])
+    bad_frame["__row"] = numbers
+    out = pd.concat([frame, bad_frame], ignore_index=True)
+    return out.sort_values("__row", kind="stable").reset_index(drop=True)
 
 
 def _check_zip(path: Path) -> None:

@@ -145,3 +145,29 @@ def test_one_gigabyte_csv_is_streamed(crs, tmp_path):
     # alone would take as Python strings (> 10 x the file)
     assert got["peak"] < 1.6 * got["data"] + 1e9
     del resource
+
+
+def test_fuzzed_text_never_crashes(crs, tmp_path):
+    """Random fragments of survey-looking text: an ImportError_ or a result, never a traceback."""
+    import random
+
+    from instruments.score import score
+
+    rng = random.Random(20261125)
+    pieces = ['"', ",", ";", "\t", "\n", "\r", " ", "a", "1", "-9", "CULT1", "respondent_id", "language",
+              "en", "ur", "=", "@", "é", "\ufeff", "sep=;", "/", "___", "KEY", "_uuid", "3.5", "Agree", "45000"]
+    outcomes = {"read": 0, "refused": 0}
+    for k in range(60):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 150)))
+        path = tmp_path / f"fuzz{k}.csv"
+        path.write_bytes(text.encode(rng.choice(["utf-8", "cp1252"]), errors="replace"))
+        try:
+            result = import_responses(path, crs)
+        except ImportError_ as exc:
+            assert exc.issue.message
+            outcomes["refused"] += 1
+            continue
+        validate(result, crs)
+        score(result, crs)
+        outcomes["read"] += 1
+    assert outcomes["read"] > 20 and outcomes["refused"] > 0
