@@ -222,9 +222,20 @@ def modindices_from_partable(
     ext = pd.concat(ext_parts, ignore_index=True).sort_values("_order", kind="stable")
     ext = ext.reset_index(drop=True)
 
-    # 2. information and gradient of the extended model, one column per row
+    # 2. information and gradient of the extended model, one column per row. Only the
+    # blocks the score test needs: model x model, extra x model and diag(extra x extra).
     k = len(ext)
-    info = np.zeros((k, k))
+    is_extra = ext["_extra"].to_numpy()
+    extra = np.flatnonzero(is_extra)
+    model_free = ext["_model_free"].to_numpy()
+    model_rows = np.flatnonzero(model_free > 0)
+    pos_e = np.full(k, -1)
+    pos_e[extra] = np.arange(len(extra))
+    pos_m = np.full(k, -1)
+    pos_m[model_rows] = np.arange(len(model_rows))
+    info_mm = np.zeros((len(model_rows), len(model_rows)))
+    info_em = np.zeros((len(extra), len(model_rows)))
+    diag_ee = np.zeros(len(extra))
     grad = np.zeros(k)
     implied: dict[int, dict[str, Any]] = {}
     for gi, g in enumerate(groups):
@@ -249,19 +260,27 @@ def modindices_from_partable(
         G = 0.5 * (Si - Si @ resid @ Si)
         grad[sel] += w * np.einsum("ij,kij->k", G, dS)
         kk, p = len(sel), len(ov)
-        M = (Si @ dS).reshape(kk, p * p)                          # Si dSigma_k
-        Mt = np.swapaxes((Si @ dS), 1, 2).reshape(kk, p * p)
-        Ig = 0.5 * (M @ Mt.T)                                     # tr(Si dS_a Si dS_b) / 2
+        SidS = Si @ dS                                            # Si dSigma_k
+        M = SidS.reshape(kk, p * p)
+        Mt = np.swapaxes(SidS, 1, 2).reshape(kk, p * p)
+        le, lm = np.flatnonzero(is_extra[sel]), np.flatnonzero(~is_extra[sel] &
+                                                               (model_free[sel] > 0))
+        ge, gm = pos_e[sel[le]], pos_m[sel[lm]]
+        # I_ab = tr(Si dS_a Si dS_b) / 2 + dmu_a' Si dmu_b
+        mm = 0.5 * (M[lm] @ Mt[lm].T)
+        em = 0.5 * (M[le] @ Mt[lm].T)
+        ee = 0.5 * np.einsum("ij,ij->i", M[le], Mt[le])
         if meanstructure:
-            Ig += dmu @ Si @ dmu.T
-        info[np.ix_(sel, sel)] += w * Ig
+            mm += dmu[lm] @ Si @ dmu[lm].T
+            em += dmu[le] @ Si @ dmu[lm].T
+            ee += np.einsum("ij,ij->i", dmu[le] @ Si, dmu[le])
+        info_mm[np.ix_(gm, gm)] += w * mm
+        info_em[np.ix_(ge, gm)] += w * em
+        diag_ee[ge] += w * ee
         implied[g] = {"ov": ov, "lv": lv, "ov.x": model_vn[g]["ov.x"],
                       "ov_var": np.diag(Sigma), "lv_var": np.diag(C)[len(ov):]}
 
     # 3. partition: the model's free parameters (equality constraints via shared indices)
-    extra = np.flatnonzero(ext["_extra"].to_numpy())
-    model_free = ext["_model_free"].to_numpy()
-    model_rows = np.flatnonzero(model_free > 0)
     labels = ext["label"].fillna("").astype(str).to_numpy() if "label" in ext.columns \
         else np.full(k, "")
     # one column per distinct free parameter: rows sharing a free index or a label are equal
@@ -275,17 +294,17 @@ def modindices_from_partable(
             c = len(set(col.values()))
         col[key] = col[alias] = c
         row_col[r] = c
-    K = np.zeros((k, len(set(row_col.values()))))
+    K = np.zeros((len(model_rows), len(set(row_col.values()))))
     for r, c in row_col.items():
-        K[r, c] = 1.0
-    I22 = K.T @ info @ K
-    I12 = info[extra] @ K
+        K[pos_m[r], c] = 1.0
+    I22 = K.T @ info_mm @ K
+    I12 = info_em @ K
     try:
         I22_inv = np.linalg.inv(I22)
     except np.linalg.LinAlgError as exc:
         raise AnalysisError("could not compute modification indices; the information "
                             "matrix of the model is singular") from exc
-    V = np.diag(info[np.ix_(extra, extra)]) - np.einsum("ij,jk,ik->i", I12, I22_inv, I12)
+    V = diag_ee - np.einsum("ij,ij->i", I12 @ I22_inv, I12)
     V = np.where(V < _EPS_V, np.nan, V)
     g1 = grad[extra]
     mi = ntotal * g1 ** 2 / V
