@@ -173,13 +173,13 @@ class InstrumentReport:
         status = "valid" if self.valid else "INVALID"
         table = Table(
             title=f"{self.file or 'instrument'}: {status} "
-            f"({len(self.errors)} errors, {len(self.warnings)} warnings)",
+            f"({_count(len(self.errors), 'error')}, {_count(len(self.warnings), 'warning')})",
             show_lines=False,
         )
         # the file is in the title, so the columns stay narrow enough for 80 characters
         table.add_column("Line:Col", no_wrap=True)
         table.add_column("Field", overflow="fold", ratio=2)
-        table.add_column("Type", overflow="fold", ratio=1)
+        table.add_column("Type", no_wrap=True)  # a stable code: keep it greppable
         table.add_column("Message", overflow="fold", ratio=3)
         for i in self.issues:
             style = "red" if i.severity == "error" else "yellow"
@@ -189,10 +189,10 @@ class InstrumentReport:
 
     def __str__(self) -> str:
         head = f"{self.file or 'instrument'}: " + (
-            "valid" if self.valid else f"{len(self.errors)} error(s)"
+            "valid" if self.valid else _count(len(self.errors), "error")
         )
         if self.warnings:
-            head += f", {len(self.warnings)} warning(s)"
+            head += f", {_count(len(self.warnings), 'warning')}"
         return "\n".join([head, *(str(i) for i in self.issues)])
 
     def _repr_html_(self) -> str:
@@ -207,6 +207,10 @@ class InstrumentReport:
             f"<p>{escape(str(self).splitlines()[0])}</p><table><thead><tr><th>Location</th>"
             f"<th>Field</th><th>Type</th><th>Message</th></tr></thead><tbody>{rows}</tbody></table>"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 class InstrumentError(Exception):

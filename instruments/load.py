@@ -278,6 +278,26 @@ _InstrumentHeader = _header(Instrument, _CONTAINERS)
 _SectionHeader = _header(Section, ("items",))
 
 
+# Required header fields that nothing else refers to: when only these are broken
+# (already reported), stand-ins let the rest of the document still be checked.
+_STAND_INS = {"id": "instrument", "version": "0.0.0", "title": "", "description": None}
+
+
+def _stand_in_head(head_data: dict):
+    """The header with stand-ins for broken id/version/title, or None if more is broken."""
+    try:
+        _InstrumentHeader.model_validate(head_data)
+    except ValidationError as err:
+        bad = {e["loc"][0] for e in err.errors() if e["loc"]}
+        if not bad or not bad <= set(_STAND_INS):
+            return None  # languages broken: later checks would only add noise
+        try:
+            return _InstrumentHeader.model_validate({**head_data, **{k: _STAND_INS[k] for k in bad}})
+        except ValidationError:
+            return None
+    return None
+
+
 class _Checker:
     def __init__(self, file: str | None) -> None:
         self.file = file
@@ -371,7 +391,10 @@ class _Checker:
                        f"(id, version, title, ...), got {_describe(data)}", ())
             return None
 
-        head = self.part(_InstrumentHeader, {k: v for k, v in data.items() if k not in _CONTAINERS}, ())
+        head_data = {k: v for k, v in data.items() if k not in _CONTAINERS}
+        head = self.part(_InstrumentHeader, head_data, ())
+        if head is None:
+            head = _stand_in_head(head_data)
         self.langs = list(head.languages) if head is not None else None
         translations = {
             lang: t for lang, v in self.container(data, "translations", dict).items()

@@ -175,3 +175,34 @@ def test_utf16_and_multi_document_files():
     assert "single document" in report.issues[0].message
     # a byte-order mark is fine
     assert parse_instrument(b"\xef\xbb\xbf" + minimal.encode("utf-8"))[1].valid
+
+
+def test_a_broken_header_field_hides_nothing_else():
+    """version: 1.0 (a number) or a missing title must not stop the cross-checks."""
+    report = _minimal_with(("version: 1.0.0", "version: 1.0"), ("title: Minimal test instrument\n", ""),
+                           ("relevant: CONSENT == 1 and REGION", "relevant: CONSENT == 1 and REGOIN"))
+    assert [(i.type, i.line, i.path) for i in report.issues] == [
+        ("missing-field", 3, "title"),  # where the top-level mapping starts
+        ("type-error", 4, "version"),
+        ("relevance-unknown-item", 90, "sections[0].items[2].relevant"),
+    ]
+    assert "did you mean 'REGION'?" in report.issues[-1].message
+    # a broken language list still stops there: every text check would be noise
+    report = _minimal_with(("languages: [en, fr]", "languages: en"),
+                           ("relevant: CONSENT == 1 and REGION", "relevant: CONSENT == 1 and REGOIN"))
+    assert [i.path for i in report.issues] == ["languages"]
+
+
+def test_text_format_gives_one_clickable_line_per_issue(tmp_path):
+    path = tmp_path / "v.yaml"
+    text = (BAD.parent / "minimal.yaml").read_text(encoding="utf-8").replace("version: 1.0.0", "version: 1.0")
+    path.write_text(text.replace("        scale: agree3\n        reverse: true", "        scale: agree5\n        reverse: true"),
+                    encoding="utf-8")
+    result = CliRunner().invoke(app, ["instrument", "validate", str(path), "--format", "text"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{path}: 2 errors",
+        f"{path}:4:10 version: value should be text, got a number 1.0 [type-error]",
+        f"{path}:99:16 sections[0].items[4].scale: unknown scale 'agree5' (did you mean 'agree3'?) "
+        "[unknown-scale-ref]",
+    ]

@@ -26,6 +26,7 @@ PathArg = typer.Argument(..., help="Instrument YAML file, or the name of a shipp
 
 class ReportFormat(str, Enum):
     table = "table"
+    text = "text"
     json = "json"
 
 
@@ -56,14 +57,30 @@ def _load_or_exit(path: str):
 @app.command()
 def validate(
     path: str = PathArg,
-    format: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table or json"),
+    format: ReportFormat = typer.Option(
+        ReportFormat.table, "--format", "-f",
+        help="table (for people), text (one 'file:line:col field: message \\[type]' line per issue, "
+             "for editors and CI logs) or json (one document)"),
 ) -> None:
-    """Check an instrument; exit 0 if valid, 1 if it has errors (warnings do not fail)."""
+    """Check an instrument; exit 0 if valid, 1 if it has errors (warnings do not fail).
+
+    Every problem is reported, each with its line, column, field and a stable type code.
+
+    Examples:
+
+        resilience instrument validate crs
+
+        resilience instrument validate my.yaml --format text
+
+        resilience instrument validate my.yaml --format json
+    """
     from instruments import validate_instrument
 
     report = validate_instrument(path)
     if format is ReportFormat.json:
         sys.stdout.write(report.to_json() + "\n")
+    elif format is ReportFormat.text:
+        sys.stdout.write(str(report) + "\n")
     else:
         console = _console()
         if report.issues:
@@ -82,7 +99,8 @@ def validate(
                 + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
             )
         else:
-            console.print(f"[red]invalid[/red] {path}: {len(report.errors)} error(s)")
+            n = len(report.errors)
+            console.print(f"[red]invalid[/red] {path}: {n} error{'' if n == 1 else 's'}")
     raise typer.Exit(int(not report.valid))
 
 
@@ -91,7 +109,14 @@ def show(
     path: str = PathArg,
     lang: str = typer.Option(None, "--lang", help="language of the item texts (default: the instrument's)"),
 ) -> None:
-    """Summarise an instrument: languages, constructs, items per construct, reverse-keyed items."""
+    """Summarise an instrument: languages, constructs, items per construct, reverse-keyed items.
+
+    Examples:
+
+        resilience instrument show crs
+
+        resilience instrument show crs --lang ur
+    """
     inst = _load_or_exit(path)
     lang = lang or inst.default_language
     if lang not in inst.languages:
@@ -151,7 +176,18 @@ def codebook(
                                           help="markdown or tableschema (default: from the file suffix)"),
     lang: str = typer.Option(None, "--lang", help="language of labels (default: the instrument's)"),
 ) -> None:
-    """Write a codebook: Markdown, or a frictionless Table Schema (JSON) for the data."""
+    """Write a codebook: Markdown, or a frictionless Table Schema (JSON) for the data.
+
+    Examples:
+
+        resilience instrument codebook crs -o codebook.md
+
+        resilience instrument codebook crs -o crs.schema.json
+
+        frictionless validate --schema crs.schema.json answers.csv
+
+        resilience instrument codebook crs --lang ur -f markdown
+    """
     from instruments.codebook import markdown_codebook, table_schema_json
 
     inst = _load_or_exit(path)
@@ -179,7 +215,15 @@ def codebook(
 def schema(
     output: Path = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
 ) -> None:
-    """Export the JSON Schema of the instrument format (for editor completion)."""
+    """Export the JSON Schema of the instrument format (for editor completion).
+
+    Put '# yaml-language-server: $schema=instrument.schema.json' on the first line of an
+    instrument to get completion and typo warnings in VS Code.
+
+    Example:
+
+        resilience instrument schema -o instrument.schema.json
+    """
     from instruments.jsonschema import instrument_json_schema_text
 
     text = instrument_json_schema_text()
