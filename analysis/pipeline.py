@@ -1222,7 +1222,10 @@ def _write_run_log(sr: StudyRun, command: list[str] | None) -> None:
     from .render import find_quarto, pandoc_version, quarto_version
 
     quarto = find_quarto()
+    template = sr.study.resolve(sr.study.report.template) if sr.study.report.template else DEFAULT_TEMPLATE
     log = {
+        "report_template": {"file": template.name,
+                            "sha256": _sha256_file(template) if template.is_file() else None},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(sr.seconds, 3),
         "study": str(sr.study.path),

@@ -369,6 +369,9 @@ for s in R.get("inputs", []):
     rows.append({"input": "data", "name": s.get("file") or s.get("store"), "sha256": s.get("sha256")})
 for name, h in R.get("model_sha256", {}).items():
     rows.append({"input": "model", "name": name, "sha256": h})
+if LOG.get("report_template"):
+    rows.append({"input": "report template", "name": LOG["report_template"]["file"],
+                 "sha256": LOG["report_template"]["sha256"]})
 table(rows)
 env = LOG.get("environment", {})
 pk = env.get("packages", {})

@@ -84,6 +84,10 @@ def test_numbers_match_results_json(rendered):
     assert f"Highest level of invariance supported across LANG: {inv['highest']}" in text
     assert r["instrument"]["sha256"] in text and r["inputs"][0]["sha256"] in text  # the appendix
     assert f"Seed: {r['study']['seed']}" in text
+    import hashlib
+
+    template = rendered[0].study.root / "report_template.py"
+    assert hashlib.sha256(template.read_bytes()).hexdigest() in text  # the template is an input too
 
 
 def test_touching_only_the_template_rerenders_without_refitting(rendered):
