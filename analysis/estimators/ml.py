@@ -123,12 +123,11 @@ class MLEstimator(Estimator):
 
     def scoring_step(self, x: np.ndarray, with_info: bool = True):
         """(objective, gradient, information or None) in one pass, for the optimizer."""
-        moms = self.model.implied(x)
+        moms, deltas = self.model.implied_delta(x)
         terms = self._terms(moms)
         if terms is None:
             return np.inf, None, None
         f = sum(self.weights[g] * self._fmin_group(g, mu, w, ld) for g, (sigma, mu, w, ld, _) in enumerate(terms))
-        deltas = self.model.delta(x)
         return float(f), self._grad(terms, deltas), (self._info(terms, deltas) if with_info else None)
 
     def weight_matrices(self, x: np.ndarray) -> list[np.ndarray]:
