@@ -33,7 +33,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
 
 from ..relevance import evaluate as _evaluate
 from ..relevance import parse, referenced_items as _referenced, to_javascript
@@ -584,11 +583,9 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             return too_many(lang)
         if not 0 <= n < len(pages):
             return message(lang, 404, "Not found", "There is no such page.")
-        # SQLite reads and draft saves take well under a millisecond: done on the event loop,
-        # which is faster than a hop to a worker thread and back
-        return _post_page(request, sid, n, form, lang)
+        return await _post_page(request, sid, n, form, lang)
 
-    def _post_page(request: Request, sid: str, n: int, form: dict, lang: str):
+    async def _post_page(request: Request, sid: str, n: int, form: dict, lang: str):
         sh = sha256_hex(sid)
         draft = storage.draft(sh)
         token_hash = None
@@ -629,7 +626,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             target = n
         else:
             target = next_page(n, answers)
-        storage.save_draft(sh, instrument_id=inst.id, instrument_version=inst.version, language=lang,
+        await storage.save_draft_async(sh, instrument_id=inst.id, instrument_version=inst.version, language=lang,
                            answers=answers, page=max(reached, target), timings=timings, started_at=started,
                            token_hash=token_hash)
         where = f"/page/{target}?lang={lang}" + ("&saved=1" if action == "save" else "")
@@ -644,9 +641,9 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             return forbidden(lang, "The form has expired or did not come from this survey. Please reload the page.")
         if limited(sid):
             return too_many(lang)
-        return await run_in_threadpool(_submit, sid, lang)  # waits for fsync: off the event loop
+        return await _submit(sid, lang)
 
-    def _submit(sid: str, lang: str):
+    async def _submit(sid: str, lang: str):
         sh = sha256_hex(sid)
         draft = storage.draft(sh)
         if draft is None:
@@ -660,7 +657,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         failed = sum(1 for it in inst.attention_checks
                      if it.id in answers and it.expected is not None and answers[it.id] != it.expected)
         try:
-            rid = storage.submit(sh, instrument_id=inst.id, instrument_version=inst.version, language=lang,
+            rid = await storage.submit_async(sh, instrument_id=inst.id, instrument_version=inst.version, language=lang,
                                  answers=answers, timings=draft["timings"], started_at=draft["started_at"],
                                  token_hash=draft["token_hash"], attention_failed=failed)
         except TokenUsed:

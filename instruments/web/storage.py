@@ -22,11 +22,14 @@ Nothing identifies the device: no IP address, no user agent.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import hashlib
 import json
+import queue
 import secrets
 import threading
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -115,8 +118,77 @@ def _sqlite_engine(path: Path):
     return engine
 
 
+class _Writer:
+    """One thread does every write, many at a time: group commit.
+
+    Requests queue up while a commit is being made; the thread then runs all of
+    them in one transaction (each in its own savepoint, so one failure does not
+    undo the others) and commits once. With ``synchronous=FULL`` one fsync then
+    covers a whole batch of submissions, so throughput grows with the number of
+    respondents instead of being one fsync per request. A caller's future is
+    resolved only after the commit: an acknowledgement means durable.
+    """
+
+    def __init__(self, storage: "Storage", max_batch: int = 256):
+        self.storage, self.max_batch = storage, max_batch
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="survey-writer", daemon=True)
+        self.thread.start()
+
+    def call(self, fn, *, durable: bool) -> Future:
+        fut: Future = Future()
+        self.queue.put((fn, durable, fut))
+        return fut
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.queue.put(None)
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            with self.storage._transaction(durable=any(d for _, d, _ in batch)) as con:
+                for fn, _, _ in batch:
+                    sp = con.begin_nested()
+                    try:
+                        value = fn(con)
+                        sp.commit()
+                        results.append((True, value))
+                    except Exception as exc:  # this request only (e.g. a used token)
+                        sp.rollback()
+                        results.append((False, exc))
+        except Exception as exc:  # the commit itself failed: nobody is acknowledged
+            for _, _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (ok, value), (_, _, fut) in zip(results, batch):
+            fut.set_result(value) if ok else fut.set_exception(value)
+
+
 class Storage:
-    """Drafts and responses of one instrument in SQLite (default) or PostgreSQL."""
+    """Drafts and responses of one instrument in SQLite (default) or PostgreSQL.
+
+    Reads run where they are called; writes go through one writer thread
+    (:class:`_Writer`). The ``*_async`` methods await the writer without
+    blocking an event loop.
+    """
 
     def __init__(self, database_url: str | None = None, *, path: str | Path | None = None):
         if database_url:
@@ -126,32 +198,31 @@ class Storage:
             self.path = Path(path or "responses.sqlite")
             self.url = f"sqlite:///{self.path}"
             self.engine = _sqlite_engine(self.path)
-        self._write_lock = threading.Lock()
         metadata.create_all(self.engine)
+        self._writer = _Writer(self)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     def dispose(self) -> None:
+        self._writer.stop()
         self.engine.dispose()
 
     @contextmanager
-    def _write(self, *, durable: bool = True):
-        """A write transaction, committed on leaving the block.
+    def _transaction(self, *, durable: bool = True):
+        """A write transaction, committed on leaving the block (used by the writer thread).
 
-        SQLite: ``durable`` commits fsync the WAL (``synchronous=FULL``): a
-        submission is on disk before it is acknowledged. Draft saves use
-        ``NORMAL``: they survive a crash of the server process (the test kills it
-        with SIGKILL) and only the last drafts could be lost to a power cut.
+        SQLite: a batch holding a submission is committed with ``synchronous=FULL``
+        (the WAL is fsynced before anyone is acknowledged). Batches of draft saves
+        only use ``NORMAL``: they survive a crash of the server process (the tests
+        kill it with SIGKILL); only the last drafts could be lost to a power cut.
         """
         if self.dialect != "sqlite":
             with self.engine.begin() as con:
                 yield con
             return
-        # one writer at a time in this process: threads queue on a lock and wake at
-        # once, instead of polling SQLite's busy handler (which sleeps up to 100 ms)
-        with self._write_lock, self.engine.connect() as con:
+        with self.engine.connect() as con:
             con.connection.dbapi_connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             con.info["immediate"] = True
             try:
@@ -163,14 +234,15 @@ class Storage:
     # --- settings ------------------------------------------------------------
     def secret(self) -> bytes:
         """The signing key, made once and kept in the database."""
-        with self._write() as con:
+        def make(con):
             row = con.execute(select(settings_table.c.value).where(settings_table.c.key == "secret")).first()
             if row is None:
-                value = secrets.token_hex(32)
-                try:
-                    con.execute(insert(settings_table).values(key="secret", value=value))
-                except IntegrityError:  # another worker made it first
-                    pass
+                con.execute(insert(settings_table).values(key="secret", value=secrets.token_hex(32)))
+
+        try:
+            self._writer.call(make, durable=True).result()
+        except IntegrityError:  # another server process made it first
+            pass
         with self.engine.connect() as con:
             row = con.execute(select(settings_table.c.value).where(settings_table.c.key == "secret")).first()
         return bytes.fromhex(row[0])
@@ -186,28 +258,30 @@ class Storage:
         out["timings"] = json.loads(out["timings"])
         return out
 
-    def save_draft(self, session_hash: str, *, instrument_id: str, instrument_version: str, language: str,
-                   answers: dict, page: int, timings: dict, started_at: str | None = None,
-                   token_hash: str | None = None) -> None:
-        """Create or update a draft (committed before returning)."""
+    def _save_job(self, session_hash: str, *, instrument_id: str, instrument_version: str, language: str,
+                  answers: dict, page: int, timings: dict, started_at: str | None = None,
+                  token_hash: str | None = None):
         values = {"instrument_id": instrument_id, "instrument_version": instrument_version,
                   "language": language, "answers": json.dumps(answers), "page": page,
                   "timings": json.dumps(timings), "updated_at": utc_now()}
-        for attempt in range(2):
-            try:
-                with self._write(durable=False) as con:
-                    done = con.execute(update(drafts_table)
-                                       .where(drafts_table.c.session_hash == session_hash)
-                                       .where(drafts_table.c.submitted.is_(False))
-                                       .values(**values)).rowcount
-                    if not done:
-                        con.execute(insert(drafts_table).values(
-                            session_hash=session_hash, token_hash=token_hash, submitted=False,
-                            started_at=started_at or values["updated_at"], **values))
-                return
-            except IntegrityError:  # a concurrent first save of the same session, or already submitted
-                if attempt:
-                    raise
+
+        def job(con):
+            done = con.execute(update(drafts_table)
+                               .where(drafts_table.c.session_hash == session_hash)
+                               .where(drafts_table.c.submitted.is_(False))
+                               .values(**values)).rowcount
+            if not done:
+                con.execute(insert(drafts_table).values(
+                    session_hash=session_hash, token_hash=token_hash, submitted=False,
+                    started_at=started_at or values["updated_at"], **values))
+        return job
+
+    def save_draft(self, session_hash: str, **fields) -> None:
+        """Create or update a draft (committed before returning)."""
+        self._writer.call(self._save_job(session_hash, **fields), durable=False).result()
+
+    async def save_draft_async(self, session_hash: str, **fields) -> None:
+        await asyncio.wrap_future(self._writer.call(self._save_job(session_hash, **fields), durable=False))
 
     # --- responses ---------------------------------------------------------------
     def token_used(self, token_hash: str) -> bool:
@@ -221,35 +295,49 @@ class Storage:
                               .where(responses_table.c.session_hash == session_hash)).mappings().first()
         return dict(row) if row else None
 
-    def submit(self, session_hash: str, *, instrument_id: str, instrument_version: str, language: str,
-               answers: dict, timings: dict, started_at: str, token_hash: str | None,
-               attention_failed: int = 0) -> str:
+    def _submit_job(self, session_hash: str, *, instrument_id: str, instrument_version: str, language: str,
+                    answers: dict, timings: dict, started_at: str, token_hash: str | None,
+                    attention_failed: int = 0):
+        response_id = secrets.token_hex(8)
+
+        def job(con):
+            ended = utc_now()
+            duration = (_dt.datetime.fromisoformat(ended) - _dt.datetime.fromisoformat(started_at)).total_seconds()
+            con.execute(insert(responses_table).values(
+                response_id=response_id, session_hash=session_hash, token_hash=token_hash,
+                instrument_id=instrument_id, instrument_version=instrument_version, language=language,
+                started_at=started_at, ended_at=ended, duration_s=duration,
+                timings=json.dumps(timings), answers=json.dumps(answers),
+                attention_failed=attention_failed))
+            # the draft's answers now live in the response; keep no second copy
+            con.execute(update(drafts_table).where(drafts_table.c.session_hash == session_hash)
+                        .values(submitted=True, answers="{}", updated_at=ended))
+            return response_id
+        return job
+
+    def _resolve_conflict(self, session_hash: str, token_hash: str | None) -> str:
+        earlier = self.response_for_session(session_hash)
+        if earlier is not None:
+            return earlier["response_id"]
+        raise TokenUsed(token_hash)
+
+    def submit(self, session_hash: str, **fields) -> str:
         """Store a response and close its draft in one transaction; the response id.
 
-        Returns only after the commit, so an acknowledged submission is durable.
-        Submitting a session twice returns the first response's id; a personal
-        token that already has a response raises :class:`TokenUsed`.
+        Returns only after the commit (fsynced), so an acknowledged submission is
+        durable. Submitting a session twice returns the first response's id; a
+        personal token that already has a response raises :class:`TokenUsed`.
         """
-        ended = utc_now()
-        duration = (_dt.datetime.fromisoformat(ended) - _dt.datetime.fromisoformat(started_at)).total_seconds()
-        response_id = secrets.token_hex(8)
         try:
-            with self._write(durable=True) as con:
-                con.execute(insert(responses_table).values(
-                    response_id=response_id, session_hash=session_hash, token_hash=token_hash,
-                    instrument_id=instrument_id, instrument_version=instrument_version, language=language,
-                    started_at=started_at, ended_at=ended, duration_s=duration,
-                    timings=json.dumps(timings), answers=json.dumps(answers),
-                    attention_failed=attention_failed))
-                # the draft's answers now live in the response; keep no second copy
-                con.execute(update(drafts_table).where(drafts_table.c.session_hash == session_hash)
-                            .values(submitted=True, answers="{}", updated_at=ended))
+            return self._writer.call(self._submit_job(session_hash, **fields), durable=True).result()
         except IntegrityError:
-            earlier = self.response_for_session(session_hash)
-            if earlier is not None:
-                return earlier["response_id"]
-            raise TokenUsed(token_hash) from None
-        return response_id
+            return self._resolve_conflict(session_hash, fields.get("token_hash"))
+
+    async def submit_async(self, session_hash: str, **fields) -> str:
+        try:
+            return await asyncio.wrap_future(self._writer.call(self._submit_job(session_hash, **fields), durable=True))
+        except IntegrityError:
+            return self._resolve_conflict(session_hash, fields.get("token_hash"))
 
     def count(self) -> int:
         with self.engine.connect() as con:
