@@ -174,7 +174,13 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     if data is not None and not isinstance(data, pd.DataFrame):
         raise OptionError(f"The 'data' parameter of fit_sem must be a pandas DataFrame. "
                           f"Got {type(data).__name__} instead.")
-    statements = parse_model(model) if isinstance(model, str) else model
+    given_pt = None
+    if isinstance(model, pd.DataFrame):
+        # a ParameterTable (e.g. an edited copy of fit.params), used as it is
+        given_pt = build_partable(model)
+        statements = _statements_of(given_pt)
+    else:
+        statements = parse_model(model) if isinstance(model, str) else model
     syntax = model if isinstance(model, str) else ""
     ov_syntax = _vnames([(s.lhs, s.op, s.rhs) for s in statements if s.op not in EXPRESSION_OPS])["ov"]
     records: list[dict] = []
@@ -228,10 +234,20 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     observed = list(data.columns) if data is not None else None
     if data is None:
         observed = _cov_names(covs)
-    pt = build_partable(statements, observed=observed, n_groups=n_groups, group_labels=group_labels,
-                        meanstructure=ms, std_lv=std_lv, ordered=ordered, fixed_x=fixed_x,
-                        group_equal=group_equal, group_partial=group_partial, estimator=estimator,
-                        n_thresholds=n_thresholds)
+    if given_pt is not None:
+        pt = given_pt
+        n_in_table = len([g for g in pt["group"].unique() if g > 0])
+        if n_in_table != n_groups:
+            raise OptionError(f"the parameter table has {n_in_table} group(s) but the data has {n_groups}")
+        ms = bool((pt["op"] == "~1").any())
+        for col in ("est", "se", "z", "pvalue", "ci.lower", "ci.upper", "std.lv", "std.all"):
+            pt[col] = np.nan
+        pt.loc[pt["exo"] == 1, "ustart"] = np.nan
+    else:
+        pt = build_partable(statements, observed=observed, n_groups=n_groups, group_labels=group_labels,
+                            meanstructure=ms, std_lv=std_lv, ordered=ordered, fixed_x=fixed_x,
+                            group_equal=group_equal, group_partial=group_partial, estimator=estimator,
+                            n_thresholds=n_thresholds)
     ov = observed_names(pt)
     df = df_of(pt, ms)
     npar = int(pt["free"].max()) if (pt["free"] > 0).any() else 0
@@ -371,6 +387,14 @@ cfa = fit_sem
 
 
 # --------------------------------------------------------------------------
+def _statements_of(pt: pd.DataFrame):
+    """Minimal statements (lhs, op, rhs) of a ParameterTable's first group, for name checks."""
+    from .syntax import Statement
+
+    first = pt[pt["group"].isin([0, pt.loc[pt["group"] > 0, "group"].min()])]
+    return [Statement(l, o, r) for l, o, r in zip(first["lhs"], first["op"], first["rhs"])]
+
+
 def _check_names(statements, ov_syntax, columns) -> None:
     """Model variables absent from the data: say which look like undefined latent variables."""
     from .errors import ModelSpecificationError

@@ -160,3 +160,15 @@ def test_multi_group_from_moments_matches_raw_data():
     fit = fit_sem(HS, sample_cov=[p.cov() for p in parts], sample_mean=[p.mean() for p in parts],
                   sample_nobs=[len(p) for p in parts], group_equal="loadings")
     assert round(fit.fit_indices["chisq"], 3) == 124.044 and fit.fit_indices["df"] == 54
+
+
+def test_a_parameter_table_can_be_refitted():
+    fit = fit_sem(HS, HS_DATA)
+    pt = fit.params.copy()
+    pt.loc[(pt["lhs"] == "visual") & (pt["rhs"] == "x2"), ["free", "ustart"]] = [0, 0.5]
+    pt["free"] = pt["free"].where(pt["free"] == 0, pt["free"].rank(method="dense").astype(int) - 1)
+    pt.loc[pt["free"] < 0, "free"] = 0
+    refit = fit_sem(pt, HS_DATA)
+    row = refit.params[(refit.params["lhs"] == "visual") & (refit.params["rhs"] == "x2")].iloc[0]
+    assert row["est"] == 0.5 and refit.fit_indices["df"] == 25
+    assert refit.fit_indices["chisq"] > fit.fit_indices["chisq"]
