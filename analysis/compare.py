@@ -203,7 +203,9 @@ def net_nested(general: FitResult, restricted: FitResult, *,
         return None, float("nan"), "the models have different numbers of groups"
     implied = restricted.model.implied(restricted.x)
     ov = [list(names) for names in restricted.model.ov_names]
-    nobs = [int(n) for n in restricted.nobs] or [restricted.ntotal]
+    # fmin does not depend on N (fit_sem's (N-1)/N rescaling is undone below); a small N
+    # keeps the refit's RMSEA p-value away from scipy's non-central chi-square overflow
+    nobs = [max(len(o) + 1, 30) for o in ov]
     covs = [pd.DataFrame(m.sigma * n / (n - 1), index=o, columns=o)   # undo fit_sem's (N-1)/N
             for m, o, n in zip(implied, ov, nobs)]
     opts = general.options

@@ -92,3 +92,34 @@ def test_defined_totals_equal_total_effects(name):
     for x in ("CULT", "PART"):
         value = eval(defined[f"total_{x.lower()}_resil"], {}, dict(labels))  # noqa: S307
         assert value == pytest.approx(totals[x], rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def figure1_fits():
+    from analysis.sem import fit_sem
+    from analysis.simulate import analysis_frame, simulate_responses
+    from instruments.load import library_path, load_instrument
+
+    inst = load_instrument(library_path("crs"))
+    data = analysis_frame(simulate_responses("figure1", 600, seed=11, instrument=inst,
+                                             missing_as="blank"), inst)
+    return {m: fit_sem(resolve_model(m)[1], data)
+            for m in ("measurement", "figure1", "partial_mediation", "top_down")}
+
+
+def test_figure1_models_nesting(figure1_fits):
+    from analysis.compare import compare, net_nested
+
+    f = figure1_fits
+    # the measurement model nests every structural model; figure1 is nested in partial_mediation
+    assert net_nested(f["measurement"], f["top_down"])[0] is True
+    assert net_nested(f["partial_mediation"], f["figure1"])[0] is True
+    # top_down has no negotiation paths: it does not nest the others
+    assert net_nested(f["top_down"], f["partial_mediation"])[0] is False
+    res = compare(f, warn=False)
+    t = res.table
+    assert list(t.index) == ["measurement", "top_down", "partial_mediation", "figure1"]
+    assert t.loc["figure1", "nested"] is True and t.loc["figure1", "df.diff"] == 2
+    assert t.loc["partial_mediation", "nested"] is False
+    assert t.loc["top_down", "nested"] is True
+    assert any("REPR is a fixed covariate" in w for w in res.warnings)
