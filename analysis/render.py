@@ -174,7 +174,7 @@ def _render_fallback(template, out_dir, parameters, formats, output_name, timeou
             papermill.execute_notebook(
                 str(source), str(executed), parameters=parameters, kernel_name="python3",
                 progress_bar=False, cwd=str(template.parent.resolve()), execution_timeout=timeout,
-                log_output=False,
+                log_output=False, **_kernel_manager(),
             )
         except papermill.PapermillExecutionError as exc:
             raise RenderError(
@@ -197,6 +197,21 @@ def _render_fallback(template, out_dir, parameters, formats, output_name, timeou
         if "pdf" in formats:
             skipped["pdf"] = "PDF needs Quarto with Typst; no quarto binary was found"
     return RenderResult(outputs=outputs, engine="fallback", skipped=skipped)
+
+
+def _kernel_manager() -> dict:
+    """On POSIX, talk to the kernel over IPC sockets: a local render needs no TCP ports
+    (and the kernel then does not warn about unencrypted TCP on every report)."""
+    if os.name != "posix":
+        return {}
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _IPCKernelManager(AsyncKernelManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.transport = "ipc"
+
+    return {"kernel_manager_class": _IPCKernelManager}
 
 
 def _take_front_matter(notebook) -> tuple[str, dict]:
