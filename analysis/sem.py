@@ -127,7 +127,7 @@ def _as_list(v) -> list[str]:
 # --------------------------------------------------------------------------
 def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sample_mean=None,
             sample_nobs=None, group: str | None = None, group_equal: Sequence[str] | str = (),
-            group_partial: Sequence[str] | str = (), estimator: str = "ML", missing: str = "listwise",
+            group_partial: Sequence[str] | str = (), estimator: str | None = None, missing: str = "listwise",
             ordered=None, std_lv: bool = False, meanstructure: bool | None = None,
             se: str = "standard", test: str = "standard", bootstrap: int = 0,
             seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
@@ -137,7 +137,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
     ``sample_cov`` (+ ``sample_mean``, ``sample_nobs``; a list per group),
     ``group`` (column), ``group_equal`` / ``group_partial``, ``estimator``
-    ("ML"; others are dispatched to their modules), ``missing``
+    ("ML", or "WLSMV" when ``ordered`` is given; others are dispatched to
+    their modules), ``missing``
     ("listwise" or "fiml"), ``ordered``, ``std_lv``, ``meanstructure``,
     ``se``, ``test``. ``start``: a free-parameter vector to start from (warm
     starts for bootstrap and simulation). ``control``: optimizer settings
@@ -165,6 +166,10 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                    meanstructure=meanstructure, bootstrap=bootstrap, seed=seed,
                    group_equal=group_equal, group_partial=group_partial, ordered=ordered,
                    fixed_x=fixed_x, collapse_sparse=collapse_sparse)
+    if estimator is None:
+        # lavaan's default: ML, or WLSMV when ordered items are declared
+        estimator = "WLSMV" if (ordered is True or _as_list(ordered)) else "ML"
+        options["estimator"] = estimator
     _validate(options)
     estimator = estimator.upper()
     missing = {"fiml": "fiml", "ml": "fiml", "pairwise": "pairwise"}.get(missing.lower(), "listwise")

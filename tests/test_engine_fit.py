@@ -172,3 +172,12 @@ def test_a_parameter_table_can_be_refitted():
     row = refit.params[(refit.params["lhs"] == "visual") & (refit.params["rhs"] == "x2")].iloc[0]
     assert row["est"] == 0.5 and refit.fit_indices["df"] == 25
     assert refit.fit_indices["chisq"] > fit.fit_indices["chisq"]
+
+
+def test_ordered_items_default_to_wlsmv_and_ml_refuses_them():
+    bfi = pd.read_csv(Path(__file__).parent / "fixtures" / "data" / "bfi.csv")
+    fit = fit_sem("N =~ N1 + N2 + N3 + N4 + N5", bfi, ordered=True)
+    assert fit.estimator == "WLSMV" and fit.fit_indices["df"] == 5
+    assert fit.model.th_names[0][:2] == ["N1|t1", "N1|t2"]
+    with pytest.raises(Exception, match="ML.*ordered"):
+        fit_sem("N =~ N1 + N2 + N3 + N4 + N5", bfi, ordered=True, estimator="ML")
