@@ -451,7 +451,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
     merged = [] if not small else [r for r in ws.merged_cells.ranges if r.min_row == 1]
     if merged:
         # merged cells over the header: a two-row header (group over items)
-        second = [_cell_text(v) for v in next(rows)]
+        second = [_cell_text(v) for v in next(rows, ())]
+        second += [""] * (len(header) - len(second))
         for rng in merged:
             for c in range(rng.min_col, rng.max_col + 1):
                 header[c - 1] = header[rng.min_col - 1]
