@@ -298,7 +298,7 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
     rows = []
     for g in range(1, n_groups + 1):
         for i, (l, o, r, u, s) in enumerate(base):
-            free, ustart, exo, label, start = 1, math.nan, 0, "", math.nan
+            free, ustart, exo, label = 1, math.nan, 0, ""
             if o == "=~" and auto_fix_first and first_loading.get(l) == i:
                 free, ustart = 0, 1.0
             if o == "~~" and l == r and l in lv and std_lv:

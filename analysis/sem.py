@@ -154,7 +154,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     >>> round(fit.fit_indices["chisq"], 3)                       # doctest: +SKIP
     85.306
     """
-    from .data import SampleStats, check_model_data
+    from .data import check_model_data
     from .defined import DefinedParameters
     from .fitindices import fit_measures
     from .model import Model

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from analysis.errors import IdentificationError, ModelSpecificationError, ModelSyntaxError
