@@ -164,3 +164,19 @@ def test_parity_further_model_shapes(name):
         warnings.simplefilter("ignore")
         fit = fit_sem(case["model"], data, **kw)
     _check({"estimates": case["est"], "fit": case["fit"]}, fit)
+
+
+MULTIGROUP = json.loads((FIX / "engine" / "multigroup_models.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(MULTIGROUP))
+def test_parity_multigroup_variants(name):
+    case = MULTIGROUP[name]
+    opts = case["opts"]
+    ge = opts.get("group.equal", [])
+    kw = {"group": "school", "group_equal": [ge] if isinstance(ge, str) else ge,
+          "std_lv": bool(opts.get("std.lv", False))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem(case["model"], _data("HolzingerSwineford1939"), **kw)
+    _check({"estimates": case["est"], "fit": case["fit"]}, fit)
