@@ -150,7 +150,11 @@ class Study:
             return StoreResult(False, sha, str(self.raw_dir / seen["name"]), 0, seen.get("format"),
                                reason=f"already imported as {seen['name']} on {seen['imported_at']}")
         raw = self._copy_raw(source, sha)
-        result = import_responses(raw, instrument, format=format, mapping=mapping, **read_options)
+        try:
+            result = import_responses(raw, instrument, format=format, mapping=mapping, **read_options)
+        except BaseException:
+            raw.unlink(missing_ok=True)  # our unrecorded copy; the user's file is untouched
+            raise
         report = validate(result, instrument, source=source.name)
         data = result.data.copy()
         imported_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

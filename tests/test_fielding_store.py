@@ -99,3 +99,15 @@ def test_validation_reports_are_stored_as_data(crs, tmp_path):
     assert study.imports()["n_errors"].tolist() == [
         int((issues["import_id"] == k).sum() - ((issues["import_id"] == k) & (issues["severity"] == "warning")).sum())
         for k in (1, 2)]
+
+
+def test_unreadable_file_leaves_no_copy_behind(crs, tmp_path):
+    from instruments.ingest import ImportError_
+
+    bad = __import__("pathlib").Path(__file__).parent / "fixtures" / "bad_data" / "zip_bomb.xlsx"
+    study = Study(tmp_path / "study")
+    for _ in range(2):
+        with pytest.raises(ImportError_):
+            study.import_file(bad, crs)
+    assert [p.name for p in study.raw_dir.iterdir()] == []
+    assert study.manifest()["files"] == []
