@@ -111,3 +111,12 @@ def test_unreadable_file_leaves_no_copy_behind(crs, tmp_path):
             study.import_file(bad, crs)
     assert [p.name for p in study.raw_dir.iterdir()] == []
     assert study.manifest()["files"] == []
+
+
+def test_stored_responses_validate_without_store_columns_as_unknown(crs, tmp_path):
+    from instruments.validate import validate
+
+    study = Study(tmp_path / "study")
+    study.import_file(write_kobo(make_responses(crs, n=15, seed=8), crs, tmp_path / "k.csv"), crs, wave="w1")
+    report = validate(study.responses(), crs)
+    assert report.valid and "unknown-column" not in set(report.issues["type"])
