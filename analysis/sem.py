@@ -300,17 +300,21 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     # 8. vcov ---------------------------------------------------------------
     vcov = None
     if se != "none":
-        try:
-            vcov = est.vcov(x)
-            ev = np.linalg.eigvalsh((vcov + vcov.T) / 2)
-            if not np.all(np.isfinite(ev)) or ev.min() <= 0:
-                raise np.linalg.LinAlgError
-        except np.linalg.LinAlgError:
-            vcov = None
+        # the expected information of plain ML is cheap: check its rank and name the culprits
+        why = _information_rank_problem(est, x, mdl.x_names) if type(est).__name__ == "MLEstimator" else None
+        if why is None:
+            try:
+                vcov = est.vcov(x)
+                ev = np.linalg.eigvalsh((vcov + vcov.T) / 2)
+                if not np.all(np.isfinite(ev)) or ev.min() <= 0 or ev.min() < 1e-13 * ev.max():
+                    raise np.linalg.LinAlgError
+            except np.linalg.LinAlgError:
+                vcov = None
+                why = "the information matrix could not be inverted"
+        if why is not None:
             records.append(warning_record(
                 IdentificationWarning,
-                "could not compute standard errors: the information matrix could not be inverted; "
-                "the model may not be identified"))
+                f"could not compute standard errors: {why}; the model may not be identified"))
 
     # 9. test -----------------------------------------------------------------
     tst = est.test(x) if test != "none" else {"chisq": math.nan, "df": df, "pvalue": math.nan}
@@ -497,6 +501,25 @@ def _make_estimator(estimator, missing, mdl, stats, check, options):
             f"estimator {estimator!r} with missing={missing!r} is not yet available "
             f"(analysis.estimators.{module} has no make_estimator)")
     return make(mdl, stats, data=check, options={**options, "estimator": estimator, "missing": missing})
+
+
+def _information_rank_problem(est, x, names) -> str | None:
+    """Why the expected information is (numerically) singular, naming the parameters involved;
+    None when it is fine or the estimator has no information matrix."""
+    try:
+        info = est.information(x)
+    except Exception:  # noqa: BLE001 - estimators without an expected information
+        return None
+    info = (info + info.T) / 2
+    ev, vec = np.linalg.eigh(info)
+    if not np.all(np.isfinite(ev)):
+        return "the information matrix has non-finite entries"
+    if ev[0] > 1e-10 * max(ev[-1], 1e-300):
+        return None
+    worst = vec[:, 0]
+    involved = [names[i] for i in np.argsort(-np.abs(worst))[:4] if abs(worst[i]) > 0.2]
+    return ("the information matrix is singular (smallest eigenvalue "
+            f"{ev[0]:.2g}); parameters involved: {', '.join(involved)}")
 
 
 def _set_inference(pt, mask, est, se):

@@ -181,3 +181,11 @@ def test_ordered_items_default_to_wlsmv_and_ml_refuses_them():
     assert fit.model.th_names[0][:2] == ["N1|t1", "N1|t2"]
     with pytest.raises(Exception, match="ML.*ordered"):
         fit_sem("N =~ N1 + N2 + N3 + N4 + N5", bfi, ordered=True, estimator="ML")
+
+
+def test_empirically_unidentified_model_gets_no_standard_errors_and_a_named_warning():
+    with pytest.warns(Warning, match=r"information matrix is singular .*parameters involved: .*f=~x2"):
+        fit = fit_sem("f =~ x1 + x2\ng =~ x4 + x5 + x6\nf ~~ 0*g", HS_DATA)
+    assert fit.warnings[0]["type"] == "not-identified"
+    free = fit.params["free"] > 0
+    assert fit.params.loc[free, "se"].isna().all() and fit.vcov is None
