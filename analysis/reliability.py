@@ -560,10 +560,15 @@ def item_analysis(
                 "ceiling": float((obs == levels[-1]).mean()) if levels else np.nan,
                 "r.drop": float(cov_rest / np.sqrt(c[i, i] * var_rest)),
                 "alpha.drop": float(_alpha_from_cov(c[np.ix_(keep, keep)])) if len(keep) >= 2 else np.nan,
-                "dist": {float(v): float((obs == v).mean()) for v in levels},
+                "dist": {_code_key(v): float((obs == v).mean()) for v in levels},
             }
         )
     return pd.DataFrame(rows).set_index("item")
+
+
+def _code_key(v: float) -> float | int:
+    """A code as written on the scale: 3, not 3.0 (JSON keys read "3")."""
+    return int(v) if float(v).is_integer() else float(v)
 
 
 # ------------------------------------------------------- instrument-driven
@@ -651,6 +656,13 @@ def _is_latent(instrument: Any, construct: str) -> bool:
     return True
 
 
+_VALIDITY_TITLES = {
+    "htmt": "HTMT, heterotrait-monotrait ratio (above .85 suggests two constructs are not distinct)",
+    "ave_cr": "Convergent validity: AVE (>= .50 customary) and composite reliability (>= .70)",
+    "fornell_larcker": "Fornell-Larcker: sqrt(AVE) on the diagonal, latent correlations off it",
+}
+
+
 @dataclass(frozen=True)
 class ReliabilityResult:
     """Reliability and validity of an instrument's constructs, computed from data."""
@@ -664,12 +676,41 @@ class ReliabilityResult:
         show = self.constructs.copy()
         text = ["Reliability per construct", show.to_string(float_format=lambda v: f"{v:.3f}")]
         it = self.items.drop(columns=["dist"], errors="ignore")
-        text += ["", "Item analysis", it.to_string(float_format=lambda v: f"{v:.3f}")]
+        text += ["", "Item analysis (r.drop: corrected item-total correlation; alpha.drop: alpha without the item)",
+                 it.to_string(float_format=lambda v: f"{v:.3f}")]
         for name, table in self.validity.items():
-            text += ["", name, table.to_string(float_format=lambda v: f"{v:.3f}")]
+            text += ["", _VALIDITY_TITLES.get(name, name), table.to_string(float_format=lambda v: f"{v:.3f}")]
+        flags = self.flags()
+        if flags:
+            text += ["", "Flags", *(f"  {f}" for f in flags)]
         if self.notes:
             text += ["", *(f"Note: {n}" for n in self.notes)]
         return "\n".join(text)
+
+    def flags(self) -> list[str]:
+        """Conventional thresholds crossed, in words (alpha < .70, AVE < .50, HTMT > .85, ...)."""
+        out = []
+        if "alpha" in self.constructs:
+            low = self.constructs.index[self.constructs["alpha"] < 0.70]
+            out += [f"{c}: alpha {self.constructs.loc[c, 'alpha']:.3f} < .70" for c in low]
+        if len(self.items) and "r.drop" in self.items:
+            weak = self.items[self.items["r.drop"] < 0.30]
+            out += [f"{i}: corrected item-total r {r:.3f} < .30 (a reverse-keyed item not flagged in the "
+                    "instrument shows up here as a negative r)" if r < 0 else
+                    f"{i}: corrected item-total r {r:.3f} < .30" for i, r in weak["r.drop"].items()]
+        av = self.validity.get("ave_cr")
+        if av is not None and "ave" in av:
+            out += [f"{c}: AVE {v:.3f} < .50" for c, v in av["ave"].items() if v < 0.5]
+        fl = self.validity.get("fornell_larcker")
+        if fl is not None and "passes" in fl:
+            out += [f"{c}: fails Fornell-Larcker (sqrt(AVE) not above every latent correlation)"
+                    for c, ok in fl["passes"].items() if not ok]
+        ht = self.validity.get("htmt")
+        if ht is not None:
+            keys = list(ht.index)
+            out += [f"{a}-{b}: HTMT {ht.loc[a, b]:.3f} > .85 (may not be distinct constructs)"
+                    for i, a in enumerate(keys) for b in keys[i + 1:] if ht.loc[a, b] > 0.85]
+        return out
 
     def __str__(self) -> str:
         return self.summary()
@@ -679,7 +720,9 @@ class ReliabilityResult:
         parts = ["<h4>Reliability per construct</h4>", self.constructs.to_html(float_format=fmt)]
         parts += ["<h4>Item analysis</h4>", self.items.drop(columns=["dist"], errors="ignore").to_html(float_format=fmt)]
         for name, table in self.validity.items():
-            parts += [f"<h4>{html.escape(name)}</h4>", table.to_html(float_format=fmt)]
+            parts += [f"<h4>{html.escape(_VALIDITY_TITLES.get(name, name))}</h4>", table.to_html(float_format=fmt)]
+        if self.flags():
+            parts += ["<h4>Flags</h4><ul>", *(f"<li>{html.escape(f)}</li>" for f in self.flags()), "</ul>"]
         parts += [f"<p><em>{html.escape(n)}</em></p>" for n in self.notes]
         return "".join(parts)
 
@@ -702,6 +745,7 @@ class ReliabilityResult:
             "constructs": records(self.constructs, "construct"),
             "items": records(self.items, "item"),
             "validity": {k: records(v, "construct") for k, v in self.validity.items()},
+            "flags": self.flags(),
             "notes": list(self.notes),
         }
 
@@ -781,6 +825,13 @@ def reliability_report(
         x = recode_items(data, instrument, all_items)
         tables["htmt"] = htmt(latent, x, ordered=ordinal)
         syntax = "\n".join(f"{k} =~ {' + '.join(v)}" for k, v in latent.items())
+        n_complete = len(x.dropna())
+        if n_complete < len(x):  # listwise, as semTools: say how many are left
+            notes.append(
+                f"HTMT, AVE, composite reliability and Fornell-Larcker use the {n_complete} of {len(x)} "
+                f"respondents ({n_complete / len(x):.0%}) who answered every item of the {len(latent)} "
+                "constructs (listwise deletion); alpha uses pairwise covariances."
+            )
         try:
             fit = _fit_measurement(syntax, x.dropna())
         except Exception as exc:  # engine missing or the CFA failed: say so, keep the rest

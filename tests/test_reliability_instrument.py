@@ -173,6 +173,8 @@ def test_item_analysis_floor_ceiling_and_distribution():
     assert ia.loc["a", "missing"] == pytest.approx(0.2)
     assert ia.loc["b", "floor"] == 0.0  # nobody chose code 1 on b: floor is the scale's, not the data's
     assert ia.loc["b", "dist"] == {1.0: 0.0, 2.0: 0.2, 3.0: 0.4, 4.0: 0.2, 5.0: 0.2}
+    # codes keep the scale's spelling: JSON keys read "3", not "3.0"
+    assert list(ia.loc["b", "dist"]) == [1, 2, 3, 4, 5] and all(type(k) is int for k in ia.loc["b", "dist"])
 
 
 def test_alpha_bad_input_messages():
@@ -208,3 +210,27 @@ def test_crs_instrument_reliability_with_and_without_reverse_keys():
         assert res.constructs.loc[cid, "omega"] - bad.constructs.loc[cid, "omega"] > 0.1, cid
     for cid in set(latent) - constructs_with_rev:
         assert bad.constructs.loc[cid, "omega"] == pytest.approx(res.constructs.loc[cid, "omega"], abs=1e-12)
+
+
+def test_flags_name_thresholds_and_listwise_n_is_stated(instrument):
+    data = make_responses(instrument, n=600, seed=8, missing_share=0.05)
+    res = reliability_report(data, instrument)
+    n_complete = int(recode_items(data, instrument).dropna().shape[0])
+    assert 0 < n_complete < 600
+    assert any(f"use the {n_complete} of 600 respondents" in n for n in res.notes)
+    # well-measured, independent constructs: no alpha, item or HTMT flag
+    flags = res.flags()
+    assert not [f for f in flags if "alpha" in f or "item-total" in f or "HTMT" in f], flags
+
+    class NoReverse:  # forgotten reverse keys: the item-total flag names the item and says why
+        def __getattr__(self, name):
+            return getattr(instrument, name)
+
+        reverse_keyed_items = []
+
+    bad = reliability_report(data, NoReverse())
+    flagged = [f for f in bad.flags() if "item-total" in f]
+    assert [f.split(":")[0] for f in flagged] == ["CULT4", "TRUST4", "NAVIG4"]
+    assert all("negative r" in f for f in flagged)
+    assert bad.to_dict()["flags"] == bad.flags()
+    assert "Flags" in bad.summary() and "HTMT, heterotrait-monotrait" in bad.summary()
