@@ -298,16 +298,7 @@ def to_kobo(data: pd.DataFrame, instrument, *, headers: str = "xml", language: s
     for it in instrument.items:
         name = f"{it.section}/{it.id}" if headers == "xml" else it.text.get(lang, it.id)
         out[name] = _value_column(data, instrument, it, labels=labels)
-        boxes = sorted((c for c in data.columns if c.startswith(it.id + "___")),
-                       key=lambda c: int(c.rsplit("___", 1)[1]))
-        if boxes:
-            ticked = [data[c] for c in boxes]
-            codes = [c.rsplit("___", 1)[1] for c in boxes]
-            summary = [" ".join(code for code, v in zip(codes, vals) if v == 1)
-                       if not all(pd.isna(v) for v in vals) else "" for vals in zip(*ticked)]
-            out[name] = pd.Series(summary, index=data.index, dtype="string")
-            for c, code in zip(boxes, codes):
-                out[f"{name}/{code}"] = _codes_as_text(data[c])
+        _select_multiple(out, name, data, it.id)
     ids = _ids(data)
     out.update({
         "_id": pd.Series(np.arange(1, len(data) + 1), index=data.index).astype("string"),
@@ -324,6 +315,23 @@ def to_kobo(data: pd.DataFrame, instrument, *, headers: str = "xml", language: s
     return pd.DataFrame(out)
 
 
+def _select_multiple(out: dict, name: str, data: pd.DataFrame, item_id: str) -> None:
+    """Checkbox columns ``item___code`` as a space-separated summary plus 0/1 columns
+    ``name/code`` (blank where the question was not answered, unlike 0)."""
+    boxes = sorted((c for c in data.columns if c.startswith(item_id + "___")),
+                   key=lambda c: int(c.rsplit("___", 1)[1]))
+    if not boxes:
+        return
+    codes = [c.rsplit("___", 1)[1] for c in boxes]
+    ticked = data[boxes].to_numpy(dtype=float)
+    answered = ~np.isnan(ticked).all(axis=1)
+    summary = [" ".join(code for code, v in zip(codes, row) if v == 1) if ok else ""
+               for row, ok in zip(ticked, answered)]
+    out[name] = pd.Series(summary, index=data.index, dtype="string")
+    for c, code in zip(boxes, codes):
+        out[f"{name}/{code}"] = _codes_as_text(data[c])
+
+
 def to_odk(data: pd.DataFrame, instrument) -> pd.DataFrame:
     """An ODK Central CSV export: ``SubmissionDate``, ``group-item``, ``KEY``, ``FormVersion`` ..."""
     start, end, sub = _times(data)
@@ -334,6 +342,7 @@ def to_odk(data: pd.DataFrame, instrument) -> pd.DataFrame:
     }
     for it in instrument.items:
         out[f"{it.section}-{it.id}"] = _value_column(data, instrument, it)
+        _select_multiple(out, f"{it.section}-{it.id}", data, it.id)
     ids = _ids(data)
     key = ids.where(ids.str.startswith("uuid:"), "uuid:" + ids)
     out.update({

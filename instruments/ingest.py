@@ -682,7 +682,7 @@ def _column_map(columns: list[str], fmt: str, instrument, renames: Mapping[str, 
         target = None
         # Kobo select_multiple 0/1 columns: group/item/code
         if len(parts) >= 2 and re.fullmatch(r"-?\d+", leaf):
-            base = resolve(parts[-2])
+            base = resolve(parts[-2]) or (resolve(parts[-2].split("-")[-1]) if fmt == "odk" else None)
             if base:
                 target = _Target("multi", base, int(leaf))
         m = re.fullmatch(r"(.+?)___(\d+|m\d+)", col)  # REDCap checkbox field___code

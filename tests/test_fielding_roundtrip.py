@@ -91,6 +91,9 @@ def test_kobo_select_multiple_keeps_blanks_apart_from_zero(crs, tmp_path):
     path = write_kobo(data, crs, tmp_path / "multi.csv")
     back = import_responses(path, crs).data
     assert back["REPR1___1"].tolist()[:2] == [1.0, 0.0] and np.isnan(back["REPR1___1"].iloc[2])
+    # ODK Central's split select_multiple columns group-item/code too
+    back = import_responses(write_odk(data, crs, tmp_path / "multi_odk.csv"), crs).data
+    assert back["REPR1___0"].tolist()[:2] == [0.0, 1.0] and np.isnan(back["REPR1___0"].iloc[2])
     # REDCap checkboxes field___code land in the same columns
     red = pd.DataFrame({"record_id": ["a", "b"], "repr1___1": ["1", "0"], "repr1___0": ["0", "1"]})
     red.to_csv(tmp_path / "rc.csv", index=False)
