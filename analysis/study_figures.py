@@ -47,13 +47,13 @@ def path_diagram(params: pd.DataFrame, fig_dir: Path, model: str) -> dict[str, s
     return out
 
 
-def diverging_bars(dist: pd.DataFrame, fig_dir: Path, instrument=None) -> dict[str, str]:
+def diverging_bars(dist: pd.DataFrame, fig_dir: Path, instrument=None) -> list[dict[str, str]]:
     """One diverging stacked bar chart per construct: disagreement left of 0, agreement right.
 
     The middle category is split across 0. Suppressed cells (disclosure
     control) have no width and the item's label says so.
     """
-    out: dict[str, str] = {}
+    out: list[dict[str, str]] = []  # a list: the instrument's order survives sorted JSON keys
     if dist is None or not len(dist):
         return out
     for construct, block in dist.groupby("construct", sort=False):
@@ -91,7 +91,7 @@ def diverging_bars(dist: pd.DataFrame, fig_dir: Path, instrument=None) -> dict[s
         ax.legend(ncol=k, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-        out[str(construct)] = _save(fig, fig_dir / f"items_{construct}.png")
+        out.append({"construct": str(construct), "file": _save(fig, fig_dir / f"items_{construct}.png")})
     return out
 
 

@@ -20,12 +20,13 @@ results_dir = "results"
 # %%
 # This report reads only the results bundle that `resilience run` wrote:
 # results.json, run-log.json, tables/*.parquet and figures/*. It fits nothing.
+import base64
 import html
 import json
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import Markdown, display
 
 BUNDLE = Path(results_dir)
 R = json.loads((BUNDLE / "results.json").read_text(encoding="utf-8"))
@@ -77,10 +78,13 @@ def table(rows, columns=None, caption=None):
     display({"text/html": out, "text/markdown": text}, raw=True)
 
 
-def figure(rel, alt, width=None):
+def figure(rel, alt):
+    """A PNG from the bundle: HTML with alt text (for screen readers), the PNG itself for other formats."""
     p = BUNDLE / rel
     if p.is_file():
-        display(Image(filename=str(p), width=width), metadata={"image/png": {"alt": alt}})
+        b64 = base64.b64encode(p.read_bytes()).decode("ascii")
+        tag = f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}" style="max-width:100%">'
+        display({"image/png": b64, "text/html": tag}, raw=True, metadata={"image/png": {"alt": alt}})
 
 
 def failed(*names):
@@ -159,9 +163,8 @@ if not failed("import", "describe") and R.get("sample"):
 
 # %%
 if not failed("describe"):
-    figs = R.get("figures", {}).get("item_distributions", {})
-    for construct, rel in figs.items():
-        figure(rel, f"Diverging stacked bars of the {construct} items")
+    for fig in R.get("figures", {}).get("item_distributions", []):
+        figure(fig["file"], f"Diverging stacked bars of the {fig['construct']} items")
     if R["sample"]["item_distributions"]["n_suppressed"]:
         md(f"{R['sample']['item_distributions']['n_suppressed']} item categories chosen by fewer than "
            f"{THRESHOLD} respondents (or hidden to protect them) have no bar.")
