@@ -595,7 +595,6 @@ def mixed_stats(data, ordered_mask, *, names=None, gamma: bool = True) -> MixedS
     sc_cor = np.zeros((N, P_))
     a21 = np.zeros((P_, a11_size))
     H = np.eye(a11_size + P_)
-    poly = None
     for a, (i, j) in enumerate(pairs):
         r_ = rho[a]
         if ordm[i] and ordm[j]:
@@ -648,7 +647,7 @@ def mixed_stats(data, ordered_mask, *, names=None, gamma: bool = True) -> MixedS
             i, j = pairs[a]
             n_ = pos[(i, j)]
             sc_cor[:, a] = sub["sc_cor"][:, n_]
-            for (vv, cols) in ((i, None), (j, None)):
+            for vv in (i, j):
                 loc = int(np.flatnonzero(sub_idx == vv)[0])
                 src = sub["th_start"][loc] + np.arange(K[vv] - 1)
                 a21[a, th_start[vv] + np.arange(K[vv] - 1)] = sub["a21"][n_, src]
