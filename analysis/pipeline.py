@@ -810,6 +810,7 @@ def _step_invariance(run: _Run, index: int) -> _Output:
                           f"({run.study.where('groups', index)}): {exc}") from None
     d = res.to_dict()
     d["group"] = run.study.groups[index]
+    d["fits"] = {name: fit.to_dict() for name, fit in res.fits.items()}  # every fit in the bundle
     d.update(info)
     return _Output(data=_clean(d))
 
@@ -926,6 +927,8 @@ def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     d = res.to_dict()
     d["group"] = run.study.groups[index]
     d["model"] = model
+    if res.fit is not None:
+        d["fit"] = res.fit.to_dict()
     d.update(info)
     return _Output(data=_clean(d))
 

@@ -50,6 +50,9 @@ def test_every_step_succeeds_and_the_bundle_is_complete(first):
     assert [s["name"] for s in inv["steps"]] == ["configural", "metric", "scalar", "strict"]
     assert sorted(inv["group_labels"]) == ["English", "Urdu"]
     assert sum(inv["nobs"]) == r["cfa"]["fit"]["ntotal"]  # the same complete cases, split by language
+    for step in inv["steps"]:  # every fit of the ladder is in the bundle, and its numbers are the ladder's
+        assert inv["fits"][step["name"]]["fit"]["chisq"] == pytest.approx(step["chisq"], rel=1e-12)
+    assert inv["fits"]["configural"]["fit"]["df"] == 2 * r["cfa"]["fit"]["df"]  # two groups, the same model
     paths = {(p["lhs"], p["rhs"]) for p in r["group_paths"]["LANG"]["paths"]}
     assert paths == {("TRUST", "CULT"), ("NAVIG", "TRUST")}
     for p in r["group_paths"]["LANG"]["paths"]:  # labels were dropped: each group has its own path
