@@ -126,7 +126,7 @@ class ModelSpec(_Part):
 
 class Bootstrap(_Part):
     replications: int = Field(500, ge=0)
-    ci: Literal["perc", "bca"] = "perc"
+    ci: Literal["perc", "bca", "bca.simple", "norm", "basic"] = "perc"
     model: str = "figure1"
 
 
@@ -436,7 +436,7 @@ group_paths: ["TRUST ~ CULT", "NAVIG ~ TRUST"]
 min_group_size: 100
 
 # Bootstrap of the defined (indirect and total) effects: replications, and
-# percentile (perc) or bias-corrected accelerated (bca) intervals.
+# percentile (perc), bias-corrected accelerated (bca), bca.simple, norm or basic intervals.
 bootstrap:
   replications: 500
   ci: perc
