@@ -107,9 +107,33 @@ def page_form(page, answers: dict) -> dict:
     return {it.id: str(answers[it.id]) for it in page.items if it.id in answers}
 
 
+class _Retrying:
+    """Resend a request once when a reused keep-alive connection was closed before any answer.
+
+    Browsers do the same; page posts and the submit are idempotent per session
+    (a second submit returns the first acknowledgement).
+    """
+
+    def __init__(self, client: httpx.AsyncClient):
+        self.client = client
+
+    async def _send(self, method, url, **kw):
+        try:
+            return await self.client.request(method, url, **kw)
+        except httpx.RemoteProtocolError:
+            return await self.client.request(method, url, **kw)
+
+    async def get(self, url, **kw):
+        return await self._send("GET", url, **kw)
+
+    async def post(self, url, **kw):
+        return await self._send("POST", url, **kw)
+
+
 async def respond_async(client: httpx.AsyncClient, instrument, answers: dict, lang: str) -> str:
     """One respondent through every page with an async client; the acknowledged response id."""
     pages = build_pages(instrument)
+    client = _Retrying(client)
     r = await client.get(f"/?lang={lang}")
     r.raise_for_status()
     html, n = r.text, 0

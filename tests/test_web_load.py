@@ -113,8 +113,8 @@ def _run(tmp_path, n: int, concurrency: int, n_second: int) -> dict:
 
 
 def test_load_small(tmp_path):
-    """20 concurrent respondents, 60 responses, then a SIGKILL during 45 more."""
-    figures = _run(tmp_path, n=60, concurrency=20, n_second=45)
+    """10 concurrent respondents, 30 responses, then a SIGKILL during 24 more."""
+    figures = _run(tmp_path, n=30, concurrency=10, n_second=24)
     assert figures["responses_per_s"] > 1
 
 

@@ -65,7 +65,10 @@ def serve_command(
     admin = "on (/admin)" if os.environ.get("RESILIENCE_ADMIN_PASSWORD") else "off (set RESILIENCE_ADMIN_PASSWORD)"
     Console(stderr=True).print(f"serving {inst.id} {inst.version} on http://{host}:{port}/ "
                                f"(store: {storage.url}; admin {admin})")
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, access_log=False)
+    # keep idle connections open longer than browsers and proxies do, so a reused
+    # connection is not closed under a request in flight
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, access_log=False,
+                timeout_keep_alive=75)
 
 
 def serve_export_command(
