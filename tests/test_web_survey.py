@@ -91,7 +91,7 @@ def test_check_page_codes_bounds_required_and_skips(mini):
     assert errors["REGION"][0] == "invalid" and bad
     assert errors["TRUST3"] == ("required", {})
     vals, errors, bad = check_page(mini, s2, {"RESIDE": ["101"], "ATTN1": ["1"]}, {"CONSENT": 1})
-    assert errors == {"RESIDE": ("range", {"min": 0.0, "max": 100.0})} and not bad
+    assert errors == {"RESIDE": ("range", {"min": "0", "max": "100"})} and not bad
     vals, errors, _ = check_page(mini, s2, {"RESIDE": ["4.5"], "ATTN1": ["1"]}, {"CONSENT": 1})
     assert errors["RESIDE"][0] == "whole"
     vals, errors, _ = check_page(mini, s2, {"RESIDE": [""], "RESIDE__missing": ["-9"], "ATTN1": ["-9"]}, {"CONSENT": 1})

@@ -157,7 +157,8 @@ def _parse_value(item, scale, raw: str) -> Any:
         lo = scale.min if scale.min is not None else float("-inf")
         hi = scale.max if scale.max is not None else float("inf")
         if not lo <= value <= hi:
-            raise _Problem("range", min=scale.min, max=scale.max)
+            raise _Problem("range", min="…" if scale.min is None else f"{scale.min:g}",
+                           max="…" if scale.max is None else f"{scale.max:g}")
         return int(value) if value == int(value) else value
     if scale.type == "date":
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
@@ -459,13 +460,10 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
     def page_context(n: int, answers: dict, lang: str, errors: dict | None = None) -> dict:
         page = pages[n]
         blocks, grid = [], None
-        depends_here = set()
         for it in page.items:
             here = {r for r in referenced_items(it.relevant)} & {x.id for x in page.items} if it.relevant else set()
             if it.relevant and not here and not evaluate(it.relevant, answers):
                 continue  # skipped because of an earlier page: not shown at all
-            if here:
-                depends_here.add(it.id)
             scale = inst.scales[it.scale]
             err = (errors or {}).get(it.id)
             entry = {
@@ -561,7 +559,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             return RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
         if n >= len(pages):
             answered = len(final_answers(inst, pages, draft["answers"])[0])
-            return render("review.html", lang, sid=sid, n=n, n_answered=answered,
+            return render("review.html", lang, sid=sid, back=prev_page(len(pages), draft["answers"]), n_answered=answered,
                           progress_n=1, progress_total=1)
         errors = None
         if request.query_params.get("missing"):
