@@ -158,6 +158,118 @@ class _Defined:
         return jac
 
 
+class _LeanML:
+    """Complete-data ML objective with its analytic RAM gradient, for refits.
+
+    With ``E = (I - A)^-1`` restricted to the observed rows, ``Sigma = E S E'``,
+    ``mu = E m``, ``W = Sigma^-1``, ``d = ybar - mu`` and
+    ``G = W (Sigma - S_obs - d d') W / 2``: ``dF/dS = E'GE``,
+    ``dF/dA = 2 E'GE S B' - E'Wd (Bm)'`` and ``dF/dm = -E'Wd``; each free
+    parameter sums the cells it fills. O(m^3) per evaluation, no Jacobian of
+    the moments (the core's path, needed for SEs, builds one per iteration).
+    """
+
+    def __init__(self, model, stats):
+        self.groups = model._g
+        self.meanstructure = bool(model.meanstructure)
+        self.n_free = model.n_free
+        self.weights = np.asarray(stats.nobs, float) / float(sum(stats.nobs))
+        self.ntotal = int(sum(stats.nobs))
+        self.cov = stats.cov
+        self.mean = stats.mean
+        self.logdet_s = [np.linalg.slogdet(c)[1] for c in stats.cov]
+
+    @staticmethod
+    def usable(model) -> bool:
+        try:
+            return all(not g.n_tau and not g.has_scales and hasattr(g, "A0") for g in model._g)
+        except AttributeError:
+            return False
+
+    def fg(self, x: np.ndarray):
+        f, grad = 0.0, np.zeros(self.n_free)
+        for g, grp in enumerate(self.groups):
+            A, S, M = grp.A0.copy(), grp.S0.copy(), grp.M0.copy()
+            i, j, k = grp.cells["A"]
+            A[i, j] = x[k]
+            i, j, k = grp.cells["S"]
+            S[i, j] = x[k]
+            S[j, i] = x[k]
+            i, _, k = grp.cells["M"]
+            M[i] = x[k]
+            B = np.linalg.inv(np.eye(grp.m) - A)
+            E = B[: grp.p]
+            sigma = E @ S @ E.T
+            try:
+                chol = np.linalg.cholesky(sigma)
+            except np.linalg.LinAlgError:
+                return np.inf, None
+            cinv = np.linalg.inv(chol)
+            W = cinv.T @ cinv
+            logdet = 2.0 * np.sum(np.log(np.diag(chol)))
+            Sobs = self.cov[g]
+            val = logdet + np.sum(Sobs * W) - self.logdet_s[g] - grp.p
+            inner = sigma - Sobs
+            if self.meanstructure:
+                Bm = B @ M
+                d = self.mean[g] - Bm[: grp.p]
+                Wd = W @ d
+                val += d @ Wd
+                inner = inner - np.outer(d, d)
+            f += self.weights[g] * 0.5 * val
+            G = 0.5 * W @ inner @ W
+            EGE = E.T @ G @ E
+            gA = 2.0 * EGE @ S @ B.T
+            if self.meanstructure:
+                EWd = E.T @ Wd
+                gA -= np.outer(EWd, Bm)
+                i, _, k = grp.cells["M"]
+                grad += np.bincount(k, -self.weights[g] * EWd[i], minlength=self.n_free)
+            i, j, k = grp.cells["A"]
+            grad += np.bincount(k, self.weights[g] * gA[i, j], minlength=self.n_free)
+            i, j, k = grp.cells["S"]
+            grad += np.bincount(k, self.weights[g] * EGE[i, j] * np.where(i == j, 1.0, 2.0), minlength=self.n_free)
+        return float(f), grad
+
+
+def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_iter: int = 200):
+    """Quasi-Newton from the full-sample solution, the inverse information there
+    as the first inverse Hessian; Armijo backtracking. (x, f, converged)."""
+    x = x0.copy()
+    f, g = lean.fg(x)
+    if g is None:
+        return x, f, False
+    H = hinv0.copy()
+    n = len(x)
+    for _ in range(max_iter):
+        if np.max(np.abs(g)) < gtol:
+            return x, f, True
+        d = -H @ g
+        slope = float(g @ d)
+        if not slope < 0:
+            H = hinv0.copy()
+            d = -H @ g
+            slope = float(g @ d)
+        t = 1.0
+        for _ in range(40):
+            xn = x + t * d
+            fn, gn = lean.fg(xn)
+            if gn is not None and fn <= f + 1e-4 * t * slope:
+                break
+            t *= 0.5
+        else:
+            return x, f, False
+        s_, y_ = xn - x, gn - g
+        sy = float(s_ @ y_)
+        if sy > 1e-12:
+            rho = 1.0 / sy
+            Hy = H @ y_
+            H = H - rho * (np.outer(s_, Hy) + np.outer(Hy, s_)) + (rho * rho * float(y_ @ Hy) + rho) * np.outer(s_, s_)
+        x, f, g = xn, fn, gn
+    del n
+    return x, f, False
+
+
 @dataclass
 class _Refitter:
     """Everything a worker needs to refit the model to new data (sent once per worker)."""
@@ -174,6 +286,7 @@ class _Refitter:
     exo_rows: list[tuple[int, int, int, int]]  # (partable row, group index, i, j) of fixed.x moments
     variance_free: np.ndarray  # 0-based free indices of variances (improper when < 0)
     gtol: float = 1e-5  # |dx| < ~1e-4: far below bootstrap noise (SEs ~ 0.1)
+    hinv0: np.ndarray | None = None  # inverse information at the full-sample solution (lean refits)
 
     @property
     def fast(self) -> bool:
@@ -232,9 +345,26 @@ class _Refitter:
         return _make_estimator(self.estimator, self.missing, self._model_for(stats), stats, check, self.options)
 
     def refit(self, parts: list[np.ndarray], *, with_test: bool = False, point_only: bool = True):
-        """(x, converged, chisq, estimator) for data ``parts`` (one array per group)."""
+        """(x, converged, chisq, estimator) for data ``parts`` (one array per group).
+
+        Point estimates of complete-data ML go through :class:`_LeanML` (no
+        estimator object is returned then); everything else, and any lean
+        refit that does not converge, through the core's estimator and optimizer.
+        """
         from .optimize import minimize
 
+        if point_only and self.fast and self.hinv0 is not None:
+            parts = [Y[~np.isnan(Y).any(axis=1)] for Y in parts]
+            stats = self._stats(parts)
+            model = self._model_for(stats)
+            if _LeanML.usable(model):
+                try:
+                    lean = _LeanML(model, stats)
+                    x, f, ok = _bfgs(lean, self.x0, self.hinv0, self.gtol)
+                except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+                    ok = False
+                if ok and np.all(np.isfinite(x)):
+                    return x, True, float(max(2.0 * lean.ntotal * f, 0.0)) if with_test else math.nan, None
         try:
             est = self.estimator_for(parts, point_only=point_only)
             opt = minimize(est, self.x0, gtol=self.gtol)
@@ -296,9 +426,18 @@ def _refitter(fit, data: pd.DataFrame | None) -> _Refitter:
         elif op == "~1" and lhs in pos:
             exo_rows.append((row, g, pos[lhs], -1))
     var_free = pt[(pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["free"] > 0)]["free"].to_numpy(int) - 1
+    hinv0 = None
+    try:  # the full-sample expected information, inverted once, starts every lean refit
+        from .estimators.ml import MLEstimator
+
+        if fit.sample_stats is not None and all(m is not None for m in fit.sample_stats.mean):
+            hinv0 = np.linalg.inv(MLEstimator(model, fit.sample_stats).information(np.asarray(fit.x, float)))
+    except (np.linalg.LinAlgError, ValueError, TypeError, AttributeError):
+        hinv0 = None
     return _Refitter(model=model, x0=np.asarray(fit.x, float), estimator=str(fit.estimator).upper(),
                      missing=str(opts.get("missing", "listwise")), options=opts, ov=ov, group=fit.group,
-                     group_labels=labels, data=parts, exo_rows=exo_rows, variance_free=np.unique(var_free))
+                     group_labels=labels, data=parts, exo_rows=exo_rows, variance_free=np.unique(var_free),
+                     hinv0=hinv0)
 
 
 # ---------------------------------------------------------------- results

@@ -65,3 +65,18 @@ def test_what_the_bootstrap_cannot_do(hs):
     fiml = fit_sem(HS, data, missing="fiml", warn=False)
     with pytest.raises(OptionError, match="Bollen-Stine bootstrap needs complete data"):
         bootstrap_fit(fiml, n_boot=10, bollen_stine=True, backend="serial", progress=False)
+
+
+def test_lean_refit_gradient_equals_the_core_ml_gradient(hs):
+    from analysis.bootstrap import _LeanML
+    from analysis.estimators.ml import MLEstimator
+
+    data = pd.read_csv(ROOT / "tests" / "fixtures" / "data" / "PoliticalDemocracy.csv")
+    for syntax, df, kw in ((HS, hs, {}), ((ROOT / "analysis" / "models" / "poldem.lav").read_text(), data, {}),
+                           (HS, hs, {"group": "school", "group_equal": ["loadings"]})):
+        fit = fit_sem(syntax, df, warn=False, **kw)
+        x = fit.x + 0.01 * np.random.default_rng(0).standard_normal(len(fit.x))
+        core = MLEstimator(fit.model, fit.sample_stats)
+        f, g = _LeanML(fit.model, fit.sample_stats).fg(x)
+        assert f == pytest.approx(core.objective(x), abs=1e-12)
+        np.testing.assert_allclose(g, core.gradient(x), atol=1e-12)
