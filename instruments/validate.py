@@ -21,6 +21,9 @@ wrong-type         error    text where a number or date belongs (from import)
 duplicate-respondent error  the same respondent id more than once
 relevance-violation error   answered although its relevance condition was false
 unknown-language   error    a response in a language the instrument lacks
+other-language     warning  how many answered the interview-language item with
+                            an option that is no language of the form
+                            ('Another language'): offered, so not an error
 ================== ======== ====================================================
 
 The import's own problems (encoding, ragged rows, duplicate headers ...) are
@@ -162,7 +165,8 @@ class ValidationReport:
         table = Table(title=f"{self.source or 'data'}: {status} ({self.n_errors} errors, "
                       f"{self.n_warnings} warnings)")
         for col in ("Row", "Respondent", "Item", "Value", "Type", "Message"):
-            table.add_column(col, overflow="fold")
+            # short columns stay whole ('unknown-language', not 'unknown-langua / ge')
+            table.add_column(col, overflow="fold", no_wrap=col in ("Row", "Type"))
         ordered = pd.concat([self.errors, self.warnings])
         for rec in ordered.head(limit).itertuples(index=False):
             style = "red" if rec.severity == "error" else "yellow"
@@ -377,7 +381,20 @@ def validate(data, instrument, *, source: str | None = None) -> ValidationReport
                                  "duplicate-respondent", "error", "respondent id occurs more than once"))
     if "language" in data and n:
         lang = data["language"].astype("string")
-        bad = (~lang.isin(instrument.languages) & lang.notna()).to_numpy()
+        bad = (~lang.isin(instrument.languages) & lang.notna()).to_numpy().copy()
+        # an answer the instrument itself offers (LANG = 'Another language') is not a
+        # data error: the respondent said so; one warning says how many
+        offered = _offered_languages(instrument)
+        own = bad & lang.isin(offered).to_numpy()
+        if own.any():
+            counts = lang[own].value_counts()
+            said = ", ".join(f"{v!r} ({k})" for v, k in counts.items())
+            pieces.append(pd.DataFrame([{
+                "row": None, "respondent_id": None, "item": "language", "value": None,
+                "type": "other-language", "severity": "warning",
+                "message": f"{int(own.sum())} responses in a language the form does not carry: {said}; "
+                           "an answer the instrument offers, kept as given"}]))
+        bad &= ~own
         if bad.any():
             pieces.append(_cells(data, bad, "language", lang.to_numpy(dtype=object), "unknown-language", "error",
                                  f"interview language not declared by {instrument.id} "
@@ -385,6 +402,16 @@ def validate(data, instrument, *, source: str | None = None) -> ValidationReport
     pieces = [p for p in pieces if p is not None and not p.empty]
     frame = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=ISSUE_COLUMNS)
     return ValidationReport(frame, source=source, n_rows=n)
+
+
+def _offered_languages(instrument) -> set[str]:
+    """Labels (any language) of the interview-language item's categories, e.g. 'Another language'."""
+    from .ingest import _language_item
+
+    item = _language_item(instrument)
+    if item is None:
+        return set()
+    return {text for cat in instrument.scales[item.scale].categories for text in cat.label.values()}
 
 
 def _code_range(codes: list[int]) -> str:

@@ -177,3 +177,25 @@ def test_mahalanobis_uses_the_answered_items():
     assert d2[7] == pytest.approx(expect)
     assert p[7] == pytest.approx(stats.chi2.sf(expect, 3))
     assert np.isnan(d2[8]) and np.isnan(p[8])
+
+
+def test_another_language_answer_is_a_warning_not_an_error(crs, tmp_path):
+    # LANG = 3 'Another language' is an answer crs offers: the import stays valid
+    from instruments.export_data import write_kobo
+    from instruments.ingest import import_responses
+
+    data = make_responses(crs, n=12, seed=3)
+    data.loc[data["CONSENT"] == 1, "LANG"] = 3.0
+    path = write_kobo(data.drop(columns=["language"]), crs, tmp_path / "k.csv")
+    result = import_responses(path, crs)
+    n_other = int((data["LANG"] == 3).sum())
+    assert (result.data["language"] == "Another language").sum() == n_other > 0
+    report = validate(result, crs)
+    assert report.valid and report.exit_code == 0
+    other = report.issues[report.issues["type"] == "other-language"]
+    assert other["severity"].tolist() == ["warning"]
+    assert f"{n_other} responses" in other["message"].iloc[0] and "'Another language'" in other["message"].iloc[0]
+    # a language column naming a language the instrument lacks is still an error
+    frame = result.data.copy()
+    frame.loc[0, "language"] = "fr"
+    assert validate(frame, crs).issues.query("type == 'unknown-language'")["value"].tolist() == ["fr"]
