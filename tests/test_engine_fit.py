@@ -189,3 +189,16 @@ def test_empirically_unidentified_model_gets_no_standard_errors_and_a_named_warn
     assert fit.warnings[0]["type"] == "not-identified"
     free = fit.params["free"] > 0
     assert fit.params.loc[free, "se"].isna().all() and fit.vcov is None
+
+
+def test_chain_rule_gradient_equals_the_delta_gradient():
+    hs_groups = fit_sem(HS, HS_DATA, group="school", group_equal=["loadings", "intercepts"])
+    growth = pd.read_csv(Path(__file__).parent / "fixtures" / "engine" / "Demo.growth.csv")
+    mimic = fit_sem("i =~ 1*t1 + 1*t2 + 1*t3 + 1*t4\ns =~ 0*t1 + 1*t2 + 2*t3 + 3*t4\n"
+                    "i + s ~ x1 + x2\ni ~ 1\ns ~ 1\nt1 + t2 + t3 + t4 ~ 0*1", growth)
+    for fit in (hs_groups, mimic):
+        est = fit.extras["estimator"]
+        x = fit.x * 1.05
+        f, g_chain, _ = est.scoring_step(x, with_info=False)
+        assert np.allclose(g_chain, est.gradient(x), atol=1e-12)
+        assert f == pytest.approx(est.objective(x), abs=1e-14)

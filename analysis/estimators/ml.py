@@ -67,14 +67,19 @@ class MLEstimator(Estimator):
         return float(sum(self.weights[g] * self._fmin_group(g, mu, w, ld)
                          for g, (sigma, mu, w, ld, _) in enumerate(terms)))
 
-    def _moment_gradient(self, g, mu, w):
-        """dF/dmu and dF/dvech(Sigma) of one group."""
+    def _moment_matrices(self, g, mu, w):
+        """dF/dmu and dF/dSigma (p x p, dF = sum_rc G_rc dSigma_rc) of one group."""
         gmat = 0.5 * (w - w @ self.stats.cov[g] @ w)
         gmu = None
         if self.model.meanstructure:
             wd = w @ (self.stats.mean[g] - mu)
             gmat -= 0.5 * np.outer(wd, wd)
             gmu = -wd
+        return gmu, gmat
+
+    def _moment_gradient(self, g, mu, w):
+        """dF/dmu and dF/dvech(Sigma) of one group."""
+        gmu, gmat = self._moment_matrices(g, mu, w)
         r, c = self._vech[g]
         return gmu, gmat[r, c] * self._offdiag[g]
 
@@ -121,8 +126,25 @@ class MLEstimator(Estimator):
             raise np.linalg.LinAlgError("implied covariance matrix is not positive definite")
         return self._info(terms, deltas)
 
+    def _objective_gradient(self, x: np.ndarray):
+        """(objective, gradient) by the chain rule through the RAM matrices (no delta)."""
+        model = self.model
+        cores = [model._core(grp, x) for grp in model._g]
+        terms = self._terms([model._moments(grp, c) for grp, c in zip(model._g, cores)])
+        if terms is None:
+            return np.inf, None, None
+        f, gmats, gmus = 0.0, [], []
+        for g, (sigma, mu, w, ld, _) in enumerate(terms):
+            f += self.weights[g] * self._fmin_group(g, mu, w, ld)
+            gmu, gmat = self._moment_matrices(g, mu, w)
+            gmats.append(self.weights[g] * gmat)
+            gmus.append(None if gmu is None else self.weights[g] * gmu)
+        return float(f), model.chain_gradient(x, gmats, gmus, core=cores), None
+
     def scoring_step(self, x: np.ndarray, with_info: bool = True):
         """(objective, gradient, information or None) in one pass, for the optimizer."""
+        if not with_info:
+            return self._objective_gradient(np.asarray(x, dtype=float))
         moms, deltas = self.model.implied_delta(x)
         terms = self._terms(moms)
         if terms is None:
