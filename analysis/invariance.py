@@ -31,7 +31,7 @@ import html
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ __all__ = [
     "SmallGroupError",
     "SmallGroupWarning",
     "CHEN_2007",
+    "instrument_group_data",
 ]
 
 
@@ -201,6 +202,42 @@ def _free_per_group(model: str, n_groups: int, ordered: Sequence[str], data: pd.
     pt = build_partable(model, n_groups=n_groups, **kw)
     g1 = pt[(pt["group"] == 1) & (pt["free"] > 0)]
     return int(g1["free"].nunique())
+
+
+def instrument_group_data(data: pd.DataFrame, instrument: Any, model: str, group: str) -> pd.DataFrame:
+    """The data as the instrument defines them, ready for a multi-group fit.
+
+    The model's items get missing codes as NA and reverse keys applied (as
+    :func:`analysis.reliability.recode_items`); left raw, "prefer not to say"
+    = -9 would enter the covariances as an answer. The grouping column has its
+    missing codes dropped to NA and its codes replaced by their labels, in
+    the scale's order (so the first code is the reference group). ``group``
+    may also name a collapsed version of an item (``ETHNIC5`` of ``ETHNIC``),
+    which is derived here.
+    """
+    from analysis.reliability import recode_items
+
+    known = set(instrument.item_ids)
+    items = [v for v in _observed_of(model) if v in known]
+    out = data.copy()
+    if items:
+        out[items] = recode_items(data, instrument, items)
+    source = next((it for it in instrument.items if it.collapsed is not None and it.collapsed.id == group), None)
+    lang = instrument.default_language
+    if group not in data.columns and source is not None and source.id in data.columns:
+        codes = pd.to_numeric(data[source.id], errors="coerce").map(source.collapsed.mapping())
+        labels = {g.code: g.label.get(lang, str(g.code)) for g in source.collapsed.groups}
+    elif group in data.columns and group in known and instrument.scale_of(group).categories:
+        scale = instrument.scale_of(group)
+        codes = pd.to_numeric(data[group], errors="coerce")
+        codes = codes.where(codes.isin(scale.codes))  # missing codes and strays: no group
+        labels = scale.labels(lang)
+    else:
+        return out  # not an instrument item: the column is used as it is
+    out[group] = codes.map(labels)
+    order = codes.map({c: i for i, c in enumerate(labels)})
+    # stable sort: groups appear in the scale's order, rows within a group keep theirs
+    return out.iloc[np.argsort(order.fillna(len(labels)).to_numpy(), kind="stable")]
 
 
 # ---------------------------------------------------------------- fitting
@@ -442,6 +479,15 @@ def _criterion_text(kind: str) -> str:
 # ---------------------------------------------------------------- results
 
 
+def _int_df(table: pd.DataFrame) -> pd.DataFrame:
+    """Degrees of freedom shown as whole numbers (48, not 48.000) where they are."""
+    out = table.copy()
+    for c in ("df", "df.diff", "df*"):
+        if c in out and out[c].notna().all() and np.allclose(out[c], np.round(out[c])):
+            out[c] = out[c].round().astype(int)
+    return out
+
+
 def _clean(v: Any) -> Any:
     if isinstance(v, (float, np.floating)):
         v = float(v)
@@ -499,12 +545,12 @@ class InvarianceResult:
             f"Measurement invariance across '{self.group}': {groups}",
             f"Estimator {self.estimator}" + (" (ordered indicators; thresholds first, Wu & Estabrook 2016)" if self.ordinal else ""),
             "",
-            shown[[c for c in cols if c in shown]].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+            _int_df(shown[[c for c in cols if c in shown]]).to_string(index=False, float_format=lambda v: f"{v:.3f}"),
             "",
             "Comparisons (each step against the previous one)",
-            self.comparisons[
+            _int_df(self.comparisons[
                 ["from", "to", "chisq.diff", "df.diff", "pvalue", "delta.cfi", "delta.rmsea", "delta.srmr", "holds"]
-            ].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+            ]).to_string(index=False, float_format=lambda v: f"{v:.3f}"),
             "",
             "Cut-offs: metric/thresholds " + _criterion_text("metric") + "; scalar/strict " + _criterion_text("scalar") + ".",
             f"Highest level supported: {self.highest}.",
@@ -568,6 +614,7 @@ def invariance_ladder(
     steps: Sequence[str] | None = None,
     group_partial: Sequence[str] = (),
     min_group_size: int = 100,
+    progress: Callable[[str], None] | None = None,
     **fit_kwargs: Any,
 ) -> InvarianceResult:
     """Fit the invariance ladder and compare each step with the previous one.
@@ -576,7 +623,8 @@ def invariance_ladder(
     configural, thresholds, metric, scalar (``ordered`` items with WLSMV).
     ``group_partial`` frees single parameters in every constrained step
     (lavaan syntax, e.g. ``"x3 ~ 1"``). Extra keyword arguments go to
-    :func:`analysis.sem.fit_sem` (e.g. ``missing="fiml"``).
+    :func:`analysis.sem.fit_sem` (e.g. ``missing="fiml"``). ``progress``, if
+    given, is called with a short message before each fit (for a status line).
 
     Examples
     --------
@@ -604,7 +652,9 @@ def invariance_ladder(
     counts = check_groups(model, data, group, ordered=ordered_list if est in ("WLSMV", "ULSMV") else (), min_group_size=min_group_size)
     fits: dict[str, Any] = {}
     rows = []
-    for s in steps:
+    for i, s in enumerate(steps):
+        if progress is not None:
+            progress(f"ladder: fitting {s} ({i + 1} of {len(steps)})")
         equal = table[s]
         partial = list(group_partial) if equal else []
         fits[s] = _fit_step(model, data, group, equal, partial, est, ordered_list, fit_kwargs)
@@ -663,7 +713,8 @@ class PartialInvarianceResult:
                     if self.method == "score"
                     else "Each row frees the equality constraint whose release lowers chi-square most (one at a time)."
                 ),
-                self.history.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                _int_df(self.history.assign(freed=self.history["freed"].replace("", "(none)")))
+                .to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
                 f"Criterion: {self.criterion}.",
             ]
         )
@@ -770,6 +821,7 @@ def partial_invariance_search(
     method: str | None = None,
     group_partial: Sequence[str] = (),
     min_group_size: int = 100,
+    progress: Callable[[str], None] | None = None,
     **fit_kwargs: Any,
 ) -> PartialInvarianceResult:
     """Free equality constraints of ``step`` one at a time until invariance holds.
@@ -793,7 +845,9 @@ def partial_invariance_search(
 
     ``max_free`` caps the number freed (default: half the constraints of the
     step, since partial invariance with most parameters free is no invariance).
+    ``progress``, if given, is called with a short message before each fit.
     """
+    say = progress or (lambda message: None)
     est = _check_estimator(estimator)
     if criterion not in ("cfi", "chisq", "both"):
         raise OptionError(f"The 'criterion' parameter must be 'cfi', 'chisq' or 'both'. Got {criterion!r} instead.")
@@ -816,6 +870,7 @@ def partial_invariance_search(
     from analysis.partable import latent_names
 
     base_partial = list(group_partial)
+    say(f"partial {step}: fitting the {base_name} baseline and the {step} model")
     base = _fit_step(model, data, group, table[base_name], base_partial if table[base_name] else [], est, ordered_list, fit_kwargs)
     freed: list[str] = []
     current = _fit_step(model, data, group, table[step], base_partial, est, ordered_list, fit_kwargs)
@@ -842,14 +897,17 @@ def partial_invariance_search(
         if not remaining:
             break
         score = math.nan
+        rnd = f"partial {step}, round {len(freed) + 1} (at most {cap})"
         if method == "score":
+            say(f"{rnd}: score tests for {len(remaining)} constraint(s)")
             tests = release_score_tests(current, remaining)
             top = tests.loc[tests["X2"].idxmax()]
             best, score = str(top["param"]), float(top["X2"])
             best_fit = _fit_step(model, data, group, table[step], base_partial + freed + [best], est, ordered_list, fit_kwargs)
         else:
             best, best_fit, best_chisq = None, None, math.inf
-            for c in remaining:
+            for k, c in enumerate(remaining, 1):
+                say(f"{rnd}: releasing {c} ({k} of {len(remaining)})")
                 f = _fit_step(model, data, group, table[step], base_partial + freed + [c], est, ordered_list, fit_kwargs)
                 chisq = _get(_fi(f), "chisq.scaled", "chisq") if _robust(est) else _get(_fi(f), "chisq")
                 if chisq < best_chisq:

@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -85,3 +86,94 @@ def test_reliability_cli_missing_instrument(crs_csv):
     r = runner.invoke(app, ["reliability", str(crs_csv), "--instrument", "no_such.yaml"])
     assert r.exit_code == 2
     assert "Traceback" not in r.output
+
+
+TRUST_MODEL = "TRUST =~ TRUST1 + TRUST2 + TRUST3 + TRUST4\n"
+
+
+@pytest.fixture(scope="module")
+def crs_groups(tmp_path_factory):
+    """crs answers with census ethnic groups (ETHNIC, 19 codes; -9 = prefer not to say) and a -9 answer."""
+    import numpy as np
+    from instruments import load_instrument
+
+    inst = load_instrument("crs")
+    data = make_responses(inst, n=900, seed=9)
+    rng = np.random.default_rng(9)
+    data["ETHNIC"] = rng.choice([1, 2, 6, 7, 13, 14, -9], size=len(data), p=[.15, .15, .15, .15, .15, .15, .10])
+    data.loc[:4, "TRUST2"] = -9
+    path = tmp_path_factory.mktemp("crsg") / "crs_groups.csv"
+    data.to_csv(path, index=False)
+    return inst, data, path
+
+
+def test_invariance_with_instrument_recodes_items_and_derives_collapsed_groups(crs_groups, tmp_path):
+    from analysis.invariance import invariance_ladder
+    from analysis.reliability import recode_items
+
+    inst, data, path = crs_groups
+    model = tmp_path / "trust.lav"
+    model.write_text(TRUST_MODEL)
+    r = runner.invoke(app, ["invariance", str(path), "-m", str(model), "-g", "ETHNIC5", "-i", "crs",
+                            "--steps", "configural,metric", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    # ETHNIC5 is derived from ETHNIC; groups in the scale's order, with their labels; -9 has no group
+    assert doc["group_labels"] == ["Asian, Asian British or Asian Welsh",
+                                   "Black, Black British, Black Welsh, Caribbean or African", "White"]
+    # the same numbers as recoding by hand: -9 and 9 missing, TRUST4 reversed, listwise
+    items = [f"TRUST{j}" for j in range(1, 5)]
+    by_hand = recode_items(data, inst, items)
+    by_hand["g"] = data["ETHNIC"].map(inst.item("ETHNIC").collapsed.mapping())
+    by_hand = by_hand.sort_values("g", kind="stable")
+    ref = invariance_ladder(TRUST_MODEL, by_hand, group="g", steps=("configural", "metric"))
+    assert doc["nobs"] == list(ref.nobs)
+    assert [s["chisq"] for s in doc["steps"]] == pytest.approx(ref.steps["chisq"].tolist(), abs=1e-8)
+    assert not any("negative values" in w for w in doc["warnings"])
+
+
+def test_invariance_without_instrument_warns_about_missing_codes(crs_groups, tmp_path):
+    _, _, path = crs_groups
+    model = tmp_path / "trust.lav"
+    model.write_text(TRUST_MODEL)
+    r = runner.invoke(app, ["invariance", str(path), "-m", str(model), "-g", "ETHNIC", "--steps", "configural,metric",
+                            "--min-group-size", "50", "--json"])
+    assert r.exit_code == 0, r.output
+    assert ("the model's items hold negative values (-9); if these are missing codes, pass --instrument so they "
+            "count as missing, not as answers") in json.loads(r.stdout)["warnings"]
+
+
+def test_invariance_compare_runs_only_when_scalar_holds(tmp_path):
+    model = tmp_path / "hs.lav"
+    model.write_text(HS_MODEL)
+    base = ["invariance", str(HS), "-m", str(model), "-g", "school", "--min-group-size", "50", "--compare"]
+    r = runner.invoke(app, base + ["--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["group_comparison"] == {
+        "skipped": "latent means and paths not compared: scalar invariance does not hold (highest level: metric); "
+                   "try --partial scalar"}
+    r = runner.invoke(app, base + ["--partial", "scalar", "--json"])
+    gc = json.loads(r.stdout)["group_comparison"]
+    assert gc["freed"] == ["x3~1", "x7~1"] and gc["reference_group"] == "Pasteur"
+    means = {m["construct"]: m["est"] for m in gc["latent_means"]}
+    # the same partial scalar model as lavaan (tests/fixtures/make_psychometrics.R)
+    ref = json.loads((FIX / "lavaan" / "psychometrics_partial_invariance.json").read_text())
+    est = pd.DataFrame(ref["partial"]["estimates"])
+    lav = est[(est.op == "~1") & (est.group == 2) & est.lhs.isin(["visual", "textual", "speed"])]
+    lav = dict(zip(lav.lhs, lav.est))
+    assert means == pytest.approx(lav, abs=1e-4)
+
+
+def test_ladder_and_search_report_progress():
+    from analysis.invariance import invariance_ladder, partial_invariance_search
+
+    hs = pd.read_csv(HS)
+    seen: list[str] = []
+    invariance_ladder(HS_MODEL, hs, group="school", steps=("configural", "metric"), min_group_size=50,
+                      progress=seen.append)
+    assert seen == ["ladder: fitting configural (1 of 2)", "ladder: fitting metric (2 of 2)"]
+    seen.clear()
+    partial_invariance_search(HS_MODEL, hs, group="school", step="scalar", min_group_size=50, progress=seen.append)
+    assert seen == ["partial scalar: fitting the metric baseline and the scalar model",
+                    "partial scalar, round 1 (at most 4): score tests for 9 constraint(s)",
+                    "partial scalar, round 2 (at most 4): score tests for 8 constraint(s)"]

@@ -115,44 +115,110 @@ def reliability(
 def invariance(
     data: str = typer.Argument(..., help="Survey data (CSV, XLSX, SAV, DTA, Parquet)."),
     model: str = typer.Option(..., "--model", "-m", help="lavaan model file, or a shipped model name."),
-    group: str = typer.Option(..., "--group", "-g", help="Column that defines the groups."),
+    group: str = typer.Option(..., "--group", "-g", help="Column that defines the groups (or a collapsed "
+                              "version of an instrument item, e.g. ETHNIC5, with --instrument)."),
+    instrument: Optional[str] = typer.Option(
+        None, "--instrument", "-i", help="Instrument (YAML or shipped name): its missing codes become missing, "
+        "reverse-keyed items are recoded, groups get their labels."),
     estimator: str = typer.Option("ML", "--estimator", "-e", help="ML, MLR, MLM, WLSMV or ULSMV."),
     ordered: Optional[str] = typer.Option(None, "--ordered", help="'all' or comma-separated ordered items."),
+    missing: Optional[str] = typer.Option(None, "--missing", help="listwise (default) or fiml (ML/MLR)."),
     steps: Optional[str] = typer.Option(None, "--steps", help="Comma-separated steps (default: the full ladder)."),
     partial: Optional[str] = typer.Option(None, "--partial", help="Search partial invariance at this step (e.g. scalar)."),
+    compare: bool = typer.Option(False, "--compare", help="Then compare latent means and structural paths across "
+                                 "groups, if scalar (or, with --partial scalar, partial scalar) invariance holds."),
     min_group_size: int = typer.Option(100, "--min-group-size", help="Warn for groups smaller than this."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Measurement invariance ladder across groups (configural, metric, scalar, strict)."""
-    from analysis.invariance import invariance_ladder, partial_invariance_search
+    """Measurement invariance ladder across groups (configural, metric, scalar, strict).
 
-    with _user_errors():
+    Each step is tested against the previous one (chi-square difference, and
+    ΔCFI/ΔRMSEA/ΔSRMR against Chen's 2007 cut-offs). With ordered items and
+    WLSMV the ladder is configural, thresholds, metric, scalar (Wu & Estabrook 2016).
+    A status line on stderr shows which model is being fitted.
+
+    Examples:
+
+        resilience invariance survey.csv -m measurement -g ETHNIC5 -i crs --partial scalar --compare
+
+        resilience invariance survey.csv -m measurement -g LANG -i crs -e WLSMV --ordered all
+
+        resilience invariance hs.csv -m analysis/models/hs.lav -g school --json
+    """
+    from analysis.invariance import compare_groups, instrument_group_data, invariance_ladder, partial_invariance_search
+
+    search = comparison = None
+    why_not = ""
+    with _user_errors(), _status(enabled=True) as status:
         syntax = _read_model(model)
         df = _read_data(data)
-        step_list = [s.strip() for s in steps.split(",")] if steps else None
+        kw = {} if missing is None else {"missing": missing}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = invariance_ladder(
-                syntax, df, group=group, estimator=estimator, ordered=ordered, steps=step_list, min_group_size=min_group_size
-            )
-            search = None
+            if instrument is not None:
+                df = instrument_group_data(df, _load_instrument(instrument), syntax, group)
+            else:
+                _warn_missing_codes(df, syntax)
+            step_list = [s.strip() for s in steps.split(",")] if steps else None
+            common = dict(group=group, estimator=estimator, ordered=ordered, min_group_size=min_group_size,
+                          progress=status, **kw)
+            res = invariance_ladder(syntax, df, steps=step_list, **common)
             if partial:
-                search = partial_invariance_search(
-                    syntax, df, group=group, step=partial, estimator=estimator, ordered=ordered, min_group_size=min_group_size
-                )
+                search = partial_invariance_search(syntax, df, step=partial, **common)
+            if compare:
+                freed: tuple[str, ...] = ()
+                if search is not None and search.step == "scalar" and search.holds:
+                    freed = search.freed
+                elif res.highest not in ("scalar", "strict"):
+                    why_not = (f"latent means and paths not compared: scalar invariance does not hold (highest "
+                               f"level: {res.highest}); try --partial scalar")
+                if not why_not:
+                    status("comparing latent means and paths across groups")
+                    common.pop("progress")
+                    comparison = compare_groups(syntax, df, group_partial=freed, **common)
+    found = sorted(set(_collect_warnings(caught)))
     if as_json:
         doc = res.to_dict()
         if search is not None:
             doc["partial"] = search.to_dict()
-        doc["warnings"] = sorted(set(_collect_warnings(caught)))
+        if compare:
+            doc["group_comparison"] = comparison.to_dict() if comparison is not None else {"skipped": why_not}
+        doc["warnings"] = found
         _emit_json(doc)
         return
-    for w in sorted(set(_collect_warnings(caught))):
+    for w in found:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(res.summary())
     if search is not None:
         typer.echo("")
         typer.echo(search.summary())
+    if compare:
+        typer.echo("")
+        typer.echo(comparison.summary() if comparison is not None else f"Note: {why_not}.")
+
+
+@contextmanager
+def _status(enabled: bool) -> Iterator:
+    """A one-line status on stderr (only on a terminal), updated by the library's progress messages."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not (enabled and console.is_terminal):
+        yield lambda message: None
+        return
+    with console.status("starting") as live:
+        yield lambda message: live.update(message)
+
+
+def _warn_missing_codes(df, syntax: str) -> None:
+    """Without an instrument, negative answers are most likely missing codes: say so."""
+    from analysis.invariance import _observed_of
+
+    cols = [v for v in _observed_of(syntax) if v in df.columns and df[v].dtype.kind in "fi"]
+    neg = sorted({int(v) for c in cols for v in df[c].unique() if v < 0 and float(v).is_integer()})
+    if neg:
+        warnings.warn(f"the model's items hold negative values ({', '.join(map(str, neg))}); if these are missing "
+                      "codes, pass --instrument so they count as missing, not as answers")
 
 
 def efa(
