@@ -80,10 +80,13 @@ def _power_one(ctx: _PowerContext, rng: np.random.Generator, i: int):
     data = simulate_responses(ctx.population, n, seed=rng, instrument=ctx.instrument, items=only, **ctx.sim)
     Y = _frame(ctx.population, ctx.instrument, data, ctx.refitter.ov)
     rf = ctx.refitter
-    x, ok, chisq, est = rf.refit([Y], with_test=True, point_only=False)
+    lean = rf.fast and rf.estimator == "ML"  # ML estimates via the lean refit, SEs from the core
+    x, ok, chisq, est = rf.refit([Y], with_test=True, point_only=lean)
     nd = len(ctx.defined.names)
     if not ok:
         return k, False, None, None, math.nan
+    if est is None:
+        est = rf.estimator_for([Y], point_only=True)
     try:
         vcov = est.vcov(x)
         se = np.sqrt(np.maximum(np.diag(vcov), 0.0))

@@ -117,3 +117,20 @@ def test_figure1_parameter_recovery_n1000_mcar5_fiml():
     assert (tab["rel_bias"].abs() < 0.05).all(), tab["rel_bias"]
     assert 0.92 <= tab["coverage"].mean() <= 0.98
     assert tab["coverage"].between(0.88, 0.99).all(), tab["coverage"]
+
+
+def test_replication_frame_equals_analysis_frame():
+    from instruments import load_instrument
+
+    from analysis.power import _frame
+    from analysis.simulate import analysis_frame, population_model, simulate_responses
+
+    inst = load_instrument("crs")
+    pop = population_model("figure1", inst)
+    data = simulate_responses(pop, 200, seed=4, instrument=inst, missing=0.1, careless=0.1)
+    ov = ["CULT1", "CULT4", "TRUST4", "REPR2", "RESIL4"]
+    got = _frame(pop, inst, data, ov)
+    want = analysis_frame(data, inst)[ov].to_numpy(dtype=float)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want))
+    assert np.isnan(got).mean() == pytest.approx(0.1, abs=0.03)
