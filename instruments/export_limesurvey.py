@@ -107,7 +107,9 @@ def limesurvey_rows(instrument, *, form_version: str | None = None) -> pd.DataFr
         rows.append({"id": qid, "class": "Q", "type/scale": "*", "name": "formversion", "relevance": "1",
                      "text": form_version or instrument.version, "language": lang,
                      "mandatory": "N", "other": "N", "same_default": "0"})
-    return pd.DataFrame(rows).reindex(columns=LIMESURVEY_COLUMNS).fillna("").astype(str)
+    # ids as text first: a column of ints and blanks would otherwise print as "1.0"
+    rows = [{k: str(v) for k, v in r.items()} for r in rows]
+    return pd.DataFrame(rows).reindex(columns=LIMESURVEY_COLUMNS).fillna("")
 
 
 def export_limesurvey(instrument, path: str | Path, *, form_version: str | None = None) -> Path:

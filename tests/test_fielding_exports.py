@@ -110,6 +110,10 @@ def test_limesurvey_tsv_columns_bom_and_language_order(crs, tmp_path):
     assert q.iloc[1]["name"] == "AGEBAND" and q.iloc[1]["mandatory"] == "Y"
     assert q.set_index("name").loc["CULT1", "relevance"] == 'CONSENT.NAOK == "1"'
     assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", n) for n in q["name"])
+    # group and question ids are whole numbers, one per question, the same in every language
+    assert q["id"].tolist() == [str(i) for i in range(1, len(crs.items) + 2)]
+    groups = ls[ls["class"] == "G"]
+    assert groups["id"].tolist() == [str(i) for i in range(1, len(crs.sections) + 1)] * len(crs.languages)
     answers = ls[(ls["class"] == "A") & (ls["language"] == "en")]
     assert set(answers["name"]) >= {"1", "5", "N9", "N8"}
     assert limesurvey_relevance("not (AGEBAND in [1, 2]) and CONSENT == 1", crs) == \
