@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from analysis.errors import IdentificationError, ModelSpecificationError, ModelSyntaxError
@@ -154,3 +155,17 @@ def test_single_indicator_factor_gets_zero_residual_variance_like_lavaan():
 def test_unknown_variable_with_close_match():
     with pytest.raises(ModelSpecificationError, match=r"'xx3' \(did you mean 'x3'\?\)"):
         build_partable("f =~ x1 + x2 + xx3", observed=["x1", "x2", "x3"])
+
+
+def test_check_partable_names_the_row_at_fault():
+    from analysis.partable import check_partable
+
+    pt = build_partable("f =~ x1 + x2 + x3")
+    bad = pt.copy()
+    bad.loc[1, "ustart"], bad.loc[1, "free"] = float("nan"), 0
+    with pytest.raises(ModelSpecificationError, match=r"fixed parameter 'f =~ x2' \(group 1\) has no value"):
+        check_partable(bad)
+    dup = pd.concat([pt, pt.iloc[[2]]], ignore_index=True)
+    with pytest.raises(ModelSpecificationError, match="duplicated row 'f =~ x3' in group 1"):
+        check_partable(dup)
+    assert build_partable(pt).equals(pt)          # a table passes through, checked
