@@ -14,8 +14,10 @@ the browser applies as it happens and the server checks again.
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,34 @@ def test_respondent_in_urdu_skips_resumes_and_submits(tmp_path):
     for c in inst.construct_ids:
         assert (np.isnan(got[c]) and np.isnan(want[c])) or got[c] == want[c], c
     assert stored["AREA"].iloc[0] == answers["AREA"]
+
+
+def test_works_without_javascript(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    inst = load_instrument("crs")
+    pages = build_pages(inst)
+    answers = plan_answers(inst, random.Random(5))
+    server = ThreadServer(create_app(inst, study_dir=tmp_path)).start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+            page = browser.new_context(java_script_enabled=False).new_page()
+            page.goto(server.url + "/")
+            page.check("#CONSENT-1")
+            page.click("#next")
+            page.wait_for_url(re.compile(r"/page/1\b"))
+            page.click("#next")  # nothing answered: the browser's own required check stops the post
+            assert re.search(r"/page/1\b", page.url)
+            _answer(page, pages[1], answers)
+            page.click("#next")
+            page.wait_for_url(re.compile(r"/page/2\b"))
+            page.click("#save")
+            assert page.locator("#resume-link").count() == 1
+            browser.close()
+    finally:
+        server.stop()
+    s = Storage(path=tmp_path / "web" / "responses.sqlite")
+    assert s.drafts_open() == 1
+    (stored,) = sqlite3.connect(tmp_path / "web" / "responses.sqlite").execute("SELECT answers FROM web_drafts").fetchone()
+    want = {"CONSENT": 1, **{it.id: answers[it.id] for it in pages[1].items if it.id in answers}}
+    assert json.loads(stored) == want
