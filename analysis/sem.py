@@ -305,8 +305,11 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         if why is None:
             try:
                 vcov = est.vcov(x)
-                ev = np.linalg.eigvalsh((vcov + vcov.T) / 2)
-                if not np.all(np.isfinite(ev)) or ev.min() <= 0 or ev.min() < 1e-13 * ev.max():
+                dv = np.sqrt(np.abs(np.diag(vcov)))
+                if not np.all(np.isfinite(vcov)) or np.any(dv == 0):
+                    raise np.linalg.LinAlgError
+                ev = np.linalg.eigvalsh((vcov + vcov.T) / 2 / np.outer(dv, dv))   # scale-free
+                if ev.min() < 1e-12:
                     raise np.linalg.LinAlgError
             except np.linalg.LinAlgError:
                 vcov = None
@@ -511,6 +514,11 @@ def _information_rank_problem(est, x, names) -> str | None:
     except Exception:  # noqa: BLE001 - estimators without an expected information
         return None
     info = (info + info.T) / 2
+    d = np.sqrt(np.abs(np.diag(info)))
+    if np.any(d == 0):
+        k = int(np.flatnonzero(d == 0)[0])
+        return f"the data carry no information on parameter {names[k]}"
+    info = info / np.outer(d, d)          # scale-free: variables measured in any unit
     ev, vec = np.linalg.eigh(info)
     if not np.all(np.isfinite(ev)):
         return "the information matrix has non-finite entries"

@@ -202,3 +202,12 @@ def test_chain_rule_gradient_equals_the_delta_gradient():
         f, g_chain, _ = est.scoring_step(x, with_info=False)
         assert np.allclose(g_chain, est.gradient(x), atol=1e-12)
         assert f == pytest.approx(est.objective(x), abs=1e-14)
+
+
+def test_units_of_measurement_do_not_trigger_identification_warnings():
+    base = fit_sem("f =~ x1 + x2 + x3", HS_DATA)
+    scaled = fit_sem("f =~ x1 + x2 + x3", HS_DATA.assign(x1=HS_DATA["x1"] * 1000))
+    assert scaled.warnings == ()
+    pick = (base.params["rhs"] == "x2") & (base.params["op"] == "=~")
+    assert scaled.params.loc[pick, "se"].iloc[0] == pytest.approx(base.params.loc[pick, "se"].iloc[0] / 1000,
+                                                                   rel=1e-6)
