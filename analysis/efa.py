@@ -10,14 +10,15 @@ cases throughout, so every statistic sees the same respondents.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["kmo", "bartlett_sphericity", "parallel_analysis", "efa", "efa_report", "EFAResult", "EFAError"]
+__all__ = ["kmo", "bartlett_sphericity", "parallel_analysis", "efa", "efa_report", "scree_plot", "EFAResult", "EFAError"]
 
 _ROTATIONS = ("oblimin", "promax", "geomin_obl", "quartimin", "varimax", "none")
 _METHODS = ("minres", "ml", "principal")
@@ -139,6 +140,7 @@ class EFAResult:
     bartlett: pd.DataFrame | None = None
     parallel: pd.DataFrame | None = None
     notes: tuple[str, ...] = field(default=())
+    constructs: Mapping[str, str] | None = None  # item -> the construct the instrument meant it for
 
     def loadings_table(self, *, cutoff: float = 0.0) -> pd.DataFrame:
         """Loadings with |value| < cutoff blanked (NaN), items sorted by their main factor."""
@@ -147,6 +149,12 @@ class EFAResult:
         order = np.lexsort((-self.loadings.abs().max(axis=1).to_numpy(), main))
         return lt.iloc[order]
 
+    def _shown_loadings(self) -> pd.DataFrame:
+        table = self.loadings_table(cutoff=0.3).assign(h2=self.communalities)
+        if self.constructs:
+            table.insert(0, "construct", [self.constructs.get(i, "") for i in table.index])
+        return table
+
     def summary(self) -> str:
         fmt = lambda v: f"{v:.3f}"  # noqa: E731
         lines = [f"EFA: {self.n_factors} factor(s), {self.method}, {self.rotation} rotation, n = {self.n_obs}"]
@@ -154,10 +162,11 @@ class EFAResult:
             lines.append(f"KMO overall = {self.kmo.loc['overall', 'msa']:.3f}")
         if self.bartlett is not None:
             b = self.bartlett.iloc[0]
-            lines.append(f"Bartlett: chisq = {b['chisq']:.2f}, df = {b['df']:.0f}, p = {b['pvalue']:.3g}")
+            p = "p < .001" if b["pvalue"] < 0.001 else f"p = {b['pvalue']:.3f}"
+            lines.append(f"Bartlett: chisq = {b['chisq']:.2f}, df = {b['df']:.0f}, {p}")
         if self.parallel is not None:
             lines.append(f"Parallel analysis (seed {self.parallel.attrs.get('seed')}) suggests {self.parallel.attrs['n_factors']} factor(s)")
-        table = self.loadings_table(cutoff=0.3).assign(h2=self.communalities)
+        table = self._shown_loadings()
         lines += ["", "Loadings (|l| >= .30 shown)", table.to_string(float_format=fmt, na_rep="")]
         if self.n_factors > 1:
             lines += ["", "Factor correlations", self.factor_correlations.to_string(float_format=fmt)]
@@ -172,7 +181,7 @@ class EFAResult:
         head = html.escape(self.summary().split("\n\n")[0]).replace("\n", "<br>")
         return (
             f"<p>{head}</p>"
-            + self.loadings_table(cutoff=0.3).assign(h2=self.communalities).to_html(float_format=fmt, na_rep="")
+            + self._shown_loadings().to_html(float_format=fmt, na_rep="")
             + "<h4>Factor correlations</h4>"
             + self.factor_correlations.to_html(float_format=fmt)
         )
@@ -203,6 +212,7 @@ class EFAResult:
             ],
             "factor_correlations": {str(k): {str(j): num(v) for j, v in row.items()} for k, row in self.factor_correlations.iterrows()},
             "variance": {str(k): {str(j): num(v) for j, v in row.items()} for k, row in self.variance.iterrows()},
+            "constructs": dict(self.constructs) if self.constructs else None,
             "notes": list(self.notes),
         }
 
@@ -286,17 +296,20 @@ def efa_report(
     ``n_factors`` defaults to what parallel analysis suggests (at least 1).
     """
     notes: list[str] = []
+    constructs = None
     if instrument is not None:
         from analysis.reliability import _construct_ids, _is_latent, _items_of, recode_items
 
         if items is None:
             items = [i for c in _construct_ids(instrument) if _is_latent(instrument, c) for i in _items_of(instrument, c)]
+        constructs = {i: instrument.item(i).construct for i in items}
         x = recode_items(data, instrument, list(items))
     else:
         x = data[list(items)] if items is not None else data.select_dtypes("number")
     complete = x.dropna()
     if len(complete) < len(x):
-        notes.append(f"{len(x) - len(complete)} respondent(s) with a missing answer left out (listwise).")
+        notes.append(f"{len(x) - len(complete)} of {len(x)} respondents ({(len(x) - len(complete)) / len(x):.0%}) "
+                     "with a missing answer left out (listwise).")
     k = kmo(complete)
     b = bartlett_sphericity(complete)
     pa = parallel_analysis(complete, seed=seed, n_iter=n_iter)
@@ -306,4 +319,52 @@ def efa_report(
     res = efa(complete, n_factors, rotation=rotation, method=method)
     if k.loc["overall", "msa"] < 0.6:
         notes.append(f"KMO {k.loc['overall', 'msa']:.2f} < .60: the items may share too little variance for factoring.")
-    return EFAResult(**{**res.__dict__, "kmo": k, "bartlett": b, "parallel": pa, "notes": tuple(notes)})
+    return EFAResult(**{**res.__dict__, "kmo": k, "bartlett": b, "parallel": pa, "notes": tuple(notes),
+                        "constructs": constructs})
+
+
+def scree_plot(result: EFAResult, path: str | Path) -> Path:
+    """Scree plot with the parallel-analysis line, beside the loadings as a heat map.
+
+    Left: observed eigenvalues against the random ones (the factors retained
+    are those above the dashed line); right: the pattern loadings, items in
+    the order of the loadings table, labelled with their intended construct.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    table = result.loadings_table()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, max(4.5, 0.22 * len(table) + 1.5)),
+                                      gridspec_kw={"width_ratios": [1, 1.2]})
+    if result.parallel is not None:
+        pa = result.parallel
+        k = np.arange(1, len(pa) + 1)
+        left.plot(k, pa["observed"], "o-", color="#2166ac", label="observed")
+        left.plot(k, pa.iloc[:, 2], "--", color="#b2182b", label=f"random ({pa.columns[2].replace('random.', '')})")
+        left.axvline(pa.attrs["n_factors"] + 0.5, color="grey", linewidth=0.8)
+        left.legend(frameon=False)
+        left.set_title(f"Parallel analysis: {pa.attrs['n_factors']} factor(s)", loc="left", fontsize=10)
+    else:
+        ev = (result.loadings ** 2).sum().to_numpy()
+        left.plot(np.arange(1, len(ev) + 1), ev, "o-", color="#2166ac")
+        left.set_title("Sums of squared loadings", loc="left", fontsize=10)
+    left.set_xlabel("factor")
+    left.set_ylabel("eigenvalue")
+    im = right.imshow(table.to_numpy(float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    labels = [f"{i} ({result.constructs.get(i, '')})" if result.constructs else str(i) for i in table.index]
+    right.set_yticks(range(len(table)), labels, fontsize=7)
+    right.set_xticks(range(table.shape[1]), table.columns, fontsize=8)
+    right.set_title(f"Loadings ({result.rotation}), n = {result.n_obs}", loc="left", fontsize=10)
+    fig.colorbar(im, ax=right, fraction=0.04)
+    fig.tight_layout()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150)
+    except (OSError, ValueError) as err:  # unwritable place or an unknown suffix
+        raise EFAError(f"cannot write the plot to {path}: {err}") from None
+    finally:
+        plt.close(fig)
+    return path

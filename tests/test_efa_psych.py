@@ -94,3 +94,37 @@ def test_efa_bad_input(hs):
         kmo(hs.head(3))
     with pytest.raises(EFAError, match="'n_iter'.*Got 0"):
         parallel_analysis(hs, n_iter=0)
+
+
+def test_scree_plot_writes_an_image_and_names_a_bad_suffix(hs, tmp_path):
+    from analysis.efa import scree_plot
+
+    res = efa_report(hs, seed=1, n_iter=20)
+    out = scree_plot(res, tmp_path / "plots" / "scree.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 10_000
+    with pytest.raises(EFAError, match="cannot write the plot to .*scree.foo: Format 'foo' is not supported"):
+        scree_plot(res, tmp_path / "scree.foo")
+
+
+def test_report_names_listwise_share_and_intended_constructs():
+    from instruments import load_instrument
+
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_reliability_instrument import make_responses
+
+    inst = load_instrument("crs")
+    data = make_responses(inst, n=400, seed=2, missing_share=0.01)
+    items = [f"TRUST{j}" for j in range(1, 5)] + [f"NAVIG{j}" for j in range(1, 5)]
+    res = efa_report(data, inst, items=items, n_factors=2, n_iter=20)
+    dropped = 400 - res.n_obs
+    assert dropped > 0
+    assert res.notes[0] == (f"{dropped} of 400 respondents ({dropped / 400:.0%}) with a missing answer "
+                            "left out (listwise).")
+    assert res.constructs == {i: i.rstrip("1234") for i in items}
+    shown = res._shown_loadings()
+    assert shown["construct"].tolist() == [res.constructs[i] for i in shown.index]
+    assert "p < .001" in res.summary()
+    assert res.to_dict()["constructs"]["NAVIG3"] == "NAVIG"

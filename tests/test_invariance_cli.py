@@ -177,3 +177,21 @@ def test_ladder_and_search_report_progress():
     assert seen == ["partial scalar: fitting the metric baseline and the scalar model",
                     "partial scalar, round 1 (at most 4): score tests for 9 constraint(s)",
                     "partial scalar, round 2 (at most 4): score tests for 8 constraint(s)"]
+
+
+def test_efa_cli_plot_and_table_mode_prints_warnings(crs_csv, tmp_path):
+    png = tmp_path / "scree.png"
+    r = runner.invoke(app, ["efa", str(crs_csv), "-i", "crs", "-k", "3", "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:4] == b"\x89PNG" and f"wrote {png}" in r.stderr
+    assert "construct" in r.stdout.splitlines()[6]  # the loadings header names the intended construct
+    # a too-small sample makes the CFA behind reliability warn: the table mode must show it, not swallow it
+    import pandas as pd
+
+    small = tmp_path / "small.csv"
+    pd.read_csv(crs_csv).head(40).to_csv(small, index=False)
+    r = runner.invoke(app, ["reliability", str(small), "-i", "crs"])
+    assert r.exit_code == 0, r.output
+    as_json = json.loads(runner.invoke(app, ["reliability", str(small), "-i", "crs", "--json"]).stdout)
+    assert as_json["warnings"]
+    assert all(f"warning: {w}" in r.stderr for w in set(as_json["warnings"]))

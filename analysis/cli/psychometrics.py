@@ -89,13 +89,29 @@ def _collect_warnings(caught: list) -> list[str]:
     return [str(w.message) for w in caught]
 
 
+def _echo_warnings(caught: list) -> None:
+    for w in sorted(set(_collect_warnings(caught))):
+        typer.echo(f"warning: {w}", err=True)
+
+
 def reliability(
     data: str = typer.Argument(..., help="Survey data (CSV, XLSX, SAV, DTA, Parquet)."),
     instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML file or shipped name (crs)."),
     ordinal: bool = typer.Option(False, "--ordinal", help="Also ordinal alpha/omega from polychoric correlations."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Reliability per construct (alpha, omega), item analysis, AVE, HTMT."""
+    """Reliability per construct (alpha, omega), item analysis, AVE, HTMT.
+
+    Missing codes become missing and reverse-keyed items are recoded from the
+    instrument first. Flags list the conventional thresholds crossed (alpha < .70,
+    item-total r < .30, AVE < .50, HTMT > .85).
+
+    Examples:
+
+        resilience reliability survey.csv -i crs
+
+        resilience reliability survey.csv -i crs --ordinal --json
+    """
     from analysis.reliability import reliability_report
 
     with _user_errors():
@@ -109,6 +125,7 @@ def reliability(
         doc["warnings"] = _collect_warnings(caught)
         _emit_json(doc)
     else:
+        _echo_warnings(caught)
         typer.echo(res.summary())
 
 
@@ -186,8 +203,7 @@ def invariance(
         doc["warnings"] = found
         _emit_json(doc)
         return
-    for w in found:
-        typer.echo(f"warning: {w}", err=True)
+    _echo_warnings(caught)
     typer.echo(res.summary())
     if search is not None:
         typer.echo("")
@@ -227,9 +243,21 @@ def efa(
     n_factors: Optional[int] = typer.Option(None, "--n-factors", "-k", help="Number of factors (default: parallel analysis)."),
     rotation: str = typer.Option("oblimin", "--rotation", help="oblimin (default) or promax."),
     seed: int = typer.Option(20260101, "--seed", help="Seed of the parallel analysis."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a scree plot with the parallel-analysis "
+                                        "eigenvalues and the loadings as a heat map (.png, .svg or .pdf)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Exploratory factor analysis: KMO, Bartlett, parallel analysis, oblique loadings."""
+    """Exploratory factor analysis: KMO, Bartlett, parallel analysis, oblique loadings.
+
+    The items of the instrument's latent constructs, with missing codes and
+    reverse keys applied; the loadings table shows each item's intended construct.
+
+    Examples:
+
+        resilience efa survey.csv -i crs
+
+        resilience efa survey.csv -i crs -k 11 --rotation promax --plot scree.png
+    """
     from analysis.efa import efa_report
 
     with _user_errors():
@@ -238,12 +266,20 @@ def efa(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = efa_report(df, inst, n_factors=n_factors, rotation=rotation, seed=seed)
+    if plot is not None:
+        with _user_errors():
+            from analysis.efa import scree_plot
+
+            scree_plot(res, plot)
     if as_json:
         doc = res.to_dict()
         doc["warnings"] = sorted(set(_collect_warnings(caught)))
         _emit_json(doc)
     else:
+        _echo_warnings(caught)
         typer.echo(res.summary())
+        if plot is not None:
+            typer.echo(f"wrote {plot}", err=True)
 
 
 def register(app: typer.Typer) -> None:
