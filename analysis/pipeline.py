@@ -812,6 +812,20 @@ def _step_invariance(run: _Run, index: int) -> _Output:
     d["group"] = run.study.groups[index]
     d["fits"] = {name: fit.to_dict() for name, fit in res.fits.items()}  # every fit in the bundle
     d.update(info)
+    # where metric or scalar invariance fails, free the most offending constraints one at a time
+    failing = next((c["to"] for c in d["comparisons"] if not c.get("holds") and c["to"] in ("metric", "scalar")), None)
+    if failing is not None:
+        from .invariance import partial_invariance_search
+
+        opts = _fit_options(run.study)
+        try:
+            part = partial_invariance_search(syntax, data, group="__group__", step=failing,
+                                             estimator=opts.pop("estimator"), ordered=opts.pop("ordered", None),
+                                             min_group_size=run.study.min_group_size, **opts)
+        except Exception as exc:  # the ladder stands; say why the search did not
+            d["partial"] = {"step": failing, "error": f"{type(exc).__name__}: {exc}"}
+        else:
+            d["partial"] = part.to_dict()
     return _Output(data=_clean(d))
 
 
@@ -910,17 +924,27 @@ def _unlabelled(syntax: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _freed(run: _Run, group: str) -> list[str]:
+    """Constraints a partial scalar-invariance search freed for this grouping variable."""
+    name = f"invariance:{group}"
+    if not run.ok(name):
+        return []
+    part = run.out(name).data.get("partial") or {}
+    return list(part.get("freed") or []) if part.get("step") == "scalar" and part.get("holds") else []
+
+
 def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     from .invariance import compare_groups
 
     _, syntax = _syntax(run, model)
     syntax = _unlabelled(syntax)
+    freed = _freed(run, run.study.groups[index])
     data, info = _model_data(run, index)
     opts = _fit_options(run.study)
     try:
         res = compare_groups(syntax, data, group="__group__", estimator=opts.pop("estimator"),
                              ordered=opts.pop("ordered", None), paths=list(run.study.group_paths), lrt=False,
-                             min_group_size=run.study.min_group_size, **opts)
+                             group_partial=freed, min_group_size=run.study.min_group_size, **opts)
     except Exception as exc:
         raise StepFailure(type(exc).__name__, f"group comparison across '{run.study.groups[index]}' "
                           f"({run.study.where('groups', index)}): {exc}") from None
@@ -1159,6 +1183,7 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
             for i, g in enumerate(study.groups):
                 run.step(f"groups:{g}", f"Key paths across {g}", lambda i=i: _step_group_paths(run, i, group_model),
                          deps=("score",), options={"group": g, "model": group_model, "paths": study.group_paths,
+                                                   "freed": _freed(run, g),
                                                    "syntax": _safe_syntax(study, group_model),
                                                    "min": study.min_group_size, "thr": study.disclosure.threshold,
                                                    **_fit_options(study)})

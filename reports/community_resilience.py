@@ -245,6 +245,14 @@ for g, d in R.get("invariance", {}).items():
             "holds": "yes" if c.get("holds") else "no"} for c in d["comparisons"]],
           caption=f"Comparisons across {g}")
     md(f"Highest level of invariance supported across {html.escape(g)}: **{d.get('highest')}**.")
+    part = d.get("partial")
+    if part and part.get("error"):
+        md(f"*A partial {part['step']} invariance search did not finish: {html.escape(part['error'])}*")
+    elif part:
+        freed = ", ".join(f"`{f}`" for f in part.get("freed", [])) or "nothing"
+        md(f"Partial {part['step']} invariance {'holds' if part.get('holds') else 'does not hold'} after freeing "
+           f"{freed} (one constraint at a time, the most offending first); the group comparisons below "
+           + ("free the same parameters." if part["step"] == "scalar" and part.get("holds") else "assume full invariance."))
 if R.get("figures", {}).get("invariance"):
     figure(R["figures"]["invariance"]["ladder"], "CFI and RMSEA up the invariance ladder")
 

@@ -93,3 +93,25 @@ def test_a_changed_option_redoes_only_what_depends_on_it(first, tmp_path):
     for step in ("import", "score", "cfa", "model:figure1", "model:top_down", "invariance:LANG"):
         assert log[step]["cached"], step
     assert json.loads(run.results_json.read_text())["bootstrap"]["bootstrap"]["R"] == 25
+
+
+@pytest.mark.slow
+def test_scalar_non_invariance_triggers_a_partial_search_used_by_group_comparisons(tmp_path):
+    from instruments import load_instrument
+
+    from _pipeline_study import make_study
+    from analysis.pipeline import simulate_community_survey
+
+    data = simulate_community_survey(500, seed=8, instrument=load_instrument("crs"))
+    asian = data["ETHNIC"].isin([1, 3, 4])
+    answer = data["TRUST2"].astype("Float64")
+    valid = answer.between(1, 5)
+    data.loc[asian & valid, "TRUST2"] = (answer[asian & valid] + 2).clip(upper=5).astype("Int64")  # a biased item
+    path = make_study(tmp_path / "s", data=data, groups=("ETHNIC5",), min_group_size=50, replications=0)
+    run = run_study(path, progress=False, report=False)
+    r = json.loads(run.results_json.read_text())
+    inv = r["invariance"]["ETHNIC5"]
+    assert inv["highest"] == "metric"
+    part = inv["partial"]
+    assert part["step"] == "scalar" and part["holds"] and part["freed"][0] == "TRUST2~1"
+    assert r["group_paths"]["ETHNIC5"]["freed"] == part["freed"]
