@@ -604,6 +604,14 @@ def _check_estimator(estimator: str) -> str:
     return est
 
 
+def _setup(model: str, data: pd.DataFrame, estimator: str, ordered: Any) -> tuple[str, list[str], bool, dict]:
+    """Estimator, ordered items, whether the ladder is ordinal (WLSMV/ULSMV), and its steps."""
+    est = _check_estimator(estimator)
+    ordered_list = _ordered_list(data, ordered, _observed_of(model))
+    ordinal = bool(ordered_list) and est in ("WLSMV", "ULSMV")
+    return est, ordered_list, ordinal, _ORDINAL_STEPS if ordinal else _CONTINUOUS_STEPS
+
+
 def invariance_ladder(
     model: str,
     data: pd.DataFrame,
@@ -632,24 +640,16 @@ def invariance_ladder(
     >>> #         cfa(HS.model, HolzingerSwineford1939, group = "school", group.equal = eq)
     >>> # invariance_ladder(HS_MODEL, hs, group="school").steps
     """
-    est = _check_estimator(estimator)
-    observed = _observed_of(model)
-    ordered_list = _ordered_list(data, ordered, observed)
-    if ordered_list and est not in ("WLSMV", "ULSMV"):
-        est_note = f"ordered indicators with {est}: treated as continuous by this estimator"
-    else:
-        est_note = ""
-    if ordered_list and est in ("WLSMV", "ULSMV"):
-        table, default = _ORDINAL_STEPS, _ORDINAL_DEFAULT
-    else:
-        table, default = _CONTINUOUS_STEPS, _CONTINUOUS_DEFAULT
+    est, ordered_list, ordinal, table = _setup(model, data, estimator, ordered)
+    est_note = f"ordered indicators with {est}: treated as continuous by this estimator" if ordered_list and not ordinal else ""
+    default = _ORDINAL_DEFAULT if ordinal else _CONTINUOUS_DEFAULT
     steps = tuple(steps) if steps is not None else default
     unknown = [s for s in steps if s not in table]
     if unknown:
         raise OptionError(f"unknown invariance step(s) {', '.join(map(repr, unknown))}; choose from {', '.join(table)}.")
     if len(steps) < 2:
         raise OptionError("an invariance ladder needs at least two steps (e.g. configural and metric).")
-    counts = check_groups(model, data, group, ordered=ordered_list if est in ("WLSMV", "ULSMV") else (), min_group_size=min_group_size)
+    counts = check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size)
     fits: dict[str, Any] = {}
     rows = []
     for i, s in enumerate(steps):
@@ -671,7 +671,7 @@ def invariance_ladder(
         group=group,
         group_labels=tuple(getattr(first, "group_labels", ()) or counts.keys()),
         nobs=tuple(getattr(first, "nobs", ()) or counts.values()),
-        ordinal=bool(ordered_list) and est in ("WLSMV", "ULSMV"),
+        ordinal=ordinal,
         notes=tuple(notes),
     )
 
@@ -858,10 +858,7 @@ def partial_invariance_search(
         raise OptionError(f"The 'method' parameter must be 'score' or 'refit'. Got {method!r} instead.")
     if method == "score" and not complete_ml:
         raise OptionError("method='score' needs complete-data ML; use method='refit' with robust or ordinal estimators.")
-    observed = _observed_of(model)
-    ordered_list = _ordered_list(data, ordered, observed)
-    ordinal = bool(ordered_list) and est in ("WLSMV", "ULSMV")
-    table = _ORDINAL_STEPS if ordinal else _CONTINUOUS_STEPS
+    est, ordered_list, ordinal, table = _setup(model, data, est, ordered)
     if step not in _STEP_ADDS or step not in table:
         raise OptionError(f"The 'step' parameter must be one of {', '.join(s for s in table if s in _STEP_ADDS)}. Got {step!r} instead.")
     names = list(table)
@@ -1042,11 +1039,7 @@ def compare_groups(
     regression) gets a Wald test of equality across groups and, with ``lrt``,
     the likelihood-ratio test of constraining it.
     """
-    est = _check_estimator(estimator)
-    observed = _observed_of(model)
-    ordered_list = _ordered_list(data, ordered, observed)
-    ordinal = bool(ordered_list) and est in ("WLSMV", "ULSMV")
-    table = _ORDINAL_STEPS if ordinal else _CONTINUOUS_STEPS
+    est, ordered_list, ordinal, table = _setup(model, data, estimator, ordered)
     check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size)
     scalar_eq = table["scalar"]
     base = _fit_step(model, data, group, scalar_eq, list(group_partial), est, ordered_list, fit_kwargs)

@@ -39,6 +39,27 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=False)
 
 
+def _write(text: str, output: Path | None, what: str) -> None:
+    """To stdout, or to OUTPUT with a line on stderr; an unwritable place exits 2."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        _console(stderr=True).print(f"[red]cannot write {output}[/red]: {err.strerror}")
+        raise typer.Exit(2)
+    _console(stderr=True).print(f"wrote {what} to {output}")
+
+
+def _check_lang(inst, lang: str | None) -> None:
+    if lang is not None and lang not in inst.languages:
+        _console(stderr=True).print(f"[red]unknown language {lang!r}[/red]; this instrument has "
+                                    f"{', '.join(inst.languages)}")
+        raise typer.Exit(2)
+
+
 def _load_or_exit(path: str):
     """Load the instrument; on errors print the report to stderr and exit 1."""
     from instruments import InstrumentError, load_instrument
@@ -119,10 +140,7 @@ def show(
     """
     inst = _load_or_exit(path)
     lang = lang or inst.default_language
-    if lang not in inst.languages:
-        _console(stderr=True).print(f"[red]unknown language {lang!r}[/red]; this instrument has "
-                                    f"{', '.join(inst.languages)}")
-        raise typer.Exit(2)
+    _check_lang(inst, lang)
     console = _console()
     console.print(f"[bold]{inst.title}[/bold]  ({inst.id} {inst.version})")
     langs = []
@@ -191,24 +209,12 @@ def codebook(
     from instruments.codebook import markdown_codebook, table_schema_json
 
     inst = _load_or_exit(path)
-    if lang is not None and lang not in inst.languages:
-        _console(stderr=True).print(f"[red]unknown language {lang!r}[/red]; this instrument has "
-                                    f"{', '.join(inst.languages)}")
-        raise typer.Exit(2)
+    _check_lang(inst, lang)
     if format is None:
         format = CodebookFormat.tableschema if output and output.suffix == ".json" else CodebookFormat.markdown
     text = table_schema_json(inst, lang=lang) if format is CodebookFormat.tableschema else \
         markdown_codebook(inst, lang=lang) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-    except OSError as err:
-        _console(stderr=True).print(f"[red]cannot write {output}[/red]: {err.strerror}")
-        raise typer.Exit(2)
-    _console(stderr=True).print(f"wrote {format.value} codebook of {inst.id} {inst.version} to {output}")
+    _write(text, output, f"{format.value} codebook of {inst.id} {inst.version}")
 
 
 @app.command()
@@ -226,14 +232,4 @@ def schema(
     """
     from instruments.jsonschema import instrument_json_schema_text
 
-    text = instrument_json_schema_text()
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-    except OSError as err:
-        _console(stderr=True).print(f"[red]cannot write {output}[/red]: {err.strerror}")
-        raise typer.Exit(2)
-    _console(stderr=True).print(f"wrote the instrument JSON Schema to {output}")
+    _write(instrument_json_schema_text(), output, "the instrument JSON Schema")
