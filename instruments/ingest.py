@@ -35,7 +35,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -146,6 +146,8 @@ class RawTable:
     encoding: str | None = None
     delimiter: str | None = None
     value_labels: dict[str, dict[Any, str]] = field(default_factory=dict)
+    # how far the blocks handed out so far reach: (done, total) in bytes or rows
+    position: Callable[[], tuple[int, int | None]] = lambda: (0, None)
 
 
 def _issue(type_: str, message: str, *, severity: str = "error", **kw) -> ValidationIssue:
@@ -308,10 +310,17 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                      strings_can_be_null=True, quoted_strings_can_be_null=True)
 
+    done = [0]  # bytes of the file read so far (for a progress bar)
+
     def blocks() -> Iterator[pd.DataFrame]:
+        with open(path, "rb") as fh:
+            yield from _blocks(fh)
+        done[0] = size
+
+    def _blocks(fh) -> Iterator[pd.DataFrame]:
         row = 1  # spreadsheet row of the last record handed out (header = 1)
         try:
-            reader = pacsv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
+            reader = pacsv.open_csv(fh, read_options=read_opts, parse_options=parse_opts,
                                     convert_options=conv_opts)
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -345,12 +354,14 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
                     frame["_extra"] = ""
                 frame["__row"] = np.arange(row + 1, row + 1 + len(frame))
                 row += len(frame)
+            done[0] = min(fh.tell(), size)
             if len(frame):
                 yield frame
             if batch is None:
                 break
 
-    return RawTable(path, "csv", columns, blocks(), issues, encoding, delimiter)
+    return RawTable(path, "csv", columns, blocks(), issues, encoding, delimiter,
+                    position=lambda: (done[0], size))
 
 
 def _merge_ragged(frame, bad, columns, path, issues) -> pd.DataFrame:
@@ -467,12 +478,15 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
     columns, hdr_issues = _dedupe_header(header, path)
     issues += hdr_issues
     n = len(columns)
+    total_rows = ws.max_row  # from the sheet's dimension; None when a writer left it out
+    done = [0]
 
     def blocks() -> Iterator[pd.DataFrame]:
         buf, numbers = [], []
         r = header_rows
         for values in rows:
             r += 1
+            done[0] = r
             cells = [_cell_text(v) for v in values]
             if len(cells) > n:
                 if any(c != "" for c in cells[n:]):
@@ -497,7 +511,7 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
             yield _frame(buf, numbers, columns)
         wb.close()
 
-    return RawTable(path, "xlsx", columns, blocks(), issues)
+    return RawTable(path, "xlsx", columns, blocks(), issues, position=lambda: (done[0], total_rows))
 
 
 def _frame(buf, numbers, columns) -> pd.DataFrame:
@@ -519,7 +533,8 @@ def _read_stat(path: Path, kind: str) -> RawTable:
     labels = {}
     for col, labset in (meta.variable_to_label or {}).items():
         labels[col] = meta.value_labels.get(labset, {})
-    return RawTable(path, kind, list(frame.columns[:-1]), iter([frame]), [], value_labels=labels)
+    return RawTable(path, kind, list(frame.columns[:-1]), iter([frame]), [], value_labels=labels,
+                    position=lambda: (len(frame), len(frame)))
 
 
 def _read_parquet(path: Path) -> RawTable:
@@ -530,6 +545,7 @@ def _read_parquet(path: Path) -> RawTable:
     except Exception as exc:
         raise ImportError_(_issue("unreadable", f"{path.name}: not a readable Parquet file ({exc})")) from exc
     columns = pf.schema_arrow.names
+    done = [0]
 
     def blocks():
         start = 2
@@ -537,9 +553,11 @@ def _read_parquet(path: Path) -> RawTable:
             frame = batch.to_pandas()
             frame["__row"] = np.arange(start, start + len(frame))
             start += len(frame)
+            done[0] += len(frame)
             yield frame
 
-    return RawTable(path, "parquet", columns, blocks(), [])
+    return RawTable(path, "parquet", columns, blocks(), [],
+                    position=lambda: (done[0], pf.metadata.num_rows))
 
 
 def read_raw(path: str | Path, *, encoding: str | None = None, delimiter: str | None = None,
@@ -845,11 +863,14 @@ def import_responses(
     encoding: str | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    progress: Callable[[str, int, int | None], None] | None = None,
 ) -> ImportResult:
     """Read a data file into the suite's response shape (see the module docs).
 
     ``format`` overrides detection (one of :data:`FORMATS`); ``mapping`` renames
-    items across form versions (see :func:`load_mapping`). Raises
+    items across form versions (see :func:`load_mapping`). ``progress`` is called
+    as ``progress("reading", done, total)`` after each block (bytes for text
+    files, rows otherwise; total None when unknown). Raises
     :class:`ImportError_` only when the file cannot be read at all.
     """
     path = Path(path)
@@ -872,12 +893,14 @@ def import_responses(
             frame = _convert_block(block, cmap, instrument, lookups, version_renames, issues, path)
             del block
             frames.append(_to_arrow(frame))  # typed and compact; the block's text is freed
+            if progress is not None:
+                progress("reading", *raw.position())
     except ImportError_ as exc:
         if encoding is not None or raw.kind != "csv" or "UTF8" not in exc.issue.message:
             raise
         # UTF-8 at the start, another encoding further down: read again as Windows-1252
         again = import_responses(path, instrument, format=format, mapping=mapping, encoding="cp1252",
-                                 delimiter=delimiter, sheet=sheet)
+                                 delimiter=delimiter, sheet=sheet, progress=progress)
         again.issues.insert(0, _issue(
             "encoding", f"{path.name}: UTF-8 at the start but not further down; the file was read "
             "again as Windows-1252. Check accented letters, or pass encoding=", severity="warning"))

@@ -10,7 +10,9 @@
                             and `issues` (each import's validation report)
 
 Importing is idempotent: a file whose sha256 is already in the manifest adds
-nothing. No import ever writes to a raw file: the copy is made first (to a
+nothing. Platform exports are cumulative (this week's Kobo export repeats last
+week's submissions): a response whose respondent id is already stored for the
+same instrument and wave is not added again, and one warning says how many. No import ever writes to a raw file: the copy is made first (to a
 temporary name, then renamed), its hash checked against the source, the copy
 made read-only, and the responses are read from the copy. The manifest is
 written atomically (temporary file + rename), so a crash never leaves half a
@@ -139,8 +141,12 @@ class Study:
 
     # --- importing ---------------------------------------------------------
     def import_file(self, source: str | Path, instrument, *, format: str | None = None,  # noqa: A002
-                    mapping=None, wave: str | None = None, **read_options) -> StoreResult:
-        """Copy ``source`` into ``data/raw``, read it, validate it, store its responses."""
+                    mapping=None, wave: str | None = None, progress=None, **read_options) -> StoreResult:
+        """Copy ``source`` into ``data/raw``, read it, validate it, store its responses.
+
+        ``progress(phase, done, total)`` hears of each step (see
+        :func:`~instruments.ingest.import_responses`).
+        """
         source = Path(source)
         if not source.is_file():
             raise ImportError_(_missing(source))
@@ -151,12 +157,17 @@ class Study:
                                reason=f"already imported as {seen['name']} on {seen['imported_at']}")
         raw = self._copy_raw(source, sha)
         try:
-            result = import_responses(raw, instrument, format=format, mapping=mapping, **read_options)
+            result = import_responses(raw, instrument, format=format, mapping=mapping,
+                                      progress=progress, **read_options)
         except BaseException:
             raw.unlink(missing_ok=True)  # our unrecorded copy; the user's file is untouched
             raise
+        if progress is not None:
+            progress("validating", 0, None)
         report = validate(result, instrument, source=source.name)
-        data = result.data.copy()
+        if progress is not None:
+            progress("storing", 0, None)
+        data = result.data
         imported_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         with self.connect() as con:
             con.execute("""CREATE TABLE IF NOT EXISTS imports (
@@ -164,6 +175,13 @@ class Study:
                 n_errors BIGINT, n_warnings BIGINT, instrument VARCHAR, instrument_version VARCHAR,
                 wave VARCHAR, imported_at VARCHAR)""")
             import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchall()[0][0]
+            seen = _already_stored(con, data, instrument.id, wave or "", source)
+            if seen is not None:
+                keep, note = seen
+                data = data[keep]
+                report = ValidationReport(pd.concat([report.issues, note], ignore_index=True),
+                                          source=report.source, n_rows=report.n_rows)
+            data = data.copy()
             data.insert(0, "import_id", import_id)
             data.insert(1, "wave", wave or "")
             data["raw_sha256"] = sha
@@ -202,6 +220,43 @@ class Study:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
+
+
+def _already_stored(con, data: pd.DataFrame, instrument_id: str, wave: str, source: Path):
+    """Rows whose respondent is already stored (same instrument and wave): (rows to keep, warning).
+
+    Ids the reader made up for a file without an id column (``<file>-r<row>``)
+    name rows, not people, and are never matched.
+    """
+    if not len(data) or not _has_table(con, "responses") or "respondent_id" not in data:
+        return None
+    import re
+
+    ids = data["respondent_id"].astype("string")
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", source.stem)[:40]
+    real = ~ids.str.fullmatch(re.escape(stem) + r"-r\d+").fillna(False)
+    con.register("incoming_ids", pd.DataFrame({"respondent_id": ids[real].dropna().unique()}))
+    try:
+        stored = con.execute(
+            """SELECT r.respondent_id, min(r.import_id) AS import_id FROM responses r
+               JOIN imports i USING (import_id)
+               WHERE i.instrument = ? AND coalesce(r.wave, '') = ?
+                 AND r.respondent_id IN (SELECT respondent_id FROM incoming_ids)
+               GROUP BY r.respondent_id""", [instrument_id, wave]).df()
+    finally:
+        con.unregister("incoming_ids")
+    if stored.empty:
+        return None
+    dup = (ids.isin(stored["respondent_id"]) & real).to_numpy()
+    imports = ", ".join(str(i) for i in sorted(stored["import_id"].unique())[:10])
+    shown = ", ".join(stored["respondent_id"].head(5))
+    note = pd.DataFrame([{
+        "row": None, "respondent_id": None, "item": "respondent_id", "value": None,
+        "type": "already-stored", "severity": "warning",
+        "message": (f"{int(dup.sum())} of {len(data)} responses are already in the study "
+                    f"(import {imports}; e.g. {shown}): an export that repeats earlier submissions; "
+                    "the stored answers are kept, these are not added again")}])
+    return ~dup, note
 
 
 def _has_table(con, name: str) -> bool:

@@ -120,3 +120,23 @@ def test_stored_responses_validate_without_store_columns_as_unknown(crs, tmp_pat
     study.import_file(write_kobo(make_responses(crs, n=15, seed=8), crs, tmp_path / "k.csv"), crs, wave="w1")
     report = validate(study.responses(), crs)
     assert report.valid and "unknown-column" not in set(report.issues["type"])
+
+
+def test_cumulative_export_adds_only_new_respondents(crs, tmp_path):
+    # a platform export repeats last week's submissions: they are not stored twice
+    data = make_responses(crs, n=30, seed=11)
+    week1 = write_kobo(data.head(18), crs, tmp_path / "week1.csv")
+    week2 = write_kobo(data, crs, tmp_path / "week2.csv")
+    study = Study(tmp_path / "study")
+    assert study.import_file(week1, crs).n_rows == 18
+    second = study.import_file(week2, crs)
+    assert second.added and second.n_rows == 12
+    note = second.report.issues.query("type == 'already-stored'")
+    assert note["severity"].tolist() == ["warning"] and note["message"].iloc[0].startswith("18 of 30 responses")
+    stored = study.responses()
+    assert len(stored) == 30 and stored["respondent_id"].is_unique
+    assert study.imports()["n_rows"].tolist() == [18, 12]
+    # the same people in another wave are a panel, not a repeat
+    week2_again = write_odk(data, crs, tmp_path / "wave2.csv")
+    assert study.import_file(week2_again, crs, wave="w2").n_rows == 30
+    assert study.responses()["wave"].value_counts().to_dict() == {"": 30, "w2": 30}
