@@ -791,6 +791,9 @@ def reliability_report(
     """
     ids = list(constructs) if constructs is not None else [c for c in _construct_ids(instrument) if _is_latent(instrument, c)]
     notes: list[str] = []
+    absent = [i for cid in ids for i in _items_of(instrument, cid) if i not in data.columns]
+    if absent:  # all of them at once, not one construct at a time
+        raise ReliabilityError(f"The data lack item column(s) the instrument defines: {', '.join(absent)}.")
     rows, item_tables, cons_items = [], [], {}
     for cid in ids:
         names = _items_of(instrument, cid)

@@ -102,6 +102,11 @@ def test_recode_missing_codes_before_reversing(instrument):
 def test_recode_names_missing_columns(instrument):
     with pytest.raises(ReliabilityError, match="CULT2, CULT3"):
         recode_items(pd.DataFrame({"CULT1": [1]}), instrument, ["CULT1", "CULT2", "CULT3"])
+    # the report names every absent item of every construct, not the first construct's only
+    with pytest.raises(ReliabilityError) as err:
+        reliability_report(pd.DataFrame({"CULT1": [1, 2], "TRUST2": [3, 4]}), instrument)
+    absent = [f"{c}{j}" for c in CONSTRUCTS for j in range(1, 5) if f"{c}{j}" not in ("CULT1", "TRUST2")]
+    assert str(err.value) == f"The data lack item column(s) the instrument defines: {', '.join(absent)}."
 
 
 def test_report_recovers_reliability_with_recoding(instrument):
