@@ -195,3 +195,20 @@ def test_efa_cli_plot_and_table_mode_prints_warnings(crs_csv, tmp_path):
     as_json = json.loads(runner.invoke(app, ["reliability", str(small), "-i", "crs", "--json"]).stdout)
     assert as_json["warnings"]
     assert all(f"warning: {w}" in r.stderr for w in set(as_json["warnings"]))
+
+
+def test_too_small_detailed_group_points_to_the_collapsed_version(crs_groups, tmp_path):
+    _, data, _ = crs_groups
+    odd = data.copy()
+    answered = odd[[f"TRUST{j}" for j in range(1, 5)]].isin(range(1, 6)).all(axis=1)
+    odd.loc[odd.index[answered][:5], "ETHNIC"] = 19  # five complete "Any other ethnic group" respondents
+    path = tmp_path / "odd.csv"
+    odd.to_csv(path, index=False)
+    model = tmp_path / "trust.lav"
+    model.write_text(TRUST_MODEL)
+    r = runner.invoke(app, ["invariance", str(path), "-m", str(model), "-g", "ETHNIC", "-i", "crs"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.strip() == (
+        "error: group 'Other ethnic group: Any other ethnic group' of 'ETHNIC' has 5 complete case(s), fewer than "
+        "the 12 free parameters its configural model estimates; merge it with a similar group or drop it. "
+        "The instrument collapses 'ETHNIC' into 'ETHNIC5': try --group ETHNIC5.")

@@ -162,7 +162,8 @@ def invariance(
 
         resilience invariance hs.csv -m analysis/models/hs.lav -g school --json
     """
-    from analysis.invariance import compare_groups, instrument_group_data, invariance_ladder, partial_invariance_search
+    from analysis.invariance import (
+        SmallGroupError, compare_groups, instrument_group_data, invariance_ladder, partial_invariance_search)
 
     search = comparison = None
     why_not = ""
@@ -173,13 +174,22 @@ def invariance(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if instrument is not None:
-                df = instrument_group_data(df, _load_instrument(instrument), syntax, group)
+                inst = _load_instrument(instrument)
+                df = instrument_group_data(df, inst, syntax, group)
+                collapsed = next((it.collapsed.id for it in inst.items if it.id == group and it.collapsed), None)
             else:
                 _warn_missing_codes(df, syntax)
             step_list = [s.strip() for s in steps.split(",")] if steps else None
             common = dict(group=group, estimator=estimator, ordered=ordered, min_group_size=min_group_size,
                           progress=status, **kw)
-            res = invariance_ladder(syntax, df, steps=step_list, **common)
+            try:
+                res = invariance_ladder(syntax, df, steps=step_list, **common)
+            except SmallGroupError as err:
+                if instrument is None or not collapsed:
+                    raise
+                # detailed groups are often too small: the instrument's analysis version is the usual cure
+                raise SmallGroupError(f"{err} The instrument collapses '{group}' into '{collapsed}': "
+                                      f"try --group {collapsed}.") from None
             if partial:
                 search = partial_invariance_search(syntax, df, step=partial, **common)
             if compare:
