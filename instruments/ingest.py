@@ -310,17 +310,22 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                      strings_can_be_null=True, quoted_strings_can_be_null=True)
 
-    done = [0]  # bytes of the file read so far (for a progress bar)
+    # progress in bytes, estimated from the records converted so far (pyarrow reads
+    # ahead, so the file position runs early); bytes per record from the first 64 KB
+    per_row = len(sample) / max(sample.count(b"\n"), 1) if len(sample) < size else size / max(sample.count(b"\n"), 1)
+    done = [0]
+
+    def position() -> tuple[int, int]:
+        return min(int(done[0] * per_row), size - 1) if done[0] >= 0 else size, size
 
     def blocks() -> Iterator[pd.DataFrame]:
-        with open(path, "rb") as fh:
-            yield from _blocks(fh)
-        done[0] = size
+        yield from _blocks()
+        done[0] = -1  # the end
 
-    def _blocks(fh) -> Iterator[pd.DataFrame]:
+    def _blocks() -> Iterator[pd.DataFrame]:
         row = 1  # spreadsheet row of the last record handed out (header = 1)
         try:
-            reader = pacsv.open_csv(fh, read_options=read_opts, parse_options=parse_opts,
+            reader = pacsv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
                                     convert_options=conv_opts)
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -354,14 +359,13 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
                     frame["_extra"] = ""
                 frame["__row"] = np.arange(row + 1, row + 1 + len(frame))
                 row += len(frame)
-            done[0] = min(fh.tell(), size)
+            done[0] = row
             if len(frame):
                 yield frame
             if batch is None:
                 break
 
-    return RawTable(path, "csv", columns, blocks(), issues, encoding, delimiter,
-                    position=lambda: (done[0], size))
+    return RawTable(path, "csv", columns, blocks(), issues, encoding, delimiter, position=position)
 
 
 def _merge_ragged(frame, bad, columns, path, issues) -> pd.DataFrame:
@@ -895,6 +899,8 @@ def import_responses(
             frames.append(_to_arrow(frame))  # typed and compact; the block's text is freed
             if progress is not None:
                 progress("reading", *raw.position())
+        if progress is not None:  # the end of the file
+            progress("reading", *raw.position())
     except ImportError_ as exc:
         if encoding is not None or raw.kind != "csv" or "UTF8" not in exc.issue.message:
             raise

@@ -150,6 +150,8 @@ class Study:
         source = Path(source)
         if not source.is_file():
             raise ImportError_(_missing(source))
+        if progress is not None:
+            progress("checking sha256, copying to data/raw", 0, None)
         sha = file_sha256(source)
         seen = self.known(sha)
         if seen is not None:

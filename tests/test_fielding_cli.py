@@ -102,3 +102,35 @@ def test_scored_sav_carries_labels(crs, tmp_path):
     assert meta.variable_value_labels["CULT1"][5.0] == "Strongly agree"
     assert "CULT4" not in meta.variable_value_labels  # reverse-keyed: codes were recoded
     assert len(frame) == 12
+
+
+def test_progress_reaches_the_end_and_stays_off_stdout(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from analysis.cli.fielding import progress_bar
+    from instruments import load_instrument
+    from instruments.export_data import write_kobo
+    from instruments.ingest import import_responses
+    from instruments.store import Study
+    from _fielding_data import make_responses
+
+    crs = load_instrument("crs")
+    path = write_kobo(make_responses(crs, n=40, seed=2), crs, tmp_path / "k.csv")
+    calls = []
+    import_responses(path, crs, progress=lambda *a: calls.append(a))
+    size = path.stat().st_size
+    assert calls[-1] == ("reading", size, size)  # the last block: all of the file
+    assert all(phase == "reading" and 0 <= done <= total for phase, done, total in calls)
+    phases = []
+    Study(tmp_path / "s").import_file(path, crs, progress=lambda p, d, t: phases.append(p))
+    assert list(dict.fromkeys(phases)) == ["checking sha256, copying to data/raw", "reading", "validating", "storing"]
+    # a terminal gets a bar; a pipe gets none (and --json output on stdout is never touched)
+    screen = io.StringIO()
+    with progress_bar("k.csv", Console(file=screen, force_terminal=True, width=100)) as update:
+        update("reading", size // 2, size)
+        update("validating", 0, None)
+    assert "k.csv: reading" in screen.getvalue() and "50%" in screen.getvalue()
+    with progress_bar("k.csv", Console(file=io.StringIO(), force_terminal=False)) as update:
+        assert update is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -60,11 +61,41 @@ def _instrument(path: str):
     return _load_or_exit(path)
 
 
-def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path], **options):
+@contextmanager
+def progress_bar(name: str, console: Console | None = None):
+    """A progress bar on stderr while a file is read, validated and stored.
+
+    Yields the ``progress(phase, done, total)`` callback of
+    :func:`instruments.ingest.import_responses`, or None when stderr is not a
+    terminal (logs and pipes stay clean; stdout, where ``--json`` goes, is never used).
+    """
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = [bar.add_task(f"{name}: reading", total=None), "reading"]
+
+        def update(phase: str, done: int, total: int | None) -> None:
+            if phase != task[1]:  # a new step, timed from its start; without a measure it pulses
+                bar.remove_task(task[0])
+                task[:] = [bar.add_task(f"{name}: {phase}", total=None), phase]
+            if total is not None:
+                bar.update(task[0], completed=done, total=total)
+            bar.refresh()  # each block shows at once (blocks are seconds apart, not microseconds)
+
+        yield update
+
+
+def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path], progress=None, **options):
     from instruments.ingest import ImportError_, import_responses
 
     try:
-        return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping, **options)
+        return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping,
+                                progress=progress, **options)
     except ImportError_ as exc:
         _err(str(exc.issue.message))
 
@@ -135,9 +166,10 @@ def import_command(
         from instruments.store import Study
 
         try:
-            stored = Study(study).import_file(data, inst, format=format.value if format else None,
-                                              mapping=mapping, wave=wave, encoding=encoding,
-                                              delimiter=delimiter, sheet=sheet)
+            with progress_bar(data.name) as progress:
+                stored = Study(study).import_file(data, inst, format=format.value if format else None,
+                                                  mapping=mapping, wave=wave, encoding=encoding,
+                                                  delimiter=delimiter, sheet=sheet, progress=progress)
         except ImportError_ as exc:
             _err(exc.issue.message)
         if not stored.added:
@@ -148,8 +180,12 @@ def import_command(
             raise typer.Exit(0)
         result, report = stored.result, stored.report
     else:
-        result = _read(data, inst, format, mapping, encoding=encoding, delimiter=delimiter, sheet=sheet)
-        report = validate(result, inst, source=data.name)
+        with progress_bar(data.name) as progress:
+            result = _read(data, inst, format, mapping, progress, encoding=encoding, delimiter=delimiter,
+                           sheet=sheet)
+            if progress is not None:
+                progress("validating", 0, None)
+            report = validate(result, inst, source=data.name)
     if output is not None:
         from instruments.export_data import write_table
 
@@ -184,8 +220,11 @@ def score_command(
     from instruments.score import score
 
     inst = _instrument(instrument)
-    result = _read(data, inst, format, mapping)
-    scored = score(result, inst, min_items=min_items)
+    with progress_bar(data.name) as progress:
+        result = _read(data, inst, format, mapping, progress)
+        if progress is not None:
+            progress("scoring", 0, None)
+        scored = score(result, inst, min_items=min_items)
     try:
         write_table(scored.table, output, instrument=inst)
     except (OSError, ValueError) as exc:
@@ -205,8 +244,11 @@ def quality_command(
     from instruments.quality import quality_flags
 
     inst = _instrument(instrument)
-    result = _read(data, inst, format, None)
-    q = quality_flags(result, inst)
+    with progress_bar(data.name) as progress:
+        result = _read(data, inst, format, None, progress)
+        if progress is not None:
+            progress("computing flags", 0, None)
+        q = quality_flags(result, inst)
     if output is not None:
         from instruments.export_data import write_table
 
