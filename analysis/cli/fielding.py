@@ -107,7 +107,20 @@ def export_command(
     language: Optional[str] = typer.Option(None, "--language", help="REDCap/.sav label language (default: the instrument's)."),
     version: Optional[str] = typer.Option(None, "--version", help="Form version (XLSForm: yyyymmddrr)."),
 ) -> None:
-    """Export an instrument for fielding (Kobo/ODK, REDCap, LimeSurvey, paper) or as a codebook (DDI, .sav)."""
+    """Export an instrument for fielding (Kobo/ODK, REDCap, LimeSurvey, paper) or as a codebook (DDI, .sav).
+
+    xlsform: an .xlsx to upload to KoboToolbox or ODK Central (every language, likert appearance, relevance, required, groups, start/end/audit). redcap: a data dictionary CSV. limesurvey: a .txt survey structure (Import survey). paper: a printable questionnaire, .html or .docx, every language. ddi: DDI Codebook 2.5 XML. sav: an empty SPSS file with variable and value labels and missing codes.
+
+    Examples:
+
+        resilience instrument export crs --to xlsform -o crs.xlsx
+
+        resilience instrument export crs --to redcap -o crs_dictionary.csv
+
+        resilience instrument export crs --to paper -o crs.docx
+
+        resilience instrument export my.yaml --to paper --language ur -o my_ur.html
+    """
     inst = _instrument(path)
     output = output or Path(f"{inst.id}{_DEFAULT_SUFFIX[to.value]}")
     if language is not None and language not in inst.languages:
@@ -156,7 +169,21 @@ def import_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     limit: int = typer.Option(50, "--limit", help="Problems shown in the table."),
 ) -> None:
-    """Read and validate field data; exit 1 when it has errors (warnings do not fail)."""
+    """Read and validate field data; exit 1 when it has errors (warnings do not fail).
+
+    The format (Kobo, ODK Central, REDCap, LimeSurvey, or a plain table) is detected from the header; --format overrides it. Every problem is listed with its row, respondent, item and value (--json for all of them). With --study the file is copied unchanged to DIR/data/raw (sha256 in the manifest) and its responses go to DIR/study.duckdb; importing the same file again does nothing, and responses already stored (a cumulative export) are not added twice.
+
+    Examples:
+
+        resilience import kobo_export.csv --instrument crs
+
+        resilience import kobo_export.csv -i crs --study my_study --wave 2025
+
+        resilience import old_form.xlsx -i crs --mapping renames.yaml
+
+        resilience import export.csv -i crs --json > report.json
+
+    A mapping file (YAML): renames: {trust_police: TRUST1}, or per form version: versions: {"2024031501": {NAV_1: NAVIG1}}. """
     from instruments.ingest import ImportError_
     from instruments.validate import validate
 
@@ -215,7 +242,16 @@ def score_command(
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML/CSV renaming items across form versions."),
     min_items: Optional[int] = typer.Option(None, "--min-items", help="Override every construct's minimum answered items."),
 ) -> None:
-    """Missing codes to NA, reverse-keying and construct scores, all from the instrument."""
+    """Missing codes to NA, reverse-keying and construct scores, all from the instrument.
+
+    Each construct's score is the mean of its items (reverse-keyed ones flipped) when at least its minimum number of items is answered, else blank.
+
+    Examples:
+
+        resilience score kobo_export.csv --instrument crs -o scored.parquet
+
+        resilience score survey.sav -i crs -o scored.csv --min-items 2
+    """
     from instruments.export_data import write_table
     from instruments.score import score
 
@@ -240,7 +276,18 @@ def quality_command(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write indices and flags per respondent."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Careless-responding flags (never deletion) and how many respondents each catches."""
+    """Careless-responding flags (never deletion) and how many respondents each catches.
+
+    Longstring, intra-individual response variability, Mahalanobis distance, even-odd consistency, psychometric synonyms, speeders (where timings exist), attention checks and duplicates, with the literature's cut-offs. The table is a summary; -o writes every respondent's indices and flags.
+
+    Examples:
+
+        resilience quality kobo_export.csv --instrument crs
+
+        resilience quality kobo_export.csv -i crs -o flags.csv
+
+        resilience quality kobo_export.csv -i crs --json
+    """
     from instruments.quality import quality_flags
 
     inst = _instrument(instrument)
