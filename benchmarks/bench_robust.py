@@ -6,6 +6,12 @@ the largest differences in estimates and test statistics.
 
     .venv/bin/python benchmarks/bench_robust.py [--n 2000] [--seed 1] [--threads 1] [--no-r] [--no-r-fiml]
 
+Measured 2026-11-25 on the 2-core build machine under a load average of ~11
+(N = 2,000, 3.8% missing, 784 patterns; lavaan 0.6-14): MLR + FIML 7.6 s elapsed /
+1.95 s CPU vs lavaan 1099 s / 162 s CPU (145x / 83x); WLSMV 2.9 s / 0.73 s CPU vs
+lavaan 14.5 s / 4.3 s CPU (5.0x / 5.9x); estimates within 1.2e-5, chisq, scaled and
+robust indices equal to the printed digits.
+
 ``--threads`` caps the BLAS threads of this suite (default 1: on small shared
 machines multi-threaded BLAS on mid-sized matrices oversubscribes the cores
 and is slower; R's reference BLAS is single-threaded too).
