@@ -134,3 +134,13 @@ def test_progress_reaches_the_end_and_stays_off_stdout(tmp_path):
     assert "k.csv: reading" in screen.getvalue() and "50%" in screen.getvalue()
     with progress_bar("k.csv", Console(file=io.StringIO(), force_terminal=False)) as update:
         assert update is None
+
+
+def test_score_says_when_the_data_has_errors(tmp_path):
+    out = tmp_path / "s.csv"
+    res = runner.invoke(app, ["score", str(BAD / "out_of_range.csv"), "-i", "crs", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "scored 4 responses, 1 construct ->" in res.output
+    assert "out-of-range 1" in res.output and "scored as blank" in res.output
+    scored = pd.read_csv(out)
+    assert scored["CULT3"].isna().tolist() == [True, False, False, False]  # the 7 in row 2

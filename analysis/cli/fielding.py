@@ -265,8 +265,17 @@ def score_command(
         write_table(scored.table, output, instrument=inst)
     except (OSError, ValueError) as exc:
         _err(f"cannot write {output}: {exc}")
-    console = Console(stderr=True)
-    console.print(f"scored {len(scored.table)} responses, {len(scored.constructs)} constructs -> {output}")
+    console = Console(stderr=True, soft_wrap=True)
+    n_c = len(scored.constructs)
+    console.print(f"scored {len(scored.table)} responses, {n_c} construct{'s' * (n_c != 1)} -> {output}")
+    from instruments.validate import validate
+
+    report = validate(result, inst, source=data.name)
+    if not report.valid:  # scored anyway (bad codes count as blank), but never silently
+        kinds = ", ".join(f"{r.type} {r.n}" for r in report.counts().itertuples() if r.severity == "error")
+        console.print(f"[yellow]warning:[/yellow] {data.name} has {report.n_errors} validation errors ({kinds}); "
+                      "codes outside a scale were scored as blank. "
+                      f"See them with: resilience import {data} --instrument {instrument}")
 
 
 def quality_command(
