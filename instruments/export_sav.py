@@ -20,7 +20,7 @@ __all__ = ["sav_metadata", "export_sav"]
 def sav_metadata(instrument, language: str | None = None) -> dict:
     """Keyword arguments for :func:`pyreadstat.write_sav` derived from the instrument."""
     lang = language or instrument.default_language
-    column_labels, value_labels, missing, measure = {}, {}, {}, {}
+    column_labels, value_labels, missing, measure, formats = {}, {}, {}, {}, {}
     for it in instrument.items:
         scale = instrument.scales[it.scale]
         column_labels[it.id] = it.text.get(lang, it.id)[:255]
@@ -35,8 +35,13 @@ def sav_metadata(instrument, language: str | None = None) -> dict:
             else:  # SPSS allows a range plus one value
                 missing[it.id] = [{"lo": float(codes[0]), "hi": float(codes[-1])}]
         measure[it.id] = {"ordinal": "ordinal", "nominal": "nominal", "numeric": "scale"}.get(scale.type, "nominal")
+        if scale.is_categorical or (scale.type == "numeric" and scale.integer):
+            # whole codes shown as 3 and -9, not 3.00 (SPSS's default F8.2)
+            bounds = [*scale.codes, *scale.missing_codes, scale.min or 0, scale.max or 0]
+            formats[it.id] = f"F{max(len(str(int(b))) for b in bounds)}.0"
     return {"column_labels": column_labels, "variable_value_labels": value_labels,
-            "missing_ranges": missing, "variable_measure": measure}
+            "missing_ranges": missing, "variable_measure": measure, "variable_format": formats,
+            "file_label": f"{instrument.title} {instrument.version}"[:64]}
 
 
 def export_sav(instrument, path: str | Path, *, data: pd.DataFrame | None = None,

@@ -163,6 +163,9 @@ def test_sav_codebook_has_labels_and_user_missing(crs, tmp_path):
     assert meta.variable_value_labels["CULT1"][-9.0] == "Prefer not to say"
     assert {r["lo"] for r in meta.missing_ranges["CULT1"]} == {-9.0, -8.0}
     assert meta.variable_measure["CULT1"] == "ordinal"
+    # codes display whole (-9, not -9.00); the file says what it is
+    assert meta.original_variable_types["CULT1"] == "F2.0" and meta.original_variable_types["ETHNIC"] == "F2.0"
+    assert meta.file_label == f"{crs.title} {crs.version}"
 
 
 def test_exports_are_ordinary_readable_files(crs, tmp_path):
