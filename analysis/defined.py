@@ -89,19 +89,19 @@ class DefinedParameters:
     """The ``:=`` rows of a table, compiled once: values and Jacobian as functions of ``x``."""
 
     def __init__(self, pt: pd.DataFrame):
-        rows = pt[(pt["label"] != "") & (pt["group"] > 0)]
         self.free: dict[str, int] = {}
         self.fixed: dict[str, float] = {}
-        for lab, free, ustart in zip(rows["label"], rows["free"], rows["ustart"]):
-            if lab in self.free or lab in self.fixed:
+        for lab, free, ustart, grp in zip(pt["label"].tolist(), pt["free"].tolist(), pt["ustart"].tolist(),
+                                          pt["group"].tolist()):
+            if not lab or grp <= 0 or lab in self.free or lab in self.fixed:
                 continue
             if free > 0:
                 self.free[lab] = int(free) - 1
             else:
                 self.fixed[lab] = float(ustart)
-        defined = pt[pt["op"] == ":="]
-        self.names = list(defined["lhs"])
-        self.functions = [compile_expression(e) for e in defined["rhs"]]
+        ops = pt["op"].tolist()
+        self.names = [l for l, o in zip(pt["lhs"].tolist(), ops) if o == ":="]
+        self.functions = [compile_expression(r) for r, o in zip(pt["rhs"].tolist(), ops) if o == ":="]
 
     def env(self, x: np.ndarray) -> dict[str, float]:
         env = dict(self.fixed)
@@ -135,12 +135,13 @@ def label_values(pt: pd.DataFrame, x: np.ndarray, values: str | None = None) -> 
     ``values`` names a column to read instead of ``x`` (e.g. "std.all").
     """
     out: dict[str, float] = {}
-    rows = pt[(pt["label"] != "") & (pt["group"] > 0)]
-    for lab, free, ustart, idx in zip(rows["label"], rows["free"], rows["ustart"], rows.index):
-        if lab in out:
+    col = pt[values].tolist() if values is not None else [None] * len(pt)
+    for lab, free, ustart, grp, v in zip(pt["label"].tolist(), pt["free"].tolist(), pt["ustart"].tolist(),
+                                         pt["group"].tolist(), col):
+        if not lab or grp <= 0 or lab in out:
             continue
         if values is not None:
-            out[lab] = float(pt.at[idx, values])
+            out[lab] = float(v)
         elif free > 0:
             out[lab] = float(x[free - 1])
         else:

@@ -476,19 +476,20 @@ def _equal_kind(row, lv: Sequence[str]) -> str:
 def _check_defined(pt: pd.DataFrame) -> None:
     from .defined import expression_names  # local: defined imports partable helpers
 
-    labels = set(pt.loc[pt["label"] != "", "label"])
-    defined = []
-    for _, row in pt[pt["op"] == ":="].iterrows():
-        names = expression_names(row["rhs"])
-        unknown = [n for n in names if n not in labels and n not in defined]
+    labels = {lab for lab in pt["label"].tolist() if lab}
+    defined: list[str] = []
+    for lhs, op, rhs in zip(pt["lhs"].tolist(), pt["op"].tolist(), pt["rhs"].tolist()):
+        if op != ":=":
+            continue
+        unknown = [n for n in expression_names(rhs) if n not in labels and n not in defined]
         if unknown:
             raise ModelSpecificationError(
-                f"defined parameter '{row['lhs']} := {row['rhs']}' uses unknown label(s): "
+                f"defined parameter '{lhs} := {rhs}' uses unknown label(s): "
                 + ", ".join(repr(n) for n in unknown) + _suggest(unknown[0], sorted(labels)))
-        if row["lhs"] in labels:
+        if lhs in labels:
             raise ModelSpecificationError(
-                f"defined parameter name '{row['lhs']}' is already a parameter label")
-        defined.append(row["lhs"])
+                f"defined parameter name '{lhs}' is already a parameter label")
+        defined.append(lhs)
 
 
 def _check_identification(pt: pd.DataFrame, lines: pd.Series) -> None:
