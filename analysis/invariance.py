@@ -139,6 +139,7 @@ def check_groups(
     *,
     ordered: Sequence[str] = (),
     min_group_size: int = 100,
+    missing: str = "listwise",
 ) -> dict[Any, int]:
     """Cases per group, after the checks that make a multi-group fit possible.
 
@@ -146,6 +147,8 @@ def check_groups(
     cases than its configural model has free parameters, or when an ordered
     item has a category the group never uses (naming item and category);
     warns with :class:`SmallGroupWarning` for a group below ``min_group_size``.
+    With ``missing="fiml"`` (or ``"ml"``) a case counts when it answered at
+    least one of the model's items, as the fit uses it.
     """
     if not isinstance(data, pd.DataFrame):
         raise OptionError(f"The 'data' parameter must be a DataFrame. Got {type(data).__name__} instead.")
@@ -165,13 +168,15 @@ def check_groups(
     n_missing_group = int(data[group].isna().sum())
     if n_missing_group:
         warnings.warn(f"{n_missing_group} row(s) without a value of '{group}' are left out.", SmallGroupWarning, stacklevel=3)
-    complete = data.dropna(subset=observed + [group])
+    fiml = str(missing).lower() in ("fiml", "ml")
+    complete = data.dropna(subset=[group]).dropna(subset=observed, how="all" if fiml else "any")
     counts = {g: int((complete[group] == g).sum()) for g in labels}
+    cases = "case(s) with an answer" if fiml else "complete case(s)"
     per_group = _free_per_group(model, len(labels), ordered, data, observed)
     for g, n in counts.items():
         if n < per_group:
             raise SmallGroupError(
-                f"group '{g}' of '{group}' has {n} complete case(s), fewer than the {per_group} free "
+                f"group '{g}' of '{group}' has {n} {cases}, fewer than the {per_group} free "
                 f"parameters its configural model estimates; merge it with a similar group or drop it."
             )
     if ordered:
@@ -184,7 +189,7 @@ def check_groups(
     for g, n in counts.items():
         if n < min_group_size:
             warnings.warn(
-                f"group '{g}' of '{group}' has only {n} complete cases (minimum {min_group_size}); "
+                f"group '{g}' of '{group}' has only {n} {cases.replace('(s)', 's')} (minimum {min_group_size}); "
                 "invariance tests and group estimates will be unstable.",
                 SmallGroupWarning,
                 stacklevel=3,
@@ -213,15 +218,23 @@ def instrument_group_data(data: pd.DataFrame, instrument: Any, model: str, group
     missing codes dropped to NA and its codes replaced by their labels, in
     the scale's order (so the first code is the reference group). ``group``
     may also name a collapsed version of an item (``ETHNIC5`` of ``ETHNIC``),
-    which is derived here.
+    which is derived here, and observed constructs of the model that the data
+    lack (``REPR``, a count) are scored as the instrument says.
     """
     from analysis.reliability import recode_items
 
     known = set(instrument.item_ids)
-    items = [v for v in _observed_of(model) if v in known]
+    observed = _observed_of(model)
+    items = [v for v in observed if v in known]
     out = data.copy()
     if items:
         out[items] = recode_items(data, instrument, items)
+    scores = [c.id for c in instrument.constructs
+              if c.kind == "observed" and c.id in observed and c.id not in data.columns]
+    if scores:  # an observed construct in the model (REPR, a count of Yes answers): score it
+        from instruments.score import clean_items, score_columns
+
+        out[scores] = score_columns(clean_items(data, instrument), instrument)[scores]
     source = next((it for it in instrument.items if it.collapsed is not None and it.collapsed.id == group), None)
     lang = instrument.default_language
     if group not in data.columns and source is not None and source.id in data.columns:
@@ -649,7 +662,8 @@ def invariance_ladder(
         raise OptionError(f"unknown invariance step(s) {', '.join(map(repr, unknown))}; choose from {', '.join(table)}.")
     if len(steps) < 2:
         raise OptionError("an invariance ladder needs at least two steps (e.g. configural and metric).")
-    counts = check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size)
+    counts = check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size,
+                          missing=fit_kwargs.get("missing", "listwise"))
     fits: dict[str, Any] = {}
     rows = []
     for i, s in enumerate(steps):
@@ -863,7 +877,8 @@ def partial_invariance_search(
         raise OptionError(f"The 'step' parameter must be one of {', '.join(s for s in table if s in _STEP_ADDS)}. Got {step!r} instead.")
     names = list(table)
     base_name = names[names.index(step) - 1]
-    check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size)
+    check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size,
+                          missing=fit_kwargs.get("missing", "listwise"))
     from analysis.partable import latent_names
 
     base_partial = list(group_partial)
@@ -1040,7 +1055,8 @@ def compare_groups(
     the likelihood-ratio test of constraining it.
     """
     est, ordered_list, ordinal, table = _setup(model, data, estimator, ordered)
-    check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size)
+    check_groups(model, data, group, ordered=ordered_list if ordinal else (), min_group_size=min_group_size,
+                          missing=fit_kwargs.get("missing", "listwise"))
     scalar_eq = table["scalar"]
     base = _fit_step(model, data, group, scalar_eq, list(group_partial), est, ordered_list, fit_kwargs)
     from analysis.partable import latent_names

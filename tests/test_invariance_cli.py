@@ -212,3 +212,21 @@ def test_too_small_detailed_group_points_to_the_collapsed_version(crs_groups, tm
         "error: group 'Other ethnic group: Any other ethnic group' of 'ETHNIC' has 5 complete case(s), fewer than "
         "the 12 free parameters its configural model estimates; merge it with a similar group or drop it. "
         "The instrument collapses 'ETHNIC' into 'ETHNIC5': try --group ETHNIC5.")
+
+
+def test_instrument_data_scores_an_observed_construct_of_the_model():
+    import numpy as np
+
+    from analysis.invariance import instrument_group_data
+    from instruments import load_instrument
+
+    inst = load_instrument("crs")
+    raw = pd.DataFrame({"REPR1": [1, 0, -9, 1], "REPR2": [1, 0, 1, -8], "REPR3": [1, 1, 0, 0],
+                        "TRUST1": [1, 2, 3, 4], "LANG": [2, 1, 1, -9]})
+    out = instrument_group_data(raw, inst, "TRUST =~ TRUST1\nTRUST ~~ REPR", "LANG")
+    # REPR counts the Yes answers (code 1) where all three are answered (crs: min_items 3)
+    assert out.loc[0, "REPR"] == 3 and out.loc[1, "REPR"] == 1 and out.loc[[2, 3], "REPR"].isna().all()
+    # rows in the scale's order of LANG (English first), the -9 row last without a group
+    assert out.index.tolist() == [1, 2, 0, 3]
+    assert out["LANG"].tolist()[:3] == ["English", "English", "Urdu"] and pd.isna(out["LANG"].iloc[3])
+    assert np.isnan(out.loc[3, "REPR"])

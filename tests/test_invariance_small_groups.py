@@ -66,3 +66,12 @@ def test_bad_options_are_named():
         invariance_ladder(MODEL, data, group="grp", estimator="GLS")
     with pytest.raises(OptionError, match="unknown invariance step\\(s\\) 'weak'"):
         invariance_ladder(MODEL, data, group="grp", steps=("configural", "weak"))
+
+
+def test_fiml_counts_every_case_with_an_answer():
+    data = _data({"A": 300, "B": 40})
+    data.loc[data.index[-30:], "y1"] = np.nan  # 30 of B's 40 lack y1
+    with pytest.raises(SmallGroupError, match="group 'B' of 'grp' has 10 complete case\\(s\\), fewer than the 12"):
+        check_groups(MODEL, data, "grp")
+    with pytest.warns(SmallGroupWarning, match="group 'B' of 'grp' has only 40 cases with an answer \\(minimum 100\\)"):
+        assert check_groups(MODEL, data, "grp", missing="fiml") == {"A": 300, "B": 40}
