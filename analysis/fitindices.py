@@ -12,6 +12,7 @@ the scaling factors (lavaan's ``lav_fit_cfi``, ``lav_fit_rmsea``).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -134,7 +135,7 @@ def rmsea_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.05) -> float:
     if df <= 0:
         return math.nan
     ncp = (n * df / c_hat * h0 ** 2) / n_groups
-    return float(sps.ncx2.sf(x2, df, ncp))
+    return _ncx2(sps.ncx2.sf, x2, df, ncp, at_zero=1.0)
 
 
 def rmsea_notclose_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.08) -> float:
@@ -142,7 +143,21 @@ def rmsea_notclose_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.08) -> float:
     if df <= 0:
         return math.nan
     ncp = (n * df / c_hat * h0 ** 2) / n_groups
-    return float(sps.ncx2.cdf(x2, df, ncp))
+    return _ncx2(sps.ncx2.cdf, x2, df, ncp, at_zero=0.0)
+
+
+def _ncx2(fn, x2, df, ncp, *, at_zero: float) -> float:
+    """Noncentral chi-square tail; a statistic of (almost) zero with a large df overflows
+    scipy's series (boost tgamma), where the answer is its limit at zero."""
+    if x2 <= 1e-6:
+        return at_zero
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = float(fn(x2, df, ncp))
+        except (OverflowError, FloatingPointError):
+            return at_zero
+    return value if math.isfinite(value) else at_zero
 
 
 # --------------------------------------------------------------------------
