@@ -1,7 +1,8 @@
 """Read survey answers from files and field platforms into one tidy shape.
 
 Whatever the source (a CSV typed by hand, an XLSX, SPSS/Stata files, Parquet,
-or the exports of KoboToolbox, ODK Central, REDCap and LimeSurvey), the result
+or the exports of KoboToolbox, ODK Central (its CSV, or the zip of all
+submissions), REDCap and LimeSurvey), the result
 is a DataFrame with one row per response and these columns:
 
 ``respondent_id``  the platform's id (Kobo ``_uuid``, ODK ``KEY``, REDCap
@@ -411,7 +412,8 @@ def _merge_ragged(frame, bad, columns, path, issues) -> pd.DataFrame:
     return out.sort_values("__row", kind="stable").reset_index(drop=True)
 
 
-def _check_zip(path: Path) -> None:
+def _zip_members(path: Path) -> list[zipfile.ZipInfo]:
+    """The members of a zip (XLSX or an ODK Central download), refusing a zip bomb."""
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
@@ -427,8 +429,41 @@ def _check_zip(path: Path) -> None:
                 f"{packed / 1024**2:.1f} MB (ratio {total / packed:.0f}); a spreadsheet this "
                 "inflated is a zip bomb or not a survey export",
             ))
-        if "xl/workbook.xml" not in {i.filename for i in infos}:
-            raise ImportError_(_issue("unreadable", f"{path.name}: a zip file but not an XLSX workbook"))
+    return infos
+
+
+def _check_zip(path: Path) -> None:
+    if "xl/workbook.xml" not in {i.filename for i in _zip_members(path)}:
+        raise ImportError_(_issue("unreadable", f"{path.name}: a zip file but not an XLSX workbook"))
+
+
+def _zipped_csv(path: Path, infos: list[zipfile.ZipInfo], encoding, delimiter) -> RawTable:
+    """ODK Central's 'all submissions' download: a zip of the form's CSV and one per repeat."""
+    import shutil
+    import tempfile
+
+    tables = [i for i in infos if not i.is_dir() and "__MACOSX" not in i.filename
+              and Path(i.filename).suffix.lower() in (".csv", ".tsv")]
+    if not tables:
+        raise ImportError_(_issue("unreadable", f"{path.name}: a zip file with neither a workbook nor a CSV"))
+    tables.sort(key=lambda i: len(Path(i.filename).stem))
+    main, rest = tables[0], tables[1:]
+    stem = Path(main.filename).stem
+    if any(not Path(i.filename).stem.startswith(stem + "-") for i in rest):
+        names = ", ".join(i.filename for i in tables[:6])
+        raise ImportError_(_issue("unreadable", f"{path.name}: holds several tables ({names}); unzip it "
+                                  "and import the one with the responses"))
+    tmp = tempfile.TemporaryDirectory(prefix="resilience-zip-")
+    inner = Path(tmp.name) / Path(main.filename).name
+    with zipfile.ZipFile(path) as zf, zf.open(main) as src, open(inner, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    raw = _read_csv(inner, encoding, delimiter)
+    raw.path = path
+    raw.tmp = tmp  # the unpacked copy lives as long as the table is read
+    raw.issues.insert(0, _issue("zip", f"{path.name}: read {main.filename} from the zip"
+                                + (f"; repeat tables not imported: {', '.join(i.filename for i in rest)}" if rest else ""),
+                                severity="warning"))
+    return raw
 
 
 def _cell_text(v: Any) -> str:
@@ -577,6 +612,9 @@ def read_raw(path: str | Path, *, encoding: str | None = None, delimiter: str | 
         raise ImportError_(_issue("unsupported-format",
                                   f"{path.name}: legacy .xls workbook; save it as .xlsx or CSV"))
     if kind == "xlsx":
+        infos = _zip_members(path)
+        if "xl/workbook.xml" not in {i.filename for i in infos}:
+            return _zipped_csv(path, infos, encoding, delimiter)
         return _read_xlsx(path, sheet)
     if kind in ("sav", "dta"):
         return _read_stat(path, kind)

@@ -141,3 +141,28 @@ def test_redcap_label_export_round_trip(crs, responses, tmp_path):
     assert result.format == "redcap" and not result.unknown_columns
     expected = _scored(responses, crs).drop(columns=["duration_s"])
     pd.testing.assert_frame_equal(_scored(result.data, crs)[expected.columns], expected, check_dtype=False)
+
+
+def test_odk_central_zip_download_is_read(crs, responses, tmp_path):
+    # ODK Central's "all submissions" download: the form's CSV plus one CSV per repeat group
+    import zipfile
+
+    from instruments.ingest import ImportError_
+
+    csv_path = write_odk(responses, crs, tmp_path / "crs.csv")
+    zpath = tmp_path / "crs.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(csv_path, "crs.csv")
+        zf.writestr("crs-children.csv", "PARENT_KEY,KEY,age\n")
+    result = import_responses(zpath, crs)
+    assert result.format == "odk" and result.n_rows == len(responses)
+    pd.testing.assert_frame_equal(_scored(result.data, crs), _scored(import_responses(csv_path, crs).data, crs))
+    note = [i for i in result.issues if i.type == "zip"]
+    assert len(note) == 1 and "crs-children.csv" in note[0].message and note[0].severity == "warning"
+    # two unrelated tables: the user must say which
+    other = tmp_path / "two.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.write(csv_path, "a.csv")
+        zf.write(csv_path, "b.csv")
+    with pytest.raises(ImportError_, match="holds several tables"):
+        import_responses(other, crs)
