@@ -178,6 +178,9 @@ class _LeanML:
         self.cov = stats.cov
         self.mean = stats.mean
         self.logdet_s = [np.linalg.slogdet(c)[1] for c in stats.cov]
+        # per group: identity, and the cell maps with the symmetric-S factor 2 off the diagonal
+        self._eye = [np.eye(grp.m) for grp in self.groups]
+        self._sfac = [np.where(grp.cells["S"][0] == grp.cells["S"][1], 1.0, 2.0) for grp in self.groups]
 
     @staticmethod
     def usable(model) -> bool:
@@ -197,7 +200,7 @@ class _LeanML:
             S[j, i] = x[k]
             i, _, k = grp.cells["M"]
             M[i] = x[k]
-            B = np.linalg.inv(np.eye(grp.m) - A)
+            B = np.linalg.inv(self._eye[g] - A)
             E = B[: grp.p]
             sigma = E @ S @ E.T
             try:
@@ -228,7 +231,7 @@ class _LeanML:
             i, j, k = grp.cells["A"]
             grad += np.bincount(k, self.weights[g] * gA[i, j], minlength=self.n_free)
             i, j, k = grp.cells["S"]
-            grad += np.bincount(k, self.weights[g] * EGE[i, j] * np.where(i == j, 1.0, 2.0), minlength=self.n_free)
+            grad += np.bincount(k, self.weights[g] * EGE[i, j] * self._sfac[g], minlength=self.n_free)
         return float(f), grad
 
 
@@ -242,9 +245,10 @@ def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_ite
     H = hinv0.copy()
     n = len(x)
     for _ in range(max_iter):
-        if np.max(np.abs(g)) < gtol:
-            return x, f, True
         d = -H @ g
+        # converged: small gradient, or a quasi-Newton step below 10 gtol in every parameter
+        if np.max(np.abs(g)) < gtol or np.max(np.abs(d)) < 10 * gtol:
+            return x, f, True
         slope = float(g @ d)
         if not slope < 0:
             H = hinv0.copy()
