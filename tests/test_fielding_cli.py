@@ -144,3 +144,14 @@ def test_score_says_when_the_data_has_errors(tmp_path):
     assert "out-of-range 1" in res.output and "scored as blank" in res.output
     scored = pd.read_csv(out)
     assert scored["CULT3"].isna().tolist() == [True, False, False, False]  # the 7 in row 2
+
+
+@pytest.mark.parametrize("command", ["import", "quality"])
+def test_fatal_errors_are_one_json_document_with_json(command, tmp_path):
+    res = runner.invoke(app, [command, str(BAD / "empty.csv"), "-i", "crs", "--json"])
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert doc["error"]["type"] == "empty-file" and doc["error"]["message"].startswith("empty.csv: the file is empty")
+    res = runner.invoke(app, [command, str(BAD / "empty.csv"), "-i", str(tmp_path / "none.yaml"), "--json"])
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["error"]["instrument"]["issues"][0]["type"] == "file-not-found"

@@ -50,15 +50,33 @@ _DEFAULT_SUFFIX = {"xlsform": ".xlsx", "redcap": ".csv", "limesurvey": ".txt", "
                    "ddi": ".xml", "sav": ".sav"}
 
 
-def _err(message: str, code: int = 1):
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
+def _err(message: str, code: int = 1, *, as_json: bool = False, issue=None):
+    """Stop with a message on stderr, or with --json one document {"error": ...} on stdout."""
+    if as_json:
+        doc = issue.to_dict() if issue is not None else {"type": "error", "message": message}
+        sys.stdout.write(json.dumps({"error": doc}, ensure_ascii=False) + "\n")
+    else:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
 
-def _instrument(path: str):
+def _instrument(path: str, as_json: bool = False):
     from analysis.cli.instrument import _load_or_exit
 
-    return _load_or_exit(path)
+    if not as_json:
+        return _load_or_exit(path)
+    from instruments import InstrumentError, load_instrument
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return load_instrument(path)
+        except InstrumentError as exc:
+            sys.stdout.write(json.dumps({"error": {"type": "instrument", "message": f"{path}: not a valid instrument",
+                                                   "instrument": exc.report.to_dict()}},
+                                        ensure_ascii=False, default=str) + "\n")
+            raise typer.Exit(1)
 
 
 @contextmanager
@@ -90,14 +108,15 @@ def progress_bar(name: str, console: Console | None = None):
         yield update
 
 
-def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path], progress=None, **options):
+def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path], progress=None,
+          as_json: bool = False, **options):
     from instruments.ingest import ImportError_, import_responses
 
     try:
         return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping,
                                 progress=progress, **options)
     except ImportError_ as exc:
-        _err(str(exc.issue.message))
+        _err(str(exc.issue.message), as_json=as_json, issue=exc.issue)
 
 
 def export_command(
@@ -187,7 +206,7 @@ def import_command(
     from instruments.ingest import ImportError_
     from instruments.validate import validate
 
-    inst = _instrument(instrument)
+    inst = _instrument(instrument, as_json)
     stored = None
     if study is not None:
         from instruments.store import Study
@@ -198,7 +217,7 @@ def import_command(
                                                   mapping=mapping, wave=wave, encoding=encoding,
                                                   delimiter=delimiter, sheet=sheet, progress=progress)
         except ImportError_ as exc:
-            _err(exc.issue.message)
+            _err(exc.issue.message, as_json=as_json, issue=exc.issue)
         if not stored.added:
             if as_json:
                 sys.stdout.write(json.dumps({"import": stored.to_dict()}, indent=2) + "\n")
@@ -208,8 +227,8 @@ def import_command(
         result, report = stored.result, stored.report
     else:
         with progress_bar(data.name) as progress:
-            result = _read(data, inst, format, mapping, progress, encoding=encoding, delimiter=delimiter,
-                           sheet=sheet)
+            result = _read(data, inst, format, mapping, progress, as_json, encoding=encoding,
+                           delimiter=delimiter, sheet=sheet)
             if progress is not None:
                 progress("validating", 0, None)
             report = validate(result, inst, source=data.name)
@@ -299,9 +318,9 @@ def quality_command(
     """
     from instruments.quality import quality_flags
 
-    inst = _instrument(instrument)
+    inst = _instrument(instrument, as_json)
     with progress_bar(data.name) as progress:
-        result = _read(data, inst, format, None, progress)
+        result = _read(data, inst, format, None, progress, as_json)
         if progress is not None:
             progress("computing flags", 0, None)
         q = quality_flags(result, inst)
