@@ -243,7 +243,6 @@ def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_ite
     if g is None:
         return x, f, False
     H = hinv0.copy()
-    n = len(x)
     for _ in range(max_iter):
         d = -H @ g
         # converged: small gradient, or a quasi-Newton step below 10 gtol in every parameter
@@ -270,7 +269,6 @@ def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_ite
             Hy = H @ y_
             H = H - rho * (np.outer(s_, Hy) + np.outer(Hy, s_)) + (rho * rho * float(y_ @ Hy) + rho) * np.outer(s_, s_)
         x, f, g = xn, fn, gn
-    del n
     return x, f, False
 
 
