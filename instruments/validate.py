@@ -389,10 +389,11 @@ def validate(data, instrument, *, source: str | None = None) -> ValidationReport
         if own.any():
             counts = lang[own].value_counts()
             said = ", ".join(f"{v!r} ({k})" for v, k in counts.items())
+            n_own = int(own.sum())
             pieces.append(pd.DataFrame([{
                 "row": None, "respondent_id": None, "item": "language", "value": None,
                 "type": "other-language", "severity": "warning",
-                "message": f"{int(own.sum())} responses in a language the form does not carry: {said}; "
+                "message": f"{n_own} response{'s' * (n_own != 1)} in a language the form does not carry: {said}; "
                            "an answer the instrument offers, kept as given"}]))
         bad &= ~own
         if bad.any():
