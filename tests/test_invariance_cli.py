@@ -91,6 +91,13 @@ def test_reliability_cli_missing_instrument(crs_csv):
 TRUST_MODEL = "TRUST =~ TRUST1 + TRUST2 + TRUST3 + TRUST4\n"
 
 
+@pytest.fixture
+def trust_lav(tmp_path):
+    path = tmp_path / "trust.lav"
+    path.write_text(TRUST_MODEL)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def crs_groups(tmp_path_factory):
     """crs answers with census ethnic groups (ETHNIC, 19 codes; -9 = prefer not to say) and a -9 answer."""
@@ -107,14 +114,12 @@ def crs_groups(tmp_path_factory):
     return inst, data, path
 
 
-def test_invariance_with_instrument_recodes_items_and_derives_collapsed_groups(crs_groups, tmp_path):
+def test_invariance_with_instrument_recodes_items_and_derives_collapsed_groups(crs_groups, trust_lav):
     from analysis.invariance import invariance_ladder
     from analysis.reliability import recode_items
 
     inst, data, path = crs_groups
-    model = tmp_path / "trust.lav"
-    model.write_text(TRUST_MODEL)
-    r = runner.invoke(app, ["invariance", str(path), "-m", str(model), "-g", "ETHNIC5", "-i", "crs",
+    r = runner.invoke(app, ["invariance", str(path), "-m", trust_lav, "-g", "ETHNIC5", "-i", "crs",
                             "--steps", "configural,metric", "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
@@ -132,11 +137,9 @@ def test_invariance_with_instrument_recodes_items_and_derives_collapsed_groups(c
     assert not any("negative values" in w for w in doc["warnings"])
 
 
-def test_invariance_without_instrument_warns_about_missing_codes(crs_groups, tmp_path):
+def test_invariance_without_instrument_warns_about_missing_codes(crs_groups, trust_lav):
     _, _, path = crs_groups
-    model = tmp_path / "trust.lav"
-    model.write_text(TRUST_MODEL)
-    r = runner.invoke(app, ["invariance", str(path), "-m", str(model), "-g", "ETHNIC", "--steps", "configural,metric",
+    r = runner.invoke(app, ["invariance", str(path), "-m", trust_lav, "-g", "ETHNIC", "--steps", "configural,metric",
                             "--min-group-size", "50", "--json"])
     assert r.exit_code == 0, r.output
     assert ("the model's items hold negative values (-9); if these are missing codes, pass --instrument so they "
@@ -197,16 +200,14 @@ def test_efa_cli_plot_and_table_mode_prints_warnings(crs_csv, tmp_path):
     assert all(f"warning: {w}" in r.stderr for w in set(as_json["warnings"]))
 
 
-def test_too_small_detailed_group_points_to_the_collapsed_version(crs_groups, tmp_path):
+def test_too_small_detailed_group_points_to_the_collapsed_version(crs_groups, trust_lav, tmp_path):
     _, data, _ = crs_groups
     odd = data.copy()
     answered = odd[[f"TRUST{j}" for j in range(1, 5)]].isin(range(1, 6)).all(axis=1)
     odd.loc[odd.index[answered][:5], "ETHNIC"] = 19  # five complete "Any other ethnic group" respondents
     path = tmp_path / "odd.csv"
     odd.to_csv(path, index=False)
-    model = tmp_path / "trust.lav"
-    model.write_text(TRUST_MODEL)
-    r = runner.invoke(app, ["invariance", str(path), "-m", str(model), "-g", "ETHNIC", "-i", "crs"])
+    r = runner.invoke(app, ["invariance", str(path), "-m", trust_lav, "-g", "ETHNIC", "-i", "crs"])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert r.stderr.strip() == (
         "error: group 'Other ethnic group: Any other ethnic group' of 'ETHNIC' has 5 complete case(s), fewer than "
