@@ -376,6 +376,26 @@ def to_redcap(data: pd.DataFrame, instrument, *, labels: bool = False, language:
     return pd.DataFrame(out)
 
 
+def _start_language(data: pd.DataFrame, instrument) -> pd.Series:
+    """The language each response was taken in: a ``language`` column, else the LANG item.
+
+    LimeSurvey knows only the survey's own languages, so an answer such as
+    'Another language' is written as the default language (LANG itself keeps it).
+    """
+    from .ingest import _language_item, _languages
+
+    default = pd.Series([instrument.default_language] * len(data), index=data.index, dtype="string")
+    if "language" in data:
+        return data["language"].astype("string")
+    item = _language_item(instrument)
+    if item is None or item.id not in data:
+        return default
+    labels = {float(c.code): c.label.get("en") or next(iter(c.label.values()))
+              for c in instrument.scales[item.scale].categories}
+    lang = _languages(pd.to_numeric(data[item.id], errors="coerce").map(labels), instrument)
+    return lang.where(lang.isin(instrument.languages), instrument.default_language)
+
+
 def to_limesurvey(data: pd.DataFrame, instrument) -> pd.DataFrame:
     """A LimeSurvey response export (question codes, answer codes, ``startlanguage``)."""
     start, end, sub = _times(data)
@@ -387,8 +407,7 @@ def to_limesurvey(data: pd.DataFrame, instrument) -> pd.DataFrame:
         "token": ids,
         "submitdate": sub.dt.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
         "lastpage": pd.Series([str(len(instrument.sections))] * len(data), index=data.index, dtype="string"),
-        "startlanguage": (data["language"].astype("string") if "language" in data
-                          else pd.Series([instrument.default_language] * len(data), index=data.index, dtype="string")),
+        "startlanguage": _start_language(data, instrument),
         "seed": pd.Series([""] * len(data), index=data.index, dtype="string"),
         "startdate": start.dt.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
         "datestamp": end.dt.strftime("%Y-%m-%d %H:%M:%S").fillna(""),

@@ -166,3 +166,15 @@ def test_odk_central_zip_download_is_read(crs, responses, tmp_path):
         zf.write(csv_path, "b.csv")
     with pytest.raises(ImportError_, match="holds several tables"):
         import_responses(other, crs)
+
+
+def test_limesurvey_start_language_from_the_language_item(crs, responses, tmp_path):
+    # data with LANG but no language column (as the simulator makes it)
+    data = responses.drop(columns=["language"]).copy()
+    data.loc[data.index[:3], "LANG"] = 3.0  # 'Another language': LimeSurvey only knows en and ur
+    path = write_limesurvey(data, crs, tmp_path / "ls.csv")
+    got = import_responses(path, crs).data.set_index("respondent_id")["language"]
+    expect = responses.set_index("respondent_id")["language"].copy()
+    expect.iloc[:3] = crs.default_language
+    assert (got.loc[expect.index] == expect).all()
+    assert set(got) == set(crs.languages)
