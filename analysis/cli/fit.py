@@ -21,15 +21,17 @@ from analysis.format import jsonable
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
-MISSING = ("listwise", "fiml")
+MISSING = ("listwise", "fiml", "pairwise")
 
 # Shared options, defined once.
 DataArg = typer.Argument(..., help="Data file: CSV, XLSX, SPSS .sav, Stata .dta or Parquet.",
                          show_default=False)
-EstimatorOpt = typer.Option("ML", "--estimator", "-e", help="ML, MLR, MLM, WLSMV or ULSMV.",
+EstimatorOpt = typer.Option(None, "--estimator", "-e", show_default=False,
+                            help="ML, MLR, MLM, WLSMV or ULSMV [default: ML, or WLSMV with --ordered].",
                             case_sensitive=False)
 MissingOpt = typer.Option("listwise", "--missing",
-                          help="listwise (drop incomplete cases) or fiml (full-information ML).")
+                          help="listwise (drop incomplete cases), fiml (full-information ML) "
+                               "or pairwise (WLSMV/ULSMV).")
 OrderedOpt = typer.Option(None, "--ordered",
                           help="Treat items as ordinal: 'all' or a comma-separated list.")
 GroupOpt = typer.Option(None, "--group", "-g", help="Column that defines groups (multi-group fit).")
@@ -99,7 +101,7 @@ def _model_variables(syntax: str) -> list[str]:
     return observed_names(pt)
 
 
-def run_fit(data_path: Path, model: str, *, estimator: str = "ML", missing: str = "listwise",
+def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missing: str = "listwise",
             ordered: str | None = None, group: str | None = None,
             group_equal: str | None = None, std_lv: bool = False, df=None) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
@@ -126,14 +128,15 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
                     df):
     from analysis.data import check_model_data, read_table
 
-    estimator = estimator.upper()
+    # lavaan's default: ML, or WLSMV when items are ordered
+    estimator = (estimator or ("WLSMV" if ordered else "ML")).upper()
     if estimator not in ESTIMATORS:
         raise CliError(f"--estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
     missing = missing.lower()
     if missing in ("ml", "fiml"):
         missing = "fiml"
     if missing not in MISSING:
-        raise CliError(f"--missing must be listwise or fiml; got {missing!r}")
+        raise CliError(f"--missing must be listwise, fiml or pairwise; got {missing!r}")
     name, syntax = resolve_model(model)
     if df is None:
         df = read_table(data_path)
@@ -151,7 +154,8 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         if unknown:
             raise CliError(f"--ordered names variables that are not in the model: "
                            f"{', '.join(unknown)}")
-    check = check_model_data(df, variables, group=group, missing=missing, source=str(data_path))
+    check = check_model_data(df, variables, group=group, source=str(data_path),
+                             missing="fiml" if missing == "pairwise" else missing)
     from analysis.sem import fit_sem
 
     options: dict[str, Any] = {"estimator": estimator, "missing": missing}
@@ -214,7 +218,7 @@ def fit(
     data: Path = DataArg,
     model: str = typer.Option(..., "--model", "-m",
                               help="Shipped model name (hs, figure1, ...) or a lavaan syntax file."),
-    estimator: str = EstimatorOpt,
+    estimator: Optional[str] = EstimatorOpt,
     missing: str = MissingOpt,
     ordered: str | None = OrderedOpt,
     group: str | None = GroupOpt,
@@ -228,7 +232,22 @@ def fit(
     modindices: int = typer.Option(0, "--modindices", min=0,
                                    help="Also report the N largest modification indices."),
 ) -> None:
-    """Fit a structural equation model (lavaan syntax) to survey data."""
+    """Fit a structural equation model (lavaan syntax) to survey data.
+
+    Prints lavaan's summary (fit measures, estimates with standardized solutions, R-square); --json prints one JSON document instead.
+
+    Examples:
+
+        resilience fit HolzingerSwineford1939.csv --model hs
+
+        resilience fit survey.csv -m figure1 -e MLR --missing fiml --json
+
+        resilience fit survey.csv -m measurement --ordered all   (WLSMV)
+
+        resilience fit hs.csv -m hs --group school --group-equal loadings
+
+        resilience fit survey.csv -m figure1 --bootstrap 1000 --ci bca --seed 1
+    """
     run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv)
     boot = None
@@ -273,7 +292,7 @@ def compare_cmd(
     data: Path = DataArg,
     model: list[str] = typer.Option(..., "--model", "-m",
                                     help="Two or more models (names or files); repeat --model."),
-    estimator: str = EstimatorOpt,
+    estimator: Optional[str] = EstimatorOpt,
     missing: str = MissingOpt,
     ordered: str | None = OrderedOpt,
     group: str | None = GroupOpt,
@@ -281,7 +300,16 @@ def compare_cmd(
     std_lv: bool = StdLvOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Compare fitted models: likelihood-ratio test if nested, AIC/BIC side by side."""
+    """Compare fitted models: likelihood-ratio test if nested, AIC/BIC side by side.
+
+    Robust fits (MLR, MLM, WLSMV) get the scaled difference test. Models are fitted in the order given.
+
+    Examples:
+
+        resilience compare survey.csv -m figure1 -m partial_mediation -m top_down
+
+        resilience compare survey.csv -m restricted.lav -m general.lav -e MLR --json
+    """
     from analysis.compare import compare
     from analysis.data import read_table
 
