@@ -14,6 +14,8 @@ is a DataFrame with one row per response and these columns:
 ``submitted_at``, ``started_at``, ``ended_at`` (datetimes, where known),
 ``duration_s``     interview length in seconds (``end - start``, LimeSurvey
                    ``interviewtime``), used by the speeder flag
+``event``          REDCap's ``redcap_event_name`` in a longitudinal project (only
+                   when present): a record is one respondent per event
 ``source_row``     the record's row as a spreadsheet shows it (header = 1)
 then one column per instrument item (float codes / numbers; text; dates), and
 checkbox columns ``item___code`` (0/1, blank kept distinct from 0).
@@ -68,6 +70,7 @@ META_COLUMNS = (
     "started_at",
     "ended_at",
     "duration_s",
+    "event",
     "source_row",
 )
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
@@ -121,6 +124,8 @@ _META_ALIASES: dict[str, tuple[str, ...]] = {
     "started_at": ("started_at", "start", "startdate"),
     "ended_at": ("ended_at", "end", "datestamp"),
     "duration_s": ("duration_s", "interviewtime", "duration"),
+    # REDCap longitudinal projects: one row per record and event (baseline, follow-up ...)
+    "event": ("event", "redcap_event_name"),
 }
 # Housekeeping columns of the platforms: recognised, kept out of the items.
 _PLATFORM_COLUMNS = {
@@ -129,7 +134,7 @@ _PLATFORM_COLUMNS = {
              "meta/deprecatedid", "audit", "audit_url", "today", "deviceid"},
     "odk": {"submitterid", "submittername", "attachmentspresent", "attachmentsexpected",
             "status", "reviewstate", "deviceid", "edits", "meta-audit", "audit", "today"},
-    "redcap": {"redcap_survey_identifier", "redcap_event_name", "redcap_repeat_instrument",
+    "redcap": {"redcap_survey_identifier", "redcap_repeat_instrument",
                "redcap_repeat_instance", "redcap_data_access_group"},
     "limesurvey": {"lastpage", "seed", "refurl", "ipaddr"},
 }

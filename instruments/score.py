@@ -25,7 +25,7 @@ import pandas as pd
 
 __all__ = ["ScoreResult", "clean_items", "score", "score_columns"]
 
-_KEEP_META = ("respondent_id", "form_version", "language", "submitted_at", "duration_s")
+_KEEP_META = ("respondent_id", "event", "form_version", "language", "submitted_at", "duration_s")
 
 
 def clean_items(data: pd.DataFrame, instrument, *, reverse: bool = True) -> pd.DataFrame:

@@ -237,19 +237,25 @@ def _already_stored(con, data: pd.DataFrame, instrument_id: str, wave: str, sour
     ids = data["respondent_id"].astype("string")
     stem = re.sub(r"[^A-Za-z0-9]+", "_", source.stem)[:40]
     real = ~ids.str.fullmatch(re.escape(stem) + r"-r\d+").fillna(False)
-    con.register("incoming_ids", pd.DataFrame({"respondent_id": ids[real].dropna().unique()}))
+    # a longitudinal export: the same record at another event is a new response
+    keys, stored_key = ids, "r.respondent_id"
+    if "event" in data:
+        keys = ids + "\x1f" + data["event"].astype("string").fillna("")
+        has_event = any(r[0] == "event" for r in con.execute("DESCRIBE responses").fetchall())
+        stored_key = "r.respondent_id || chr(31) || " + ("coalesce(r.event, '')" if has_event else "''")
+    con.register("incoming_ids", pd.DataFrame({"k": keys[real].dropna().unique()}))
     try:
         stored = con.execute(
-            """SELECT r.respondent_id, min(r.import_id) AS import_id FROM responses r
-               JOIN imports i USING (import_id)
+            f"""SELECT {stored_key} AS k, min(r.respondent_id) AS respondent_id, min(r.import_id) AS import_id
+               FROM responses r JOIN imports i USING (import_id)
                WHERE i.instrument = ? AND coalesce(r.wave, '') = ?
-                 AND r.respondent_id IN (SELECT respondent_id FROM incoming_ids)
-               GROUP BY r.respondent_id""", [instrument_id, wave]).df()
+                 AND {stored_key} IN (SELECT k FROM incoming_ids)
+               GROUP BY 1""", [instrument_id, wave]).df()
     finally:
         con.unregister("incoming_ids")
     if stored.empty:
         return None
-    dup = (ids.isin(stored["respondent_id"]) & real).to_numpy()
+    dup = (keys.isin(stored["k"]) & real).to_numpy()
     imports = ", ".join(str(i) for i in sorted(stored["import_id"].unique())[:10])
     shown = ", ".join(stored["respondent_id"].head(5))
     note = pd.DataFrame([{

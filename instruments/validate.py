@@ -249,7 +249,7 @@ def _compare(data, item, op, value, n) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 _META = {"respondent_id", "form_version", "language", "submitted_at", "started_at",
-         "ended_at", "duration_s", "source_row", "_extra",
+         "ended_at", "duration_s", "event", "source_row", "_extra",
          "import_id", "wave", "raw_sha256"}  # the last three: columns of the study store
 
 
@@ -375,10 +375,13 @@ def validate(data, instrument, *, source: str | None = None) -> ValidationReport
                                      + (" or not a whole number" if scale.integer else "")))
     # respondents and languages
     if "respondent_id" in data and n:
-        dup = data["respondent_id"].duplicated(keep=False).to_numpy()
+        # in a longitudinal export a respondent comes once per event
+        key = ["respondent_id", "event"] if "event" in data else ["respondent_id"]
+        dup = data.duplicated(subset=key, keep=False).to_numpy()
         if dup.any():
             pieces.append(_cells(data, dup, "respondent_id", data["respondent_id"].to_numpy(dtype=object),
-                                 "duplicate-respondent", "error", "respondent id occurs more than once"))
+                                 "duplicate-respondent", "error", "respondent id occurs more than once"
+                                 + (" in the same event" if "event" in data else "")))
     if "language" in data and n:
         lang = data["language"].astype("string")
         bad = (~lang.isin(instrument.languages) & lang.notna()).to_numpy().copy()

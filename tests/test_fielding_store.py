@@ -140,3 +140,32 @@ def test_cumulative_export_adds_only_new_respondents(crs, tmp_path):
     week2_again = write_odk(data, crs, tmp_path / "wave2.csv")
     assert study.import_file(week2_again, crs, wave="w2").n_rows == 30
     assert study.responses()["wave"].value_counts().to_dict() == {"": 30, "w2": 30}
+
+
+def test_redcap_longitudinal_events_are_not_duplicates(crs, tmp_path):
+    import pandas as pd
+
+    from instruments.ingest import import_responses
+    from instruments.validate import validate
+
+    data = make_responses(crs, n=6, seed=12)
+    base = pd.read_csv(write_redcap(data, crs, tmp_path / "one.csv"), dtype=str, keep_default_na=False)
+    events = [base.assign(redcap_event_name=e) for e in ("baseline_arm_1", "followup_arm_1")]
+    first = tmp_path / "redcap_long.csv"
+    pd.concat(events[:1]).to_csv(first, index=False)
+    both = tmp_path / "redcap_long2.csv"
+    pd.concat(events).to_csv(both, index=False)
+    result = import_responses(both, crs)
+    assert result.format == "redcap"
+    assert result.data["event"].tolist() == ["baseline_arm_1"] * 6 + ["followup_arm_1"] * 6
+    assert "duplicate-respondent" not in set(validate(result, crs).issues["type"])
+    # a true repeat within one event is still a duplicate
+    twice = tmp_path / "twice.csv"
+    pd.concat([events[0], events[0].head(1)]).to_csv(twice, index=False)
+    dup = validate(import_responses(twice, crs), crs).issues.query("type == 'duplicate-respondent'")
+    assert dup["row"].tolist() == [2, 8] and dup["message"].iloc[0].endswith("in the same event")
+    # the store: baseline first, then the cumulative export adds only the follow-up
+    study = Study(tmp_path / "study")
+    assert study.import_file(first, crs).n_rows == 6
+    assert study.import_file(both, crs).n_rows == 6
+    assert study.responses().groupby("event").size().to_dict() == {"baseline_arm_1": 6, "followup_arm_1": 6}
