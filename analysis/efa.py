@@ -4,7 +4,9 @@ Sampling adequacy (KMO), Bartlett's test of sphericity, Horn's parallel
 analysis for the number of factors, and an EFA with an oblique rotation
 (oblimin or promax) whose loadings table is tidy. factor_analyzer does the
 factoring and rotation; the rest is a few lines of numpy. Listwise-complete
-cases throughout, so every statistic sees the same respondents.
+cases by default, so every statistic sees the same respondents; with
+``missing="pairwise"`` every answered pair counts (``psych``'s default), which
+keeps most of a survey whose items each miss a few answers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = ["kmo", "bartlett_sphericity", "parallel_analysis", "efa", "efa_report
 
 _ROTATIONS = ("oblimin", "promax", "geomin_obl", "quartimin", "varimax", "none")
 _METHODS = ("minres", "ml", "principal")
+_MISSING = ("listwise", "pairwise")
 
 
 from analysis.errors import AnalysisError
@@ -31,48 +34,63 @@ class EFAError(AnalysisError):
     """The data cannot support the requested factor analysis."""
 
 
-def _complete(data: pd.DataFrame, caller: str) -> pd.DataFrame:
+def _complete(data: pd.DataFrame, caller: str, missing: str = "listwise") -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The cases used, their correlation matrix and n: listwise, or pairwise as ``psych``'s default.
+
+    Pairwise uses every answered pair of items (``cor(x, use = "pairwise")``)
+    and n = the respondents who answered at least one item.
+    """
     if not isinstance(data, pd.DataFrame):
         raise EFAError(f"The 'data' parameter of {caller} must be a DataFrame. Got {type(data).__name__} instead.")
+    if missing not in _MISSING:
+        raise EFAError(f"The 'missing' parameter of {caller} must be one of {', '.join(_MISSING)}. Got {missing!r} instead.")
     bad = [c for c in data.columns if data[c].dtype.kind not in "bfiu"]
     if bad:
         raise EFAError(f"{caller}: columns must be numeric; {', '.join(map(str, bad))} are not.")
-    x = data.dropna().astype(float)
+    x = (data.dropna() if missing == "listwise" else data.dropna(how="all")).astype(float)
+    what = "complete cases" if missing == "listwise" else "respondents"
     if x.shape[1] < 3:
         raise EFAError(f"{caller} needs at least 3 items; got {x.shape[1]}.")
     if len(x) <= x.shape[1]:
-        raise EFAError(f"{caller} needs more complete cases ({len(x)}) than items ({x.shape[1]}).")
-    const = [c for c in x.columns if x[c].std() == 0]
+        raise EFAError(f"{caller} needs more {what} ({len(x)}) than items ({x.shape[1]}).")
+    const = [c for c in x.columns if not x[c].std() > 0]
     if const:
         raise EFAError(f"{caller}: item(s) without variance: {', '.join(map(str, const))}.")
-    return x
+    r = x.corr()
+    if r.isna().any().any():  # a pair nobody answered together
+        a, b = next((i, j) for i in r.index for j in r.columns if pd.isna(r.loc[i, j]))
+        raise EFAError(f"{caller}: items {a} and {b} have too few answers in common for a pairwise correlation.")
+    return x, r.to_numpy(), len(x)
 
 
-def kmo(data: pd.DataFrame) -> pd.DataFrame:
+def kmo(data: pd.DataFrame, *, missing: str = "listwise") -> pd.DataFrame:
     """Kaiser-Meyer-Olkin measure of sampling adequacy, per item and overall.
 
     MSA = sum r^2 / (sum r^2 + sum q^2) over off-diagonal correlations r and
     partial (anti-image) correlations q, as ``psych::KMO``. Rows: one per item,
     then ``overall``; values below .60 suggest the items share too little.
     """
-    from factor_analyzer.factor_analyzer import calculate_kmo
-
-    x = _complete(data, "kmo")
-    per_item, overall = calculate_kmo(x)
+    x, r, n = _complete(data, "kmo", missing)
+    inv = np.linalg.inv(r)
+    q = -inv / np.sqrt(np.outer(np.diag(inv), np.diag(inv)))  # partial (anti-image) correlations
+    off = ~np.eye(len(r), dtype=bool)
+    r2, q2 = np.where(off, r**2, 0.0), np.where(off, q**2, 0.0)
+    per_item = r2.sum(axis=0) / (r2.sum(axis=0) + q2.sum(axis=0))
+    overall = r2.sum() / (r2.sum() + q2.sum())
     out = pd.DataFrame({"msa": list(per_item) + [overall]}, index=list(x.columns) + ["overall"])
-    out["n_obs"] = len(x)
+    out["n_obs"] = n
     return out
 
 
-def bartlett_sphericity(data: pd.DataFrame) -> pd.DataFrame:
+def bartlett_sphericity(data: pd.DataFrame, *, missing: str = "listwise") -> pd.DataFrame:
     """Bartlett's test that the correlation matrix is an identity matrix.
 
     chisq = -(n - 1 - (2p + 5)/6) log|R| on p(p-1)/2 df, as
     ``psych::cortest.bartlett(cor(x), n)``.
     """
-    x = _complete(data, "bartlett_sphericity")
-    n, p = x.shape
-    _, logdet = np.linalg.slogdet(x.corr().to_numpy())
+    x, r, n = _complete(data, "bartlett_sphericity", missing)
+    p = x.shape[1]
+    _, logdet = np.linalg.slogdet(r)
     chisq = -(n - 1 - (2 * p + 5) / 6) * logdet
     df = p * (p - 1) / 2
     return pd.DataFrame({"chisq": [chisq], "df": [df], "pvalue": [stats.chi2.sf(chisq, df)], "n_obs": [n]}, index=["bartlett"])
@@ -86,7 +104,8 @@ def _eigen(r: np.ndarray, kind: str) -> np.ndarray:
 
 
 def parallel_analysis(
-    data: pd.DataFrame, *, n_iter: int = 100, seed: int | None = None, quantile: float = 0.95, kind: str = "fa"
+    data: pd.DataFrame, *, n_iter: int = 100, seed: int | None = None, quantile: float = 0.95, kind: str = "fa",
+    missing: str = "listwise",
 ) -> pd.DataFrame:
     """Horn's (1965) parallel analysis: retain factors whose eigenvalue beats chance.
 
@@ -104,9 +123,9 @@ def parallel_analysis(
         raise EFAError(f"The 'kind' parameter of parallel_analysis must be 'fa' or 'pc'. Got {kind!r} instead.")
     if not 0 < quantile < 1:
         raise EFAError(f"The 'quantile' parameter of parallel_analysis must be in (0, 1). Got {quantile!r} instead.")
-    x = _complete(data, "parallel_analysis")
-    n, p = x.shape
-    observed = _eigen(x.corr().to_numpy(), kind)
+    x, r, n = _complete(data, "parallel_analysis", missing)
+    p = x.shape[1]
+    observed = _eigen(r, kind)
     rng = np.random.default_rng(seed)
     sims = np.array([_eigen(np.corrcoef(rng.standard_normal((n, p)), rowvar=False), kind) for _ in range(n_iter)])
     out = pd.DataFrame(
@@ -217,7 +236,9 @@ class EFAResult:
         }
 
 
-def efa(data: pd.DataFrame, n_factors: int, *, rotation: str = "oblimin", method: str = "minres") -> EFAResult:
+def efa(
+    data: pd.DataFrame, n_factors: int, *, rotation: str = "oblimin", method: str = "minres", missing: str = "listwise"
+) -> EFAResult:
     """Exploratory factor analysis with an oblique rotation (factor_analyzer).
 
     ``method`` minres (``psych::fa`` default), ml or principal; ``rotation``
@@ -227,7 +248,7 @@ def efa(data: pd.DataFrame, n_factors: int, *, rotation: str = "oblimin", method
     """
     from factor_analyzer import FactorAnalyzer, Rotator
 
-    x = _complete(data, "efa")
+    x, r, n = _complete(data, "efa", missing)
     p = x.shape[1]
     if not (isinstance(n_factors, (int, np.integer)) and 1 <= n_factors < p):
         raise EFAError(f"The 'n_factors' parameter of efa must be an int in [1, {p - 1}]. Got {n_factors!r} instead.")
@@ -236,7 +257,7 @@ def efa(data: pd.DataFrame, n_factors: int, *, rotation: str = "oblimin", method
     if method not in _METHODS:
         raise EFAError(f"The 'method' parameter of efa must be one of {', '.join(_METHODS)}. Got {method!r} instead.")
     rot = None if (rotation == "none" or n_factors == 1) else rotation
-    corr = np.array(x.corr().to_numpy(), copy=True)
+    corr = np.array(r, copy=True)
     if method == "principal":
         w, v = np.linalg.eigh(corr)
         top = np.argsort(w)[::-1][:n_factors]
@@ -274,7 +295,7 @@ def efa(data: pd.DataFrame, n_factors: int, *, rotation: str = "oblimin", method
         n_factors=int(n_factors),
         rotation=rotation if rot else "none",
         method=method,
-        n_obs=len(x),
+        n_obs=n,
     )
 
 
@@ -288,6 +309,7 @@ def efa_report(
     method: str = "minres",
     seed: int | None = 20260101,
     n_iter: int = 100,
+    missing: str = "listwise",
 ) -> EFAResult:
     """KMO, Bartlett, parallel analysis and the EFA, in one go.
 
@@ -307,16 +329,18 @@ def efa_report(
     else:
         x = data[list(items)] if items is not None else data.select_dtypes("number")
     complete = x.dropna()
-    if len(complete) < len(x):
+    if len(complete) < len(x) and missing == "listwise":
         notes.append(f"{len(x) - len(complete)} of {len(x)} respondents ({(len(x) - len(complete)) / len(x):.0%}) "
-                     "with a missing answer left out (listwise).")
-    k = kmo(complete)
-    b = bartlett_sphericity(complete)
-    pa = parallel_analysis(complete, seed=seed, n_iter=n_iter)
+                     "with a missing answer left out (listwise; missing='pairwise' keeps them).")
+    elif len(complete) < len(x):
+        notes.append(f"pairwise correlations: {len(complete)} of {len(x)} respondents answered every item.")
+    k = kmo(x, missing=missing)
+    b = bartlett_sphericity(x, missing=missing)
+    pa = parallel_analysis(x, seed=seed, n_iter=n_iter, missing=missing)
     if n_factors is None:
         n_factors = max(1, pa.attrs["n_factors"])
         notes.append(f"n_factors = {n_factors} from parallel analysis.")
-    res = efa(complete, n_factors, rotation=rotation, method=method)
+    res = efa(x, n_factors, rotation=rotation, method=method, missing=missing)
     if k.loc["overall", "msa"] < 0.6:
         notes.append(f"KMO {k.loc['overall', 'msa']:.2f} < .60: the items may share too little variance for factoring.")
     return EFAResult(**{**res.__dict__, "kmo": k, "bartlett": b, "parallel": pa, "notes": tuple(notes),

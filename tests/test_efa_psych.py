@@ -122,9 +122,29 @@ def test_report_names_listwise_share_and_intended_constructs():
     dropped = 400 - res.n_obs
     assert dropped > 0
     assert res.notes[0] == (f"{dropped} of 400 respondents ({dropped / 400:.0%}) with a missing answer "
-                            "left out (listwise).")
+                            "left out (listwise; missing='pairwise' keeps them).")
     assert res.constructs == {i: i.rstrip("1234") for i in items}
     shown = res._shown_loadings()
     assert shown["construct"].tolist() == [res.constructs[i] for i in shown.index]
     assert "p < .001" in res.summary()
     assert res.to_dict()["constructs"]["NAVIG3"] == "NAVIG"
+
+
+def test_pairwise_keeps_respondents_and_equals_listwise_on_complete_data(hs):
+    full = efa_report(hs, n_factors=3, seed=1, n_iter=20)
+    same = efa_report(hs, n_factors=3, seed=1, n_iter=20, missing="pairwise")
+    assert np.allclose(same.loadings, full.loadings, atol=1e-12) and same.n_obs == full.n_obs == 301
+    assert same.kmo["msa"].tolist() == pytest.approx(full.kmo["msa"].tolist(), abs=1e-12)
+    holes = hs.copy()
+    rng = np.random.default_rng(3)
+    holes = holes.mask(rng.random(holes.shape) < 0.05)  # 5% missing per item: ~37% of rows incomplete
+    lw = efa_report(holes, n_factors=3, seed=1, n_iter=20)
+    pw = efa_report(holes, n_factors=3, seed=1, n_iter=20, missing="pairwise")
+    assert lw.n_obs == len(holes.dropna()) < 220
+    assert pw.n_obs == len(holes.dropna(how="all")) == 301
+    assert bartlett_sphericity(holes, missing="pairwise")["n_obs"].iloc[0] == 301
+    # the same structure, closer to the complete-data loadings than listwise is
+    err = lambda r: np.abs(_match_columns(r.loadings, full.loadings) - full.loadings).to_numpy().mean()  # noqa: E731
+    assert err(pw) < err(lw)
+    with pytest.raises(EFAError, match="'missing' parameter of efa must be one of listwise, pairwise. Got 'fiml'"):
+        efa(hs, 2, missing="fiml")

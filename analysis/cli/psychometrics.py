@@ -253,6 +253,8 @@ def efa(
     n_factors: Optional[int] = typer.Option(None, "--n-factors", "-k", help="Number of factors (default: parallel analysis)."),
     rotation: str = typer.Option("oblimin", "--rotation", help="oblimin (default) or promax."),
     seed: int = typer.Option(20260101, "--seed", help="Seed of the parallel analysis."),
+    missing: str = typer.Option("listwise", "--missing", help="listwise (complete cases) or pairwise (every "
+                                "answered pair of items, as psych::fa; keeps respondents who skipped an item)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a scree plot with the parallel-analysis "
                                         "eigenvalues and the loadings as a heat map (.png, .svg or .pdf)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
@@ -275,7 +277,7 @@ def efa(
         df = _read_data(data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = efa_report(df, inst, n_factors=n_factors, rotation=rotation, seed=seed)
+            res = efa_report(df, inst, n_factors=n_factors, rotation=rotation, seed=seed, missing=missing)
     if plot is not None:
         with _user_errors():
             from analysis.efa import scree_plot
