@@ -295,11 +295,17 @@ def quality_flags(data, instrument, **thresholds) -> QualityResult:
     rules["attention"] = "any instructed-response item answered otherwise"
 
     dup = np.zeros(len(data), dtype=bool)
+    # a longitudinal export (REDCap events) has each respondent once per event
+    event = data["event"].astype("string").fillna("").to_numpy() if "event" in data else None
     if "respondent_id" in data:
-        dup |= data["respondent_id"].duplicated(keep=False).to_numpy()
+        key = ["respondent_id", "event"] if event is not None else ["respondent_id"]
+        dup |= data.duplicated(subset=key, keep=False).to_numpy()
     if k:
         enough = (~np.isnan(block)).sum(axis=1) >= max(1, k // 2)
-        same = pd.DataFrame(block).duplicated(keep=False).to_numpy()  # NaN matches NaN here
+        answers = pd.DataFrame(block)
+        if event is not None:
+            answers["__event"] = event
+        same = answers.duplicated(keep=False).to_numpy()  # NaN matches NaN here
         dup |= same & enough
     out["duplicate"] = dup.astype(int)
     out["flag_duplicate"] = dup

@@ -199,3 +199,14 @@ def test_another_language_answer_is_a_warning_not_an_error(crs, tmp_path):
     frame = result.data.copy()
     frame.loc[0, "language"] = "fr"
     assert validate(frame, crs).issues.query("type == 'unknown-language'")["value"].tolist() == ["fr"]
+
+
+def test_duplicate_flag_counts_a_respondent_once_per_event(crs):
+    data = make_responses(crs, n=10, seed=1)
+    panel = pd.concat([data.assign(event="baseline"), data.assign(event="followup")], ignore_index=True)
+    assert quality_flags(panel, crs).table["flag_duplicate"].sum() == 0
+    # without the event the same ids and answers are duplicates, all twenty rows
+    assert quality_flags(panel.drop(columns="event"), crs).table["flag_duplicate"].sum() == 20
+    panel.loc[13, "event"] = "baseline"  # R0003's follow-up row now repeats its baseline row
+    flagged = quality_flags(panel, crs).table["flag_duplicate"]
+    assert flagged[flagged].index.tolist() == [3, 13]
