@@ -317,6 +317,9 @@ def efa_report(
     missing codes and reverse keying are applied (as :func:`reliability_report`).
     ``n_factors`` defaults to what parallel analysis suggests (at least 1).
     """
+    if missing not in _MISSING:  # before any work, and named for this function
+        raise EFAError(f"The 'missing' parameter of efa_report must be one of {', '.join(_MISSING)}. "
+                       f"Got {missing!r} instead.")
     notes: list[str] = []
     constructs = None
     if instrument is not None:
