@@ -81,7 +81,11 @@ def table_schema(inst: Instrument, *, lang: str | None = None) -> dict[str, Any]
     """A frictionless Table Schema (v2) for data collected with ``inst``.
 
     One field per item in questionnaire order, each grouping item followed by
-    its collapsed version.
+    its collapsed version. Columns are matched by name (``fieldsMatch:
+    partial``): exports carry ids and metadata the instrument does not define,
+    and raw answers lack the derived collapsed columns, yet every column that
+    is an item is checked. That every item column is present is
+    ``resilience import``'s check.
     """
     lang = lang or inst.default_language
     fields = []
@@ -94,6 +98,7 @@ def table_schema(inst: Instrument, *, lang: str | None = None) -> dict[str, Any]
         "title": f"{inst.title} ({inst.id} {inst.version})",
         "description": inst.description,
         "fields": fields,
+        "fieldsMatch": "partial",
         "missingValues": [""],
     }
 

@@ -71,6 +71,21 @@ def test_table_schema_validates_data(crs, tmp_path):
     assert sorted(errors) == [[4, "ETHNIC5", "constraint-error"], [4, "TRUST1", "constraint-error"]]
 
 
+def test_table_schema_matches_columns_by_name(crs, tmp_path):
+    """An export with an id column first and no derived ETHNIC5 still validates; bad codes are still caught."""
+    schema = table_schema(crs)
+    names = ["respondent_id", "TRUST2", "CONSENT", "ETHNIC", "TRUST1"]
+    rows = [["R1", "-9", "1", "4", "5"], ["R2", "2", "1", "19", "1"], ["R3", "3", "1", "20", "6"]]
+    (tmp_path / "export.csv").write_text("\n".join(",".join(r) for r in [names, *rows]) + "\n", encoding="utf-8")
+    resource = Resource.from_descriptor(
+        {"$schema": "https://datapackage.org/profiles/2.0/dataresource.json",
+         "name": "export", "path": "export.csv", "schema": schema},
+        basepath=str(tmp_path),
+    )
+    errors = resource.validate().flatten(["rowNumber", "fieldName", "type"])
+    assert sorted(errors) == [[4, "ETHNIC", "constraint-error"], [4, "TRUST1", "constraint-error"]]
+
+
 def test_minimal_numeric_bounds_in_table_schema():
     inst = load_instrument(Path(__file__).parent / "fixtures/instruments/minimal.yaml")
     fields = {f["name"]: f for f in table_schema(inst)["fields"]}
