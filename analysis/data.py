@@ -332,6 +332,11 @@ def check_model_data(
     if missing != "listwise":
         patterns = np.unique(row_missing[~drop], axis=0)
         summary["n_patterns"] = int(len(patterns))
+        if group is not None:   # lavaan reports the patterns per group
+            labels = data.loc[~drop, group].astype(str).to_numpy()
+            summary["n_patterns_by_group"] = {
+                lab: int(len(np.unique(row_missing[~drop][labels == lab], axis=0)))
+                for lab in pd.unique(labels)}
     return DataCheck(data=kept, variables=tuple(variables), warnings=tuple(warnings),
                      missing=summary)
 

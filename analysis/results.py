@@ -35,6 +35,14 @@ CORE_FIT_KEYS = [
     "aic", "bic", "bic2", "ntotal",
 ]
 _NON_PARAMETER_OPS = {"==", "<", ">"}
+# The scaled test of each estimator in lavaan, and the line its summary prints under it.
+_DEFAULT_TEST = {"MLR": "yuan.bentler.mplus", "MLM": "satorra.bentler",
+                 "WLSMV": "scaled.shifted", "ULSMV": "scaled.shifted"}
+_TEST_NAMES = {"yuan.bentler.mplus": "Yuan-Bentler correction (Mplus variant)",
+               "yuan.bentler": "Yuan-Bentler correction",
+               "satorra.bentler": "Satorra-Bentler correction",
+               "scaled.shifted": "simple second-order correction",
+               "mean.var.adjusted": "Satterthwaite correction"}
 
 
 # --------------------------------------------------------------------------- tests
@@ -316,7 +324,12 @@ class FitResult:
                 lines.append(_kv("Number of cases read", int(n_read)))
                 lines.append(_kv("Number of cases dropped (listwise)", int(n_dropped)))
             n_pat = self.missing.get("n_patterns")
-            if n_pat:
+            by_group = self.missing.get("n_patterns_by_group")
+            if n_pat and self.n_groups > 1 and by_group:
+                lines.append("  Number of missing patterns per group:")
+                for lab, n in by_group.items():
+                    lines.append("  " + _kv(str(lab), int(n), width=52))
+            elif n_pat:
                 lines.append(_kv("Number of missing patterns", int(n_pat)))
         lines.append("")
         lines.extend(self._test_lines())
@@ -343,6 +356,9 @@ class FitResult:
             if _has(fi, "chisq.shift.parameter"):
                 lines.append(_kv("Shift parameter", "",
                                  fmt_number(fi["chisq.shift.parameter"], 3)))
+            method = _TEST_NAMES.get(self._scaled_method())
+            if method:
+                lines.append(f"    {method}")
         else:
             lines.append(_kv("Test statistic", _fit_value(fi, "chisq")))
             lines.append(_kv("Degrees of freedom", _fit_value(fi, "df"), digits=0))
@@ -350,43 +366,67 @@ class FitResult:
         lines.append("")
         return lines
 
+    def _scaled_method(self) -> str:
+        """lavaan's name of the scaled test ("yuan.bentler.mplus", ...), from the test or the estimator."""
+        t = self.scaled_test
+        if t is not None and t.method not in ("scaled", "standard", ""):
+            return t.method
+        return _DEFAULT_TEST.get(self.estimator.upper(), "")
+
     def _fit_measure_lines(self) -> list[str]:
         fi = self.fit_indices
         scaled = _has(fi, "chisq.scaled")
-        robust = scaled and (_has(fi, "cfi.robust") or _has(fi, "cfi.scaled"))
+        mlr = scaled and self.estimator.upper() == "MLR"
 
-        def row(label: str, key: str, digits: int = 3) -> str | None:
+        def row(label: str, key: str, digits: int = 3, alt: str | None = None) -> str | None:
+            """Standard (and, for a scaled test, scaled) column of one measure."""
             if not _has(fi, key):
                 return None
-            if robust:
-                alt = key + (".scaled" if _has(fi, key + ".scaled") else "")
-                return _kv(label, _fit_value(fi, key), _fit_value(fi, alt), digits=digits)
+            if scaled:
+                alt = alt or (key + ".scaled" if _has(fi, key + ".scaled") else None)
+                if alt is not None and _has(fi, alt):
+                    return _kv(label, _fit_value(fi, key), _fit_value(fi, alt), digits=digits)
             return _kv(label, _fit_value(fi, key), digits=digits)
 
+        def second(label: str, key: str) -> str | None:
+            """A value in the scaled column only (robust indices, scaling factors)."""
+            return _kv(label, "", fmt_number(fi[key], 3)) if scaled and _has(fi, key) else None
+
+        robust_rmsea = [
+            second("Robust RMSEA", "rmsea.robust"),
+            second("90 Percent confidence interval - lower", "rmsea.ci.lower.robust"),
+            second("90 Percent confidence interval - upper", "rmsea.ci.upper.robust"),
+            second("P-value H_0: Robust RMSEA <= 0.050", "rmsea.pvalue.robust"),
+            second("P-value H_0: Robust RMSEA >= 0.080", "rmsea.notclose.pvalue.robust"),
+        ]
+        robust_cfi = [second("Robust Comparative Fit Index (CFI)", "cfi.robust"),
+                      second("Robust Tucker-Lewis Index (TLI)", "tli.robust")]
+        # robust ML: lavaan repeats the likelihoods in the scaled column (MLR: with scaling factors)
+        both = scaled
         blocks: list[tuple[str, list[str | None]]] = [
             ("Model Test Baseline Model:", [
                 row("Test statistic", "baseline.chisq"),
                 row("Degrees of freedom", "baseline.df", 0),
                 row("P-value", "baseline.pvalue"),
+                second("Scaling correction factor", "baseline.chisq.scaling.factor"),
             ]),
             ("User Model versus Baseline Model:", [
                 row("Comparative Fit Index (CFI)", "cfi"),
                 row("Tucker-Lewis Index (TLI)", "tli"),
-                _kv("Robust Comparative Fit Index (CFI)", "", fmt_number(fi["cfi.robust"], 3))
-                if robust and _has(fi, "cfi.robust") else None,
-                _kv("Robust Tucker-Lewis Index (TLI)", "", fmt_number(fi["tli.robust"], 3))
-                if robust and _has(fi, "tli.robust") else None,
+                *([""] + robust_cfi if any(robust_cfi) else []),
             ]),
             ("Loglikelihood and Information Criteria:", [
-                _kv("Loglikelihood user model (H0)", _fit_value(fi, "logl"))
-                if _has(fi, "logl") else None,
-                _kv("Loglikelihood unrestricted model (H1)", _fit_value(fi, "unrestricted.logl"))
-                if _has(fi, "unrestricted.logl") else None,
+                row("Loglikelihood user model (H0)", "logl", alt="logl" if both else None),
+                second("Scaling correction factor", "scaling.factor.h0") if mlr else None,
+                "      for the MLR correction" if mlr and _has(fi, "scaling.factor.h0") else None,
+                row("Loglikelihood unrestricted model (H1)", "unrestricted.logl",
+                    alt="unrestricted.logl" if both else None),
+                second("Scaling correction factor", "scaling.factor.h1") if mlr else None,
+                "      for the MLR correction" if mlr and _has(fi, "scaling.factor.h1") else None,
                 "" if _has(fi, "aic") else None,
-                _kv("Akaike (AIC)", _fit_value(fi, "aic")) if _has(fi, "aic") else None,
-                _kv("Bayesian (BIC)", _fit_value(fi, "bic")) if _has(fi, "bic") else None,
-                _kv("Sample-size adjusted Bayesian (SABIC)", _fit_value(fi, "bic2"))
-                if _has(fi, "bic2") else None,
+                row("Akaike (AIC)", "aic", alt="aic" if both else None),
+                row("Bayesian (BIC)", "bic", alt="bic" if both else None),
+                row("Sample-size adjusted Bayesian (SABIC)", "bic2", alt="bic2" if both else None),
             ]),
             ("Root Mean Square Error of Approximation:", [
                 row("RMSEA", "rmsea"),
@@ -394,11 +434,10 @@ class FitResult:
                 row("90 Percent confidence interval - upper", "rmsea.ci.upper"),
                 row("P-value H_0: RMSEA <= 0.050", "rmsea.pvalue"),
                 row("P-value H_0: RMSEA >= 0.080", "rmsea.notclose.pvalue"),
-                _kv("Robust RMSEA", "", fmt_number(fi["rmsea.robust"], 3))
-                if robust and _has(fi, "rmsea.robust") else None,
+                *([""] + robust_rmsea if any(robust_rmsea) else []),
             ]),
             ("Standardized Root Mean Square Residual:", [
-                _kv("SRMR", _fit_value(fi, "srmr")) if _has(fi, "srmr") else None,
+                row("SRMR", "srmr", alt="srmr" if scaled else None),
             ]),
         ]
         lines: list[str] = []
@@ -406,14 +445,32 @@ class FitResult:
             body = [r for r in rows if r is not None]
             if not [r for r in body if r]:
                 continue
-            lines.append(title)
-            if robust and title != "Loglikelihood and Information Criteria:" \
-                    and title != "Standardized Root Mean Square Residual:":
-                lines.append(_kv("", "Standard", "Scaled"))
-            lines.append("")
+            lines += [title, ""]
             lines.extend(body)
             lines.append("")
         return lines
+
+    def _se_lines(self) -> list[str]:
+        """lavaan's 'Parameter Estimates' header: kind of SEs and the information used."""
+        se = str(self.options.get("se", "standard")).lower()
+        est = self.estimator.upper()
+        fiml = str(self.options.get("missing", "")).lower() in ("fiml", "ml")
+        if se == "bootstrap":
+            return [_kv("Standard errors", "Bootstrap"),
+                    _kv("Number of requested bootstrap draws",
+                        int(self.options.get("bootstrap") or 0))]
+        if est == "MLR":
+            return [_kv("Standard errors", "Sandwich"), _kv("Information bread", "Observed"),
+                    _kv("Observed information based on", "Hessian")]
+        if est in ("MLM", "WLSMV", "ULSMV"):
+            h1 = "Structured" if est == "MLM" else "Unstructured"
+            return [_kv("Standard errors", "Robust.sem"), _kv("Information", "Expected"),
+                    _kv("Information saturated (h1) model", h1)]
+        if fiml:   # lavaan's default for missing = "ml": observed information
+            return [_kv("Standard errors", "Standard"), _kv("Information", "Observed"),
+                    _kv("Observed information based on", "Hessian")]
+        return [_kv("Standard errors", "Standard"), _kv("Information", "Expected"),
+                _kv("Information saturated (h1) model", "Structured")]
 
     def summary(self, *, fit_measures: bool = True, standardized: bool = True,
                 rsquare: bool = True) -> str:
@@ -421,10 +478,7 @@ class FitResult:
         lines = self._header_lines()
         if fit_measures:
             lines.extend(self._fit_measure_lines())
-        se_kind = str(self.options.get("se", "standard")).capitalize()
-        info = str(self.options.get("information", "expected")).capitalize()
-        lines += ["Parameter Estimates:", "", _kv("Standard errors", se_kind),
-                  _kv("Information", info), ""]
+        lines += ["Parameter Estimates:", "", *self._se_lines(), ""]
         lines.extend(_estimate_lines(self.params, self.r2 if rsquare else None,
                                      self.group_labels, standardized=standardized))
         if self.warnings:

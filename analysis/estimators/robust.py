@@ -104,7 +104,7 @@ def satorra_bentler(chisq: float, df: int, trace_ug: float) -> dict:
     scaled = chisq / c if df > 0 else 0.0
     return {"chisq.scaled": scaled, "df.scaled": df,
             "pvalue.scaled": _pchisq(scaled, df), "chisq.scaling.factor": c,
-            "trace.UGamma": trace_ug, "test.scaled": "satorra.bentler"}
+            "trace.UGamma": trace_ug, "test.scaled": "satorra.bentler", "method": "satorra.bentler"}
 
 
 def scaled_shifted(chisq: float, df: int, trace_ug: float, trace_ug2: float) -> dict:
@@ -112,14 +112,15 @@ def scaled_shifted(chisq: float, df: int, trace_ug: float, trace_ug2: float) -> 
     if df <= 0:
         return {"chisq.scaled": 0.0, "df.scaled": df, "pvalue.scaled": np.nan,
                 "chisq.scaling.factor": np.nan, "chisq.shift.parameter": np.nan,
-                "test.scaled": "scaled.shifted"}
+                "test.scaled": "scaled.shifted", "method": "scaled.shifted"}
     a = np.sqrt(df / trace_ug2)
     shift = df - a * trace_ug
     scaled = chisq * a + shift
     return {"chisq.scaled": scaled, "df.scaled": df, "pvalue.scaled": _pchisq(scaled, df),
             "chisq.scaling.factor": 1.0 / a, "chisq.shift.parameter": shift,
+            "chisq.shift.parameters": shift,   # the name analysis.sem reads for TestStatistic.shift
             "trace.UGamma": trace_ug, "trace.UGamma2": trace_ug2,
-            "test.scaled": "scaled.shifted"}
+            "test.scaled": "scaled.shifted", "method": "scaled.shifted"}
 
 
 def yuan_bentler_mplus(chisq: float, df: int, trace_h1: float, trace_h0: float,
@@ -135,7 +136,7 @@ def yuan_bentler_mplus(chisq: float, df: int, trace_h1: float, trace_h0: float,
     scaled = chisq / c if df > 0 else 0.0
     return {"chisq.scaled": scaled, "df.scaled": df, "pvalue.scaled": _pchisq(scaled, df),
             "chisq.scaling.factor": c, "trace.UGamma": trace_ug,
-            "test.scaled": "yuan.bentler.mplus", **extra}
+            "test.scaled": "yuan.bentler.mplus", "method": "yuan.bentler.mplus", **extra}
 
 
 def _pchisq(x, df):
@@ -276,6 +277,9 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
     out = {
         "chisq.scaled": xs, "df.scaled": dfs, "pvalue.scaled": test["pvalue.scaled"],
         "chisq.scaling.factor": test["chisq.scaling.factor"],
+        # scaled-shifted tests: the shift (lavaan's lavTest() "shift.parameter"), so summaries show it
+        **({"chisq.shift.parameter": test["chisq.shift.parameter"]}
+           if "chisq.shift.parameter" in test else {}),
         "nnfi.scaled": _tli(xs, dfs, bs, bdfs), "rni.scaled": _rni(xs, dfs, bs, bdfs),
         "rfi.scaled": _rfi(xs, dfs, bs, bdfs), "nfi.scaled": _nfi(xs, dfs, bs, bdfs),
         "pnfi.scaled": _pnfi(xs, dfs, bs, bdfs), "ifi.scaled": _ifi(xs, dfs, bs, bdfs),

@@ -1,0 +1,84 @@
+"""summary() reads like lavaan's summary(fit, fit.measures = TRUE) for robust fits
+(lines checked against lavaan 0.6-14 output; numbers from tests/fixtures/make_qa.R)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.sem import fit_sem
+
+FIX = Path(__file__).parent / "fixtures"
+REF = json.loads((FIX / "qa" / "qa_lavaan.json").read_text())
+
+
+def _line(text: str, label: str) -> str:
+    hits = [ln for ln in text.splitlines() if ln.strip().startswith(label)]
+    assert hits, f"no line starting with {label!r}"
+    return hits[0]
+
+
+@pytest.fixture(scope="module")
+def mg_mlr_fiml():
+    ref = REF["mg_mlr_fiml"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem(ref["syntax"], pd.read_csv(FIX / "qa" / "hs_missing_2group.csv"),
+                      group="school", estimator="MLR", missing="fiml")
+    return fit, ref["fit"], fit.summary()
+
+
+def test_mlr_summary_names_sandwich_and_yuan_bentler(mg_mlr_fiml):
+    fit, _, text = mg_mlr_fiml
+    assert fit.tests[1].method == "yuan.bentler.mplus"
+    assert "    Yuan-Bentler correction (Mplus variant)" in text.splitlines()
+    assert _line(text, "Standard errors").split()[-1] == "Sandwich"
+    assert _line(text, "Information bread").split()[-1] == "Observed"
+
+
+def test_mlr_summary_robust_rmsea_interval_and_columns(mg_mlr_fiml):
+    _, ref, text = mg_mlr_fiml
+    rmsea_block = text.split("Root Mean Square Error of Approximation:")[1]
+    lower = [ln for ln in rmsea_block.splitlines() if "confidence interval - lower" in ln]
+    assert len(lower) == 2   # standard/scaled, then robust
+    assert lower[1].split()[-1] == f"{ref['rmsea.ci.lower.robust']:.3f}"
+    assert _line(rmsea_block, "Robust RMSEA").split()[-1] == f"{ref['rmsea.robust']:.3f}"
+    stat = _line(text, "Test Statistic").split()
+    assert float(stat[-2]) == pytest.approx(ref["chisq"], abs=1e-3)
+    assert float(stat[-1]) == pytest.approx(ref["chisq.scaled"], abs=2e-3)
+    # lavaan: the likelihood in both columns, with the MLR scaling factors
+    assert len(_line(text, "Loglikelihood user model (H0)").split()) == 7
+    assert "      for the MLR correction" in text.splitlines()
+
+
+def test_missing_patterns_per_group_as_lavaan(mg_mlr_fiml):
+    _, _, text = mg_mlr_fiml
+    block = text.split("Number of missing patterns per group:")[1]
+    assert _line(block, "Pasteur").split()[-1] == "25"      # lavaan: 25 and 26
+    assert _line(block, "Grant-White").split()[-1] == "26"
+
+
+def test_wlsmv_summary_shift_and_robust_sem():
+    ref = REF["binary_wlsmv"]
+    fit = fit_sem(ref["syntax"], pd.read_csv(FIX / "qa" / "binary8.csv"), ordered=True)
+    text = fit.summary()
+    assert _line(text, "Shift parameter").split()[-1] == "1.629"     # lavaan 0.6-14
+    assert "    simple second-order correction" in text.splitlines()
+    assert _line(text, "Standard errors").split()[-1] == "Robust.sem"
+    assert _line(text, "Information saturated (h1) model").split()[-1] == "Unstructured"
+    assert fit.tests[1].shift == pytest.approx(1.629, abs=5e-4)
+
+
+def test_ml_fiml_summary_says_observed_information():
+    ref = REF["mg_mlr_fiml"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem(ref["syntax"], pd.read_csv(FIX / "qa" / "hs_missing_2group.csv"),
+                      missing="fiml")
+    text = fit.summary()
+    assert _line(text, "Information").split()[-1] == "Observed"
+    assert _line(text, "Number of missing patterns").split()[-1] == "36"   # lavaan: 36
