@@ -71,7 +71,7 @@ def routing_text(expr, instrument, lang: str) -> str:
 
 
 _CSS = """
-body { font-family: "Noto Sans", "Noto Nastaliq Urdu", Arial, sans-serif; max-width: 48em; margin: 2em auto; }
+body { font-family: "Noto Sans", "Noto Nastaliq Urdu", "Noto Naskh Arabic", "Jameel Noori Nastaleeq", Arial, sans-serif; max-width: 48em; margin: 2em auto; }
 section.lang { page-break-after: always; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #999; margin-top: 1.5em; }
 .q { margin: 1em 0; page-break-inside: avoid; } .qn { font-weight: bold; }
@@ -80,6 +80,7 @@ ul.opts { list-style: none; padding-left: 1em; } ul.opts li { margin: 0.2em 0; }
 .box { display: inline-block; width: 0.9em; height: 0.9em; border: 1px solid #000; margin-inline-end: 0.5em; }
 .code { color: #888; font-size: 0.75em; } .line { border-bottom: 1px solid #000; height: 1.8em; width: 60%; }
 .missing { color: #444; }
+[dir="rtl"] .route { font-style: normal; } /* Arabic-script text has no italics */
 @media print { section.lang { page-break-after: always; } }
 """
 
@@ -104,7 +105,7 @@ def paper_html(instrument, languages: list[str] | None = None) -> str:
                 parts.append(f"<p>{escape(section.intro.get(lang, ''))}</p>")
             for it in section.items:
                 scale = instrument.scales[it.scale]
-                parts.append(f'<div class="q" id="{escape(it.id)}">')
+                parts.append(f'<div class="q" id="{escape(lang)}-{escape(it.id)}">')  # ids unique per page
                 if it.relevant:
                     parts.append(f'<p class="route">{escape(_w(lang, "only_if"))}: '
                                  f'{escape(routing_text(it.relevant, instrument, lang))}</p>')

@@ -132,6 +132,8 @@ def test_paper_html_and_docx_carry_every_language(crs, tmp_path):
             assert it.text[lang][:25] in text
     assert 'dir="rtl"' in html and 'lang="ur"' in html
     assert html.count('<div class="q"') == len(crs.items) * len(crs.languages)
+    ids = re.findall(r'<div class="q" id="([^"]+)"', html)
+    assert len(set(ids)) == len(ids) and {"en-CULT1", "ur-CULT1"} <= set(ids)  # valid HTML: ids unique
     consent_yes = crs.scales["consent"].categories[0].label["en"]
     assert html_escape(f"Answer only if: Q1 is '{consent_yes}'") in html
 
