@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -367,7 +368,11 @@ class _Run:
                 rec.cached = True
             else:
                 try:
-                    out = fn()
+                    # problems with a fit are kept on the results (and shown in the report);
+                    # printing them again, from every bootstrap worker too, would only be noise
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        out = fn()
                 except StepFailure as exc:
                     rec.status, rec.error_type, rec.message = "failed", exc.kind, str(exc)
                 except StudyError as exc:
@@ -830,8 +835,6 @@ def _step_invariance(run: _Run, index: int) -> _Output:
 
 
 def _step_compare(run: _Run, a: str, b: str) -> _Output:
-    import warnings
-
     from .compare import compare
 
     fa, fb = _get_fit(run, f"model:{a}"), _get_fit(run, f"model:{b}")
