@@ -231,3 +231,17 @@ def test_instrument_data_scores_an_observed_construct_of_the_model():
     assert out.index.tolist() == [1, 2, 0, 3]
     assert out["LANG"].tolist()[:3] == ["English", "English", "Urdu"] and pd.isna(out["LANG"].iloc[3])
     assert np.isnan(out.loc[3, "REPR"])
+
+
+def test_reliability_and_efa_on_chosen_constructs(crs_csv):
+    r = runner.invoke(app, ["reliability", str(crs_csv), "-i", "crs", "-c", "TRUST,CONF", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [c["construct"] for c in doc["constructs"]] == ["TRUST", "CONF"]
+    assert {i["construct"] for i in doc["items"]} == {"TRUST", "CONF"}
+    r = runner.invoke(app, ["efa", str(crs_csv), "-i", "crs", "-c", "TRUST,NAVIG", "-k", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(json.loads(r.stdout)["constructs"].values()) == ["NAVIG"] * 4 + ["TRUST"] * 4
+    r = runner.invoke(app, ["reliability", str(crs_csv), "-i", "crs", "-c", "TRUST,COMF"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: unknown construct(s) COMF; crs has CULT, PART, TRUST,")

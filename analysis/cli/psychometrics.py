@@ -81,6 +81,18 @@ def _read_model(spec: str) -> str:
     return ""
 
 
+def _construct_list(inst, spec: str | None) -> list[str] | None:
+    """--constructs A,B as a list, each checked against the instrument's latent constructs."""
+    if spec is None:
+        return None
+    wanted = [c.strip() for c in spec.split(",") if c.strip()]
+    known = [c.id for c in inst.latent_constructs]
+    unknown = [c for c in wanted if c not in known]
+    if unknown or not wanted:
+        _fail(f"unknown construct(s) {', '.join(unknown) or '(none given)'}; {inst.id} has {', '.join(known)}")
+    return wanted
+
+
 def _emit_json(doc: dict) -> None:
     sys.stdout.write(json.dumps(jsonable(doc), allow_nan=False, ensure_ascii=False) + "\n")
 
@@ -98,6 +110,8 @@ def reliability(
     data: str = typer.Argument(..., help="Survey data (CSV, XLSX, SAV, DTA, Parquet)."),
     instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML file or shipped name (crs)."),
     ordinal: bool = typer.Option(False, "--ordinal", help="Also ordinal alpha/omega from polychoric correlations."),
+    constructs: Optional[str] = typer.Option(None, "--constructs", "-c", help="Comma-separated constructs "
+                                             "(default: every latent construct of the instrument)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Reliability per construct (alpha, omega), item analysis, AVE, HTMT.
@@ -111,6 +125,8 @@ def reliability(
         resilience reliability survey.csv -i crs
 
         resilience reliability survey.csv -i crs --ordinal --json
+
+        resilience reliability short_form.csv -i crs -c TRUST,CONF,NAVIG
     """
     from analysis.reliability import reliability_report
 
@@ -119,7 +135,7 @@ def reliability(
         df = _read_data(data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = reliability_report(df, inst, ordinal=ordinal)
+            res = reliability_report(df, inst, ordinal=ordinal, constructs=_construct_list(inst, constructs))
     if as_json:
         doc = res.to_dict()
         doc["warnings"] = _collect_warnings(caught)
@@ -251,6 +267,8 @@ def efa(
     data: str = typer.Argument(..., help="Survey data (CSV, XLSX, SAV, DTA, Parquet)."),
     instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML file or shipped name (crs)."),
     n_factors: Optional[int] = typer.Option(None, "--n-factors", "-k", help="Number of factors (default: parallel analysis)."),
+    constructs: Optional[str] = typer.Option(None, "--constructs", "-c", help="Comma-separated constructs whose "
+                                             "items to factor (default: every latent construct)."),
     rotation: str = typer.Option("oblimin", "--rotation", help="oblimin (default) or promax."),
     seed: int = typer.Option(20260101, "--seed", help="Seed of the parallel analysis."),
     missing: str = typer.Option("listwise", "--missing", help="listwise (complete cases) or pairwise (every "
@@ -277,7 +295,9 @@ def efa(
         df = _read_data(data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = efa_report(df, inst, n_factors=n_factors, rotation=rotation, seed=seed, missing=missing)
+            wanted = _construct_list(inst, constructs)
+            items = None if wanted is None else [i.id for c in wanted for i in inst.items_of(c) if i.role == "item"]
+            res = efa_report(df, inst, items=items, n_factors=n_factors, rotation=rotation, seed=seed, missing=missing)
     if plot is not None:
         with _user_errors():
             from analysis.efa import scree_plot
