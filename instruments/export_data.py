@@ -32,6 +32,8 @@ __all__ = [
     "write_csv",
     "write_xlsx",
     "write_table",
+    "TABLE_SUFFIXES",
+    "XLSX_MAX_ROWS",
     "to_kobo",
     "to_odk",
     "to_redcap",
@@ -170,6 +172,10 @@ def _xlsx_value(v):
     return v
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet", ".json", ".sav", ".dta")
+XLSX_MAX_ROWS = 1_048_576  # a worksheet's limit, header included
+
+
 def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Path:
     """Write by extension: .csv, .tsv, .xlsx, .parquet, .sav, .dta, .json.
 
@@ -183,6 +189,9 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Pa
     if ext in (".tsv", ".txt"):
         return write_csv(frame, path, sep="\t")
     if ext == ".xlsx":
+        if len(frame) + 1 > XLSX_MAX_ROWS:
+            raise ValueError(f"{path.name}: {len(frame):,} rows do not fit in a worksheet "
+                             f"({XLSX_MAX_ROWS - 1:,} at most); write .csv or .parquet")
         return write_xlsx(frame, path)
     if ext == ".parquet":
         return _atomic(path, lambda p: frame.to_parquet(p, index=False))

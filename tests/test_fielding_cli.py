@@ -155,3 +155,20 @@ def test_fatal_errors_are_one_json_document_with_json(command, tmp_path):
     res = runner.invoke(app, [command, str(BAD / "empty.csv"), "-i", str(tmp_path / "none.yaml"), "--json"])
     assert res.exit_code == 1
     assert json.loads(res.stdout)["error"]["instrument"]["issues"][0]["type"] == "file-not-found"
+
+
+@pytest.mark.parametrize("command", ["import", "score", "quality"])
+def test_unknown_output_suffix_is_refused_before_work(command, tmp_path):
+    res = runner.invoke(app, [command, str(BAD / "out_of_range.csv"), "-i", "crs", "-o", str(tmp_path / "x.foo")])
+    assert res.exit_code == 2 and "unknown table format '.foo'" in res.output and "Traceback" not in res.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_xlsx_row_limit_is_a_clear_error(monkeypatch, tmp_path):
+    import instruments.export_data as ed
+
+    monkeypatch.setattr(ed, "XLSX_MAX_ROWS", 3)
+    with pytest.raises(ValueError, match="3 rows do not fit in a worksheet"):
+        ed.write_table(pd.DataFrame({"a": [1, 2, 3]}), tmp_path / "t.xlsx")
+    res = runner.invoke(app, ["quality", str(BAD / "out_of_range.csv"), "-i", "crs", "-o", str(tmp_path / "q.xlsx")])
+    assert res.exit_code == 1 and "write .csv or .parquet" in res.output

@@ -60,6 +60,24 @@ def _err(message: str, code: int = 1, *, as_json: bool = False, issue=None):
     raise typer.Exit(code)
 
 
+def _check_output(output: Optional[Path], as_json: bool = False) -> None:
+    """Refuse an unknown table suffix before any work is done (exit 2)."""
+    from instruments.export_data import TABLE_SUFFIXES
+
+    if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
+        _err(f"-o {output}: unknown table format {output.suffix or '(no suffix)'!r}; "
+             f"use one of {', '.join(TABLE_SUFFIXES)}", 2, as_json=as_json)
+
+
+def _write(frame, output: Path, as_json: bool = False, **options) -> None:
+    from instruments.export_data import write_table
+
+    try:
+        write_table(frame, output, **options)
+    except (OSError, ValueError) as exc:
+        _err(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}", as_json=as_json)
+
+
 def _instrument(path: str, as_json: bool = False):
     from analysis.cli.instrument import _load_or_exit
 
@@ -206,6 +224,7 @@ def import_command(
     from instruments.ingest import ImportError_
     from instruments.validate import validate
 
+    _check_output(output, as_json)
     inst = _instrument(instrument, as_json)
     stored = None
     if study is not None:
@@ -233,9 +252,7 @@ def import_command(
                 progress("validating", 0, None)
             report = validate(result, inst, source=data.name)
     if output is not None:
-        from instruments.export_data import write_table
-
-        write_table(result.data, output)
+        _write(result.data, output, as_json)
     if as_json:
         doc = {"import": {k: v for k, v in result.to_dict().items() if k != "issues"},
                "validation": report.to_dict()}
@@ -274,6 +291,7 @@ def score_command(
     from instruments.export_data import write_table
     from instruments.score import score
 
+    _check_output(output)
     inst = _instrument(instrument)
     with progress_bar(data.name) as progress:
         result = _read(data, inst, format, mapping, progress)
@@ -318,6 +336,7 @@ def quality_command(
     """
     from instruments.quality import quality_flags
 
+    _check_output(output, as_json)
     inst = _instrument(instrument, as_json)
     with progress_bar(data.name) as progress:
         result = _read(data, inst, format, None, progress, as_json)
@@ -325,9 +344,7 @@ def quality_command(
             progress("computing flags", 0, None)
         q = quality_flags(result, inst)
     if output is not None:
-        from instruments.export_data import write_table
-
-        write_table(q.table, output)
+        _write(q.table, output, as_json)
     if as_json:
         sys.stdout.write(json.dumps(q.to_dict(), indent=2, default=str) + "\n")
         return
