@@ -172,3 +172,17 @@ def test_xlsx_row_limit_is_a_clear_error(monkeypatch, tmp_path):
         ed.write_table(pd.DataFrame({"a": [1, 2, 3]}), tmp_path / "t.xlsx")
     res = runner.invoke(app, ["quality", str(BAD / "out_of_range.csv"), "-i", "crs", "-o", str(tmp_path / "q.xlsx")])
     assert res.exit_code == 1 and "write .csv or .parquet" in res.output
+
+
+def test_export_refuses_a_suffix_the_target_does_not_write(tmp_path):
+    res = runner.invoke(app, ["instrument", "export", "crs", "--to", "paper", "-o", str(tmp_path / "q.pdf")])
+    assert res.exit_code == 2 and "--to paper writes .html or .htm or .docx" in res.output and "print it" in res.output
+    res = runner.invoke(app, ["instrument", "export", "crs", "--to", "xlsform", "-o", str(tmp_path / "f.csv")])
+    assert res.exit_code == 2 and "writes .xlsx" in res.output
+    assert not list(tmp_path.iterdir())
+    res = runner.invoke(app, ["instrument", "export", "crs", "--to", "xlsform", "-o", str(tmp_path / "f.xlsx"),
+                              "--version", "v2"])
+    assert res.exit_code == 0 and "is not yyyymmddrr" in res.output
+    import openpyxl
+
+    assert openpyxl.load_workbook(tmp_path / "f.xlsx")["settings"]["C2"].value == "v2"

@@ -48,6 +48,8 @@ class DataFormat(str, Enum):
 
 _DEFAULT_SUFFIX = {"xlsform": ".xlsx", "redcap": ".csv", "limesurvey": ".txt", "paper": ".html",
                    "ddi": ".xml", "sav": ".sav"}
+_SUFFIXES = {"xlsform": (".xlsx",), "redcap": (".csv",), "limesurvey": (".txt", ".tsv"),
+             "paper": (".html", ".htm", ".docx"), "ddi": (".xml",), "sav": (".sav",)}
 
 
 def _err(message: str, code: int = 1, *, as_json: bool = False, issue=None):
@@ -162,6 +164,15 @@ def export_command(
     output = output or Path(f"{inst.id}{_DEFAULT_SUFFIX[to.value]}")
     if language is not None and language not in inst.languages:
         _err(f"--language {language!r} is not declared by {inst.id} ({', '.join(inst.languages)})", 2)
+    if output.suffix.lower() not in _SUFFIXES[to.value]:
+        hint = "; for a PDF, open the .html in a browser and print it" if output.suffix.lower() == ".pdf" else ""
+        _err(f"-o {output}: --to {to.value} writes {' or '.join(_SUFFIXES[to.value])}{hint}", 2)
+    if to is ExportTarget.xlsform and version is not None:
+        import re
+
+        if not re.fullmatch(r"\d{10}", version):
+            Console(stderr=True).print(f"[yellow]warning:[/yellow] --version {version!r} is not yyyymmddrr "
+                                       "(e.g. 2025031501); Kobo and ODK compare versions as text")
     try:
         if to is ExportTarget.xlsform:
             from instruments.export_xlsform import export_xlsform
