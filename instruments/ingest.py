@@ -656,11 +656,14 @@ def load_mapping(path: str | Path | Mapping | None) -> dict[str, Any]:
         renames: {Q5: TRUST3, trust_police: TRUST1}   # every version
         versions:                                     # only rows of that version
           "2024031501": {NAV_1: NAVIG1}
+        absent:                                       # items a version did not ask
+          "2024031501": [NAVIG4, RESIL4]
 
-    or a CSV with columns ``from,to[,form_version]``.
+    or a CSV with columns ``from,to[,form_version]``. Validation does not count
+    an item as missing in the rows (or the file) of a version that did not ask it.
     """
     if path is None:
-        return {"renames": {}, "versions": {}}
+        return {"renames": {}, "versions": {}, "absent": {}}
     if isinstance(path, Mapping):
         spec = dict(path)
     else:
@@ -672,7 +675,7 @@ def load_mapping(path: str | Path | Mapping | None) -> dict[str, Any]:
             missing = {"from", "to"} - set(frame.columns)
             if missing:
                 raise ImportError_(_issue("bad-mapping", f"{p.name}: mapping CSV lacks column(s) {sorted(missing)}"))
-            spec = {"renames": {}, "versions": {}}
+            spec = {"renames": {}, "versions": {}, "absent": {}}
             for rec in frame.to_dict("records"):
                 ver = rec.get("form_version", "")
                 target = spec["versions"].setdefault(ver, {}) if ver else spec["renames"]
@@ -684,11 +687,16 @@ def load_mapping(path: str | Path | Mapping | None) -> dict[str, Any]:
                 spec = YAML(typ="safe").load(p.read_text(encoding="utf-8")) or {}
             except Exception as exc:
                 raise ImportError_(_issue("bad-mapping", f"{p.name}: not valid YAML ({exc})")) from exc
-    if not isinstance(spec, Mapping) or not set(spec) <= {"renames", "versions"}:
-        raise ImportError_(_issue("bad-mapping", "mapping must have keys 'renames' and/or 'versions'"))
+    if not isinstance(spec, Mapping) or not set(spec) <= {"renames", "versions", "absent"}:
+        raise ImportError_(_issue("bad-mapping", "mapping must have keys 'renames', 'versions' and/or 'absent'"))
     renames = {str(k): str(v) for k, v in (spec.get("renames") or {}).items()}
     versions = {str(v): {str(a): str(b) for a, b in m.items()} for v, m in (spec.get("versions") or {}).items()}
-    return {"renames": renames, "versions": versions}
+    absent = spec.get("absent") or {}
+    if not isinstance(absent, Mapping) or not all(isinstance(v, (list, tuple)) for v in absent.values()):
+        raise ImportError_(_issue("bad-mapping", "mapping 'absent' lists items per form version: "
+                                  "{\"2024031501\": [NAVIG4]}"))
+    absent = {str(v): [str(i) for i in items] for v, items in absent.items()}
+    return {"renames": renames, "versions": versions, "absent": absent}
 
 
 def _norm(text: str) -> str:
@@ -868,6 +876,7 @@ class ImportResult:
     unknown_columns: list[str]
     encoding: str | None = None
     delimiter: str | None = None
+    absent: dict[str, list[str]] = field(default_factory=dict)  # form version -> items it did not ask
 
     @property
     def n_rows(self) -> int:
@@ -970,7 +979,7 @@ def import_responses(
         column_map={c: (f"{t.name}___{t.code}" if t.kind == "multi" else t.name)
                     for c, t in cmap.items() if t.kind in ("item", "meta", "multi")},
         platform_columns=[c for c, t in cmap.items() if t.kind == "platform"],
-        unknown_columns=unknown, encoding=raw.encoding, delimiter=raw.delimiter,
+        unknown_columns=unknown, encoding=raw.encoding, delimiter=raw.delimiter, absent=spec["absent"],
     )
 
 

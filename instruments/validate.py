@@ -284,16 +284,29 @@ def _fmt_value(v) -> str | None:
     return str(v)
 
 
-def validate(data, instrument, *, source: str | None = None) -> ValidationReport:
-    """Validate responses (a DataFrame in the suite's shape or an ImportResult)."""
+def validate(data, instrument, *, source: str | None = None,
+             absent: dict[str, list[str]] | None = None) -> ValidationReport:
+    """Validate responses (a DataFrame in the suite's shape or an ImportResult).
+
+    ``absent`` (form version -> items that version did not ask; from the mapping
+    file of an import) keeps those items from counting as missing in its rows.
+    """
     from .ingest import ImportResult
 
     pieces: list[pd.DataFrame] = []
     if isinstance(data, ImportResult):
         source = source or data.source
         pieces.append(issues_frame(data.issues))
+        absent = absent if absent is not None else data.absent
         data = data.data
     n = len(data)
+    versions = (data["form_version"].astype("string").fillna("").to_numpy(dtype=object)
+                if "form_version" in data else np.full(n, "", dtype=object))
+
+    def not_asked(item_id: str) -> np.ndarray:
+        """Rows whose form version did not ask the item."""
+        vs = [v for v, items in (absent or {}).items() if item_id in items]
+        return np.isin(versions, vs) if vs else np.zeros(n, dtype=bool)
     items = instrument.items
     item_ids = {it.id for it in items}
     # columns
@@ -309,11 +322,21 @@ def validate(data, instrument, *, source: str | None = None) -> ValidationReport
                                              "message": f"column {col!r} is not an item of {instrument.id}"}]))
     for it in items:
         if it.id not in data:
+            skipped = not_asked(it.id)
+            if n and skipped.all():  # an older form version that did not ask it (mapping 'absent')
+                shown = ", ".join(sorted(set(versions[skipped])))
+                pieces.append(pd.DataFrame([{
+                    "row": None, "respondent_id": None, "item": it.id, "value": None,
+                    "type": "not-asked", "severity": "warning",
+                    "message": f"{it.id} was not asked in form version {shown} (mapping 'absent')"}]))
+                continue
             sev = "error" if it.required else "warning"
             pieces.append(pd.DataFrame([{
                 "row": None, "respondent_id": None, "item": it.id, "value": None,
                 "type": "missing-column", "severity": sev,
-                "message": f"no column for {'required ' if it.required else ''}item {it.id}"}]))
+                "message": f"no column for {'required ' if it.required else ''}item {it.id}"
+                           + (f" (answered by form versions other than {', '.join(sorted(set(versions[skipped])))})"
+                              if skipped.any() else "")}]))
     # relevance per item (None: always relevant)
     relevant: dict[str, np.ndarray] = {}
     for it in items:
@@ -341,6 +364,7 @@ def validate(data, instrument, *, source: str | None = None) -> ValidationReport
         rel = relevant.get(it.id)
         if it.required:
             need = ~answered if rel is None else (~answered & rel)
+            need = need & ~not_asked(it.id)
             if need.any():
                 pieces.append(_cells(data, need, it.id, None, "missing-required", "warning",
                                      f"required item {it.id} left blank"))

@@ -178,3 +178,33 @@ def test_limesurvey_start_language_from_the_language_item(crs, responses, tmp_pa
     expect.iloc[:3] = crs.default_language
     assert (got.loc[expect.index] == expect).all()
     assert set(got) == set(crs.languages)
+
+
+def test_mapping_absent_items_of_an_older_form_version(crs, responses, tmp_path):
+    from instruments.ingest import ImportError_
+
+    consented = responses[responses["CONSENT"] == 1]
+    old = consented.head(10).drop(columns=["NAVIG4"]).assign(form_version="2024031501")
+    path = write_kobo(old, crs, tmp_path / "old.csv")
+    # the old form had no NAVIG4 question, so its export has no such column
+    table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+    table.drop(columns=[c for c in table.columns if c.endswith("NAVIG4")]).to_csv(path, index=False)
+    plain = validate(import_responses(path, crs), crs).issues
+    assert plain.query("item == 'NAVIG4'")[["type", "severity"]].values.tolist() == [["missing-column", "error"]]
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text('absent:\n  "2024031501": [NAVIG4]\n', encoding="utf-8")
+    report = validate(import_responses(path, crs, mapping=mapping), crs)
+    assert report.valid, report.summary()
+    note = report.issues.query("item == 'NAVIG4'")
+    assert note[["type", "severity"]].values.tolist() == [["not-asked", "warning"]]
+    assert "form version 2024031501" in note["message"].iloc[0]
+    # one file with both versions: old rows are not 'left blank', new rows still are
+    both = pd.concat([old, consented.iloc[10:14].assign(form_version="2025011501")], ignore_index=True)
+    both.loc[len(old), "NAVIG4"] = np.nan  # a new-version respondent who skipped it
+    result = import_responses(write_kobo(both, crs, tmp_path / "both.csv"), crs, mapping=mapping)
+    blank = validate(result, crs).issues.query("item == 'NAVIG4' and type == 'missing-required'")
+    assert blank["respondent_id"].tolist() == [both.loc[len(old), "respondent_id"]]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("absent: [NAVIG4]\n", encoding="utf-8")
+    with pytest.raises(ImportError_, match="lists items per form version"):
+        import_responses(path, crs, mapping=bad)
