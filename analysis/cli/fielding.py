@@ -231,7 +231,7 @@ def import_command(
 
         resilience import export.csv -i crs --json > report.json
 
-    A mapping file (YAML): renames: {trust_police: TRUST1}, or per form version: versions: {"2024031501": {NAV_1: NAVIG1}}. """
+    A mapping file (YAML): renames: {trust_police: TRUST1}, or per form version: versions: {"2024031501": {NAV_1: NAVIG1}}; items an older version did not ask: absent: {"2024031501": [NAVIG4]}. """
     from instruments.ingest import ImportError_
     from instruments.validate import validate
 
