@@ -194,11 +194,17 @@ def net_nested(general: FitResult, restricted: FitResult, *,
     """
     from analysis.sem import fit_sem
 
+    ordinal = False
     for fit in (general, restricted):
         if fit.model is None or fit.x is None or not fit.syntax:
             return None, float("nan"), "a fit lacks its compiled model or syntax"
         if fit.options.get("ordered"):
-            return None, float("nan"), "NET is not available for ordinal models"
+            # one group, thresholds and scales left to the defaults: the thresholds are
+            # saturated in both models, so nesting is decided by the latent correlations
+            if fit.n_groups > 1 or any(op in fit.syntax for op in ("|", "~*~")):
+                return None, float("nan"), ("NET is available for single-group ordinal models "
+                                            "without threshold or scale statements only")
+            ordinal = True
     if general.n_groups != restricted.n_groups:
         return None, float("nan"), "the models have different numbers of groups"
     implied = restricted.model.implied(restricted.x)
@@ -209,8 +215,8 @@ def net_nested(general: FitResult, restricted: FitResult, *,
     covs = [pd.DataFrame(m.sigma * n / (n - 1), index=o, columns=o)   # undo fit_sem's (N-1)/N
             for m, o, n in zip(implied, ov, nobs)]
     opts = general.options
-    meanstructure = bool(opts.get("meanstructure")) or general.n_groups > 1 or \
-        str(opts.get("missing", "")).lower() in ("fiml", "ml")
+    meanstructure = (bool(opts.get("meanstructure")) or general.n_groups > 1 or
+                     str(opts.get("missing", "")).lower() in ("fiml", "ml")) and not ordinal
     means = [pd.Series(m.mu, index=o) for m, o in zip(implied, ov)] if meanstructure else None
     kwargs: dict = {}
     for key in ("std_lv", "group_equal", "group_partial", "fixed_x"):

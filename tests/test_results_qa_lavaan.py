@@ -35,7 +35,7 @@ def _fit(name: str):
         return fit_sem(ref["syntax"], pd.read_csv(FIX / DATA[name]), **kw), ref
 
 
-@pytest.mark.parametrize("name", sorted(REF))
+@pytest.mark.parametrize("name", sorted(k for k in REF if k != "lrt"))
 def test_qa_model_matches_lavaan(name):
     fit, ref = _fit(name)
     assert fit.converged
