@@ -183,7 +183,7 @@ def ordinal_codes(data: pd.DataFrame, ordered, *, groups=None,
                 shown = "/".join(str(_plain(v)) for v in mapping[cat])
                 raise SparseCategoryError(
                     f"ordered item '{item}': category {shown} is {where}; "
-                    "recode the item or pass collapse_sparse=True to merge it "
+                    "recode the item or pass collapse_sparse=True (CLI: --collapse-sparse) to merge it "
                     "with its neighbouring category")
             nb = cat + 1 if cat < (len(mapping) - 1) / 2 else cat - 1
             lo, hi = sorted((cat, nb))
@@ -325,7 +325,7 @@ def ordinal_stats(codes, *, names=None, gamma: bool = True, missing: str = "pair
             c = int(np.flatnonzero(cnt == 0)[0])
             raise SparseCategoryError(
                 f"ordered item '{names[v]}': category {c + 1} (of {K[v]}) is never observed; "
-                "recode it or use collapse_sparse=True")
+                "recode it or use collapse_sparse=True (CLI: --collapse-sparse)")
         prop = cnt / cnt.sum()
         thresholds.append(ndtri(np.cumsum(prop)[:-1]))
         probs.append(prop)

@@ -322,7 +322,9 @@ class FitResult:
             n_dropped = self.missing.get("n_dropped")
             if n_dropped:
                 lines.append(_kv("Number of cases read", int(n_read)))
-                lines.append(_kv("Number of cases dropped (listwise)", int(n_dropped)))
+                why = "listwise" if self.missing.get("method", "listwise") == "listwise" \
+                    else "no data"   # FIML keeps partial cases; only empty ones are dropped
+                lines.append(_kv(f"Number of cases dropped ({why})", int(n_dropped)))
             n_pat = self.missing.get("n_patterns")
             by_group = self.missing.get("n_patterns_by_group")
             if n_pat and self.n_groups > 1 and by_group:

@@ -39,6 +39,9 @@ GroupEqualOpt = typer.Option(None, "--group-equal",
                              help="Equal across groups: loadings,intercepts,residuals,...")
 StdLvOpt = typer.Option(False, "--std-lv", help="Identify factors by fixing their variances to 1.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
+CollapseOpt = typer.Option(False, "--collapse-sparse",
+                           help="Ordered items: merge a category never observed (in a group) "
+                                "with its neighbour instead of stopping.")
 
 
 class CliError(Exception):
@@ -103,7 +106,8 @@ def _model_variables(syntax: str) -> list[str]:
 
 def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missing: str = "listwise",
             ordered: str | None = None, group: str | None = None,
-            group_equal: str | None = None, std_lv: bool = False, df=None) -> _Run:
+            group_equal: str | None = None, std_lv: bool = False, df=None,
+            collapse_sparse: bool = False) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     Every warning raised on the way (reading, checking, fitting) is collected on the
@@ -112,7 +116,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
-                                           group_equal, std_lv, df)
+                                           group_equal, std_lv, df, collapse_sparse)
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -125,7 +129,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
 
 
 def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
-                    df):
+                    df, collapse_sparse=False):
     from analysis.data import check_model_data, read_table
 
     # lavaan's default: ML, or WLSMV when items are ordered
@@ -167,6 +171,8 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         options["group_equal"] = _split(group_equal)
     if std_lv:
         options["std_lv"] = True
+    if collapse_sparse:
+        options["collapse_sparse"] = True
     fit = fit_sem(syntax, df, **options)  # the raw data: the fit reports what it dropped
     return name, fit, check
 
@@ -225,6 +231,7 @@ def fit(
     group_equal: str | None = GroupEqualOpt,
     std_lv: bool = StdLvOpt,
     as_json: bool = JsonOpt,
+    collapse_sparse: bool = CollapseOpt,
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap replications for SEs and intervals (0: none)."),
     ci: str = typer.Option("perc", "--ci", help="Bootstrap interval: perc, bca.simple, bca, norm or basic."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap."),
@@ -249,7 +256,8 @@ def fit(
         resilience fit survey.csv -m figure1 --bootstrap 1000 --ci bca --seed 1
     """
     run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
-                 ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv)
+                 ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
+                 collapse_sparse=collapse_sparse)
     boot = None
     if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap
@@ -299,6 +307,7 @@ def compare_cmd(
     group_equal: str | None = GroupEqualOpt,
     std_lv: bool = StdLvOpt,
     as_json: bool = JsonOpt,
+    collapse_sparse: bool = CollapseOpt,
 ) -> None:
     """Compare fitted models: likelihood-ratio test if nested, AIC/BIC side by side.
 
@@ -323,7 +332,7 @@ def compare_cmd(
     for spec in model:
         runs.append(_guard(as_json, run_fit, data, spec, estimator=estimator, missing=missing,
                            ordered=ordered, group=group, group_equal=group_equal,
-                           std_lv=std_lv, df=df))
+                           std_lv=std_lv, df=df, collapse_sparse=collapse_sparse))
     names = [r.name for r in runs]
     if len(set(names)) < len(names):
         names = [f"{r.name}_{i + 1}" for i, r in enumerate(runs)]
