@@ -641,6 +641,8 @@ _HTML_STYLE = (
     ".resilience-fit th,.resilience-fit td{padding:2px 8px;text-align:right}"
     ".resilience-fit td.name,.resilience-fit th.name{text-align:left}"
     ".resilience-fit tr.section td{font-weight:bold;text-align:left;padding-top:0.6em}"
+    ".resilience-fit tr.group td{font-weight:bold;text-align:left;padding-top:1em;"
+    "border-bottom:1px solid #ccc}"
     ".resilience-fit thead th{border-bottom:1px solid #999}</style>"
 )
 
@@ -651,28 +653,51 @@ def _td(value: Any, digits: int = 3, cls: str = "") -> str:
     return f"<td{attr}>{html.escape(text)}</td>"
 
 
+# (label, standard key, scaled/robust key) of the HTML fit table, as summary() pairs them
+_HTML_MEASURES = [
+    ("Chi-square", "chisq", "chisq.scaled"), ("Degrees of freedom", "df", "df.scaled"),
+    ("P-value", "pvalue", "pvalue.scaled"), ("Scaling correction factor", None, "chisq.scaling.factor"),
+    ("Shift parameter", None, "chisq.shift.parameter"),
+    ("CFI", "cfi", "cfi.scaled"), ("TLI", "tli", "tli.scaled"),
+    ("Robust CFI", None, "cfi.robust"), ("Robust TLI", None, "tli.robust"),
+    ("RMSEA", "rmsea", "rmsea.scaled"), ("RMSEA 90% CI lower", "rmsea.ci.lower", "rmsea.ci.lower.scaled"),
+    ("RMSEA 90% CI upper", "rmsea.ci.upper", "rmsea.ci.upper.scaled"),
+    ("Robust RMSEA", None, "rmsea.robust"), ("Robust RMSEA 90% CI lower", None, "rmsea.ci.lower.robust"),
+    ("Robust RMSEA 90% CI upper", None, "rmsea.ci.upper.robust"),
+    ("SRMR", "srmr", None), ("Log-likelihood", "logl", None), ("AIC", "aic", None), ("BIC", "bic", None),
+]
+
+
 def _fit_html(res: FitResult) -> str:
     fi = res.fit_indices
+    labels = res.group_labels or tuple(str(g + 1) for g in range(res.n_groups))
+    nobs = ", ".join(f"{lab}: {n}" for lab, n in zip(labels, res.nobs)) if res.n_groups > 1 \
+        else str(res.ntotal)
     info_rows = [
         ("Estimator", res.estimator),
         ("Converged", "yes" if res.converged else "NO"),
         ("Iterations", "" if res.iterations is None else str(res.iterations)),
-        ("Observations", ", ".join(str(n) for n in res.nobs) or str(res.ntotal)),
+        ("Observations", nobs),
     ]
-    measure_keys = [("chisq", "Chi-square"), ("df", "df"), ("pvalue", "p-value"),
-                    ("chisq.scaled", "Chi-square (scaled)"), ("cfi", "CFI"), ("tli", "TLI"),
-                    ("cfi.robust", "CFI (robust)"), ("tli.robust", "TLI (robust)"),
-                    ("rmsea", "RMSEA"), ("rmsea.ci.lower", "RMSEA 90% CI lower"),
-                    ("rmsea.ci.upper", "RMSEA 90% CI upper"), ("rmsea.robust", "RMSEA (robust)"),
-                    ("srmr", "SRMR"), ("logl", "Log-likelihood"), ("aic", "AIC"),
-                    ("bic", "BIC")]
-    parts = [_HTML_STYLE, '<div class="resilience-fit">', "<table><tbody>"]
+    scaled = _has(fi, "chisq.scaled")
+    parts = [_HTML_STYLE, '<div class="resilience-fit">', "<table>"]
+    if scaled:
+        parts.append('<thead><tr><th class="name"></th><th>Standard</th><th>Scaled</th></tr></thead>')
+    parts.append("<tbody>")
+    blank = "<td></td>" if scaled else ""
     for name, value in info_rows:
-        parts.append(f'<tr><td class="name">{html.escape(name)}</td>{_td(value)}</tr>')
-    for key, name in measure_keys:
-        if _has(fi, key):
-            parts.append(f'<tr><td class="name">{html.escape(name)}</td>'
-                         f"{_td(fi[key], 0 if key == 'df' else 3)}</tr>")
+        parts.append(f'<tr><td class="name">{html.escape(name)}</td>{_td(value)}{blank}</tr>')
+    for name, key, alt in _HTML_MEASURES:
+        std = key is not None and _has(fi, key)
+        rob = scaled and alt is not None and _has(fi, alt)
+        if not (std or rob):
+            continue
+        digits = 0 if key == "df" and float(fi[key]).is_integer() else 3
+        cells = _td(fi[key], digits) if std else "<td></td>"
+        if scaled:
+            cells += _td(fi[alt], digits if alt != "df.scaled" or float(fi[alt]).is_integer() else 3) \
+                if rob else "<td></td>"
+        parts.append(f'<tr><td class="name">{html.escape(name)}</td>{cells}</tr>')
     parts.append("</tbody></table>")
 
     pt = res.params
@@ -680,35 +705,50 @@ def _fit_html(res: FitResult) -> str:
     cols = ["est", "se", "z", "pvalue"] + std_cols
     heads = ["Estimate", "Std.Err", "z-value", "P(>|z|)"] + \
         [{"std.lv": "Std.lv", "std.all": "Std.all"}[c] for c in std_cols]
+    width = len(cols) + 2
     parts.append('<table><thead><tr><th class="name">Parameter</th><th class="name">Label</th>')
     parts += [f"<th>{html.escape(h)}</th>" for h in heads]
     parts.append("</tr></thead><tbody>")
     multi = res.n_groups > 1
-    for title, key in _SECTIONS + [("Defined Parameters:", ":=")]:
-        rows = _section_rows(pt, key)
-        if rows.empty:
-            continue
-        parts.append(f'<tr class="section"><td colspan="{len(cols) + 2}">'
-                     f"{html.escape(title.rstrip(':'))}</td></tr>")
-        for _, row in rows.iterrows():
-            if key == "~1":
-                name = f"{row['lhs']} ~1"
-            elif key == ":=":
-                name = f"{row['lhs']} := {row['rhs']}"
-            else:
-                name = f"{row['lhs']} {row['op']} {row['rhs']}"
-            if multi and key != ":=":
-                name += f" [group {int(row['group'])}]"
-            label = str(row.get("label", "") or "")
-            fixed = key != ":=" and int(row.get("free", 1) or 0) == 0
-            cells = []
-            for c in cols:
-                v = row.get(c, np.nan)
-                if fixed and c in ("se", "z", "pvalue"):
-                    v = np.nan
-                cells.append(_td(v))
-            parts.append(f'<tr><td class="name">{html.escape(name)}</td>'
-                         f'<td class="name">{html.escape(label)}</td>{"".join(cells)}</tr>')
+    groups = sorted(int(g) for g in pt.loc[pt["op"] != ":=", "group"].unique() if int(g) > 0) \
+        if multi else [None]
+    r2 = res.r2 if res.r2 is not None and len(res.r2) else None
+
+    def rows_html(sub: pd.DataFrame, sections) -> None:
+        for title, key in sections:
+            rows = _section_rows(sub, key)
+            if rows.empty:
+                continue
+            parts.append(f'<tr class="section"><td colspan="{width}">'
+                         f"{html.escape(title.rstrip(':'))}</td></tr>")
+            for _, row in rows.iterrows():
+                if key == "~1":
+                    name = f"{row['lhs']} ~1"
+                elif key == ":=":
+                    name = f"{row['lhs']} := {row['rhs']}"
+                else:
+                    name = f"{row['lhs']} {row['op']} {row['rhs']}"
+                label = str(row.get("label", "") or "")
+                fixed = key != ":=" and int(row.get("free", 1) or 0) == 0
+                cells = [_td(np.nan if fixed and c in ("se", "z", "pvalue") else row.get(c, np.nan))
+                         for c in cols]
+                parts.append(f'<tr><td class="name">{html.escape(name)}</td>'
+                             f'<td class="name">{html.escape(label)}</td>{"".join(cells)}</tr>')
+
+    for g in groups:
+        sub = pt if g is None else pt[pt["group"] == g]
+        if g is not None:
+            parts.append(f'<tr class="group"><td colspan="{width}">Group {g} '
+                         f"[{html.escape(str(labels[g - 1]))}]</td></tr>")
+        rows_html(sub, _SECTIONS)
+        if r2 is not None:
+            rg = r2 if g is None or "group" not in r2.columns else r2[r2["group"] == g]
+            if len(rg):
+                parts.append(f'<tr class="section"><td colspan="{width}">R-Square</td></tr>')
+                for _, row in rg.iterrows():
+                    parts.append(f'<tr><td class="name">{html.escape(str(row["lhs"]))}</td>'
+                                 f'<td></td>{_td(row["r2"])}</tr>')
+    rows_html(pt, [("Defined Parameters:", ":=")])
     parts.append("</tbody></table>")
     if res.warnings:
         parts.append("<ul>" + "".join(f"<li>{html.escape(_warning_text(w))}</li>"

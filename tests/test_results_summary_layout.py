@@ -82,3 +82,13 @@ def test_ml_fiml_summary_says_observed_information():
     text = fit.summary()
     assert _line(text, "Information").split()[-1] == "Observed"
     assert _line(text, "Number of missing patterns").split()[-1] == "36"   # lavaan: 36
+
+
+def test_html_repr_pairs_standard_and_scaled_and_groups_by_label(mg_mlr_fiml):
+    fit, ref, _ = mg_mlr_fiml
+    page = fit._repr_html_()
+    assert "<th>Standard</th><th>Scaled</th>" in page
+    assert f"<td>{ref['chisq']:.3f}</td>" in page and f"<td>{ref['cfi.robust']:.3f}</td>" in page
+    assert "Group 1 [Pasteur]" in page and "Group 2 [Grant-White]" in page
+    assert page.count("R-Square") == 2                      # one block per group
+    assert "[group 1]" not in page
