@@ -109,6 +109,15 @@ def mahalanobis(block: np.ndarray, min_fraction: float = 0.5) -> tuple[np.ndarra
         return d2, np.full(n, np.nan)
     centred = np.where(observed, block - mean, 0.0)
     eligible = observed.sum(axis=1) >= max(2, int(np.ceil(min_fraction * k)))
+    try:
+        np.linalg.cholesky(cov)  # positive definite: every sub-matrix is invertible
+        precision = np.linalg.inv(cov)
+    except np.linalg.LinAlgError:  # pairwise covariances need not be: one pseudo-inverse per pattern
+        precision = None
+    if precision is not None:
+        d2, df = _mahalanobis_schur(centred, observed, eligible, precision)
+        p = np.where(np.isnan(d2), np.nan, stats.chi2.sf(d2, np.maximum(df, 1)))
+        return d2, p
     patterns, inverse = np.unique(observed[eligible], axis=0, return_inverse=True)
     rows = np.flatnonzero(eligible)
     for p_idx, pattern in enumerate(patterns):  # one inverse per missingness pattern
@@ -119,6 +128,39 @@ def mahalanobis(block: np.ndarray, min_fraction: float = 0.5) -> tuple[np.ndarra
         df[members] = pattern.sum()
     p = np.where(np.isnan(d2), np.nan, stats.chi2.sf(d2, np.maximum(df, 1)))
     return d2, p
+
+
+def _mahalanobis_schur(centred, observed, eligible, precision, chunk: int = 100_000):
+    """x_O' inv(S_OO) x_O for every row, without inverting S_OO row by row.
+
+    With P = inv(S) and M the row's missing items, inv(S_OO) = P_OO - P_OM inv(P_MM) P_MO
+    (Schur complement), so D² = x'Px - y_M' inv(P_MM) y_M with y = Px and x_M = 0. Rows
+    are handled in batches by their number of missing items: a few small solves
+    instead of one k x k inverse per missingness pattern (with random gaps nearly
+    every respondent has a pattern of their own).
+    """
+    n, k = centred.shape
+    d2 = np.full(n, np.nan)
+    df = np.zeros(n)
+    rows = np.flatnonzero(eligible)
+    n_missing = k - observed.sum(axis=1)
+    for start in range(0, len(rows), chunk):
+        idx = rows[start:start + chunk]
+        x = centred[idx]
+        y = x @ precision
+        out = np.einsum("ij,ij->i", x, y)
+        m_of = n_missing[idx]
+        for m in np.unique(m_of):
+            if m == 0:
+                continue
+            sel = np.flatnonzero(m_of == m)
+            miss = np.nonzero(~observed[idx[sel]])[1].reshape(len(sel), m)  # row-major: per row
+            p_mm = precision[miss[:, :, None], miss[:, None, :]]
+            y_m = np.take_along_axis(y[sel], miss, axis=1)
+            out[sel] -= np.einsum("ij,ij->i", y_m, np.linalg.solve(p_mm, y_m[..., None])[..., 0])
+        d2[idx] = out
+        df[idx] = k - m_of
+    return d2, df
 
 
 def _rowwise_corr(a: np.ndarray, b: np.ndarray, min_pairs: int = 3) -> np.ndarray:

@@ -210,3 +210,24 @@ def test_duplicate_flag_counts_a_respondent_once_per_event(crs):
     panel.loc[13, "event"] = "baseline"  # R0003's follow-up row now repeats its baseline row
     flagged = quality_flags(panel, crs).table["flag_duplicate"]
     assert flagged[flagged].index.tolist() == [3, 13]
+
+
+def test_mahalanobis_with_a_gap_pattern_per_respondent_matches_direct_inverses():
+    # random gaps give nearly every row its own pattern: the Schur-complement path must
+    # equal inverting each row's own covariance sub-matrix
+    rng = np.random.default_rng(4)
+    n, k = 2000, 10
+    x = rng.normal(size=(n, 2)) @ rng.normal(size=(2, k)) + rng.normal(size=(n, k))
+    x[rng.random((n, k)) < 0.15] = np.nan
+    d2, p = mahalanobis(x)
+    cov = pd.DataFrame(x).cov(min_periods=3).to_numpy()
+    mean = np.nanmean(x, axis=0)
+    for i in range(0, n, 7):
+        seen = ~np.isnan(x[i])
+        if seen.sum() < 5:
+            assert np.isnan(d2[i])
+            continue
+        diff = x[i, seen] - mean[seen]
+        expect = diff @ np.linalg.inv(cov[np.ix_(seen, seen)]) @ diff
+        assert d2[i] == pytest.approx(expect, rel=1e-9)
+        assert p[i] == pytest.approx(stats.chi2.sf(expect, seen.sum()), rel=1e-7)
