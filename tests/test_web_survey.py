@@ -138,11 +138,21 @@ def test_save_and_resume_by_link(tmp_path, crs):
     token = link.rsplit("/", 1)[1]
     assert len(token) >= 43  # 32 random bytes
     # a new browser (no cookie) opens the link and finds its answers and language
+    assert 'dir="ltr" class="resume-link"' in saved  # the address reads left to right inside Urdu text
     later = TestClient(app)
-    r = later.get(link.replace("http://testserver", ""), follow_redirects=False)
+    path = link.replace("http://testserver", "")
+    # opening the link (or a mail scanner fetching it) only shows a button
+    r = later.get(path, follow_redirects=False)
+    assert r.status_code == 200 and f'action="{path}"' in r.text and "اپنا سروے جاری رکھیں" in r.text
+    assert later.get(path, follow_redirects=False).status_code == 200
+    r = later.post(path, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/page/1?lang=ur"
+    assert r.cookies["rs_sid"] != token  # a fresh session: the link is used up
     page = later.get(r.headers["location"]).text
     assert 'id="AGEBAND-3" name="AGEBAND" value="3" checked' in page and 'dir="rtl"' in page
+    # whoever else holds the link (or the old browser's cookie) can no longer read these answers
+    assert TestClient(app).post(path, follow_redirects=False).status_code == 404
+    assert first.get("/page/1", follow_redirects=False).headers["location"].startswith("/?lang=")
     assert later.get("/resume/" + "x" * 43, follow_redirects=False).status_code == 404
     # the database keeps only a hash of the token
     con = sqlite3.connect(tmp_path / "web" / "responses.sqlite")

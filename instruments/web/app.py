@@ -69,6 +69,15 @@ UI = {
         "language": "Language", "optional": "(optional)", "missing": "Other answers",
         "declined": "You chose not to take part. Thank you for your time.",
         "consent_title": "About this survey",
+        "resume_once": "The link works once: when you come back, press “Save and continue later” again for a new one.",
+        "forbidden_title": "Not allowed", "expired": "The form has expired or did not come from this survey. "
+        "Please reload the page.", "need_token": "This survey needs the personal link you were sent.",
+        "token_used": "This personal link has already been used to submit answers.",
+        "busy_title": "Too many requests", "busy": "Please wait a moment and try again.",
+        "notfound_title": "Not found", "notfound": "There is no such page.",
+        "continue_title": "Welcome back", "continue": "Continue my survey",
+        "link_title": "Link not found", "link": "This resume link is not valid or has already been used. "
+        "Please check that it was copied whole.",
     },
     "ur": {
         "next": "اگلا", "back": "پیچھے", "save": "محفوظ کریں اور بعد میں جاری رکھیں", "submit": "میرے جوابات جمع کرائیں",
@@ -77,6 +86,21 @@ UI = {
         "resume": "بعد میں جاری رکھنے کے لیے یہ لنک کھولیں (اسے نجی رکھیں):",
         "review_title": "جمع کرانے کے لیے تیار", "done_title": "شکریہ",
         "done_body": "آپ کے جوابات موصول ہو گئے ہیں۔", "language": "زبان", "optional": "(اختیاری)",
+        "invalid": "یہ جواب دیے گئے انتخابات میں سے نہیں ہے۔", "number": "براہ کرم ایک عدد درج کریں۔",
+        "range": "براہ کرم {min} سے {max} تک کوئی عدد درج کریں۔", "whole": "براہ کرم پورا عدد درج کریں۔",
+        "date": "براہ کرم تاریخ YYYY-MM-DD کی شکل میں درج کریں۔", "toolong": "براہ کرم یہ جواب مختصر کریں۔",
+        "review_body": "آپ نے {n} سوالات کے جواب دیے۔ آپ کوئی جواب بدلنے کے لیے پیچھے جا سکتے ہیں، یا ابھی جمع کرا سکتے ہیں۔",
+        "code": "آپ کا حوالہ کوڈ (اپنے جوابات واپس لینے کے لیے یہ کوڈ بتائیں):",
+        "missing": "دیگر جوابات", "declined": "آپ نے حصہ نہ لینے کا انتخاب کیا۔ آپ کے وقت کا شکریہ۔",
+        "consent_title": "اس سروے کے بارے میں",
+        "resume_once": "یہ لنک ایک بار کام کرتا ہے: واپس آنے پر نیا لنک لینے کے لیے دوبارہ «محفوظ کریں اور بعد میں جاری رکھیں» دبائیں۔",
+        "forbidden_title": "اجازت نہیں", "expired": "فارم کی مدت ختم ہو گئی ہے۔ براہ کرم صفحہ دوبارہ لوڈ کریں۔",
+        "need_token": "اس سروے کے لیے وہ ذاتی لنک درکار ہے جو آپ کو بھیجا گیا تھا۔",
+        "token_used": "یہ ذاتی لنک پہلے ہی جوابات جمع کرانے کے لیے استعمال ہو چکا ہے۔",
+        "busy_title": "بہت زیادہ درخواستیں", "busy": "براہ کرم تھوڑی دیر انتظار کریں اور دوبارہ کوشش کریں۔",
+        "notfound_title": "نہیں ملا", "notfound": "ایسا کوئی صفحہ نہیں ہے۔",
+        "continue_title": "خوش آمدید", "continue": "اپنا سروے جاری رکھیں",
+        "link_title": "لنک نہیں ملا", "link": "یہ لنک درست نہیں ہے یا پہلے استعمال ہو چکا ہے۔ براہ کرم دیکھیں کہ پورا لنک کاپی ہوا ہے۔",
     },
 }
 
@@ -441,10 +465,11 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         return resp
 
     def message(lang: str, status: int, title: str, body: str) -> HTMLResponse:
-        return render("message.html", lang, status=status, title=title, body=body)
+        """A page with a title and a sentence, both keys of UI (in the respondent's language)."""
+        return render("message.html", lang, status=status, title=ui(lang, title), body=ui(lang, body))
 
     def forbidden(lang: str, why: str) -> HTMLResponse:
-        return message(lang, 403, "Not allowed", why)
+        return message(lang, 403, "forbidden_title", why)
 
     async def form_of(request: Request) -> dict[str, list[str]]:
         data = await request.form()
@@ -515,15 +540,15 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         if token_set is None:
             return None
         if not token or token not in token_set:
-            return "This survey needs the personal link you were sent."
+            return "need_token"
         if storage.token_used(sha256_hex(token)):
-            return "This personal link has already been used to submit answers."
+            return "token_used"
         return None
 
     def limited(key: str | None) -> bool:
         return key is not None and not limiter.allow(key)
 
-    too_many = lambda lang: message(lang, 429, "Too many requests", "Please wait a moment and try again.")  # noqa: E731
+    too_many = lambda lang: message(lang, 429, "busy_title", "busy")  # noqa: E731
 
     # --- routes -----------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
@@ -559,8 +584,9 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             return RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
         if n >= len(pages):
             answered = len(final_answers(inst, pages, draft["answers"])[0])
+            total = sum(1 for p in pages if _may_be_relevant(p, draft["answers"])) + 1
             return render("review.html", lang, sid=sid, back=prev_page(len(pages), draft["answers"]), n_answered=answered,
-                          progress_n=1, progress_total=1)
+                          progress_n=total, progress_total=total, here=f"/page/{n}")
         errors = None
         if request.query_params.get("missing"):
             errors = check_page(inst, pages[n], {k: [str(v)] for k, v in draft["answers"].items()},
@@ -576,11 +602,11 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         form = await form_of(request)
         lang = lang_of(request, None, form)
         if not csrf_ok(sid, form):
-            return forbidden(lang, "The form has expired or did not come from this survey. Please reload the page.")
+            return forbidden(lang, "expired")
         if limited(sid):
             return too_many(lang)
         if not 0 <= n < len(pages):
-            return message(lang, 404, "Not found", "There is no such page.")
+            return message(lang, 404, "notfound_title", "notfound")
         return await _post_page(request, sid, n, form, lang)
 
     async def _post_page(request: Request, sid: str, n: int, form: dict, lang: str):
@@ -636,7 +662,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         form = await form_of(request)
         lang = lang_of(request, None, form)
         if not csrf_ok(sid, form):
-            return forbidden(lang, "The form has expired or did not come from this survey. Please reload the page.")
+            return forbidden(lang, "expired")
         if limited(sid):
             return too_many(lang)
         return await _submit(sid, lang)
@@ -659,7 +685,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
                                  answers=answers, timings=draft["timings"], started_at=draft["started_at"],
                                  token_hash=draft["token_hash"], attention_failed=failed)
         except TokenUsed:
-            return forbidden(lang, "This personal link has already been used to submit answers.")
+            return forbidden(lang, "token_used")
         return _ack(rid)
 
     def _ack(rid: str) -> Response:
@@ -678,17 +704,37 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         if resp is None:
             return RedirectResponse(f"/?lang={lang}", status_code=303)
         declined = inst.consent is not None and resp and json.loads(resp["answers"]).get(inst.consent.item) == 0
-        return render("done.html", lang, code=resp["response_id"], declined=declined)
+        return render("done.html", lang, code=resp["response_id"], declined=declined, here="/done")
 
-    @app.get("/resume/{token}")
+    @app.get("/resume/{token}", response_class=HTMLResponse)
+    async def resume_page(request: Request, token: str):
+        # a page with a button, not a redirect: mail scanners and link previews
+        # fetch links, and must not use up a link that works once
+        draft = storage.draft(sha256_hex(token)) if len(token) < 100 else None
+        lang = lang_of(request, draft)
+        if limited(token):
+            return too_many(lang)
+        if draft is None:
+            return message(lang, 404, "link_title", "link")
+        return render("resume.html", lang, token=token)
+
+    @app.post("/resume/{token}")
     async def resume(request: Request, token: str):
         draft = storage.draft(sha256_hex(token)) if len(token) < 100 else None
         lang = lang_of(request, draft)
         if limited(token):
             return too_many(lang)
         if draft is None:
-            return message(lang, 404, "Link not found", "This resume link is not valid. Please check that it was copied whole.")
-        target = "/done" if draft["submitted"] else f"/page/{draft['page']}?lang={lang}"
+            return message(lang, 404, "link_title", "link")
+        if draft["submitted"]:
+            target = "/done"
+        else:
+            # a new session id, so the link stops working: whoever else holds it (a link
+            # pasted into a group chat, or planted by someone) cannot read these answers
+            fresh = secrets.token_urlsafe(32)
+            if not await storage.rekey_draft_async(sha256_hex(token), sha256_hex(fresh)):
+                return message(lang, 404, "link_title", "link")
+            token, target = fresh, f"/page/{draft['page']}?lang={lang}"
         resp = RedirectResponse(target, status_code=303)
         resp.set_cookie(COOKIE, token, max_age=60 * 60 * 24 * 60, httponly=True, samesite="lax",
                         secure=cfg.secure_cookies, path="/")

@@ -283,6 +283,15 @@ class Storage:
     async def save_draft_async(self, session_hash: str, **fields) -> None:
         await asyncio.wrap_future(self._writer.call(self._save_job(session_hash, **fields), durable=False))
 
+    async def rekey_draft_async(self, old_hash: str, new_hash: str) -> bool:
+        """Move an unsubmitted draft to a new session hash (a resume link works once)."""
+        def job(con):
+            return con.execute(update(drafts_table)
+                               .where(drafts_table.c.session_hash == old_hash)
+                               .where(drafts_table.c.submitted.is_(False))
+                               .values(session_hash=new_hash, updated_at=utc_now())).rowcount == 1
+        return await asyncio.wrap_future(self._writer.call(job, durable=False))
+
     # --- responses ---------------------------------------------------------------
     def token_used(self, token_hash: str) -> bool:
         with self.engine.connect() as con:
