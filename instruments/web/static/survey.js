@@ -35,6 +35,10 @@
     });
   }
 
+  // after a refused page, start at the list of problems (it links to each question)
+  var summary = document.querySelector(".error-summary");
+  if (summary) { summary.focus(); }
+
   form.addEventListener("change", update);
   form.addEventListener("input", update);
   update();
