@@ -80,3 +80,16 @@ def test_lean_refit_gradient_equals_the_core_ml_gradient(hs):
         f, g = _LeanML(fit.model, fit.sample_stats).fg(x)
         assert f == pytest.approx(core.objective(x), abs=1e-12)
         np.testing.assert_allclose(g, core.gradient(x), atol=1e-12)
+
+
+def test_wlsmv_bootstrap_refits_thresholds_and_polychorics():
+    data = pd.read_csv(ROOT / "tests" / "fixtures" / "data" / "bfi_complete500.csv")
+    fit = fit_sem("A =~ A1 + A2 + A3 + A4 + A5\nC =~ C1 + C2 + C3 + C4 + C5", data, estimator="WLSMV",
+                  ordered=True, warn=False)
+    boot = bootstrap_fit(fit, n_boot=20, seed=1, workers=2, progress=False)
+    assert boot.n_ok + boot.n_failed == 20 and boot.n_ok >= 18
+    p = boot.params
+    th = p[(p["op"] == "|") & (p["free"] > 0)]
+    assert len(th) == 50 and (th["se"] > 0).all()  # 10 items x 5 thresholds, each resampled
+    lam = p[(p["op"] == "=~") & (p["free"] > 0)]
+    assert ((lam["ci.lower"] < lam["est"]) & (lam["est"] < lam["ci.upper"])).all()
