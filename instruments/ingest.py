@@ -772,6 +772,10 @@ def _column_map(columns: list[str], fmt: str, instrument, renames: Mapping[str, 
                 target = _Target("multi", base, -int(c[1:]) if c.startswith("N") else int(c))
         if target is None:
             item = resolve(col) or resolve(leaf)
+            # LimeSurvey's "question code & question text" headings: 'CULT1. Local services ...'
+            lsq = re.match(r"([A-Za-z][A-Za-z0-9_]*)\. ", col) if fmt == "limesurvey" else None
+            if item is None and lsq:
+                item = resolve(lsq.group(1))
             if item is None and fmt in ("kobo", "redcap", "limesurvey", "csv", "xlsx"):
                 item = labels.get(_norm(col))
                 if item is not None and low in meta_alias:

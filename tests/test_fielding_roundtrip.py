@@ -208,3 +208,15 @@ def test_mapping_absent_items_of_an_older_form_version(crs, responses, tmp_path)
     bad.write_text("absent: [NAVIG4]\n", encoding="utf-8")
     with pytest.raises(ImportError_, match="lists items per form version"):
         import_responses(path, crs, mapping=bad)
+
+
+def test_limesurvey_code_and_text_headings(crs, responses, tmp_path):
+    from instruments.ingest import limesurvey_code
+
+    path = write_limesurvey(responses, crs, tmp_path / "ls.csv")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    heads = {limesurvey_code(it.id): f"{limesurvey_code(it.id)}. {it.text['en']}" for it in crs.items}
+    table.rename(columns=heads).to_csv(tmp_path / "ls_text.csv", index=False)
+    result = import_responses(tmp_path / "ls_text.csv", crs)
+    assert result.format == "limesurvey" and result.unknown_columns == []
+    pd.testing.assert_frame_equal(_scored(result.data, crs), _scored(import_responses(path, crs).data, crs))
