@@ -117,7 +117,8 @@ def validate(
                 f"[green]valid[/green] {path}: {inst.id} {inst.version}, "
                 f"{len(inst.constructs)} constructs, {len(inst.items)} items, "
                 f"languages {', '.join(inst.languages)}"
-                + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
+                + (f", {len(report.warnings)} warning{'' if len(report.warnings) == 1 else 's'}"
+                   if report.warnings else "")
             )
         else:
             n = len(report.errors)
