@@ -49,11 +49,28 @@ class _PowerContext:
     alpha: float
 
 
-def _prepare(pop: PopulationModel, instrument, data: pd.DataFrame) -> pd.DataFrame:
-    """Items as a model reads them; scores named like a latent variable are dropped
-    (REPR is a factor of its items in the population model, not a count)."""
+def _prepare(latent: list[str], instrument, data: pd.DataFrame) -> pd.DataFrame:
+    """Items as a model reads them, with construct scores (REPR: a count) unless
+    the analysis model has a factor of that name."""
     frame = analysis_frame(data, instrument) if instrument is not None else data
-    return frame.drop(columns=[c for c in pop.latent if c in frame.columns])
+    return frame.drop(columns=[c for c in latent if c in frame.columns])
+
+
+def _latent_names(syntax: str) -> list[str]:
+    from .syntax import parse_model
+
+    return sorted({s.lhs for s in parse_model(syntax) if s.op == "=~"})
+
+
+def _item_column(instrument, data, v):
+    col = data[v].to_numpy(dtype=float, na_value=np.nan).copy()
+    it = instrument.item(v)
+    scale = instrument.scales[it.scale]
+    if scale.missing_codes:
+        col[np.isin(col, scale.missing_codes)] = np.nan
+    if it.reverse and scale.ordered and scale.codes:
+        col = min(scale.codes) + max(scale.codes) - col
+    return col
 
 
 def _frame(pop, instrument, data, ov):
@@ -62,21 +79,38 @@ def _frame(pop, instrument, data, ov):
         return data[ov].to_numpy(dtype=float)
     out = np.empty((len(data), len(ov)))
     for j, v in enumerate(ov):
-        col = data[v].to_numpy(dtype=float, na_value=np.nan).copy()
-        it = instrument.item(v)
-        scale = instrument.scales[it.scale]
-        if scale.missing_codes:
-            col[np.isin(col, scale.missing_codes)] = np.nan
-        if it.reverse and scale.ordered and scale.codes:
-            col = min(scale.codes) + max(scale.codes) - col
-        out[:, j] = col
+        if v in data.columns:
+            out[:, j] = _item_column(instrument, data, v)
+            continue
+        c = instrument.construct(v)  # an observed construct's score (REPR: a count)
+        block = np.column_stack([_item_column(instrument, data, it.id) for it in instrument.items_of(v)])
+        empty = np.isnan(block).all(axis=1)
+        with np.errstate(all="ignore"):
+            if c.score == "count":
+                score = np.isin(block, c.count_codes).sum(axis=1).astype(float)
+            elif c.score == "sum":
+                score = np.nansum(block, axis=1)
+            else:
+                score = np.nanmean(block, axis=1)
+        out[:, j] = np.where(empty, np.nan, score)
+    return out
+
+
+def _generated_items(instrument, ov: list[str]) -> list[str] | None:
+    """Items a replication must simulate: the model's items and those of scored constructs."""
+    if instrument is None:
+        return None
+    ids = set(instrument.item_ids)
+    out = []
+    for v in ov:
+        out += [v] if v in ids else [it.id for it in instrument.items_of(v)]
     return out
 
 
 def _power_one(ctx: _PowerContext, rng: np.random.Generator, i: int):
     k = i // ctx.reps
     n = ctx.sizes[k]
-    only = ctx.refitter.ov if ctx.instrument is not None else None
+    only = _generated_items(ctx.instrument, ctx.refitter.ov)
     data = simulate_responses(ctx.population, n, seed=rng, instrument=ctx.instrument, items=only, **ctx.sim)
     Y = _frame(ctx.population, ctx.instrument, data, ctx.refitter.ov)
     rf = ctx.refitter
@@ -281,7 +315,8 @@ def _power(model, sizes, reps, instrument, analysis, estimator, missing, missing
     # template fit: compiles the model with the user's options
     pilot = simulate_responses(pop, 2000, seed=np.random.default_rng(pilot_seq), instrument=instrument,
                                **{**sim, "missing": 0.0, "mar": 0.0})
-    pilot = _prepare(pop, instrument, pilot)
+    latent = _latent_names(syntax)
+    pilot = _prepare(latent, instrument, pilot)
     template = fit_sem(syntax, pilot, estimator=estimator, missing=missing, warn=False)
     ov = list(template.model.ov_names[0])
     ms = bool(template.model.meanstructure)
@@ -297,7 +332,7 @@ def _power(model, sizes, reps, instrument, analysis, estimator, missing, missing
     else:
         big = simulate_responses(pop, n_true, seed=np.random.default_rng(true_seq), instrument=instrument,
                                  **{**sim, "missing": 0.0, "mar": 0.0})
-        big = _prepare(pop, instrument, big)
+        big = _prepare(latent, instrument, big)
         truth = fit_sem(syntax, big, meanstructure=ms, warn=False, se="none")
         how = f"pseudo-true (one sample of {n_true:,})"
     tp = truth.params

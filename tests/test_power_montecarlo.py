@@ -4,6 +4,7 @@ the parameter-recovery acceptance study of figure1 (slow)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -128,9 +129,24 @@ def test_replication_frame_equals_analysis_frame():
     inst = load_instrument("crs")
     pop = population_model("figure1", inst)
     data = simulate_responses(pop, 200, seed=4, instrument=inst, missing=0.1, careless=0.1)
-    ov = ["CULT1", "CULT4", "TRUST4", "REPR2", "RESIL4"]
+    ov = ["CULT1", "CULT4", "TRUST4", "REPR2", "RESIL4", "REPR"]  # REPR: the count score
     got = _frame(pop, inst, data, ov)
     want = analysis_frame(data, inst)[ov].to_numpy(dtype=float)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want))
     assert np.isnan(got).mean() == pytest.approx(0.1, abs=0.03)
+
+
+def test_shipped_analysis_model_with_repr_as_a_count_score():
+    from instruments import load_instrument
+
+    from analysis.power import _generated_items
+
+    inst = load_instrument("crs")
+    assert _generated_items(inst, ["CULT1", "REPR"]) == ["CULT1", "REPR1", "REPR2", "REPR3"]
+    syntax = (Path(__file__).resolve().parents[1] / "analysis" / "models" / "figure1.lav").read_text()
+    res = power_analysis("figure1", n=[300], reps=3, instrument=inst, seed=2, workers=2, progress=False,
+                         n_true=20_000, analysis=syntax)
+    assert res.overview.loc[0, "convergence"] == 1.0
+    row = res.table[(res.table["lhs"] == "TRUST") & (res.table["rhs"] == "REPR")]
+    assert len(row) == 1 and 0 < row["true"].iloc[0] < 0.2
