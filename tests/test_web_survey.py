@@ -125,6 +125,24 @@ def test_declined_consent_skips_to_the_end(tmp_path, crs):
     assert len(rows) == 1 and rows[0]["answers"] == {"CONSENT": 0}
 
 
+def test_urdu_respondent_sees_urdu_to_the_end(tmp_path, crs):
+    client = TestClient(create_app(crs, study_dir=tmp_path))
+    r = client.get("/?lang=ur")
+    r = client.post("/page/0", data={**fields(r.text), "CONSENT": "0", "_lang": "ur"})
+    # the review page: Urdu wording, where the respondent is, a way to switch language
+    assert "آپ نے 1 سوال کا جواب دیا" in r.text and "You answered" not in r.text  # the consent answer
+    assert "صفحہ 2 از 2" in r.text  # consent and review: declining rules out every other page
+    assert f'href="/page/{len(build_pages(crs))}?lang=en"' in r.text
+    csrf = re.search(r'name="_csrf" value="([^"]+)"', r.text).group(1)
+    r = client.post("/submit", data={"_csrf": csrf, "_lang": "ur"})
+    assert r.url.path == "/done" and 'dir="rtl"' in r.text
+    assert "آپ نے حصہ نہ لینے کا انتخاب کیا" in r.text and "آپ کا حوالہ کوڈ" in r.text
+    assert 'href="/done?lang=en"' in r.text and "reference code" in client.get("/done?lang=en").text
+    # refusals are worded in the respondent's language too
+    r = client.post("/page/0", data={"_csrf": "forged", "_lang": "ur"})
+    assert r.status_code == 403 and "فارم کی مدت ختم ہو گئی ہے" in r.text and "expired" not in r.text
+
+
 def test_save_and_resume_by_link(tmp_path, crs):
     app = create_app(crs, study_dir=tmp_path)
     first = TestClient(app)

@@ -64,6 +64,7 @@ UI = {
         "resume": "To continue later, open this link (keep it private: it opens your answers):",
         "review_title": "Ready to submit", "review_body": "You answered {n} questions. "
         "You can go back to change an answer, or submit now.",
+        "review_body_one": "You answered 1 question. You can go back to change an answer, or submit now.",
         "done_title": "Thank you", "done_body": "Your answers have been received.",
         "code": "Your reference code (quote it to withdraw your answers):",
         "language": "Language", "optional": "(optional)", "missing": "Other answers",
@@ -90,6 +91,7 @@ UI = {
         "range": "براہ کرم {min} سے {max} تک کوئی عدد درج کریں۔", "whole": "براہ کرم پورا عدد درج کریں۔",
         "date": "براہ کرم تاریخ YYYY-MM-DD کی شکل میں درج کریں۔", "toolong": "براہ کرم یہ جواب مختصر کریں۔",
         "review_body": "آپ نے {n} سوالات کے جواب دیے۔ آپ کوئی جواب بدلنے کے لیے پیچھے جا سکتے ہیں، یا ابھی جمع کرا سکتے ہیں۔",
+        "review_body_one": "آپ نے 1 سوال کا جواب دیا۔ آپ کوئی جواب بدلنے کے لیے پیچھے جا سکتے ہیں، یا ابھی جمع کرا سکتے ہیں۔",
         "code": "آپ کا حوالہ کوڈ (اپنے جوابات واپس لینے کے لیے یہ کوڈ بتائیں):",
         "missing": "دیگر جوابات", "declined": "آپ نے حصہ نہ لینے کا انتخاب کیا۔ آپ کے وقت کا شکریہ۔",
         "consent_title": "اس سروے کے بارے میں",
