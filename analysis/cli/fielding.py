@@ -277,7 +277,10 @@ def import_command(
             console.print(report.as_table(limit=limit))
         console.print(report.summary())
         if stored is not None:
-            console.print(f"stored {stored.n_rows} responses in {study} (raw copy {Path(stored.raw_path).name})")
+            skipped = result.n_rows - stored.n_rows
+            console.print(f"stored {stored.n_rows} response{'s' * (stored.n_rows != 1)} in {study} "
+                          + (f"({skipped} already there) " if skipped else "")
+                          + f"(raw copy {Path(stored.raw_path).name})")
     raise typer.Exit(report.exit_code)
 
 
