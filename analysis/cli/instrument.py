@@ -39,6 +39,10 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=False)
 
 
+def _n(things, noun: str) -> str:
+    return f"{len(things)} {noun}" + ("" if len(things) == 1 else "s")
+
+
 def _write(text: str, output: Path | None, what: str) -> None:
     """To stdout, or to OUTPUT with a line on stderr; an unwritable place exits 2."""
     if output is None:
@@ -115,14 +119,12 @@ def validate(
                 inst = load_instrument(path)
             console.print(
                 f"[green]valid[/green] {path}: {inst.id} {inst.version}, "
-                f"{len(inst.constructs)} constructs, {len(inst.items)} items, "
+                f"{_n(inst.constructs, 'construct')}, {_n(inst.items, 'item')}, "
                 f"languages {', '.join(inst.languages)}"
-                + (f", {len(report.warnings)} warning{'' if len(report.warnings) == 1 else 's'}"
-                   if report.warnings else "")
+                + (f", {_n(report.warnings, 'warning')}" if report.warnings else "")
             )
         else:
-            n = len(report.errors)
-            console.print(f"[red]invalid[/red] {path}: {n} error{'' if n == 1 else 's'}")
+            console.print(f"[red]invalid[/red] {path}: {_n(report.errors, 'error')}")
     raise typer.Exit(int(not report.valid))
 
 
