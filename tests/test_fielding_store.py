@@ -169,3 +169,16 @@ def test_redcap_longitudinal_events_are_not_duplicates(crs, tmp_path):
     assert study.import_file(first, crs).n_rows == 6
     assert study.import_file(both, crs).n_rows == 6
     assert study.responses().groupby("event").size().to_dict() == {"baseline_arm_1": 6, "followup_arm_1": 6}
+
+
+def test_cli_says_how_many_were_already_stored(crs, tmp_path):
+    data = make_responses(crs, n=9, seed=13)
+    week1 = write_kobo(data.head(5), crs, tmp_path / "w1.csv")
+    week2 = write_kobo(data, crs, tmp_path / "w2.csv")
+    runner = CliRunner()
+    study = str(tmp_path / "study")
+    assert "stored 5 responses in" in runner.invoke(app, ["import", str(week1), "-i", "crs", "--study", study]).output
+    res = runner.invoke(app, ["import", str(week2), "-i", "crs", "--study", study])
+    assert res.exit_code == 0 and "stored 4 responses in" in res.output and "(5 already there)" in res.output
+    doc = json.loads(runner.invoke(app, ["import", str(week1), "-i", "crs", "--study", study, "--json"]).stdout)
+    assert doc["import"]["added"] is False and doc["import"]["reason"].startswith("already imported as w1.csv")
