@@ -280,7 +280,7 @@ def import_command(
             skipped = result.n_rows - stored.n_rows
             console.print(f"stored {stored.n_rows} response{'s' * (stored.n_rows != 1)} in {study} "
                           + (f"({skipped} already there) " if skipped else "")
-                          + f"(raw copy {Path(stored.raw_path).name})")
+                          + f"(raw copy {Path(stored.raw_path).name})", soft_wrap=True)
     raise typer.Exit(report.exit_code)
 
 
