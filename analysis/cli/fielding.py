@@ -252,7 +252,7 @@ def import_command(
             if as_json:
                 sys.stdout.write(json.dumps({"import": stored.to_dict()}, indent=2) + "\n")
             else:
-                Console().print(f"nothing to do: {data.name} {stored.reason}")
+                Console(soft_wrap=True).print(f"nothing to do: {data.name} {stored.reason}")
             raise typer.Exit(0)
         result, report = stored.result, stored.report
     else:
