@@ -109,6 +109,21 @@ def test_required_item_is_asked_again(tmp_path, crs):
     assert 'value="2" checked' in r.text  # what was answered is kept on the page
 
 
+def test_number_out_of_range_is_tied_to_its_field(tmp_path, mini):
+    client = TestClient(create_app(mini, study_dir=tmp_path))
+    r = client.get("/")
+    client.post("/page/0", data={**fields(r.text), "CONSENT": "1"})
+    html = client.get("/page/1").text
+    client.post("/page/1", data={**fields(html), "REGION": "1", "TRUST1": "2", "TRUST2": "2", "TRUST3": "2"})
+    html = client.get("/page/2").text
+    r = client.post("/page/2", data={**fields(html), "RESIDE": "140", "ATTN1": "2"})
+    assert r.status_code == 200 and "Please enter a number from 0 to 100." in r.text
+    field = re.search(r'<input type="number"[^>]*>', r.text).group(0)
+    assert 'aria-invalid="true"' in field and 'aria-describedby="err-RESIDE"' in field
+    assert 'id="err-RESIDE"' in r.text and 'href="#q-RESIDE"' in r.text  # and listed in the summary
+    assert '<a class="skip" href="#main">Skip to the questions</a>' in r.text
+
+
 def test_declined_consent_skips_to_the_end(tmp_path, crs):
     app = create_app(crs, study_dir=tmp_path)
     client = TestClient(app)

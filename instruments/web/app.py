@@ -69,7 +69,7 @@ UI = {
         "code": "Your reference code (quote it to withdraw your answers):",
         "language": "Language", "optional": "(optional)", "missing": "Other answers",
         "declined": "You chose not to take part. Thank you for your time.",
-        "consent_title": "About this survey",
+        "consent_title": "About this survey", "skip": "Skip to the questions",
         "resume_once": "The link works once: when you come back, press “Save and continue later” again for a new one.",
         "forbidden_title": "Not allowed", "expired": "The form has expired or did not come from this survey. "
         "Please reload the page.", "need_token": "This survey needs the personal link you were sent.",
@@ -94,7 +94,7 @@ UI = {
         "review_body_one": "آپ نے 1 سوال کا جواب دیا۔ آپ کوئی جواب بدلنے کے لیے پیچھے جا سکتے ہیں، یا ابھی جمع کرا سکتے ہیں۔",
         "code": "آپ کا حوالہ کوڈ (اپنے جوابات واپس لینے کے لیے یہ کوڈ بتائیں):",
         "missing": "دیگر جوابات", "declined": "آپ نے حصہ نہ لینے کا انتخاب کیا۔ آپ کے وقت کا شکریہ۔",
-        "consent_title": "اس سروے کے بارے میں",
+        "consent_title": "اس سروے کے بارے میں", "skip": "سوالات پر جائیں",
         "resume_once": "یہ لنک ایک بار کام کرتا ہے: واپس آنے پر نیا لنک لینے کے لیے دوبارہ «محفوظ کریں اور بعد میں جاری رکھیں» دبائیں۔",
         "forbidden_title": "اجازت نہیں", "expired": "فارم کی مدت ختم ہو گئی ہے۔ براہ کرم صفحہ دوبارہ لوڈ کریں۔",
         "need_token": "اس سروے کے لیے وہ ذاتی لنک درکار ہے جو آپ کو بھیجا گیا تھا۔",
