@@ -181,3 +181,19 @@ def test_guessing_tokens_is_slowed_down(tmp_path, crs):
     app = create_app(crs, study_dir=tmp_path, tokens=["real-token-1"])
     codes = [TestClient(app).get(f"/?token=guess{i}").status_code for i in range(35)]
     assert codes.count(403) >= 30 and codes[-1] == 429
+
+
+def test_a_token_in_the_link_is_ignored_without_a_token_list(tmp_path, crs):
+    # an open survey shared as /?token=newsletter must not turn away the second respondent
+    app = create_app(crs, study_dir=tmp_path)
+    rids = []
+    for _ in range(2):
+        client = TestClient(app)
+        r = client.get("/?token=newsletter")
+        assert "newsletter" not in r.text
+        r = client.post("/page/0", data={**fields(r.text), "CONSENT": "0", "_token": "newsletter"})
+        r = client.post("/submit", data={"_csrf": CSRF.search(r.text).group(1)}, follow_redirects=False)
+        assert r.status_code == 303, r.text[-400:]
+        rids.append(r.headers["x-response-id"])
+    rows = app.state.storage.responses()
+    assert len(rows) == 2 and {r["response_id"] for r in rows} == set(rids)

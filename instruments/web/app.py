@@ -560,7 +560,8 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         lang = lang_of(request, draft)
         if limited(sid):
             return too_many(lang)
-        token = request.query_params.get("token")
+        # a token only means something with a token list (an open link may carry anything)
+        token = request.query_params.get("token") if token_set is not None else None
         if draft and not draft["submitted"]:
             return RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
         problem = token_problem(token)
@@ -622,7 +623,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             problem = token_problem(token)
             if problem:
                 return forbidden(lang, problem)
-            token_hash = sha256_hex(token) if token else None
+            token_hash = sha256_hex(token) if token and token_set is not None else None
             answers, timings, reached = {}, {}, 0
             secs = page_seconds(sid, 0, form.get("_page", [""])[0])
             started = utc_now() if secs is None else _iso_ago(secs)
