@@ -483,6 +483,22 @@ def _cell_text(v: Any) -> str:
     return str(v)
 
 
+def _has_formulas(path: Path) -> bool:
+    """Whether any worksheet of the workbook holds a formula cell (<f> in its XML)."""
+    pattern = re.compile(rb"<(?:\w+:)?f[ >/]")
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
+                continue
+            with zf.open(info) as fh:
+                tail = b""
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    if pattern.search(tail + chunk):
+                        return True
+                    tail = chunk[-8:]
+    return False
+
+
 def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
     import openpyxl
 
@@ -498,6 +514,13 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
         raise ImportError_(_issue("unreadable", f"{path.name}: no sheet {sheet!r} (sheets: {wb.sheetnames})"))
     ws = wb[sheet] if sheet else wb.worksheets[0]
     rows = ws.iter_rows(values_only=True)
+    # a formula saved without its result reads as blank; the formulas themselves
+    # (read as text, never computed) say which blanks are really formulas
+    formulas = wb_f = None
+    if _has_formulas(path):
+        wb_f = openpyxl.load_workbook(path, read_only=not small, data_only=False)
+        formulas = (wb_f[sheet] if sheet else wb_f.worksheets[0]).iter_rows(values_only=True)
+        next(formulas, None)
     header = next(rows, None)
     if header is None or all(v is None for v in header):
         raise ImportError_(_issue("empty-file", f"{path.name}: sheet {ws.title!r} is empty"))
@@ -507,6 +530,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
     if merged:
         # merged cells over the header: a two-row header (group over items)
         second = [_cell_text(v) for v in next(rows, ())]
+        if formulas is not None:
+            next(formulas, None)
         second += [""] * (len(header) - len(second))
         for rng in merged:
             for c in range(rng.min_col, rng.max_col + 1):
@@ -528,10 +553,23 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
     def blocks() -> Iterator[pd.DataFrame]:
         buf, numbers = [], []
         r = header_rows
+        n_formulas = 0
         for values in rows:
             r += 1
             done[0] = r
             cells = [_cell_text(v) for v in values]
+            if formulas is not None:
+                for j, f in enumerate(next(formulas, ())):
+                    if isinstance(f, str) and f.startswith("=") and j < len(cells) and values[j] is None:
+                        cells[j] = f
+                        n_formulas += 1
+                        if n_formulas <= 100:
+                            issues.append(_issue(
+                                "formula-without-value",
+                                f"{path.name} row {r}: column {columns[j] if j < n else j + 1} holds a formula "
+                                f"({f[:40]}) saved without its result; kept as that text, never computed. "
+                                "Open and save the file in a spreadsheet program to store the results",
+                                severity="warning", row=r, item=columns[j] if j < n else None, value=f[:200]))
             if len(cells) > n:
                 if any(c != "" for c in cells[n:]):
                     issues.append(_issue(
@@ -554,6 +592,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
         if buf:
             yield _frame(buf, numbers, columns)
         wb.close()
+        if wb_f is not None:
+            wb_f.close()
 
     return RawTable(path, "xlsx", columns, blocks(), issues, position=lambda: (done[0], total_rows))
 

@@ -171,3 +171,15 @@ def test_fuzzed_text_never_crashes(crs, tmp_path):
         score(result, crs)
         outcomes["read"] += 1
     assert outcomes["read"] > 20 and outcomes["refused"] > 0
+
+
+def test_formula_saved_without_its_result_is_kept_as_text_not_blank(crs, tmp_path):
+    result = import_responses(HERE / "formula_and_overflow.xlsx", crs)
+    assert result.data["AREA"].tolist() == ["=1+1", "Northfield", "Northfield", "Northfield", "Old Town"]
+    note = [i for i in result.issues if i.type == "formula-without-value"]
+    assert [(i.row, i.item, i.value) for i in note] == [(2, "AREA", "=1+1")]
+    # written back to a spreadsheet it stays text
+    from instruments.export_data import write_table
+
+    out = write_table(result.data, tmp_path / "back.csv")
+    assert "'=1+1" in out.read_text(encoding="utf-8")
