@@ -247,6 +247,8 @@ def instrument_group_data(data: pd.DataFrame, instrument: Any, model: str, group
         labels = scale.labels(lang)
     else:
         return out  # not an instrument item: the column is used as it is
+    if codes.isna().all():
+        return out  # labels rather than codes (an export with text answers): used as they are
     out[group] = codes.map(labels)
     order = codes.map({c: i for i, c in enumerate(labels)})
     # stable sort: groups appear in the scale's order, rows within a group keep theirs
