@@ -231,6 +231,9 @@ def test_instrument_data_scores_an_observed_construct_of_the_model():
     assert out.index.tolist() == [1, 2, 0, 3]
     assert out["LANG"].tolist()[:3] == ["English", "English", "Urdu"] and pd.isna(out["LANG"].iloc[3])
     assert np.isnan(out.loc[3, "REPR"])
+    # an export with labels instead of codes keeps them (not "no groups")
+    labelled = instrument_group_data(raw.assign(LANG=["Urdu", "English", "English", None]), inst, "T =~ TRUST1", "LANG")
+    assert labelled["LANG"].tolist()[:3] == ["Urdu", "English", "English"]
 
 
 def test_reliability_and_efa_on_chosen_constructs(crs_csv):
