@@ -120,6 +120,9 @@ def test_stored_responses_validate_without_store_columns_as_unknown(crs, tmp_pat
     study.import_file(write_kobo(make_responses(crs, n=15, seed=8), crs, tmp_path / "k.csv"), crs, wave="w1")
     report = validate(study.responses(), crs)
     assert report.valid and "unknown-column" not in set(report.issues["type"])
+    # nor the `source` column a study run adds when it stacks its data sources
+    report = validate(study.responses().assign(source=0), crs)
+    assert report.valid and "unknown-column" not in set(report.issues["type"])
 
 
 def test_cumulative_export_adds_only_new_respondents(crs, tmp_path):
