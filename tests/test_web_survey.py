@@ -245,8 +245,26 @@ def test_cli_serve_export_imports_into_the_study(tmp_path, crs):
     out = tmp_path / "web.csv"
     r = CliRunner().invoke(cli, ["serve-export", "crs", "--study", str(tmp_path), "-o", str(out), "--import"])
     assert r.exit_code == 0, r.output
-    assert f"{out}: 1 responses" in r.output and "added 1 rows" in r.output
+    assert f"{out}: 1 response\n" in r.output and "added 1 rows" in r.output
     stored = Study(tmp_path).responses()
     assert list(stored["respondent_id"]) == [rid] and list(stored["language"]) == ["ur"]
     r = CliRunner().invoke(cli, ["serve-export", "crs", "-o", str(out), "--import"])
     assert r.exit_code == 2 and "--import needs --study" in r.output
+    # a mistyped study folder: refused, and no empty store left behind
+    typo = tmp_path / "stduy"
+    r = CliRunner().invoke(cli, ["serve-export", "crs", "--study", str(typo), "-o", str(out)])
+    assert r.exit_code == 2 and "no web survey responses here" in r.output and not typo.exists()
+
+
+def test_cli_serve_refuses_a_port_in_use(tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app as cli
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        r = CliRunner().invoke(cli, ["serve", "crs", "--study", str(tmp_path), "--port", str(port)])
+    assert r.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.output and "--port" in r.output
+    assert not (tmp_path / "web").exists()

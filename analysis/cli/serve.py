@@ -53,6 +53,13 @@ def serve_command(
     inst = _instrument(instrument)
     if tokens is not None and not tokens.is_file():
         _err(f"{tokens}: token file not found")
+    import socket
+
+    try:  # say so before anything is created, rather than uvicorn's errno after start-up
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        _err(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port)")
     try:
         import uvicorn
 
@@ -84,10 +91,15 @@ def serve_export_command(
         _err("--import needs --study DIR", 2)
     from instruments.web import write_responses_csv
 
+    if database_url is None:  # a mistyped --study must not export an empty store it just created
+        path = (study / "web" / "responses.sqlite") if study else Path("responses.sqlite")
+        if not path.is_file():
+            _err(f"{path}: no web survey responses here (serve with --study {study or 'DIR'} first, "
+                 "or pass --database-url)", 2)
     storage = _storage(study, database_url)
     path = write_responses_csv(storage, inst, output)
     n = storage.count()
-    typer.echo(f"{path}: {n} responses")
+    typer.echo(f"{path}: {n} response{'' if n == 1 else 's'}")
     if import_:
         from instruments.store import Study
 
