@@ -197,3 +197,19 @@ def test_a_token_in_the_link_is_ignored_without_a_token_list(tmp_path, crs):
         rids.append(r.headers["x-response-id"])
     rows = app.state.storage.responses()
     assert len(rows) == 2 and {r["response_id"] for r in rows} == set(rids)
+
+
+def test_static_files_by_content_address_and_nothing_else(app):
+    import hashlib
+
+    from instruments.web.app import HERE
+
+    client = TestClient(app)
+    css = (HERE / "static" / "survey.css").read_bytes()
+    html = client.get("/").text
+    assert f'href="/static/survey.css?v={hashlib.sha256(css).hexdigest()[:12]}"' in html
+    r = client.get("/static/survey.css?v=old")
+    assert r.status_code == 200 and r.content == css and r.headers["x-content-type-options"] == "nosniff"
+    for path in ("/static/../app.py", "/static/..%2fapp.py", "/static/%2e%2e%2fstorage.py", "/static/app.py",
+                 "/static/survey.css%00", "/static/"):
+        assert client.get(path).status_code == 404, path

@@ -430,6 +430,8 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
     app.state.pages = pages
     static = {name: (HERE / "static" / name).read_bytes() for name in ("survey.css", "survey.js")}
     static_types = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
+    # cached for an hour, so the address changes with the content (an upgrade reaches everyone at once)
+    asset = {name: f"/static/{name}?v={hashlib.sha256(body).hexdigest()[:12]}" for name, body in static.items()}
 
     # --- helpers --------------------------------------------------------------
     def lang_of(request: Request, draft: dict | None = None, form: dict | None = None) -> str:
@@ -459,6 +461,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         tpl = env.get_template(name)
         html = tpl.render(lang=lang, dir="rtl" if lang.split("-")[0] in RTL else "ltr", t=lambda k, **kw: ui(lang, k, **kw),
                           inst=inst, languages=[(code, LANGUAGE_NAMES.get(code, code)) for code in inst.languages],
+                          asset=asset,
                           csrf=csrf_for(sid) if sid else "", **ctx)
         resp = HTMLResponse(html, status_code=status)
         if sid:
