@@ -303,6 +303,11 @@ def quality_flags(data, instrument, **thresholds) -> QualityResult:
     out["evenodd"] = evenodd(keyed, instrument)
     out["flag_evenodd"] = out["evenodd"] < t["evenodd_min"]
     rules["evenodd"] = f"Spearman-Brown even-odd r < {t['evenodd_min']}"
+    n_halves = sum(1 for c in instrument.latent_constructs
+                   if sum(it.role == "item" and it.id in keyed for it in instrument.items_of(c.id)) >= 2)
+    # the index correlates construct halves: with few short scales it is noisy, and
+    # attentive respondents fall below the cut-off too (on simulated crs data, ~12%)
+    notes["evenodd"] = f"over {n_halves} constructs; few short scales make it noisy: a hint, not a verdict"
 
     ps, pairs = psychsyn(keyed, t["psychsyn_critval"])
     out["psychsyn"] = ps

@@ -146,6 +146,9 @@ def test_quality_flags_catch_planted_careless_respondents(crs):
     assert t.loc[4, "flag_duplicate"] and t.loc[5, "flag_duplicate"]
     summary = q.summary().set_index("flag")
     assert summary.loc["attention", "n_flagged"] == 1
+    n_halves = sum(1 for c in crs.latent_constructs
+                   if len([i for i in crs.items_of(c.id) if i.role == "item"]) >= 2)
+    assert summary.loc["evenodd", "note"].startswith(f"over {n_halves} constructs;") and n_halves > 5
     assert summary.loc["any", "n_flagged"] == int((t["n_flags"] > 0).sum())
     # consistent respondents are rarely flagged by consistency indices
     assert t["flag_evenodd"].iloc[6:].mean() < 0.05
