@@ -268,3 +268,22 @@ def test_cli_serve_refuses_a_port_in_use(tmp_path):
         r = CliRunner().invoke(cli, ["serve", "crs", "--study", str(tmp_path), "--port", str(port)])
     assert r.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.output and "--port" in r.output
     assert not (tmp_path / "web").exists()
+
+
+def test_resume_link_uses_the_public_address(tmp_path, crs):
+    from instruments.web import SurveyConfig
+
+    app = create_app(crs, study_dir=tmp_path, config=SurveyConfig(public_url="https://survey.example.org/"))
+    client = TestClient(app)
+    r = client.get("/")
+    client.post("/page/0", data={**fields(r.text), "CONSENT": "1"})
+    html = client.get("/page/1").text
+    r = client.post("/page/1", data={**fields(html), "_action": "save"}, headers={"host": "127.0.0.1:8000"})
+    link = re.search(r'id="resume-link" href="([^"]+)"', r.text).group(1)
+    assert re.fullmatch(r"https://survey\.example\.org/resume/[A-Za-z0-9_-]{43}", link)
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app as cli
+
+    r = CliRunner().invoke(cli, ["serve", "crs", "--public-url", "survey.example.org"])
+    assert r.exit_code == 2 and "give scheme and host only" in r.output

@@ -12,6 +12,7 @@ A thin layer over :mod:`instruments.web`. Responses live in
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -48,9 +49,14 @@ def serve_command(
                                                help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db."),
     tokens: Optional[Path] = typer.Option(None, "--tokens", help="File of personal tokens, one a line."),
     secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark cookies Secure (behind HTTPS)."),
+    public_url: Optional[str] = typer.Option(None, "--public-url",
+                                             help="Address respondents use, e.g. https://survey.example.org "
+                                                  "(resume links; needed when a proxy rewrites Host)."),
 ) -> None:
     """Serve INSTRUMENT as a web survey (consent first, one section per page, every language)."""
     inst = _instrument(instrument)
+    if public_url is not None and not re.fullmatch(r"https?://[^/\s?#]+/?", public_url):
+        _err(f"--public-url {public_url!r}: give scheme and host only, e.g. https://survey.example.org", 2)
     if tokens is not None and not tokens.is_file():
         _err(f"{tokens}: token file not found")
     import socket
@@ -66,7 +72,8 @@ def serve_command(
         from instruments.web import SurveyConfig, create_app
 
         storage = _storage(study, database_url)
-        app = create_app(inst, tokens=tokens, storage=storage, config=SurveyConfig(secure_cookies=secure_cookies))
+        config = SurveyConfig(secure_cookies=secure_cookies, public_url=public_url)
+        app = create_app(inst, tokens=tokens, storage=storage, config=config)
     except Exception as exc:  # a bad URL or an unreachable server: say so, no traceback
         _err(f"cannot open the response store: {exc}")
     admin = "on (/admin)" if os.environ.get("RESILIENCE_ADMIN_PASSWORD") else "off (set RESILIENCE_ADMIN_PASSWORD)"

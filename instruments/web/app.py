@@ -270,6 +270,7 @@ class SurveyConfig:
     max_body: int = MAX_BODY
     secure_cookies: bool = False  # set True behind HTTPS
     grid_min: int = 2             # consecutive items sharing a scale shown as a grid
+    public_url: str | None = None  # e.g. https://survey.example.org, for resume links behind a proxy
 
 
 class _RateLimiter:
@@ -598,7 +599,9 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             errors = check_page(inst, pages[n], {k: [str(v)] for k, v in draft["answers"].items()},
                                 draft["answers"])[1]
         ctx = page_context(n, draft["answers"], lang, errors)
-        resume = str(request.base_url).rstrip("/") + f"/resume/{sid}" if request.query_params.get("saved") else None
+        # behind a proxy that rewrites Host (nginx's default) base_url is the upstream address
+        origin = (cfg.public_url or str(request.base_url)).rstrip("/")
+        resume = f"{origin}/resume/{sid}" if request.query_params.get("saved") else None
         return render("page.html", lang, sid=sid, page_token=page_token(sid, n), token="", resume=resume, here=f"/page/{n}",
                       has_errors=bool(errors), **ctx)
 
