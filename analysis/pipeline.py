@@ -1137,8 +1137,10 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
     pairs = [(a, b) for a, b in study.comparisons if a in models and b in models]
     boot_model = study.bootstrap.model if study.bootstrap.replications >= 2 else None
     group_model = boot_model or ("figure1" if "figure1" in models else (structural[0] if structural else None))
-    n_steps = (7 + len(structural) + len(study.groups) * (1 + (group_model is not None)) + len(pairs)
-               + (boot_model is not None) + 2)
+    # one tick per step below: 7 fixed steps, cfa, invariance and key paths per group, models,
+    # comparisons, bootstrap, the bundle and (when asked for) the report
+    n_steps = (7 + ("measurement" in models) + len(study.groups) * (1 + (group_model is not None))
+               + len(structural) + len(pairs) + (boot_model is not None) + 1 + bool(report))
     run.progress = _Progress(progress, n_steps)
     try:
         inst_rec = run.step("instrument", "Load the instrument", lambda: (_load_instrument(run), _Output(
