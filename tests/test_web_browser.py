@@ -80,7 +80,7 @@ def test_respondent_in_urdu_skips_resumes_and_submits(tmp_path):
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(server.url + "/")
             assert page.locator("html").get_attribute("lang") == "en"
-            page.click("a[hreflang=ur]")
+            page.click("button[lang=ur]")  # a button of the form: answers on the page are kept
             assert page.locator("html").get_attribute("dir") == "rtl"
             assert inst.consent.text["ur"][:20] in page.content()
             page.check("#CONSENT-1")

@@ -50,7 +50,7 @@ def test_consent_page_languages_and_headers(tmp_path, crs):
     assert r.status_code == 200
     assert '<html lang="en" dir="ltr">' in r.text
     assert crs.consent.text["en"][:40] in r.text
-    assert 'hreflang="ur"' in r.text and 'hreflang="en"' in r.text
+    assert 'value="lang-ur" formnovalidate' in r.text and 'hreflang="en" aria-current="true"' in r.text
     assert "<progress" in r.text and "Page 1 of 10" in r.text
     h = r.headers
     assert "script-src 'self'" in h["content-security-policy"] and "unsafe-inline" not in h["content-security-policy"]
@@ -138,6 +138,35 @@ def test_declined_consent_skips_to_the_end(tmp_path, crs):
     assert "You chose not to take part" in done
     rows = app.state.storage.responses()
     assert len(rows) == 1 and rows[0]["answers"] == {"CONSENT": 0}
+
+
+def test_switching_language_keeps_the_answers_on_the_page(tmp_path, crs):
+    app = create_app(crs, study_dir=tmp_path)
+    client = TestClient(app)
+    r = client.get("/")
+    assert 'form="survey" name="_action" value="lang-ur" formnovalidate' in r.text
+    client.post("/page/0", data={**fields(r.text), "CONSENT": "1"})
+    html = client.get("/page/1").text
+    # half the page answered, then the respondent picks Urdu: nothing typed is lost, no error shown
+    r = client.post("/page/1", data={**fields(html), "AGEBAND": "3", "_lang": "en", "_action": "lang-ur"},
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/page/1?lang=ur"
+    page = client.get(r.headers["location"]).text
+    assert 'dir="rtl"' in page and 'id="AGEBAND-3" name="AGEBAND" value="3" checked' in page
+    assert 'class="error"' not in page and "saved" not in page.split("<main")[1][:200]
+    draft = app.state.storage.draft(next(iter(_draft_hashes(tmp_path))))
+    assert draft["language"] == "ur" and draft["answers"] == {"CONSENT": 1, "AGEBAND": 3}
+    # an unknown language in the button keeps the current one
+    r = client.post("/page/1", data={**fields(page), "_lang": "ur", "_action": "lang-xx"}, follow_redirects=False)
+    assert r.headers["location"] == "/page/1?lang=ur"
+
+
+def _draft_hashes(study):
+    con = sqlite3.connect(study / "web" / "responses.sqlite")
+    try:
+        return [row[0] for row in con.execute("SELECT session_hash FROM web_drafts")]
+    finally:
+        con.close()
 
 
 def test_urdu_respondent_sees_urdu_to_the_end(tmp_path, crs):

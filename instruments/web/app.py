@@ -640,6 +640,8 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
                 return RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
             answers, timings, reached, started = draft["answers"], draft["timings"], draft["page"], draft["started_at"]
         action = form.get("_action", ["next"])[0]
+        if action.startswith("lang-"):  # the language switcher of a page: keep what was answered so far
+            lang = action[5:] if action[5:] in inst.languages else lang
         values, errors, tampered = check_page(inst, pages[n], form, answers, require=(action == "next"))
         if errors and (tampered or action == "next"):
             merged = {**answers, **{k: v for k, v in values.items()}}
@@ -655,7 +657,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             timings[pages[n].key] = round(timings.get(pages[n].key, 0.0) + secs, 3)
         if action == "back":
             target = prev_page(n, answers)
-        elif action == "save":
+        elif action == "save" or action.startswith("lang-"):
             target = n
         else:
             target = next_page(n, answers)
