@@ -134,6 +134,14 @@ def test_postgres_store_full_flow(db_url, tmp_path):
     s.submit("pg-a", **common)
     with pytest.raises(TokenUsed):
         s.submit("pg-b", **common)
+    # a resume link moves the draft to a new session once (PostgreSQL rowcount semantics)
+    import asyncio
+
+    s.save_draft("pg-old", instrument_id="crs", instrument_version=inst.version, language="ur",
+                 answers={"CONSENT": 1, "AGEBAND": 2}, page=2, timings={}, token_hash=None)
+    assert asyncio.run(s.rekey_draft_async("pg-old", "pg-new")) is True
+    assert asyncio.run(s.rekey_draft_async("pg-old", "pg-other")) is False
+    assert s.draft("pg-old") is None and s.draft("pg-new")["answers"] == {"CONSENT": 1, "AGEBAND": 2}
     # the secret survives a second app on the same database (CSRF tokens stay valid after a restart)
     assert Storage(db_url).secret() == s.secret()
     s.dispose()
