@@ -122,6 +122,7 @@ def test_number_out_of_range_is_tied_to_its_field(tmp_path, mini):
     assert 'aria-invalid="true"' in field and 'aria-describedby="err-RESIDE"' in field
     assert 'id="err-RESIDE"' in r.text and 'href="#q-RESIDE"' in r.text  # and listed in the summary
     assert '<a class="skip" href="#main">Skip to the questions</a>' in r.text
+    assert "<title>Some answers need your attention. · " in r.text  # announced first when the page loads
 
 
 def test_declined_consent_skips_to_the_end(tmp_path, crs):
