@@ -313,7 +313,9 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     # they come back through on_invalid and are reported, not silently skipped
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                     ignore_empty_lines=False, invalid_row_handler=on_invalid)
-    conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
+    # Only an empty cell is null here: "NA" typed as a free-text answer is kept; number and
+    # code columns read the usual missing markers (NA, NULL, ".") as blank when they are parsed.
+    conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, null_values=[""],
                                      strings_can_be_null=True, quoted_strings_can_be_null=True)
 
     # progress in bytes, estimated from the records converted so far (pyarrow reads
@@ -1099,7 +1101,7 @@ def _convert_item(s, col, item_id, instrument, lookup, rows, issues, path) -> pd
         return num
     # only the cells that did not parse as numbers are looked at again (fast path)
     sub = s[nan].astype("string")
-    blank = sub.isna() | (sub.str.strip() == "")
+    blank = sub.isna() | sub.str.strip().isin(_MISSING_MARKERS)
     todo = sub[~blank]
     if todo.empty:
         return num
@@ -1115,6 +1117,10 @@ def _convert_item(s, col, item_id, instrument, lookup, rows, issues, path) -> pd
     _note_bad(bad, s, rows, col, item_id, "wrong-type" if scale.type == "numeric" else "unknown-label",
               what, issues, path)
     return num
+
+
+# What statistical packages write for "no value" in a number or code column.
+_MISSING_MARKERS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", ".", "#N/A"]
 
 
 def _note_bad(bad, s, rows, col, item_id, type_, what, issues, path, limit=1000):
