@@ -21,6 +21,7 @@ DATA = {
     "mimic": "data/HolzingerSwineford1939.csv", "mimic_mlm": "data/HolzingerSwineford1939.csv",
     "poldem_eq": "data/PoliticalDemocracy.csv", "poldem_mlr_indirect": "data/PoliticalDemocracy.csv",
     "mg_mlr_fiml": "qa/hs_missing_2group.csv", "binary_wlsmv": "qa/binary8.csv",
+    "binary_mimic_condx_false": "qa/binary8_z.csv",
 }
 
 
@@ -30,6 +31,8 @@ def _fit(name: str):
     kw = {k: args[k] for k in ("group", "estimator", "ordered") if k in args}
     if args.get("missing") == "ml":
         kw["missing"] = "fiml"
+    if args.get("fixed.x") is False:
+        kw["fixed_x"] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fit_sem(ref["syntax"], pd.read_csv(FIX / DATA[name]), **kw), ref
@@ -72,3 +75,21 @@ def test_qa_indirect_effect_under_mlr_has_sandwich_se():
     for lhs in ("ab", "total"):
         assert got.loc[lhs, "est"] == pytest.approx(want[lhs]["est"], rel=1e-4)
         assert got.loc[lhs, "se"] == pytest.approx(want[lhs]["se"], rel=1e-3)
+
+
+def test_ordinal_mimic_with_fixed_x_covariate():
+    """Default fixed.x: estimates, chisq and df are lavaan's conditional.x = FALSE ones
+    (the covariate's variance kept at its sample value, its moments out of df), with a
+    warning that lavaan's default conditional.x = TRUE is not implemented."""
+    ref = REF["binary_mimic_condx_false"]
+    data = pd.read_csv(FIX / "qa" / "binary8_z.csv")
+    with pytest.warns(UserWarning, match="conditional.x = TRUE"):
+        fit = fit_sem(ref["syntax"], data, ordered=ref["args"]["ordered"])
+    assert fit.fit_indices["df"] == ref["fit"]["df"]
+    assert fit.fit_indices["chisq"] == pytest.approx(ref["fit"]["chisq"], rel=1e-3)
+    z = fit.params[(fit.params["lhs"] == "z") & (fit.params["op"] == "~~")]
+    assert z["est"].iloc[0] == pytest.approx(data["z"].var(ddof=0), rel=1e-9)
+    want = {(r["lhs"], r["rhs"]): r["est"] for r in ref["estimates"] if r["op"] == "~"}
+    for (lhs, rhs), est in want.items():
+        got = fit.params[(fit.params["lhs"] == lhs) & (fit.params["op"] == "~")]["est"].iloc[0]
+        assert got == pytest.approx(est, rel=1e-3)

@@ -183,7 +183,9 @@ class WLSEstimator:
         return sandwich(E_inv, B, self.ntotal - self.model.n_groups)
 
     def df(self) -> int:
-        return int(sum(len(s) for s in self.s) - self.model.n_free)
+        # fixed.x covariates' means and (co)variances are fitted exactly, not tested (as df_of)
+        exo = sum(len(e) * (len(e) + 1) // 2 + len(e) for e in self.model.exo_names)
+        return int(sum(len(s) for s in self.s) - self.model.n_free - exo)
 
     def _scaled(self, chisq, df, V, D):
         E = sum(w * Dg.T @ v @ Dg for w, v, Dg in zip(self.weights, V, D))
@@ -340,8 +342,9 @@ class WLSEstimator:
         (thresholds and correlations do not depend on them)."""
         pt = self.model.partable
         if not hasattr(self, "_theta_rows"):
+            # ordered items' rows only: a fixed.x covariate's variance stays its sample value
             keep = ((pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["free"] == 0)
-                    & (pt["user"] == 0)).to_numpy()
+                    & (pt["user"] == 0) & (pt["exo"] != 1)).to_numpy()
             lhs, grp = pt["lhs"].to_numpy(), pt["group"].to_numpy()
             self._theta_rows = []
             for g, gnum in enumerate(self.model.groups):
@@ -367,6 +370,15 @@ def make_estimator(model, stats, *, data=None, options=None):
     if data is None:
         raise EstimatorCombinationError(f"estimator {name} needs the raw data")
     import pandas as pd
+    exo = sorted({v for names in model.exo_names for v in names})
+    if exo:
+        import warnings
+
+        from analysis.errors import SEMWarning
+        warnings.warn(f"ordered items with fixed.x covariate(s) {', '.join(exo)}: lavaan's default "
+                      "for this model (conditional.x = TRUE) is not implemented; estimates, chisq "
+                      "and df are lavaan's conditional.x = FALSE ones, and fit_sem(..., "
+                      "fixed_x=False) reproduces its SEs and scaled test too", SEMWarning, stacklevel=3)
     arrays = group_arrays(data, model)
     frames = [pd.DataFrame(a, columns=model.ov_names[g]) for g, a in enumerate(arrays)]
     return WLSEstimator(model, frames, estimator=name,
