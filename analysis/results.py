@@ -141,6 +141,25 @@ def _fit_value(fi: pd.Series, key: str) -> float:
         return float("nan")
 
 
+def _n_equality_constraints(pt: pd.DataFrame) -> int:
+    """Equality constraints as lavaan counts them: each row sharing a free parameter with an
+    earlier one (shared labels, label == label), plus each ``label == number``."""
+    if "free" not in pt.columns:
+        return 0
+    free = pt.loc[(pt["free"] > 0) & ~pt["op"].isin([":=", "==", "<", ">"]), "free"]
+    shared = int(len(free) - free.nunique())
+
+    def numeric(text: Any) -> bool:
+        try:
+            float(str(text))
+        except ValueError:
+            return False
+        return True
+
+    fixed = int(sum(numeric(r) for r in pt.loc[pt["op"] == "==", "rhs"]))
+    return shared + fixed
+
+
 def _warning_text(w: Mapping[str, Any] | str) -> str:
     return w if isinstance(w, str) else str(w.get("message", w))
 
@@ -304,9 +323,11 @@ class FitResult:
         lines.append(_kv("Estimator", self.estimator))
         if self.optimizer:
             lines.append(_kv("Optimization method", self.optimizer.upper()))
-        if _has(fi, "npar"):
-            lines.append(_kv("Number of model parameters", int(fi["npar"])))
         n_eq = self.extras.get("n_equality_constraints") if self.extras else None
+        if n_eq is None:
+            n_eq = _n_equality_constraints(self.params)
+        if _has(fi, "npar"):   # lavaan counts parameters before the equality constraints
+            lines.append(_kv("Number of model parameters", int(fi["npar"]) + int(n_eq or 0)))
         if n_eq:
             lines.append(_kv("Number of equality constraints", int(n_eq)))
         lines.append("")

@@ -92,3 +92,22 @@ def test_html_repr_pairs_standard_and_scaled_and_groups_by_label(mg_mlr_fiml):
     assert "Group 1 [Pasteur]" in page and "Group 2 [Grant-White]" in page
     assert page.count("R-Square") == 2                      # one block per group
     assert "[group 1]" not in page
+
+
+def test_header_counts_equality_constraints_as_lavaan():
+    """lavaan 0.6-14: 'Number of model parameters 25', 'Number of equality constraints 3'
+    for a == d, b == e, c == 1.2 (make_qa.R poldem_eq); 60 and 6 for HS metric invariance."""
+    ref = REF["poldem_eq"]
+    fit = fit_sem(ref["syntax"], pd.read_csv(FIX / "data" / "PoliticalDemocracy.csv"))
+    text = fit.summary()
+    assert int(fit.fit_indices["npar"]) == ref["fit"]["npar"] == 22
+    assert _line(text, "Number of model parameters").split()[-1] == "25"
+    assert _line(text, "Number of equality constraints").split()[-1] == "3"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metric = fit_sem("visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9",
+                         pd.read_csv(FIX / "data" / "HolzingerSwineford1939.csv"), group="school",
+                         group_equal=["loadings"])
+    text = metric.summary()
+    assert _line(text, "Number of model parameters").split()[-1] == "60"
+    assert _line(text, "Number of equality constraints").split()[-1] == "6"
