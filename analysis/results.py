@@ -386,8 +386,42 @@ class FitResult:
             lines.append(_kv("Test statistic", _fit_value(fi, "chisq")))
             lines.append(_kv("Degrees of freedom", _fit_value(fi, "df"), digits=0))
             lines.append(_kv("P-value (Chi-square)", _fit_value(fi, "pvalue")))
+        by_group = self._group_chisq()
+        if by_group:
+            c = _fit_value(fi, "chisq.scaling.factor") if scaled else float("nan")
+            lines.append("  Test statistic for each group:")
+            for lab, x2 in by_group:
+                values = (x2, x2 / c) if scaled and np.isfinite(c) else (x2,)
+                lines.append("  " + _kv(str(lab), *values, width=52))
         lines.append("")
         return lines
+
+    def _group_chisq(self) -> list[tuple[str, float]]:
+        """Each group's share of the ML chi-square (complete data: n_g F_ML,g), as lavaan's
+        summary lists it; empty when not a multi-group ML-family fit of complete data."""
+        if self.n_groups < 2 or self.estimator.upper() not in ("ML", "MLR", "MLM") \
+                or str(self.options.get("missing", "listwise")) != "listwise" \
+                or self.model is None or self.x is None or self.sample_stats is None:
+            return []
+        try:
+            out = []
+            for g, mom in enumerate(self.model.implied(self.x)):
+                S, n = self.sample_stats.cov[g], self.sample_stats.nobs[g]
+                inv = np.linalg.inv(mom.sigma)
+                F = (np.linalg.slogdet(mom.sigma)[1] - np.linalg.slogdet(S)[1]
+                     + np.trace(S @ inv) - S.shape[0])
+                mean = self.sample_stats.mean[g]
+                if mom.mu is not None and mean is not None:
+                    r = np.asarray(mean) - mom.mu
+                    F += r @ inv @ r
+                out.append(n * F)
+        except (AttributeError, IndexError, TypeError, ValueError, np.linalg.LinAlgError):
+            return []
+        # only when the pieces add up to the reported test (e.g. not with fixed.x subtleties)
+        if not np.isclose(sum(out), _fit_value(self.fit_indices, "chisq"), rtol=1e-6, atol=1e-8):
+            return []
+        labels = self.group_labels or tuple(str(g + 1) for g in range(self.n_groups))
+        return list(zip(labels, (float(v) for v in out)))
 
     def _scaled_method(self) -> str:
         """lavaan's name of the scaled test ("yuan.bentler.mplus", ...), from the test or the estimator."""

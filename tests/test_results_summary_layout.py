@@ -111,3 +111,15 @@ def test_header_counts_equality_constraints_as_lavaan():
     text = metric.summary()
     assert _line(text, "Number of model parameters").split()[-1] == "60"
     assert _line(text, "Number of equality constraints").split()[-1] == "6"
+
+
+def test_test_statistic_for_each_group_as_lavaan():
+    """lavaan 0.6-14, HS by school, MLR: Pasteur 64.309 / 67.578, Grant-White 51.542 / 54.162."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem("visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9",
+                      pd.read_csv(FIX / "data" / "HolzingerSwineford1939.csv"), group="school",
+                      estimator="MLR")
+    block = fit.summary().split("Test statistic for each group:")[1]
+    assert _line(block, "Pasteur").split()[-2:] == ["64.309", "67.578"]
+    assert _line(block, "Grant-White").split()[-2:] == ["51.542", "54.162"]
