@@ -590,45 +590,22 @@ def _scale_codes(scale: Any) -> list[float]:
     return sorted(out)
 
 
-def _missing_codes(scale: Any) -> list[float]:
-    out = []
-    for c in getattr(scale, "missing_codes", None) or []:
-        c = getattr(c, "code", c)
-        try:
-            out.append(float(c))
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
 def recode_items(data: pd.DataFrame, instrument: Any, items: Sequence[str] | None = None) -> pd.DataFrame:
     """Missing codes to NA, out-of-scale values to NA, reverse-keyed items reversed.
 
-    The order matters: missing codes (e.g. 9 = "prefer not to say") must go
-    before reversing, or 9 on a 1-5 scale would become -3. A reverse-keyed
-    item's code c becomes codes[-1 - rank(c)] (``min + max - c`` on 1..5).
-    Returns a float copy of ``items`` (default: every item of every construct).
+    :func:`instruments.score.clean_items` does it (the suite's one recoding:
+    missing codes first, then the i-th smallest code to the i-th largest); this
+    adds the default item set (every item of every construct) and the error
+    naming item columns the data lack. Returns a float copy of ``items``.
     """
+    from instruments.score import clean_items
+
     if items is None:
         items = [i for c in _construct_ids(instrument) for i in _items_of(instrument, c)]
     absent = [i for i in items if i not in data.columns]
     if absent:
         raise ReliabilityError(f"The data lack item column(s) the instrument defines: {', '.join(absent)}.")
-    reverse = set(_reverse_keyed(instrument))
-    out = pd.DataFrame(index=data.index)
-    for item in items:
-        x = pd.to_numeric(data[item], errors="coerce").astype(float)
-        scale = instrument.scale_of(item)
-        miss = _missing_codes(scale)
-        if miss:
-            x = x.mask(x.isin(miss))
-        codes = _scale_codes(scale)
-        if codes:
-            x = x.where(x.isin(codes) | x.isna())
-            if item in reverse:
-                x = x.map(dict(zip(codes, codes[::-1])))
-        out[item] = x
-    return out
+    return clean_items(data, instrument, list(items)).astype(float)
 
 
 def _construct_ids(instrument: Any) -> list[str]:

@@ -4,8 +4,9 @@ Three steps, each vectorised over respondents:
 
 1. **missing codes to NA**: every code in a scale's ``missing`` list
    (e.g. -9 "Prefer not to say", -8 "Don't know") becomes NA;
-2. **reverse-keying**: an item marked ``reverse`` is recoded ``max + min - x``
-   using its scale's lowest and highest substantive codes (1..5 -> 5..1);
+2. **reverse-keying**: an item marked ``reverse`` has the i-th smallest of its
+   scale's substantive codes mapped to the i-th largest (1..5 -> 5..1; on codes
+   1, 2, 3, 5 the 2 becomes 3, not ``max + min - 2 = 4``, which is no code);
 3. **scale scores** per construct: the mean (or sum, prorated, or count) of its
    items when at least ``min_items`` are answered, else NA. ``min_items``
    comes from the construct; when the instrument leaves it unset, all items
@@ -23,32 +24,48 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ScoreResult", "clean_items", "score", "score_columns"]
+__all__ = ["ScoreResult", "clean_items", "reverse_codes", "score", "score_columns"]
 
 _KEEP_META = ("respondent_id", "event", "form_version", "language", "submitted_at", "duration_s")
 
 
-def clean_items(data: pd.DataFrame, instrument, *, reverse: bool = True) -> pd.DataFrame:
-    """Item columns with missing codes as NA and (by default) reverse-keyed items recoded."""
+def reverse_codes(codes) -> dict[float, float]:
+    """Reverse-keying as a map: the i-th smallest code to the i-th largest (1, 2, 3, 5 -> 5, 3, 2, 1)."""
+    ordered = sorted(float(c) for c in codes)
+    return dict(zip(ordered, ordered[::-1]))
+
+
+def clean_items(data: pd.DataFrame, instrument, items=None, *, reverse: bool = True) -> pd.DataFrame:
+    """Item columns with missing codes as NA and (by default) reverse-keyed items recoded.
+
+    ``items`` (default: every item of the instrument that ``data`` has) must be
+    columns of ``data``. Missing codes go first: "prefer not to say" = 9 must
+    not be reversed into a number. Codes outside a categorical scale become NA
+    (validation reports them). The one recoding of the suite: scoring, quality
+    flags, reliability and invariance all use it.
+    """
+    if items is None:
+        items = [it.id for it in instrument.items if it.id in data]
+    absent = [i for i in items if i not in data]
+    if absent:
+        raise KeyError(f"the data lack item column(s): {', '.join(absent)}")
+    keyed = {it.id for it in instrument.reverse_keyed_items}
     out = {}
-    for it in instrument.items:
-        if it.id not in data:
-            continue
+    for item_id in items:
+        it = instrument.item(item_id)
         scale = instrument.scales[it.scale]
-        col = data[it.id]
+        col = data[item_id]
         if scale.type in ("text", "date"):
-            out[it.id] = col
+            out[item_id] = col
             continue
         vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan).copy()
         if scale.missing_codes:
             vals[np.isin(vals, scale.missing_codes)] = np.nan
-        if scale.is_categorical:
-            # codes outside the scale cannot be scored (validation reports them)
+        if scale.codes:
             vals[~np.isin(vals, scale.codes) & ~np.isnan(vals)] = np.nan
-        if reverse and it.reverse and scale.codes:
-            lo, hi = min(scale.codes), max(scale.codes)
-            vals = hi + lo - vals
-        out[it.id] = vals
+            if reverse and item_id in keyed:
+                vals = pd.Series(vals).map(reverse_codes(scale.codes)).to_numpy(dtype="float64")
+        out[item_id] = vals
     return pd.DataFrame(out, index=data.index)
 
 
