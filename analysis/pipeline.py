@@ -470,7 +470,7 @@ def _step_import(run: _Run) -> _Output:
     problems = [i for i in run.issues if i.field.startswith("data")]
     if problems:
         raise _issue_failure(problems, "MissingDataFile")
-    frames, sources = [], []
+    frames, sources, imports = [], [], []
     for i, src in enumerate(study.data):
         if src.file is not None:
             path = study.resolve(src.file)
@@ -484,6 +484,12 @@ def _step_import(run: _Run) -> _Output:
             sources.append({"file": src.file, "name": path.name, "sha256": res.sha256, "format": res.format,
                             "n_rows": res.n_rows, "n_errors": len(res.errors), "n_warnings": len(res.warnings),
                             "issues": {str(k): int(v) for k, v in issue_types.items()}})
+            # what the validate step needs to rebuild this import's result from the stacked table:
+            # the problems met while reading, the mapping's not-asked items, the file's own columns
+            imports.append({"format": res.format, "sha256": res.sha256, "issues": list(res.issues),
+                            "column_map": res.column_map, "platform_columns": res.platform_columns,
+                            "unknown_columns": res.unknown_columns, "encoding": res.encoding,
+                            "delimiter": res.delimiter, "absent": res.absent, "columns": list(data.columns)})
         else:
             try:
                 from instruments.store import Study as Store
@@ -496,12 +502,14 @@ def _step_import(run: _Run) -> _Output:
                                   f"{store.db_path} holds no responses; import files with `resilience import`")
             sources.append({"store": src.store, "name": store.db_path.name, "n_rows": len(data),
                             "sha256": _sha256_file(store.db_path), "format": "store"})
+            imports.append({"columns": list(data.columns)})
         data.insert(0, "source", i)
         frames.append(data)
     responses = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     if len(responses) == 0:
         raise StepFailure("NoData", "the data sources hold no responses")
-    return _Output(data={"sources": sources, "n_rows": len(responses)}, tables={"responses": responses})
+    return _Output(data={"sources": sources, "n_rows": len(responses)}, tables={"responses": responses},
+                   objects={"imports": imports})
 
 
 def _responses(run: _Run) -> pd.DataFrame:
@@ -509,13 +517,40 @@ def _responses(run: _Run) -> pd.DataFrame:
 
 
 def _step_validate(run: _Run) -> _Output:
-    from instruments.validate import validate
+    """Each source validated as imported (its reading problems and the mapping's not-asked items
+    included, rows numbered as in its file); the issues merged with the source named in each."""
+    from instruments.ingest import ImportResult
+    from instruments.validate import ISSUE_COLUMNS, validate
 
-    report = validate(_responses(run), run.instrument)
-    counts = report.counts() if hasattr(report, "counts") else pd.DataFrame()
-    return _Output(data={"n_rows": int(len(_responses(run))), "n_errors": int(report.n_errors),
-                         "n_warnings": int(report.n_warnings), "valid": bool(report.valid),
-                         "counts": _clean(counts)})
+    responses = _responses(run)
+    imports = run.out("import").objects.get("imports")
+    if imports is None or len(imports) != len(run.study.data):
+        raise StepFailure("StaleCache", "the import step's cached result predates per-source validation; "
+                          "delete results/.cache/import and run again")
+    frames, per_source = [], []
+    for i, (src, meta) in enumerate(zip(run.study.data, imports)):
+        name = src.file or src.store
+        part = responses[responses["source"] == i]
+        # a column another source has is not this source's column
+        part = part[[c for c in meta["columns"] if c in part.columns]].reset_index(drop=True)
+        if "issues" in meta:
+            fields = {k: v for k, v in meta.items() if k != "columns"}
+            report = validate(ImportResult(data=part, source=name, **fields), run.instrument, source=name)
+        else:  # the study store: its answers were checked when they were stored
+            report = validate(part, run.instrument, source=name)
+        frames.append(report.issues.assign(source=name))
+        per_source.append({"source": name, "n_rows": len(part), "n_errors": report.n_errors,
+                           "n_warnings": report.n_warnings, "valid": report.valid, "counts": _clean(report.counts())})
+    issues = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ISSUE_COLUMNS + ["source"])
+    issues = issues[["source"] + ISSUE_COLUMNS]
+    n_errors = int((issues["severity"] == "error").sum())
+    counts = (issues.groupby(["type", "severity"]).size().rename("n").reset_index()
+              .sort_values(["severity", "n", "type"], ascending=[True, False, True]) if len(issues)
+              else pd.DataFrame(columns=["type", "severity", "n"]))
+    return _Output(data={"n_rows": int(len(responses)), "n_errors": n_errors,
+                         "n_warnings": int((issues["severity"] == "warning").sum()), "valid": n_errors == 0,
+                         "counts": _clean(counts), "sources": per_source},
+                   tables={"issues": issues})
 
 
 def _labels_for(inst, column: str) -> dict[float, str] | None:

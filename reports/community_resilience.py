@@ -182,7 +182,10 @@ if not failed("quality", "validate"):
             "% of all": num(r["pct_flagged"], 1)} for r in Q["summary"]], caption="Quality flags")
     V = R["validation"]
     md(f"Validation against the instrument: {V['n_errors']} error(s) and {V['n_warnings']} warning(s) "
-       f"in {V['n_rows']} responses.")
+       f"in {V['n_rows']} responses, problems met while reading each file included.")
+    if len(V.get("sources") or []) > 1:
+        table([{"source": s["source"], "responses": s["n_rows"], "errors": s["n_errors"],
+                "warnings": s["n_warnings"]} for s in V["sources"]], caption="Validation by data source")
 
 # %% [markdown]
 # ## Reliability and validity
