@@ -315,7 +315,9 @@ B = R.get("bootstrap")
 if not failed(*[n for n in STEPS if n.startswith("bootstrap:")]) and B:
     info = B["bootstrap"]
     md(f"{info['ok']} of {info['R']} bootstrap replications converged; {info['ci']} "
-       f"{100 * info['level']:.0f}% intervals; seed {info['seed']}.")
+       f"{100 * info['level']:.0f}% intervals; seed {info['seed']}."
+       + (f" With {info['R']} replications the interval ends are approximate in their last digit; "
+          "use 1,000 or more for publication." if info["R"] < 1000 else ""))
     if R["figures"].get("forest"):
         figure(R["figures"]["forest"], "Forest plot of the defined effects with bootstrap intervals")
     table([{"effect": e["effect"], "estimate": num(e["est"], 4), "bootstrap SE": num(e["se"], 4),

@@ -128,9 +128,10 @@ def register(app: typer.Typer) -> None:
     def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the demo study."),
              n: int = typer.Option(1200, "--n", help="Respondents to simulate."),
              seed: int = typer.Option(20260401, "--seed", help="Seed of the simulation and the bootstrap."),
-             replications: int = typer.Option(500, "--bootstrap", help="Bootstrap replications."),
-             missing: str = typer.Option("listwise", "--missing",
-                                         help="listwise (complete cases: minutes) or fiml (every answer: slower)."),
+             replications: int | None = typer.Option(None, "--bootstrap",
+                                              help="Bootstrap replications (default 200 with fiml, 500 with listwise)."),
+             missing: str = typer.Option("fiml", "--missing",
+                                         help="fiml (every answer, under MAR) or listwise (complete cases only)."),
              as_json: bool = JsonOpt) -> None:
         """Simulate a community survey from crs, run the whole study, render the report."""
         from analysis.pipeline import create_demo_study
