@@ -370,7 +370,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                                    shift=tst.get("chisq.shift.parameters")))
     opts = {k: v for k, v in options.items()}
     opts.update(estimator=estimator, missing=missing, meanstructure=ms, group_equal=group_equal,
-                group_partial=group_partial, ordered=ordered, information="expected")
+                group_partial=group_partial, ordered=ordered,
+                **_inference_options(estimator, missing, se=options.get("se", se), test=options.get("test", test)))
     result = FitResult(
         params=pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
         iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(int(n) for n in stats.nobs),
@@ -587,3 +588,23 @@ def _diagnose(pt, mdl, x) -> list[dict]:
                                            f"positive definite (smallest eigenvalue {ev.min():.3g})",
                                            group=int(mdl.groups[g])))
     return recs
+
+
+# What lavaan reports as se / test / information for each estimator (its "default" resolved).
+_ROBUST_INFERENCE = {
+    "MLR": ("robust.huber.white", "yuan.bentler.mplus"),
+    "MLM": ("robust.sem", "satorra.bentler"),
+    "WLSMV": ("robust.sem", "scaled.shifted"),
+    "ULSMV": ("robust.sem", "scaled.shifted"),
+}
+
+
+def _inference_options(estimator: str, missing: str, *, se: str, test: str) -> dict:
+    robust_se, robust_test = _ROBUST_INFERENCE.get(estimator, (None, None))
+    observed = estimator == "MLR" or missing in ("fiml", "ml")
+    return {
+        "se": se if se not in (None, "standard", "default") or robust_se is None else robust_se,
+        "test": test if test not in (None, "standard", "default") or robust_test is None else robust_test,
+        "information": "observed" if observed else "expected",
+    }
+
