@@ -197,6 +197,11 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             ordered = [v for v in ov_syntax]
         ordered = _as_list(ordered)
         _check_names(statements, ov_syntax, list(data.columns))
+        clash = sorted({s.lhs for s in statements if s.op == "=~"} & set(map(str, data.columns)))
+        if clash:  # e.g. construct scores beside the items: the latent is never read from them
+            records.append({"type": "data", "category": "DataWarning", "message": (
+                f"latent variable name(s) {', '.join(clash)} are also columns of the data; those columns "
+                "are not used (rename them if they were meant as observed variables)")})
         # pairwise (ordinal WLSMV/ULSMV): keep incomplete rows, as for fiml
         check = check_model_data(data, ov_syntax, group=group,
                                  missing="fiml" if missing == "pairwise" else missing)

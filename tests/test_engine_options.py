@@ -20,3 +20,12 @@ def test_options_name_the_inference_used(estimator, missing, expected):
     data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
     fit = fit_sem((ROOT / "analysis/models/hs.lav").read_text(), data, estimator=estimator, missing=missing)
     assert (fit.options["se"], fit.options["test"], fit.options["information"]) == expected
+
+
+def test_latent_named_like_a_data_column_is_reported():
+    data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
+    data["visual"] = data[["x1", "x2", "x3"]].mean(axis=1)  # a score column named like the factor
+    fit = fit_sem((ROOT / "analysis/models/hs.lav").read_text(), data, warn=False)
+    messages = [w["message"] for w in fit.warnings]
+    assert any("visual are also columns of the data" in m for m in messages)
+    assert fit.fit_indices["chisq"] == pytest.approx(85.3055, abs=1e-3)  # the column is not used
