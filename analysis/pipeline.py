@@ -771,7 +771,9 @@ def _fit_options(study: Study) -> dict[str, Any]:
 def _model_data(run: _Run, group_index: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Numeric model data; with a group, its labelled column and only groups big enough to analyse."""
     scored = _scored(run)
-    data = scored.select_dtypes(include=["number", "bool"]).astype(float)
+    # Scores of latent constructs are never model data: the models estimate those constructs.
+    latent_scores = [c.id for c in run.instrument.latent_constructs if c.id in scored.columns]
+    data = scored.drop(columns=latent_scores).select_dtypes(include=["number", "bool"]).astype(float)
     info: dict[str, Any] = {}
     if group_index is not None:
         gcol = _group_column(run, group_index)
