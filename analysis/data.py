@@ -26,7 +26,7 @@ import pandas as pd
 
 from analysis.errors import DataError
 
-__all__ = ["read_table", "check_model_data", "DataCheck", "SampleStats", "FORMATS"]
+__all__ = ["read_table", "check_model_data", "instrument_model_data", "DataCheck", "SampleStats", "FORMATS"]
 
 # suffix -> format name
 FORMATS: dict[str, str] = {
@@ -394,3 +394,29 @@ class SampleStats:
             cov = cov * (nobs - 1) / nobs
         mu = None if mean is None else np.asarray(mean, dtype=float)
         return cls(tuple(ov_names), (cov,), (mu,), (int(nobs),))
+
+
+def instrument_model_data(data: pd.DataFrame, instrument, model: str) -> pd.DataFrame:
+    """The data of a model's variables as the instrument defines them.
+
+    The model's items get missing codes as NA and reverse keys applied (left
+    raw, "prefer not to say" = -9 would enter the covariances as an answer),
+    and observed constructs of the model that the data lack (``REPR``, a count
+    of Yes answers) are scored as the instrument says. Other columns are kept.
+    """
+    from analysis.partable import build_partable, observed_names
+    from analysis.reliability import recode_items
+
+    observed = list(observed_names(build_partable(model)))
+    items = [v for v in observed if v in set(instrument.item_ids)]
+    out = data.copy()
+    if items:
+        out[items] = recode_items(data, instrument, items)
+    scores = [c.id for c in instrument.constructs
+              if c.kind == "observed" and c.id in observed and c.id not in data.columns]
+    if scores:
+        from instruments.score import clean_items, score_columns
+
+        out[scores] = score_columns(clean_items(data, instrument), instrument)[scores]
+    return out
+

@@ -221,20 +221,10 @@ def instrument_group_data(data: pd.DataFrame, instrument: Any, model: str, group
     which is derived here, and observed constructs of the model that the data
     lack (``REPR``, a count) are scored as the instrument says.
     """
-    from analysis.reliability import recode_items
+    from analysis.data import instrument_model_data
 
     known = set(instrument.item_ids)
-    observed = _observed_of(model)
-    items = [v for v in observed if v in known]
-    out = data.copy()
-    if items:
-        out[items] = recode_items(data, instrument, items)
-    scores = [c.id for c in instrument.constructs
-              if c.kind == "observed" and c.id in observed and c.id not in data.columns]
-    if scores:  # an observed construct in the model (REPR, a count of Yes answers): score it
-        from instruments.score import clean_items, score_columns
-
-        out[scores] = score_columns(clean_items(data, instrument), instrument)[scores]
+    out = instrument_model_data(data, instrument, model)
     source = next((it for it in instrument.items if it.collapsed is not None and it.collapsed.id == group), None)
     lang = instrument.default_language
     if group not in data.columns and source is not None and source.id in data.columns:

@@ -39,6 +39,9 @@ GroupEqualOpt = typer.Option(None, "--group-equal",
                              help="Equal across groups: loadings,intercepts,residuals,...")
 StdLvOpt = typer.Option(False, "--std-lv", help="Identify factors by fixing their variances to 1.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
+InstrumentOpt = typer.Option(None, "--instrument", "-i",
+                             help="Instrument (YAML or shipped name, e.g. crs): its missing codes become missing, "
+                                  "reverse-keyed items are recoded and observed constructs (REPR) scored first.")
 CollapseOpt = typer.Option(False, "--collapse-sparse",
                            help="Ordered items: merge a category never observed (in a group) "
                                 "with its neighbour instead of stopping.")
@@ -107,7 +110,7 @@ def _model_variables(syntax: str) -> list[str]:
 def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missing: str = "listwise",
             ordered: str | None = None, group: str | None = None,
             group_equal: str | None = None, std_lv: bool = False, df=None,
-            collapse_sparse: bool = False) -> _Run:
+            collapse_sparse: bool = False, instrument: str | None = None) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     Every warning raised on the way (reading, checking, fitting) is collected on the
@@ -116,7 +119,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
-                                           group_equal, std_lv, df, collapse_sparse)
+                                           group_equal, std_lv, df, collapse_sparse, instrument)
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -129,7 +132,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
 
 
 def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
-                    df, collapse_sparse=False):
+                    df, collapse_sparse=False, instrument=None):
     from analysis.data import check_model_data, read_table
 
     # lavaan's default: ML, or WLSMV when items are ordered
@@ -144,6 +147,15 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     name, syntax = resolve_model(model)
     if df is None:
         df = read_table(data_path)
+    if instrument is not None:
+        from analysis.data import instrument_model_data
+        from instruments import InstrumentError, load_instrument
+
+        try:
+            inst = load_instrument(instrument)
+        except InstrumentError as exc:
+            raise CliError(f"--instrument {instrument}: {exc}") from None
+        df = instrument_model_data(df, inst, syntax)
     from analysis.errors import ModelSyntaxError
 
     try:
@@ -158,8 +170,16 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         if unknown:
             raise CliError(f"--ordered names variables that are not in the model: "
                            f"{', '.join(unknown)}")
-    check = check_model_data(df, variables, group=group, source=str(data_path),
-                             missing="fiml" if missing == "pairwise" else missing)
+    from analysis.errors import DataError
+
+    try:
+        check = check_model_data(df, variables, group=group, source=str(data_path),
+                                 missing="fiml" if missing == "pairwise" else missing)
+    except DataError as exc:
+        if instrument is None and "not found in the data" in str(exc):
+            raise DataError(f"{exc} Survey data? --instrument crs scores observed constructs such as REPR "
+                            "and recodes missing codes and reverse-keyed items first.") from None
+        raise
     from analysis.sem import fit_sem
 
     options: dict[str, Any] = {"estimator": estimator, "missing": missing}
@@ -238,6 +258,7 @@ def fit(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the bootstrap."),
     modindices: int = typer.Option(0, "--modindices", min=0,
                                    help="Also report the N largest modification indices."),
+    instrument: Optional[str] = InstrumentOpt,
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data.
 
@@ -247,7 +268,7 @@ def fit(
 
         resilience fit HolzingerSwineford1939.csv --model hs
 
-        resilience fit survey.csv -m figure1 -e MLR --missing fiml --json
+        resilience fit survey.csv -m figure1 -e MLR --missing fiml --instrument crs --json
 
         resilience fit survey.csv -m measurement --ordered all   (WLSMV)
 
@@ -257,7 +278,7 @@ def fit(
     """
     run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
-                 collapse_sparse=collapse_sparse)
+                 collapse_sparse=collapse_sparse, instrument=instrument)
     boot = None
     if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap
@@ -308,6 +329,7 @@ def compare_cmd(
     std_lv: bool = StdLvOpt,
     as_json: bool = JsonOpt,
     collapse_sparse: bool = CollapseOpt,
+    instrument: Optional[str] = InstrumentOpt,
 ) -> None:
     """Compare fitted models: likelihood-ratio test if nested, AIC/BIC side by side.
 
@@ -315,7 +337,7 @@ def compare_cmd(
 
     Examples:
 
-        resilience compare survey.csv -m figure1 -m partial_mediation -m top_down
+        resilience compare survey.csv -m figure1 -m partial_mediation -m top_down --instrument crs
 
         resilience compare survey.csv -m restricted.lav -m general.lav -e MLR --json
     """
@@ -332,7 +354,8 @@ def compare_cmd(
     for spec in model:
         runs.append(_guard(as_json, run_fit, data, spec, estimator=estimator, missing=missing,
                            ordered=ordered, group=group, group_equal=group_equal,
-                           std_lv=std_lv, df=df, collapse_sparse=collapse_sparse))
+                           std_lv=std_lv, df=df, collapse_sparse=collapse_sparse,
+                           instrument=instrument))
     names = [r.name for r in runs]
     if len(set(names)) < len(names):
         names = [f"{r.name}_{i + 1}" for i, r in enumerate(runs)]
