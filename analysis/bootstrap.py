@@ -192,14 +192,7 @@ class _LeanML:
     def fg(self, x: np.ndarray):
         f, grad = 0.0, np.zeros(self.n_free)
         for g, grp in enumerate(self.groups):
-            A, S, M = grp.A0.copy(), grp.S0.copy(), grp.M0.copy()
-            i, j, k = grp.cells["A"]
-            A[i, j] = x[k]
-            i, j, k = grp.cells["S"]
-            S[i, j] = x[k]
-            S[j, i] = x[k]
-            i, _, k = grp.cells["M"]
-            M[i] = x[k]
+            A, S, M, _, _ = grp.fill(x)
             B = np.linalg.inv(self._eye[g] - A)
             E = B[: grp.p]
             sigma = E @ S @ E.T
