@@ -717,26 +717,28 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         declined = inst.consent is not None and resp and json.loads(resp["answers"]).get(inst.consent.item) == 0
         return render("done.html", lang, code=resp["response_id"], declined=declined, here="/done")
 
+    def resume_draft(request: Request, token: str):
+        """(draft, lang, refusal): the draft a resume link names, or the page refusing it."""
+        draft = storage.draft(sha256_hex(token)) if len(token) < 100 else None
+        lang = lang_of(request, draft)
+        if limited(token):
+            return draft, lang, too_many(lang)
+        if draft is None:
+            return draft, lang, message(lang, 404, "link_title", "link")
+        return draft, lang, None
+
     @app.get("/resume/{token}", response_class=HTMLResponse)
     async def resume_page(request: Request, token: str):
         # a page with a button, not a redirect: mail scanners and link previews
         # fetch links, and must not use up a link that works once
-        draft = storage.draft(sha256_hex(token)) if len(token) < 100 else None
-        lang = lang_of(request, draft)
-        if limited(token):
-            return too_many(lang)
-        if draft is None:
-            return message(lang, 404, "link_title", "link")
-        return render("resume.html", lang, token=token)
+        _, lang, refusal = resume_draft(request, token)
+        return refusal or render("resume.html", lang, token=token)
 
     @app.post("/resume/{token}")
     async def resume(request: Request, token: str):
-        draft = storage.draft(sha256_hex(token)) if len(token) < 100 else None
-        lang = lang_of(request, draft)
-        if limited(token):
-            return too_many(lang)
-        if draft is None:
-            return message(lang, 404, "link_title", "link")
+        draft, lang, refusal = resume_draft(request, token)
+        if refusal is not None:
+            return refusal
         if draft["submitted"]:
             target = "/done"
         else:
