@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from ..errors import OptionError
 from .ml import MLEstimator
@@ -221,34 +221,15 @@ def _rmsea(x2, df, n, c=1.0, g=1):
 
 
 def _rmsea_ci(x2, df, n, c=1.0, g=1, level=0.90):
+    """RMSEA interval of a scaled test (c: scaling factor); NaN where a statistic is undefined."""
+    from ..fitindices import rmsea_ci
+
     if not np.all(np.isfinite([x2, df, n, c])):
         return np.nan, np.nan
-    up, lo = 1 - (1 - level) / 2, (1 - level) / 2
-
-    def lower_fn(lam):
-        return stats.ncx2.cdf(x2, df, lam) - up if lam > 0 else stats.chi2.cdf(x2, df) - up
-
-    def upper_fn(lam):
-        return stats.ncx2.cdf(x2, df, lam) - lo if lam > 0 else stats.chi2.cdf(x2, df) - lo
-
-    if df < 1 or lower_fn(0) < 0:
-        ci_lo = 0.0
-    else:
-        try:
-            lam = optimize.brentq(lower_fn, 0, x2)
-            ci_lo = np.sqrt(c * lam / (n * df)) * np.sqrt(g)
-        except ValueError:
-            ci_lo = np.nan
-    n_r = max(n, x2 * 4)
-    if df < 1 or upper_fn(n_r) > 0 or upper_fn(0) < 0:
-        ci_up = 0.0
-    else:
-        try:
-            lam = optimize.brentq(upper_fn, 0, n_r)
-            ci_up = np.sqrt(c * lam / (n * df)) * np.sqrt(g)
-        except ValueError:
-            ci_up = np.nan
-    return float(ci_lo), float(ci_up)
+    try:
+        return rmsea_ci(x2, df, n, n_groups=g, c_hat=c, level=level)
+    except ValueError:  # no bracketing root
+        return np.nan, np.nan
 
 
 def _rmsea_p(x2, df, n, h0, c=1.0, g=1, close=True):
