@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import typer
 
+from analysis.cli.common import fail as _fail
+
 from analysis.format import jsonable
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -203,14 +205,6 @@ def _fit_document(run: _Run) -> dict[str, Any]:
     doc["missing"] = jsonable({**doc.get("missing", {}), **run.missing})
     doc["model"]["name"] = run.name
     return doc
-
-
-def _fail(message: str, as_json: bool, kind: str = "error") -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": {"type": kind, "message": message}}))
-    else:
-        typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=1)
 
 
 def _guard(as_json: bool, func, *args, **kwargs):

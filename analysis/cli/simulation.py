@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from analysis.cli.common import fail
+
 FORMATS = ("csv", "xlsx", "sav", "parquet", "kobo", "odk", "redcap", "limesurvey")
 _EXT = {"csv": ".csv", "xlsx": ".xlsx", "sav": ".sav", "parquet": ".parquet"}
 
 
-def _fail(message: str, as_json: bool = False) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": {"type": "usage", "message": message}}))
-    else:
-        typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=1)
+_fail = partial(fail, kind="usage")
 
 
 def _guard(as_json: bool, func, *args, **kwargs):
