@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from analysis import distributions as sps
 
 from .errors import OptionError
 from .execution import run_replications

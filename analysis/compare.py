@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 import numpy as np
 import pandas as pd
-from scipy import stats
+from analysis import distributions as stats
 
 from analysis.errors import AnalysisError
 from analysis.results import ComparisonResult, FitResult, InvalidTestStatistic, TestStatistic

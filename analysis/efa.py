@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from analysis import distributions as stats
 
 __all__ = ["kmo", "bartlett_sphericity", "parallel_analysis", "efa", "efa_report", "scree_plot", "EFAResult", "EFAError"]
 

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import optimize as spo
-from scipy import stats as sps
+from analysis import distributions as sps
 
 from .estimators.base import ml_weight, vech
 

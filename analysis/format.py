@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import pandas as pd
+# numpy and pandas are imported inside the functions: the command line imports
+# this module for every command, and `resilience --help` should not pay for them.
 
 __all__ = [
     "DIGITS",
@@ -43,6 +43,8 @@ COLUMN_LABELS: dict[str, str] = {
 
 
 def _is_missing(value: Any) -> bool:
+    import pandas as pd
+
     if value is None:
         return True
     try:
@@ -53,6 +55,8 @@ def _is_missing(value: Any) -> bool:
 
 def fmt_number(value: Any, digits: int = DEFAULT_DIGITS, *, width: int = 0) -> str:
     """A number as text with fixed decimals; blank for missing, '-0.000' avoided."""
+    import numpy as np
+
     if _is_missing(value):
         return " " * width if width else ""
     if isinstance(value, (bool, np.bool_)):
@@ -88,6 +92,8 @@ def format_table(
     renamed to lavaan's printed headers (``est`` -> ``Estimate``). The input
     is not modified.
     """
+    import pandas as pd
+
     out = table.copy()
     for col in out.columns:
         if not pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col]):
@@ -107,6 +113,9 @@ def jsonable(obj: Any) -> Any:
 
     Full precision is kept; DataFrames become lists of records, Series dicts.
     """
+    import numpy as np
+    import pandas as pd
+
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, pd.DataFrame):

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from analysis import distributions as stats
 
 from analysis.errors import DataError, OptionError, SEMWarning
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize as spo
-from scipy.stats import norm
+from analysis.distributions import norm
 
 from .syntax import EXPRESSION_OPS
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from analysis import distributions as sps
 
 from .bootstrap import _Defined, _Refitter, _refitter
 from .errors import OptionError

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from analysis import distributions as sps
 
 from .errors import (
     DataError,

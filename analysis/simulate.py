@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from analysis.distributions import norm
 
 from .errors import ModelSpecificationError, OptionError
 from .syntax import EXPRESSION_OPS, Statement, parse_model

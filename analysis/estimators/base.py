@@ -11,7 +11,7 @@ bootstrap only talk to this surface.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sps
+from analysis import distributions as sps
 
 from ..errors import SampleCovarianceError
 

@@ -635,7 +635,7 @@ class FIMLEstimator:
         return int(k - self.model.n_free)
 
     def test(self, x) -> dict:
-        from scipy import stats as st
+        from analysis import distributions as st
         chisq = max(2.0 * (self.logl_h1 - self.loglik(x)), 0.0)
         df = self.df()
         out = {"test": "standard", "chisq": chisq, "df": df,
@@ -697,7 +697,7 @@ class FIMLEstimator:
     # ------------------------------------------------------------------
     def baseline(self) -> dict:
         """The independence model (diagonal Sigma, free means): closed-form FIML fit and its test."""
-        from scipy import stats as st
+        from analysis import distributions as st
         ll = 0.0
         pieces = []
         for g, pat in enumerate(self.patterns):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from analysis import distributions as stats
 
 from ..errors import OptionError
 from .ml import MLEstimator

@@ -14,7 +14,7 @@ variance; they are reported that way.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as st
+from analysis import distributions as st
 
 from ..errors import DataError
 from ..polychoric import mixed_stats, ordinal_codes, ordinal_stats
