@@ -130,4 +130,6 @@ f = _F()
 
 
 def __getattr__(name):  # everything else is scipy.stats, imported when first needed
+    if name.startswith("__"):  # the import system probing (__path__, ...), not a distribution
+        raise AttributeError(name)
     return getattr(importlib.import_module("scipy.stats"), name)

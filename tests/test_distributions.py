@@ -57,10 +57,19 @@ def test_scalars_stay_numpy_scalars_and_other_names_fall_back_to_scipy_stats():
     assert d.t is stats.t
 
 
-def test_importing_the_engine_does_not_import_scipy_stats():
+def test_a_fit_from_the_command_line_does_not_import_scipy_stats():
     import subprocess
     import sys
+    from pathlib import Path
 
-    code = "import sys, analysis.sem, analysis.cli.main; print('scipy.stats' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; from analysis.cli.main import app\n"
+        f"sys.argv = ['resilience', 'fit', {str(root / 'tests/fixtures/data/HolzingerSwineford1939.csv')!r},"
+        f" '--model', {str(root / 'analysis/models/hs.lav')!r}, '--json']\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('scipy.stats' in sys.modules, file=sys.stderr)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert '"chisq": 85.30' in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "False"
