@@ -45,7 +45,7 @@ from .disclosure import SUPPRESSED, suppress_counts
 from .study import Study, StudyError, StudyIssue, load_study
 
 __all__ = ["run_study", "render_study_report", "StudyRun", "StepRecord", "StepFailure", "code_fingerprint",
-           "DEFAULT_TEMPLATE", "RESULTS_SCHEMA"]
+           "CacheWarning", "cache_key_path", "DEFAULT_TEMPLATE", "RESULTS_SCHEMA"]
 
 RESULTS_SCHEMA = 1
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "reports" / "community_resilience.py"
@@ -256,30 +256,104 @@ class _Output:
     objects: dict[str, Any] = field(default_factory=dict)
 
 
+class CacheWarning(UserWarning):
+    """A cache entry failed its integrity check (tampered, damaged or signed elsewhere) and was recomputed."""
+
+
+def cache_key_path() -> Path:
+    """The file holding the key that signs cache entries; outside any study folder.
+
+    ``RESILIENCE_CACHE_KEY`` names it; else ``$XDG_CONFIG_HOME/resilience/cache.key``
+    (``~/.config/resilience/cache.key``).
+    """
+    named = os.environ.get("RESILIENCE_CACHE_KEY")
+    if named:
+        return Path(named).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "resilience" / "cache.key"
+
+
+def _cache_key() -> bytes | None:
+    """This user's secret for signing cache entries, made on first use (mode 0600); None if it cannot be."""
+    path = cache_key_path()
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(os.urandom(32).hex())
+    except FileExistsError:  # another run made it first
+        pass
+    except OSError:
+        return None
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
 class _Cache:
+    """Step outputs on disk: JSON, Parquet and (for objects a later step reuses) a pickle.
+
+    A study folder is shared, so anyone may have written into it. Every entry
+    carries an HMAC-SHA256 over its files, made with a key kept outside the
+    study folder (:func:`cache_key_path`); nothing, and above all no pickle, is
+    read before the signature matches. Without a key, objects are not cached.
+    """
+
+    SIGNATURE = "signature"
+
     def __init__(self, root: Path):
         self.root = root
+        self.secret = _cache_key()
 
     def _dir(self, step: str, key: str) -> Path:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in step)
         return self.root / safe / key
 
-    def load(self, step: str, key: str) -> _Output | None:
+    def _sign(self, d: Path) -> str:
+        import hmac
+
+        mac = hmac.new(self.secret, digestmod="sha256")
+        for p in sorted(d.iterdir()):
+            if p.name != self.SIGNATURE:
+                mac.update(p.name.encode() + b"\0" + _sha256_file(p).encode() + b"\0")
+        return mac.hexdigest()
+
+    def _authentic(self, d: Path) -> bool:
+        import hmac
+
+        try:
+            signature = (d / self.SIGNATURE).read_text(encoding="ascii").strip()
+            return self.secret is not None and hmac.compare_digest(signature, self._sign(d))
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    def load(self, step: str, key: str) -> tuple[_Output | None, str]:
+        """(output, problem): the output when the entry is there and authentic, else why not ("" if absent)."""
         d = self._dir(step, key)
         if not (d / "data.json").is_file():
-            return None
+            return None, ""
+        if not self._authentic(d):
+            return None, f"the cache entry of step '{step}' failed its integrity check (changed, damaged or " \
+                          "made with another key)"
         try:
             out = _Output(data=json.loads((d / "data.json").read_text(encoding="utf-8")))
             for p in sorted(d.glob("*.parquet")):
                 out.tables[p.stem] = pd.read_parquet(p)
             if (d / "objects.pkl").is_file():
                 with open(d / "objects.pkl", "rb") as fh:
-                    out.objects = pickle.load(fh)
-        except Exception:  # a damaged cache entry is recomputed, never trusted
-            return None
-        return out
+                    out.objects = pickle.load(fh)  # authenticated above: written by this user's runs
+        except Exception as exc:  # a damaged entry is recomputed, never trusted
+            return None, f"the cache entry of step '{step}' could not be read ({type(exc).__name__})"
+        return out, ""
 
     def save(self, step: str, key: str, out: _Output) -> None:
+        if self.secret is None:  # an entry nobody can check would never be read back
+            return
         d = self._dir(step, key)
         d.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=d.parent))
@@ -293,6 +367,7 @@ class _Cache:
                 except Exception:  # unpicklable results are recomputed when needed
                     (tmp / "objects.pkl").unlink(missing_ok=True)
             (tmp / "data.json").write_text(_dumps(out.data), encoding="utf-8")
+            (tmp / self.SIGNATURE).write_text(self._sign(tmp), encoding="ascii")
             if d.exists():
                 shutil.rmtree(d)
             os.replace(tmp, d)
@@ -363,7 +438,9 @@ class _Run:
                          "deps": {d: self.keys[d] for d in deps}, "code": self.fingerprint,
                          "suite": suite_version(), "schema": RESULTS_SCHEMA})
             rec = StepRecord(name, title, "ok", key=key)
-            out = self.cache.load(name, key)
+            out, problem = self.cache.load(name, key)
+            if problem:
+                warnings.warn(f"{problem}; recomputed", CacheWarning, stacklevel=2)
             if out is not None:
                 rec.cached = True
             else:
@@ -391,6 +468,8 @@ class _Run:
                         traceback.print_exc()
                 else:
                     self.cache.save(name, key, out)
+                    if problem:
+                        rec.message = f"{problem}; recomputed"
             if rec.status == "ok":
                 self.outputs[name] = out
                 self.keys[name] = key
@@ -424,21 +503,18 @@ def _issue_failure(issues: list[StudyIssue], kind: str = "StudyError") -> StepFa
 # ---------------------------------------------------------------- steps
 
 def _load_instrument(run: _Run) -> None:
-    from instruments import InstrumentError, library_path, load_instrument
+    from instruments import InstrumentError, load_instrument
 
     ref = run.study.instrument
-    path = run.study.resolve(ref)
-    if not path.is_file():
-        lib = library_path(ref)
-        if lib.is_file():
-            path = lib
-        else:
-            raise StudyError([run.study.issue("unknown-instrument", f"instrument not found: '{ref}' is neither a "
-                                              "file nor a shipped instrument", "instrument")])
+    path = run.study.instrument_path()
+    if path is None:
+        raise StudyError([run.study.issue("unknown-instrument", f"instrument not found: '{ref}' is neither a "
+                                          "file nor a shipped instrument", "instrument")])
     try:
         run.instrument = load_instrument(path)
     except InstrumentError as exc:
         raise StepFailure("InstrumentError", f"{run.study.where('instrument')}: the instrument has errors:\n{exc}") from None
+    run.study._instrument = run.instrument  # the measurement model is built from this one
     run.instrument_hash = _sha256_file(path)
     run.instrument_path = path
 
@@ -794,12 +870,15 @@ def _model_data(run: _Run, group_index: int | None = None) -> tuple[pd.DataFrame
 
 
 def _syntax(run: _Run, name: str) -> tuple[int, str]:
-    """(position in models, syntax) of a model; measurement falls back to the shipped one."""
+    """(position in models, syntax) of a model; measurement falls back to the instrument's own."""
     names = run.study.model_names()
     if name in names:
         i = names.index(name)
         return i, run.study.model_syntax(i)
-    from .study import MODELS_DIR
+    from .study import MODELS_DIR, measurement_model
+
+    if name == "measurement":
+        return -1, measurement_model(run.instrument)
 
     path = MODELS_DIR / f"{name}.lav"
     if path.is_file():
@@ -813,6 +892,7 @@ def _fit(run: _Run, name: str, **extra) -> Any:
     index, syntax = _syntax(run, name)
     where = run.study.where("models", index) if index >= 0 else f"shipped model {name}"
     data, _ = _model_data(run)
+    _check_variables(run, name, where, syntax, data)
     try:
         fit = fit_sem(syntax, data, warn=False, **_fit_options(run.study), **extra)
     except Exception as exc:
@@ -822,6 +902,34 @@ def _fit(run: _Run, name: str, **extra) -> Any:
                     and w.get("type") == "non-convergence"), "the optimizer stopped early")
         raise StepFailure("NonConvergence", f"model '{name}' ({where}) did not converge: {why}")
     return fit
+
+
+def _check_variables(run: _Run, name: str, where: str, syntax: str, data: pd.DataFrame) -> None:
+    """A model naming items the instrument does not have is refused with what it lacks
+    (a shipped crs model on another questionnaire, a typo in an item id)."""
+    from .syntax import parse_model
+
+    try:
+        statements = parse_model(syntax)
+    except Exception:  # a syntax error is the fit's to report, with its line
+        return
+    latent = {s.lhs for s in statements if s.op == "=~"}
+    used = {v for s in statements if s.op in ("=~", "~", "~~")
+            for v in ((s.rhs,) if s.op == "=~" else (s.lhs, s.rhs))}
+    missing = sorted(v for v in used - latent if v not in data.columns and re.fullmatch(r"[A-Za-z_][\w.]*", v))
+    if not missing:
+        return
+    inst = run.instrument
+    absent = [v for v in missing if v not in set(inst.item_ids) | set(inst.construct_ids)]
+    spec = dict((sp.name, sp) for _, sp in run.study.model_specs()).get(name)
+    shipped = spec is not None and spec.file is None and spec.syntax is None and name != "measurement"
+    if absent:
+        raise StepFailure("UnknownVariables", f"model '{name}' ({where}) uses {len(absent)} variable(s) that "
+                          f"instrument '{inst.id}' does not have: {', '.join(absent[:12])}"
+                          + (" ..." if len(absent) > 12 else "")
+                          + (f"; the shipped model '{name}' is written for crs" if shipped and inst.id != "crs" else ""))
+    raise StepFailure("MissingColumns", f"model '{name}' ({where}) needs {', '.join(missing[:12])}, which the data "
+                      f"do not hold; data files: {', '.join(s.file or s.store for s in run.study.data)}")
 
 
 def _fit_output(fit) -> _Output:
@@ -881,12 +989,33 @@ def _step_compare(run: _Run, a: str, b: str) -> _Output:
     d = _clean(res.to_dict())
     table = res.table.reset_index()
     d["table"] = _clean(table)
-    d["verdict"] = _verdict(a, b, table, res, fa)
+    hypothesis = next((h for h in run.study.hypotheses if (h.model, h.against) == (a, b)), None)
+    d["verdict"] = _verdict(a, b, table, res, fa, hypothesis=hypothesis,
+                            describe=run.study.model_description)
     return _Output(data=d)
 
 
-def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a) -> dict[str, Any]:
-    """A plain-language reading of the comparison (figure1 vs top_down: does negotiation matter?)."""
+def _path_estimate(fit, path: str | None) -> dict[str, Any] | None:
+    """The estimate of ``path`` (``Y ~ X``) in a fit: est, standardized, p."""
+    if not path or "~" not in path:
+        return None
+    lhs, rhs = (x.strip() for x in path.split("~", 1))
+    pt = fit.params
+    row = pt[(pt["op"] == "~") & (pt["lhs"] == lhs) & (pt["rhs"] == rhs)]
+    if not len(row):
+        return None
+    r = row.iloc[0]
+    return {"path": f"{lhs} ~ {rhs}", "lhs": lhs, "rhs": rhs, "est": float(r["est"]), "pvalue": float(r["pvalue"]),
+            "std.all": float(r["std.all"])}
+
+
+def _p_apa(p: float) -> str:
+    return "p < .001" if p < 0.001 else "p = " + f"{p:.3f}".lstrip("0")
+
+
+def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a, *, hypothesis=None,
+             describe: Callable[[str], str] = str) -> dict[str, Any]:
+    """A plain-language reading of a comparison; with a hypothesis of study.yaml, whether the claim holds."""
     t = table.set_index("model")
     d_aic = float(t.loc[b, "aic"] - t.loc[a, "aic"])
     d_bic = float(t.loc[b, "bic"] - t.loc[a, "bic"])
@@ -904,25 +1033,22 @@ def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a) -> dict[str, Any]:
     out: dict[str, Any] = {"a": a, "b": b, "delta_aic": d_aic, "delta_bic": d_bic, "nested": bool(res.nested),
                            "lrt_pvalue": lrt_p, "prefers": a if favour_a == 2 else b if favour_a == 0 else None,
                            "answer": answer}
-    negot = None
-    pt = fit_a.params
-    row = pt[(pt["op"] == "~") & (pt["lhs"] == "NAVIG") & (pt["rhs"] == "NEGOT")]
-    if len(row):
-        r = row.iloc[0]
-        negot = {"std.all": float(r["std.all"]), "est": float(r["est"]), "pvalue": float(r["pvalue"])}
-    out["negot_navig"] = negot
-    if b == "top_down":
-        lead = {"yes": "Yes, negotiation matters.", "no": "No, the data do not show that negotiation matters.",
-                "unclear": "Unclear: the criteria disagree."}[answer]
-        text = (f"{lead} The model in which provision reaches navigation through negotiation ({a}) "
+    if hypothesis is not None:
+        path = _path_estimate(fit_a, hypothesis.path)
+        out.update(hypothesis=hypothesis.model_dump(), path=path)
+        lead = {"yes": "supported", "no": "not supported", "unclear": "unclear (the criteria disagree)"}[answer]
+        name = f"{hypothesis.id}: " if hypothesis.id else ""
+        text = (f"{name}{hypothesis.claim.rstrip('.')} — {lead}. The model that embodies the claim "
+                f"({a}: {describe(a)}) "
                 f"{'fits better than' if favour_a == 2 else 'fits worse than' if favour_a == 0 else 'is not clearly better than'} "
-                f"the top-down model ({b}): AIC is {abs(d_aic):.1f} points {'lower' if d_aic > 0 else 'higher'} and BIC "
-                f"{abs(d_bic):.1f} points {'lower' if d_bic > 0 else 'higher'} for {a}.")
-        if negot is not None:
-            sig = "significant" if negot["pvalue"] < 0.05 else "not significant"
-            p = negot["pvalue"]
-            text += (f" In {a}, negotiation predicts navigation with a standardized path of "
-                     f"{negot['std.all']:.2f} ({sig}, p {'< .001' if p < 0.001 else f'= {p:.3f}'}).")
+                f"its rival ({b}: {describe(b)}): AIC is {abs(d_aic):.1f} points {'lower' if d_aic > 0 else 'higher'} "
+                f"and BIC {abs(d_bic):.1f} points {'lower' if d_bic > 0 else 'higher'} for {a}.")
+        if lrt_p is not None:
+            text += f" The likelihood-ratio test gives {_p_apa(lrt_p)}."
+        if path is not None:
+            sig = "significant" if path["pvalue"] < 0.05 else "not significant"
+            text += (f" In {a}, {path['rhs']} → {path['lhs']} has a standardized coefficient of "
+                     f"{path['std.all']:.2f} ({sig}, {_p_apa(path['pvalue'])}).")
         if not res.nested:
             text += " The two models are not nested, so the comparison rests on AIC and BIC, not on a chi-square test."
     else:
@@ -983,7 +1109,7 @@ def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     opts = _fit_options(run.study)
     try:
         res = compare_groups(syntax, data, group="__group__", estimator=opts.pop("estimator"),
-                             ordered=opts.pop("ordered", None), paths=list(run.study.group_paths), lrt=False,
+                             ordered=opts.pop("ordered", None), paths=list(run.study.group_paths) or None, lrt=False,
                              group_partial=freed, min_group_size=run.study.min_group_size, **opts)
     except Exception as exc:
         raise StepFailure(type(exc).__name__, f"group comparison across '{run.study.groups[index]}' "
@@ -1056,9 +1182,13 @@ def _bundle(run: _Run) -> dict[str, Any]:
                              if n.startswith("invariance:") and run.ok(n)}
     results["group_paths"] = {n.split(":", 1)[1]: run.out(n).data for n in run.records
                               if n.startswith("groups:") and run.ok(n)}
-    # the verdict the report leads with
-    main = results["comparisons"].get("figure1-vs-top_down")
-    results["verdict"] = main["verdict"] if main else None
+    # the verdicts on the study's hypotheses, in study.yaml's order; the first leads the report
+    results["hypotheses"] = []
+    for h in study.hypotheses:
+        comp = results["comparisons"].get(f"{h.model}-vs-{h.against}")
+        results["hypotheses"].append({**h.model_dump(), "verdict": comp["verdict"] if comp else None})
+    results["verdict"] = next((h["verdict"] for h in results["hypotheses"] if h["verdict"]), None)
+    results["model_descriptions"] = {name: study.model_description(name) for name in study.model_names()}
 
     # tables for the report (Parquet) and figures
     tables: dict[str, str] = {}
@@ -1097,10 +1227,17 @@ def _figures(run: _Run, results: dict[str, Any]) -> dict[str, Any]:
             if value:
                 made[name] = value
 
-    main = "figure1" if "figure1" in results["models"] else next(iter(results["models"]), None)
-    if main is not None:
-        params = pd.DataFrame(results["models"][main]["estimates"])
-        attempt("path_diagram", lambda: figs.path_diagram(params, fig_dir, main))
+    # one path diagram per structural model; "path_diagram" is the first (the report's lead figure)
+    diagrams: dict[str, Any] = {}
+    for name, d in results["models"].items():
+        params = pd.DataFrame(d["estimates"])
+        try:
+            diagrams[name] = figs.path_diagram(params, fig_dir, name)
+        except Exception as exc:  # a figure that cannot be drawn is reported, not fatal
+            problems[f"path_diagram:{name}"] = f"{type(exc).__name__}: {exc}"
+    if diagrams:
+        made["path_diagrams"] = diagrams
+        made["path_diagram"] = next(iter(diagrams.values()))
     if run.ok("describe"):
         dist = run.out("describe").tables["item_distributions"]
         attempt("item_distributions", lambda: figs.diverging_bars(dist, fig_dir, run.instrument))
@@ -1170,10 +1307,10 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
     study = study_path if isinstance(study_path, Study) else load_study(study_path)
     run = _Run(study, progress=False)
     models = [n for n in study.model_names()]
-    structural = [n for n in models if n != "measurement"]
-    pairs = [(a, b) for a, b in study.comparisons if a in models and b in models]
-    boot_model = study.bootstrap.model if study.bootstrap.replications >= 2 else None
-    group_model = boot_model or ("figure1" if "figure1" in models else (structural[0] if structural else None))
+    structural = study.structural_models()
+    pairs = [(a, b) for a, b in study.comparison_pairs() if a in models and b in models]
+    boot_model = study.bootstrap_model()
+    group_model = boot_model or (structural[0] if structural else None)
     # one tick per step below: 7 fixed steps, cfa, invariance and key paths per group, models,
     # comparisons, bootstrap, the bundle and (when asked for) the report
     n_steps = (7 + ("measurement" in models) + len(study.groups) * (1 + (group_model is not None))
@@ -1276,13 +1413,16 @@ def _instrument_input(study: Study) -> str | None:
 
 
 def _safe_syntax(study: Study, name: str) -> str | None:
+    from .study import MODELS_DIR, measurement_model
+
     try:
         names = study.model_names()
         if name in names:
             return study.model_syntax(names.index(name))
+        if name == "measurement":
+            return measurement_model(study.load_instrument())
     except StudyError:
         return None
-    from .study import MODELS_DIR
 
     p = MODELS_DIR / f"{name}.lav"
     return p.read_text(encoding="utf-8") if p.is_file() else None
