@@ -310,7 +310,9 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
             if o == "~1":
                 if l in lv and not int_lv_free and u == 0:
                     free, ustart = 0, 0.0
-                    if g > 1 and "intercepts" in group_equal and "means" not in group_equal:
+                    # lavaan: equal intercepts or thresholds leave the latent means free in groups 2+
+                    if (g > 1 and ("intercepts" in group_equal or "thresholds" in group_equal)
+                            and "means" not in group_equal):
                         free, ustart = 1, math.nan
                 elif l in ov_x and u == 0:
                     free, exo = 0, 1
@@ -322,6 +324,8 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
                 free, ustart = 0, 1.0
             if u == 0 and o == "~*~":
                 free, ustart = 0, 1.0
+            if g > 1 and o == "~*~" and "thresholds" in group_equal:
+                free, ustart = 1, math.nan      # lavaan (delta): scale factors free once thresholds are equal
             if (g > 1 and std_lv and "loadings" in group_equal and "lv.variances" not in group_equal
                     and o == "~~" and l == r and l in lv and u == 0):
                 free, ustart = 1, math.nan
