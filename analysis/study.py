@@ -35,6 +35,8 @@ __all__ = [
     "ModelSpec",
     "StudyIssue",
     "StudyError",
+    "Hypothesis",
+    "measurement_model",
     "load_study",
     "parse_study",
     "init_study",
@@ -117,17 +119,36 @@ class DataSource(_Part):
 
 
 class ModelSpec(_Part):
-    """A model: a shipped name, or the user's own lavaan syntax (``syntax``) or file (``file``)."""
+    """A model: a shipped name, or the user's own lavaan syntax (``syntax``) or file (``file``).
+
+    ``description`` is what the report calls the model (shipped models carry
+    their own, from the first comment line of their ``.lav`` file).
+    """
 
     name: str
     file: str | None = None
     syntax: str | None = None
+    description: str | None = None
+
+
+class Hypothesis(_Part):
+    """A claim the study tests by comparing the model that embodies it with a rival.
+
+    ``path`` (lavaan syntax, ``NAVIG ~ NEGOT``) names the path the claim is about;
+    the verdict reports its standardized estimate in ``model``.
+    """
+
+    id: str | None = None
+    claim: str
+    model: str
+    against: str
+    path: str | None = None
 
 
 class Bootstrap(_Part):
     replications: int = Field(500, ge=0)
     ci: Literal["perc", "bca", "bca.simple", "norm", "basic"] = "perc"
-    model: str = "figure1"
+    model: str | None = None  # None: the first structural model
 
 
 class Disclosure(_Part):
@@ -137,7 +158,7 @@ class Disclosure(_Part):
 class Report(_Part):
     formats: list[Literal["html", "docx", "pdf"]] = Field(default_factory=lambda: ["html"])
     template: str | None = None
-    title: str = "Community resilience: testing Figure 1"
+    title: str | None = None  # None: the study's title
 
 
 class Output(_Part):
@@ -149,16 +170,19 @@ class Study(_Part):
     """A validated ``study.yaml``. Paths are relative to the file's folder."""
 
     title: str = "Community resilience study"
+    description: str = ""  # what the study asks, shown first in the report
     instrument: str = "crs"
     data: list[DataSource] = Field(min_length=1)
     groups: list[str] = Field(default_factory=list)
     estimator: Literal["ML", "MLR", "MLM", "WLSMV", "ULSMV"] = "ML"
     missing: Literal["listwise", "fiml"] = "fiml"
     ordered: bool | list[str] = False
-    models: list[str | ModelSpec] = Field(default_factory=lambda: list(DEFAULT_MODELS))
-    comparisons: list[list[str]] = Field(
-        default_factory=lambda: [["figure1", "top_down"], ["figure1", "partial_mediation"]])
-    group_paths: list[str] = Field(default_factory=lambda: ["TRUST ~ CULT", "NAVIG ~ TRUST"])
+    # left out, these follow the instrument: crs gets its shipped models, any other
+    # questionnaire the measurement model built from its own constructs (see _defaults)
+    models: list[str | ModelSpec] = Field(default_factory=list)
+    comparisons: list[list[str]] = Field(default_factory=list)
+    hypotheses: list[Hypothesis] = Field(default_factory=list)
+    group_paths: list[str] = Field(default_factory=list)  # empty: every structural path
     min_group_size: int = Field(100, ge=2)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     seed: int = 20260401
@@ -168,6 +192,19 @@ class Study(_Part):
 
     _path: Path = PrivateAttr(default=Path("study.yaml"))
     _positions: dict = PrivateAttr(default_factory=dict)
+    _instrument: Any = PrivateAttr(default=None)
+
+    def model_post_init(self, _ctx: Any) -> None:
+        # crs's own defaults apply to crs only: another questionnaire has none of its constructs
+        if self.instrument == "crs":
+            if "models" not in self.model_fields_set:
+                self.models = list(DEFAULT_MODELS)
+            if "comparisons" not in self.model_fields_set:
+                self.comparisons = [["figure1", "top_down"], ["figure1", "partial_mediation"]]
+            if "group_paths" not in self.model_fields_set:
+                self.group_paths = ["TRUST ~ CULT", "NAVIG ~ TRUST"]
+        elif "models" not in self.model_fields_set:
+            self.models = ["measurement"]
 
     @field_validator("estimator", mode="before")
     @classmethod
@@ -222,8 +259,22 @@ class Study(_Part):
         return self.resolve(self.output.reports)
 
     def model_specs(self) -> list[tuple[int, ModelSpec]]:
-        """(position in ``models``, spec), shipped names turned into specs."""
-        return [(i, m if isinstance(m, ModelSpec) else ModelSpec(name=m)) for i, m in enumerate(self.models)]
+        """(position in ``models``, spec): a bare entry is ``measurement`` (built from the
+        instrument), a file of the study (``models/mine.lav``, or ``mine`` found in
+        ``models/``), or a shipped model's name."""
+        out = []
+        for i, m in enumerate(self.models):
+            if isinstance(m, ModelSpec):
+                out.append((i, m))
+            elif m == "measurement":
+                out.append((i, ModelSpec(name=m)))
+            elif m.endswith(".lav") or self.resolve(m).is_file():
+                out.append((i, ModelSpec(name=Path(m).stem, file=m)))
+            elif (self.root / "models" / f"{m}.lav").is_file():
+                out.append((i, ModelSpec(name=m, file=f"models/{m}.lav")))
+            else:
+                out.append((i, ModelSpec(name=m, description=_shipped_description(m))))
+        return out
 
     def model_syntax(self, index: int) -> str:
         """The lavaan syntax of ``models[index]``; raises StudyError naming the line."""
@@ -235,14 +286,102 @@ class Study(_Part):
             if not path.is_file():
                 raise StudyError([self.issue("missing-file", f"model file not found: {path}", "models", index, "file")])
             return path.read_text(encoding="utf-8")
+        if spec.name == "measurement":
+            return measurement_model(self.load_instrument())
         path = MODELS_DIR / f"{spec.name}.lav"
         if not path.is_file():
             hint = difflib.get_close_matches(spec.name, shipped_models(), n=1)
             extra = f" (did you mean '{hint[0]}'?)" if hint else ""
             raise StudyError([self.issue(
-                "unknown-model", f"unknown model '{spec.name}'{extra}; shipped models are "
-                f"{', '.join(m for m in DEFAULT_MODELS)}, or give 'file:' or 'syntax:'", "models", index)])
+                "unknown-model", f"unknown model '{spec.name}'{extra}; give 'measurement' (built from the "
+                f"instrument), a file of the study (models/NAME.lav), {{name, file}} or {{name, syntax}}, or a "
+                f"shipped model ({', '.join(m for m in DEFAULT_MODELS if m != 'measurement')}, for crs)",
+                "models", index)])
         return path.read_text(encoding="utf-8")
+
+    def instrument_path(self) -> Path | None:
+        """The instrument file: a path relative to the study, else a shipped instrument's name."""
+        from instruments import library_path
+
+        p = self.resolve(self.instrument)
+        if p.is_file():
+            return p
+        lib = library_path(self.instrument)
+        return lib if lib.is_file() else None
+
+    def load_instrument(self):
+        """The study's instrument (loaded once); StudyError naming the ``instrument`` line."""
+        if self._instrument is None:
+            from instruments import InstrumentError, load_instrument
+
+            path = self.instrument_path()
+            if path is None:
+                raise StudyError([self.issue("unknown-instrument", f"instrument not found: '{self.instrument}' "
+                                             "is neither a file nor a shipped instrument", "instrument")])
+            try:
+                self._instrument = load_instrument(path)
+            except InstrumentError as exc:
+                raise StudyError([self.issue("instrument-error", f"the instrument has errors:\n{exc}",
+                                             "instrument")]) from None
+        return self._instrument
+
+    def model_description(self, name: str) -> str:
+        """What the report calls a model: study.yaml's description, a shipped model's own, else its name."""
+        for _, spec in self.model_specs():
+            if spec.name == name:
+                return spec.description or ("measurement model of the instrument's constructs"
+                                            if name == "measurement" and spec.syntax is None and spec.file is None
+                                            else name)
+        return name
+
+    def structural_models(self) -> list[str]:
+        return [n for n in self.model_names() if n != "measurement"]
+
+    def bootstrap_model(self) -> str | None:
+        """The model whose defined effects are bootstrapped: ``bootstrap.model``, else the first structural one."""
+        if self.bootstrap.replications < 2:
+            return None
+        structural = self.structural_models()
+        return self.bootstrap.model or (structural[0] if structural else None)
+
+    def comparison_pairs(self) -> list[tuple[str, str]]:
+        """``comparisons`` and the pairs the hypotheses imply, each once."""
+        pairs = [tuple(p) for p in self.comparisons] + [(h.model, h.against) for h in self.hypotheses]
+        return list(dict.fromkeys(pairs))
+
+    def named_paths(self) -> list[tuple[str, tuple]]:
+        """(path as written, location) of every file or folder the study names."""
+        named: list[tuple[str, tuple]] = []
+        if _looks_like_path(self.instrument) or self.resolve(self.instrument).exists():
+            named.append((self.instrument, ("instrument",)))
+        for i, src in enumerate(self.data):
+            named += [(getattr(src, key), ("data", i, key)) for key in ("file", "mapping", "store")
+                      if getattr(src, key) is not None]
+        for i, spec in self.model_specs():
+            if spec.file is not None:
+                named.append((spec.file, ("models", i, "file") if isinstance(self.models[i], ModelSpec) else ("models", i)))
+        if self.report.template:
+            named.append((self.report.template, ("report", "template")))
+        named += [(self.output.results, ("output", "results")), (self.output.reports, ("output", "reports"))]
+        return named
+
+    def path_issues(self) -> list[StudyIssue]:
+        """Paths that leave the study folder once resolved (``..``, absolute, ``~``, symlinks).
+
+        A study folder is shared; a path out of it would copy a file of the
+        reader's machine into the bundle or run code from elsewhere.
+        """
+        root = self.root.resolve()
+        issues = []
+        for written, loc in self.named_paths():
+            try:
+                target = self.resolve(written).resolve()
+            except (OSError, RuntimeError):  # a symlink loop
+                target = None
+            if target is None or not target.is_relative_to(root):
+                issues.append(self.issue("outside-study", f"'{written}' is outside the study folder {root}; every "
+                                         "path of a study must stay inside its folder (symlinks too)", *loc))
+        return issues
 
     def model_names(self) -> list[str]:
         return [spec.name for _, spec in self.model_specs()]
@@ -268,7 +407,7 @@ class Study(_Part):
             if name in seen:
                 issues.append(self.issue("duplicate-model", f"model name '{name}' is used twice", "models", i))
             seen.add(name)
-        if self.bootstrap.replications >= 2 and self.bootstrap.model not in names:
+        if self.bootstrap.replications >= 2 and self.bootstrap.model is not None and self.bootstrap.model not in names:
             issues.append(self.issue("unknown-model", f"bootstrap.model '{self.bootstrap.model}' is not in 'models' "
                                      f"({', '.join(names)})", "bootstrap", "model"))
         for i, pair in enumerate(self.comparisons):
@@ -276,7 +415,39 @@ class Study(_Part):
                 if name not in names:
                     issues.append(self.issue("unknown-model", f"comparison names model '{name}', which is not "
                                              f"in 'models' ({', '.join(names)})", "comparisons", i, j))
+        for i, h in enumerate(self.hypotheses):
+            for key in ("model", "against"):
+                if getattr(h, key) not in names:
+                    issues.append(self.issue("unknown-model", f"hypothesis names model '{getattr(h, key)}', which "
+                                             f"is not in 'models' ({', '.join(names)})", "hypotheses", i, key))
         return issues
+
+
+def _shipped_description(name: str) -> str | None:
+    """A shipped model's description: its first comment line, ``# name: what it is``."""
+    path = MODELS_DIR / f"{name}.lav"
+    if not path.is_file():
+        return None
+    first = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+    head, _, rest = first.lstrip("# ").partition(":")
+    return rest.strip() if head.strip() == name and rest.strip() else None
+
+
+def measurement_model(instrument) -> str:
+    """The measurement model of an instrument: each latent construct by its items; observed
+    constructs (a count such as crs's REPR) covary freely with every latent one, so that any
+    structural model over the same constructs is nested in it."""
+    lines = [instrument.measurement_syntax()]
+    latent = [line.split("=~")[0].strip() for line in lines[0].splitlines()]
+    for c in instrument.constructs:
+        if c.kind == "observed" and latent:
+            lines.append(f"{c.id} ~~ " + " + ".join(latent))
+    return "\n".join(lines) + "\n"
+
+
+def _looks_like_path(text: str) -> bool:
+    """A reference written as a path rather than a shipped name (``crs``)."""
+    return any(ch in text for ch in "/\\") or text.startswith(("~", ".")) or text.endswith((".yaml", ".yml", ".lav"))
 
 
 # ---------------------------------------------------------------- YAML with positions
@@ -371,6 +542,9 @@ def parse_study(text: str, *, path: str | Path = "study.yaml") -> Study:
         raise StudyError(issues) from None
     study._path = Path(path)
     study._positions = positions
+    outside = study.path_issues()
+    if outside:
+        raise StudyError(outside)
     return study
 
 
@@ -391,13 +565,14 @@ def load_study(path: str | Path) -> Study:
 # ---------------------------------------------------------------- scaffolding
 
 STUDY_TEMPLATE = """\
-# study.yaml: one community resilience study, from fielded data to the report.
+# study.yaml: one study, from fielded data to the report.
 # Run it with `resilience run study.yaml`; paths are relative to this file.
 title: {title}
 
 # The questionnaire: a shipped instrument name (crs = Community Resilience
-# Survey) or the path of your own instrument YAML.
-instrument: crs
+# Survey) or the path of your own instrument YAML (see docs/instruments.md;
+# `resilience instrument import form.xlsx -o my.yaml` brings in an XLSForm).
+instrument: {instrument}
 
 # Where the answers are. One entry per file; `format` is detected when left
 # out (csv, xlsx, sav, dta, parquet, kobo, odk, redcap, limesurvey).
@@ -405,6 +580,45 @@ instrument: crs
 data:
   - file: data/raw/{data_name}
     # format: kobo
+
+{analysis}
+# Groups smaller than this are left out of multi-group models.
+min_group_size: 100
+
+# Bootstrap of the defined (:=, e.g. indirect and total) effects: replications, and
+# percentile (perc), bias-corrected accelerated (bca), bca.simple, norm or basic
+# intervals; `model` defaults to the first structural model.
+bootstrap:
+  replications: 500
+  ci: perc
+
+# One seed makes the whole study reproducible.
+seed: {seed}
+
+# No table or figure shows a count or statistic for fewer respondents than this.
+disclosure:
+  threshold: 10
+
+report:
+  formats: [html]     # html, docx, pdf
+  # title: defaults to the study's title
+
+output:
+  results: results    # results.json, Parquet tables, figures, cache
+  reports: reports    # rendered reports
+"""
+
+# What a crs study asks: the questions of Figure 1 and the shipped models that answer them.
+CRS_ANALYSIS = """\
+# What the study asks; shown first in the report.
+description: >-
+  The chapter's Figure 1 (Cole & Habashi) argues that communities navigate
+  towards the resources of providers when provision is culturally competent,
+  rests on a history of partnership, earns trust and confidence, and is
+  negotiated with the community rather than imposed top-down; navigation, with
+  the community's own capabilities, makes a community resilient. This report
+  tests that model on the study's data, beside rival models, and says in plain
+  language whether negotiation matters.
 
 # Grouping variables for measurement invariance and group comparisons:
 # columns of the scored data (ETHNIC5 is the census ethnic group collapsed to
@@ -417,50 +631,65 @@ estimator: ML
 missing: fiml
 ordered: false
 
-# Models: the shipped measurement, figure1, partial_mediation and top_down,
-# and your own as {{name: ..., file: models/mine.lav}} or {{name: ..., syntax: "..."}}.
+# Models: `measurement` (every construct of the instrument by its items), the
+# shipped figure1, partial_mediation and top_down, files of the study
+# (models/mine.lav) and {{name: ..., file: ..., description: ...}} or {{name: ..., syntax: "..."}}.
 models:
   - measurement
   - figure1
   - partial_mediation
   - top_down
 
-# Rival models compared with figure1 (likelihood-ratio test where nested, AIC, BIC).
+# The claims the study tests: each names the model that embodies it and its rival;
+# the report's verdict is written from them (likelihood-ratio test where nested, AIC, BIC).
+hypotheses:
+  - id: H1
+    claim: "Negotiation matters: provision reaches navigation through negotiation, not top-down"
+    model: figure1
+    against: top_down
+    path: NAVIG ~ NEGOT
+# Other model comparisons to report.
 comparisons:
-  - [figure1, top_down]
   - [figure1, partial_mediation]
 
-# Paths compared across groups.
+# Paths compared across groups (empty: every structural path).
 group_paths: ["TRUST ~ CULT", "NAVIG ~ TRUST"]
-# Groups smaller than this are left out of multi-group models.
-min_group_size: 100
+"""
 
-# Bootstrap of the defined (indirect and total) effects: replications, and
-# percentile (perc), bias-corrected accelerated (bca), bca.simple, norm or basic intervals.
-bootstrap:
-  replications: 500
-  ci: perc
-  model: figure1
+OWN_ANALYSIS = """\
+# What the study asks; shown first in the report.
+description: ""
 
-# One seed makes the whole study reproducible.
-seed: {seed}
+# Grouping variables for measurement invariance and group comparisons
+# (columns of the data, e.g. [LANG]).
+groups: []
 
-# No table or figure shows a count or statistic for fewer respondents than this.
-disclosure:
-  threshold: 10
+# Estimation: ML, MLR, MLM (continuous) or WLSMV, ULSMV (ordered items);
+# missing: fiml (all cases, under MAR) or listwise.
+estimator: ML
+missing: fiml
+ordered: false
 
-report:
-  formats: [html]     # html, docx, pdf (pdf needs Quarto with Typst)
-  title: "Community resilience: testing Figure 1"
+# Models: `measurement` (every construct of the instrument by its items), files
+# of the study (models/mine.lav) and {{name: ..., file: ..., description: ...}}
+# or {{name: ..., syntax: "..."}}.
+models:
+  - measurement
+  # - {{name: main, file: models/main.lav, description: "what the model claims"}}
 
-output:
-  results: results    # results.json, Parquet tables, figures, cache
-  reports: reports    # rendered reports
+# The claims the study tests, each as the model embodying it against a rival:
+# hypotheses:
+#   - {{id: H1, claim: "...", model: main, against: rival, path: "Y ~ X"}}
+comparisons: []
+
+# Paths compared across groups (empty: every structural path).
+group_paths: []
 """
 
 
 def init_study(directory: str | Path, *, title: str = "Community resilience study",
-               data_name: str = "survey.csv", seed: int = 20260401, overwrite: bool = False) -> Path:
+               data_name: str = "survey.csv", seed: int = 20260401, overwrite: bool = False,
+               instrument: str = "crs") -> Path:
     """Scaffold a study folder: a commented ``study.yaml`` and its folders."""
     root = Path(directory)
     target = root / "study.yaml"
@@ -470,6 +699,8 @@ def init_study(directory: str | Path, *, title: str = "Community resilience stud
         (root / sub).mkdir(parents=True, exist_ok=True)
     import json
 
-    text = STUDY_TEMPLATE.format(title=json.dumps(title, ensure_ascii=False), data_name=data_name, seed=seed)
+    analysis = (CRS_ANALYSIS if instrument == "crs" else OWN_ANALYSIS).format()
+    text = STUDY_TEMPLATE.format(title=json.dumps(title, ensure_ascii=False), data_name=data_name, seed=seed,
+                                 instrument=instrument, analysis=analysis)
     target.write_text(text, encoding="utf-8")
     return target

@@ -137,14 +137,15 @@ def markdown_codebook(inst: Instrument, *, lang: str | None = None) -> str:
 
     add("## Constructs")
     add("")
-    add("| Construct | Label | Figure 1 box | Kind | Items | Reverse-keyed | Score |")
-    add("|---|---|---|---|---|---|---|")
+    boxes = any(c.figure1_box for c in inst.constructs)  # crs's Figure 1 boxes; other instruments have none
+    add("| Construct | Label |" + (" Figure 1 box |" if boxes else "") + " Kind | Items | Reverse-keyed | Score |")
+    add("|---|---|" + ("---|" if boxes else "") + "---|---|---|---|")
     for c in inst.constructs:
         items = inst.items_of(c.id)
         score = c.score + (f" of codes {', '.join(map(str, c.count_codes))}" if c.count_codes else "")
         if c.min_items:
             score += f", needs >= {c.min_items} answered"
-        add(f"| `{c.id}` | {_md(c.label)} | {_md(c.figure1_box)} | {c.kind} | "
+        add(f"| `{c.id}` | {_md(c.label)} |" + (f" {_md(c.figure1_box or '')} |" if boxes else "") + f" {c.kind} | "
             f"{', '.join(i.id for i in items)} | {', '.join(i.id for i in items if i.reverse) or '-'} | {score} |")
     add("")
     for c in inst.constructs:

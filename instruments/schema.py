@@ -136,7 +136,7 @@ class Construct(_Model):
     id: str
     label: str
     definition: str
-    figure1_box: str = Field(description="the Figure 1 box this construct measures")
+    figure1_box: str | None = Field(default=None, description="crs only: the Figure 1 box this construct measures")
     kind: Literal["latent", "observed"] = Field(
         default="latent", description="latent: a factor in the CFA; observed: a score only (REPR)"
     )

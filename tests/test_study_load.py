@@ -18,7 +18,10 @@ def test_init_scaffolds_a_commented_study_that_loads_with_defaults(tmp_path):
     study = load_study(tmp_path / "s")  # a folder works too
     assert study.title == "Ward 7: 2026 survey"  # a colon in the title is quoted safely
     assert study.model_names() == ["measurement", "figure1", "partial_mediation", "top_down"]
-    assert study.comparisons == [["figure1", "top_down"], ["figure1", "partial_mediation"]]
+    # crs's claim comes from study.yaml: the hypothesis implies figure1 vs top_down
+    assert study.comparison_pairs() == [("figure1", "partial_mediation"), ("figure1", "top_down")]
+    assert [(h.id, h.model, h.against, h.path) for h in study.hypotheses] == [("H1", "figure1", "top_down",
+                                                                             "NAVIG ~ NEGOT")]
     assert (study.estimator, study.missing, study.disclosure.threshold) == ("ML", "fiml", 10)
     assert study.bootstrap.replications == 500 and study.bootstrap.ci == "perc"
     assert study.results_dir == (tmp_path / "s" / "results").resolve()
@@ -62,7 +65,7 @@ def test_reference_problems_name_the_line_and_suggest(tmp_path):
     assert issues["data[0].file"].startswith(f"study.yaml:{_line_of(text, '- file: data/raw')}:11 data[0].file: data file not found")
     assert f"study.yaml:{_line_of(text, 'top_dwn')}:5 models[3]: unknown model 'top_dwn' (did you mean 'top_down'?)" in issues["models[3]"]
     assert "model file not found" in issues["models[4].file"]
-    assert "comparison names model 'top_down', which is not in 'models'" in issues["comparisons[0][1]"]
+    assert "hypothesis names model 'top_down', which is not in 'models'" in issues["hypotheses[0].against"]
     assert set(shipped_models()) >= {"measurement", "figure1", "partial_mediation", "top_down"}
 
 
@@ -75,3 +78,50 @@ def test_user_models_by_syntax_and_file(tmp_path):
     assert study.model_syntax(1) == "F =~ a + b + c\n"
     assert study.model_syntax(2) == "G =~ x + y + z\n"
     assert "TRUST  ~ tr_cu*CULT" in study.model_syntax(0)
+
+
+def test_measurement_is_built_from_the_study_instrument(tmp_path):
+    """A bare `measurement` is every latent construct of the study's own instrument by its
+    items; for crs it is the shipped measurement model, REPR covarying with every construct."""
+    from instruments import load_instrument
+
+    from analysis.study import MODELS_DIR, measurement_model
+    from analysis.syntax import parse_model
+
+    crs = parse_study("data:\n  - file: d.csv\n", path=tmp_path / "study.yaml")
+    shipped = {(s.lhs, s.op, s.rhs) for s in parse_model((MODELS_DIR / "measurement.lav").read_text())}
+    built = {(s.lhs, s.op, s.rhs) for s in parse_model(crs.model_syntax(0))}
+    assert built == shipped
+    # another questionnaire: its own constructs, and none of crs's defaults
+    inst = tmp_path / "mine.yaml"
+    inst.write_text(OWN_INSTRUMENT)
+    own = parse_study("instrument: mine.yaml\ndata:\n  - file: d.csv\n", path=tmp_path / "study.yaml")
+    assert own.model_names() == ["measurement"] and own.comparison_pairs() == [] and own.group_paths == []
+    assert own.model_syntax(0) == "SAFE =~ S1 + S2 + S3\n"
+    assert measurement_model(load_instrument(inst)) == own.model_syntax(0)
+    assert own.bootstrap_model() is None
+
+
+OWN_INSTRUMENT = """\
+id: mine
+version: 1.0.0
+title: Mine
+languages: [en]
+default_language: en
+scales:
+  agree:
+    type: ordinal
+    categories:
+      - {code: 1, label: {en: "No"}}
+      - {code: 2, label: {en: "Maybe"}}
+      - {code: 3, label: {en: "Yes"}}
+constructs:
+  - {id: SAFE, label: Safety, definition: feeling safe}
+sections:
+  - id: s
+    title: {en: S}
+    items:
+      - {id: S1, text: {en: one}, scale: agree, construct: SAFE}
+      - {id: S2, text: {en: two}, scale: agree, construct: SAFE}
+      - {id: S3, text: {en: three}, scale: agree, construct: SAFE}
+"""

@@ -156,12 +156,13 @@ def show(
                   f"{len(inst.constructs)} constructs, {len(inst.references)} references")
 
     table = Table(title="Constructs")
-    for col in ("Construct", "Label", "Figure 1 box", "Kind", "Items", "n", "Reverse-keyed"):
+    boxes = any(c.figure1_box for c in inst.constructs)  # crs only
+    for col in ("Construct", "Label") + (("Figure 1 box",) if boxes else ()) + ("Kind", "Items", "n", "Reverse-keyed"):
         table.add_column(col, overflow="fold", no_wrap=col in ("Construct", "Kind", "n"))
     for c in inst.constructs:
         items = inst.items_of(c.id)
-        table.add_row(c.id, c.label, c.figure1_box, c.kind, " ".join(i.id for i in items),
-                      str(len(items)), " ".join(i.id for i in items if i.reverse) or "-")
+        table.add_row(c.id, c.label, *((c.figure1_box or "",) if boxes else ()), c.kind,
+                      " ".join(i.id for i in items), str(len(items)), " ".join(i.id for i in items if i.reverse) or "-")
     console.print(table)
 
     items = Table(title=f"Items ({lang})")

@@ -14,6 +14,8 @@ from pathlib import Path
 import typer
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
+TrustTemplateOpt = typer.Option(False, "--trust-template",
+                                help="Run report.template although it is not a shipped template (it is Python).")
 
 
 def _console():
@@ -53,12 +55,13 @@ def _summary_table(run) -> None:
         con.print(f"report ({fmt}) not made: {why}")
 
 
-def _run(study_path: Path, as_json: bool, report: bool = True):
+def _run(study_path: Path, as_json: bool, report: bool = True, trust_template: bool = False):
     from analysis.pipeline import run_study
     from analysis.study import StudyError
 
     try:
-        run = run_study(study_path, progress=not as_json, report=report, command=["resilience"] + sys.argv[1:])
+        run = run_study(study_path, progress=not as_json, report=report, command=["resilience"] + sys.argv[1:],
+                        trust_template=trust_template)
     except StudyError as exc:
         _fail([str(i) for i in exc.issues], as_json)
     return run
@@ -68,12 +71,14 @@ def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(directory: Path = typer.Argument(..., help="Folder of the new study (created if needed)."),
              title: str = typer.Option("Community resilience study", "--title", help="Title of the study."),
+             instrument: str = typer.Option("crs", "--instrument",
+                                            help="Shipped instrument name or path of your instrument YAML."),
              force: bool = typer.Option(False, "--force", help="Overwrite an existing study.yaml.")) -> None:
         """Scaffold a study: a commented study.yaml, data/raw, models, results, reports."""
         from analysis.study import StudyError, init_study
 
         try:
-            path = init_study(directory, title=title, overwrite=force)
+            path = init_study(directory, title=title, overwrite=force, instrument=instrument)
         except StudyError as exc:
             _fail([str(i) for i in exc.issues], False)
         typer.echo(f"created {path}")
@@ -83,9 +88,10 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(study: Path = typer.Argument(..., help="study.yaml (or its folder)."),
                 as_json: bool = JsonOpt,
-                no_report: bool = typer.Option(False, "--no-report", help="Stop after the results bundle.")) -> None:
+                no_report: bool = typer.Option(False, "--no-report", help="Stop after the results bundle."),
+                trust_template: bool = TrustTemplateOpt) -> None:
         """Run the whole study: import, validate, score, psychometrics, models, bootstrap, bundle, report."""
-        run = _run(study, as_json, report=not no_report)
+        run = _run(study, as_json, report=not no_report, trust_template=trust_template)
         if as_json:
             typer.echo(json.dumps(run.to_dict(), indent=1, default=str))
         else:
@@ -96,6 +102,7 @@ def register(app: typer.Typer) -> None:
     def report_cmd(target: Path = typer.Argument(..., help="study.yaml, its folder, or a results/ folder."),
                    fmt: str = typer.Option(None, "--format", help="Comma-separated: html,docx,pdf."),
                    force: bool = typer.Option(False, "--force", help="Render even if nothing changed."),
+                   trust_template: bool = TrustTemplateOpt,
                    as_json: bool = JsonOpt) -> None:
         """Render the report from a results bundle (no refitting)."""
         from analysis.pipeline import StepFailure, render_study_report
@@ -113,7 +120,8 @@ def register(app: typer.Typer) -> None:
             results_dir, out_dir = st.results_dir, st.reports_dir
             template = st.resolve(st.report.template) if st.report.template else None
         try:
-            info = render_study_report(results_dir, out_dir, formats=formats, template=template, force=force)
+            info = render_study_report(results_dir, out_dir, formats=formats, template=template, force=force,
+                                       trust_template=trust_template)
         except (StepFailure, RenderError) as exc:
             _fail([str(exc)], as_json)
         if as_json:
