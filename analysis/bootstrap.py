@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from analysis import distributions as sps
 
+from .defined import DefinedParameters
 from .errors import OptionError
 from .execution import run_replications
 
@@ -120,42 +121,6 @@ def bollen_stine_transform(data: list[np.ndarray], sigma: list[np.ndarray],
         z = xc @ _sym_sqrt(s, inverse=True) @ _sym_sqrt(sig)
         out.append(z + (m if m is not None else Y.mean(axis=0)))
     return out
-
-
-class _Defined:
-    """The := effects compiled once: values and delta-method Jacobian from x."""
-
-    def __init__(self, pt: pd.DataFrame):
-        from .defined import compile_expression
-
-        labels = pt[(pt["label"] != "") & (pt["group"] > 0)].drop_duplicates("label")
-        self.fixed = {lab: float(u) for lab, f, u in zip(labels["label"], labels["free"], labels["ustart"]) if f == 0}
-        self.free = {lab: int(f) - 1 for lab, f in zip(labels["label"], labels["free"]) if f > 0}
-        self.names = list(pt.loc[pt["op"] == ":=", "lhs"])
-        self.exprs = [compile_expression(rhs) for rhs in pt.loc[pt["op"] == ":=", "rhs"]]
-
-    def values(self, x: np.ndarray) -> np.ndarray:
-        env = dict(self.fixed)
-        env.update({lab: x[k] for lab, k in self.free.items()})
-        out = np.empty(len(self.exprs))
-        for j, (name, fn) in enumerate(zip(self.names, self.exprs)):
-            with np.errstate(all="ignore"):
-                try:
-                    env[name] = out[j] = fn(env)
-                except (ZeroDivisionError, OverflowError, ValueError):
-                    env[name] = out[j] = np.nan
-        return out
-
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
-        jac = np.zeros((len(self.exprs), len(x)))
-        used = sorted(set(self.free.values()))  # only labelled parameters enter := effects
-        for k in used:
-            h = 1e-6 * max(1.0, abs(x[k]))
-            xp, xm = x.copy(), x.copy()
-            xp[k] += h
-            xm[k] -= h
-            jac[:, k] = (self.values(xp) - self.values(xm)) / (2 * h)
-        return jac
 
 
 class _LeanML:
@@ -581,7 +546,7 @@ def _frequencies(seq, n_boot: int, sizes: list[int]) -> np.ndarray:
 
 
 def _defined_draws(pt: pd.DataFrame, X: np.ndarray) -> np.ndarray:
-    dfn = _Defined(pt)
+    dfn = DefinedParameters(pt)
     return np.array([dfn.values(x) for x in X]).reshape(len(X), len(dfn.names))
 
 

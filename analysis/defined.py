@@ -57,32 +57,37 @@ def expression_names(expr: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def compile_expression(expr: str) -> Callable[[dict], float]:
-    """A function of a ``{label: value}`` mapping that evaluates ``expr``."""
-    tree = _parse(expr)
+class _Expression:
+    """A parsed ``:=`` expression: call it with a ``{label: value}`` mapping.
 
-    def ev(node):
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
+    A plain object holding the syntax tree (no closure state), so it pickles
+    and runs the same on a Dask worker as in this process.
+    """
+
+    def __init__(self, expr: str):
+        self.expr = expr
+        self.tree = _parse(expr)
+
+    def __call__(self, env: dict) -> float:
+        return float(self._ev(self.tree.body, env))
+
+    def _ev(self, node, env):
         if isinstance(node, ast.Constant):
             return float(node.value)
         if isinstance(node, ast.Name):
             return env[node.id]
         if isinstance(node, ast.BinOp):
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+            return _BINOPS[type(node.op)](self._ev(node.left, env), self._ev(node.right, env))
         if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](ev(node.operand))
+            return _UNARY[type(node.op)](self._ev(node.operand, env))
         if isinstance(node, ast.Call):
-            return _FUNCS[node.func.id](ev(node.args[0]))
-        raise ModelSpecificationError(f"unsupported element in '{expr}'")  # pragma: no cover
+            return _FUNCS[node.func.id](self._ev(node.args[0], env))
+        raise ModelSpecificationError(f"unsupported element in '{self.expr}'")  # pragma: no cover
 
-    def run(values: dict) -> float:
-        nonlocal env
-        env = values
-        return float(ev(tree))
 
-    env: dict = {}
-    return run
+def compile_expression(expr: str) -> Callable[[dict], float]:
+    """A function of a ``{label: value}`` mapping that evaluates ``expr``."""
+    return _Expression(expr)
 
 
 class DefinedParameters:
@@ -113,7 +118,10 @@ class DefinedParameters:
         out = np.empty(len(self.names))
         with np.errstate(all="ignore"):
             for i, (name, fn) in enumerate(zip(self.names, self.functions)):
-                out[i] = env[name] = fn(env)
+                try:
+                    out[i] = env[name] = fn(env)
+                except (ZeroDivisionError, OverflowError, ValueError):  # e.g. a/b at a draw where b = 0
+                    out[i] = env[name] = np.nan
         return out
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:

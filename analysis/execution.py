@@ -198,7 +198,7 @@ def _run_pool(func, context, items, results, bar, workers, chunks_per_worker) ->
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for fut in done:
-                part = fut.result()
+                part = _result(fut, "a worker process")
                 for i, value in part:
                     results[i] = value
                 bar.advance(len(part))
@@ -211,6 +211,22 @@ def _run_pool(func, context, items, results, bar, workers, chunks_per_worker) ->
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def _result(future, where: str):
+    """A chunk's results; a replication that raised becomes a sentence naming where it ran.
+
+    Without this a worker's bare ``KeyError('t_cult')`` reached the user as "t_cult".
+    """
+    try:
+        return future.result()
+    except (ExecutionError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ExecutionError(f"A replication failed on {where} ({detail}). Running the same command "
+                             "without --scheduler/--workers shows whether the model or the cluster is at fault; "
+                             "please report it if the model fits on its own.") from exc
 
 
 def _check_reachable(scheduler: str) -> None:
@@ -245,7 +261,7 @@ def _run_dask(func, context, items, results, bar, scheduler, chunks_per_worker) 
         chunks = _chunks(items, n_workers * chunks_per_worker)
         futures = [client.submit(_run_chunk, func, ctx, chunk, pure=False) for chunk in chunks]
         for fut in as_completed(futures, loop=client.loop):
-            part = fut.result()
+            part = _result(fut, f"a Dask worker of {scheduler}")
             for i, value in part:
                 results[i] = value
             bar.advance(len(part))

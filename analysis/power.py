@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from analysis import distributions as sps
 
-from .bootstrap import _Defined, _Refitter, _refitter
+from .bootstrap import _Refitter, _refitter
+from .defined import DefinedParameters
 from .errors import OptionError
 from .execution import run_replications
 from .simulate import GroupSpec, PopulationModel, analysis_frame, population_model, simulate_responses
@@ -44,7 +45,7 @@ class _PowerContext:
     sizes: list[int]
     reps: int
     refitter: _Refitter
-    defined: _Defined
+    defined: DefinedParameters
     df: int
     alpha: float
 
@@ -345,7 +346,7 @@ def _power(model, sizes, reps, instrument, analysis, estimator, missing, missing
     rf = _refitter(template, pilot)
     rf.x0 = x0
     rf.data = []  # replications bring their own data
-    defined = _Defined(pt)
+    defined = DefinedParameters(pt)
     ctx = _PowerContext(population=pop, instrument=instrument, sim=sim, sizes=sizes, reps=int(reps), refitter=rf,
                         defined=defined, df=int(template.fit_indices.get("df", 0)), alpha=alpha)
     out = run_replications(_power_one, len(sizes) * int(reps), seed=rep_seq, context=ctx, backend=backend,

@@ -197,3 +197,78 @@ def test_dask_bootstrap_equals_local_bootstrap(dask_cluster):
     pd.testing.assert_frame_equal(local.draws, remote.draws)
     pd.testing.assert_frame_equal(local.params, remote.params)
     assert remote.n_boot == 30 and remote.n_failed == local.n_failed
+
+
+def _cli_json(args):
+    import json
+
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_power_with_labelled_effects_on_the_cluster_equals_the_local_run(dask_cluster):
+    """`power --scheduler` with figure1's labelled := effects (the workers once failed with KeyError 't_cult')."""
+    args = ["power", "--instrument", "crs", "--model", "figure1", "--n", "300", "--reps", "6",
+            "--seed", "5", "--json"]
+    local = _cli_json([*args, "--workers", "1"])
+    remote = _cli_json([*args, "--scheduler", dask_cluster])
+    assert remote == local
+    effects = {row["effect"] for row in remote["results"]} if "results" in remote else set()
+    assert not effects or any(":=" in e or "_" in e for e in effects)
+
+
+def test_fit_bootstrap_of_a_shipped_model_with_defined_effects_on_the_cluster(dask_cluster, tmp_path):
+    """`fit --bootstrap --scheduler` with figure1 (labelled paths and := effects) equals the local run."""
+    sim = tmp_path / "sim.csv"
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app
+
+    made = CliRunner().invoke(app, ["simulate", "--instrument", "crs", "--model", "figure1", "--n", "400",
+                                    "--seed", "3", "-o", str(sim)])
+    assert made.exit_code == 0, made.output
+    args = ["fit", str(sim), "--model", "figure1", "--instrument", "crs", "--bootstrap", "20", "--seed", "9",
+            "--json"]
+    local = _cli_json(args)
+    remote = _cli_json([*args, "--scheduler", dask_cluster])
+    assert remote["estimates"] == local["estimates"]
+    defined = [r for r in remote["estimates"] if r["op"] == ":="]
+    assert defined and all(r["se"] is not None and r["se"] > 0 for r in defined)
+
+
+def test_defined_parameters_survive_pickling():
+    """The := evaluator holds no closure state, so it works unchanged after a trip to a worker."""
+    import pickle
+
+    import pandas as pd
+
+    from analysis.defined import DefinedParameters
+    from analysis.sem import fit_sem
+
+    data = pd.read_csv(ROOT / "tests" / "fixtures" / "data" / "PoliticalDemocracy.csv")
+    model = ("ind60 =~ x1 + x2 + x3\ndem60 =~ y1 + y2 + y3 + y4\ndem60 ~ a*ind60\n"
+             "y1 ~~ b*y1\nab := a*b\nabc := ab/b + 1\n")
+    fit = fit_sem(model, data, warn=False)
+    dp = DefinedParameters(fit.params)
+    x = fit.params.loc[fit.params["free"] > 0].drop_duplicates("free").sort_values("free")["est"].to_numpy()
+    again = pickle.loads(pickle.dumps(dp))
+    np.testing.assert_array_equal(again.values(x), dp.values(x))
+    a = float(fit.params.query("label == 'a'")["est"].iloc[0])
+    b = float(fit.params.query("label == 'b'")["est"].iloc[0])
+    np.testing.assert_allclose(dp.values(x), [a * b, a + 1], rtol=1e-12)
+
+
+def broken_replication(context, rng, i):
+    """A replication whose bug surfaces as a bare KeyError on the worker."""
+    return {"a": 1}[context["missing"]]
+
+
+def test_a_worker_error_reaches_the_user_as_a_sentence(dask_cluster):
+    for kwargs in ({"scheduler": dask_cluster}, {"backend": "processes", "workers": 2}):
+        with pytest.raises(ExecutionError, match=r"A replication failed on .*\(KeyError: 't_cult'\)"):
+            run_replications(broken_replication, 4, seed=1, context={"missing": "t_cult"}, progress=False, **kwargs)
