@@ -1455,7 +1455,7 @@ def simulate_community_survey(n: int = 1200, *, seed: int = 20260401, missing: f
                               careless: float = 0.07, instrument=None) -> pd.DataFrame:
     """A simulated community survey in the shape of ``crs``: three ethnic groups, two interview languages.
 
-    Population values are those of FIGURE1.md (``analysis/models/population/figure1.lav``);
+    Population values are those of docs/figure1.md (``analysis/models/population/figure1.lav``);
     minority groups start with lower TRUST and one item is not invariant
     (a shifted intercept in one group); ``missing`` of the item answers are
     missing (as "Prefer not to say"/"Don't know" codes, clustered in a fifth of

@@ -4,7 +4,7 @@ A :class:`FitResult` is read-only. ``.params`` is the ParameterTable (lavaan's
 columns, full precision), ``.fit_indices`` a Series keyed by lavaan's
 ``fitMeasures()`` names. Printing a result shows ``summary()`` in lavaan's
 familiar layout; notebooks and Quarto get ``_repr_html_``; ``to_dict()`` and
-``to_json()`` give the JSON contract of ARCHITECTURE.md (NaN -> null).
+``to_json()`` give the JSON contract of docs/architecture.md (NaN -> null).
 """
 
 from __future__ import annotations

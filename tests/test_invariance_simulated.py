@@ -2,7 +2,7 @@
 
 Data from the suite's simulator (two constructs of Figure 1, two community
 groups; the minority group has lower TRUST and one item whose intercept is
-shifted: scalar non-invariance on one item, as FIGURE1.md calls realistic).
+shifted: scalar non-invariance on one item, as docs/figure1.md calls realistic).
 """
 
 import warnings

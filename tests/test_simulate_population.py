@@ -47,7 +47,7 @@ def test_standardized_population_moments():
 def test_figure1_population_matches_figure1_md():
     assert "figure1" in population_names()
     r2 = population_model("figure1").r_squared()
-    # FIGURE1.md: R² TRUST about .45, NAVIG about .35, RESIL about .45
+    # docs/figure1.md: R² TRUST about .45, NAVIG about .35, RESIL about .45
     assert r2["TRUST"] == pytest.approx(0.45, abs=0.02)
     assert r2["NAVIG"] == pytest.approx(0.35, abs=0.03)
     assert r2["RESIL"] == pytest.approx(0.45, abs=0.02)
