@@ -886,6 +886,30 @@ def _syntax(run: _Run, name: str) -> tuple[int, str]:
     raise StudyError([run.study.issue("unknown-model", f"model '{name}' is not in 'models'", "models")])
 
 
+def _parsed_text(syntax: str) -> str | None:
+    """The model text if it parses as lavaan syntax; text that does not is never copied into the bundle."""
+    from .errors import ModelSyntaxError
+    from .syntax import parse_model
+
+    try:
+        parse_model(syntax)
+    except ModelSyntaxError:
+        return None
+    return syntax
+
+
+def _error_text(exc: Exception) -> str:
+    """An exception as a message for the bundle: a syntax error gives its line and column,
+    not the source line (model text that does not parse may be any file)."""
+    from .errors import ModelSyntaxError
+
+    if isinstance(exc, ModelSyntaxError) and exc.line is not None:
+        # quoted fragments longer than an operator are the file's text, not the grammar's
+        message = re.sub(r"'[^']{4,}'", "'…'", exc.message)
+        return f"line {exc.line}, col {exc.col}: {message} (the text is not copied into the results)"
+    return str(exc)
+
+
 def _fit(run: _Run, name: str, **extra) -> Any:
     from .sem import fit_sem
 
@@ -896,7 +920,7 @@ def _fit(run: _Run, name: str, **extra) -> Any:
     try:
         fit = fit_sem(syntax, data, warn=False, **_fit_options(run.study), **extra)
     except Exception as exc:
-        raise StepFailure(type(exc).__name__, f"model '{name}' ({where}): {exc}") from None
+        raise StepFailure(type(exc).__name__, f"model '{name}' ({where}): {_error_text(exc)}") from None
     if not fit.converged:
         why = next((w.get("message") for w in fit.warnings if isinstance(w, dict)
                     and w.get("type") == "non-convergence"), "the optimizer stopped early")
@@ -957,7 +981,7 @@ def _step_invariance(run: _Run, index: int) -> _Output:
                                 ordered=opts.pop("ordered", None), min_group_size=run.study.min_group_size, **opts)
     except Exception as exc:
         raise StepFailure(type(exc).__name__, f"invariance across '{run.study.groups[index]}' "
-                          f"({run.study.where('groups', index)}): {exc}") from None
+                          f"({run.study.where('groups', index)}): {_error_text(exc)}") from None
     d = res.to_dict()
     d["group"] = run.study.groups[index]
     d["fits"] = {name: fit.to_dict() for name, fit in res.fits.items()}  # every fit in the bundle
@@ -1113,7 +1137,7 @@ def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
                              group_partial=freed, min_group_size=run.study.min_group_size, **opts)
     except Exception as exc:
         raise StepFailure(type(exc).__name__, f"group comparison across '{run.study.groups[index]}' "
-                          f"({run.study.where('groups', index)}): {exc}") from None
+                          f"({run.study.where('groups', index)}): {_error_text(exc)}") from None
     d = res.to_dict()
     d["group"] = run.study.groups[index]
     d["model"] = model
@@ -1157,12 +1181,16 @@ def _bundle(run: _Run) -> dict[str, Any]:
     if run.instrument is not None:
         results["instrument"] = {"id": run.instrument.id, "version": run.instrument.version,
                                  "title": run.instrument.title, "sha256": run.instrument_hash,
-                                 "file": Path(run.instrument_path).name}
+                                 "file": Path(run.instrument_path).name,
+                                 "languages": list(run.instrument.languages),
+                                 "default_language": run.instrument.default_language,
+                                 "constructs": _glossary(run.instrument),
+                                 "references": [r.citation for r in run.instrument.references]}
     results["inputs"] = _clean([{k: v for k, v in s.items() if k != "index"} for s in _source_inputs(run)])
     syntax = {}
     for i, spec in run.study.model_specs():
         try:
-            syntax[spec.name] = study.model_syntax(i)
+            syntax[spec.name] = _parsed_text(study.model_syntax(i))
         except StudyError:
             syntax[spec.name] = None
     results["model_syntax"] = syntax
@@ -1211,6 +1239,16 @@ def _bundle(run: _Run) -> dict[str, Any]:
     return results
 
 
+def _glossary(inst) -> list[dict[str, Any]]:
+    """The instrument's constructs for the report: label, definition and item wording in each language."""
+    out = []
+    for c in inst.constructs:
+        items = [{"id": it.id, "reverse": bool(it.reverse), "text": {k: str(v) for k, v in it.text.items()}}
+                 for it in inst.items_of(c.id)]
+        out.append({"id": c.id, "label": c.label, "definition": c.definition, "kind": c.kind, "items": items})
+    return out
+
+
 def _figures(run: _Run, results: dict[str, Any]) -> dict[str, Any]:
     from . import study_figures as figs
 
@@ -1253,14 +1291,25 @@ def _figures(run: _Run, results: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- report
 
+def is_shipped_template(template: str | Path) -> bool:
+    """A report template shipped with the suite (``reports/``), the only code a study may run unasked."""
+    return Path(template).resolve().parent == DEFAULT_TEMPLATE.parent
+
+
+def untrusted_template_message(template: str | Path) -> str:
+    return (f"{template} is not a shipped report template; a template is Python that runs while the report "
+            "renders, so it runs only when you trust it: pass --trust-template (trust_template=True)")
+
+
 def render_study_report(results_dir: str | Path, out_dir: str | Path | None = None, *,
                         formats: tuple[str, ...] | None = None, template: str | Path | None = None,
-                        engine: str = "auto", force: bool = False) -> dict[str, Any]:
+                        engine: str = "auto", force: bool = False, trust_template: bool = False) -> dict[str, Any]:
     """Render the report from a results bundle (``results.json`` + tables + figures).
 
     Cached: the report is re-rendered only when results.json, the template
     or the formats changed (or ``force``). Returns ``{"engine", "outputs",
-    "skipped", "cached"}``.
+    "skipped", "cached"}``. A template is Python that runs while rendering:
+    one other than the shipped ones runs only with ``trust_template=True``.
     """
     from .render import find_quarto, render_report
 
@@ -1272,6 +1321,8 @@ def render_study_report(results_dir: str | Path, out_dir: str | Path | None = No
     settings = (results.get("study") or {}).get("settings") or {}
     formats = tuple(formats or settings.get("report", {}).get("formats") or ("html",))
     template = Path(template) if template else DEFAULT_TEMPLATE
+    if not trust_template and not is_shipped_template(template):
+        raise StepFailure("UntrustedTemplate", untrusted_template_message(template))
     if out_dir is None:
         out_dir = results_dir.parent / (settings.get("output", {}).get("reports") or "reports")
     out_dir = Path(out_dir)
@@ -1297,8 +1348,10 @@ def render_study_report(results_dir: str | Path, out_dir: str | Path | None = No
 # ---------------------------------------------------------------- entry point
 
 def run_study(study_path: str | Path | Study, *, progress: bool = True, report: bool = True,
-              command: list[str] | None = None) -> StudyRun:
+              command: list[str] | None = None, trust_template: bool = False) -> StudyRun:
     """Run the whole study; never raises for a failed step (see :class:`StudyRun`).
+
+    ``trust_template``: run ``report.template`` although it is not a shipped one.
 
     Raises :class:`~analysis.study.StudyError` only when the study file itself
     cannot be read (a YAML or schema error), with every problem's line and field.
@@ -1384,14 +1437,18 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
             rec = StepRecord("report", "Render the report", "ok")
             try:
                 template = study.resolve(study.report.template) if study.report.template else None
-                report_info = render_study_report(run.results_dir, study.reports_dir,
+                if template is not None and not trust_template and not is_shipped_template(template):
+                    raise StepFailure("UntrustedTemplate", f"{study.where('report', 'template')}: "
+                                      + untrusted_template_message(study.report.template))
+                report_info = render_study_report(run.results_dir, study.reports_dir, trust_template=trust_template,
                                                   formats=tuple(study.report.formats), template=template)
                 rec.cached = bool(report_info.get("cached"))
                 rec.key = report_info.get("key", "")
                 if report_info.get("skipped"):
                     rec.message = "; ".join(f"{k}: {v}" for k, v in report_info["skipped"].items())
             except Exception as exc:  # the bundle is there; say why the report is not
-                rec.status, rec.error_type, rec.message = "failed", type(exc).__name__, str(exc)
+                kind = exc.kind if isinstance(exc, StepFailure) else type(exc).__name__
+                rec.status, rec.error_type, rec.message = "failed", kind, str(exc)
             rec.seconds = time.perf_counter() - tr
             run.records["report"] = rec
             run.progress.done(rec)

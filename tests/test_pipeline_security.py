@@ -79,3 +79,102 @@ def test_cache_key_lives_outside_the_study_folder(tmp_path, monkeypatch):
     assert not any(s.cached for s in run.steps)
     assert key.is_file() and (key.stat().st_mode & 0o077) == 0
     assert not list(path.parent.rglob("cache.key"))
+
+
+# ---------------------------------------------------------------- item 5: paths stay in the study folder
+
+OUTSIDE = [
+    ("  - file: data/raw/survey_kobo.csv", "  - file: ../../../../../../etc/passwd", "data[0].file"),
+    ("    format: kobo", "    format: kobo\n    mapping: ../mapping.yaml", "data[0].mapping"),
+    ("models:", "models:\n  - {name: evil, file: ../../../../../etc/passwd}", "models[0].file"),
+    ("models:", "models:\n  - ../evil.lav", "models[0]"),
+    ("instrument: crs", "instrument: ../crs.yaml", "instrument"),
+    ("  formats: [html]", "  formats: [html]\n  template: ../outside.py", "report.template"),
+    ("  formats: [html]", "  formats: [html]\noutput:\n  results: ../elsewhere", "output.results"),
+    ("  formats: [html]", "  formats: [html]\noutput:\n  reports: /tmp/reports", "output.reports"),
+]
+
+
+@pytest.mark.parametrize("old, new, field", OUTSIDE, ids=[f for _, _, f in OUTSIDE])
+def test_paths_outside_the_study_folder_are_refused(tmp_path, old, new, field):
+    path = make_study(tmp_path / "s", n=60)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    (tmp_path / "outside.py").write_text(f"open({str(tmp_path / 'pwned')!r}, 'w').write('ran')\n")
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    issue = next(i for i in err.value.issues if i.field == field)
+    assert issue.type == "outside-study" and "outside the study folder" in issue.message
+    line = _line_of(path, new.splitlines()[-1].strip())
+    assert str(issue).startswith(f"study.yaml:{line}:"), str(issue)
+    with pytest.raises(StudyError):
+        run_study(path, progress=False, report=True)
+    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "s" / "results" / "results.json").exists()
+
+
+def test_symlink_out_of_the_study_folder_is_refused(tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("_uuid,TRUST1\nx,1\n")
+    path = make_study(tmp_path / "s", n=60)
+    (path.parent / "data" / "raw" / "link.csv").symlink_to(secret)
+    path.write_text(path.read_text().replace("data/raw/survey_kobo.csv", "data/raw/link.csv"))
+    with pytest.raises(StudyError, match=r"study.yaml:4:\d+ data\[0\].file: .*outside the study folder"):
+        load_study(path)
+    (path.parent / "data" / "raw" / "dir").symlink_to(tmp_path, target_is_directory=True)
+    path.write_text(path.read_text().replace("data/raw/link.csv", "data/raw/dir/secret.csv"))
+    with pytest.raises(StudyError, match="outside the study folder"):
+        load_study(path)
+
+
+def test_cli_run_names_the_field_without_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app
+
+    path = make_study(tmp_path / "s", n=60)
+    path.write_text(path.read_text().replace("data/raw/survey_kobo.csv", "../../../../../etc/passwd"))
+    res = CliRunner().invoke(app, ["run", str(path), "--no-report"])
+    assert res.exit_code == 1
+    text = " ".join(res.output.split())  # the console wraps long lines
+    assert "study.yaml:4:11 data[0].file: '../../../../../etc/passwd' is outside the study folder" in text
+    assert "Traceback" not in res.output
+
+
+def test_untrusted_template_does_not_run(tmp_path):
+    path = copy_study(tmp_path / "s")
+    marker = tmp_path / "pwned"
+    evil = path.parent / "reports" / "evil.py"
+    evil.parent.mkdir(exist_ok=True)
+    evil.write_text("# %%\n#| tags: [parameters]\nresults_dir = ''\n\n# %%\n"
+                    f"open({str(marker)!r}, 'w').write('ran')\n")
+    path.write_text(path.read_text() + "  template: reports/evil.py\n")
+    run = run_study(path, progress=False, report=True)
+    rec = run.step("report")
+    assert rec.status == "failed" and rec.error_type == "UntrustedTemplate"
+    line = _line_of(path, "template: reports/evil.py")
+    assert f"study.yaml:{line}:13 report.template" in rec.message and "--trust-template" in rec.message
+    assert not marker.exists()
+    # the person running the study vouches for it: now it runs
+    trusted = run_study(path, progress=False, report=True, trust_template=True)
+    assert trusted.step("report").status == "ok", trusted.step("report").message
+    assert marker.read_text() == "ran"
+
+
+def test_unparsable_model_text_is_not_copied(tmp_path):
+    path = copy_study(tmp_path / "s")
+    secret = "root:x:0:0:root:/root:/bin/bash"
+    (path.parent / "models").mkdir(exist_ok=True)
+    (path.parent / "models" / "passwd.lav").write_text(secret + "\ndaemon:x:1:1:daemon:/usr/sbin\n")
+    path.write_text(path.read_text().replace("comparisons:", "  - {name: leak, file: models/passwd.lav}\n"
+                                             "comparisons:", 1))
+    run = run_study(path, progress=False, report=False)
+    rec = run.step("model:leak")
+    assert rec.status == "failed" and rec.error_type == "ModelSyntaxError"
+    assert "line 1, col 5" in rec.message
+    bundle = run.results_json.read_text() + run.run_log.read_text()
+    for fragment in ("root:x", "/bin/bash", "daemon"):
+        assert fragment not in bundle
+    assert run.results["model_syntax"]["leak"] is None
+    assert run.results["model_syntax"]["figure1"]  # models that parse are kept

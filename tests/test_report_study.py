@@ -29,7 +29,7 @@ def rendered(tmp_path_factory):
     path = copy_study(tmp_path_factory.mktemp("report") / "s")  # fitted once already: only the report renders
     shutil.copy(DEFAULT_TEMPLATE, path.parent / "report_template.py")
     path.write_text(path.read_text() + "  template: report_template.py\n")
-    run = run_study(path, progress=False, report=True)
+    run = run_study(path, progress=False, report=True, trust_template=True)  # a copy of the shipped one
     assert run.step("report").status == "ok", run.step("report").message
     html = Path(run.report["outputs"]["html"]).read_text(encoding="utf-8")
     return run, html, json.loads(run.results_json.read_text())
@@ -94,14 +94,14 @@ def test_touching_only_the_template_rerenders_without_refitting(rendered):
     run, _, _ = rendered
     template = run.study.root / "report_template.py"
     template.write_text(template.read_text() + '\n# %% [markdown]\n# Template edited after the fit.\n')
-    again = run_study(run.study.path, progress=False, report=True)
+    again = run_study(run.study.path, progress=False, report=True, trust_template=True)
     log = {s["step"]: s for s in json.loads(again.run_log.read_text())["steps"]}
     fitted = [n for n in log if n not in ("bundle", "report")]
     assert all(log[n]["cached"] for n in fitted), {n: log[n]["cached"] for n in fitted}
     assert log["report"]["status"] == "ok" and not log["report"]["cached"]
     assert "Template edited after the fit." in Path(again.report["outputs"]["html"]).read_text(encoding="utf-8")
     # nothing changed at all: the report itself is not re-rendered
-    third = run_study(run.study.path, progress=False, report=True)
+    third = run_study(run.study.path, progress=False, report=True, trust_template=True)
     assert third.step("report").cached
 
 

@@ -38,12 +38,9 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
 
 
 def _attach(module_name: str, group: str | None) -> None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:  # a command group not built yet
-        if exc.name != module_name:
-            raise
-        return
+    # No fallback: a renamed or broken command module must fail loudly, not
+    # quietly drop its commands from `resilience --help`.
+    module = importlib.import_module(module_name)
     if group is not None and hasattr(module, "app"):
         app.add_typer(module.app, name=group)
     if hasattr(module, "register"):
