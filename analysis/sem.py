@@ -131,7 +131,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             ordered=None, std_lv: bool = False, meanstructure: bool | None = None,
             se: str = "standard", test: str = "standard", bootstrap: int = 0,
             seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
-            warn: bool = True, collapse_sparse: bool = False):
+            warn: bool = True, collapse_sparse: bool = False, sampling_weights: str | None = None,
+            cluster: str | None = None, strata: str | None = None, design=None):
     """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.results.FitResult`.
 
     Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
@@ -146,6 +147,14 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     the warnings on the result only. ``collapse_sparse``: merge a category of an
     ordered item that some group never uses into its neighbour (else an error
     names the item, category and group).
+
+    Complex samples, as lavaan's ``sampling.weights=`` and ``cluster=``:
+    ``sampling_weights`` (a column; normalised to sum to N, pseudo-ML, and MLR
+    becomes the default), ``cluster`` (PSU column: cluster-robust sandwich SEs
+    and Yuan-Bentler test from cluster totals of the case-wise scores),
+    ``strata`` (stratum column: the sandwich's middle is the Taylor-linearisation
+    variance of the scores, as survey's ``svyrecvar``); or ``design``, an
+    :class:`analysis.design.Design` (also fpc, nest, lonely-PSU handling).
 
     Examples
     --------
@@ -166,6 +175,14 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                    meanstructure=meanstructure, bootstrap=bootstrap, seed=seed,
                    group_equal=group_equal, group_partial=group_partial, ordered=ordered,
                    fixed_x=fixed_x, collapse_sparse=collapse_sparse)
+    survey = _survey_design(design, sampling_weights, cluster, strata)
+    survey_options = {}
+    if survey is not None:
+        if survey.weights is None and (estimator or "ML").upper() == "ML":
+            # lavaan: clustered ML (not MLR) takes its test's information from the h1 model
+            survey_options["survey_test_information"] = "h1"
+        estimator = _survey_estimator(estimator, ordered)
+        options["estimator"] = estimator
     if estimator is None:
         # lavaan's default: ML, or WLSMV when ordered items are declared
         estimator = "WLSMV" if (ordered is True or _as_list(ordered)) else "ML"
@@ -179,6 +196,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     if data is not None and not isinstance(data, pd.DataFrame):
         raise OptionError(f"The 'data' parameter of fit_sem must be a pandas DataFrame. "
                           f"Got {type(data).__name__} instead.")
+    if survey is not None and data is None:
+        raise OptionError("sampling weights, clusters and strata need the raw data (data=), not sample_cov")
     given_pt = None
     if isinstance(model, pd.DataFrame):
         # a ParameterTable (e.g. an edited copy of fit.params), used as it is
@@ -203,8 +222,11 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                 f"latent variable name(s) {', '.join(clash)} are also columns of the data; those columns "
                 "are not used (rename them if they were meant as observed variables)")})
         # pairwise (ordinal WLSMV/ULSMV): keep incomplete rows, as for fiml
+        resolved = survey.resolve(data) if survey is not None else None   # errors name data rows
         check = check_model_data(data, ov_syntax, group=group,
                                  missing="fiml" if missing == "pairwise" else missing)
+        if resolved is not None:
+            resolved = _kept_design(resolved, data, check.data)
         for text in check.warnings:
             records.append({"type": "data", "category": "DataWarning", "message": text})
         kept = check.data
@@ -238,6 +260,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             ms = True
         if data is None and sample_mean is None:
             ms = False
+    if survey is not None and survey.cluster is not None:
+        ms = True     # lavaan: a clustered (one-level) fit always has a mean structure
     if ms and data is None and sample_mean is None:
         raise DataError("the model has a mean structure (intercepts or several groups) but no "
                         "sample_mean was given")
@@ -286,7 +310,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                               f"Got {x0.shape[0] if x0.ndim else 1} instead.")
     else:
         x0 = mdl.x_start
-    est = _make_estimator(estimator, missing, mdl, stats, check, options)
+    est = _make_estimator(estimator, missing, mdl, stats, check,
+                          options if survey is None else {**options, **survey_options, "survey": resolved})
 
     # 7. optimize -----------------------------------------------------------
     ctrl = dict(control or {})
@@ -374,6 +399,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                                    scaling_factor=tst.get("chisq.scaling.factor"),
                                    shift=tst.get("chisq.shift.parameters")))
     opts = {k: v for k, v in options.items()}
+    if survey is not None:
+        opts.update(sampling_weights=survey.weights, cluster=survey.cluster, strata=survey.strata)
     opts.update(estimator=estimator, missing=missing, meanstructure=ms, group_equal=group_equal,
                 group_partial=group_partial, ordered=ordered,
                 **_inference_options(estimator, missing, se=options.get("se", se), test=options.get("test", test)))
@@ -405,6 +432,46 @@ cfa = fit_sem
 
 
 # --------------------------------------------------------------------------
+def _survey_design(design, sampling_weights, cluster, strata):
+    """One :class:`analysis.design.Design` from ``design=`` and/or the column keywords (None if none)."""
+    from .design import Design
+
+    if design is not None and not isinstance(design, Design):
+        raise OptionError(f"The 'design' parameter of fit_sem must be an analysis.design.Design. "
+                          f"Got {type(design).__name__} instead.")
+    for name, value in (("sampling_weights", sampling_weights), ("cluster", cluster), ("strata", strata)):
+        if value is not None and not isinstance(value, str):
+            raise OptionError(f"The {name!r} parameter of fit_sem must be a column name. Got {value!r} instead.")
+    if design is None and sampling_weights is None and cluster is None and strata is None:
+        return None
+    import dataclasses
+
+    base = design or Design()
+    return dataclasses.replace(base, weights=sampling_weights or base.weights,
+                               cluster=cluster or base.cluster, strata=strata or base.strata)
+
+
+def _survey_estimator(estimator, ordered):
+    """lavaan: with sampling weights or clusters ML becomes MLR (sandwich SEs, Yuan-Bentler test)."""
+    if ordered is True or _as_list(ordered) or (estimator or "ML").upper() in ("WLSMV", "ULSMV"):
+        raise EstimatorNotAvailableError(
+            "sampling weights, clusters and strata are available for continuous items with "
+            "estimator ML/MLR, not (yet) for ordered items")
+    if (estimator or "ML").upper() == "MLM":
+        raise EstimatorNotAvailableError("estimator MLM with a survey design is not available; "
+                                         "use MLR (lavaan's default with sampling weights)")
+    return "MLR" if estimator is None or estimator.upper() in ("ML", "MLR") else estimator
+
+
+def _kept_design(resolved, data, kept):
+    """The design of the rows a model kept, weights normalised to sum to their number (lavaan's
+    sampling.weights.normalization = "total")."""
+    rows = data.index.get_indexer(kept.index)
+    sub = resolved.subset(rows)
+    sub.weights = sub.weights * len(rows) / sub.weights.sum()
+    return sub
+
+
 def _statements_of(pt: pd.DataFrame):
     """Minimal statements (lhs, op, rhs) of a ParameterTable's first group, for name checks."""
     from .syntax import Statement

@@ -42,16 +42,24 @@ class MissingPatterns:
     ----------
     Y : (N, p) array with NaN for missing answers. Rows with every item
         missing carry no information and are dropped (``n_dropped``).
+    weights : sampling weights per row (lavaan's ``sampling.weights``, already
+        normalised); the sufficient statistics, likelihood and scores are weighted
+        and ``N`` is the sum of the weights.
+    design : :class:`analysis.design.ResolvedDesign` of the rows; case-wise score
+        cross-products then become its Taylor (cluster/strata) variance (``meat``).
     """
 
-    def __init__(self, Y):
+    def __init__(self, Y, weights=None, design=None):
         Y = np.asarray(Y, dtype=float)
         keep = ~np.isnan(Y).all(axis=1)
         self.n_dropped = int((~keep).sum())
         self.kept = np.flatnonzero(keep)
         Y = Y[keep]
         self.Y = Y
-        self.N, self.p = Y.shape
+        self.n_rows, self.p = Y.shape
+        self.w = None if weights is None else np.asarray(weights, float)[keep]
+        self.design = None if design is None else design.subset(self.kept)
+        self.N = self.n_rows if self.w is None else float(self.w.sum())
         obs = ~np.isnan(Y)
         self.observed = obs
         never = np.flatnonzero(~obs.any(axis=0))
@@ -68,14 +76,15 @@ class MissingPatterns:
         for k, pats in sorted(by_k.items()):
             idx = np.array([np.flatnonzero(masks[pi]) for pi in pats], dtype=int).reshape(len(pats), k)
             rows = [order[starts[pi]:starts[pi + 1]] for pi in pats]
-            n = np.array([len(r) for r in rows], dtype=float)
+            wt = [np.ones(len(r)) if self.w is None else self.w[r] for r in rows]
+            n = np.array([w.sum() for w in wt], dtype=float)
             ybar = np.empty((len(pats), k))
             S = np.empty((len(pats), k, k))
-            for b, (r, ix) in enumerate(zip(rows, idx)):
+            for b, (r, ix, w) in enumerate(zip(rows, idx, wt)):
                 yo = Y[np.ix_(r, ix)]
-                ybar[b] = yo.mean(axis=0)
+                ybar[b] = w @ yo / n[b]
                 dev = yo - ybar[b]
-                S[b] = dev.T @ dev / len(r)
+                S[b] = (dev * w[:, None]).T @ dev / n[b]
             allv = np.arange(self.p)
             mis = np.array([np.setdiff1d(allv, o, assume_unique=True) for o in idx],
                            dtype=int).reshape(len(pats), self.p - k)
@@ -152,7 +161,7 @@ class MissingPatterns:
 
     def loglik_casewise(self, sigma, mu) -> np.ndarray:
         """log f(y_i) per kept case (for checks and case diagnostics)."""
-        out = np.empty(self.N)
+        out = np.empty(self.n_rows)
         for b in self.batches:
             P, logdet, _ = self._sub(b, sigma, mu)
             k = b.idx.shape[1]
@@ -226,10 +235,29 @@ class MissingPatterns:
         H[p:, p:] = H_ss
         return H
 
+    def weighted_mean_var(self):
+        """Available-case (weighted) means and variances (divisor: sum of weights), per item."""
+        obs = ~np.isnan(self.Y)
+        w = (np.ones(self.n_rows) if self.w is None else self.w)[:, None] * obs
+        y = np.where(obs, self.Y, 0.0)
+        mu = (w * y).sum(0) / w.sum(0)
+        return mu, (w * (y - mu) ** 2).sum(0) / w.sum(0)
+
+    def meat(self, S):
+        """Cross-products of case-wise (weighted) scores: S'S, or the design's Taylor variance
+        of their totals (clusters as lavaan: PSU totals times nC / (nC - 1); strata or an fpc
+        as survey's svyrecvar, centred within strata)."""
+        d = self.design
+        if d is None or (d.design.cluster is None and d.design.strata is None and d.design.fpc is None):
+            return S.T @ S
+        centre = d.design.strata is not None or d.design.fpc is not None
+        return d.total_variance(S, centre=centre)
+
     def scores(self, sigma, mu):
-        """Case-wise scores d log f(y_i) / d(mu, vec Sigma), (N, p + p^2), full layout."""
+        """Case-wise scores d log f(y_i) / d(mu, vec Sigma), (N, p + p^2), full layout
+        (times each case's sampling weight when there are weights)."""
         p = self.p
-        out = np.zeros((self.N, p + p * p))
+        out = np.zeros((self.n_rows, p + p * p))
         for b in self.batches:
             P, _, _ = self._sub(b, sigma, mu)
             pid = np.concatenate([np.full(len(r), j) for j, r in enumerate(b.rows)])
@@ -241,6 +269,8 @@ class MissingPatterns:
             G = 0.5 * (u[:, :, None] * u[:, None, :] - P[pid])
             cols = p + ix[:, :, None] * p + ix[:, None, :]
             out[rows[:, None, None], cols] = G
+        if self.w is not None:
+            out *= self.w[:, None]
         return out
 
 
@@ -335,7 +365,7 @@ def h1_information(pat: MissingPatterns, sigma, mu, *, means: bool = True):
     p = pat.p
     A1 = -_to_vech_mat(p, pat.hessian(sigma, mu)) / pat.N
     S = _to_vech_vec(p, pat.scores(sigma, mu))
-    B1 = S.T @ S / pat.N
+    B1 = pat.meat(S) / pat.N
     if not means:
         A1, B1 = A1[p:, p:], B1[p:, p:]
     return A1, B1
@@ -350,12 +380,14 @@ class FIMLEstimator:
     data : list of (N_g, p_g) arrays per group, columns in ``model.ov_names[g]`` order,
         NaN for missing answers.
     robust : MLR: Huber-White sandwich SEs and the Yuan-Bentler (Mplus) scaled test.
+    weights, designs : per group, sampling weights (normalised to sum to N over the groups)
+        and :class:`analysis.design.ResolvedDesign` of the rows (clusters, strata), or None.
 
     Objective on lavaan's scale: ``(logl_h1 - logl(x)) / N``, so chisq = 2 N F.
     Information: observed (the Hessian, lavaan's default with missing data and for MLR).
     """
 
-    def __init__(self, model, data, *, robust: bool = False, group_labels=()):
+    def __init__(self, model, data, *, robust: bool = False, group_labels=(), weights=None, designs=None):
         from ..data import SampleStats
 
         self.model = model
@@ -371,12 +403,19 @@ class FIMLEstimator:
             bad = np.isnan(Y[:, xi]).any(1) & ~np.isnan(Y).all(1) if xi else np.zeros(len(Y), bool)
             self.n_exo_deleted.append(int(bad.sum()))
             data[g] = Y[~bad]
+            if weights is not None:
+                weights = [*weights[:g], weights[g][~bad], *weights[g + 1:]]
+            if designs is not None:
+                designs = [*designs[:g], designs[g].subset(np.flatnonzero(~bad)), *designs[g + 1:]]
         if any(self.n_exo_deleted):
             import warnings
             from ..errors import SEMWarning
             warnings.warn(f"{sum(self.n_exo_deleted)} case(s) deleted because of missing values in "
                           "exogenous covariate(s) with fixed.x = TRUE (as lavaan)", SEMWarning, stacklevel=3)
-        self.patterns = [MissingPatterns(Y) for Y in data]
+        self.patterns = [MissingPatterns(Y, None if weights is None else weights[g],
+                                         None if designs is None else designs[g])
+                         for g, Y in enumerate(data)]
+        self.weighted = weights is not None
         for g, pat in enumerate(self.patterns):
             if len(pat.never_observed):
                 names = [model.ov_names[g][i] for i in pat.never_observed]
@@ -384,7 +423,7 @@ class FIMLEstimator:
                 lab = f" in group '{group_labels[g]}'" if len(data) > 1 and len(group_labels) else ""
                 raise DataError("variable(s) missing for every case" + lab + ": " + ", ".join(names))
         self.nobs = [pat.N for pat in self.patterns]
-        self.ntotal = int(sum(self.nobs))
+        self.ntotal = int(round(sum(self.nobs)))   # weights are normalised to sum to N
         self.weights = np.asarray(self.nobs, float) / self.ntotal
         self.n_dropped = [pat.n_dropped for pat in self.patterns]
         self.means = bool(model.meanstructure)
@@ -416,15 +455,17 @@ class FIMLEstimator:
             grp = self.model._g[g]
             names = self.model.ov_names[g]
             Y = pat.Y
+            w = np.ones(pat.n_rows) if pat.w is None else pat.w
+            wmean = lambda v: float(w @ v / w.sum())   # noqa: E731
             sub = pt[(pt["exo"] == 1) & (pt["group"] == self.model.groups[g])]
             for idx, row in sub.iterrows():
                 i = names.index(row["lhs"])
                 if row["op"] == "~1":
-                    val = float(np.mean(Y[:, i]))
+                    val = wmean(Y[:, i])
                     grp.M0[grp.names.index(row["lhs"])] = val
                 else:
                     j = names.index(row["rhs"])
-                    val = float(np.mean((Y[:, i] - Y[:, i].mean()) * (Y[:, j] - Y[:, j].mean())))
+                    val = wmean((Y[:, i] - wmean(Y[:, i])) * (Y[:, j] - wmean(Y[:, j])))
                     a, b = grp.names.index(row["lhs"]), grp.names.index(row["rhs"])
                     grp.S0[a, b] = grp.S0[b, a] = val
                 pt.at[idx, "ustart"] = val
@@ -609,13 +650,21 @@ class FIMLEstimator:
     def information(self, x) -> np.ndarray:
         return self.observed_information(x)
 
+    def h1_observed_information(self, x) -> np.ndarray:
+        """Delta' A1 Delta: the saturated model's observed information at the implied moments,
+        without the model's second derivatives (lavaan's observed.information = "h1")."""
+        H = np.zeros((len(x), len(x)))
+        for pat, d, (s, m) in zip(self.patterns, self._delta_full(x), self._moments(x)):
+            H += d.T @ _to_vech_mat(pat.p, pat.hessian(s, m)) @ d
+        return -H / self.ntotal
+
     def first_order(self, x, per_group: bool = False):
         """Unit first-order information (1/N) sum_i s_i s_i' of the case-wise scores."""
         D = self._delta_full(x)
         out = []
         for pat, d, (s, m) in zip(self.patterns, D, self._moments(x)):
             S = _to_vech_vec(pat.p, pat.scores(s, m)) @ d
-            out.append(S.T @ S / pat.N)
+            out.append(pat.meat(S) / pat.N)
         if per_group:
             return out
         return sum(w * b for w, b in zip(self.weights, out))
@@ -642,7 +691,10 @@ class FIMLEstimator:
                "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
         if self.robust:
             from .robust import yuan_bentler_mplus
-            A_inv = np.linalg.inv(self.observed_information(x))
+            # lavaan's clustered ML (not MLR) takes the test's information from h1
+            A = (self.h1_observed_information(x) if getattr(self, "test_information", "hessian") == "h1"
+                 else self.observed_information(x))
+            A_inv = np.linalg.inv(A)
             B0 = self.first_order(x, per_group=True)
             tr_h1 = self._trace_h1()
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, B0))
@@ -690,7 +742,7 @@ class FIMLEstimator:
             xi = [names.index(v) for v in self.model.exo_names[g]]
             if xi:
                 X = pat.Y[:, xi]
-                S = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
+                S = np.atleast_2d(np.cov(X, rowvar=False, bias=True, aweights=pat.w))
                 total += -0.5 * pat.N * (len(xi) * _LOG2PI + np.linalg.slogdet(S)[1] + len(xi))
         return total
 
@@ -701,15 +753,14 @@ class FIMLEstimator:
         ll = 0.0
         pieces = []
         for g, pat in enumerate(self.patterns):
-            mu = np.nanmean(pat.Y, axis=0)
-            var = np.nanvar(pat.Y, axis=0)
+            mu, var = pat.weighted_mean_var()
             if not self.means:
                 mu = self.h1[g][0]
             sig = np.diag(var)
             xi = self._xi(g)
             if len(xi):        # fixed.x: the covariates keep their sample covariance matrix
                 X = pat.Y[:, xi]
-                sig[np.ix_(xi, xi)] = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
+                sig[np.ix_(xi, xi)] = np.atleast_2d(np.cov(X, rowvar=False, bias=True, aweights=pat.w))
             ll += pat.loglik(sig, mu)
             pieces.append((sig, mu))
         df = sum(p * (p - 1) // 2 - len(self._xi(g)) * (len(self._xi(g)) - 1) // 2
@@ -727,7 +778,8 @@ class FIMLEstimator:
                 var = np.diag(s)[keep]
                 obs = pat.observed[:, keep]
                 r = np.where(obs, pat.Y[:, keep] - m[keep], 0.0)
-                n_j = obs.sum(0)
+                wt = np.ones(pat.n_rows) if pat.w is None else pat.w
+                n_j = wt @ obs
                 sc_s = np.where(obs, 0.5 * (r * r / var ** 2 - 1.0 / var), 0.0)
                 if self.means:
                     a_diag.append(n_j / var)
@@ -736,7 +788,7 @@ class FIMLEstimator:
                     sc = sc_s
                 a_diag.append(n_j / (2 * var ** 2))
                 q = sc.shape[1]
-                Bg.append((off, sc.T @ sc / pat.N))
+                Bg.append((off, pat.meat(sc * wt[:, None]) / pat.N))
                 off += q
             A_inv = np.diag(self.ntotal / np.concatenate(a_diag))
             full = []

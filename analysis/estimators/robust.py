@@ -450,6 +450,16 @@ def group_arrays(check, model) -> list[np.ndarray]:
     return [data.loc[key == lab, model.ov_names[g]].to_numpy(dtype=float) for g, lab in enumerate(labels)]
 
 
+def group_rows(check, model) -> list[np.ndarray]:
+    """Positions (in ``check.data``) of each group's rows, in the order of :func:`group_arrays`."""
+    data = check.data
+    extra = [c for c in data.columns if c not in set(check.variables)]
+    if model.n_groups == 1 or not extra:
+        return [np.arange(len(data))]
+    key = data[extra[0]].astype(str).to_numpy()
+    return [np.flatnonzero(key == lab) for lab in pd.unique(data[extra[0]].astype(str))]
+
+
 def adf_gamma(Y: np.ndarray, means: bool, x_idx=()) -> np.ndarray:
     """Asymptotic covariance of [ybar, vech S] (N divisor, lavaan's Gamma for MLM).
 
@@ -622,6 +632,13 @@ def make_estimator(model, stats, *, data=None, options=None):
         return est
     from .fiml import FIMLEstimator
     robust = est_name == "MLR" or options.get("se") in ("robust.huber.white",)
-    est = FIMLEstimator(model, arrays, robust=robust, group_labels=tuple(stats.group_labels))
+    weights = designs = None
+    if options.get("survey") is not None:   # sampling weights / clusters / strata (analysis.design)
+        designs = [options["survey"].subset(rows) for rows in group_rows(data, model)]
+        weights = [d.weights for d in designs]
+    est = FIMLEstimator(model, arrays, robust=robust, group_labels=tuple(stats.group_labels),
+                        weights=weights, designs=designs)
+    if options.get("survey_test_information"):
+        est.test_information = options["survey_test_information"]
     est.extra_fit_measures = lambda x, test, fit: fiml_extra_fit_measures(est, x, test, fit)
     return est
