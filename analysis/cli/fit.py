@@ -18,6 +18,7 @@ from typing import Any, Optional
 import typer
 
 from analysis.cli.common import fail as _fail
+from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
 
 from analysis.format import jsonable
 
@@ -112,7 +113,8 @@ def _model_variables(syntax: str) -> list[str]:
 def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missing: str = "listwise",
             ordered: str | None = None, group: str | None = None,
             group_equal: str | None = None, std_lv: bool = False, df=None,
-            collapse_sparse: bool = False, instrument: str | None = None) -> _Run:
+            collapse_sparse: bool = False, instrument: str | None = None,
+            design: dict | None = None) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     Every warning raised on the way (reading, checking, fitting) is collected on the
@@ -121,7 +123,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
-                                           group_equal, std_lv, df, collapse_sparse, instrument)
+                                           group_equal, std_lv, df, collapse_sparse, instrument, design=design)
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -134,7 +136,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
 
 
 def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
-                    df, collapse_sparse=False, instrument=None):
+                    df, collapse_sparse=False, instrument=None, design=None):
     from analysis.data import check_model_data, read_table
 
     # lavaan's default: ML, or WLSMV when items are ordered
@@ -185,6 +187,7 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     from analysis.sem import fit_sem
 
     options: dict[str, Any] = {"estimator": estimator, "missing": missing}
+    options.update(design or {})    # sampling_weights / cluster / strata (analysis.design)
     if ordered_list:
         options["ordered"] = ordered_list
     if group:
@@ -253,6 +256,9 @@ def fit(
     modindices: int = typer.Option(0, "--modindices", min=0,
                                    help="Also report the N largest modification indices."),
     instrument: Optional[str] = InstrumentOpt,
+    weights: Optional[str] = WeightsOpt,
+    cluster: Optional[str] = ClusterOpt,
+    strata: Optional[str] = StrataOpt,
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data.
 
@@ -269,10 +275,13 @@ def fit(
         resilience fit hs.csv -m hs --group school --group-equal loadings
 
         resilience fit survey.csv -m figure1 --bootstrap 1000 --ci bca --seed 1
+
+        resilience fit survey.csv -m figure1 --weights w --cluster area --strata region   (MLR, design-based SEs)
     """
     run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
-                 collapse_sparse=collapse_sparse, instrument=instrument)
+                 collapse_sparse=collapse_sparse, instrument=instrument,
+                 design=design_options(weights, cluster, strata))
     boot = None
     if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap
@@ -324,6 +333,9 @@ def compare_cmd(
     as_json: bool = JsonOpt,
     collapse_sparse: bool = CollapseOpt,
     instrument: Optional[str] = InstrumentOpt,
+    weights: Optional[str] = WeightsOpt,
+    cluster: Optional[str] = ClusterOpt,
+    strata: Optional[str] = StrataOpt,
 ) -> None:
     """Compare fitted models: likelihood-ratio test if nested, AIC/BIC side by side.
 
@@ -349,7 +361,7 @@ def compare_cmd(
         runs.append(_guard(as_json, run_fit, data, spec, estimator=estimator, missing=missing,
                            ordered=ordered, group=group, group_equal=group_equal,
                            std_lv=std_lv, df=df, collapse_sparse=collapse_sparse,
-                           instrument=instrument))
+                           instrument=instrument, design=design_options(weights, cluster, strata)))
     names = [r.name for r in runs]
     if len(set(names)) < len(names):
         names = [f"{r.name}_{i + 1}" for i, r in enumerate(runs)]
