@@ -7,40 +7,98 @@
       data/raw/             every imported file, copied unchanged, read-only
       data/raw/manifest.json  name, sha256, size, format, rows, time of each import
       study.duckdb          tables `responses` (all waves and form versions), `imports`
+                            (the record of each import: the manifest's source of truth)
                             and `issues` (each import's validation report)
+      .store.lock           taken while the store is written (imports wait their turn)
 
-Importing is idempotent: a file whose sha256 is already in the manifest adds
-nothing. Platform exports are cumulative (this week's Kobo export repeats last
-week's submissions): a response whose respondent id is already stored for the
-same instrument and wave is not added again, and one warning says how many. No import ever writes to a raw file: the copy is made first (to a
-temporary name, then renamed), its hash checked against the source, the copy
-made read-only, and the responses are read from the copy. The manifest is
-written atomically (temporary file + rename), so a crash never leaves half a
-manifest. Responses from different form versions share one table: new item
+Importing is idempotent: a file whose sha256 is already recorded adds nothing.
+Platform exports are cumulative (this week's Kobo export repeats last week's
+submissions): a response whose respondent id is already stored for the same
+instrument and wave is not added again, and one warning says how many.
+
+An acknowledged import is never lost or doubled, whenever the process dies
+(the guarantee ODK Central gives for a submission):
+
+1. the raw copy is written to a temporary file, fsynced, checked against the
+   source's sha256, made read-only and renamed into ``data/raw`` (the folder
+   fsynced too); a copy with the same sha256 left by an import that died
+   before recording it is reused, never duplicated;
+2. responses, validation issues and the import record (the manifest's row)
+   change in one database transaction: all of them or none;
+3. ``manifest.json`` is then rewritten from the database atomically (temporary
+   file, fsync, rename); a manifest left behind by a crash is rebuilt from
+   the database by the next import.
+
+The whole import holds an exclusive lock on the study (``.store.lock``):
+a second import waits for it, at most :attr:`Study.LOCK_TIMEOUT` seconds,
+then stops with a :class:`StoreBusy` error that says who holds it. Readers
+take the lock shared.
+
+Test hook: with the environment variable ``RESILIENCE_KILL_AT`` set to one of
+the stages below, the importing process kills itself (SIGKILL) there, so the
+tests can show that running the import again stores every response once:
+``raw-written`` (temporary copy complete, not yet renamed), ``raw-copied``,
+``responses-inserted``, ``issues-inserted``, ``import-recorded`` (the
+transaction not yet committed), ``committed`` (before the manifest is
+written), ``manifest-written``.
+
+No identifier or value from a data file ever becomes SQL text: values are
+bound parameters or registered data frames, and columns that are neither
+items nor metadata (a header is untrusted input) are kept together in one
+column ``_unknown_columns``, a JSON object {original header: value} per
+response. Responses from different form versions share one table: new item
 columns are added as the instrument grows, older rows hold NULL there.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
+import hashlib
 import json
 import os
-import shutil
+import re
+import signal
 import stat
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator
 
 import pandas as pd
 
-from .ingest import ImportError_, ImportResult, file_sha256, import_responses
-from .validate import ValidationReport, validate
+from .ingest import META_COLUMNS, ImportError_, ImportResult, file_sha256, import_responses
+from .validate import ValidationIssue, ValidationReport, validate
 
-__all__ = ["Study", "StoreResult", "MANIFEST_NAME", "DB_NAME"]
+__all__ = ["Study", "StoreResult", "StoreBusy", "MANIFEST_NAME", "DB_NAME", "LOCK_NAME",
+           "UNKNOWN_COLUMNS", "KILL_ENV", "KILL_STAGES"]
 
 MANIFEST_NAME = "manifest.json"
 DB_NAME = "study.duckdb"
+LOCK_NAME = ".store.lock"
+UNKNOWN_COLUMNS = "_unknown_columns"
+KILL_ENV = "RESILIENCE_KILL_AT"
+KILL_STAGES = ("raw-written", "raw-copied", "responses-inserted", "issues-inserted",
+               "import-recorded", "committed", "manifest-written")
+_TEMP_PREFIXES = (".incoming.", ".manifest.")
+
+
+def _stage(name: str) -> None:
+    """The kill-point test hook (see the module docs)."""
+    wanted = os.environ.get(KILL_ENV)
+    if not wanted:
+        return
+    if wanted not in KILL_STAGES:
+        raise ValueError(f"{KILL_ENV}={wanted!r} is not a stage of an import; "
+                         f"choose one of {', '.join(KILL_STAGES)}")
+    if wanted == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StoreBusy(ImportError_):
+    """Another process kept the study's store locked for longer than we waited."""
 
 
 @dataclass
@@ -65,32 +123,129 @@ class StoreResult:
         return out
 
 
+# The import record; its rows are the manifest (columns added over time are
+# added to older stores by _ensure_imports, with constant SQL).
+_IMPORTS_TABLE = """CREATE TABLE IF NOT EXISTS imports (
+    import_id INTEGER, name VARCHAR, sha256 VARCHAR, format VARCHAR, n_rows BIGINT,
+    n_errors BIGINT, n_warnings BIGINT, instrument VARCHAR, instrument_version VARCHAR,
+    wave VARCHAR, imported_at VARCHAR, original_name VARCHAR, bytes BIGINT)"""
+_MANIFEST_FIELDS = ("name", "original_name", "sha256", "bytes", "format", "n_rows", "import_id",
+                    "instrument", "instrument_version", "wave", "imported_at")
+
+
 class Study:
     """A study folder (created on first use)."""
 
-    def __init__(self, path: str | Path):
+    LOCK_TIMEOUT = 120.0  # seconds an import waits for another one to finish
+
+    def __init__(self, path: str | Path, *, lock_timeout: float | None = None):
         self.path = Path(path)
         self.raw_dir = self.path / "data" / "raw"
         self.manifest_path = self.raw_dir / MANIFEST_NAME
         self.db_path = self.path / DB_NAME
+        self.lock_path = self.path / LOCK_NAME
+        self.lock_timeout = lock_timeout
+
+    # --- the lock ----------------------------------------------------------
+    @contextmanager
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the study's lock (exclusive to write the store, shared to read it).
+
+        Waits at most ``lock_timeout`` (default :attr:`LOCK_TIMEOUT`) seconds,
+        then raises :class:`StoreBusy`. The operating system releases the lock
+        of a process that dies, so a killed import never leaves the study locked.
+        """
+        timeout = self.LOCK_TIMEOUT if self.lock_timeout is None else self.lock_timeout
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            if not shared:
+                raise
+            yield  # a read-only study folder: nobody can be writing it
+            return
+        try:
+            op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, op)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreBusy(self._busy(timeout)) from None
+                    time.sleep(0.05)
+            if not shared:  # who holds it, for the message of anyone who waits
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} since {_now()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _busy(self, waited: float) -> ValidationIssue:
+        try:
+            holder = self.lock_path.read_text(encoding="utf-8").strip()
+        except OSError:
+            holder = ""
+        return ValidationIssue(
+            type="store-busy", severity="error",
+            message=(f"{self.path}: another import into this study is running"
+                     + (f" ({holder})" if holder else "")
+                     + f"; waited {waited:g} s. Run the command again when it has finished"))
 
     # --- manifest ----------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
+        """Every import's raw file: name, sha256, size, format, rows, time."""
+        if self.db_path.is_file():
+            with self.lock(shared=True), self.connect(read_only=True) as con:
+                if _has_table(con, "imports"):
+                    return self._manifest_from(con)
         if not self.manifest_path.is_file():
             return {"files": []}
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
-    def _write_manifest(self, manifest: Mapping[str, Any]) -> None:
+    def _manifest_from(self, con) -> dict[str, Any]:
+        """The manifest as the database records it (older stores: sizes and original
+        names the database lacks come from manifest.json)."""
+        rows = con.execute("SELECT * FROM imports ORDER BY import_id").df()
+        old = {}
+        if self.manifest_path.is_file():
+            try:
+                old = {f["sha256"]: f for f in json.loads(self.manifest_path.read_text(encoding="utf-8"))["files"]}
+            except (OSError, ValueError, KeyError, TypeError):
+                old = {}
+        files = []
+        for rec in rows.to_dict("records"):
+            entry = {}
+            for key in _MANIFEST_FIELDS:
+                value = rec.get(key)
+                if value is None or (not isinstance(value, str) and pd.isna(value)):
+                    value = old.get(rec["sha256"], {}).get(key)
+                if key == "original_name" and value is None:
+                    value = rec["name"]
+                if key == "bytes" and value is None:
+                    p = self.raw_dir / rec["name"]
+                    value = p.stat().st_size if p.is_file() else None
+                entry[key] = int(value) if key in ("bytes", "n_rows", "import_id") and value is not None else value
+            files.append(entry)
+        return {"files": files}
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
         self.raw_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.raw_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        from .export_data import _umask
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(manifest, fh, indent=2, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            from .export_data import _umask
 
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, self.manifest_path)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, self.manifest_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.raw_dir)
 
     def known(self, sha256: str) -> dict | None:
         return next((f for f in self.manifest()["files"] if f["sha256"] == sha256), None)
@@ -107,37 +262,43 @@ class Study:
 
     # --- database ----------------------------------------------------------
     def connect(self, read_only: bool = False):
+        """A DuckDB connection; a file DuckDB cannot open is an :class:`ImportError_`."""
         import duckdb
 
         self.path.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(self.db_path), read_only=read_only)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return duckdb.connect(str(self.db_path), read_only=read_only)
+            except duckdb.Error as exc:
+                # a process outside this module (a DuckDB shell) holding the file: wait a little
+                if "lock" in str(exc).lower() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise ImportError_(ValidationIssue(
+                    type="store-unreadable", severity="error",
+                    message=f"{self.db_path}: cannot open the study's store ({str(exc).splitlines()[0]})")) from None
 
-    def responses(self, where: str | None = None) -> pd.DataFrame:
-        """All stored responses (optionally filtered by a SQL condition)."""
+    def _read(self, table: str, sql: str, params=()) -> pd.DataFrame:
         if not self.db_path.is_file():
             return pd.DataFrame()
-        with self.connect(read_only=True) as con:
-            if not _has_table(con, "responses"):
+        with self.lock(shared=True), self.connect(read_only=True) as con:
+            if not _has_table(con, table):
                 return pd.DataFrame()
-            sql = "SELECT * FROM responses" + (f" WHERE {where}" if where else "") + " ORDER BY import_id, source_row"
-            return con.execute(sql).df()
+            return con.execute(sql, params).df()
+
+    def responses(self, *, wave: str | None = None, import_id: int | None = None) -> pd.DataFrame:
+        """All stored responses, or those of one wave and/or import."""
+        return self._read("responses", """SELECT * FROM responses
+            WHERE ($1 IS NULL OR wave = $1) AND ($2 IS NULL OR import_id = $2)
+            ORDER BY import_id, source_row""", [wave, import_id])
 
     def issues(self) -> pd.DataFrame:
         """Every validation problem of every import (column ``import_id`` says which)."""
-        if not self.db_path.is_file():
-            return pd.DataFrame()
-        with self.connect(read_only=True) as con:
-            if not _has_table(con, "issues"):
-                return pd.DataFrame()
-            return con.execute("SELECT * FROM issues ORDER BY import_id, row").df()
+        return self._read("issues", "SELECT * FROM issues ORDER BY import_id, row")
 
     def imports(self) -> pd.DataFrame:
-        if not self.db_path.is_file():
-            return pd.DataFrame()
-        with self.connect(read_only=True) as con:
-            if not _has_table(con, "imports"):
-                return pd.DataFrame()
-            return con.execute("SELECT * FROM imports ORDER BY import_id").df()
+        return self._read("imports", "SELECT * FROM imports ORDER BY import_id")
 
     # --- importing ---------------------------------------------------------
     def import_file(self, source: str | Path, instrument, *, format: str | None = None,  # noqa: A002
@@ -150,78 +311,189 @@ class Study:
         source = Path(source)
         if not source.is_file():
             raise ImportError_(_missing(source))
+        _stage("")  # an unknown stage name is refused before anything is written
         if progress is not None:
             progress("checking sha256, copying to data/raw", 0, None)
         sha = file_sha256(source)
-        seen = self.known(sha)
-        if seen is not None:
-            return StoreResult(False, sha, str(self.raw_dir / seen["name"]), 0, seen.get("format"),
-                               reason=f"already imported as {seen['name']} on {seen['imported_at']}")
-        raw = self._copy_raw(source, sha)
-        try:
-            result = import_responses(raw, instrument, format=format, mapping=mapping,
-                                      progress=progress, **read_options)
-        except BaseException:
-            raw.unlink(missing_ok=True)  # our unrecorded copy; the user's file is untouched
-            raise
+        with self.lock():
+            self._tidy()
+            recorded = self._recorded(sha)
+            if recorded is not None:
+                return StoreResult(False, sha, str(self.raw_dir / recorded["name"]), 0, recorded.get("format"),
+                                   reason=f"already imported as {recorded['name']} on {recorded['imported_at']}")
+            raw = self._keep_raw(source, sha)
+            try:
+                stored = self._store(raw, source, sha, instrument, format=format, mapping=mapping, wave=wave,
+                                     progress=progress, **read_options)
+            except BaseException:
+                raw.unlink(missing_ok=True)  # our unrecorded copy; the user's file is untouched
+                raise
+            _stage("committed")
+            with self.connect(read_only=False) as con:
+                self._write_manifest(self._manifest_from(con))
+            _stage("manifest-written")
+            return stored
+
+    def _store(self, raw: Path, source: Path, sha: str, instrument, *, format, mapping, wave,  # noqa: A002
+               progress, **read_options) -> StoreResult:
+        """Read ``raw`` and commit its responses, issues and import record in one transaction."""
+        result = import_responses(raw, instrument, format=format, mapping=mapping,
+                                  progress=progress, **read_options)
         if progress is not None:
             progress("validating", 0, None)
         report = validate(result, instrument, source=source.name)
         if progress is not None:
             progress("storing", 0, None)
-        data = result.data
-        imported_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        data = _pack_unknown(result.data, instrument)
         with self.connect() as con:
-            con.execute("""CREATE TABLE IF NOT EXISTS imports (
-                import_id INTEGER, name VARCHAR, sha256 VARCHAR, format VARCHAR, n_rows BIGINT,
-                n_errors BIGINT, n_warnings BIGINT, instrument VARCHAR, instrument_version VARCHAR,
-                wave VARCHAR, imported_at VARCHAR)""")
-            import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchall()[0][0]
-            seen = _already_stored(con, data, instrument.id, wave or "", source)
-            if seen is not None:
-                keep, note = seen
-                data = data[keep]
-                report = ValidationReport(pd.concat([report.issues, note], ignore_index=True),
-                                          source=report.source, n_rows=report.n_rows)
-            data = data.copy()
-            data.insert(0, "import_id", import_id)
-            data.insert(1, "wave", wave or "")
-            data["raw_sha256"] = sha
-            _append(con, "responses", data)
-            if len(report.issues):  # the validation report is kept as data too
-                issues = report.issues.astype(object).where(report.issues.notna(), None)
-                issues.insert(0, "import_id", import_id)
-                _append(con, "issues", issues.astype({"row": "Int64"}))
-            con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [import_id, raw.name, sha, result.format, len(data), report.n_errors,
-                         report.n_warnings, instrument.id, instrument.version, wave or "", imported_at])
-        manifest = self.manifest()
-        manifest["files"].append({
-            "name": raw.name, "original_name": source.name, "sha256": sha, "bytes": raw.stat().st_size,
-            "format": result.format, "n_rows": len(data), "import_id": int(import_id),
-            "instrument": instrument.id, "instrument_version": instrument.version,
-            "wave": wave or "", "imported_at": imported_at,
-        })
-        self._write_manifest(manifest)
+            con.begin()
+            try:
+                con.execute(_IMPORTS_TABLE)
+                for ddl in ("ALTER TABLE imports ADD COLUMN IF NOT EXISTS original_name VARCHAR",
+                            "ALTER TABLE imports ADD COLUMN IF NOT EXISTS bytes BIGINT"):
+                    con.execute(ddl)
+                import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchall()[0][0]
+                seen = _already_stored(con, data, instrument.id, wave or "", source)
+                if seen is not None:
+                    keep, note = seen
+                    data = data[keep]
+                    report = ValidationReport(pd.concat([report.issues, note], ignore_index=True),
+                                              source=report.source, n_rows=report.n_rows)
+                data = data.copy()
+                data.insert(0, "import_id", import_id)
+                data.insert(1, "wave", wave or "")
+                data["raw_sha256"] = sha
+                _append(con, "responses", data)
+                _stage("responses-inserted")
+                if len(report.issues):  # the validation report is kept as data too
+                    issues = report.issues.astype(object).where(report.issues.notna(), None)
+                    issues.insert(0, "import_id", import_id)
+                    _append(con, "issues", issues.astype({"row": "Int64"}))
+                _stage("issues-inserted")
+                con.execute("""INSERT INTO imports (import_id, name, sha256, format, n_rows, n_errors,
+                                   n_warnings, instrument, instrument_version, wave, imported_at,
+                                   original_name, bytes)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                            [import_id, raw.name, sha, result.format, len(data), report.n_errors,
+                             report.n_warnings, instrument.id, instrument.version, wave or "", _now(),
+                             source.name, raw.stat().st_size])
+                _stage("import-recorded")
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
         return StoreResult(True, sha, str(raw), len(data), result.format, report, result)
 
-    def _copy_raw(self, source: Path, sha: str) -> Path:
-        self.raw_dir.mkdir(parents=True, exist_ok=True)
-        target = self.raw_dir / source.name
-        if target.exists():  # same name, other content: keep both, never overwrite
-            target = self.raw_dir / f"{source.stem}.{sha[:12]}{source.suffix}"
-        fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=self.raw_dir)
-        os.close(fd)
+    def _recorded(self, sha256: str) -> dict | None:
+        """The import record of a file with this sha256 (the database is the truth)."""
+        if not self.db_path.is_file():
+            return None
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "imports"):
+                return None
+            rows = con.execute("SELECT name, format, imported_at FROM imports WHERE sha256 = ? "
+                               "ORDER BY import_id LIMIT 1", [sha256]).df()
+        return rows.iloc[0].to_dict() if len(rows) else None
+
+    def _tidy(self) -> None:
+        """Clear what a killed import left (under the lock, nobody else is writing):
+        temporary files, and a manifest.json behind the database."""
+        if not self.raw_dir.is_dir():
+            return
+        for p in self.raw_dir.iterdir():
+            if p.name.startswith(_TEMP_PREFIXES):
+                p.unlink(missing_ok=True)
+        if not self.db_path.is_file():
+            return
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "imports"):
+                return
+            truth = self._manifest_from(con)
         try:
-            shutil.copyfile(source, tmp)
-            if file_sha256(tmp) != sha:
+            current = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            current = None
+        if current != truth:
+            self._write_manifest(truth)
+
+    def _keep_raw(self, source: Path, sha: str) -> Path:
+        """The raw copy in data/raw: an unrecorded copy with this sha256 (left by an
+        import that died) if there is one, else a new one, written durably."""
+        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        size = source.stat().st_size
+        recorded = set()
+        if self.db_path.is_file():  # (not self.imports(): its shared lock would wait for ours)
+            with self.connect(read_only=True) as con:
+                if _has_table(con, "imports"):
+                    recorded = {r[0] for r in con.execute("SELECT name FROM imports").fetchall()}
+        for p in sorted(self.raw_dir.iterdir()):
+            if (p.name != MANIFEST_NAME and not p.name.startswith(".") and p.name not in recorded
+                    and p.is_file() and p.stat().st_size == size and file_sha256(p) == sha):
+                return p
+        target = self.raw_dir / source.name
+        if target.exists() or source.name == MANIFEST_NAME or source.name.startswith("."):
+            # same name, other content (or a name the store uses): keep both, never overwrite
+            target = self.raw_dir / f"{source.stem.lstrip('.') or 'data'}.{sha[:12]}{source.suffix}"
+        fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=self.raw_dir)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != sha:
                 raise ImportError_(_changed(source))
             os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # read-only from now on
+            _stage("raw-written")
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_dir(self.raw_dir)
+        _stage("raw-copied")
         return target
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX: the directory entry is data too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pack_unknown(data: pd.DataFrame, instrument) -> pd.DataFrame:
+    """Columns that are neither items nor metadata, as one JSON column {header: value}.
+
+    A header is untrusted input: it never becomes a column (or SQL) of the store.
+    """
+    items = {it.id for it in instrument.items}
+    multi = re.compile(r"(.+)___-?\d+")
+
+    def trusted(col: str) -> bool:
+        m = multi.fullmatch(col)
+        return col in items or col in META_COLUMNS or col == "_extra" or bool(m and m.group(1) in items)
+
+    unknown = [c for c in data.columns if not trusted(c)]
+    if not unknown:
+        return data
+    cells = data[unknown].astype("string")
+    packed = pd.Series([None] * len(data), index=data.index, dtype=object)
+    answered = cells.notna().any(axis=1).to_numpy()
+    if answered.any():
+        lines = cells[answered].to_json(orient="records", lines=True, force_ascii=False).splitlines()
+        packed[answered] = [json.dumps({k: v for k, v in json.loads(ln).items() if v is not None},
+                                       ensure_ascii=False) for ln in lines]
+    out = data.drop(columns=unknown)
+    out[UNKNOWN_COLUMNS] = packed.astype("string")
+    return out
 
 
 def _already_stored(con, data: pd.DataFrame, instrument_id: str, wave: str, source: Path):
@@ -271,19 +543,31 @@ def _has_table(con, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0])
 
 
+# Whole statements, one per table and purpose: no name is ever spliced into SQL.
+_APPEND_SQL = {
+    "responses": ("CREATE TABLE responses AS SELECT * FROM incoming",
+                  "INSERT INTO responses BY NAME SELECT * FROM incoming",
+                  "CREATE OR REPLACE TABLE responses AS "
+                  "SELECT * FROM responses UNION ALL BY NAME SELECT * FROM incoming"),
+    "issues": ("CREATE TABLE issues AS SELECT * FROM incoming",
+               "INSERT INTO issues BY NAME SELECT * FROM incoming",
+               "CREATE OR REPLACE TABLE issues AS "
+               "SELECT * FROM issues UNION ALL BY NAME SELECT * FROM incoming"),
+}
+
+
 def _append(con, table: str, frame: pd.DataFrame) -> None:
-    """Append by column name, adding columns the table does not have yet."""
+    """Append by column name; new columns (a grown instrument) widen the table."""
+    create, insert, widen = _APPEND_SQL[table]
     con.register("incoming", frame)
     try:
         if not _has_table(con, table):
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
+            con.execute(create)
             return
-        have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-        types = {r[0]: r[1] for r in con.execute("DESCRIBE incoming").fetchall()}
-        for col in frame.columns:
-            if col not in have:
-                con.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {types[col]}')
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+        have = {r[0].casefold() for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+        new = [c for c in frame.columns if str(c).casefold() not in have]
+        con.execute(widen if new else insert)
     finally:
         con.unregister("incoming")
 
