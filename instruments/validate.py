@@ -250,7 +250,7 @@ def _compare(data, item, op, value, n) -> np.ndarray:
 
 _META = {"respondent_id", "form_version", "language", "submitted_at", "started_at",
          "ended_at", "duration_s", "event", "source_row", "_extra",
-         "import_id", "wave", "raw_sha256",  # columns of the study store
+         "import_id", "wave", "raw_sha256", "_unknown_columns",  # columns of the study store
          "source"}  # the data source of a study run (analysis/pipeline.py)
 
 
