@@ -163,6 +163,12 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     >>> round(fit.fit_indices["chisq"], 3)                       # doctest: +SKIP
     85.306
     """
+    if isinstance(data, (list, tuple)):
+        # several imputed datasets: fit each and pool them as semTools' runMI (analysis.pool)
+        given = {k: v for k, v in locals().items() if k not in ("model", "data")}
+        from .pool import fit_imputed
+
+        return fit_imputed(model, data, **given)
     from .data import check_model_data
     from .defined import DefinedParameters
     from .fitindices import fit_measures

@@ -29,6 +29,8 @@ MISSING = ("listwise", "fiml", "pairwise")
 # Shared options, defined once.
 DataArg = typer.Argument(..., help="Data file: CSV, XLSX, SPSS .sav, Stata .dta or Parquet.",
                          show_default=False)
+DataFilesArg = typer.Argument(..., help="Data file (CSV, XLSX, SPSS .sav, Stata .dta or Parquet); "
+                                        "several imputed datasets with --pool.", show_default=False)
 EstimatorOpt = typer.Option(None, "--estimator", "-e", show_default=False,
                             help="ML, MLR, MLM, WLSMV or ULSMV [default: ML, or WLSMV with --ordered].",
                             case_sensitive=False)
@@ -114,8 +116,12 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
             ordered: str | None = None, group: str | None = None,
             group_equal: str | None = None, std_lv: bool = False, df=None,
             collapse_sparse: bool = False, instrument: str | None = None,
-            design: dict | None = None) -> _Run:
+            design: dict | None = None,
+            pool: list[Path] | None = None, scale_w: bool = False) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
+
+    ``pool``: several imputed datasets (the first is ``data_path``), fitted and pooled
+    (analysis.pool: Rubin's rules, D3/D2 test); ``scale_w`` as semTools' scale.W.
 
     Every warning raised on the way (reading, checking, fitting) is collected on the
     run, never printed to stderr.
@@ -123,7 +129,8 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
-                                           group_equal, std_lv, df, collapse_sparse, instrument, design=design)
+                                           group_equal, std_lv, df, collapse_sparse, instrument, design=design,
+                                           pool=pool, scale_w=scale_w)
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -136,7 +143,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
 
 
 def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
-                    df, collapse_sparse=False, instrument=None, design=None):
+                    df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False):
     from analysis.data import check_model_data, read_table
 
     # lavaan's default: ML, or WLSMV when items are ordered
@@ -151,6 +158,7 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     name, syntax = resolve_model(model)
     if df is None:
         df = read_table(data_path)
+    imputed = [read_table(p) for p in (pool or [])[1:]]
     if instrument is not None:
         from analysis.data import instrument_model_data
         from instruments import InstrumentError, load_instrument
@@ -160,6 +168,7 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         except InstrumentError as exc:
             raise CliError(f"--instrument {instrument}: {exc}") from None
         df = instrument_model_data(df, inst, syntax)
+        imputed = [instrument_model_data(d, inst, syntax) for d in imputed]
     from analysis.errors import ModelSyntaxError
 
     try:
@@ -198,6 +207,13 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         options["std_lv"] = True
     if collapse_sparse:
         options["collapse_sparse"] = True
+    if pool:
+        from analysis.pool import fit_imputed
+
+        for path, frame in zip(pool[1:], imputed):
+            check_model_data(frame, variables, group=group, source=str(path))
+        return name, fit_imputed(syntax, [df, *imputed], scale_w=scale_w, sources=[str(p) for p in pool],
+                                 **options), check
     fit = fit_sem(syntax, df, **options)  # the raw data: the fit reports what it dropped
     return name, fit, check
 
@@ -238,7 +254,7 @@ def _print_warnings(records: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- commands
 
 def fit(
-    data: Path = DataArg,
+    data: list[Path] = DataFilesArg,
     model: str = typer.Option(..., "--model", "-m",
                               help="Shipped model name (hs, figure1, ...) or a lavaan syntax file."),
     estimator: Optional[str] = EstimatorOpt,
@@ -259,6 +275,10 @@ def fit(
     weights: Optional[str] = WeightsOpt,
     cluster: Optional[str] = ClusterOpt,
     strata: Optional[str] = StrataOpt,
+    pool: bool = typer.Option(False, "--pool", help="Pool the fits to several imputed DATA files "
+                              "(Rubin's rules; test D3 for ML, D2 for WLSMV, as semTools' runMI)."),
+    scale_w: bool = typer.Option(False, "--scale-w", help="With --pool: SEs from (1 + ARIV) W "
+                                 "(semTools' default) instead of W + (1 + 1/m) B."),
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data.
 
@@ -277,11 +297,20 @@ def fit(
         resilience fit survey.csv -m figure1 --bootstrap 1000 --ci bca --seed 1
 
         resilience fit survey.csv -m figure1 --weights w --cluster area --strata region   (MLR, design-based SEs)
+
+        resilience fit imp/imp1.csv imp/imp2.csv imp/imp3.csv -m measurement --ordered all --pool
     """
-    run = _guard(as_json, run_fit, data, model, estimator=estimator, missing=missing,
+    if len(data) > 1 and not pool:
+        _fail(f"{len(data)} data files given: add --pool to fit and pool them as imputed datasets",
+              as_json, "usage")
+    if pool and (len(data) < 2 or bootstrap):
+        _fail("--pool needs at least 2 imputed data files" if len(data) < 2
+              else "--pool cannot be combined with --bootstrap (bootstrap SEs are not pooled)", as_json, "usage")
+    run = _guard(as_json, run_fit, data[0], model, estimator=estimator, missing=missing,
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
                  collapse_sparse=collapse_sparse, instrument=instrument,
-                 design=design_options(weights, cluster, strata))
+                 design=design_options(weights, cluster, strata),
+                 pool=list(data) if pool else None, scale_w=scale_w)
     boot = None
     if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap
@@ -290,6 +319,10 @@ def fit(
     mi = _top_modindices(run, modindices) if modindices else None
     if as_json:
         doc = _fit_document(run)
+        if pool:   # Rubin's df, fraction of missing information, relative increase in variance
+            rows = run.fit.params[~run.fit.params["op"].isin(["==", "<", ">"])]
+            for rec, (_, row) in zip(doc["estimates"], rows.iterrows()):
+                rec.update(jsonable({k: row.get(k) for k in ("df", "fmi", "riv")}))
         if boot is not None:
             doc["bootstrap"] = boot.to_dict()["bootstrap"]
         if mi is not None:

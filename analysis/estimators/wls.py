@@ -336,6 +336,11 @@ class WLSEstimator:
             out.append(1.0 / scales ** 2 - common)
         return out
 
+    def set_residual_variances(self, x):
+        """Delta parameterization: put the residual variances implied by ``x`` into the model
+        (e.g. at estimates pooled over imputations)."""
+        self._apply_delta_theta(x)
+
     def _apply_delta_theta(self, x):
         """Set the fixed residual variances of the latent responses to their delta-parameterization
         values, so that the table, the implied moments and the standardized solution show them

@@ -1,0 +1,137 @@
+"""Pooling over imputations against semTools 0.5.6 runMI on the same imputed datasets.
+
+Fixtures: tests/fixtures/make_issue15b.R (mice writes the datasets as CSVs, semTools pools them).
+Tolerances: pooled estimates 1e-6; SEs, df, fmi and fit measures 1e-3 relative (MLR: the
+per-imputation robust SEs match lavaan to ~1e-4).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.pool import fit_imputed
+from analysis.sem import fit_sem
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+def _case(name):
+    doc = json.loads((FIX / "lavaan" / f"issue15b_mi_{name}.json").read_text())
+    data = [pd.read_csv(FIX / "data" / "mi" / f) for f in doc["call"]["files"]]
+    return doc, data
+
+
+def _rows(fit, doc):
+    ours = fit.params[~fit.params["op"].isin(["==", "<", ">"])].reset_index(drop=True)
+    ref = pd.DataFrame(doc["estimates"])
+    assert list(ours["lhs"] + ours["op"] + ours["rhs"]) == list(ref["lhs"] + ref["op"] + ref["rhs"])
+    return ours, ref
+
+
+def _close(a, b, rel, floor=1e-8):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(b)
+    assert np.isfinite(a[ok]).all()
+    worst = np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), floor)) if ok.any() else 0.0
+    assert worst < rel, worst
+
+
+@pytest.fixture(scope="module", params=["hs_ml", "hs_mlr", "bfi_wlsmv"])
+def pooled(request):
+    doc, data = _case(request.param)
+    return request.param, doc, fit_imputed(doc["call"]["model"], data, **doc["call"]["options"])
+
+
+def test_estimates_are_the_mean_and_match_semtools(pooled):
+    name, doc, fit = pooled
+    ours, ref = _rows(fit, doc)
+    assert np.max(np.abs(ours["est"] - ref["est"])) < 1e-6
+    rel_se = 1e-4 if name == "hs_mlr" else 1e-5
+    _close(ours["se"], ref["se"], rel_se)
+    # Rubin's df, FMI and RIV rest on the between-imputation variance: differences of
+    # per-imputation estimates, so a looser relative tolerance
+    for col in ("df", "fmi", "riv"):
+        _close(ours[col], ref[col], 2e-3)
+    _close(ours["pvalue"], ref["pvalue"], 2e-3, floor=1e-12)
+    _close(ours["ci.lower"], ref["ci.lower"], 1e-3)
+    assert np.max(np.abs(ours["std.all"] - ref["std.all"])) < 1e-5
+
+
+def test_scale_w_gives_semtools_default_ses(pooled):
+    name, doc, _ = pooled
+    _, data = _case(name)
+    fit = fit_imputed(doc["call"]["model"], data, scale_w=True, **doc["call"]["options"])
+    ours, ref = _rows(fit, doc)
+    _close(ours["se"], ref["se.scale.W"], 1e-4)
+
+
+FIT_KEYS = ["chisq", "df", "pvalue", "ariv", "fmi", "logl", "unrestricted.logl", "aic", "bic",
+            "baseline.chisq", "baseline.df", "cfi", "tli", "rni", "nfi", "ifi", "rfi", "pnfi", "mfi",
+            "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "gammaHat", "srmr", "crmr", "rmr",
+            "chisq.scaled", "df.scaled", "chisq.scaling.factor", "chisq.shift.parameters",
+            "baseline.chisq.scaled", "cfi.scaled", "tli.scaled", "rmsea.scaled", "rmsea.robust",
+            "cfi.robust", "rmsea.ci.lower.robust", "rmsea.ci.upper.robust", "gammaHat.scaled"]
+
+
+def test_pooled_test_and_fit_indices_match_semtools(pooled):
+    name, doc, fit = pooled
+    checked = 0
+    for key in FIT_KEYS:
+        if key not in doc["fit"]:
+            continue
+        ref, ours = doc["fit"][key], float(fit.fit_indices[key])
+        assert math.isclose(ours, ref, rel_tol=1e-3, abs_tol=1e-6), (key, ours, ref)
+        checked += 1
+    assert checked >= 20
+    assert fit.test.method == ("D3" if name.startswith("hs") else "D2")
+    assert fit.options["pool"] == fit.test.method and fit.options["imputations"] == 5
+
+
+def test_fit_sem_with_a_list_of_datasets_pools():
+    doc, data = _case("hs_ml")
+    fit = fit_sem(doc["call"]["model"], data)
+    assert abs(fit.fit_indices["chisq"] - doc["fit"]["chisq"]) < 1e-3
+    assert len(fit.extras["imputations"]) == 5
+    out = fit.to_dict()
+    assert out["fit"]["chisq"] == pytest.approx(doc["fit"]["chisq"], rel=1e-4)
+
+
+def test_pool_refuses_incomplete_or_too_few_datasets():
+    doc, data = _case("hs_ml")
+    raw = pd.read_csv(FIX / "data" / "mi" / "hs_missing.csv")
+    with pytest.raises(AnalysisError, match="still has missing values"):
+        fit_imputed(doc["call"]["model"], [data[0], raw])
+    with pytest.raises(AnalysisError, match="at least 2"):
+        fit_imputed(doc["call"]["model"], data[:1])
+    with pytest.raises(AnalysisError, match="listwise"):
+        fit_imputed(doc["call"]["model"], data, missing="fiml")
+
+
+def test_cli_fit_pool_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app
+
+    doc, _ = _case("bfi_wlsmv")
+    model = tmp_path / "bfi.lav"
+    model.write_text(doc["call"]["model"])
+    files = [str(FIX / "data" / "mi" / f) for f in doc["call"]["files"]]
+    res = CliRunner().invoke(app, ["fit", *files, "--model", str(model), "--ordered", "all", "--pool", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["fit"]["chisq"] == pytest.approx(doc["fit"]["chisq"], rel=1e-4)
+    assert out["fit"]["chisq.scaled"] == pytest.approx(doc["fit"]["chisq.scaled"], rel=1e-4)
+    ref = pd.DataFrame(doc["estimates"]).set_index(["lhs", "op", "rhs"])
+    row = next(r for r in out["estimates"] if (r["lhs"], r["op"], r["rhs"]) == ("agree", "=~", "A2"))
+    assert row["fmi"] == pytest.approx(ref.loc[("agree", "=~", "A2"), "fmi"], rel=2e-3)
+    # several files without --pool, or an incomplete one: a message, no traceback
+    res = CliRunner().invoke(app, ["fit", *files[:2], "--model", str(model), "--ordered", "all"])
+    assert res.exit_code == 1 and "--pool" in res.output
+    raw = str(FIX / "data" / "mi" / "bfi_missing.csv")
+    res = CliRunner().invoke(app, ["fit", files[0], raw, "--model", str(model), "--ordered", "all", "--pool"])
+    assert res.exit_code == 1 and "bfi_missing.csv still has missing values" in res.output
