@@ -1338,8 +1338,9 @@ def render_study_report(results_dir: str | Path, out_dir: str | Path | None = No
         prev = json.loads(stamp.read_text(encoding="utf-8"))
         if prev.get("key") == key and all(Path(p).is_file() for p in prev.get("outputs", {}).values()):
             return {**prev, "cached": True}
+    title = (settings.get("report") or {}).get("title") or (results.get("study") or {}).get("title")
     res = render_report(template, out_dir, parameters={"results_dir": str(results_dir)}, formats=formats,
-                        engine=engine, output_name=template.stem)
+                        engine=engine, output_name=template.stem, title=title)
     info = {"key": key, **res.to_dict()}
     _atomic_write(stamp, _dumps(info).encode())
     return {**info, "cached": False}

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,12 +84,14 @@ def render_report(
     output_name: str | None = None,
     engine: str = "auto",
     timeout: int = 900,
+    title: str | None = None,
 ) -> RenderResult:
     """Render ``template`` with ``parameters`` into ``out_dir``.
 
     ``engine`` is "auto" (Quarto when available, else the fallback),
     "quarto" or "fallback". Outputs are written atomically: a failed render
-    never leaves a half-written report in ``out_dir``.
+    never leaves a half-written report in ``out_dir``. ``title`` replaces the
+    template's own (a study's report carries the study's title).
     """
     template = Path(template)
     if not template.is_file():
@@ -108,14 +111,23 @@ def render_report(
     if engine == "quarto" and quarto is None:
         raise RenderError("engine='quarto' was asked for but no quarto binary is on PATH or QUARTO_PATH")
     if quarto is not None:
-        return _render_with_quarto(quarto, template, out_dir, parameters, formats, output_name, timeout)
-    return _render_fallback(template, out_dir, parameters, formats, output_name, timeout)
+        return _render_with_quarto(quarto, template, out_dir, parameters, formats, output_name, timeout, title)
+    return _render_fallback(template, out_dir, parameters, formats, output_name, timeout, title)
 
 
 # -- Quarto ------------------------------------------------------------------------------------
 
 
-def _render_with_quarto(quarto, template, out_dir, parameters, formats, output_name, timeout) -> RenderResult:
+def _quarto_env() -> dict[str, str]:
+    """Quarto starts its Jupyter kernel with QUARTO_PYTHON, else the first python3 on PATH, which
+    may lack nbformat and the suite; unless the user chose one, it is this interpreter."""
+    env = dict(os.environ)
+    env.setdefault("QUARTO_PYTHON", sys.executable)
+    return env
+
+
+def _render_with_quarto(quarto, template, out_dir, parameters, formats, output_name, timeout,
+                        title=None) -> RenderResult:
     outputs: dict[str, Path] = {}
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="resilience-quarto-") as tmp:
@@ -134,10 +146,13 @@ def _render_with_quarto(quarto, template, out_dir, parameters, formats, output_n
                 quarto, "render", source.name, "--to", target_format,
                 "--execute-params", params_file.name, "--output", f"{output_name}.{fmt}",
             ]
-            if fmt == "html":
-                cmd += ["-M", "embed-resources:true"]
+            if fmt == "html":  # one self-contained file, without "Other formats" links back to itself
+                cmd += ["-M", "embed-resources:true", "-M", "format-links:false"]
+            if title:
+                cmd += ["-M", f"title:{title}"]
             try:
-                proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+                proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout,
+                                      env=_quarto_env())
             except subprocess.TimeoutExpired:
                 raise RenderError(f"quarto render timed out after {timeout} s ({template})") from None
             produced = work / f"{output_name}.{fmt}"
@@ -153,13 +168,13 @@ def _render_with_quarto(quarto, template, out_dir, parameters, formats, output_n
 # -- Fallback: jupytext -> papermill -> nbconvert / pandoc ---------------------------------------
 
 
-def _render_fallback(template, out_dir, parameters, formats, output_name, timeout) -> RenderResult:
+def _render_fallback(template, out_dir, parameters, formats, output_name, timeout, title=None) -> RenderResult:
     import jupytext
     import nbformat
     import papermill
 
     notebook = jupytext.read(template)
-    title, front_matter = _take_front_matter(notebook)
+    title, front_matter = _take_front_matter(notebook, title)
     notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     notebook.metadata["language_info"] = {"name": "python"}
     _tag_parameters_cell(notebook, template)
@@ -214,8 +229,8 @@ def _kernel_manager() -> dict:
     return {"kernel_manager_class": _IPCKernelManager}
 
 
-def _take_front_matter(notebook) -> tuple[str, dict]:
-    """Remove the Quarto YAML header (first markdown cell) and return its title."""
+def _take_front_matter(notebook, title: str | None = None) -> tuple[str, dict]:
+    """Remove the Quarto YAML header (first markdown cell) and return its title (or ``title``)."""
     from ruamel.yaml import YAML
 
     for index, cell in enumerate(notebook.cells):
@@ -230,7 +245,7 @@ def _take_front_matter(notebook) -> tuple[str, dict]:
             cell.source = rest
         else:
             del notebook.cells[index]
-        title = str(meta.get("title", ""))
+        title = title or str(meta.get("title", ""))
         if title:
             notebook.cells.insert(0, _markdown_cell(f"# {title}"))
         return title, meta

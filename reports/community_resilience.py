@@ -1,6 +1,6 @@
 # %% [markdown]
 # ---
-# title: "Community resilience: testing Figure 1"
+# title: "Study report"
 # format:
 #   html:
 #     embed-resources: true
@@ -20,9 +20,13 @@ results_dir = "results"
 # %%
 # This report reads only the results bundle that `resilience run` wrote:
 # results.json, run-log.json, tables/*.parquet and figures/*. It fits nothing.
+# Everything particular to a study (its title, what it asks, its constructs,
+# models and hypotheses) comes from the bundle, i.e. from study.yaml and the
+# instrument; the template itself names no construct.
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -34,10 +38,69 @@ LOG_PATH = BUNDLE / "run-log.json"
 LOG = json.loads(LOG_PATH.read_text(encoding="utf-8")) if LOG_PATH.is_file() else {}
 THRESHOLD = R["study"].get("disclosure_threshold", 10)
 STEPS = R.get("steps", {})
+INST = R.get("instrument") or {}
+LANG = INST.get("default_language", "en")
+LABELS = {c["id"]: c["label"] for c in INST.get("constructs", [])}
+ITEM_TEXT = {it["id"]: it["text"].get(LANG, it["id"]) for c in INST.get("constructs", []) for it in c["items"]}
+DESCRIPTIONS = R.get("model_descriptions", {})
+SETTINGS = R["study"]["settings"]
+COUNTERS = {"Table": 0, "Figure": 0}
+CITED = set()
+
+# Methods the report relies on; a key is listed in the references only when cited.
+METHODS = {
+    "rosseel2012": "Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. "
+                   "Journal of Statistical Software, 48(2), 1-36. https://doi.org/10.18637/jss.v048.i02",
+    "hu1999": "Hu, L., & Bentler, P. M. (1999). Cutoff criteria for fit indexes in covariance structure "
+              "analysis: Conventional criteria versus new alternatives. Structural Equation Modeling, 6(1), 1-55. "
+              "https://doi.org/10.1080/10705519909540118",
+    "chen2007": "Chen, F. F. (2007). Sensitivity of goodness of fit indexes to lack of measurement invariance. "
+                "Structural Equation Modeling, 14(3), 464-504. https://doi.org/10.1080/10705510701301834",
+    "cronbach1951": "Cronbach, L. J. (1951). Coefficient alpha and the internal structure of tests. "
+                    "Psychometrika, 16(3), 297-334. https://doi.org/10.1007/BF02310555",
+    "mcdonald1999": "McDonald, R. P. (1999). Test theory: A unified treatment. Mahwah, NJ: Erlbaum.",
+    "fornell1981": "Fornell, C., & Larcker, D. F. (1981). Evaluating structural equation models with "
+                   "unobservable variables and measurement error. Journal of Marketing Research, 18(1), 39-50. "
+                   "https://doi.org/10.2307/3151312",
+    "henseler2015": "Henseler, J., Ringle, C. M., & Sarstedt, M. (2015). A new criterion for assessing "
+                    "discriminant validity in variance-based structural equation modeling. Journal of the Academy "
+                    "of Marketing Science, 43(1), 115-135. https://doi.org/10.1007/s11747-014-0403-8",
+    "meade2012": "Meade, A. W., & Craig, S. B. (2012). Identifying careless responses in survey data. "
+                 "Psychological Methods, 17(3), 437-455. https://doi.org/10.1037/a0028085",
+    "efron1993": "Efron, B., & Tibshirani, R. J. (1993). An introduction to the bootstrap. New York: "
+                 "Chapman & Hall.",
+    "enders2001": "Enders, C. K., & Bandalos, D. L. (2001). The relative performance of full information "
+                  "maximum likelihood estimation for missing data in structural equation models. Structural "
+                  "Equation Modeling, 8(3), 430-457. https://doi.org/10.1207/S15328007SEM0803_5",
+    "burnham2004": "Burnham, K. P., & Anderson, D. R. (2004). Multimodel inference: Understanding AIC and BIC "
+                   "in model selection. Sociological Methods & Research, 33(2), 261-304. "
+                   "https://doi.org/10.1177/0049124104268644",
+    "apa2020": "American Psychological Association (2020). Publication manual of the American Psychological "
+               "Association (7th ed.).",
+}
+SHORT = {"rosseel2012": "Rosseel, 2012", "hu1999": "Hu & Bentler, 1999", "chen2007": "Chen, 2007",
+         "cronbach1951": "Cronbach, 1951", "mcdonald1999": "McDonald, 1999", "fornell1981": "Fornell & Larcker, 1981",
+         "henseler2015": "Henseler et al., 2015", "meade2012": "Meade & Craig, 2012",
+         "efron1993": "Efron & Tibshirani, 1993", "enders2001": "Enders & Bandalos, 2001",
+         "burnham2004": "Burnham & Anderson, 2004", "apa2020": "APA, 2020"}
+
+
+def cite(*keys):
+    CITED.update(keys)
+    return "(" + "; ".join(SHORT[k] for k in keys) + ")"
 
 
 def md(text):
     display(Markdown(text))
+
+
+def esc(text):
+    return html.escape(str(text))
+
+
+def label(code):
+    """A construct's label with its code, as headings and tables name it."""
+    return f"{LABELS[code]} ({code})" if code in LABELS else str(code)
 
 
 def num(v, digits=3):
@@ -51,10 +114,16 @@ def num(v, digits=3):
         return str(v)
 
 
+def apa(v, digits=2):
+    """APA style for values bounded by 1 (correlations, standardized paths, fit indices): no leading zero."""
+    text = num(v, digits)
+    return re.sub(r"^(-?)0\.", r"\1.", text) if text != "–" else text
+
+
 def pval(p):
-    if p is None:
+    if p is None or p != p:
         return "–"
-    return "< .001" if p < 0.001 else f"{p:.3f}"
+    return "< .001" if p < 0.001 else f"{p:.3f}".lstrip("0")
 
 
 def _md_table(df):
@@ -67,24 +136,37 @@ def _md_table(df):
     return "\n".join(lines)
 
 
-def table(rows, columns=None, caption=None):
-    """A table as HTML (the fallback's HTML, Quarto's HTML) and as Markdown (Quarto's DOCX and PDF)."""
+def table(rows, columns=None, caption=None, anchor=None, note=None):
+    """A numbered, captioned table as HTML (HTML reports) and Markdown (DOCX, PDF); returns its number."""
     df = pd.DataFrame(rows, columns=columns)
+    COUNTERS["Table"] += 1
+    n = COUNTERS["Table"]
+    anchor = anchor or f"tbl-{n}"
     out = df.to_html(index=False, escape=True, na_rep="–", classes="report-table", border=0)
     text = _md_table(df)
     if caption:
-        out = f"<p class='caption'><b>{html.escape(caption)}</b></p>" + out
-        text = f"**{caption}**\n\n" + text
-    display({"text/html": out, "text/markdown": text}, raw=True)
+        out = f"<p class='caption' id='{anchor}'><b>Table {n}.</b> {esc(caption)}</p>" + out
+        text = f"**Table {n}.** {caption}\n\n" + text
+    if note:
+        out += f"<p class='table-note'><i>Note.</i> {esc(note)}</p>"
+        text += f"\n\n*Note.* {note}"
+    display({"text/html": f"<div class='table-wrap'>{out}</div>", "text/markdown": text}, raw=True)
+    return n
 
 
-def figure(rel, alt):
-    """A PNG from the bundle: HTML with alt text (for screen readers), the PNG itself for other formats."""
+def figure(rel, alt, caption):
+    """A numbered figure from the bundle: HTML with alt text (screen readers), the PNG for other formats."""
     p = BUNDLE / rel
-    if p.is_file():
-        b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-        tag = f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}" style="max-width:100%">'
-        display({"image/png": b64, "text/html": tag}, raw=True, metadata={"image/png": {"alt": alt}})
+    if not p.is_file():
+        return None
+    COUNTERS["Figure"] += 1
+    n = COUNTERS["Figure"]
+    b64 = base64.b64encode(p.read_bytes()).decode("ascii")
+    tag = (f"<figure id='fig-{n}'><img src='data:image/png;base64,{b64}' alt='{esc(alt)}' "
+           f"style='max-width:100%'><figcaption><b>Figure {n}.</b> {esc(caption)}</figcaption></figure>")
+    display({"image/png": b64, "text/html": tag}, raw=True, metadata={"image/png": {"alt": alt}})
+    md(f"*Figure {n}.* {caption}")
+    return n
 
 
 def failed(*names):
@@ -92,7 +174,7 @@ def failed(*names):
     bad = [(n, STEPS[n]) for n in names if n in STEPS and STEPS[n]["status"] != "ok"]
     for n, s in bad:
         err = s.get("error", {})
-        md(f"> **Not available: {s['title']}** ({s['status']}). {err.get('type', '')}: "
+        md(f"> **Not available: {esc(s['title'])}** ({s['status']}). {esc(err.get('type', ''))}: "
            f"`{err.get('message', '').splitlines()[0] if err.get('message') else ''}`")
     return bool(bad)
 
@@ -101,41 +183,148 @@ def fit_row(name, d):
     f = d["fit"]
     scaled = f.get("cfi.robust") is not None
     return {
-        "model": name,
-        "chisq": num(f.get("chisq"), 2), "df": num(f.get("df"), 0), "p": pval(f.get("pvalue")),
-        "CFI": num(f.get("cfi.robust") if scaled else f.get("cfi")),
-        "TLI": num(f.get("tli.robust") if scaled else f.get("tli")),
-        "RMSEA": num(f.get("rmsea.robust") if scaled else f.get("rmsea")),
-        "RMSEA 90% CI": f"[{num(f.get('rmsea.ci.lower'))}, {num(f.get('rmsea.ci.upper'))}]",
-        "SRMR": num(f.get("srmr")), "AIC": num(f.get("aic"), 1), "BIC": num(f.get("bic"), 1),
-        "N": num(f.get("ntotal"), 0),
+        "model": name, "N": num(f.get("ntotal"), 0),
+        "χ²": num(f.get("chisq"), 2), "df": num(f.get("df"), 0), "p": pval(f.get("pvalue")),
+        "CFI": apa(f.get("cfi.robust") if scaled else f.get("cfi"), 3),
+        "TLI": apa(f.get("tli.robust") if scaled else f.get("tli"), 3),
+        "RMSEA [90% CI]": f"{apa(f.get('rmsea.robust') if scaled else f.get('rmsea'), 3)} "
+                          f"[{apa(f.get('rmsea.ci.lower'), 3)}, {apa(f.get('rmsea.ci.upper'), 3)}]",
+        "SRMR": apa(f.get("srmr"), 3), "AIC": num(f.get("aic"), 1), "BIC": num(f.get("bic"), 1),
     }
 
 
+def fit_sentence(d):
+    f = d["fit"]
+    robust = f.get("cfi.robust") is not None
+    cfi = f.get("cfi.robust") if robust else f.get("cfi")
+    rmsea = f.get("rmsea.robust") if robust else f.get("rmsea")
+    return (f"χ²({num(f.get('df'), 0)}) = {num(f.get('chisq'), 2)}, p {pval(f.get('pvalue')) if pval(f.get('pvalue')).startswith('<') else '= ' + pval(f.get('pvalue'))}, "
+            f"CFI = {apa(cfi, 3)}, RMSEA = {apa(rmsea, 3)}, SRMR = {apa(f.get('srmr'), 3)}")
+
+
+def estimate_cell(r, digits=3):
+    """A free estimate, or 'fixed' for a parameter fixed by the model (its SE is not 0.000, it has none)."""
+    return num(r["est"], digits) + (" (fixed)" if r.get("free", 1) == 0 or r.get("se") in (None, 0) else "")
+
+
+def n_sentence(d):
+    """The N behind a fit and why it differs from the sample analysed."""
+    f = d.get("fit", {})
+    n_model = f.get("ntotal")
+    n_sample = (R.get("sample") or {}).get("n")
+    if n_model is None or n_sample is None or int(n_model) == int(n_sample):
+        return ""
+    why = ("complete cases on the model's items (listwise deletion)" if SETTINGS.get("missing") == "listwise"
+           else "respondents with at least one answer on the model's items (FIML)")
+    return (f" The model uses N = {int(n_model)} of the {int(n_sample)} respondents: {why}; "
+            f"{int(n_sample) - int(n_model)} had no usable answers for it.")
+
+
+# Readable line length (~80 characters) on screen; in print every table fits the page width
+# (small type, wrapping cells, no horizontal overflow) and no figure is split across pages.
+STYLE = """<style>
+main, .jp-Notebook, body > .container, #quarto-content main { max-width: 52rem; }
+.jp-RenderedMarkdown p, .jp-RenderedMarkdown li, main p, main li { max-width: 80ch; }
+.table-wrap { overflow-x: auto; }
+table.report-table { border-collapse: collapse; font-size: 0.85rem; }
+table.report-table td, table.report-table th { padding: 2px 6px; vertical-align: top; }
+.key-findings { border: 2px solid #2166ac; border-radius: 6px; padding: 0.5rem 1rem; background: #f4f8fc; }
+p.caption { margin-bottom: 0.2rem; } p.table-note { font-size: 0.8rem; }
+figure img { max-width: 100%; height: auto; }
+@media print {
+  @page { size: A4; margin: 15mm; }
+  body, main, .jp-Notebook { max-width: none !important; margin: 0 !important; padding: 0 !important; }
+  .table-wrap { overflow: visible; }
+  table.report-table { width: 100% !important; table-layout: fixed; font-size: 7pt; word-break: break-word; }
+  table.report-table td, table.report-table th { overflow-wrap: anywhere; }
+  figure, img, tr { break-inside: avoid; }
+  h2, h3 { break-after: avoid; }
+  .jp-InputPrompt, .jp-OutputPrompt, nav, #TOC { display: none !important; }
+}
+</style>"""
+display({"text/html": STYLE, "text/markdown": ""}, raw=True)
+
+MODELS = R.get("models", {})
+BOOT = R.get("bootstrap")
+HYP = R.get("hypotheses") or []
+
 # %% [markdown]
-# ## About this report
-#
-# The chapter's Figure 1 argues that communities navigate towards the
-# resources of providers when provision is culturally competent, rests on a
-# history of partnership, earns trust and confidence, and is **negotiated**
-# with the community rather than imposed top-down; navigation, with the
-# community's own capabilities, makes a community resilient. This report tests
-# that model on the study's data, beside rival models, and says in plain
-# language whether negotiation matters.
+# ## Key findings
 
 # %%
-md(f"**Study:** {html.escape(R['study']['title'])} — instrument "
-   f"`{R.get('instrument', {}).get('id', '?')}` version {R.get('instrument', {}).get('version', '?')}; "
-   f"estimator {R['study']['settings']['estimator']}, missing data: {R['study']['settings']['missing']}; "
-   f"seed {R['study']['seed']}. No table or figure shows a count or statistic for fewer than "
-   f"{THRESHOLD} respondents; suppressed cells read `[s]`.")
+findings = []
+if R.get("sample"):
+    findings.append(f"**{R['sample']['n']} respondents** were analysed.")
+main = next(iter(MODELS), None)
+if main:
+    findings.append(f"The model {esc(main)} ({esc(DESCRIPTIONS.get(main, main))}) fits with "
+                    f"{fit_sentence(MODELS[main])}; N = {num(MODELS[main]['fit'].get('ntotal'), 0)}.")
+    est = pd.DataFrame(MODELS[main]["estimates"])
+    reg = est[est["op"] == "~"].copy()
+    if len(reg):
+        reg = reg.reindex(reg["std.all"].abs().sort_values(ascending=False).index).head(3)
+        parts = []
+        for _, r in reg.iterrows():
+            ci = (f", 95% CI [{num(r.get('ci.lower'), 2)}, {num(r.get('ci.upper'), 2)}]"
+                  if r.get("ci.lower") is not None and r.get("ci.lower") == r.get("ci.lower") else "")
+            parts.append(f"{esc(label(r['rhs']))} → {esc(label(r['lhs']))}: β = {apa(r['std.all'])} "
+                         f"(b = {num(r['est'], 2)}{ci}, p {pval(r['pvalue']) if pval(r['pvalue']).startswith('<') else '= ' + pval(r['pvalue'])})")
+        findings.append("Strongest paths: " + "; ".join(parts) + ".")
+elif R.get("cfa"):
+    findings.append(f"The measurement model fits with {fit_sentence(R['cfa'])}.")
+if BOOT and BOOT.get("effects"):
+    eff = BOOT["effects"]
+    info = BOOT["bootstrap"]
+    findings.append(f"Defined effects of {esc(BOOT.get('model', ''))} (bootstrap, {info['R']} replications): "
+                    + "; ".join(f"{esc(e['effect'])} = {num(e['est'], 3)} [{num(e['ci.lower'], 3)}, "
+                                f"{num(e['ci.upper'], 3)}]" for e in eff[:4]) + ".")
+for h in HYP:
+    if h.get("verdict"):
+        findings.append(esc(h["verdict"]["text"].split(". The model")[0]) + ".")
+if not findings:
+    findings.append("No result is available: see *What failed* below.")
+bold = re.compile(r"[*][*](.*?)[*][*]")
+box = "".join("<li>" + bold.sub(r"<b>\1</b>", f) + "</li>" for f in findings)
+display({"text/html": "<div class='key-findings'><ul>" + box + "</ul></div>",
+         "text/markdown": "\n".join("* " + f for f in findings)}, raw=True)
+
+# %% [markdown]
+# ## About this study
+
+# %%
+if SETTINGS.get("description"):
+    md(esc(SETTINGS["description"]))
+md(f"**Study:** {esc(R['study']['title'])} — instrument {esc(INST.get('title', INST.get('id', '?')))} "
+   f"(`{INST.get('id', '?')}` version {INST.get('version', '?')}); "
+   f"estimator {SETTINGS['estimator']} {cite('rosseel2012')}, missing data: {SETTINGS['missing']}"
+   + (f" {cite('enders2001')}" if SETTINGS["missing"] == "fiml" else "")
+   + f"; seed {R['study']['seed']}. No table or figure shows a count or statistic for fewer than "
+   f"{THRESHOLD} respondents; suppressed cells read `[s]`. Numbers follow APA style {cite('apa2020')}.")
 problems = [(n, s) for n, s in STEPS.items() if s["status"] != "ok"]
 if problems:
     md("### What failed\n\nThese steps did not produce results; the sections that need them say so.")
     table([{"step": n, "status": s["status"], "error": s.get("error", {}).get("type", ""),
-            "message": s.get("error", {}).get("message", "")} for n, s in problems])
+            "message": s.get("error", {}).get("message", "")} for n, s in problems], caption="Steps that failed")
 else:
     md("Every step of the pipeline succeeded.")
+
+# %% [markdown]
+# ## Constructs
+
+# %%
+if INST.get("constructs"):
+    langs = INST.get("languages") or [LANG]
+    rows = []
+    for c in INST["constructs"]:
+        wording = []
+        for it in c["items"]:
+            texts = " / ".join(esc(it["text"][lg]) for lg in langs if it["text"].get(lg))
+            wording.append(f"{it['id']}{' (R)' if it['reverse'] else ''}: {texts}")
+        rows.append({"construct": c["label"], "code": c["id"], "definition": c["definition"],
+                     "items": "; ".join(wording) or "(observed)"})
+    md(f"The constructs of the instrument, with each item's wording in {', '.join(langs)}; "
+       "(R) marks a reverse-keyed item.")
+    table(rows, caption="Construct glossary", anchor="tbl-glossary")
 
 # %% [markdown]
 # ## Sample description
@@ -151,8 +340,9 @@ if not failed("import", "describe") and R.get("sample"):
         df = pd.DataFrame(ct["cells"], index=ct["index"], columns=ct["columns"]).reset_index(names=key)
         table(df, caption=ct["title"])
     for key, gm in S.get("group_means", {}).items():
-        table([[r[0], r[1]] + [num(v, 2) for v in r[2:]] for r in gm["rows"]], columns=gm["columns"],
-              caption=gm["title"] + " (1-5 scales; REPR counts 0-3)")
+        cols = gm["columns"][:2] + [LABELS.get(c, c) for c in gm["columns"][2:]]
+        table([[r[0], r[1]] + [num(v, 2) for v in r[2:]] for r in gm["rows"]], columns=cols,
+              caption=gm["title"] + " (item means on the answer scale)")
 
 # %% [markdown]
 # ## Item response distributions
@@ -164,22 +354,30 @@ if not failed("import", "describe") and R.get("sample"):
 # %%
 if not failed("describe"):
     for fig in R.get("figures", {}).get("item_distributions", []):
-        figure(fig["file"], f"Diverging stacked bars of the {fig['construct']} items")
-    if R["sample"]["item_distributions"]["n_suppressed"]:
+        c = fig["construct"]
+        items = [it for cc in INST.get("constructs", []) if cc["id"] == c for it in cc["items"]]
+        wording = "; ".join(f"{it['id']}: {it['text'].get(LANG, '')}" for it in items)
+        figure(fig["file"], f"Diverging stacked bars of the answers to the {LABELS.get(c, c)} items. {wording}",
+               f"Answers to the items of {label(c)}.")
+    if (R.get("sample") or {}).get("item_distributions", {}).get("n_suppressed"):
         md(f"{R['sample']['item_distributions']['n_suppressed']} item categories chosen by fewer than "
            f"{THRESHOLD} respondents (or hidden to protect them) have no bar.")
 
 # %% [markdown]
 # ## Data-quality flags
-#
-# Careless-responding indices with the literature's default cut-offs.
-# Flagged respondents are **kept** in every analysis; the flags are for the analyst's judgement.
 
 # %%
 if not failed("quality", "validate"):
     Q = R["quality"]
-    table([{"flag": r["flag"], "rule": r["rule"], "respondents flagged": r["n_flagged"],
-            "% of all": num(r["pct_flagged"], 1)} for r in Q["summary"]], caption="Quality flags")
+    md(f"Careless-responding indices with the literature's default cut-offs {cite('meade2012')}. "
+       "Flagged respondents are **kept** in every analysis; the flags are for the analyst's judgement.")
+    rows = []
+    for r in Q["summary"]:
+        computed = r.get("computed", True) and r.get("n_flagged") is not None
+        rows.append({"flag": r["flag"], "rule": r["rule"],
+                     "respondents flagged": r["n_flagged"] if computed else "not computed",
+                     "% of all": num(r["pct_flagged"], 1) if computed else "–"})
+    table(rows, caption="Quality flags")
     V = R["validation"]
     md(f"Validation against the instrument: {V['n_errors']} error(s) and {V['n_warnings']} warning(s) "
        f"in {V['n_rows']} responses, problems met while reading each file included.")
@@ -193,19 +391,28 @@ if not failed("quality", "validate"):
 # %%
 if not failed("reliability"):
     rel = R["reliability"]
-    table([{"construct": r["construct"], "items": r.get("n_items"), "n": r.get("n_obs"),
-            "alpha": num(r.get("alpha")), "alpha 95% CI": f"[{num(r.get('alpha.ci.lower'))}, {num(r.get('alpha.ci.upper'))}]",
-            "omega": num(r.get("omega"))} for r in rel["constructs"]], caption="Internal consistency")
+    md(f"Internal consistency as Cronbach's alpha {cite('cronbach1951')} and McDonald's omega "
+       f"{cite('mcdonald1999')}.")
+    table([{"construct": label(r["construct"]), "items": r.get("n_items"), "n": r.get("n_obs"),
+            "α": apa(r.get("alpha")), "α 95% CI": f"[{apa(r.get('alpha.ci.lower'))}, {apa(r.get('alpha.ci.upper'))}]",
+            "ω": apa(r.get("omega"))} for r in rel["constructs"]], caption="Internal consistency")
     ave = rel.get("validity", {}).get("ave_cr")
     if ave:
-        table([{"construct": r["construct"], "AVE": num(r.get("ave")), "CR": num(r.get("cr"))} for r in ave],
+        md(f"Convergent validity: average variance extracted (AVE) and composite reliability {cite('fornell1981')}; "
+           "AVE of .50 or more supports convergent validity.")
+        table([{"construct": label(r["construct"]), "AVE": apa(r.get("ave")), "CR": apa(r.get("cr"))} for r in ave],
               caption="Convergent validity (AVE, composite reliability)")
     ht = rel.get("validity", {}).get("htmt")
     if ht:
-        df = pd.DataFrame(ht).set_index("construct").map(lambda v: num(v, 2)).reset_index()
-        table(df, caption="Discriminant validity: HTMT (values below .85 support discriminant validity)")
+        order = [r["construct"] for r in ht]  # rows and columns in the same (instrument) order
+        df = pd.DataFrame(ht).set_index("construct").reindex(index=order, columns=order).map(lambda v: apa(v, 2))
+        df.index = [LABELS.get(c, c) for c in df.index]
+        df.columns = [LABELS.get(c, c) for c in df.columns]
+        md(f"Discriminant validity: the heterotrait-monotrait ratio (HTMT) {cite('henseler2015')}; values "
+           "below .85 support discriminant validity.")
+        table(df.reset_index(names="construct"), caption="Discriminant validity: HTMT")
     for note in rel.get("notes", []):
-        md(f"*{html.escape(note)}*")
+        md(f"*{esc(note)}*")
 
 # %% [markdown]
 # ## CFA: fit and loadings
@@ -215,123 +422,171 @@ if not failed("reliability"):
 # %%
 if not failed("cfa") and R.get("cfa"):
     C = R["cfa"]
+    md(f"Fit is read with the usual guides {cite('hu1999')}: CFI and TLI near .95 or above, RMSEA near .06 "
+       "or below, SRMR near .08 or below." + n_sentence(C))
     table([fit_row("measurement", C)], caption="Fit of the measurement model")
     est = pd.DataFrame(C["estimates"])
     load = est[est["op"] == "=~"]
-    table([{"construct": r["lhs"], "item": r["rhs"], "estimate": num(r["est"]), "SE": num(r["se"]),
-            "std. loading": num(r["std.all"])} for _, r in load.iterrows()], caption="Loadings")
+    table([{"construct": label(r["lhs"]), "item": r["rhs"], "wording": ITEM_TEXT.get(r["rhs"], ""),
+            "estimate": estimate_cell(r), "SE": "–" if not r.get("se") else num(r["se"]),
+            "std. loading": apa(r["std.all"])} for _, r in load.iterrows()], caption="Loadings",
+          note="The first loading of each construct is fixed to 1 to set its scale; it has no standard error.")
 
 # %% [markdown]
 # ## Measurement invariance across groups
-#
-# Configural, metric (equal loadings), scalar (equal intercepts) and strict
-# (equal residuals) models; a step holds when ΔCFI ≥ −.010 and ΔRMSEA ≤ .015
-# (Chen 2007). Groups smaller than the study's minimum are left out.
 
 # %%
 inv_steps = [n for n in STEPS if n.startswith("invariance:")]
+md("Configural, metric (equal loadings), scalar (equal intercepts) and strict (equal residuals) models. A step "
+   f"holds when ΔCFI ≥ −.010 and ΔRMSEA ≤ .015 {cite('chen2007')}; the chi-square difference test is shown "
+   "beside it, and where the two disagree the text says so. Groups smaller than the study's minimum are left out.")
 if inv_steps:
     failed(*inv_steps)
 else:
     md("*The study names no grouping variables (`groups:` in study.yaml), so invariance was not tested.*")
 for g, d in R.get("invariance", {}).items():
     groups = ", ".join(f"{lab} (n = {n})" for lab, n in zip(d.get("group_labels", []), d.get("nobs", [])))
-    md(f"**{html.escape(g)}** — groups: {html.escape(groups)}" + (f"; {d['left_out']} group(s) too small to analyse "
-                                                                     "were left out" if d.get("left_out") else ""))
+    md(f"**{esc(g)}** — groups: {esc(groups)}" + (f"; {d['left_out']} group(s) too small to analyse "
+                                                 "were left out" if d.get("left_out") else ""))
     robust = all(s.get("cfi.robust") is not None for s in d["steps"])  # MLR/MLM/WLSMV: scaled and robust
     sfx = (".scaled", ".robust") if robust else ("", "")
-    table([{"step": s["name"], "chisq": num(s.get("chisq" + sfx[0]), 2), "df": num(s.get("df" + sfx[0]), 0),
-            "CFI": num(s.get("cfi" + sfx[1])), "RMSEA": num(s.get("rmsea" + sfx[1])), "SRMR": num(s.get("srmr"))}
+    table([{"step": s["name"], "χ²": num(s.get("chisq" + sfx[0]), 2), "df": num(s.get("df" + sfx[0]), 0),
+            "CFI": apa(s.get("cfi" + sfx[1]), 3), "RMSEA": apa(s.get("rmsea" + sfx[1]), 3),
+            "SRMR": apa(s.get("srmr"), 3)}
            for s in d["steps"]], caption=f"Invariance ladder across {g}" + (" (scaled and robust)" if robust else ""))
-    table([{"from": c["from"], "to": c["to"], "Δchisq": num(c.get("chisq.diff"), 2), "Δdf": num(c.get("df.diff"), 0),
-            "p": pval(c.get("pvalue")), "ΔCFI": num(c.get("delta.cfi")), "ΔRMSEA": num(c.get("delta.rmsea")),
-            "holds": "yes" if c.get("holds") else "no"} for c in d["comparisons"]],
+    table([{"from": c["from"], "to": c["to"], "Δχ²": num(c.get("chisq.diff"), 2), "Δdf": num(c.get("df.diff"), 0),
+            "p": pval(c.get("pvalue")), "ΔCFI": apa(c.get("delta.cfi"), 3), "ΔRMSEA": apa(c.get("delta.rmsea"), 3),
+            "holds (ΔCFI, ΔRMSEA)": "yes" if c.get("holds") else "no"} for c in d["comparisons"]],
           caption=f"Comparisons across {g}")
-    md(f"Highest level of invariance supported across {html.escape(g)}: **{d.get('highest')}**.")
+    for c in d["comparisons"]:
+        p = c.get("pvalue")
+        if p is not None and c.get("holds") and p < 0.05:
+            md(f"From {c['from']} to {c['to']} the fit indices change little (ΔCFI = {apa(c.get('delta.cfi'), 3)}), "
+               f"but the chi-square difference test rejects the constraints (Δχ²({num(c.get('df.diff'), 0)}) = "
+               f"{num(c.get('chisq.diff'), 1)}, p {pval(p) if pval(p).startswith('<') else '= ' + pval(p)}): with "
+               "this many respondents the test detects small differences; read the level with that caution.")
+        elif p is not None and not c.get("holds") and p >= 0.05:
+            md(f"From {c['from']} to {c['to']} the chi-square difference test does not reject the constraints "
+               f"(p = {pval(p)}), but the fit indices change beyond the cut-offs.")
+    md(f"Highest level of invariance supported across {esc(g)}: **{d.get('highest')}**.")
     part = d.get("partial")
     if part and part.get("error"):
-        md(f"*A partial {part['step']} invariance search did not finish: {html.escape(part['error'])}*")
+        md(f"*A partial {part['step']} invariance search did not finish: {esc(part['error'])}*")
     elif part:
-        freed = ", ".join(f"`{f}`" for f in part.get("freed", [])) or "nothing"
-        md(f"Partial {part['step']} invariance {'holds' if part.get('holds') else 'does not hold'} after freeing "
-           f"{freed} (one constraint at a time, the most offending first); the group comparisons below "
+        freed = ", ".join(f"`{f}`" for f in part.get("freed", []))
+        state = "holds" if part.get("holds") else "does not hold"
+        md(f"Partial {part['step']} invariance {state} "
+           + (f"after freeing {freed}" if freed else "without freeing any constraint")
+           + " (one constraint at a time, the most offending first); the group comparisons below "
            + ("free the same parameters." if part["step"] == "scalar" and part.get("holds") else "assume full invariance."))
 if R.get("figures", {}).get("invariance"):
-    figure(R["figures"]["invariance"]["ladder"], "CFI and RMSEA up the invariance ladder")
-
-# %% [markdown]
-# ## Figure 1: the structural model
-#
-# Standardized coefficients; `*` p < .05, `**` p < .01, `***` p < .001;
-# dashed arrows are not significant at .05.
+    figure(R["figures"]["invariance"]["ladder"], "Line chart of CFI and RMSEA at each step of the invariance ladder",
+           "CFI and RMSEA up the invariance ladder.")
 
 # %%
-F1 = R.get("models", {}).get("figure1")
-if not failed("model:figure1") and F1:
-    diagram = R.get("figures", {}).get("path_diagram", {})
+# One section per structural model: its path diagram, its paths and its defined (:=) effects.
+model_steps = [n for n in STEPS if n.startswith("model:")]
+if not model_steps:
+    md("## Structural models\n\n*The study names no structural model (`models:` in study.yaml).*")
+for step in model_steps:
+    name = step.split(":", 1)[1]
+    md(f"## Structural model: {esc(name)}\n\n{esc(DESCRIPTIONS.get(name, ''))}")
+    if failed(step) or name not in MODELS:
+        continue
+    M = MODELS[name]
+    md(f"Fit: {fit_sentence(M)}." + n_sentence(M))
+    diagram = R.get("figures", {}).get("path_diagrams", {}).get(name, {})
     if diagram.get("png"):
-        figure(diagram["png"], "Path diagram of figure1 with standardized coefficients")
-    est = pd.DataFrame(F1["estimates"])
+        figure(diagram["png"], f"Path diagram of {name}: arrows between the constructs "
+               + ", ".join(LABELS.get(c, c) for c in dict.fromkeys(
+                   x for e in M["estimates"] if e["op"] == "~" for x in (e["rhs"], e["lhs"])))
+               + ", labelled with standardized coefficients",
+               f"Path diagram of {name}: standardized coefficients; * p < .05, ** p < .01, *** p < .001; "
+               "dashed arrows are not significant at .05.")
+    est = pd.DataFrame(M["estimates"])
     reg = est[est["op"] == "~"]
-    table([{"path": f"{r['rhs']} → {r['lhs']}", "estimate": num(r["est"]), "SE": num(r["se"]), "p": pval(r["pvalue"]),
-            "standardized": num(r["std.all"])} for _, r in reg.iterrows()], caption="Structural paths of figure1")
+    has_ci = "ci.lower" in est.columns
+    table([{"path": f"{label(r['rhs'])} → {label(r['lhs'])}", "b": estimate_cell(r), "SE": num(r["se"]),
+            "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
+            "p": pval(r["pvalue"]), "β": apa(r["std.all"])} for _, r in reg.iterrows()],
+          caption=f"Structural paths of {name}",
+          note="b: unstandardized estimate with its 95% confidence interval; β: standardized (std.all).")
     latent = set(est.loc[est["op"] == "=~", "lhs"])
-    r2 = [r for r in (F1.get("r2") or []) if r.get("lhs") in latent]
+    r2 = [r for r in (M.get("r2") or []) if r.get("lhs") in latent]
     if r2:
-        table([{"construct": r.get("lhs"), "R²": num(r.get("r2"))} for r in r2], caption="Variance explained")
+        table([{"construct": label(r.get("lhs")), "R²": apa(r.get("r2"))} for r in r2],
+              caption=f"Variance explained in {name}")
+    defined = est[est["op"] == ":="]
+    if len(defined):
+        table([{"effect": r["lhs"], "definition": r["rhs"], "estimate": num(r["est"]), "SE": num(r["se"]),
+                "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
+                "p": pval(r["pvalue"]), "β": apa(r.get("std.all"))} for _, r in defined.iterrows()],
+              caption=f"Defined effects of {name} (delta-method standard errors)")
 
 # %% [markdown]
-# ## Rival models: does negotiation matter?
+# ## Rival models and hypotheses
 
 # %%
-fits = [fit_row(n, d) for n, d in R.get("models", {}).items()]
+fits = [fit_row(n, d) for n, d in MODELS.items()]
 if fits:
+    md(f"Models are compared by AIC and BIC (lower is better) {cite('burnham2004')} and, where one is nested "
+       "in the other, by the chi-square difference test.")
     table(fits, caption="Fit of the structural models")
-failed(*[n for n in STEPS if n.startswith("model:") or n.startswith("compare:")])
-verdict = R.get("verdict")
-if verdict:
-    md(f"**Verdict.** {html.escape(verdict['text'])}")
+failed(*[n for n in STEPS if n.startswith("compare:")])
+for h in HYP:
+    v = h.get("verdict")
+    if v:
+        md(f"**Verdict.** {esc(v['text'])}")
+    else:
+        md(f"**{esc(h.get('id') or '')} {esc(h['claim'])}**: no verdict, the comparison of {esc(h['model'])} "
+           f"with {esc(h['against'])} did not succeed.")
+if not HYP and len(MODELS) > 1:
+    md("*study.yaml states no hypotheses (`hypotheses:`), so no verdict is written; the comparisons are below.*")
+hyp_pairs = {f"{h['model']}-vs-{h['against']}" for h in HYP}
 for name, c in R.get("comparisons", {}).items():
     rows = []
     for r in c["table"]:
-        rows.append({"model": r["model"], "df": num(r.get("df"), 0), "chisq": num(r.get("chisq"), 2),
+        rows.append({"model": r["model"], "df": num(r.get("df"), 0), "χ²": num(r.get("chisq"), 2),
                      "AIC": num(r.get("aic"), 1), "BIC": num(r.get("bic"), 1),
-                     "Δchisq": num(r.get("chisq.diff"), 2), "Δdf": num(r.get("df.diff"), 0), "p": pval(r.get("pvalue"))})
+                     "Δχ²": num(r.get("chisq.diff"), 2), "Δdf": num(r.get("df.diff"), 0), "p": pval(r.get("pvalue"))})
     table(rows, caption=f"Comparison {name.replace('-vs-', ' vs ')}")
-    if name != "figure1-vs-top_down":
-        md(html.escape(c["verdict"]["text"]))
+    if name not in hyp_pairs:
+        md(esc(c["verdict"]["text"]))
     if not c.get("nested", True):
         md("*These models are not nested: read AIC and BIC (lower is better), not the chi-square difference.*")
 
 # %% [markdown]
-# ## Indirect effects
-#
-# The chain effects of Figure 1 and the total effects of cultural competence
-# and partnership on resilience, with nonparametric bootstrap intervals
-# (cases resampled, the model refitted each time).
+# ## Defined effects: bootstrap intervals
 
 # %%
-B = R.get("bootstrap")
-if not failed(*[n for n in STEPS if n.startswith("bootstrap:")]) and B:
-    info = B["bootstrap"]
-    md(f"{info['ok']} of {info['R']} bootstrap replications converged; {info['ci']} "
-       f"{100 * info['level']:.0f}% intervals; seed {info['seed']}."
+boot_steps = [n for n in STEPS if n.startswith("bootstrap:")]
+if not boot_steps:
+    md("*No bootstrap: `bootstrap.replications` is below 2 or the study has no structural model.*")
+if not failed(*boot_steps) and BOOT:
+    info = BOOT["bootstrap"]
+    md(f"The defined effects (`:=`) of {esc(BOOT.get('model', ''))} with nonparametric bootstrap intervals "
+       f"{cite('efron1993')}: cases resampled, the model refitted each time. "
+       f"{info['ok']} of {info['R']} replications converged; {info['ci']} {100 * info['level']:.0f}% intervals; "
+       f"seed {info['seed']}."
        + (f" With {info['R']} replications the interval ends are approximate in their last digit; "
           "use 1,000 or more for publication." if info["R"] < 1000 else ""))
     if R["figures"].get("forest"):
-        figure(R["figures"]["forest"], "Forest plot of the defined effects with bootstrap intervals")
+        figure(R["figures"]["forest"], "Forest plot: each defined effect's estimate as a point with its bootstrap "
+               "interval as a line; " + "; ".join(f"{e['effect']} {num(e['est'], 3)}" for e in BOOT["effects"]),
+               "Defined effects with bootstrap intervals.")
     table([{"effect": e["effect"], "estimate": num(e["est"], 4), "bootstrap SE": num(e["se"], 4),
             "CI lower": num(e["ci.lower"], 4), "CI upper": num(e["ci.upper"], 4),
-            "standardized": num(e.get("std.all"), 3)} for e in B["effects"]], caption="Defined effects")
+            "β": apa(e.get("std.all"), 3)} for e in BOOT["effects"]], caption="Defined effects")
 
 # %% [markdown]
-# ## Do the key paths differ between groups?
-#
-# `CULT → TRUST` and `TRUST → NAVIG` estimated in each group under scalar
-# invariance, with a Wald test that the path is equal across groups.
+# ## Do the paths differ between groups?
 
 # %%
 gp_steps = [n for n in STEPS if n.startswith("groups:")]
+named = SETTINGS.get("group_paths") or []
+md(("The paths study.yaml names (" + ", ".join(f"`{p}`" for p in named) + ")" if named else
+    "Every structural path") + " estimated in each group under (partial) scalar invariance, with a Wald test "
+   "that the path is equal across groups.")
 if gp_steps:
     failed(*gp_steps)
 else:
@@ -339,7 +594,7 @@ else:
 for g, d in R.get("group_paths", {}).items():
     rows = []
     for p in d.get("paths", []):
-        row = {"path": f"{p['rhs']} → {p['lhs']}"}
+        row = {"path": f"{label(p['rhs'])} → {label(p['lhs'])}"}
         for k, v in p.items():
             if k.startswith("est."):
                 row[f"{k[4:]}"] = num(v)
@@ -347,15 +602,15 @@ for g, d in R.get("group_paths", {}).items():
         row["df"] = num(p.get("wald.df"), 0)
         row["p (equal)"] = pval(p.get("wald.pvalue"))
         rows.append(row)
-    table(rows, caption=f"Key paths across {g} (unstandardized estimates per group)")
+    table(rows, caption=f"Paths of {d.get('model', '')} across {g} (unstandardized estimates per group)")
 
 # %% [markdown]
 # ## Limitations
 #
-# * The data are cross-sectional: the paths of Figure 1 are associations
-#   consistent with the model, not proof of its causal order.
-# * The rival models are not all nested; where they are not, AIC and BIC
-#   compare them, and a model that fits better may still be wrong.
+# * The data are cross-sectional: the paths are associations consistent with
+#   the models, not proof of their causal order.
+# * Rival models that are not nested are compared by AIC and BIC; a model that
+#   fits better may still be wrong.
 # * Missing answers are handled under the missing-at-random assumption (FIML)
 #   or by dropping incomplete cases (listwise), as the study file chose.
 # * Careless responders are flagged but kept; results with and without them
@@ -373,6 +628,16 @@ for n in notes:
     md(n)
 
 # %% [markdown]
+# ## References
+
+# %%
+refs = sorted(METHODS[k] for k in CITED)
+inst_refs = INST.get("references") or []
+md("**Methods**\n\n" + "\n".join(f"* {esc(r)}" for r in refs))
+if inst_refs:
+    md("**The instrument's sources**\n\n" + "\n".join(f"* {esc(r)}" for r in sorted(inst_refs)))
+
+# %% [markdown]
 # ## Reproducibility appendix
 
 # %%
@@ -388,7 +653,7 @@ for name, h in R.get("model_sha256", {}).items():
 if LOG.get("report_template"):
     rows.append({"input": "report template", "name": LOG["report_template"]["file"],
                  "sha256": LOG["report_template"]["sha256"]})
-table(rows)
+table(rows, caption="Inputs of this run")
 env = LOG.get("environment", {})
 pk = env.get("packages", {})
 md(f"**Seed:** {R['study']['seed']}. **Suite:** {R['suite']['name']} {R['suite']['version']} "

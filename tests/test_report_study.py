@@ -17,10 +17,11 @@ from analysis.render import find_quarto  # noqa: E402
 bs4 = pytest.importorskip("bs4")
 
 SECTIONS = [
+    "Key findings", "About this study", "Constructs",
     "Sample description", "Item response distributions", "Data-quality flags", "Reliability and validity",
-    "CFA: fit and loadings", "Measurement invariance across groups", "Figure 1: the structural model",
-    "Rival models: does negotiation matter?", "Indirect effects", "Do the key paths differ between groups?",
-    "Limitations", "Reproducibility appendix",
+    "CFA: fit and loadings", "Measurement invariance across groups", "Structural model: figure1",
+    "Structural model: top_down", "Rival models and hypotheses", "Defined effects: bootstrap intervals",
+    "Do the paths differ between groups?", "Limitations", "References", "Reproducibility appendix",
 ]
 
 
@@ -41,7 +42,8 @@ def _tables(html):
     for t in soup.find_all("table"):
         cap = t.find_previous("p", class_="caption")
         rows = [[c.get_text(strip=True) for c in tr.find_all(["td", "th"])] for tr in t.find_all("tr")]
-        out.setdefault(cap.get_text(strip=True) if cap else "", rows)
+        # captions are numbered ("Table 7. Loadings"): key the tables by their caption's text
+        out.setdefault(re.sub(r"^Table \d+\.\s*", "", cap.get_text(strip=True)) if cap else "", rows)
     return soup, out
 
 
@@ -62,9 +64,10 @@ def test_numbers_match_results_json(rendered):
     fit = {row[0]: row for row in tables["Fit of the measurement model"][1:]}
     header = tables["Fit of the measurement model"][0]
     cfa = r["cfa"]["fit"]
-    assert fit["measurement"][header.index("CFI")] == f"{cfa['cfi']:.3f}"
-    assert fit["measurement"][header.index("RMSEA")] == f"{cfa['rmsea']:.3f}"
-    assert fit["measurement"][header.index("chisq")] == f"{cfa['chisq']:.2f}"
+    assert fit["measurement"][header.index("CFI")] == f"{cfa['cfi']:.3f}".lstrip("0")  # APA: no leading zero
+    assert fit["measurement"][header.index("RMSEA [90% CI]")].startswith(f"{cfa['rmsea']:.3f}".lstrip("0") + " [")
+    assert fit["measurement"][header.index("χ²")] == f"{cfa['chisq']:.2f}"
+    assert fit["measurement"][header.index("N")] == str(cfa["ntotal"])
     eff = tables["Defined effects"]
     by_name = {row[0]: row for row in eff[1:]}
     for e in r["bootstrap"]["effects"]:
@@ -74,12 +77,17 @@ def test_numbers_match_results_json(rendered):
     assert f"{abs(r['verdict']['delta_aic']):.1f} points" in text
     paths = tables["Structural paths of figure1"]
     est = {(e["rhs"], e["lhs"]): e for e in r["models"]["figure1"]["estimates"] if e["op"] == "~"}
+    labels = {c["id"]: c["label"] for c in r["instrument"]["constructs"]}
+    assert paths[0] == ["path", "b", "SE", "95% CI", "p", "β"]
     for row in paths[1:]:
-        rhs, lhs = row[0].split(" → ")
-        assert row[4] == f"{est[(rhs, lhs)]['std.all']:.3f}"
+        rhs, lhs = (re.fullmatch(r"(.+) \((\w+)\)", side).groups() for side in row[0].split(" → "))
+        assert labels[rhs[1]] == rhs[0] and labels[lhs[1]] == lhs[0]  # labels, not codes
+        e = est[(rhs[1], lhs[1])]
+        assert row[5] == re.sub(r"^(-?)0\.", r"\1.", f"{e['std.all']:.2f}")
+        assert row[3] == f"[{e['ci.lower']:.3f}, {e['ci.upper']:.3f}]"
     rel = {row[0]: row for row in tables["Internal consistency"][1:]}
     for c in r["reliability"]["constructs"]:
-        assert rel[c["construct"]][3] == f"{c['alpha']:.3f}"
+        assert rel[f"{labels[c['construct']]} ({c['construct']})"][3] == f"{c['alpha']:.2f}".lstrip("0")
     inv = r["invariance"]["LANG"]
     assert f"Highest level of invariance supported across LANG: {inv['highest']}" in text
     assert r["instrument"]["sha256"] in text and r["inputs"][0]["sha256"] in text  # the appendix
