@@ -7,6 +7,9 @@ ParameterTable (see :mod:`analysis.partable`). Supported: ``=~ ~ ~~ ~1 |``,
 (``1*x``, ``NA*x`` frees a marker), ``start(0.5)*x``, per-group modifiers
 ``c(a1, a2)*x`` / ``c(1, NA)*x``, comments (``#``, ``!``), statements split by
 newline or ``;`` and continued over lines that end (or start) with an operator.
+A line ``level: 1`` / ``level: 2`` (or ``level: within`` / ``level: between``)
+opens a block of a two-level model; the statements after it carry that
+``level`` label (see :mod:`analysis.twolevel`).
 
 Errors raise :class:`analysis.errors.ModelSyntaxError` pointing at the line
 and column, as lavaan's ``lav_parse_txtloc`` does.
@@ -14,15 +17,27 @@ and column, as lavaan's ``lav_parse_txtloc`` does.
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from dataclasses import dataclass, field
 
 from .errors import ModelSyntaxError
 
-__all__ = ["Statement", "parse_model", "MODEL_OPS", "EXPRESSION_OPS"]
+__all__ = ["Statement", "parse_model", "MODEL_OPS", "EXPRESSION_OPS", "MODEL_LIMITS"]
 
 MODEL_OPS = ("=~", "~", "~~", "~1", "|", "~*~")
+# The largest model the suite reads: beyond these a model is refused with the line at fault,
+# before any work (a model is text from anyone: a shared study folder, a web form).
+MODEL_LIMITS = {
+    "characters": 1_000_000,
+    "statements": 20_000,
+    "latent_variables": 200,       # each pair may covary: 200 already means ~20,000 parameters
+    "observed_variables": 2_000,
+    "expression_terms": 1_000,     # tokens in one := / == / < / > expression
+    "nesting": 50,                 # parentheses and signs in a row, e.g. ((a)) or --a
+    "number": 1e15,                # |value| beyond which doubles no longer hold the integers
+}
 EXPRESSION_OPS = (":=", "==", "<", ">")
 
 _TOKEN_RE = re.compile(
@@ -67,6 +82,8 @@ class Statement:
     col: int = 0
     source: str = ""
     extra: dict = field(default_factory=dict)
+    level: str | None = None
+    """Label of the ``level:`` block the statement is in (None: a single-level model)."""
 
 
 class _Source:
@@ -76,7 +93,19 @@ class _Source:
     def error(self, message: str, tok: _Tok | None) -> ModelSyntaxError:
         if tok is None:
             return ModelSyntaxError(message)
-        return ModelSyntaxError(message, tok.line, tok.col, self.lines[tok.line - 1])
+        line, col = self.lines[tok.line - 1], tok.col
+        if len(line) > 120:  # a long line is shown around the problem, the caret kept under it
+            start = max(col - 60, 0)
+            line, col = ("…" if start else "") + line[start:start + 120] + "…", col - start + bool(start)
+            return _shown_at(ModelSyntaxError(message, tok.line, tok.col, line), col)
+        return ModelSyntaxError(message, tok.line, tok.col, line)
+
+
+def _shown_at(err: ModelSyntaxError, col: int) -> ModelSyntaxError:
+    """The error with its caret at ``col`` of the (shortened) source line it shows."""
+    text = f"line {err.line}, col {err.col}: {err.message}\n  {err.source_line}\n  {' ' * (max(col, 1) - 1)}^"
+    err.args = (text,)
+    return err
 
 
 def _strip_comment(line: str) -> str:
@@ -111,6 +140,9 @@ def _tokenize(src: _Source) -> list[list[_Tok]]:
                 raise src.error(f"unexpected character {text[pos]!r}", tok)
             if m.lastgroup != "ws":
                 current.append(_Tok(m.lastgroup, m.group(), lineno, pos + 1))
+                if m.lastgroup == "number" and not abs(float(m.group())) <= MODEL_LIMITS["number"]:
+                    raise src.error(f"the number {m.group()} is too large (the limit is "
+                                    f"{MODEL_LIMITS['number']:.0e})", current[-1])
             pos = m.end()
         pieces.append(current)
     statements: list[list[_Tok]] = []
@@ -327,10 +359,120 @@ class _Parser:
                 raise self.unexpected(t)
         if op_tok.text == ":=" and (len(left) != 1 or left[0].kind != "name"):
             raise self.src.error("the left-hand side of ':=' must be a single new name", left[0])
+        _check_expression(right, self.src)
         lhs = "".join(t.text for t in left)     # lavaan stores expressions without spaces
         rhs = "".join(t.text for t in right)
         return Statement(lhs, op_tok.text, rhs, line=left[0].line, col=left[0].col,
                          source=self.src.lines[left[0].line - 1].strip())
+
+
+def _check_expression(toks: list[_Tok], src: _Source) -> None:
+    """Refuse an expression too long, too deeply nested or with constants that overflow,
+    before anything builds a syntax tree of it (deep trees exhaust the recursion limit)."""
+    if len(toks) > MODEL_LIMITS["expression_terms"]:
+        raise src.error(f"this expression has {len(toks)} terms; at most {MODEL_LIMITS['expression_terms']} "
+                        "are read", toks[0])
+    depth, signs = 0, 0
+    for prev, tok in zip([None] + toks[:-1], toks):
+        depth += (tok.text == "(") - (tok.text == ")")
+        unary = tok.text in "+-" and (prev is None or prev.text in ("(", ",", "+", "-", "*", "/", "^"))
+        signs = signs + 1 if unary else 0
+        if depth + signs > MODEL_LIMITS["nesting"]:
+            raise src.error(f"this expression is nested more than {MODEL_LIMITS['nesting']} levels deep", tok)
+    try:
+        tree = ast.parse("".join(t.text for t in toks).replace("^", "**"), mode="eval")
+    except SyntaxError:  # the defined-parameter reader says what it cannot read
+        return
+    try:
+        _fold(tree.body)
+    except OverflowError:
+        raise src.error("a constant in this expression is too large to compute", toks[0]) from None
+    except ZeroDivisionError:
+        raise src.error("this expression divides by zero", toks[0]) from None
+
+
+def _fold(node: ast.AST) -> float | None:
+    """The value of a constant part of an expression (None where it depends on a label)."""
+    if isinstance(node, ast.Constant):
+        return float(node.value) if isinstance(node.value, (int, float)) else None
+    if isinstance(node, ast.UnaryOp):
+        v = _fold(node.operand)
+        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+    if isinstance(node, ast.BinOp):
+        a, b = _fold(node.left), _fold(node.right)
+        if b is None:
+            return None
+        if isinstance(node.op, ast.Div) and b == 0:
+            raise ZeroDivisionError
+        if isinstance(node.op, ast.Pow) and abs(b) > 1_000 and (a is None or abs(a) > 1):
+            raise OverflowError  # x^b overflows for any |x| > 1 (and a label may be)
+        if a is None:
+            return None
+        ops = {ast.Add: float.__add__, ast.Sub: float.__sub__, ast.Mult: float.__mul__,
+               ast.Div: float.__truediv__, ast.Pow: float.__pow__}
+        value = ops[type(node.op)](a, b) if type(node.op) in ops else None
+        if value is not None and not math.isfinite(value):
+            raise OverflowError
+        return value
+    for child in ast.iter_child_nodes(node):  # calls: check their arguments
+        _fold(child)
+    return None
+
+
+_LEVEL_RE = re.compile(r"^\s*level\s*:\s*(?P<label>[A-Za-z0-9_.]+)\s*;?\s*$", re.IGNORECASE)
+
+
+def _level_blocks(src: _Source) -> list[tuple[int, str]]:
+    """(line, label) of each ``level:`` line; those lines are blanked for the tokenizer."""
+    blocks = []
+    for lineno, raw in enumerate(src.lines, start=1):
+        m = _LEVEL_RE.match(_strip_comment(raw))
+        if m:
+            blocks.append((lineno, m.group("label")))
+            src.lines[lineno - 1] = ""
+        elif re.match(r"^\s*level\s*:", _strip_comment(raw), re.IGNORECASE):
+            raise ModelSyntaxError("a level line holds only the level's name, e.g. 'level: 1' or "
+                                   "'level: within'", lineno, 1, raw)
+    return blocks
+
+
+def _assign_levels(rows: list[Statement], blocks: list[tuple[int, str]], src: _Source) -> None:
+    labels = [label for _, label in blocks]
+    dup = [lab for i, lab in enumerate(labels) if lab in labels[:i]]
+    if dup:
+        line = blocks[labels.index(dup[0], labels.index(dup[0]) + 1)][0]
+        raise ModelSyntaxError(f"level {dup[0]!r} is opened twice; write each level's statements "
+                               "in one block", line, 1, f"level: {dup[0]}")
+    for s in rows:
+        opened = [label for line, label in blocks if line < s.line]
+        if not opened:
+            if s.op in EXPRESSION_OPS:
+                continue
+            raise ModelSyntaxError("this statement comes before the first 'level:' line; in a "
+                                   "two-level model every statement belongs to a level",
+                                   s.line, s.col, src.lines[s.line - 1])
+        s.level = None if s.op in EXPRESSION_OPS else opened[-1]
+
+
+def _check_size(rows: list[Statement], src: _Source) -> None:
+    """Refuse, at the first line beyond it, a model with more variables than MODEL_LIMITS allows."""
+    latent: dict[str, Statement] = {}
+    names: dict[str, Statement] = {}
+    for s in rows:
+        if s.op in EXPRESSION_OPS:
+            continue
+        if s.op == "=~":
+            latent.setdefault(s.lhs, s)
+        for v in (s.lhs, s.rhs):
+            if v:
+                names.setdefault(v, s)
+        for kind, pool in (("latent_variables", latent), ("observed_variables", names)):
+            limit = MODEL_LIMITS[kind] + (len(latent) if kind == "observed_variables" else 0)
+            if len(pool) > limit:
+                what = kind.replace("_", " ")
+                raise ModelSyntaxError(f"the model has more than {MODEL_LIMITS[kind]:,} {what}; at most "
+                                       f"{MODEL_LIMITS[kind]:,} are read (MODEL_LIMITS in analysis/syntax.py)",
+                                       s.line, s.col, src.lines[s.line - 1])
 
 
 def parse_model(text: str) -> list[Statement]:
@@ -341,10 +483,22 @@ def parse_model(text: str) -> list[Statement]:
     """
     if not isinstance(text, str):
         raise ModelSyntaxError(f"model syntax must be a string, got {type(text).__name__}")
+    if len(text) > MODEL_LIMITS["characters"]:
+        raise ModelSyntaxError(f"the model syntax has {len(text):,} characters; at most "
+                               f"{MODEL_LIMITS['characters']:,} are read")
     src = _Source(text)
+    blocks = _level_blocks(src)
     rows: list[Statement] = []
-    for toks in _tokenize(src):
+    statements = _tokenize(src)
+    if len(statements) > MODEL_LIMITS["statements"]:
+        extra = statements[MODEL_LIMITS["statements"]][0]
+        raise src.error(f"the model has {len(statements):,} statements; at most "
+                        f"{MODEL_LIMITS['statements']:,} are read", extra)
+    for toks in statements:
         rows.extend(_Parser(toks, src).statement())
+    _check_size(rows, src)
+    if blocks:
+        _assign_levels(rows, blocks, src)
     if not rows:
         raise ModelSyntaxError("the model syntax is empty (no statements found)")
     return rows

@@ -1,0 +1,1042 @@
+"""Two-level SEM (respondents nested in clusters), as lavaan fits it.
+
+A model in lavaan's two-level syntax has a ``level: 1`` (within) and a
+``level: 2`` (between) block. Each block is an ordinary SEM of its level's
+variables; the ParameterTable holds both, with ``level`` (1, 2) and ``block``
+(= level: one group) columns. The compiled :class:`~analysis.model.Model`
+treats the two blocks like two groups, so ``Sigma_W, mu_W`` (level 1) and
+``Sigma_B, mu_B`` (level 2) and their Jacobians come from the same RAM code.
+
+The likelihood (lavaan's ``lav_mvnorm_cluster``; derivation in
+``docs/multilevel.md``): with ``y`` the level-1 variables (within-only and
+shared) and ``z`` the between-only ones, cluster ``j`` of size ``n_j`` has
+within deviations ``y_ij - ybar_j`` (covariance ``Sigma_W``, ``n_j - 1`` degrees
+of freedom) independent of its between vector ``b_j = (ybar_j, z_j)``, which is
+normal with mean ``mu`` and covariance ``V(n_j) = Sigma_B + diag(Sigma_W / n_j, 0)``.
+So ``-2 logL = (N - J) [log|Sigma_W| + tr(Sigma_W^-1 S_PW)]
++ sum_s m_s [log|V(s)| + tr(V(s)^-1 (C_s + d_s d_s'))] + p_y sum_j log n_j
++ const``, summed over the distinct cluster sizes ``s`` (``m_s`` clusters, mean
+``bbar_s`` of their between vectors, ``d_s = bbar_s - mu``, covariance ``C_s``).
+That is a multi-group normal likelihood, so the gradient, the expected
+information and the per-cluster scores (MLR) follow the single-level ML forms.
+
+The saturated model (h1: free ``Sigma_W``, ``Sigma_B`` and means) and the
+baseline (variances only, at both levels) are fitted with the same code;
+chisq is ``2 (logL_h1 - logL)``. Standard errors use the observed information
+(the Hessian), lavaan's default for two-level models.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings as _warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .errors import (
+    DataError,
+    HeywoodCaseWarning,
+    IdentificationWarning,
+    ModelSpecificationError,
+    NonConvergenceWarning,
+    OptionError,
+    SEMWarning,
+    warning_record,
+)
+from .syntax import EXPRESSION_OPS, Statement, parse_model
+
+__all__ = [
+    "has_levels",
+    "build_twolevel_partable",
+    "ClusterData",
+    "TwoLevelML",
+    "fit_twolevel",
+    "icc",
+    "BetweenBoundaryWarning",
+    "saturated_em",
+    "icc_from_moments",
+]
+
+
+class BetweenBoundaryWarning(SEMWarning):
+    """A between-level variance estimate is at (or beyond) zero."""
+
+
+# --------------------------------------------------------------------------
+# syntax -> ParameterTable
+# --------------------------------------------------------------------------
+def has_levels(statements) -> bool:
+    """True when the syntax (text or parsed statements) has ``level:`` blocks."""
+    if isinstance(statements, str):
+        statements = parse_model(statements)
+    if isinstance(statements, pd.DataFrame):
+        return "level" in statements.columns and (statements["level"] > 1).any()
+    return any(getattr(s, "level", None) is not None for s in statements)
+
+
+def _level_numbers(statements: list[Statement]) -> dict[str, int]:
+    labels = list(dict.fromkeys(s.level for s in statements if s.level is not None))
+    if len(labels) != 2:
+        raise ModelSpecificationError(
+            f"a two-level model needs exactly two 'level:' blocks (within and between); found "
+            f"{len(labels)} ({', '.join(labels) or 'none'})")
+    known = {"1": 1, "within": 1, "2": 2, "between": 2}
+    numbers = {lab: i + 1 for i, lab in enumerate(labels)}   # lavaan: in order of appearance
+    for lab, k in numbers.items():
+        if known.get(lab.lower(), k) != k:
+            raise ModelSpecificationError(
+                f"level {lab!r} is given as level {k}: write the within level (level: 1) first")
+    return numbers
+
+
+def build_twolevel_partable(model, *, observed=None, std_lv: bool = False,
+                            fixed_x: bool = True) -> pd.DataFrame:
+    """The ParameterTable of a two-level model, with lavaan's defaults.
+
+    Each level is built like a single-level model with a mean structure; then,
+    as lavaan does, the within-level intercepts of variables that also appear
+    at level 2 are fixed to 0 (their mean lives at the between level). Labels
+    shared across levels (and ``a == b``) make one free parameter.
+
+    >>> pt = build_twolevel_partable("level: 1\\n fw =~ y1 + y2 + y3\\nlevel: 2\\n fb =~ y1 + y2 + y3")
+    >>> pt.groupby("level")["free"].apply(lambda f: int((f > 0).sum())).tolist()
+    [6, 9]
+    """
+    from .partable import COLUMNS, build_partable, exo_names, observed_names
+
+    statements = parse_model(model) if isinstance(model, str) else list(model)
+    numbers = _level_numbers(statements)
+    exprs = [s for s in statements if s.op in EXPRESSION_OPS]
+    for s in statements:
+        if s.op in ("<", ">"):
+            raise ModelSpecificationError(
+                f"line {s.line}: inequality constraint '{s.lhs} {s.op} {s.rhs}' is not supported")
+        if s.op == "|":
+            raise ModelSpecificationError(
+                f"line {s.line}: thresholds ('|'): ordered variables are not supported in two-level "
+                "models here")
+    by_level = {k: [s for s in statements if s.level is not None and numbers[s.level] == k]
+                for k in (1, 2)}
+    for k, sts in by_level.items():
+        if not sts:
+            raise ModelSpecificationError(f"level {k} has no statements")
+
+    def build(k, fx):
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", SEMWarning)
+            return build_partable(by_level[k], observed=observed, meanstructure=True,
+                                  std_lv=std_lv, fixed_x=fx)
+
+    tables = {k: build(k, fixed_x) for k in (1, 2)}
+    ov = {k: observed_names(tables[k]) for k in (1, 2)}
+    if fixed_x:
+        # lavaan: a covariate exogenous at one level but endogenous at the other is endogenous
+        for k in (1, 2):
+            other = 3 - k
+            exo_k = set(exo_names(tables[k]))
+            clash = [v for v in exo_k if v in ov[other] and v not in set(exo_names(tables[other]))]
+            if clash:
+                _warnings.warn(f"variable(s) {', '.join(sorted(clash))} are exogenous at one level but "
+                               "endogenous at the other; they are treated as endogenous (their "
+                               f"variances are free at level {k})", SEMWarning, stacklevel=2)
+                tables[k] = build(k, False)
+    both = set(ov[1]) & set(ov[2])
+    parts = []
+    for k in (1, 2):
+        t = tables[k][~tables[k]["op"].isin(EXPRESSION_OPS)].copy()
+        t["level"], t["block"], t["group"] = k, k, 1
+        if k == 1:
+            # only the sum of the within and between means of a shared variable is identified
+            fix = (t["op"] == "~1") & t["lhs"].isin(both) & (t["exo"] == 0)
+            t.loc[fix, "free"], t.loc[fix, "ustart"] = 0, 0.0
+        t["_free"] = [f"{k}:{f}" if f > 0 else "" for f in t["free"]]
+        parts.append(t)
+    pt = pd.concat(parts, ignore_index=True)
+
+    # one free index per distinct parameter: rows sharing a level-free index or a label
+    parent: dict = {}
+
+    def find(a):
+        while parent.setdefault(a, a) != a:
+            a = parent[a]
+        return a
+
+    def union(a, b):
+        parent[find(a)] = find(b)
+
+    free_rows = [i for i in pt.index if pt.at[i, "_free"]]
+    for i in free_rows:
+        union(("row", i), ("free", pt.at[i, "_free"]))
+        if pt.at[i, "label"]:
+            union(("row", i), ("label", pt.at[i, "label"]))
+    labels = set(pt["label"]) - {""}
+    extra_rows = []
+    for s in exprs:
+        if s.op == "==":
+            if s.lhs in labels and s.rhs in labels:
+                union(("label", s.lhs), ("label", s.rhs))
+            else:
+                lab, other = (s.lhs, s.rhs) if s.lhs in labels else (s.rhs, s.lhs)
+                try:
+                    value = float(other)
+                except ValueError:
+                    raise ModelSpecificationError(
+                        f"line {s.line}: constraint '{s.lhs} == {s.rhs}' is not supported: only "
+                        "label == label and label == number are") from None
+                if lab not in labels:
+                    raise ModelSpecificationError(f"line {s.line}: unknown label {lab!r} in '{s.lhs} == {s.rhs}'")
+                hit = pt["label"] == lab
+                pt.loc[hit, "free"], pt.loc[hit, "ustart"], pt.loc[hit, "_free"] = 0, value, ""
+        extra_rows.append(dict(lhs=s.lhs, op=s.op, rhs=s.rhs, user=2, block=0, group=0, level=0,
+                               free=0, ustart=math.nan, start=math.nan, exo=0, label="", _free=""))
+    index: dict = {}
+    pt["free"] = [index.setdefault(find(("row", i)), len(index) + 1) if pt.at[i, "_free"] else 0
+                  for i in pt.index]
+    if extra_rows:
+        pt = pd.concat([pt, pd.DataFrame(extra_rows)], ignore_index=True)
+    pt["id"] = np.arange(1, len(pt) + 1)
+    pt["plabel"] = [f".p{i}." for i in pt["id"]]
+    pt["start"] = pt["ustart"]
+    cols = COLUMNS[:7] + ["level"] + COLUMNS[7:]
+    pt = pt[cols].copy()
+    pt["level"] = pt["level"].astype(int)
+    if (pt["op"] == ":=").any():
+        from .defined import DefinedParameters
+        DefinedParameters(pt)    # unknown labels are named here
+    return pt
+
+
+def _compiled(pt: pd.DataFrame) -> pd.DataFrame:
+    """The table the RAM code compiles: each level block as a 'group'."""
+    out = pt.copy()
+    out["group"] = np.where(out["level"] > 0, out["block"], 0)
+    return out
+
+
+# --------------------------------------------------------------------------
+# data: the cluster statistics the likelihood needs
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClusterData:
+    """Sufficient statistics of two-level data for a given y/z split."""
+
+    y_names: tuple[str, ...]          # level-1 variables (within-only and shared)
+    z_names: tuple[str, ...]          # between-only variables
+    nobs: int
+    cluster_sizes: np.ndarray         # n_j, one per cluster (in order of cluster_ids)
+    cluster_ids: tuple
+    s_pw: np.ndarray                  # pooled within covariance, divisor N - J
+    between: np.ndarray               # J x (py + pz): (ybar_j, z_j)
+    within_scatter: np.ndarray        # J x py x py: sum_i (y_ij - ybar_j)(...)'
+    total_mean: np.ndarray            # grand means of y, then cluster means of z
+    total_cov: np.ndarray             # covariance of y over respondents (divisor N)
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.cluster_sizes)
+
+    def size_classes(self):
+        """(size, count, mean, covariance divisor count) of the between vectors by cluster size."""
+        out = []
+        for s in np.unique(self.cluster_sizes):
+            b = self.between[self.cluster_sizes == s]
+            m = b.mean(axis=0)
+            d = b - m
+            out.append((int(s), len(b), m, d.T @ d / len(b)))
+        return out
+
+    @classmethod
+    def from_frame(cls, data: pd.DataFrame, cluster: str, y_names, z_names) -> ClusterData:
+        y_names, z_names = list(y_names), list(z_names)
+        ids = data[cluster].to_numpy()
+        codes, uniq = pd.factorize(ids, sort=False)
+        order = np.argsort(codes, kind="stable")
+        codes = codes[order]
+        y = data[y_names].to_numpy(dtype=float)[order]
+        z = data[z_names].to_numpy(dtype=float)[order] if z_names else np.zeros((len(y), 0))
+        sizes = np.bincount(codes)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        ybar = np.add.reduceat(y, starts, axis=0) / sizes[:, None]
+        dev = y - ybar[codes]
+        scatter = np.einsum("ni,nj->nij", dev, dev)
+        within = np.add.reduceat(scatter, starts, axis=0)
+        zj = z[starts]
+        if z_names:
+            spread = np.abs(z - zj[codes]).max(axis=0)
+            bad = [v for v, s in zip(z_names, spread) if s > 1e-8 * max(1.0, np.abs(z).max())]
+            if bad:
+                v = bad[0]
+                k = z_names.index(v)
+                where = int(np.flatnonzero(np.abs(z[:, k] - zj[codes, k]) > 1e-8)[0])
+                raise DataError(
+                    f"between-level variable '{v}' is not constant within cluster "
+                    f"{uniq[codes[where]]!r} of '{cluster}': a variable used only at level 2 must be a "
+                    "property of the cluster (use it at level 1 too, or aggregate it first)")
+        n, j = len(y), len(sizes)
+        if j < 2:
+            raise DataError(f"'{cluster}' has only {j} cluster: a two-level model needs many clusters")
+        if n == j:
+            raise DataError(f"every cluster of '{cluster}' has one respondent: there is no within level")
+        yc = y - y.mean(axis=0)
+        return cls(tuple(y_names), tuple(z_names), n, sizes, tuple(uniq), within.sum(axis=0) / (n - j),
+                   np.hstack([ybar, zj]), within, np.concatenate([y.mean(axis=0), zj.mean(axis=0)]),
+                   yc.T @ yc / n)
+
+
+# --------------------------------------------------------------------------
+# the estimator
+# --------------------------------------------------------------------------
+def _vech_pairs(p):
+    from .model import vech_indices
+
+    return vech_indices(p)
+
+
+class TwoLevelML:
+    """Two-level normal ML on the surface :func:`analysis.optimize.minimize` drives.
+
+    ``objective`` is ``-logL / N`` (minus an offset), so the information is per
+    case as for single-level ML; ``minus2logl`` is lavaan's ``-2 logL`` with its
+    constant.
+    """
+
+    name = "ML"
+
+    def __init__(self, model, data: ClusterData):
+        self.model, self.data = model, data
+        ov1, ov2 = list(model.ov_names[0]), list(model.ov_names[1])
+        if list(data.y_names) != ov1:
+            raise ValueError("ClusterData.y_names must be the level-1 variables of the model")
+        self.py = len(ov1)
+        names = ov1 + list(data.z_names)
+        self.idx2 = np.array([names.index(v) for v in ov2], dtype=int)
+        self.pb = len(names)
+        self.ntotal = data.nobs
+        self.classes = data.size_classes()
+        self.offset = 0.0
+        n, j = data.nobs, data.n_clusters
+        pz = len(data.z_names)
+        self.constant = (n * self.py + j * pz) * math.log(2 * math.pi) \
+            + self.py * float(np.sum(np.log(data.cluster_sizes)))
+        # vech(V) positions of vech(Sigma_W) (y block) and vech(Sigma_B) (scattered)
+        r1, c1 = _vech_pairs(self.py)
+        r2, c2 = _vech_pairs(len(ov2))
+        rb, cb = _vech_pairs(self.pb)
+        pos = {(a, b): k for k, (a, b) in enumerate(zip(rb, cb))}
+        self._map1 = np.array([pos[(max(a, b), min(a, b))] for a, b in zip(r1, c1)])
+        a2, b2 = self.idx2[r2], self.idx2[c2]
+        self._map2 = np.array([pos[(max(a, b), min(a, b))] for a, b in zip(a2, b2)])
+        self._nvb = len(rb)
+
+    # implied pieces ---------------------------------------------------------
+    def _pieces(self, x):
+        m1, m2 = self.model.implied(x)
+        sw = m1.sigma
+        sb = np.zeros((self.pb, self.pb))
+        sb[np.ix_(self.idx2, self.idx2)] = m2.sigma
+        mu = np.zeros(self.pb)
+        mu[: self.py] += m1.mu
+        mu[self.idx2] += m2.mu
+        return sw, sb, mu
+
+    def _v(self, sw, sb, n):
+        v = sb.copy()
+        v[: self.py, : self.py] += sw / n
+        return v
+
+    def minus2logl(self, x) -> float:
+        """lavaan's -2 logL (with its constant); inf where a covariance is not positive definite."""
+        sw, sb, mu = self._pieces(x)
+        d = self.data
+        try:
+            lw = np.linalg.cholesky(sw)
+        except np.linalg.LinAlgError:
+            return math.inf
+        wi = np.linalg.inv(sw)
+        nj = d.nobs - d.n_clusters
+        total = nj * (2 * np.sum(np.log(np.diag(lw))) + np.sum(wi * d.s_pw))
+        for s, m, bbar, c in self.classes:
+            v = self._v(sw, sb, s)
+            try:
+                lv = np.linalg.cholesky(v)
+            except np.linalg.LinAlgError:
+                return math.inf
+            vi = np.linalg.inv(v)
+            dd = bbar - mu
+            total += m * (2 * np.sum(np.log(np.diag(lv))) + np.sum(vi * c) + dd @ vi @ dd)
+        return float(total + self.constant)
+
+    def objective(self, x) -> float:
+        return self.minus2logl(x) / (2 * self.ntotal) - self.offset
+
+    def _moment_gradients(self, x):
+        """d(-2 logL)/d(Sigma_W, mu_W, Sigma_B, mu_B) in the blocks' own variable order."""
+        sw, sb, mu = self._pieces(x)
+        d = self.data
+        wi = np.linalg.inv(sw)
+        gw = (d.nobs - d.n_clusters) * (wi - wi @ d.s_pw @ wi)
+        gv = np.zeros((self.pb, self.pb))
+        gmu = np.zeros(self.pb)
+        for s, m, bbar, c in self.classes:
+            vi = np.linalg.inv(self._v(sw, sb, s))
+            dd = bbar - mu
+            vd = vi @ dd
+            g = m * (vi - vi @ c @ vi - np.outer(vd, vd))
+            gw += g[: self.py, : self.py] / s
+            gv += g
+            gmu -= 2 * m * vd
+        return gw, gmu[: self.py], gv[np.ix_(self.idx2, self.idx2)], gmu[self.idx2]
+
+    def gradient(self, x) -> np.ndarray:
+        gw, gm1, gb, gm2 = self._moment_gradients(x)
+        return self.model.chain_gradient(x, [gw, gb], [gm1, gm2]) / (2 * self.ntotal)
+
+    def _jacobians(self, x):
+        """Jacobians of vech(Sigma_W), mu_W, vech(Sigma_B), mu_B (model's delta rows)."""
+        deltas = self.model.delta(x)
+        out = []
+        for g in (0, 1):
+            lay = self.model.moment_layout(g)
+            out += [deltas[g][lay["sigma"]], deltas[g][lay["mu"]]]
+        return out
+
+    def information(self, x) -> np.ndarray:
+        """Expected information per case (the normal-theory weight of each independent piece)."""
+        from .estimators.base import ml_weight
+
+        sw, sb, mu = self._pieces(x)
+        js1, jm1, js2, jm2 = self._jacobians(x)
+        d = self.data
+        info = (d.nobs - d.n_clusters) * js1.T @ ml_weight(np.linalg.inv(sw)) @ js1
+        jmu = np.zeros((self.pb, js1.shape[1]))
+        jmu[: self.py] += jm1
+        jmu[self.idx2] += jm2
+        jb = np.zeros((self._nvb, js1.shape[1]))
+        np.add.at(jb, self._map2, js2)
+        for s, m, bbar, c in self.classes:
+            vi = np.linalg.inv(self._v(sw, sb, s))
+            jv = jb.copy()
+            np.add.at(jv, self._map1, js1 / s)
+            info += m * (jv.T @ ml_weight(vi) @ jv + jmu.T @ vi @ jmu)
+        return info / self.ntotal
+
+    def hessian(self, x, h: float = 1e-5) -> np.ndarray:
+        """Observed information per case: the Hessian of the objective, by Richardson
+        differences of the analytic gradient."""
+        x = np.asarray(x, dtype=float)
+        k = len(x)
+        hess = np.zeros((k, k))
+        for i in range(k):
+            e = np.zeros(k)
+            step = h * max(1.0, abs(x[i]))
+            e[i] = step
+            g = [self.gradient(x + c * e) for c in (-2, -1, 1, 2)]
+            hess[:, i] = (g[0] - 8 * g[1] + 8 * g[2] - g[3]) / (12 * step)
+        return (hess + hess.T) / 2
+
+    def cluster_scores(self, x) -> np.ndarray:
+        """J x k: each cluster's gradient of its -logL (the MLR meat)."""
+        sw, sb, mu = self._pieces(x)
+        d = self.data
+        wi = np.linalg.inv(sw)
+        js1, jm1, js2, jm2 = self._jacobians(x)
+        r1, c1 = _vech_pairs(self.py)
+        r2, c2 = _vech_pairs(len(self.idx2))
+        w1 = np.where(r1 == c1, 1.0, 2.0)
+        w2 = np.where(r2 == c2, 1.0, 2.0)
+        vinv = {s: np.linalg.inv(self._v(sw, sb, s)) for s, *_ in self.classes}
+        sizes = d.cluster_sizes
+        dev = d.between - mu
+        gw = (sizes - 1)[:, None, None] * wi - np.einsum("ab,jbc,cd->jad", wi, d.within_scatter, wi)
+        gmu = np.zeros((len(sizes), self.pb))
+        gb = np.zeros((len(sizes), self.pb, self.pb))
+        for s, vi in vinv.items():
+            sel = sizes == s
+            vd = dev[sel] @ vi
+            g = vi[None] - np.einsum("ja,jb->jab", vd, vd)
+            gb[sel] = g
+            gw[sel] += g[:, : self.py, : self.py] / s
+            gmu[sel] = -2 * vd
+        g2 = gb[:, self.idx2][:, :, self.idx2]
+        scores = (gw[:, r1, c1] * w1) @ js1 + gmu[:, : self.py] @ jm1 \
+            + (g2[:, r2, c2] * w2) @ js2 + gmu[:, self.idx2] @ jm2
+        return scores / 2
+
+    def implied_levels(self, x):
+        """(Sigma_W, mu_W, Sigma_B, mu_B) of each level's own variables."""
+        m1, m2 = self.model.implied(x)
+        return m1.sigma, m1.mu, m2.sigma, m2.mu
+
+
+# --------------------------------------------------------------------------
+# saturated and baseline models: ordinary tables, fitted by the same code
+# --------------------------------------------------------------------------
+def _moment_table(ov1, ov2, *, saturated: bool, exo: dict[int, list[str]]) -> pd.DataFrame:
+    """Level 1: (co)variances of ov1, free means of within-only variables; level 2: of ov2
+    with free means. ``saturated`` frees every covariance, else only variances (baseline);
+    the covariances among a level's fixed.x covariates stay (fixed), as in lavaan's baseline."""
+    rows = []
+    shared = set(ov1) & set(ov2)
+    for k, ov in ((1, ov1), (2, ov2)):
+        xs = set(exo.get(k, ()))
+        for i, a in enumerate(ov):
+            for b in ov[i:]:
+                is_exo = a in xs and b in xs
+                if a == b or saturated or is_exo:
+                    rows.append((a, "~~", b, k, 0 if is_exo else 1, int(is_exo)))
+        for a in ov:
+            if k == 1 and a in shared:
+                rows.append((a, "~1", "", k, 0, 0))
+            else:
+                rows.append((a, "~1", "", k, 0 if a in xs else 1, int(a in xs)))
+    pt = pd.DataFrame(rows, columns=["lhs", "op", "rhs", "level", "free", "exo"])
+    pt["ustart"] = np.where((pt["free"] == 0) & (pt["exo"] == 0), 0.0, np.nan)
+    pt["free"] = np.where(pt["free"] > 0, np.cumsum(pt["free"]), 0)
+    pt["block"], pt["group"], pt["user"], pt["label"] = pt["level"], pt["level"], 0, ""
+    pt["start"] = pt["ustart"]
+    return pt
+
+
+def _moment_start(pt: pd.DataFrame, sw, mw, sb, mb, ov1, ov2) -> np.ndarray:
+    """Start (or fixed.x) value of each row of a moment table from level matrices."""
+    out = np.full(len(pt), np.nan)
+    for i, (l, o, r, k) in enumerate(zip(pt["lhs"], pt["op"], pt["rhs"], pt["level"])):
+        ov, s, m = (ov1, sw, mw) if k == 1 else (ov2, sb, mb)
+        if o == "~~":
+            out[i] = s[ov.index(l), ov.index(r)]
+        elif o == "~1":
+            out[i] = m[ov.index(l)]
+    return out
+
+
+def _between_start(cdata: ClusterData, py: int) -> np.ndarray:
+    """Method-of-moments between covariance of (y, z): cov of cluster means minus the
+    within part, eigenvalues floored so the start is positive definite."""
+    b = cdata.between
+    cb = np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], b.shape[1])
+    ntilde = float(np.mean(cdata.cluster_sizes))
+    cb[:py, :py] -= cdata.s_pw / ntilde
+    ev, vec = np.linalg.eigh((cb + cb.T) / 2)
+    floor = 0.05 * np.maximum(np.diag(cb), 1e-3 * np.diag(np.atleast_2d(cdata.total_cov)).mean()).min()
+    return (vec * np.maximum(ev, floor)) @ vec.T
+
+
+def _fit_table(pt: pd.DataFrame, cdata: ClusterData, control: dict | None = None):
+    from .model import Model
+    from .optimize import minimize
+
+    mdl = Model(_compiled(pt), meanstructure=True)
+    est = TwoLevelML(mdl, cdata)
+    opt = minimize(est, mdl.x_start, **(control or {}))
+    return mdl, est, opt
+
+
+# --------------------------------------------------------------------------
+# the fit, in lavaan's steps
+# --------------------------------------------------------------------------
+def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "ML",
+                 missing: str = "listwise", std_lv: bool = False, fixed_x: bool = True,
+                 se: str = "standard", test: str = "standard", control: dict | None = None,
+                 warn: bool = True, group: str | None = None):
+    """Fit a two-level SEM (lavaan's ``sem(model, data, cluster = "COL")``).
+
+    Called by :func:`analysis.sem.fit_sem` when the syntax has ``level:``
+    blocks. ``estimator``: "ML" (observed-information SEs) or "MLR"
+    (cluster-robust Huber-White SEs and the Yuan-Bentler scaled test).
+    """
+    from .data import check_model_data
+    from .results import FitResult, TestStatistic
+    from .standardize import rsquare, standardize
+
+    # 1. options -------------------------------------------------------------
+    estimator = (estimator or "ML").upper()
+    if estimator not in ("ML", "MLR"):
+        raise OptionError(f"The 'estimator' parameter of fit_sem must be ML or MLR for a two-level "
+                          f"model. Got {estimator!r} instead.")
+    if missing.lower() not in ("listwise",):
+        raise OptionError("missing='fiml' is not available for two-level models yet; use "
+                          "missing='listwise' (rows with a missing answer are dropped)")
+    if group is not None:
+        raise OptionError("multi-group two-level models are not available; fit each group "
+                          "separately (subset the data) or drop group=")
+    if se not in ("standard", "robust.huber.white", "robust", "none") or \
+            test not in ("standard", "yuan.bentler.mplus", "none"):
+        raise OptionError("two-level models take se='standard' (or 'robust') and test='standard' "
+                          "(MLR gives the Yuan-Bentler scaled test)")
+    if not isinstance(data, pd.DataFrame):
+        raise OptionError("a two-level model needs the raw data (data=, a DataFrame), not sample_cov")
+    if cluster not in map(str, data.columns):
+        from .partable import _suggest
+        raise DataError(f"cluster column {cluster!r} not found in the data{_suggest(cluster, list(map(str, data.columns)))}")
+    records: list[dict] = []
+
+    # 3. parameter table (before the data: it says which variables are needed)
+    syntax = model if isinstance(model, str) else ""
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always", SEMWarning)
+        pt = model.copy() if isinstance(model, pd.DataFrame) else \
+            build_twolevel_partable(model, observed=list(map(str, data.columns)), std_lv=std_lv,
+                                    fixed_x=fixed_x)
+    records += [{"type": "model", "category": type(w.message).__name__, "message": str(w.message)}
+                for w in caught]
+    ipt = _compiled(pt)
+    from .model import Model
+
+    mdl0 = Model(ipt, meanstructure=True)
+    ov1, ov2 = list(mdl0.ov_names[0]), list(mdl0.ov_names[1])
+    z_names = [v for v in ov2 if v not in ov1]
+    ov_all = ov1 + z_names
+
+    # 2. data ------------------------------------------------------------------
+    check = check_model_data(data, ov_all, missing="listwise")
+    for text in check.warnings:
+        records.append({"type": "data", "category": "DataWarning", "message": text})
+    kept = check.data.copy()
+    cl = data.loc[kept.index, cluster]
+    if cl.isna().any():
+        rows = [int(i) + 1 for i in np.flatnonzero(cl.isna().to_numpy())[:5]]
+        records.append({"type": "data", "category": "DataWarning", "message": (
+            f"{int(cl.isna().sum())} row(s) have no value in the cluster column '{cluster}' and were "
+            f"dropped (first rows of the kept data: {rows})")})
+        kept, cl = kept[cl.notna()], cl[cl.notna()]
+    kept[cluster] = cl.to_numpy()
+    cdata = ClusterData.from_frame(kept, cluster, ov1, z_names)
+    names_b = ov1 + z_names
+    idx2 = [names_b.index(v) for v in ov2]
+
+    # 4. sample statistics: the saturated (h1) two-level model, by lavaan's EM ----
+    exo = {k: sorted(set(ipt.loc[(ipt["level"] == k) & (ipt["exo"] == 1), "lhs"])) for k in (1, 2)}
+    sw_h1, mw_h1, sb_h1, mb_h1, logl_h1 = saturated_em(cdata, ov2)
+    m2ll_h1 = -2 * logl_h1
+    shared = np.array([v in ov2 for v in ov1])
+    # the h1 as a model table (for the MLR trace): a shared variable's mean at level 2
+    h1_pt = _moment_table(ov1, ov2, saturated=True, exo={})
+    mb_fold = mb_h1 + np.array([mw_h1[ov1.index(v)] if v in ov1 else 0.0 for v in ov2])
+    h1_pt["start"] = _moment_start(h1_pt, sw_h1, np.where(shared, 0.0, mw_h1), sb_h1, mb_fold, ov1, ov2)
+    loglik_x = _loglik_x(kept, cluster, exo, ov1, ov2)
+
+    # 5. start values (fixed.x covariates at their h1 moments) ------------------
+    pt_start = _level_start_values(ipt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2, cdata.nobs)
+    ipt["start"] = pt_start
+    exo_rows = (ipt["exo"] == 1).to_numpy()
+    ipt.loc[exo_rows, "ustart"] = ipt.loc[exo_rows, "start"]
+    pt.loc[exo_rows, "ustart"] = ipt.loc[exo_rows, "start"]
+
+    # 6. model --------------------------------------------------------------------
+    mdl = Model(ipt, meanstructure=True)
+    est = TwoLevelML(mdl, cdata)
+    est.offset = m2ll_h1 / (2 * cdata.nobs)
+
+    # 7. optimize ----------------------------------------------------------------
+    from .optimize import minimize
+
+    opt = minimize(est, mdl.x_start, **(control or {}))
+    x = opt.x
+    if not opt.converged:
+        records.append(warning_record(NonConvergenceWarning,
+                                      f"the two-level model did not converge after {opt.iterations} "
+                                      f"iterations ({opt.message}); estimates are not trustworthy",
+                                      iterations=opt.iterations))
+
+    # 8. vcov: observed information (MLR: sandwich with cluster scores) -----------
+    n = cdata.nobs
+    vcov, a_inv, scores = None, None, None
+    if se != "none":
+        try:
+            a_inv = np.linalg.inv(n * est.hessian(x))
+            if estimator == "MLR" or se.startswith("robust"):
+                scores = est.cluster_scores(x)
+                vcov = a_inv @ (scores.T @ scores) @ a_inv
+            else:
+                vcov = a_inv
+            if not np.all(np.isfinite(vcov)) or np.any(np.diag(vcov) < 0):
+                raise np.linalg.LinAlgError
+        except np.linalg.LinAlgError:
+            vcov = None
+            records.append(warning_record(IdentificationWarning,
+                                          "could not compute standard errors: the information matrix "
+                                          "could not be inverted; the model may not be identified"))
+
+    # 9. test ----------------------------------------------------------------------
+    m2ll = est.minus2logl(x)
+    n_exo = sum(len(v) * (len(v) + 1) // 2 + len(v) for v in exo.values())
+    h1_npar = int(h1_pt["free"].max())
+    npar = mdl.n_free
+    df = h1_npar - n_exo - npar
+    chisq = max(m2ll - m2ll_h1, 0.0)
+    tst = {"chisq": chisq, "df": df, "pvalue": float(sps.chi2.sf(chisq, df)) if df > 0 else math.nan}
+    if estimator == "MLR" and test != "none" and df > 0 and vcov is not None:
+        c = _yuan_bentler_mplus(cdata, h1_pt, exo, a_inv, scores, df)
+        tst.update({"chisq.scaled": chisq / c, "df.scaled": df, "chisq.scaling.factor": c,
+                    "pvalue.scaled": float(sps.chi2.sf(chisq / c, df))})
+
+    # 10. fit measures ----------------------------------------------------------------
+    base_pt = _moment_table(ov1, ov2, saturated=False, exo=exo)
+    base_pt["start"] = _moment_start(base_pt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2)
+    base_pt["ustart"] = np.where(base_pt["exo"] == 1, base_pt["start"], base_pt["ustart"])
+    _, base_est, base_opt = _fit_table(base_pt, cdata, control)
+    base_chisq = max(base_est.minus2logl(base_opt.x) - m2ll_h1, 0.0)
+    base_df = h1_npar - n_exo - int(base_pt["free"].max())
+    fit = _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, cdata.n_clusters,
+                        (sw_h1, sb_h1), est.implied_levels(x), loglik_x)
+    if "chisq.scaled" in tst:
+        fit = pd.concat([fit, pd.Series({k: tst[k] for k in ("chisq.scaled", "df.scaled", "pvalue.scaled",
+                                                             "chisq.scaling.factor")}, dtype=float)])
+
+    # estimates, SEs; 11. standardize; 12. defined ----------------------------------
+    from .sem import _fill_inference, _set_inference
+
+    ipt = mdl.to_partable(x)
+    ipt = _fill_inference(ipt, x, vcov)
+    defined = (ipt["op"] == ":=").to_numpy()
+    if defined.any():
+        from .defined import DefinedParameters
+
+        dp = DefinedParameters(ipt)
+        vals = dp.values(x)
+        e = ipt["est"].to_numpy(float).copy()
+        e[defined] = vals
+        ipt["est"] = e
+        if vcov is not None:
+            jac = dp.jacobian(x)
+            _set_inference(ipt, defined, vals, np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0)))
+    ipt = standardize(ipt, mdl, x)
+    r2 = rsquare(ipt, mdl, x)
+    r2 = r2.rename(columns={"group": "level"}).assign(group=1) if r2 is not None else None
+    out_pt = ipt.copy()
+    out_pt["group"] = np.where(out_pt["level"] > 0, 1, 0)
+    iccs = icc_from_moments(sw_h1, sb_h1, ov1, ov2)
+    records += _boundary_warnings(out_pt, iccs)
+    records += _heywood(out_pt)
+    if warn:
+        for rec in records:
+            cat = {c.__name__: c for c in (HeywoodCaseWarning, NonConvergenceWarning,
+                                           IdentificationWarning, BetweenBoundaryWarning)}.get(rec.get("category"))
+            if cat is not None:
+                _warnings.warn(rec["message"], cat, stacklevel=3)
+
+    tests = [TestStatistic(float(chisq), float(df), float(tst["pvalue"]))]
+    if "chisq.scaled" in tst:
+        tests.append(TestStatistic(float(tst["chisq.scaled"]), float(df), float(tst["pvalue.scaled"]),
+                                   name="chisq.scaled", method="yuan.bentler.mplus",
+                                   scaling_factor=tst["chisq.scaling.factor"]))
+    robust = estimator == "MLR" or se.startswith("robust")
+    options = {"estimator": estimator, "missing": "listwise", "cluster": cluster, "std_lv": std_lv,
+               "fixed_x": fixed_x, "meanstructure": True,
+               "se": "robust.huber.white" if robust else se,
+               "test": "yuan.bentler.mplus" if estimator == "MLR" else test,
+               "information": "observed"}
+    levels = TwoLevelSummary(
+        cluster=cluster, n_clusters=cdata.n_clusters,
+        cluster_sizes=tuple(int(s) for s in cdata.cluster_sizes), icc=iccs,
+        within=_moments_frame(sw_h1, mw_h1, ov1), between=_moments_frame(sb_h1, mb_h1, ov2),
+        implied_within=_moments_frame(*est.implied_levels(x)[:2], ov1),
+        implied_between=_moments_frame(*est.implied_levels(x)[2:], ov2))
+    return FitResult(
+        params=out_pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
+        iterations=int(opt.iterations), optimizer=opt.method, nobs=(n,), group_labels=(), group=None,
+        tests=tuple(tests), warnings=tuple(records), r2=r2, options=options,
+        missing=dict(check.missing), model=mdl, x=x, sample_stats=None, vcov=vcov, syntax=syntax,
+        extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check,
+                "twolevel": levels})
+
+
+@dataclass(frozen=True)
+class TwoLevelSummary:
+    """What a two-level fit adds: clusters, ICCs and the per-level moments."""
+
+    cluster: str
+    n_clusters: int
+    cluster_sizes: tuple[int, ...]
+    icc: pd.Series
+    """lavInspect(fit, "icc"): between share of each level-1 variable's variance (h1)."""
+    within: dict
+    """Within-level sample statistics (h1): ``{"cov": DataFrame, "mean": Series}``."""
+    between: dict
+    implied_within: dict
+    implied_between: dict
+
+    def to_dict(self) -> dict:
+        def mom(m):
+            return {"cov": m["cov"].to_dict(), "mean": m["mean"].to_dict()}
+
+        return {"cluster": self.cluster, "nclusters": self.n_clusters,
+                "cluster_size": {"min": min(self.cluster_sizes), "max": max(self.cluster_sizes),
+                                 "mean": float(np.mean(self.cluster_sizes))},
+                "icc": self.icc.to_dict(), "h1": {"within": mom(self.within), "between": mom(self.between)},
+                "implied": {"within": mom(self.implied_within), "between": mom(self.implied_between)}}
+
+
+def _moments_frame(cov, mean, names) -> dict:
+    return {"cov": pd.DataFrame(cov, index=names, columns=names), "mean": pd.Series(mean, index=names)}
+
+
+def icc_from_moments(sw, sb, ov1, ov2) -> pd.Series:
+    """ICC of each level-1 variable: between variance over total (0 for within-only ones)."""
+    out = {}
+    for i, v in enumerate(ov1):
+        if v in ov2:
+            b = sb[ov2.index(v), ov2.index(v)]
+            out[v] = float(b / (sw[i, i] + b))
+        else:
+            out[v] = 0.0
+    return pd.Series(out, name="icc")
+
+
+def _level_start_values(ipt, sw, mw, sb, mb, ov1, ov2, n) -> np.ndarray:
+    """Start values per level from that level's h1 moments (lavaan starts from them too)."""
+    from .data import SampleStats
+    from .optimize import start_values
+
+    start = np.full(len(ipt), np.nan)
+    for k, ov, s, m in ((1, ov1, sw, mw), (2, ov2, sb, mb)):
+        rows = np.flatnonzero((ipt["level"] == k).to_numpy())
+        sub = ipt.iloc[rows].copy()
+        sub["group"] = 1
+        stats = SampleStats(tuple(ov), (s,), (m,), (n,))
+        start[rows] = start_values(sub.reset_index(drop=True), stats)
+    lv2 = (ipt["level"] == 2) & (ipt["op"] == "~~") & (ipt["lhs"] == ipt["rhs"]) & (ipt["free"] > 0)
+    # a between variance that starts at ~0 cannot move: start it at a small positive value
+    for i in np.flatnonzero(lv2.to_numpy()):
+        v = ipt.iloc[i]["lhs"]
+        ref = sb[ov2.index(v), ov2.index(v)] if v in ov2 else 0.05
+        start[i] = max(start[i], 0.05 * max(ref, 1e-3)) if np.isfinite(start[i]) else 0.05
+    return start
+
+
+def _yuan_bentler_mplus(cdata, h1_pt, exo, a_inv, scores, df) -> float:
+    """Yuan-Bentler (Mplus) scaling: [tr(A1^-1 B1) - tr(A0^-1 B0)] / df, with A the observed
+    information and B the cross-product of cluster scores; h1 at its own (unstructured)
+    estimates, the fixed.x moments left out of A1 and B1, as lavaan does."""
+    from .model import Model
+
+    h1_mdl = Model(_compiled(h1_pt), meanstructure=True)
+    h1_est = TwoLevelML(h1_mdl, cdata)
+    x_h1 = h1_mdl.x_start
+    a1 = h1_est.hessian(x_h1) * h1_est.ntotal
+    s1 = h1_est.cluster_scores(x_h1)
+    keep = np.ones(a1.shape[0], dtype=bool)
+    for k, names in exo.items():
+        rows = (h1_pt["level"] == k) & h1_pt["lhs"].isin(names) & (h1_pt["free"] > 0) & \
+            ((h1_pt["op"] == "~1") | h1_pt["rhs"].isin(names))
+        keep[h1_pt.loc[rows, "free"].to_numpy() - 1] = False
+    a1, s1 = a1[np.ix_(keep, keep)], s1[:, keep]
+    trace_h1 = float(np.sum(np.linalg.inv(a1) * (s1.T @ s1)))
+    trace_h0 = float(np.sum(a_inv * (scores.T @ scores)))
+    return (trace_h1 - trace_h0) / df
+
+
+def _loglik_x(kept, cluster, exo, ov1, ov2) -> float:
+    """Log-likelihood of the fixed.x covariates alone (their saturated two-level model)."""
+    xs = set(exo.get(1, ())) | set(exo.get(2, ()))
+    if not xs:
+        return 0.0
+    y = [v for v in ov1 if v in xs]
+    z = [v for v in ov2 if v in xs and v not in ov1]
+    cd = ClusterData.from_frame(kept, cluster, y, z)
+    return saturated_em(cd, [v for v in ov2 if v in xs])[-1]
+
+
+def _srmr_level(s, sigma) -> float:
+    def cor(m):
+        d = np.sqrt(np.diag(m))
+        return m / np.outer(d, d)
+
+    if np.any(np.diag(sigma) <= 0):
+        return math.nan
+    r = cor(s) - cor(sigma)
+    rows, cols = np.tril_indices(len(s))
+    return float(np.sqrt(np.sum(r[rows, cols] ** 2) / len(rows)))
+
+
+def _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, n_clusters, h1, implied,
+                  loglik_x=0.0) -> pd.Series:
+    from .fitindices import cfi, rmsea, rmsea_ci, rmsea_pvalue, tli
+
+    chisq, df = tst["chisq"], tst["df"]
+    # with fixed.x covariates, lavaan reports the likelihood of the rest given them
+    logl, logl_h1 = -m2ll / 2 - loglik_x, -m2ll_h1 / 2 - loglik_x
+    lo, hi = rmsea_ci(chisq, df, n)
+    srmr_w = _srmr_level(h1[0], implied[0])
+    srmr_b = _srmr_level(h1[1], implied[2])
+    out = {
+        "npar": npar, "fmin": chisq / (2 * n), "chisq": chisq, "df": df, "pvalue": tst["pvalue"],
+        "baseline.chisq": base_chisq, "baseline.df": base_df,
+        "baseline.pvalue": float(sps.chi2.sf(base_chisq, base_df)) if base_df > 0 else math.nan,
+        "cfi": cfi(chisq, df, base_chisq, base_df), "tli": tli(chisq, df, base_chisq, base_df),
+        "logl": logl, "unrestricted.logl": logl_h1,
+        "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n),
+        "ntotal": n, "bic2": -2 * logl + npar * math.log((n + 2) / 24),
+        "rmsea": rmsea(chisq, df, n), "rmsea.ci.lower": lo, "rmsea.ci.upper": hi,
+        "rmsea.pvalue": rmsea_pvalue(chisq, df, n),
+        "srmr": srmr_w + srmr_b, "srmr_within": srmr_w, "srmr_between": srmr_b,
+        "nclusters": n_clusters,
+    }
+    return pd.Series(out, dtype=float)
+
+
+def _heywood(pt) -> list[dict]:
+    recs = []
+    for l, o, r, lev, e in zip(pt["lhs"], pt["op"], pt["rhs"], pt["level"], pt["est"]):
+        if o == "~~" and l == r and e < 0:
+            recs.append(warning_record(HeywoodCaseWarning,
+                                       f"negative variance estimate for '{l}' at level {lev} ({e:.4g}): "
+                                       "a Heywood case", variable=l, level=int(lev)))
+    return recs
+
+
+def _boundary_warnings(pt, iccs: pd.Series) -> list[dict]:
+    """A free between-level variance at zero: say so, with the item's ICC and what to do."""
+    recs = []
+    rows = pt[(pt["level"] == 2) & (pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["free"] > 0)]
+    for l, e, se in zip(rows["lhs"], rows["est"], rows["se"]):
+        small = e <= 1e-4 or (np.isfinite(se) and se > 0 and e < 1e-3 * max(se, 1e-12) * 10 and e < 0.01)
+        if not small:
+            continue
+        icc_note = f" (ICC {iccs[l]:.3f})" if l in iccs.index else ""
+        recs.append(warning_record(
+            BetweenBoundaryWarning,
+            f"the between-level variance of '{l}' is at the boundary ({e:.3g}){icc_note}: the data show "
+            f"(almost) no between-cluster variation in '{l}' beyond the model; fix it to zero at level 2 "
+            f"('{l} ~~ 0*{l}'), or drop '{l}' from the between level, and check that there are enough "
+            "clusters", variable=l, level=2))
+    return recs
+
+
+def icc(data: pd.DataFrame, variables, *, cluster: str) -> pd.DataFrame:
+    """ICC(1) of each variable from the saturated two-level model (lavaan's ``lavInspect(fit,
+    "icc")``): between variance / (within + between). Rows listwise complete on ``variables``.
+
+    Returns a DataFrame with columns ``variable, icc, within, between, n_obs, n_clusters``.
+    """
+    from .data import check_model_data
+
+    variables = list(variables)
+    if cluster not in map(str, data.columns):
+        from .partable import _suggest
+        raise DataError(f"cluster column {cluster!r} not found in the data{_suggest(cluster, list(map(str, data.columns)))}")
+    check = check_model_data(data, variables, missing="listwise")
+    kept = check.data.copy()
+    cl = data.loc[kept.index, cluster]
+    kept, cl = kept[cl.notna()], cl[cl.notna()]
+    kept[cluster] = cl.to_numpy()
+    cdata = ClusterData.from_frame(kept, cluster, variables, [])
+    pt = _moment_table(variables, variables, saturated=True, exo={})
+    sb0 = _between_start(cdata, len(variables))
+    pt["start"] = _moment_start(pt, cdata.s_pw, np.zeros(len(variables)), sb0, cdata.total_mean,
+                                variables, variables)
+    _, est, opt = _fit_table(pt, cdata)
+    sw, _, sb, _ = est.implied_levels(opt.x)
+    return pd.DataFrame({"variable": variables, "icc": icc_from_moments(sw, sb, variables, variables).to_numpy(),
+                         "within": np.diag(sw), "between": np.diag(sb), "n_obs": cdata.nobs,
+                         "n_clusters": cdata.n_clusters})
+
+
+def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 5000):
+    """The saturated (h1) two-level model by EM, as lavaan computes its h1 (lavaan 0.6's
+    ``lav_mvnorm_cluster_em_sat``: identity/zero start, stop when the log-likelihood gains less
+    than ``tol``, at most ``max_iter`` steps: lavaan 0.6-14 calls it with 1e-4 and 5000).
+
+    E-step: the between effects ``u_j`` of the level-1 variables given cluster j's means and
+    between-only values; M-step: moments of ``u_j`` and of the within deviations
+    ``y_ij - u_j``. Returns ``(Sigma_W, mu_W, Sigma_B, mu_B, logl)`` in the levels' own
+    variable orders. Stopping where lavaan stops keeps chisq, SRMR and the ICCs on lavaan's
+    numbers (the exact maximum lies ~1e-2 higher in logL; see docs/multilevel.md).
+    """
+    y_names, z_names = list(cdata.y_names), list(cdata.z_names)
+    py, pz = len(y_names), len(z_names)
+    n, j = cdata.nobs, cdata.n_clusters
+    sizes = cdata.cluster_sizes
+    ybar = cdata.between[:, :py]
+    z = cdata.between[:, py:]
+    y1y1 = cdata.within_scatter.sum(axis=0) + (ybar * sizes[:, None]).T @ ybar
+    mu_z = z.mean(axis=0)
+    s_zz = (z - mu_z).T @ (z - mu_z) / j
+    within_only = np.array([v not in ov2 for v in y_names])
+    sw, sb, syz = np.eye(py), np.diag((~within_only).astype(float)), np.zeros((py, pz))
+    mw, mb = np.zeros(py), np.zeros(py)
+    classes = [(s, sizes == s) for s in np.unique(sizes)]
+    idx2 = [(y_names + z_names).index(v) for v in ov2]
+
+    def implied(sw, sb, syz, mw, mb):
+        """lavaan's 2l -> implied map: within-only variables have no between part."""
+        sb_y = np.where(np.outer(~within_only, ~within_only), sb, 0.0)
+        full = np.zeros((py + pz, py + pz))
+        full[:py, :py], full[:py, py:], full[py:, :py], full[py:, py:] = sb_y, syz, syz.T, s_zz
+        mu_b = np.concatenate([np.where(within_only, 0.0, mb), mu_z])
+        return sw, mw, full[np.ix_(idx2, idx2)], mu_b[idx2]
+
+    def logl(sw, mw, sb2, mb2):
+        return -_minus2logl_moments(cdata, sw, mw, sb2, mb2, ov2) / 2
+
+    fx_old = logl(*implied(sw, sb, syz, mw, mb))
+    for _ in range(max_iter):
+        mu_y = mw + mb
+        s1 = np.hstack([syz, sb])                                 # Cov(u, (z, ybar))
+        mu = np.concatenate([mu_z, mu_y])
+        b = np.hstack([z, ybar])
+        ev = np.empty((j, py))
+        cb = np.zeros((py, py))
+        cw2 = np.zeros((py, py))
+        for s, sel in classes:
+            omega = np.block([[s_zz, syz.T], [syz, (sw + s * sb) / s]])
+            k = s1 @ np.linalg.inv(omega)
+            e = mb + (b[sel] - mu) @ k.T
+            covv = sb - k @ s1.T
+            covv = (covv + covv.T) / 2
+            ev[sel] = e
+            m = int(sel.sum())
+            evv = m * covv + e.T @ e
+            cb += evv
+            yb = ybar[sel]
+            cw2 += s * (evv - yb.T @ e - e.T @ yb)
+        m_w = ((ybar - ev) * sizes[:, None]).sum(axis=0) / n
+        m_b = ev.mean(axis=0)
+        sw = (y1y1 + cw2) / n - np.outer(m_w, m_w)
+        sb = cb / j - np.outer(m_b, m_b)
+        syz = ((z.T @ ev) / j - np.outer(mu_z, m_b)).T
+        mw, mb = m_w, m_b
+        # within-only variables have no between part: keep it at zero
+        sb[within_only, :], sb[:, within_only], syz[within_only, :], mb[within_only] = 0.0, 0.0, 0.0, 0.0
+        fx = logl(*implied(sw, sb, syz, mw, mb))
+        if fx - fx_old < tol:
+            break
+        fx_old = fx
+    return (*implied(sw, sb, syz, mw, mb), fx)
+
+
+def _minus2logl_moments(cdata: ClusterData, sw, mw, sb2, mb2, ov2) -> float:
+    """-2 logL at given level moments (level-1 order y, level-2 order ov2)."""
+    y_names = list(cdata.y_names)
+    names = y_names + list(cdata.z_names)
+    py, pb = len(y_names), len(names)
+    idx2 = [names.index(v) for v in ov2]
+    sb = np.zeros((pb, pb))
+    sb[np.ix_(idx2, idx2)] = sb2
+    mu = np.zeros(pb)
+    mu[:py] += mw
+    mu[idx2] += mb2
+    total = 0.0
+    if py:
+        try:
+            lw = np.linalg.cholesky(sw)
+        except np.linalg.LinAlgError:
+            return math.inf
+        nj = cdata.nobs - cdata.n_clusters
+        total = nj * (2 * np.sum(np.log(np.diag(lw))) + np.sum(np.linalg.inv(sw) * cdata.s_pw))
+    for s, m, bbar, c in cdata.size_classes():
+        v = sb.copy()
+        v[:py, :py] += sw / s
+        try:
+            lv = np.linalg.cholesky(v)
+        except np.linalg.LinAlgError:
+            return math.inf
+        vi = np.linalg.inv(v)
+        d = bbar - mu
+        total += m * (2 * np.sum(np.log(np.diag(lv))) + np.sum(vi * c) + d @ vi @ d)
+    const = (cdata.nobs * py + cdata.n_clusters * len(cdata.z_names)) * math.log(2 * math.pi) \
+        + py * float(np.sum(np.log(cdata.cluster_sizes)))
+    return float(total + const)
