@@ -98,6 +98,11 @@ class _NoncentralChiSquare:
     def sf(cls, x, df, nc):
         return _finish(1.0 - np.asarray(cls.cdf(x, df, nc)))
 
+    @staticmethod
+    def noncentrality(x, df, p):
+        """The noncentrality at which ``cdf(x, df, nc) == p`` (the root lavaan's RMSEA interval seeks)."""
+        return _finish(sc.chndtrinc(np.asarray(x, float), np.asarray(df, float), np.asarray(p, float)))
+
 
 class _F:
     @staticmethod

@@ -16,7 +16,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import optimize as spo
 from analysis import distributions as sps
 
 from .estimators.base import ml_weight, vech
@@ -104,7 +103,7 @@ def rmsea(x2, df, n, n_groups=1, c_hat=1.0) -> float:
 
 
 def rmsea_ci(x2, df, n, n_groups=1, c_hat=1.0, level=0.90) -> tuple[float, float]:
-    """Confidence interval of RMSEA from the noncentral chi-square (lavaan's uniroot search)."""
+    """Confidence interval of RMSEA from the noncentral chi-square (the roots lavaan's uniroot seeks)."""
     if _nan(x2, df, n) or df < 1:
         return 0.0, 0.0
     upper_p, lower_p = 1 - (1 - level) / 2, (1 - level) / 2
@@ -119,13 +118,13 @@ def rmsea_ci(x2, df, n, n_groups=1, c_hat=1.0, level=0.90) -> tuple[float, float
     if lower_fn(0.0) < 0:
         lo = 0.0
     else:
-        lam = spo.brentq(lower_fn, 0.0, x2, xtol=1e-12)
+        lam = sps.ncx2.noncentrality(x2, df, upper_p)
         lo = math.sqrt(c_hat * lam / (n * df)) * g
     n_rmsea = max(n, x2 * 4)
     if upper_fn(n_rmsea) > 0 or upper_fn(0.0) < 0:
         hi = 0.0
     else:
-        lam = spo.brentq(upper_fn, 0.0, n_rmsea, xtol=1e-12)
+        lam = sps.ncx2.noncentrality(x2, df, lower_p)
         hi = math.sqrt(c_hat * lam / (n * df)) * g
     return lo, hi
 

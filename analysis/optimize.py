@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize as spo
 from analysis.distributions import norm
 
 from .syntax import EXPRESSION_OPS
@@ -243,6 +242,8 @@ def _fallback(est, x, iterations, why, max_iter=5000) -> OptimizeResult:
     def fun(z):
         v = est.objective(z)
         return v if np.isfinite(v) else 1e10
+
+    from scipy import optimize as spo  # the fallback only: importing scipy.optimize costs a fast command 0.1 s
 
     res = spo.minimize(fun, x, jac=lambda z: np.nan_to_num(est.gradient(z), nan=0.0), method="BFGS",
                        options={"gtol": 1e-10, "maxiter": budget})

@@ -73,3 +73,14 @@ def test_a_fit_from_the_command_line_does_not_import_scipy_stats():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert '"chisq": 85.30' in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("x2,df", [(85.3055, 24), (400.0, 100), (30.0, 24), (1500.0, 300)])
+def test_noncentrality_is_the_root_of_the_noncentral_cdf(x2, df):
+    from scipy.optimize import brentq
+
+    for p in (0.95, 0.05):
+        if stats.chi2.cdf(x2, df) < p:
+            continue  # no root above 0: rmsea_ci reports 0 there
+        root = brentq(lambda lam: stats.ncx2.cdf(x2, df, lam) - p, 1e-12, 4 * x2, xtol=1e-12)
+        assert d.ncx2.noncentrality(x2, df, p) == pytest.approx(root, rel=1e-10)
