@@ -20,3 +20,117 @@ def design_options(weights: Optional[str], cluster: Optional[str], strata: Optio
     """fit_sem's keyword arguments for the design flags that were given."""
     given = {"sampling_weights": weights, "cluster": cluster, "strata": strata}
     return {k: v for k, v in given.items() if v}
+
+
+def _split(value: Optional[str]) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _run(as_json: bool, func, *args, **kwargs):
+    """Run ``func``; a user's mistake ends the command with a message (JSON under --json)."""
+    from analysis.cli.common import fail
+    from analysis.errors import AnalysisError
+
+    try:
+        return func(*args, **kwargs)
+    except typer.Exit:
+        raise
+    except AnalysisError as exc:
+        fail(str(exc), as_json, type(exc).__name__)
+    except Exception as exc:  # a bug, not the user's fault: still a sentence, not a traceback
+        fail(f"internal error (please report): {type(exc).__name__}: {exc}", as_json, "internal")
+
+
+def weights_cmd(
+    data: str = typer.Argument(..., help="Survey data (CSV, XLSX, .sav, .dta, Parquet)."),
+    targets: str = typer.Option(..., "--targets", help="CSV of population margins: variable,category,proportion."),
+    method: str = typer.Option("rake", "--method", help="rake, linear or poststratify."),
+    base_weight: Optional[str] = typer.Option(None, "--base-weight", help="Column of design (base) weights."),
+    trim: Optional[str] = typer.Option(None, "--trim", help="LO,HI: bound the weights at LO and HI times "
+                                       "their mean, then rake again (e.g. 0.3,3)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Calibrate within each group of this column."),
+    output: str = typer.Option(..., "-o", "--output", help="Output CSV: the data plus a 'weight' column."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON document."),
+) -> None:
+    """Calibration weights to population margins (survey's rake / calibrate / postStratify).
+
+    The weights reproduce the margins; they sum to N (or to the sum of --base-weight).
+
+    Example: resilience weights survey.csv --targets census.csv --method rake --trim 0.3,3 -o weighted.csv
+    """
+    import json
+
+    def work():
+        from analysis.data import read_table
+        from analysis.design.calibrate import calibrate, read_targets
+        from analysis.errors import OptionError
+
+        bounds = None
+        if trim:
+            parts = _split(trim)
+            try:
+                bounds = tuple(float(p) for p in parts)
+            except ValueError:
+                bounds = ()
+            if len(bounds) != 2:
+                raise OptionError(f"--trim takes LO,HI (multiples of the mean weight), got {trim!r}")
+        frame = read_table(data)
+        res = calibrate(frame, read_targets(targets), method=method.lower(), base_weight=base_weight,
+                        trim=bounds, by=by, source=str(targets))
+        if "weight" in frame.columns and base_weight != "weight":
+            raise OptionError(f"{data} already has a 'weight' column; rename it (or pass it as --base-weight)")
+        frame.assign(weight=res.weights).to_csv(output, index=False)
+        return res
+
+    res = _run(as_json, work)
+    if as_json:
+        from analysis.format import jsonable
+        typer.echo(json.dumps(jsonable({"output": output, **res.to_dict()}), allow_nan=False))
+    else:
+        typer.echo(res.summary())
+        typer.echo(f"wrote {output}")
+
+
+def describe_cmd(
+    data: str = typer.Argument(..., help="Survey data (CSV, XLSX, .sav, .dta, Parquet)."),
+    variables: Optional[str] = typer.Option(None, "--vars", help="Numeric columns for means, comma-separated."),
+    categorical: Optional[str] = typer.Option(None, "--categorical", help="Columns for proportions."),
+    by: Optional[str] = typer.Option(None, "--by", help="Estimate within each group of this column."),
+    weights: Optional[str] = WeightsOpt,
+    cluster: Optional[str] = ClusterOpt,
+    strata: Optional[str] = StrataOpt,
+    fpc: Optional[str] = typer.Option(None, "--fpc", help="Column of stratum population sizes (PSUs)."),
+    nest: bool = typer.Option(False, "--nest", help="Cluster ids restart within strata."),
+    lonely_psu: str = typer.Option("fail", "--lonely-psu", help="A stratum with one PSU: fail, adjust, "
+                                   "average, certainty or remove (survey's options)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Design-based means and proportions with Taylor-linearised SEs and design effects.
+
+    Example: resilience describe survey.csv --vars trust,confid --categorical ethnic --by lang --weights w --cluster area --strata region --json
+    """
+    import json
+
+    def work():
+        from analysis.data import read_table
+        from analysis.design import Design
+        from analysis.design.describe import describe
+        from analysis.errors import OptionError
+
+        if not _split(variables) and not _split(categorical):
+            raise OptionError("name at least one column with --vars or --categorical")
+        design = Design(weights=weights, cluster=cluster, strata=strata, fpc=fpc, nest=nest,
+                        lonely_psu=lonely_psu)
+        return describe(read_table(data), design, variables=_split(variables),
+                        categorical=_split(categorical), by=by, source=str(data))
+
+    res = _run(as_json, work)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), allow_nan=False))
+    else:
+        typer.echo(res.summary())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("weights")(weights_cmd)
+    app.command("describe")(describe_cmd)

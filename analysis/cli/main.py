@@ -34,6 +34,7 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("analysis.cli.simulation", None),
     ("analysis.cli.pipeline", None),
     ("analysis.cli.serve", None),
+    ("analysis.cli.design", None),
 ]
 
 
