@@ -117,8 +117,13 @@ class StudyRun:
         return [s for s in self.steps if s.status in ("failed", "unavailable")]
 
     @property
+    def data_errors(self) -> int:
+        """Errors the validator found in the data (the run is not a success while there are any)."""
+        return int((self.results.get("validation") or {}).get("n_errors") or 0)
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not any(s.status == "skipped" for s in self.steps)
+        return not self.failed and not any(s.status == "skipped" for s in self.steps) and not self.data_errors
 
     def step(self, name: str) -> StepRecord:
         return next(s for s in self.steps if s.name == name)
@@ -129,7 +134,7 @@ class StudyRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {"results": str(self.results_json), "run_log": str(self.run_log), "report": self.report,
-                "ok": self.ok, "seconds": round(self.seconds, 3), "steps": [s.log_dict() for s in self.steps]}
+                "ok": self.ok, "data_errors": self.data_errors, "seconds": round(self.seconds, 3), "steps": [s.log_dict() for s in self.steps]}
 
     def __repr__(self) -> str:
         n_failed = len(self.failed)
@@ -1380,7 +1385,11 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
         src_inputs = _source_inputs(run)
         run.step("import", "Import the data", lambda: _step_import(run), deps=("instrument",),
                  options=[s.model_dump() for s in study.data], inputs=src_inputs)
-        run.step("validate", "Validate the answers", lambda: _step_validate(run), deps=("import",))
+        validated = run.step("validate", "Validate the answers", lambda: _step_validate(run), deps=("import",))
+        if validated.status == "ok" and run.out("validate").data.get("n_errors"):
+            # the analyses still run (the report shows them), but the run is not a success
+            validated.message = (f"the data break the instrument's rules: {run.out('validate').data['n_errors']} "
+                                 "error(s); see results.json 'validation' and the report")
         run.step("score", "Score the constructs", lambda: _step_score(run), deps=("import",))
         run.step("quality", "Data-quality flags", lambda: _step_quality(run), deps=("import",),
                  options={"threshold": study.disclosure.threshold})

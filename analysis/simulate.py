@@ -271,6 +271,16 @@ def _add_instrument_measurement(statements: list[Statement], instrument) -> list
         for it, lam in zip(items, _measurement_loadings(len(items))):
             extra.append(Statement(name, "=~", it.id, fixed=[float(round(lam, 3))], line=0,
                                    source=f"{instrument.id} items"))
+    # a construct neither measured in the model nor in the instrument would be simulated as pure
+    # noise that no column shows: refuse it (the shipped figure1 on another questionnaire)
+    measured |= {s.lhs for s in extra}
+    lacking = [v for v in used if v not in measured and v not in instrument.item_ids
+               and v not in {s.rhs for s in statements if s.op == "=~"}]
+    if lacking:
+        raise ModelSpecificationError(
+            f"the population model uses {', '.join(lacking)}, which instrument '{instrument.id}' does not have "
+            f"(its constructs: {', '.join(instrument.construct_ids) or 'none'}); write a population model over "
+            "the instrument's constructs (--model FILE.lav) or give their items with =~ lines")
     return extra + list(statements)
 
 
@@ -570,7 +580,12 @@ def _apply_missing_instrument(instrument, data, rng, missing, mar, missing_as):
     if missing == 0 and mar == 0:
         return
     n = len(data)
-    items = [it for it in instrument.items if it.role in ("item", "repr") and it.id in data]
+    # items that gate others (skip logic) keep their answers: blanking one would leave the
+    # items it opens answered though no longer applicable, which the validator rightly rejects
+    from instruments.relevance import referenced_items
+
+    gates = {r for it in instrument.items if it.relevant for r in referenced_items(it.relevant)}
+    items = [it for it in instrument.items if it.role in ("item", "repr") and it.id in data and it.id not in gates]
     p = np.full(n, missing)
     if mar:
         drivers = [it.id for it in instrument.demographic_items if it.id in data and it.required]

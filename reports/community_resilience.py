@@ -165,7 +165,6 @@ def figure(rel, alt, caption):
     tag = (f"<figure id='fig-{n}'><img src='data:image/png;base64,{b64}' alt='{esc(alt)}' "
            f"style='max-width:100%'><figcaption><b>Figure {n}.</b> {esc(caption)}</figcaption></figure>")
     display({"image/png": b64, "text/html": tag}, raw=True, metadata={"image/png": {"alt": alt}})
-    md(f"*Figure {n}.* {caption}")
     return n
 
 

@@ -155,3 +155,28 @@ def test_bad_arguments_are_named():
         simulate_responses(SMALL, 10, seed=1, missing=1.5)
     with pytest.raises(ValueError, match="'n' parameter of simulate_responses must be an int >= 1. Got 0"):
         simulate_responses(SMALL, 0, seed=1)
+
+
+def test_simulator_keeps_gating_items_and_refuses_constructs_the_instrument_lacks(tmp_path):
+    """Relevance is honoured: a gating item is never blanked by the missing-data mechanism, so no
+    item is answered though not applicable and the suite's own validator accepts the data; a
+    population model over constructs the instrument does not have is refused, naming them."""
+    from pathlib import Path
+
+    from instruments import load_instrument
+    from instruments.validate import validate
+
+    from analysis.errors import ModelSpecificationError
+    from analysis.simulate import simulate_responses
+
+    root = Path(__file__).parent / "fixtures" / "studies" / "neighbourhood"
+    inst = load_instrument(root / "wellbeing.yaml")
+    gate = inst.item("VOLUN")
+    gate.role = "item"  # let the missing-data mechanism reach the gate itself
+    data = simulate_responses((root / "population.lav").read_text(), 400, seed=2, instrument=inst, missing=0.3)
+    assert data["VOLUN"].notna().all() and not data["VOLUN"].isin(inst.scales["yesno"].missing_codes).any()
+    asked = data["VOLUN"] == 1
+    assert data.loc[~asked, "VOLHRS"].isna().all() and data.loc[asked, "VOLHRS"].notna().mean() > 0.9
+    assert validate(data, inst).n_errors == 0
+    with pytest.raises(ModelSpecificationError, match=r"TRUST, CULT.*instrument 'nwb' does not have.*its constructs: SAFETY"):
+        simulate_responses("figure1", 50, seed=1, instrument=inst)

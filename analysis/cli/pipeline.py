@@ -96,7 +96,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(run.to_dict(), indent=1, default=str))
         else:
             _summary_table(run)
-        raise typer.Exit(0 if not run.failed else 1)
+            if run.data_errors:
+                _console().print(f"[red]error[/red] the validator rejected the data: {run.data_errors} error(s) "
+                                 "(results.json 'validation'; the report lists them)", markup=True, highlight=False)
+        raise typer.Exit(0 if not run.failed and not run.data_errors else 1)
 
     @app.command("report")
     def report_cmd(target: Path = typer.Argument(..., help="study.yaml, its folder, or a results/ folder."),

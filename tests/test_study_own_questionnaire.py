@@ -1,0 +1,97 @@
+"""Any questionnaire, any study: a questionnaire unlike crs runs end to end.
+
+The study in tests/fixtures/studies/neighbourhood has its own constructs (safety,
+belonging, civic engagement, wellbeing), two languages, a grouping variable, a
+relevance rule, its own models and hypothesis, and data given as a Kobo export.
+Its report must name its constructs by label, show its own path diagram and
+effects, and say nothing of crs.
+"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from analysis.pipeline import run_study
+
+bs4 = pytest.importorskip("bs4")
+
+FIXTURE = Path(__file__).parent / "fixtures" / "studies" / "neighbourhood"
+CRS_WORDING = [r"Figure 1(?!\.)", "figure1", "negotiat", "Negotiat", "CULT", "TRUST", "NAVIG", "NEGOT", "REPR", "crs",
+               "Community Resilience Survey", "radicalis", "top_down", "Cole & Habashi"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from instruments import load_instrument
+    from instruments.export_data import write_kobo
+
+    from analysis.simulate import simulate_responses
+
+    root = tmp_path_factory.mktemp("own") / "neighbourhood"
+    shutil.copytree(FIXTURE, root)
+    inst = load_instrument(root / "wellbeing.yaml")
+    data = simulate_responses((root / "population.lav").read_text(), 500, seed=3, instrument=inst,
+                              missing=0.03, careless=0.02)
+    (root / "data" / "raw").mkdir(parents=True)
+    write_kobo(data, inst, root / "data" / "raw" / "wellbeing_kobo.csv")
+    run = run_study(root / "study.yaml", progress=False, report=True)
+    html = Path(run.report["outputs"]["html"]).read_text(encoding="utf-8")
+    return run, html, json.loads(run.results_json.read_text())
+
+
+def test_every_step_succeeds_on_the_studys_own_instrument(study):
+    run, _, r = study
+    bad = {s.name: s.message for s in run.steps if s.status != "ok"}
+    assert not bad
+    assert run.ok and run.data_errors == 0  # the simulator's data pass its own validator (relevance kept)
+    assert set(r["models"]) == {"main", "direct"}
+    # `measurement` is built from the instrument: its four constructs by their items
+    loads = {(e["lhs"], e["rhs"]) for e in r["cfa"]["estimates"] if e["op"] == "=~"}
+    assert loads == {(c, f"{p}{k}") for c, p in (("SAFETY", "SAF"), ("BELONG", "BEL"), ("CIVIC", "CIV"),
+                                                 ("WELLB", "WEL")) for k in (1, 2, 3)}
+    assert r["model_syntax"]["measurement"].startswith("SAFETY =~ SAF1 + SAF2 + SAF3")
+    assert [h["id"] for h in r["hypotheses"]] == ["H1"] and r["verdict"]["answer"] in ("yes", "no", "unclear")
+    assert r["verdict"]["path"]["path"] == "WELLB ~ CIVIC"
+    assert [p["lhs"] + "~" + p["rhs"] for p in r["group_paths"]["DISTRICT"]["paths"]] == ["WELLB~CIVIC"]
+    assert set(r["figures"]["path_diagrams"]) == {"main", "direct"}
+    assert {e["effect"] for e in r["bootstrap"]["effects"]} == {"safety_via_civic", "belonging_via_civic",
+                                                              "total_belonging"}
+
+
+def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
+    run, html, r = study
+    soup = bs4.BeautifulSoup(html, "html.parser")
+    text = " ".join(soup.get_text(" ").split())
+    heads = [h.get_text(strip=True).rstrip("¶") for h in soup.find_all(["h1", "h2"])]
+    assert "Wellbeing in two districts: does civic engagement matter?" in heads  # report.title
+    assert "Structural model: main" in heads and "Structural model: direct" in heads
+    for lab in ("Perceived safety", "Sense of belonging", "Civic engagement", "Wellbeing"):
+        assert lab in text
+    # the glossary gives the wording in both languages
+    assert "I feel safe walking here after dark." in text and "Me siento seguro caminando aquí de noche." in text
+    # its own path diagram, with alt text naming its constructs
+    alts = [img.get("alt", "") for img in soup.find_all("img")]
+    assert all(alts) and any(a.startswith("Path diagram of main") and "Civic engagement" in a for a in alts)
+    # its own paths, labelled, with the numbers of results.json
+    est = {(e["rhs"], e["lhs"]): e for e in r["models"]["main"]["estimates"] if e["op"] == "~"}
+    cell = f"Civic engagement (CIVIC) → Wellbeing (WELLB)"
+    assert cell in text
+    beta = re.sub(r"^(-?)0\.", r"\1.", f"{est[('CIVIC', 'WELLB')]['std.all']:.2f}")
+    row = next(tr for tr in soup.find_all("tr") if tr.find("td") and tr.find("td").get_text() == cell)
+    assert row.find_all("td")[-1].get_text() == beta
+    for effect in ("safety_via_civic", "belonging_via_civic", "total_belonging"):
+        assert effect in text
+    assert "H1: Civic engagement carries part of the effect of belonging on wellbeing" in text
+    assert "Does civic engagement explain why residents" in text  # study.yaml's description
+
+
+def test_report_contains_none_of_crss_wording(study):
+    _, html, _ = study
+    soup = bs4.BeautifulSoup(html, "html.parser")
+    text = soup.get_text(" ")
+    found = [w for w in CRS_WORDING if re.search(w, text)]
+    assert not found, found
+    assert "measurement.lav" not in html
