@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import IdentificationError, ModelSpecificationError, SEMWarning
-from .syntax import EXPRESSION_OPS, Statement, parse_model
+from .syntax import EXPRESSION_OPS, MODEL_LIMITS, Statement, parse_model
 
 __all__ = [
     "COLUMNS",
@@ -424,6 +424,7 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
         pt.attrs["group_labels"] = list(group_labels)
     lines = pt.pop("_line")
     pt = pt[COLUMNS].copy()
+    _check_size(pt, meanstructure=bool((pt["op"] == "~1").any()))
     _check_defined(pt)
     _check_identification(pt, lines)
     if observed is not None:
@@ -494,6 +495,20 @@ def _check_defined(pt: pd.DataFrame) -> None:
             raise ModelSpecificationError(
                 f"defined parameter name '{lhs}' is already a parameter label")
         defined.append(lhs)
+
+
+def _check_size(pt: pd.DataFrame, *, meanstructure: bool) -> None:
+    """Refuse a model whose derivatives would not fit in memory (MODEL_LIMITS of analysis.syntax)."""
+    q = n_free(pt)
+    moments = 0
+    for g in sorted(x for x in pt["group"].unique() if x > 0):
+        p = len(_vnames(_rows(pt, g))["ov"])
+        moments += p * (p + 1) // 2 + (p if meanstructure else 0)
+    if q > MODEL_LIMITS["free_parameters"] or q * moments > MODEL_LIMITS["moments_x_parameters"]:
+        raise ModelSpecificationError(
+            f"the model is too large to estimate: {q:,} free parameters and {moments:,} sample moments "
+            f"(at most {MODEL_LIMITS['free_parameters']:,} parameters, and moments x parameters at most "
+            f"{MODEL_LIMITS['moments_x_parameters']:,}: MODEL_LIMITS in analysis/syntax.py)")
 
 
 def _check_identification(pt: pd.DataFrame, lines: pd.Series) -> None:

@@ -24,6 +24,7 @@ from .errors import (
     HeywoodCaseWarning,
     IdentificationError,
     IdentificationWarning,
+    ModelSpecificationError,
     NonConvergenceWarning,
     NotPositiveDefiniteWarning,
     OptionError,
@@ -125,6 +126,25 @@ def _as_list(v) -> list[str]:
 
 
 # --------------------------------------------------------------------------
+def _numerical_breakdown_is_a_model_problem(fit):
+    """A singular or overflowing matrix deep in the linear algebra comes from the model's numbers
+    (extreme fixed values, an unidentified part), so it is reported as the model's problem,
+    never as an internal error."""
+    import functools
+
+    @functools.wraps(fit)
+    def guarded(*args, **kwargs):
+        try:
+            return fit(*args, **kwargs)
+        except (np.linalg.LinAlgError, OverflowError, FloatingPointError) as exc:
+            raise ModelSpecificationError(
+                f"the model could not be estimated: its matrices became singular or too large to compute "
+                f"({type(exc).__name__}: {exc}); check fixed values, starting values and that every part "
+                "of the model is identified") from None
+    return guarded
+
+
+@_numerical_breakdown_is_a_model_problem
 def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sample_mean=None,
             sample_nobs=None, group: str | None = None, group_equal: Sequence[str] | str = (),
             group_partial: Sequence[str] | str = (), estimator: str | None = None, missing: str = "listwise",

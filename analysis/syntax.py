@@ -37,6 +37,8 @@ MODEL_LIMITS = {
     "expression_terms": 1_000,     # tokens in one := / == / < / > expression
     "nesting": 50,                 # parentheses and signs in a row, e.g. ((a)) or --a
     "number": 1e15,                # |value| beyond which doubles no longer hold the integers
+    "free_parameters": 5_000,
+    "moments_x_parameters": 25_000_000,  # the moments' derivatives: 200 MB of doubles
 }
 EXPRESSION_OPS = (":=", "==", "<", ">")
 
