@@ -32,7 +32,8 @@ from .defined import DefinedParameters
 from .errors import OptionError
 from .execution import run_replications
 
-__all__ = ["bootstrap_fit", "BootstrapResult", "bootstrap_ci", "norm_inter", "bollen_stine_transform"]
+__all__ = ["bootstrap_fit", "BootstrapResult", "bootstrap_ci", "norm_inter", "bollen_stine_transform",
+           "jackknife_acceleration", "bollen_stine_test"]
 
 CI_TYPES = ("perc", "bca.simple", "bca", "norm", "basic")
 
@@ -90,14 +91,13 @@ def bootstrap_ci(draws: np.ndarray, est: np.ndarray, *, ci: str = "perc", level:
     return out
 
 
-def _acceleration(draws: np.ndarray, freq: np.ndarray) -> np.ndarray:
-    """BCa acceleration from empirical influence values: the regression of
-    the draws on the resampling frequencies (Davison & Hinkley 1997, 2.7.4),
-    so no jackknife refits are needed."""
-    design = np.column_stack([np.ones(len(freq)), freq[:, 1:]])  # one case is the reference
-    coef = np.linalg.lstsq(design, np.nan_to_num(draws), rcond=None)[0]
-    infl = np.vstack([np.zeros((1, draws.shape[1])), coef[1:]])
-    infl = infl - infl.mean(axis=0)
+def jackknife_acceleration(jack: np.ndarray) -> np.ndarray:
+    """BCa acceleration from (N, k) leave-one-out estimates (Efron 1987; Davison & Hinkley
+    1997, eq. 5.25): ``a = sum L^3 / (6 (sum L^2)^1.5)`` with the jackknife influence values
+    ``L_i = mean(theta_(.)) - theta_(i)``. Failed refits (NaN rows) are left out."""
+    jack = np.asarray(jack, float)
+    jack = jack[np.isfinite(jack).all(axis=1)]
+    infl = jack.mean(axis=0) - jack
     denom = 6 * np.sum(infl**2, axis=0) ** 1.5
     return np.where(denom > 0, np.sum(infl**3, axis=0) / np.where(denom > 0, denom, 1), 0.0)
 
@@ -348,6 +348,15 @@ def _boot_one(ctx: _Refitter, rng: np.random.Generator, i: int):
     return x, ok, improper
 
 
+def _jack_one(ctx: _Refitter, rng: np.random.Generator, i: int):
+    """Refit without case ``i`` (cases numbered through the groups in order)."""
+    sizes = np.cumsum([len(Y) for Y in ctx.data])
+    g = int(np.searchsorted(sizes, i, side="right"))
+    k = i - (int(sizes[g - 1]) if g else 0)
+    x, ok, _, _ = ctx.refit([np.delete(Y, k, axis=0) if j == g else Y for j, Y in enumerate(ctx.data)])
+    return x if ok else np.full(len(ctx.x0), np.nan)
+
+
 def _bs_one(ctx: _Refitter, rng: np.random.Generator, i: int):
     idx = _resample(rng, [len(Y) for Y in ctx.data])
     x, ok, chisq, _ = ctx.refit([Y[k] for Y, k in zip(ctx.data, idx)], with_test=True)
@@ -504,9 +513,15 @@ def bootstrap_fit(fit, *, n_boot: int = 1000, ci: str = "perc", level: float = 0
     est_def = pt.loc[def_rows, "est"].to_numpy(float)
     allest = np.concatenate([est_free, est_def])
     acc = None
-    if ci == "bca":
-        freq = _frequencies(boot_seq, int(n_boot), [len(Y) for Y in ctx.data])[ok]
-        acc = _acceleration(draws.to_numpy(), freq)
+    if ci == "bca":   # the acceleration from N leave-one-out refits (jackknife influence values)
+        n_cases = sum(len(Y) for Y in ctx.data)
+        # leave-one-out estimates differ from the full-sample one by ~1/N: refit them tightly
+        jctx = _Refitter(**{**ctx.__dict__, "gtol": 1e-7})
+        jack = np.array(run_replications(_jack_one, n_cases, seed=0, context=jctx, backend=backend,
+                                         workers=workers, scheduler=scheduler, progress=progress,
+                                         description="jackknife (BCa)"), float)
+        jack_def = _defined_draws(pt, jack) if len(def_rows) else np.zeros((n_cases, 0))
+        acc = jackknife_acceleration(np.column_stack([jack, jack_def]))
     lim = bootstrap_ci(draws.to_numpy(), allest, ci=ci, level=level, acceleration=acc)
     se = draws.std(ddof=1).to_numpy() if len(draws) > 1 else np.full(len(allest), np.nan)
 
@@ -533,21 +548,20 @@ def bootstrap_fit(fit, *, n_boot: int = 1000, ci: str = "perc", level: float = 0
                            level=level, seed=seed, bollen_stine=bs)
 
 
-def _frequencies(seq, n_boot: int, sizes: list[int]) -> np.ndarray:
-    """How often each case was drawn in each replication (regenerated from the seeds)."""
-    offsets = np.cumsum([0] + sizes[:-1])
-    out = np.zeros((n_boot, sum(sizes)))
-    fresh = np.random.SeedSequence(entropy=seq.entropy, spawn_key=seq.spawn_key)  # spawn() is stateful
-    for i, child in enumerate(fresh.spawn(n_boot)):
-        idx = _resample(np.random.default_rng(child), sizes)
-        for off, k in zip(offsets, idx):
-            out[i] += np.bincount(k + off, minlength=sum(sizes))
-    return out
-
-
 def _defined_draws(pt: pd.DataFrame, X: np.ndarray) -> np.ndarray:
     dfn = DefinedParameters(pt)
     return np.array([dfn.values(x) for x in X]).reshape(len(X), len(dfn.names))
+
+
+def bollen_stine_test(fit, *, n_boot: int = 1000, seed: int | None = None, data: pd.DataFrame | None = None,
+                      backend: str = "auto", workers: int | None = None, scheduler: str | None = None,
+                      progress: bool | None = None) -> dict:
+    """The Bollen-Stine bootstrap p value of a fit's chi-square alone (lavaan's
+    ``test = "bootstrap"``): ``{"chisq", "pvalue", "n_ok", "n_larger", "n_failed", ...}``."""
+    _check_args(n_boot, "perc", 0.95)
+    ctx = _refitter(fit, data)
+    _, bs_seq = np.random.SeedSequence(seed).spawn(2)   # the stream bootstrap_fit uses for it
+    return _bollen_stine(fit, ctx, bs_seq, int(n_boot), backend, workers, scheduler, progress)
 
 
 def _bollen_stine(fit, ctx: _Refitter, seq, n_boot, backend, workers, scheduler, progress) -> dict:

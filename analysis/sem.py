@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from analysis import distributions as sps
 
+from .estimators.inference import SE_NAMES, TEST_NAMES, resolve_inference
 from .errors import (
     DataError,
     EstimatorNotAvailableError,
@@ -28,6 +29,7 @@ from .errors import (
     NonConvergenceWarning,
     NotPositiveDefiniteWarning,
     OptionError,
+    SEMWarning,
     StandardizedLoadingWarning,
     warning_record,
 )
@@ -38,9 +40,8 @@ __all__ = ["fit_sem", "sem", "cfa", "ESTIMATORS"]
 
 ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
 _MISSING = ("listwise", "fiml", "ml")
-_SE = ("standard", "robust", "robust.sem", "robust.huber.white", "bootstrap", "none")
-_TEST = ("standard", "satorra.bentler", "yuan.bentler", "yuan.bentler.mplus",
-         "scaled.shifted", "mean.var.adjusted", "bootstrap", "none")
+_SE = SE_NAMES        # lavaan's names and aliases, matched case-insensitively
+_TEST = TEST_NAMES
 
 
 # --------------------------------------------------------------------------
@@ -149,7 +150,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             sample_nobs=None, group: str | None = None, group_equal: Sequence[str] | str = (),
             group_partial: Sequence[str] | str = (), estimator: str | None = None, missing: str = "listwise",
             ordered=None, std_lv: bool = False, meanstructure: bool | None = None,
-            se: str = "standard", test: str = "standard", bootstrap: int = 0,
+            se: str = "default", test: str = "default", bootstrap: int = 0,
             seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
             warn: bool = True, collapse_sparse: bool = False, sampling_weights: str | None = None,
             cluster: str | None = None, strata: str | None = None, design=None):
@@ -161,7 +162,12 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     ("ML", or "WLSMV" when ``ordered`` is given; others are dispatched to
     their modules), ``missing``
     ("listwise" or "fiml"), ``ordered``, ``std_lv``, ``meanstructure``,
-    ``se``, ``test``. ``start``: a free-parameter vector to start from (warm
+    ``se``, ``test`` (lavaan's names; "default" is the estimator's own: ML standard,
+    MLR robust.huber.white + yuan.bentler.mplus, MLM robust.sem + satorra.bentler,
+    WLSMV/ULSMV robust.sem + scaled.shifted; ML adds a requested test such as
+    "satorra.bentler", "scaled.shifted", "mean.var.adjusted", "yuan.bentler(.mplus)" or
+    "bootstrap" (Bollen-Stine) to the standard one; the result's ``options`` record the
+    se, test and information used). ``start``: a free-parameter vector to start from (warm
     starts for bootstrap and simulation). ``control``: optimizer settings
     (``max_iter``, ``gtol``), as lavaan's ``control=``. ``warn=False`` keeps
     the warnings on the result only. ``collapse_sparse``: merge a category of an
@@ -216,6 +222,12 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     _validate(options)
     estimator = estimator.upper()
     missing = {"fiml": "fiml", "ml": "fiml", "pairwise": "pairwise"}.get(missing.lower(), "listwise")
+    # lavaan's se=/test= semantics (estimators.inference): refusals raise here, with lavaan's reason
+    inference = resolve_inference(estimator, missing, se=se, test=test)
+    se, test, missing = inference.se, inference.test, inference.missing
+    options.update(inference.as_options())
+    for note in inference.warnings:
+        _warnings.warn(note, SEMWarning, stacklevel=2)
     group_equal, group_partial = _as_list(group_equal), _as_list(group_partial)
     if data is None and sample_cov is None:
         raise DataError("fit_sem needs data (a DataFrame) or sample_cov with sample_nobs")
@@ -428,8 +440,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     if survey is not None:
         opts.update(sampling_weights=survey.weights, cluster=survey.cluster, strata=survey.strata)
     opts.update(estimator=estimator, missing=missing, meanstructure=ms, group_equal=group_equal,
-                group_partial=group_partial, ordered=ordered,
-                **_inference_options(estimator, missing, se=options.get("se", se), test=options.get("test", test)))
+                group_partial=group_partial, ordered=ordered)
     result = FitResult(
         params=pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
         iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(int(n) for n in stats.nobs),
@@ -450,7 +461,27 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         result = dataclasses.replace(result, params=boot.params,
                                      extras={**result.extras, "bootstrap": boot},
                                      options={**result.options, "se": "bootstrap"})
+    if test == "bollen.stine":   # lavaan's test = "bootstrap": the chi-square's Bollen-Stine p value
+        result = _with_bollen_stine(result, data, n_boot=int(bootstrap) if bootstrap > 0 else 1000, seed=seed)
     return result
+
+
+def _with_bollen_stine(result, data, *, n_boot, seed):
+    import dataclasses
+
+    from .bootstrap import bollen_stine_test
+    from .results import TestStatistic
+
+    if data is None:
+        raise OptionError("test='bootstrap' (Bollen-Stine) needs the raw data (data=), not sample_cov")
+    bs = bollen_stine_test(result, n_boot=n_boot, seed=seed, data=data)
+    standard = result.tests[0]
+    boot = TestStatistic(standard.stat, standard.df, bs["pvalue"], name="chisq.bootstrap", method="bollen.stine")
+    fit = result.fit_indices.copy()
+    fit["bollen.stine.pvalue"] = bs["pvalue"]
+    fit["bollen.stine.draws"] = bs["n_ok"]
+    return dataclasses.replace(result, tests=(*result.tests, boot), fit_indices=fit,
+                               extras={**result.extras, "bollen_stine": bs})
 
 
 sem = fit_sem
@@ -591,8 +622,12 @@ def _make_estimator(estimator, missing, mdl, stats, check, options):
     if mdl.th_names and any(mdl.th_names) and estimator in ("ML", "MLR", "MLM"):
         raise EstimatorNotAvailableError(
             f"estimator {estimator!r} cannot fit ordered variables; use estimator='WLSMV'")
-    if estimator == "ML" and missing == "listwise" and options.get("se") in ("standard", "none", "bootstrap"):
-        return MLEstimator(mdl, stats)
+    from .estimators.inference import Inference
+    inf = Inference.from_options(estimator, {**options, "missing": missing})
+    if (estimator in ("ML", "MLR", "MLM") and missing == "listwise" and not options.get("survey")
+            and inf.information == "expected" and inf.se in ("standard", "none", "bootstrap")
+            and inf.test in ("standard", "none", "bollen.stine")):
+        return MLEstimator(mdl, stats)      # the estimates and inference of plain ML
     module = {"ML": "fiml", "MLR": "robust", "MLM": "robust", "WLSMV": "wls", "ULSMV": "wls"}[estimator]
     if estimator == "ML" and missing == "listwise":
         module = "robust"
@@ -687,22 +722,4 @@ def _diagnose(pt, mdl, x) -> list[dict]:
                                            group=int(mdl.groups[g])))
     return recs
 
-
-# What lavaan reports as se / test / information for each estimator (its "default" resolved).
-_ROBUST_INFERENCE = {
-    "MLR": ("robust.huber.white", "yuan.bentler.mplus"),
-    "MLM": ("robust.sem", "satorra.bentler"),
-    "WLSMV": ("robust.sem", "scaled.shifted"),
-    "ULSMV": ("robust.sem", "scaled.shifted"),
-}
-
-
-def _inference_options(estimator: str, missing: str, *, se: str, test: str) -> dict:
-    robust_se, robust_test = _ROBUST_INFERENCE.get(estimator, (None, None))
-    observed = estimator == "MLR" or missing in ("fiml", "ml")
-    return {
-        "se": se if se not in (None, "standard", "default") or robust_se is None else robust_se,
-        "test": test if test not in (None, "standard", "default") or robust_test is None else robust_test,
-        "information": "observed" if observed else "expected",
-    }
 

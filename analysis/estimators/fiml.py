@@ -669,8 +669,32 @@ class FIMLEstimator:
             return out
         return sum(w * b for w, b in zip(self.weights, out))
 
+    # lavaan's information kinds (set by fit_sem from the se=/test= options): "hessian" (observed,
+    # the default), "expected" (complete data only) and "h1" (the saturated model's observed
+    # information at the implied moments, lavaan's observed.information = "h1" for tests)
+    se_information = "hessian"
+    test_information = "hessian"
+
+    @property
+    def test_kind(self):
+        """The scaled test computed beside the standard one (MLR: Yuan-Bentler, Mplus variant)."""
+        return getattr(self, "_test_kind", "yuan.bentler.mplus" if self.robust else None)
+
+    @test_kind.setter
+    def test_kind(self, value):
+        self._test_kind = value
+
+    def information_of(self, x, kind: str = "hessian") -> np.ndarray:
+        """Unit information of ``kind`` ("hessian", "h1" or "expected")."""
+        if kind == "expected":
+            from .ml import MLEstimator
+            return MLEstimator(self.model, self.stats).information(x)
+        if kind == "h1":
+            return self.h1_observed_information(x)
+        return self.observed_information(x)
+
     def vcov(self, x) -> np.ndarray:
-        A = self.observed_information(x)
+        A = self.information_of(x, self.se_information)
         A_inv = np.linalg.inv(A)
         if not self.robust:
             return A_inv / self.ntotal
@@ -689,11 +713,10 @@ class FIMLEstimator:
         df = self.df()
         out = {"test": "standard", "chisq": chisq, "df": df,
                "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
-        if self.robust:
+        if self.test_kind == "yuan.bentler.mplus":
             from .robust import yuan_bentler_mplus
             # lavaan's clustered ML (not MLR) takes the test's information from h1
-            A = (self.h1_observed_information(x) if getattr(self, "test_information", "hessian") == "h1"
-                 else self.observed_information(x))
+            A = self.information_of(x, self.test_information)
             A_inv = np.linalg.inv(A)
             B0 = self.first_order(x, per_group=True)
             tr_h1 = self._trace_h1()
@@ -768,7 +791,7 @@ class FIMLEstimator:
         chisq = max(2.0 * (self.logl_h1 - ll), 0.0)
         out = {"chisq": chisq, "df": df, "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan,
                "logl": ll}
-        if self.robust:
+        if self._baseline_scaled():
             # independent variables: the information is diagonal in (mu_j, sigma_jj) and the
             # case-wise scores are univariate, (y - mu)/s and ((y - mu)^2/s^2 - 1/s)/2
             from .robust import yuan_bentler_mplus
@@ -801,6 +824,9 @@ class FIMLEstimator:
             out.update(yuan_bentler_mplus(chisq, df, self._trace_h1(), tr_h0))
         self._baseline_pieces = pieces
         return out
+
+    def _baseline_scaled(self) -> bool:
+        return self.test_kind == "yuan.bentler.mplus"
 
     def _xi(self, g):
         names = self.model.ov_names[g]
@@ -869,7 +895,7 @@ class FIMLEstimator:
         Wmi_all = big(Wmi, 1 / fg)
         Gamma_all = big([wi @ j @ wi for wi, j in zip(Wmi, Jm)], 1 / fg)
 
-        version = version or ("V3" if self.robust else "V6")
+        version = version or ("V3" if self.test_kind else "V6")
         WcWmi = Wc_all @ Wmi_all
         mid = Wmi_all @ WcWmi
 

@@ -123,6 +123,36 @@ def scaled_shifted(chisq: float, df: int, trace_ug: float, trace_ug2: float) -> 
             "test.scaled": "scaled.shifted", "method": "scaled.shifted"}
 
 
+def mean_var_adjusted(chisq: float, df: int, trace_ug: float, trace_ug2: float) -> dict:
+    """Satterthwaite's mean-and-variance adjusted statistic: ``T / c`` on ``d`` degrees of
+    freedom, ``c = tr((U Gamma)^2) / tr(U Gamma)``, ``d = tr(U Gamma)^2 / tr((U Gamma)^2)``
+    (lavaan's test = "mean.var.adjusted"; d is not rounded)."""
+    if df <= 0:
+        return {"chisq.scaled": 0.0, "df.scaled": df, "pvalue.scaled": np.nan,
+                "chisq.scaling.factor": np.nan, "test.scaled": "mean.var.adjusted",
+                "method": "mean.var.adjusted"}
+    c = trace_ug2 / trace_ug
+    d = trace_ug ** 2 / trace_ug2
+    scaled = chisq / c
+    return {"chisq.scaled": scaled, "df.scaled": d, "pvalue.scaled": _pchisq(scaled, d),
+            "chisq.scaling.factor": c, "trace.UGamma": trace_ug, "trace.UGamma2": trace_ug2,
+            "test.scaled": "mean.var.adjusted", "method": "mean.var.adjusted"}
+
+
+def scaled_test(kind: str, chisq: float, df: int, trace_ug: float, trace_ug2: float) -> dict:
+    """The Satorra-Bentler family of scaled statistics from the traces of U Gamma
+    (``yuan.bentler`` with the expected information equals ``satorra.bentler``)."""
+    if kind in ("satorra.bentler", "yuan.bentler"):
+        out = satorra_bentler(chisq, df, trace_ug)
+        out["test.scaled"] = out["method"] = kind
+        return out
+    if kind == "scaled.shifted":
+        return scaled_shifted(chisq, df, trace_ug, trace_ug2)
+    if kind == "mean.var.adjusted":
+        return mean_var_adjusted(chisq, df, trace_ug, trace_ug2)
+    raise ValueError(f"unknown scaled test {kind!r}")
+
+
 def yuan_bentler_mplus(chisq: float, df: int, trace_h1: float, trace_h0: float,
                        ndat: int | None = None, npar: int | None = None) -> dict:
     """Yuan-Bentler scaled statistic, Mplus variant: c = (tr(A1^-1 B1) - tr(E^-1 B0)) / df."""
@@ -241,7 +271,7 @@ def _rmsea_p(x2, df, n, h0, c=1.0, g=1, close=True):
 
 
 def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
-                       robust: dict | None = None) -> dict:
+                       robust: dict | None = None, continuous: bool = False) -> dict:
     """The scaled and robust fit keys of ``fitMeasures()`` (lavaan 0.6-14).
 
     ``test``/``baseline``: the model's and the independence model's test dicts
@@ -287,12 +317,26 @@ def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
     out["rmsea.ci.lower.scaled"], out["rmsea.ci.upper.scaled"] = lo, up
     out["rmsea.pvalue.scaled"] = _rmsea_p(xx2, df2, n, 0.05, g=n_groups)
     out["rmsea.notclose.pvalue.scaled"] = _rmsea_p(xx2, df2, n, 0.08, g=n_groups, close=False)
-    if kind == "scaled.shifted" and robust is None:
-        return out       # categorical: lavaan's robust indices need a catML refit (not offered)
+    if kind == "mean.var.adjusted" or (kind == "scaled.shifted" and robust is None and not continuous):
+        return out       # none for mean.var.adjusted; categorical: lavaan's need a catML refit (not offered)
     if robust is not None:
         xx3, df3, c, xx3s = robust["XX3"], robust["df3"], robust["c.hat3"], robust["XX3.scaled"]
         xx3n, cn = robust["XX3.null"], robust["c.hat3.null"]
         c3 = c
+    elif kind == "scaled.shifted":   # continuous ML: c = a (df - b) / df = tr(U Gamma) / df (lavaan)
+        xx3, df3, xx3s, xx3n = x2, df, test["chisq.scaled"], x2n
+        c = test["chisq.scaling.factor"]
+        c3 = c * (df - test["chisq.shift.parameter"]) / df
+        cn = baseline["chisq.scaling.factor"] * (dfn - baseline["chisq.shift.parameter"]) / dfn
+        out["cfi.robust"] = _cfi(xx3, df, xx3n, dfn, c3, cn)
+        out["tli.robust"] = out["nnfi.robust"] = _tli(xx3, df, xx3n, dfn, c3, cn)
+        out["rni.robust"] = _rni(xx3, df, xx3n, dfn, c3, cn)
+        out["rmsea.robust"] = _rmsea(xx3, df3, n, c=c3, g=n_groups)
+        lo, up = _rmsea_ci(xx3s, df3, n, c=c, g=n_groups)
+        out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
+        out["rmsea.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.05, c=c, g=n_groups)
+        out["rmsea.notclose.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.08, c=c, g=n_groups, close=False)
+        return out
     else:
         xx3, df3, xx3s, xx3n = x2, df, test["chisq.scaled"], x2n
         c = c3 = test["chisq.scaling.factor"]
@@ -494,7 +538,8 @@ class MLMEstimator(MLEstimator):
     """Complete-data ML with Satorra-Bentler robust SEs and scaled test (lavaan ``estimator="MLM"``)."""
 
     name = "MLM"
-    test_kind = "satorra.bentler"
+    test_kind = "satorra.bentler"    # or scaled.shifted, mean.var.adjusted, yuan.bentler, None
+    se_kind = "robust.sem"           # or "standard": the expected information alone
 
     def _setup(self, data):
         self.gamma = [adf_gamma(Y, self.model.meanstructure, self._xi(g)) for g, Y in enumerate(data)]
@@ -519,6 +564,8 @@ class MLMEstimator(MLEstimator):
 
     def vcov(self, x):
         self.x_hat = np.asarray(x, float)
+        if self.se_kind == "standard":
+            return MLEstimator.vcov(self, x)
         V, D = self._pieces(x)
         E_inv = np.linalg.inv(self.information(x))
         B = sum(w * d.T @ v @ gam @ v @ d for w, d, v, gam in zip(self.weights, D, V, self.gamma))
@@ -527,10 +574,12 @@ class MLMEstimator(MLEstimator):
     def test(self, x):
         self.x_hat = np.asarray(x, float)
         out = super().test(x)
+        if self.test_kind is None:
+            return out
         V, D = self._pieces(x)
         E_inv = np.linalg.inv(self.information(x))
-        tr, _ = ugamma_traces(V, D, E_inv, self.gamma, self.stats.nobs)
-        out.update(satorra_bentler(out["chisq"], out["df"], tr))
+        tr, tr2 = ugamma_traces(V, D, E_inv, self.gamma, self.stats.nobs)
+        out.update(scaled_test(self.test_kind, out["chisq"], out["df"], tr, tr2))
         return out
 
     def baseline_robust(self):
@@ -573,14 +622,16 @@ class MLMEstimator(MLEstimator):
             Dm.append(d)
         E = sum(w * d.T @ v @ d for w, d, v in zip(self.weights, Dm, V))
         df = sum(p * (p - 1) // 2 - (p - len(keep)) * (p - len(keep) - 1) // 2 for p, _, _, keep in D)
-        tr, _ = ugamma_traces(V, Dm, np.linalg.inv(E), self.gamma, self.stats.nobs)
+        tr, tr2 = ugamma_traces(V, Dm, np.linalg.inv(E), self.gamma, self.stats.nobs)
         out = {"chisq": chisq, "df": df, "pvalue": _pchisq(chisq, df)}
-        out.update(satorra_bentler(chisq, df, tr))
+        out.update(scaled_test(self.test_kind or "satorra.bentler", chisq, df, tr, tr2))
         return out
 
     def extra_fit_measures(self, x, test, fit):
+        if self.test_kind is None:     # robust.sem SEs with the standard test: no scaled keys
+            return {}
         base = self.baseline_robust()
-        return robust_fit_indices(test, base, self.ntotal, self.model.n_groups)
+        return robust_fit_indices(test, base, self.ntotal, self.model.n_groups, continuous=True)
 
 
 def _mlm_estimator(model, stats, data):
@@ -627,17 +678,25 @@ def make_estimator(model, stats, *, data=None, options=None):
     if data is None:
         raise EstimatorCombinationError(f"estimator {est_name} needs the raw data, not a covariance matrix")
     arrays = group_arrays(data, model)
-    if est_name == "MLM" or (est_name == "ML" and options.get("se") in ("robust", "robust.sem")):
+    from .inference import Inference
+    inf = Inference.from_options(est_name, {**options, "missing": missing})
+    if inf.information == "expected" and inf.test != "yuan.bentler.mplus" and not options.get("survey"):
+        # Satorra-Bentler family tests and robust.sem SEs: ADF Gamma at the expected information
         est = _mlm_estimator(model, stats, arrays)
+        est.se_kind = "robust.sem" if inf.se == "robust.sem" else "standard"
+        est.test_kind = inf.test if inf.scaled else None
         return est
     from .fiml import FIMLEstimator
-    robust = est_name == "MLR" or options.get("se") in ("robust.huber.white",)
+    robust = inf.se == "robust.huber.white"
     weights = designs = None
     if options.get("survey") is not None:   # sampling weights / clusters / strata (analysis.design)
         designs = [options["survey"].subset(rows) for rows in group_rows(data, model)]
         weights = [d.weights for d in designs]
     est = FIMLEstimator(model, arrays, robust=robust, group_labels=tuple(stats.group_labels),
                         weights=weights, designs=designs)
+    est.test_kind = "yuan.bentler.mplus" if inf.test == "yuan.bentler.mplus" else None
+    est.se_information = "expected" if inf.information == "expected" else "hessian"
+    est.test_information = inf.test_information if inf.test_information != "observed" else "hessian"
     if options.get("survey_test_information"):
         est.test_information = options["survey_test_information"]
     est.extra_fit_measures = lambda x, test, fit: fiml_extra_fit_measures(est, x, test, fit)
