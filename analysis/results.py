@@ -214,6 +214,8 @@ class FitResult:
     syntax: str = ""
     """The model syntax as given."""
     extras: Mapping[str, Any] = field(default_factory=dict)
+    twolevel: Any = None
+    """A two-level fit's clusters, ICCs and per-level moments (:class:`analysis.twolevel.TwoLevelSummary`)."""
 
     # ---- read-only views -------------------------------------------------
 
@@ -247,7 +249,7 @@ class FitResult:
         """parameterEstimates(): parameter rows with lavaan's reporting columns."""
         pt = self.params
         rows = pt[~pt["op"].isin(_NON_PARAMETER_OPS)]
-        cols = [c for c in ESTIMATE_COLUMNS + ["std.nox"] if c in rows.columns]
+        cols = [c for c in ESTIMATE_COLUMNS + ["std.nox", "level"] if c in rows.columns]
         out = rows[cols].reset_index(drop=True).copy()
         for c in ESTIMATE_COLUMNS:
             if c not in out.columns:
@@ -281,10 +283,15 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract: ``{"fit": {...}, "estimates": [...], "warnings": [...], ...}``."""
-        est = self.estimates[ESTIMATE_COLUMNS]
+        cols = list(ESTIMATE_COLUMNS)
+        if "level" in self.estimates.columns:   # two-level: lavaan's level (1 within, 2 between)
+            cols.insert(cols.index("group") + 1, "level")
+        est = self.estimates[cols]
         records = []
         for rec in est.to_dict(orient="records"):
             rec["group"] = int(rec["group"]) if not pd.isna(rec["group"]) else 0
+            if "level" in rec:
+                rec["level"] = int(rec["level"]) if not pd.isna(rec["level"]) else 0
             records.append(rec)
         doc: dict[str, Any] = {
             "fit": self.fit_dict(),
@@ -307,6 +314,8 @@ class FitResult:
             doc["r2"] = self.r2.to_dict(orient="records")
         if self.missing:
             doc["missing"] = dict(self.missing)
+        if self.twolevel is not None:
+            doc["twolevel"] = self.twolevel.to_dict()
         return jsonable(doc)
 
     def to_json(self, indent: int | None = None) -> str:
@@ -338,6 +347,8 @@ class FitResult:
                 lines.append("  " + _kv(str(lab), int(n), width=52))
         else:
             lines.append(_kv("Number of observations", self.ntotal))
+        if self.twolevel is not None:
+            lines.append(_kv(f"Number of clusters [{self.twolevel.cluster}]", self.twolevel.n_clusters))
         if self.missing:
             n_read = self.missing.get("n_read")
             n_dropped = self.missing.get("n_dropped")
@@ -536,8 +547,16 @@ class FitResult:
         if fit_measures:
             lines.extend(self._fit_measure_lines())
         lines += ["Parameter Estimates:", "", *self._se_lines(), ""]
-        lines.extend(_estimate_lines(self.params, self.r2 if rsquare else None,
-                                     self.group_labels, standardized=standardized))
+        if self.twolevel is not None:   # lavaan prints one section per level
+            pt, r2 = self.params, self.r2 if rsquare else None
+            for lev, name in ((1, "within"), (2, self.twolevel.cluster)):
+                lines += [f"Level {lev} [{name}]:", ""]
+                sub_r2 = None if r2 is None else r2[r2["level"] == lev]
+                lines.extend(_estimate_lines(pt[pt["level"] == lev], sub_r2, (), standardized=standardized))
+            lines.extend(_estimate_lines(pt[pt["op"] == ":="], None, (), standardized=standardized))
+        else:
+            lines.extend(_estimate_lines(self.params, self.r2 if rsquare else None,
+                                         self.group_labels, standardized=standardized))
         if self.warnings:
             lines.append("Warnings:")
             lines.extend(f"  - {_warning_text(w)}" for w in self.warnings)

@@ -203,6 +203,14 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     from .standardize import rsquare, standardize
 
     # 1. options ----------------------------------------------------------
+    if _two_level(model):   # lavaan: level: blocks make cluster= a two-level model
+        from .twolevel import fit_twolevel
+
+        if sampling_weights is not None or strata is not None or design is not None:
+            raise OptionError("sampling weights and strata are not available for two-level models")
+        return fit_twolevel(model, data, cluster=cluster, estimator=estimator, missing=missing,
+                            std_lv=std_lv, fixed_x=fixed_x, se=se, test=test, control=control,
+                            warn=warn, group=group)
     options = dict(estimator=estimator, missing=missing, se=se, test=test, std_lv=std_lv,
                    meanstructure=meanstructure, bootstrap=bootstrap, seed=seed,
                    group_equal=group_equal, group_partial=group_partial, ordered=ordered,
@@ -486,6 +494,13 @@ def _with_bollen_stine(result, data, *, n_boot, seed):
 
 sem = fit_sem
 cfa = fit_sem
+
+
+def _two_level(model) -> bool:
+    """Does the model have lavaan's ``level:`` blocks (text, or a table with a level column)?"""
+    from .twolevel import has_levels
+
+    return isinstance(model, (str, pd.DataFrame)) and has_levels(model)
 
 
 # --------------------------------------------------------------------------

@@ -562,6 +562,11 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     if group is not None:
         raise OptionError("multi-group two-level models are not available; fit each group "
                           "separately (subset the data) or drop group=")
+    if cluster is None:
+        raise OptionError("the model has 'level:' blocks (a two-level model): name the cluster column "
+                          "(cluster='COL' in Python, --cluster COL on the command line)")
+    se = "standard" if se in (None, "default") else se
+    test = "standard" if test in (None, "default") else test
     if se not in ("standard", "robust.huber.white", "robust", "none") or \
             test not in ("standard", "yuan.bentler.mplus", "none"):
         raise OptionError("two-level models take se='standard' (or 'robust') and test='standard' "
@@ -740,8 +745,8 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         iterations=int(opt.iterations), optimizer=opt.method, nobs=(n,), group_labels=(), group=None,
         tests=tuple(tests), warnings=tuple(records), r2=r2, options=options,
         missing=dict(check.missing), model=mdl, x=x, sample_stats=None, vcov=vcov, syntax=syntax,
-        extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check,
-                "twolevel": levels})
+        extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check},
+        twolevel=levels)
 
 
 @dataclass(frozen=True)
