@@ -166,6 +166,23 @@ class Output(_Part):
     reports: str = "reports"
 
 
+class SurveyDesign(_Part):
+    """The sample design, declared once (``design: {weights: w, cluster: area, strata: region}``):
+    every fit, reliability and descriptive step uses it (analysis.design)."""
+
+    weights: str | None = None
+    cluster: str | None = None
+    strata: str | None = None
+    fpc: str | None = None
+    nest: bool = False
+    lonely_psu: Literal["fail", "adjust", "average", "certainty", "remove"] = "fail"
+
+    def to_design(self):
+        from analysis.design import Design
+
+        return Design(**self.model_dump())
+
+
 class Study(_Part):
     """A validated ``study.yaml``. Paths are relative to the file's folder."""
 
@@ -189,6 +206,7 @@ class Study(_Part):
     disclosure: Disclosure = Field(default_factory=Disclosure)
     report: Report = Field(default_factory=Report)
     output: Output = Field(default_factory=Output)
+    design: SurveyDesign | None = None
 
     _path: Path = PrivateAttr(default=Path("study.yaml"))
     _positions: dict = PrivateAttr(default_factory=dict)

@@ -39,9 +39,12 @@ __all__ = [
 
 LocalText = dict[str, str]
 ScaleType = Literal["ordinal", "nominal", "numeric", "text", "date"]
-Role = Literal["item", "demographic", "grouping", "attention", "consent", "repr"]
+# weight / cluster / stratum: the sample-design variables (analysis.design)
+Role = Literal["item", "demographic", "grouping", "attention", "consent", "repr", "weight", "cluster",
+               "stratum"]
 SCALE_TYPES: tuple[str, ...] = ("ordinal", "nominal", "numeric", "text", "date")
-ITEM_ROLES: tuple[str, ...] = ("item", "demographic", "grouping", "attention", "consent", "repr")
+ITEM_ROLES: tuple[str, ...] = ("item", "demographic", "grouping", "attention", "consent", "repr",
+                              "weight", "cluster", "stratum")
 
 
 class _Model(BaseModel):
@@ -320,6 +323,11 @@ class Instrument(_Model):
     def attention_checks(self) -> list[Item]:
         """Instructed-response items; each has ``expected`` (the instructed code)."""
         return [it for it in self.items if it.role == "attention"]
+
+    def design_columns(self) -> dict[str, str]:
+        """The sample-design variables the instrument marks: {"weights"|"cluster"|"strata": item id}."""
+        keys = {"weight": "weights", "cluster": "cluster", "stratum": "strata"}
+        return {keys[it.role]: it.id for it in self.items if it.role in keys}
 
     def items_by_role(self, role: str) -> list[Item]:
         return [it for it in self.items if it.role == role]

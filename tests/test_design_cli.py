@@ -67,3 +67,27 @@ def test_fit_with_a_missing_weight_column_is_a_clear_error(hs_model):
     err = json.loads(res.stdout)["error"]
     assert "weights column 'wt' not found" in err["message"] and "'w'" in err["message"]
     assert "Traceback" not in res.output
+
+
+def test_study_yaml_design_block(tmp_path):
+    from analysis.design import Design
+    from analysis.study import StudyError, init_study, parse_study
+
+    text = init_study(tmp_path / "s").read_text()
+    study = parse_study(text + "\ndesign:\n  weights: w\n  cluster: area\n  strata: region\n"
+                        "  lonely_psu: adjust\n", path=tmp_path / "s" / "study.yaml")
+    assert study.design.to_design() == Design(weights="w", cluster="area", strata="region", lonely_psu="adjust")
+    with pytest.raises(StudyError, match="design"):
+        parse_study(text + "\ndesign:\n  weight: w\n", path=tmp_path / "s" / "study.yaml")
+
+
+def test_instrument_marks_design_variables():
+    from instruments import load_instrument
+
+    crs = load_instrument("instruments/library/crs.yaml")
+    first = crs.items[0]
+    marked = [type(first).model_validate({**first.model_dump(), "id": name, "role": role})
+              for name, role in (("wt", "weight"), ("area", "cluster"), ("region", "stratum"))]
+    inst = crs.model_copy(update={"sections": [crs.sections[0].model_copy(update={"items": marked})]})
+    assert inst.design_columns() == {"weights": "wt", "cluster": "area", "strata": "region"}
+    assert crs.design_columns() == {}
