@@ -435,6 +435,10 @@ def _level_blocks(src: _Source) -> list[tuple[int, str]]:
         elif re.match(r"^\s*level\s*:", _strip_comment(raw), re.IGNORECASE):
             raise ModelSyntaxError("a level line holds only the level's name, e.g. 'level: 1' or "
                                    "'level: within'", lineno, 1, raw)
+        elif blocks and re.match(r"^\s*[A-Za-z_.][\w.]*\s*\|\s*[A-Za-z_.][\w.]*\s*~", _strip_comment(raw)):
+            raise ModelSyntaxError("random slopes ('s | y ~ x') are not supported; fit the slope as fixed "
+                                   "(y ~ x at level 1) or use Mplus/lavaan for random slopes",
+                                   lineno, raw.index("|") + 1, raw)
     return blocks
 
 

@@ -391,7 +391,10 @@ class TwoLevelML:
         return gw, gmu[: self.py], gv[np.ix_(self.idx2, self.idx2)], gmu[self.idx2]
 
     def gradient(self, x) -> np.ndarray:
-        gw, gm1, gb, gm2 = self._moment_gradients(x)
+        try:
+            gw, gm1, gb, gm2 = self._moment_gradients(x)
+        except np.linalg.LinAlgError:       # a singular Sigma_W or V: no gradient there
+            return np.full(self.model.n_free, np.nan)
         return self.model.chain_gradient(x, [gw, gb], [gm1, gm2]) / (2 * self.ntotal)
 
     def _jacobians(self, x):

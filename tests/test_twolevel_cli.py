@@ -1,0 +1,111 @@
+"""`resilience fit DATA --model FILE --cluster COL [--estimator ML|MLR] --json` for two-level
+models (issue 17's contract), and the clear refusals of what is not supported."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from analysis.cli.main import app
+from analysis.errors import AnalysisError, ModelSyntaxError
+from analysis.sem import fit_sem
+
+FIX = Path(__file__).parent / "fixtures"
+DATA = FIX / "data" / "twolevel.csv"
+runner = CliRunner()
+CFA = "level: 1\n  fw =~ y1 + y2 + y3 + y4\nlevel: 2\n  fb =~ y1 + y2 + y3 + y4\n"
+
+
+def _lavaan(name):
+    return json.loads((FIX / "lavaan" / f"twolevel_{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name,estimator", [("cfa_mlr", "MLR"), ("path", "ML")])
+def test_contract_json(tmp_path, name, estimator):
+    rec = _lavaan(name)
+    model = tmp_path / "model.lav"
+    model.write_text(rec["call"]["model"])
+    res = runner.invoke(app, ["fit", str(DATA), "--model", str(model), "--cluster", "community",
+                              "--estimator", estimator, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    for key in ("chisq", "df", "cfi", "tli", "rmsea", "srmr_within", "srmr_between", "logl", "aic", "bic"):
+        assert doc["fit"][key] == pytest.approx(rec["fit"][key], rel=1e-3, abs=1e-9), key
+    ref = pd.DataFrame(rec["estimates"])
+    ours = pd.DataFrame(doc["estimates"])
+    assert set(ours["level"]) == {1, 2} and set(ours["group"]) == {1}
+    both = ref.merge(ours.assign(block=ours["level"]), on=["lhs", "op", "rhs", "block"])
+    assert len(both) == len(ref)
+    np.testing.assert_allclose(both["est_y"], both["est_x"], atol=1e-4)
+
+
+def test_cli_without_cluster_says_what_to_do(tmp_path):
+    model = tmp_path / "cfa.lav"
+    model.write_text(CFA)
+    res = runner.invoke(app, ["fit", str(DATA), "--model", str(model), "--json"])
+    assert res.exit_code == 1
+    assert "--cluster" in res.stdout and "Traceback" not in res.output
+
+
+def _data():
+    return pd.read_csv(DATA)
+
+
+def test_unknown_cluster_column_is_named():
+    with pytest.raises(AnalysisError, match="cluster column 'comunity' not found.*community"):
+        fit_sem(CFA, _data(), cluster="comunity")
+
+
+def test_between_variable_must_be_constant_within_clusters():
+    d = _data()
+    d.loc[d.index[0], "w"] += 1.0
+    model = "level: 1\n z1 ~ x1\nlevel: 2\n z1 ~ w\n"
+    with pytest.raises(AnalysisError, match="'w' is not constant within cluster"):
+        fit_sem(model, d, cluster="community")
+
+
+def test_random_slopes_refused_at_their_line():
+    with pytest.raises(ModelSyntaxError, match="random slopes") as err:
+        fit_sem("level: 1\n s | z1 ~ x1\nlevel: 2\n z1 ~ w\n", _data(), cluster="community")
+    assert err.value.line == 2
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"missing": "fiml"}, "missing='fiml' is not available for two-level"),
+    ({"group": "community"}, "multi-group two-level models are not available"),
+    ({"estimator": "WLSMV"}, "must be ML or MLR"),
+])
+def test_unsupported_options_refused_clearly(kwargs, match):
+    with pytest.raises(AnalysisError, match=match):
+        fit_sem(CFA, _data(), cluster="community", **kwargs)
+
+
+def test_one_level_block_only_is_refused():
+    with pytest.raises(AnalysisError, match="exactly two 'level:' blocks"):
+        fit_sem("level: 1\n fw =~ y1 + y2 + y3\n", _data(), cluster="community")
+
+
+def test_statement_before_first_level_is_refused():
+    with pytest.raises(ModelSyntaxError, match="before the first 'level:'"):
+        fit_sem("fw =~ y1 + y2\nlevel: 1\n fw =~ y3\nlevel: 2\n fb =~ y1 + y2\n", _data(),
+                cluster="community")
+
+
+def test_boundary_between_variance_warns_with_advice():
+    # an item with no between-cluster variation (true ICC 0): its level-2 variance goes to the
+    # boundary (-0.0087 here), as in real surveys with few communities
+    d = _data()
+    d["noise"] = np.random.default_rng(3).normal(size=len(d))
+    model = "level: 1\n fw =~ y1 + y2 + y3 + noise\nlevel: 2\n fb =~ y1 + y2 + y3\n noise ~~ noise\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem(model, d, cluster="community")
+    msgs = [w["message"] for w in fit.warnings if w.get("category") == "BetweenBoundaryWarning"]
+    assert msgs and "'noise'" in msgs[0] and "noise ~~ 0*noise" in msgs[0]
+    assert fit.twolevel.icc["noise"] < 0.02
