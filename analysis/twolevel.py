@@ -953,6 +953,7 @@ def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 
     ``y_ij - u_j``. Returns ``(Sigma_W, mu_W, Sigma_B, mu_B, logl)`` in the levels' own
     variable orders. Stopping where lavaan stops keeps chisq, SRMR and the ICCs on lavaan's
     numbers (the exact maximum lies ~1e-2 higher in logL; see docs/multilevel.md).
+    All clusters of one size share their matrices, so each step is a few batched products.
     """
     y_names, z_names = list(cdata.y_names), list(cdata.z_names)
     py, pz = len(y_names), len(z_names)
@@ -966,8 +967,11 @@ def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 
     within_only = np.array([v not in ov2 for v in y_names])
     sw, sb, syz = np.eye(py), np.diag((~within_only).astype(float)), np.zeros((py, pz))
     mw, mb = np.zeros(py), np.zeros(py)
-    classes = [(s, sizes == s) for s in np.unique(sizes)]
+    uniq, cls, counts = np.unique(sizes, return_inverse=True, return_counts=True)
+    uniq_f = uniq.astype(float)
     idx2 = [(y_names + z_names).index(v) for v in ov2]
+    b = np.hstack([z, ybar])
+    loglik = _SizeClassLoglik(cdata, ov2)
 
     def implied(sw, sb, syz, mw, mb):
         """lavaan's 2l -> implied map: within-only variables have no between part."""
@@ -977,30 +981,20 @@ def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 
         mu_b = np.concatenate([np.where(within_only, 0.0, mb), mu_z])
         return sw, mw, full[np.ix_(idx2, idx2)], mu_b[idx2]
 
-    def logl(sw, mw, sb2, mb2):
-        return -_minus2logl_moments(cdata, sw, mw, sb2, mb2, ov2) / 2
-
-    fx_old = logl(*implied(sw, sb, syz, mw, mb))
+    fx_old = -loglik(*implied(sw, sb, syz, mw, mb)) / 2
     for _ in range(max_iter):
-        mu_y = mw + mb
         s1 = np.hstack([syz, sb])                                 # Cov(u, (z, ybar))
-        mu = np.concatenate([mu_z, mu_y])
-        b = np.hstack([z, ybar])
-        ev = np.empty((j, py))
-        cb = np.zeros((py, py))
-        cw2 = np.zeros((py, py))
-        for s, sel in classes:
-            omega = np.block([[s_zz, syz.T], [syz, (sw + s * sb) / s]])
-            k = s1 @ np.linalg.inv(omega)
-            e = mb + (b[sel] - mu) @ k.T
-            covv = sb - k @ s1.T
-            covv = (covv + covv.T) / 2
-            ev[sel] = e
-            m = int(sel.sum())
-            evv = m * covv + e.T @ e
-            cb += evv
-            yb = ybar[sel]
-            cw2 += s * (evv - yb.T @ e - e.T @ yb)
+        mu = np.concatenate([mu_z, mw + mb])
+        omega = np.empty((len(uniq), pz + py, pz + py))          # Cov((z, ybar)) per size
+        omega[:, :pz, :pz], omega[:, :pz, pz:], omega[:, pz:, :pz] = s_zz, syz.T, syz
+        omega[:, pz:, pz:] = sw / uniq_f[:, None, None] + sb
+        k = s1 @ np.linalg.inv(omega)                             # sizes x py x (pz + py)
+        ev = mb + np.einsum("jab,jb->ja", k[cls], b - mu)
+        covv = sb - k @ s1.T
+        covv = (covv + np.swapaxes(covv, 1, 2)) / 2
+        cb = np.einsum("s,sab->ab", counts, covv) + ev.T @ ev
+        nev = ev * sizes[:, None]
+        cw2 = np.einsum("s,sab->ab", counts * uniq_f, covv) + nev.T @ ev - ybar.T @ nev - nev.T @ ybar
         m_w = ((ybar - ev) * sizes[:, None]).sum(axis=0) / n
         m_b = ev.mean(axis=0)
         sw = (y1y1 + cw2) / n - np.outer(m_w, m_w)
@@ -1009,42 +1003,53 @@ def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 
         mw, mb = m_w, m_b
         # within-only variables have no between part: keep it at zero
         sb[within_only, :], sb[:, within_only], syz[within_only, :], mb[within_only] = 0.0, 0.0, 0.0, 0.0
-        fx = logl(*implied(sw, sb, syz, mw, mb))
+        fx = -loglik(*implied(sw, sb, syz, mw, mb)) / 2
         if fx - fx_old < tol:
             break
         fx_old = fx
     return (*implied(sw, sb, syz, mw, mb), fx)
 
 
-def _minus2logl_moments(cdata: ClusterData, sw, mw, sb2, mb2, ov2) -> float:
-    """-2 logL at given level moments (level-1 order y, level-2 order ov2)."""
-    y_names = list(cdata.y_names)
-    names = y_names + list(cdata.z_names)
-    py, pb = len(y_names), len(names)
-    idx2 = [names.index(v) for v in ov2]
-    sb = np.zeros((pb, pb))
-    sb[np.ix_(idx2, idx2)] = sb2
-    mu = np.zeros(pb)
-    mu[:py] += mw
-    mu[idx2] += mb2
-    total = 0.0
-    if py:
-        try:
-            lw = np.linalg.cholesky(sw)
-        except np.linalg.LinAlgError:
-            return math.inf
-        nj = cdata.nobs - cdata.n_clusters
-        total = nj * (2 * np.sum(np.log(np.diag(lw))) + np.sum(np.linalg.inv(sw) * cdata.s_pw))
-    for s, m, bbar, c in cdata.size_classes():
-        v = sb.copy()
-        v[:py, :py] += sw / s
-        try:
-            lv = np.linalg.cholesky(v)
-        except np.linalg.LinAlgError:
+class _SizeClassLoglik:
+    """-2 logL at given level moments (level-1 order y, level-2 order ov2), batched over the
+    distinct cluster sizes."""
+
+    def __init__(self, cdata: ClusterData, ov2):
+        y_names = list(cdata.y_names)
+        names = y_names + list(cdata.z_names)
+        self.py, self.pb = len(y_names), len(names)
+        self.idx2 = [names.index(v) for v in ov2]
+        classes = cdata.size_classes()
+        self.size = np.array([c[0] for c in classes], dtype=float)
+        self.count = np.array([c[1] for c in classes], dtype=float)
+        self.bbar = np.array([c[2] for c in classes])
+        self.cov = np.array([c[3] for c in classes])
+        self.n_within = cdata.nobs - cdata.n_clusters
+        self.s_pw = cdata.s_pw
+        self.const = (cdata.nobs * self.py + cdata.n_clusters * len(cdata.z_names)) * math.log(2 * math.pi) \
+            + self.py * float(np.sum(np.log(cdata.cluster_sizes)))
+
+    def __call__(self, sw, mw, sb2, mb2) -> float:
+        py, pb = self.py, self.pb
+        sb = np.zeros((pb, pb))
+        sb[np.ix_(self.idx2, self.idx2)] = sb2
+        mu = np.zeros(pb)
+        mu[:py] += mw
+        mu[self.idx2] += mb2
+        total = 0.0
+        if py:
+            sign, logdet = np.linalg.slogdet(sw)
+            if sign <= 0:
+                return math.inf
+            total = self.n_within * (logdet + np.sum(np.linalg.inv(sw) * self.s_pw))
+        v = np.broadcast_to(sb, (len(self.size), pb, pb)).copy()
+        v[:, :py, :py] += sw / self.size[:, None, None]
+        sign, logdet = np.linalg.slogdet(v)
+        if np.any(sign <= 0):
             return math.inf
         vi = np.linalg.inv(v)
-        d = bbar - mu
-        total += m * (2 * np.sum(np.log(np.diag(lv))) + np.sum(vi * c) + d @ vi @ d)
-    const = (cdata.nobs * py + cdata.n_clusters * len(cdata.z_names)) * math.log(2 * math.pi) \
-        + py * float(np.sum(np.log(cdata.cluster_sizes)))
-    return float(total + const)
+        d = self.bbar - mu
+        quad = np.einsum("sab,sab->s", vi, self.cov) + np.einsum("sa,sab,sb->s", d, vi, d)
+        return float(total + np.sum(self.count * (logdet + quad)) + self.const)
+
+
