@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from analysis import distributions as sps
 
 from .errors import (
     DataError,
