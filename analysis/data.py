@@ -26,7 +26,8 @@ import pandas as pd
 
 from analysis.errors import DataError
 
-__all__ = ["read_table", "check_model_data", "instrument_model_data", "DataCheck", "SampleStats", "FORMATS"]
+__all__ = ["read_table", "read_survey", "check_model_data", "instrument_model_data", "DataCheck", "SampleStats",
+           "FORMATS"]
 
 # suffix -> format name
 FORMATS: dict[str, str] = {
@@ -85,6 +86,55 @@ def read_table(path: str | Path, format: str | None = None, *, sheet: str | int 
     if dup:
         raise DataError(f"{path}: duplicated column names: {', '.join(dup)}")
     return df
+
+
+def read_survey(path: str | Path | None = None, instrument=None, *, study: str | Path | None = None,
+                format: str | None = None, mapping: str | Path | None = None) -> pd.DataFrame:
+    """The one reader of every command that analyses survey answers.
+
+    * ``study``: the answers of a study store (``resilience import --study``);
+    * a file with an ``instrument``: what ``resilience import`` reads (Kobo, ODK
+      Central, REDCap, LimeSurvey exports, CSV, XLSX, .sav, .dta, Parquet), its
+      columns mapped to the instrument's item ids and labels to codes, by the same
+      code (:func:`instruments.ingest.import_responses`);
+    * a file alone: a plain table (:func:`read_table`).
+
+    Missing codes and reverse keys are the instrument's to apply afterwards
+    (:func:`instrument_model_data`, ``reliability_report``, ``efa_report``).
+    Raises :class:`DataError` naming the file or the store.
+    """
+    if study is not None:
+        return _read_store(Path(study))
+    if path is None:
+        raise DataError("no data: give a data file or --study DIR (a study store)")
+    path = Path(path)
+    platform_formats = ("kobo", "odk", "redcap", "limesurvey")
+    if instrument is None:
+        if format in platform_formats:
+            raise DataError(f"{path}: a {format} export needs the instrument (--instrument) to map its columns")
+        return read_table(path, format)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    from instruments.ingest import ImportError_, import_responses
+
+    try:
+        res = import_responses(path, instrument, format=format, mapping=mapping)
+    except ImportError_ as exc:
+        raise DataError(f"{path}: {exc.issue.message}") from None
+    return res.data
+
+
+def _read_store(root: Path) -> pd.DataFrame:
+    from instruments.store import Study as Store
+
+    db = root / "study.duckdb"
+    if not db.is_file():
+        raise DataError(f"{root}: not a study store (no study.duckdb); create one with "
+                        "`resilience import FILE --instrument I --study DIR`")
+    data = Store(root).responses()
+    if data.empty:
+        raise DataError(f"{db}: the study store holds no responses")
+    return data
 
 
 def _short(exc: BaseException) -> str:

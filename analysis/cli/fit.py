@@ -27,10 +27,12 @@ ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
 MISSING = ("listwise", "fiml", "pairwise")
 
 # Shared options, defined once.
-DataArg = typer.Argument(..., help="Data file: CSV, XLSX, SPSS .sav, Stata .dta or Parquet.",
-                         show_default=False)
-DataFilesArg = typer.Argument(..., help="Data file (CSV, XLSX, SPSS .sav, Stata .dta or Parquet); "
-                                        "several imputed datasets with --pool.", show_default=False)
+DataArg = typer.Argument(None, help="Data file: CSV, XLSX, SPSS .sav, Stata .dta, Parquet, or (with --instrument) "
+                                    "a Kobo/ODK/REDCap/LimeSurvey export; or --study.", show_default=False)
+DataFilesArg = typer.Argument(None, help="Data file (CSV, XLSX, SPSS .sav, Stata .dta, Parquet, or with --instrument "
+                                         "a Kobo/ODK/REDCap/LimeSurvey export); several imputed datasets with "
+                                         "--pool; or --study.", show_default=False)
+StudyOpt = typer.Option(None, "--study", help="Analyse the answers of a study store (resilience import --study DIR).")
 EstimatorOpt = typer.Option(None, "--estimator", "-e", show_default=False,
                             help="ML, MLR, MLM, WLSMV or ULSMV [default: ML, or WLSMV with --ordered].",
                             case_sensitive=False)
@@ -117,7 +119,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
             group_equal: str | None = None, std_lv: bool = False, df=None,
             collapse_sparse: bool = False, instrument: str | None = None,
             design: dict | None = None,
-            pool: list[Path] | None = None, scale_w: bool = False) -> _Run:
+            pool: list[Path] | None = None, scale_w: bool = False, study: Path | None = None) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     ``pool``: several imputed datasets (the first is ``data_path``), fitted and pooled
@@ -130,7 +132,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
         warnings.simplefilter("always")
         name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
                                            group_equal, std_lv, df, collapse_sparse, instrument, design=design,
-                                           pool=pool, scale_w=scale_w)
+                                           pool=pool, scale_w=scale_w, study=study)
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -142,9 +144,21 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
     return _Run(name=name, fit=fit, warnings=recorded, missing=check.missing)
 
 
+def cli_instrument(instrument: str | None):
+    """The --instrument (a YAML file or a shipped name), or None; CliError naming it when it cannot be used."""
+    if instrument is None:
+        return None
+    from instruments import InstrumentError, load_instrument
+
+    try:
+        return load_instrument(instrument)
+    except InstrumentError as exc:
+        raise CliError(f"--instrument {instrument}: {exc}") from None
+
+
 def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
-                    df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False):
-    from analysis.data import check_model_data, read_table
+                    df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False, study=None):
+    from analysis.data import check_model_data, read_survey
 
     # lavaan's default: ML, or WLSMV when items are ordered
     estimator = (estimator or ("WLSMV" if ordered else "ML")).upper()
@@ -156,17 +170,14 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     if missing not in MISSING:
         raise CliError(f"--missing must be listwise, fiml or pairwise; got {missing!r}")
     name, syntax = resolve_model(model)
+    # one reader for every command: platform exports and the study store too (analysis.data.read_survey)
+    inst = cli_instrument(instrument)
     if df is None:
-        df = read_table(data_path)
-    imputed = [read_table(p) for p in (pool or [])[1:]]
-    if instrument is not None:
+        df = read_survey(data_path, inst, study=study)
+    imputed = [read_survey(p, inst) for p in (pool or [])[1:]]
+    if inst is not None:
         from analysis.data import instrument_model_data
-        from instruments import InstrumentError, load_instrument
 
-        try:
-            inst = load_instrument(instrument)
-        except InstrumentError as exc:
-            raise CliError(f"--instrument {instrument}: {exc}") from None
         df = instrument_model_data(df, inst, syntax)
         imputed = [instrument_model_data(d, inst, syntax) for d in imputed]
     from analysis.errors import ModelSyntaxError
@@ -186,7 +197,7 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     from analysis.errors import DataError
 
     try:
-        check = check_model_data(df, variables, group=group, source=str(data_path),
+        check = check_model_data(df, variables, group=group, source=str(study or data_path),
                                  missing="fiml" if missing == "pairwise" else missing)
     except DataError as exc:
         if instrument is None and "not found in the data" in str(exc):
@@ -279,6 +290,7 @@ def fit(
                               "(Rubin's rules; test D3 for ML, D2 for WLSMV, as semTools' runMI)."),
     scale_w: bool = typer.Option(False, "--scale-w", help="With --pool: SEs from (1 + ARIV) W "
                                  "(semTools' default) instead of W + (1 + 1/m) B."),
+    study: Optional[Path] = StudyOpt,
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data.
 
@@ -300,17 +312,21 @@ def fit(
 
         resilience fit imp/imp1.csv imp/imp2.csv imp/imp3.csv -m measurement --ordered all --pool
     """
+    data = list(data or [])
+    if bool(data) == (study is not None):
+        _fail("give one data file or --study DIR (a study store), not both" if data
+              else "no data: give a data file or --study DIR (a study store)", as_json, "usage")
     if len(data) > 1 and not pool:
         _fail(f"{len(data)} data files given: add --pool to fit and pool them as imputed datasets",
               as_json, "usage")
     if pool and (len(data) < 2 or bootstrap):
         _fail("--pool needs at least 2 imputed data files" if len(data) < 2
               else "--pool cannot be combined with --bootstrap (bootstrap SEs are not pooled)", as_json, "usage")
-    run = _guard(as_json, run_fit, data[0], model, estimator=estimator, missing=missing,
+    run = _guard(as_json, run_fit, data[0] if data else None, model, estimator=estimator, missing=missing,
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
                  collapse_sparse=collapse_sparse, instrument=instrument,
                  design=design_options(weights, cluster, strata),
-                 pool=list(data) if pool else None, scale_w=scale_w)
+                 pool=list(data) if pool else None, scale_w=scale_w, study=study)
     boot = None
     if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap
@@ -369,6 +385,7 @@ def compare_cmd(
     weights: Optional[str] = WeightsOpt,
     cluster: Optional[str] = ClusterOpt,
     strata: Optional[str] = StrataOpt,
+    study: Optional[Path] = StudyOpt,
 ) -> None:
     """Compare fitted models: likelihood-ratio test if nested, AIC/BIC side by side.
 
@@ -381,13 +398,16 @@ def compare_cmd(
         resilience compare survey.csv -m restricted.lav -m general.lav -e MLR --json
     """
     from analysis.compare import compare
-    from analysis.data import read_table
+    from analysis.data import read_survey
 
     if len(model) < 2:
         _fail("compare needs at least two --model options", as_json, "usage")
+    if (data is None) == (study is None):
+        _fail("give a data file or --study DIR (a study store), not both" if data
+              else "no data: give a data file or --study DIR (a study store)", as_json, "usage")
     with warnings.catch_warnings(record=True) as read_caught:
         warnings.simplefilter("always")
-        df = _guard(as_json, read_table, data)
+        df = _guard(as_json, lambda: read_survey(data, cli_instrument(instrument), study=study))
     read_warnings = [_warning_record(w) for w in read_caught]
     runs: list[_Run] = []
     for spec in model:

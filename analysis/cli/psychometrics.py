@@ -50,13 +50,22 @@ def _user_errors() -> Iterator[None]:
         _fail(f"internal error ({type(err).__name__}: {err}); please report it with the command you ran", code=1)
 
 
-def _read_data(path: str):
-    p = Path(path)
-    if not p.exists():
+def _read_data(path: str | None, inst=None, study: Path | None = None):
+    """The same reader as every command (analysis.data.read_survey): with the instrument, the
+    platform exports `resilience import` reads; with --study, the study store's answers."""
+    if (path is None) == (study is None):
+        _fail("give a data file or --study DIR (a study store), not both" if path
+              else "no data: give a data file or --study DIR (a study store)")
+    if path is not None and not Path(path).exists():
         _fail(f"data file '{path}' not found")
-    from analysis.data import read_table
+    from analysis.data import read_survey
 
-    return read_table(p)
+    return read_survey(path, inst, study=study)
+
+
+DataArg = typer.Argument(None, help="Survey data: CSV, XLSX, SAV, DTA, Parquet or (with --instrument) a "
+                                    "Kobo/ODK/REDCap/LimeSurvey export; or --study.", show_default=False)
+StudyOpt = typer.Option(None, "--study", help="Analyse the answers of a study store (resilience import --study DIR).")
 
 
 def _load_instrument(path: str):
@@ -107,12 +116,13 @@ def _echo_warnings(caught: list) -> None:
 
 
 def reliability(
-    data: str = typer.Argument(..., help="Survey data (CSV, XLSX, SAV, DTA, Parquet)."),
+    data: Optional[str] = DataArg,
     instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML file or shipped name (crs)."),
     ordinal: bool = typer.Option(False, "--ordinal", help="Also ordinal alpha/omega from polychoric correlations."),
     constructs: Optional[str] = typer.Option(None, "--constructs", "-c", help="Comma-separated constructs "
                                              "(default: every latent construct of the instrument)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    study: Optional[Path] = StudyOpt,
 ) -> None:
     """Reliability per construct (alpha, omega), item analysis, AVE, HTMT.
 
@@ -132,7 +142,7 @@ def reliability(
 
     with _user_errors():
         inst = _load_instrument(instrument)
-        df = _read_data(data)
+        df = _read_data(data, inst, study)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = reliability_report(df, inst, ordinal=ordinal, constructs=_construct_list(inst, constructs))
@@ -146,7 +156,7 @@ def reliability(
 
 
 def invariance(
-    data: str = typer.Argument(..., help="Survey data (CSV, XLSX, SAV, DTA, Parquet)."),
+    data: Optional[str] = DataArg,
     model: str = typer.Option(..., "--model", "-m", help="lavaan model file, or a shipped model name."),
     group: str = typer.Option(..., "--group", "-g", help="Column that defines the groups (or a collapsed "
                               "version of an instrument item, e.g. ETHNIC5, with --instrument)."),
@@ -162,6 +172,7 @@ def invariance(
                                  "groups, if scalar (or, with --partial scalar, partial scalar) invariance holds."),
     min_group_size: int = typer.Option(100, "--min-group-size", help="Warn for groups smaller than this."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    study: Optional[Path] = StudyOpt,
 ) -> None:
     """Measurement invariance ladder across groups (configural, metric, scalar, strict).
 
@@ -185,7 +196,7 @@ def invariance(
     why_not = ""
     with _user_errors(), _status(enabled=True) as status:
         syntax = _read_model(model)
-        df = _read_data(data)
+        df = _read_data(data, _load_instrument(instrument) if instrument is not None else None, study)
         kw = {} if missing is None else {"missing": missing}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -264,7 +275,7 @@ def _warn_missing_codes(df, syntax: str) -> None:
 
 
 def efa(
-    data: str = typer.Argument(..., help="Survey data (CSV, XLSX, SAV, DTA, Parquet)."),
+    data: Optional[str] = DataArg,
     instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML file or shipped name (crs)."),
     n_factors: Optional[int] = typer.Option(None, "--n-factors", "-k", help="Number of factors (default: parallel analysis)."),
     constructs: Optional[str] = typer.Option(None, "--constructs", "-c", help="Comma-separated constructs whose "
@@ -276,6 +287,7 @@ def efa(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a scree plot with the parallel-analysis "
                                         "eigenvalues and the loadings as a heat map (.png, .svg or .pdf)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    study: Optional[Path] = StudyOpt,
 ) -> None:
     """Exploratory factor analysis: KMO, Bartlett, parallel analysis, oblique loadings.
 
@@ -292,7 +304,7 @@ def efa(
 
     with _user_errors():
         inst = _load_instrument(instrument)
-        df = _read_data(data)
+        df = _read_data(data, inst, study)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             wanted = _construct_list(inst, constructs)
