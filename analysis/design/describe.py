@@ -104,8 +104,7 @@ def describe(data: pd.DataFrame, design: Design | None = None, *, variables=(), 
         # every variable of a domain at once: one pass over the PSU totals
         if columns:
             res = [_mean_and_influence(y, w, dom) for y in columns]
-            Z = np.column_stack([r[1] for r in res])
-            var = _diag_variance(rd, Z)
+            var = _diag_variance(rd, [r[1] for r in res])
             for v, r, vv in zip(variables, res, var):
                 m, _, _, n, unit = r
                 se = float(np.sqrt(vv)) if n > 0 else np.nan
@@ -119,7 +118,7 @@ def describe(data: pd.DataFrame, design: Design | None = None, *, variables=(), 
             res = [_mean_and_influence(y, w, dom) for y in ind]
             if not res:
                 continue
-            var = _diag_variance(rd, np.column_stack([r[1] for r in res]))
+            var = _diag_variance(rd, [r[1] for r in res])
             for k, r, vv in zip(cats, res, var):
                 row = {"variable": c, "category": _plain(k), "proportion": r[0],
                        "se": float(np.sqrt(vv)) if r[3] > 0 else np.nan, "n": r[3]}
@@ -128,8 +127,14 @@ def describe(data: pd.DataFrame, design: Design | None = None, *, variables=(), 
     return Description(pd.DataFrame(mean_rows), pd.DataFrame(prop_rows), info)
 
 
-def _diag_variance(rd: ResolvedDesign, Z) -> np.ndarray:
-    return np.diag(np.atleast_2d(rd.total_variance(Z)))
+def _diag_variance(rd: ResolvedDesign, influence: list, chunk: int = 8) -> np.ndarray:
+    """Design variances of the totals of each influence vector (a few columns at a time:
+    a million respondents x 45 items never sits in memory at once)."""
+    out = []
+    for i in range(0, len(influence), chunk):
+        Z = np.column_stack(influence[i:i + chunk])
+        out.append(np.diag(np.atleast_2d(rd.total_variance(Z))))
+    return np.concatenate(out) if out else np.array([])
 
 
 def _plain(v):

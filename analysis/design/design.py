@@ -19,6 +19,7 @@ stratum with a single PSU is handled as survey's ``options(survey.lonely.psu)``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -215,33 +216,44 @@ class ResolvedDesign:
         if len(lonely) and len(n_h) == 1:
             raise DataError(f"{where}the design has a single PSU; standard errors need at least two")
 
+    @cached_property
+    def _psu_layout(self):
+        """(PSU of each row as 0..n_psu-1, stratum code of each PSU, fpc of each PSU or None)."""
+        codes, row_psu = np.unique(self.psu, return_inverse=True)
+        first_row = np.zeros(len(codes), dtype=int)
+        first_row[row_psu[::-1]] = np.arange(len(row_psu))[::-1]
+        fpc = None if self.fpc is None else self.fpc[first_row]
+        return row_psu, self.strata[first_row], fpc
+
+    def psu_totals(self, x: np.ndarray) -> np.ndarray:
+        """Column totals of ``x`` (n x k) within each PSU, (n_psu x k)."""
+        row_psu, stratum, _ = self._psu_layout
+        return np.column_stack([np.bincount(row_psu, weights=x[:, j], minlength=len(stratum))
+                                for j in range(x.shape[1])])
+
     def total_variance(self, x: np.ndarray, centre: bool = True) -> np.ndarray:
         """Taylor-linearisation variance of the column totals of ``x`` (rows already weighted).
 
-        ``centre=False`` skips the centring of PSU totals in a design without strata and
-        fpc (lavaan's cluster-robust "meat", whose scores sum to zero at the estimate).
+        ``centre=False`` skips the centring of PSU totals (lavaan's cluster-robust
+        "meat", whose scores sum to zero at the estimate).
         """
         x = np.asarray(x, dtype=float)
         one_col = x.ndim == 1
         x = x.reshape(len(x), -1)
         k = x.shape[1]
-        # PSU totals, then per-stratum sums of squares about the stratum mean
-        psu_codes, psu_of_row = np.unique(self.psu, return_inverse=True)
-        totals = np.zeros((len(psu_codes), k))
-        np.add.at(totals, psu_of_row, x)
-        first_row = np.zeros(len(psu_codes), dtype=int)
-        first_row[psu_of_row[::-1]] = np.arange(len(x))[::-1]
-        stratum = self.strata[first_row]
+        totals = self.psu_totals(x)
+        _, stratum, fpc = self._psu_layout
         out = np.zeros((k, k))
         n_strata, ok_strata = 0, 0
         for h in np.unique(stratum):
-            t = totals[stratum == h]
+            in_h = stratum == h
+            t = totals[in_h]
             n_h = len(t)
             n_strata += 1
             f = 1.0
-            if self.fpc is not None:
-                pop = self.fpc[first_row[stratum == h][0]]
-                f = 1.0 - pop if pop <= 1 else (pop - n_h) / pop   # fraction given, or population size
+            if fpc is not None:
+                pop = fpc[in_h][0]
+                f = 1.0 - pop if pop <= 1 else (pop - n_h) / pop   # a fraction, or the population size
             if n_h > 1:
                 dev = t - t.mean(axis=0) if centre else t
                 out += f * n_h / (n_h - 1) * (dev.T @ dev)
