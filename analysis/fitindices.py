@@ -160,6 +160,19 @@ def _ncx2(fn, x2, df, ncp, *, at_zero: float) -> float:
 
 
 # --------------------------------------------------------------------------
+def observed_exogenous(model, g: int) -> list[int]:
+    """Positions (in ``model.ov_names[g]``) of the observed exogenous variables (lavaan's
+    ``ov.x``: only ever predictors), whether fixed.x or not: the independence model keeps
+    their covariances (fixed.x: as sample values; fixed_x=False: as free parameters)."""
+    from .partable import _vnames
+
+    pt = model.partable
+    rows = pt[(pt["group"] == model.groups[g]) & ~pt["op"].isin([":=", "==", "<", ">"])]
+    ov_x = _vnames(list(zip(rows["lhs"], rows["op"], rows["rhs"])))["ov.x"]
+    names = list(model.ov_names[g])
+    return [names.index(v) for v in ov_x if v in names]
+
+
 def baseline_test(stats, exo_idx: list[list[int]], meanstructure: bool) -> dict:
     """Independence model: variances (and means) free, fixed.x covariates' block kept.
 
@@ -269,7 +282,8 @@ def fit_measures(est, x: np.ndarray, test: dict, *, baseline: dict | None = None
     chisq, df = float(test["chisq"]), float(test["df"])
     fmin = chisq / (2 * n)
     exo_idx = [[model.ov_names[g].index(v) for v in model.exo_names[g]] for g in range(n_groups)]
-    base = baseline or baseline_test(stats, exo_idx, meanstructure)
+    base = baseline or baseline_test(stats, [observed_exogenous(model, g) for g in range(n_groups)],
+                                     meanstructure)
     b2, bdf = base["chisq"], float(base["df"])
     # log-likelihoods
     logl = unres = 0.0

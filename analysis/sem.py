@@ -385,8 +385,13 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                 if not np.all(np.isfinite(vcov)) or np.any(dv == 0):
                     raise np.linalg.LinAlgError
                 ev = np.linalg.eigvalsh((vcov + vcov.T) / 2 / np.outer(dv, dv))   # scale-free
-                if ev.min() < 1e-12:
+                if ev.min() < 1e-12 and not _sandwich_only_singular(est, x, ev.min()):
                     raise np.linalg.LinAlgError
+                if ev.min() < 1e-12:   # lavaan reports these SEs with the same warning
+                    records.append(warning_record(NotPositiveDefiniteWarning, (
+                        "the variance-covariance matrix of the estimates is not positive definite "
+                        f"(smallest eigenvalue {ev.min():.3g}) although the information matrix is: "
+                        "the case-wise scores are collinear (e.g. a binary variable's mean and variance)")))
             except np.linalg.LinAlgError:
                 vcov = None
                 why = "the information matrix could not be inverted"
@@ -653,6 +658,21 @@ def _make_estimator(estimator, missing, mdl, stats, check, options):
             f"estimator {estimator!r} with missing={missing!r} is not yet available "
             f"(analysis.estimators.{module} has no make_estimator)")
     return make(mdl, stats, data=check, options={**options, "estimator": estimator, "missing": missing})
+
+
+def _sandwich_only_singular(est, x, smallest: float) -> bool:
+    """A Huber-White sandwich can be singular while its bread (the information) is not:
+    then the model is identified and lavaan reports the SEs with a warning."""
+    if not getattr(est, "robust", False) or smallest < -1e-8:
+        return False
+    try:
+        info = est.information(x)
+    except Exception:  # noqa: BLE001 - estimators without an information matrix
+        return False
+    d = np.sqrt(np.abs(np.diag(info)))
+    if not np.all(np.isfinite(info)) or np.any(d == 0):
+        return False
+    return bool(np.linalg.eigvalsh((info + info.T) / 2 / np.outer(d, d)).min() > 1e-10)
 
 
 def _information_rank_problem(est, x, names) -> str | None:

@@ -243,6 +243,68 @@ def _dedupe_header(names: list[str], path: Path) -> tuple[list[str], list[Valida
 # readers: every one yields blocks of text columns plus a `__row` column
 # ---------------------------------------------------------------------------
 
+class _Recoded(io.RawIOBase):
+    """A text file decoded line by line and handed on as UTF-8 (what pyarrow reads).
+
+    Bytes that are not valid in ``encoding`` (a stray Windows-1252 byte far down
+    a UTF-8 file) become U+FFFD in their cell instead of stopping the import;
+    ``replaced`` says that some did, so the reader names those cells. Valid
+    text, Urdu or accented, is never touched.
+    """
+
+    def __init__(self, path: Path, encoding: str):
+        self._fh = open(path, "rb")
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        try:
+            self._literal = "\ufffd".encode(encoding.replace("-sig", ""))
+        except (UnicodeError, LookupError):
+            self._literal = b""  # the encoding cannot hold U+FFFD: every one is a replacement
+        self._out = b""
+        self._eof = False
+        self.replaced = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._out and not self._eof:
+            chunk = self._fh.read(1 << 20)
+            self._eof = not chunk
+            text = self._decoder.decode(chunk, final=self._eof)
+            n_bad = text.count("\ufffd")
+            if n_bad and n_bad > (chunk.count(self._literal) if self._literal else 0):
+                self.replaced = True
+            self._out = text.encode("utf-8")
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _note_replaced(frame: pd.DataFrame, columns: list[str], path: Path, encoding: str,
+                   issues: list[ValidationIssue], limit: int = 1000) -> None:
+    """Name each cell that holds a replacement character (bytes that were not ``encoding``)."""
+    shown = sum(i.type == "encoding" and i.row is not None for i in issues)
+    for col in columns:
+        if col not in frame or shown >= limit:
+            continue
+        hit = frame[col].astype("string").str.contains("\ufffd", regex=False, na=False).to_numpy()
+        for i in np.flatnonzero(hit)[: limit - shown]:
+            row = int(frame["__row"].iloc[i])
+            name = "UTF-8" if encoding.startswith("utf-8") else encoding
+            issues.append(_issue(
+                "encoding",
+                f"{path.name} row {row}: column {col!r} holds bytes that are not {name} (the rest of "
+                "the file is); each was replaced by \ufffd. Check the cell, or if the whole file "
+                "comes from a Windows program pass encoding='cp1252'",
+                severity="warning", row=row, item=col, value=str(frame[col].iloc[i])[:200]))
+            shown += 1
+
+
 def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTable:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -303,7 +365,7 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
         return "skip"
 
     read_opts = pacsv.ReadOptions(
-        encoding="utf8" if encoding in ("utf-8", "utf-8-sig") else encoding,
+        encoding="utf8",  # the text arrives recoded (see _Recoded)
         column_names=columns,
         skip_rows=1 + skip,
         use_threads=False,
@@ -327,13 +389,17 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
         return min(int(done[0] * per_row), size - 1) if done[0] >= 0 else size, size
 
     def blocks() -> Iterator[pd.DataFrame]:
-        yield from _blocks()
+        stream = _Recoded(path, encoding)
+        try:
+            yield from _blocks(stream)
+        finally:
+            stream.close()
         done[0] = -1  # the end
 
-    def _blocks() -> Iterator[pd.DataFrame]:
+    def _blocks(stream: _Recoded) -> Iterator[pd.DataFrame]:
         row = 1  # spreadsheet row of the last record handed out (header = 1)
         try:
-            reader = pacsv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
+            reader = pacsv.open_csv(stream, read_options=read_opts, parse_options=parse_opts,
                                     convert_options=conv_opts)
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -368,6 +434,8 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
                 frame["__row"] = np.arange(row + 1, row + 1 + len(frame))
                 row += len(frame)
             done[0] = row
+            if stream.replaced and len(frame):
+                _note_replaced(frame, columns, path, encoding, issues)
             if len(frame):
                 yield frame
             if batch is None:
@@ -863,6 +931,53 @@ def _value_lookup(instrument, item_id: str, extra_labels: Mapping | None = None)
     return table
 
 
+def _label_conflicts(value_labels: Mapping[str, Mapping], cmap, instrument, path: Path) -> list[ValidationIssue]:
+    """An SPSS/Stata file's value labels against the instrument's categories.
+
+    A label that the instrument gives to another code (1 = "Strongly agree" on a
+    scale whose 1 is "Strongly disagree") means the codes are not the
+    instrument's: read as they are, the scale would be silently reversed.
+    """
+    out = []
+    for col, labels in value_labels.items():
+        target = cmap.get(col)
+        if target is None or target.kind != "item" or not labels:
+            continue
+        scale = instrument.scale_of(target.name)
+        if not scale.is_categorical:
+            continue
+        codes_of: dict[str, float] = {}
+        shown: dict[float, str] = {}
+        for cat in [*scale.categories, *scale.missing]:
+            shown[float(cat.code)] = cat.label.get(instrument.default_language) or next(iter(cat.label.values()), "")
+            for text in cat.label.values():
+                codes_of.setdefault(_norm(text), float(cat.code))
+        clashes = []
+        for code, label in labels.items():
+            try:
+                code = float(code)
+            except (TypeError, ValueError):
+                continue
+            meant = codes_of.get(_norm(label))
+            if meant is not None and meant != code:
+                clashes.append((code, str(label)))
+        if not clashes:
+            continue
+
+        def fmt(code: float) -> str:
+            return str(int(code)) if code.is_integer() else str(code)
+
+        theirs = ", ".join(f"{fmt(c)} = {lab!r}" for c, lab in sorted(clashes))
+        ours = ", ".join(f"{fmt(c)} = {shown.get(c, '(no category)')!r}" for c, _ in sorted(clashes))
+        out.append(_issue(
+            "value-labels",
+            f"{path.name}: {target.name} (column {col!r}) is labelled {theirs} in the file, but "
+            f"{instrument.id} has {ours}: the codes may be reversed or from another scale. Recode "
+            "the file to the instrument's codes (or correct its labels) before importing",
+            item=target.name, value=theirs[:200]))
+    return out
+
+
 def _to_number(col: pd.Series) -> pd.Series:
     """Numbers as float64; anything else NaN (the caller decides what that means)."""
     if pd.api.types.is_bool_dtype(col):
@@ -988,28 +1103,16 @@ def import_responses(
     for col, t in cmap.items():
         if t.kind in ("item", "multi") and instrument.scale_of(t.name).is_categorical:
             lookups[col] = _value_lookup(instrument, t.name, raw.value_labels.get(col))
-    issues = list(raw.issues)
+    issues = list(raw.issues) + _label_conflicts(raw.value_labels, cmap, instrument, path)
     frames = []
-    try:
-        for block in raw.blocks:
-            frame = _convert_block(block, cmap, instrument, lookups, version_renames, issues, path)
-            del block
-            frames.append(_to_arrow(frame))  # typed and compact; the block's text is freed
-            if progress is not None:
-                progress("reading", *raw.position())
-        if progress is not None:  # the end of the file
+    for block in raw.blocks:
+        frame = _convert_block(block, cmap, instrument, lookups, version_renames, issues, path)
+        del block
+        frames.append(_to_arrow(frame))  # typed and compact; the block's text is freed
+        if progress is not None:
             progress("reading", *raw.position())
-    except ImportError_ as exc:
-        if encoding is not None or raw.kind != "csv" or "UTF8" not in exc.issue.message:
-            raise
-        # UTF-8 at the start, another encoding further down: read again as Windows-1252
-        again = import_responses(path, instrument, format=format, mapping=mapping, encoding="cp1252",
-                                 delimiter=delimiter, sheet=sheet, progress=progress)
-        again.issues.insert(0, _issue(
-            "encoding", f"{path.name}: UTF-8 at the start but not further down; the file was read "
-            "again as Windows-1252. Check accented letters, or pass encoding=", severity="warning"))
-        again.encoding = "cp1252"
-        return again
+    if progress is not None:  # the end of the file
+        progress("reading", *raw.position())
     issues[:] = raw.issues + [i for i in issues if i not in raw.issues]
     data = _assemble(frames, cmap, instrument, path, issues, fmt)
     sha = file_sha256(path)

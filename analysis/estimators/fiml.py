@@ -738,10 +738,11 @@ class FIMLEstimator:
         A1, B1 = self._h1_cache[g]
         return (A1, B1) if self.means else (A1[self._p[g]:, self._p[g]:], B1[self._p[g]:, self._p[g]:])
 
-    def _x_moment_rows(self, g):
-        """Rows of [mu, vech Sigma] that belong to the fixed.x covariates alone (masked as lavaan)."""
+    def _x_moment_rows(self, g, xi=None):
+        """Rows of [mu, vech Sigma] that belong to the fixed.x covariates alone (masked as lavaan),
+        or to the variables at positions ``xi``."""
         names = self.model.ov_names[g]
-        xi = {names.index(v) for v in self.model.exo_names[g]}
+        xi = {names.index(v) for v in self.model.exo_names[g]} if xi is None else set(xi)
         p = self._p[g]
         r, c = _vech_pairs(p)
         rows = [i for i in range(p) if i in xi] if self.means else []
@@ -773,9 +774,48 @@ class FIMLEstimator:
         return total
 
     # ------------------------------------------------------------------
+    def _free_x_pairs(self) -> bool:
+        """fixed_x=False with several observed exogenous variables: their covariances are
+        free parameters of lavaan's independence model."""
+        from ..fitindices import observed_exogenous
+        return any(len(np.setdiff1d(observed_exogenous(self.model, g), self._xi(g))) > 1
+                   for g in range(len(self.patterns)))
+
+    def _baseline_by_model(self) -> dict:
+        """The independence model with free covariances among the observed exogenous variables,
+        fitted by FIML as a model of its own (same estimator options); its test as the model's."""
+        from ..data import SampleStats
+        from ..fitindices import observed_exogenous
+        from ..model import Model
+        from ..optimize import minimize, start_values
+        from ..partable import build_partable
+
+        names = list(self.model.ov_names[0])
+        bx = [names[i] for i in observed_exogenous(self.model, 0)]
+        lines = [f"{v} ~~ {v}" for v in names]
+        lines += [f"{a} ~~ {b}" for j, a in enumerate(bx) for b in bx[j + 1:]]
+        lines += [f"{v} ~ 1" for v in names] if self.means else []
+        pt = build_partable("\n".join(lines), n_groups=len(self.patterns), meanstructure=self.means,
+                            fixed_x=False)
+        stats = SampleStats(tuple(names), tuple(h[1] for h in self.h1), tuple(h[0] for h in self.h1),
+                            tuple(self.nobs), tuple(self.stats.group_labels))
+        pt["start"] = start_values(pt, stats)
+        model = Model(pt, meanstructure=self.means)
+        est = FIMLEstimator(model, [pat.Y for pat in self.patterns], robust=self.robust)
+        for attr in ("test_kind", "se_information", "test_information"):
+            setattr(est, attr, getattr(self, attr))
+        x = minimize(est, model.x_start).x
+        out = est.test(x)
+        out["logl"] = est.loglik(x)
+        self._baseline_pieces = [(s, m) for s, m in est._moments(x)]
+        self._baseline_fit = (est, x)
+        return out
+
     def baseline(self) -> dict:
         """The independence model (diagonal Sigma, free means): closed-form FIML fit and its test."""
         from analysis import distributions as st
+        if self._free_x_pairs():
+            return self._baseline_by_model()
         ll = 0.0
         pieces = []
         for g, pat in enumerate(self.patterns):
@@ -880,6 +920,12 @@ class FIMLEstimator:
             wc = np.zeros_like(A1)
             wc[:p, :p] = W
             wc[p:, p:] = ml_weight(W)
+            # lavaan refits at the EM moments with its default fixed.x = TRUE, so Wc has the
+            # observed exogenous variables' own moments zeroed even when fixed_x=False
+            from ..fitindices import observed_exogenous
+            zx = self._x_moment_rows(g, observed_exogenous(self.model, g))
+            wc[zx, :] = 0.0
+            wc[:, zx] = 0.0
             # fixed.x: the covariates' own moments are masked (lavaan zeroes them in the h1 information)
             keep = np.setdiff1d(np.arange(len(A1)), self._x_moment_rows(g))
             A1, B1, wc = (M[np.ix_(keep, keep)] for M in (A1, B1, wc))

@@ -584,7 +584,9 @@ class MLMEstimator(MLEstimator):
 
     def baseline_robust(self):
         """Independence model (diagonal Sigma, saturated means; fixed.x covariates keep their
-        sample block and are not parameters) with its Satorra-Bentler scaling."""
+        sample block and are not parameters; with fixed_x=False the covariances among the
+        observed exogenous variables are free parameters, as lavaan) with its scaling."""
+        from ..fitindices import observed_exogenous
         from .base import ml_weight
         ms = self.model.meanstructure
         chisq, V, D = 0.0, [], []
@@ -592,10 +594,12 @@ class MLMEstimator(MLEstimator):
         for g, s in enumerate(self.stats.cov):
             p = s.shape[0]
             xi = self._xi(g)
+            bx = observed_exogenous(self.model, g)
             keep = [i for i in range(p) if i not in xi]
+            free_cov = [(a, b) for j, a in enumerate(bx) for b in bx[j + 1:] if a not in xi]
             sb = np.diag(np.diag(s))
-            if xi:
-                sb[np.ix_(xi, xi)] = s[np.ix_(xi, xi)]
+            if bx:
+                sb[np.ix_(bx, bx)] = s[np.ix_(bx, bx)]
             chisq += self.stats.nobs[g] * (np.linalg.slogdet(sb)[1] - np.linalg.slogdet(s)[1])
             W = np.linalg.inv(sb)
             v = ml_weight(W)
@@ -608,10 +612,10 @@ class MLMEstimator(MLEstimator):
                 full[p:, p:] = v
                 v = full
             V.append(v)
-            D.append((p, r, c, keep))
-            q += len(keep) * (2 if ms else 1)
+            D.append((p, r, c, keep, free_cov))
+            q += len(keep) * (2 if ms else 1) + len(free_cov)
         Dm, off = [], 0
-        for p, r, c, keep in D:
+        for p, r, c, keep, free_cov in D:
             k = len(keep)
             d = np.zeros(((p if ms else 0) + len(r), q))
             if ms:
@@ -619,9 +623,14 @@ class MLMEstimator(MLEstimator):
                 off += k
             d[(p if ms else 0) + np.flatnonzero(r == c)[keep], off + np.arange(k)] = 1.0
             off += k
+            pos = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(r, c))}
+            for a, b in free_cov:
+                d[(p if ms else 0) + pos[(max(a, b), min(a, b))], off] = 1.0
+                off += 1
             Dm.append(d)
         E = sum(w * d.T @ v @ d for w, d, v in zip(self.weights, Dm, V))
-        df = sum(p * (p - 1) // 2 - (p - len(keep)) * (p - len(keep) - 1) // 2 for p, _, _, keep in D)
+        df = sum(p * (p - 1) // 2 - len(fc) - (p - len(keep)) * (p - len(keep) - 1) // 2
+                 for p, _, _, keep, fc in D)
         tr, tr2 = ugamma_traces(V, Dm, np.linalg.inv(E), self.gamma, self.stats.nobs)
         out = {"chisq": chisq, "df": df, "pvalue": _pchisq(chisq, df)}
         out.update(scaled_test(self.test_kind or "satorra.bentler", chisq, df, tr, tr2))

@@ -172,11 +172,15 @@ class WLSEstimator:
                 info += w * Dg.T @ (W[:, None] * Dg)
         return f, g, (info if with_info else None)
 
+    se_kind = "robust.sem"      # or "standard" (lavaan's se="standard": the expected information alone)
+
     def vcov(self, x) -> np.ndarray:
         self.x_hat = np.asarray(x, float)
         self._apply_delta_theta(x)
         D = self._delta(x)
         E_inv = np.linalg.inv(self.information(x))
+        if self.se_kind == "standard":
+            return E_inv / (self.ntotal - self.model.n_groups)
         B = sum(w * Dg.T @ (W[:, None] * gm * W[None, :]) @ Dg
                 for w, W, gm, Dg in zip(self.weights, self.W, self.gamma, D))
         # lavaan divides by N - G for (D)WLS/ULS (lav_utils_get_ntotal)
@@ -386,7 +390,10 @@ def make_estimator(model, stats, *, data=None, options=None):
                       "fixed_x=False) reproduces its SEs and scaled test too", SEMWarning, stacklevel=3)
     arrays = group_arrays(data, model)
     frames = [pd.DataFrame(a, columns=model.ov_names[g]) for g, a in enumerate(arrays)]
-    return WLSEstimator(model, frames, estimator=name,
-                        missing="pairwise" if missing == "pairwise" else "listwise",
-                        group_labels=tuple(stats.group_labels),
-                        collapse_sparse=bool(options.get("collapse_sparse", False)))
+    est = WLSEstimator(model, frames, estimator=name,
+                       missing="pairwise" if missing == "pairwise" else "listwise",
+                       group_labels=tuple(stats.group_labels),
+                       collapse_sparse=bool(options.get("collapse_sparse", False)))
+    if str(options.get("se", "")).lower() == "standard":
+        est.se_kind = "standard"
+    return est
