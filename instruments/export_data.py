@@ -16,7 +16,9 @@ cells are always written as text, never as formulas.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +28,7 @@ import pandas as pd
 from .ingest import limesurvey_answer_code, limesurvey_code
 
 __all__ = [
+    "ExportWarning",
     "FORMULA_PREFIXES",
     "neutralise",
     "neutralise_frame",
@@ -47,6 +50,10 @@ __all__ = [
 ]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportWarning(UserWarning):
+    """A written file differs from the data: cells or names the format cannot hold were changed."""
 
 
 # ---------------------------------------------------------------------------
@@ -142,22 +149,44 @@ def write_xlsx(sheets: dict[str, pd.DataFrame] | pd.DataFrame, path: str | Path)
 
     if isinstance(sheets, pd.DataFrame):
         sheets = {"data": sheets}
+    changed = [0]
+
+    def text(v: str) -> str:
+        safe = _visible_controls(v)
+        changed[0] += safe is not v
+        return safe
 
     def write(p: Path) -> None:
         wb = openpyxl.Workbook()
         wb.remove(wb.active)
         for name, frame in sheets.items():
-            ws = wb.create_sheet(title=str(name)[:31])
-            ws.append([str(c) for c in frame.columns])
+            ws = wb.create_sheet(title=re.sub(r"[\\/?*\[\]:]", "_", text(str(name)))[:31])
+            ws.append([text(str(c)) for c in frame.columns])
             for row in frame.itertuples(index=False, name=None):
-                ws.append([_xlsx_value(v) for v in row])
+                ws.append([text(v) if isinstance(v, str) else _xlsx_value(v) for v in row])
             for row in ws.iter_rows():
                 for cell in row:
                     if isinstance(cell.value, str):
                         cell.data_type = "s"  # text, never a formula
         wb.save(p)
 
-    return _atomic(Path(path), write)
+    out = _atomic(Path(path), write)
+    if changed[0]:
+        warnings.warn(f"{Path(path).name}: {changed[0]} cell(s) held control characters an XLSX file cannot "
+                      "store (such as the \\x1f between surplus cells in '_extra'); written as their "
+                      "visible symbols (\u241f for \\x1f)", ExportWarning, stacklevel=2)
+    return out
+
+
+# The control characters XML 1.0 (so XLSX) cannot hold: tab, newline and carriage return are fine.
+_XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _visible_controls(text: str) -> str:
+    """Each control character XLSX cannot hold as its Unicode control picture (\\x1f -> \u241f)."""
+    if not _XML_ILLEGAL.search(text):
+        return text
+    return _XML_ILLEGAL.sub(lambda m: chr(0x2400 + ord(m.group())), text)
 
 
 def _xlsx_value(v):
@@ -201,8 +230,12 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Pa
     if ext in (".sav", ".dta"):
         import pyreadstat
 
+        from .export_sav import spss_names, stata_names
+
         fn = pyreadstat.write_sav if ext == ".sav" else pyreadstat.write_dta
+        renamed = (spss_names if ext == ".sav" else stata_names)([str(c) for c in frame.columns])
         plain = frame.copy()
+        plain.columns = [renamed.get(str(c), str(c)) for c in frame.columns]
         for col in plain.columns:
             if isinstance(plain[col].dtype, pd.StringDtype) or plain[col].dtype == object:
                 plain[col] = plain[col].astype("string").astype(object).where(plain[col].notna(), "")
@@ -218,7 +251,21 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Pa
             meta = {"column_labels": labels,
                     "variable_value_labels": {k: v for k, v in full["variable_value_labels"].items()
                                               if k in cols and k not in reversed_ids}}
-        return _atomic(path, lambda p: fn(plain, str(p), **meta))
+        if renamed:  # the original header lives on as the variable's label
+            if ext == ".sav":
+                meta["column_labels"] = {**meta.get("column_labels", {}),
+                                         **{new: old[:255] for old, new in renamed.items()}}
+            else:
+                meta["column_labels"] = {**meta.get("column_labels", {}),
+                                         **{new: old[:80] for old, new in renamed.items()}}
+        out = _atomic(path, lambda p: fn(plain, str(p), **meta))
+        if renamed:
+            shown = ", ".join(f"{old!r} -> {new}" for old, new in list(renamed.items())[:10])
+            more = f" and {len(renamed) - 10} more" if len(renamed) > 10 else ""
+            warnings.warn(f"{path.name}: {len(renamed)} column name(s) {ext[1:].upper()} cannot hold were renamed "
+                          f"({shown}{more}); each original name is kept as its variable label",
+                          ExportWarning, stacklevel=2)
+        return out
     raise ValueError(f"{path.name}: unknown table format {ext!r} (use .csv, .tsv, .xlsx, .parquet, .json, .sav, .dta)")
 
 

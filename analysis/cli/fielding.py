@@ -72,12 +72,23 @@ def _check_output(output: Optional[Path], as_json: bool = False) -> None:
 
 
 def _write(frame, output: Path, as_json: bool = False, **options) -> None:
-    from instruments.export_data import write_table
+    """Write a table; what the format could not hold (and was changed) is said on stderr."""
+    import warnings
 
-    try:
-        write_table(frame, output, **options)
-    except (OSError, ValueError) as exc:
-        _err(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}", as_json=as_json)
+    from instruments.export_data import ExportWarning, write_table
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExportWarning)
+        try:
+            write_table(frame, output, **options)
+        except (OSError, ValueError) as exc:
+            _err(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}", as_json=as_json)
+    console = Console(stderr=True, soft_wrap=True)
+    for w in caught:
+        if issubclass(w.category, ExportWarning):
+            console.print(f"[yellow]warning:[/yellow] {w.message}", markup=True, highlight=False)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _instrument(path: str, as_json: bool = False):
@@ -302,7 +313,6 @@ def score_command(
 
         resilience score survey.sav -i crs -o scored.csv --min-items 2
     """
-    from instruments.export_data import write_table
     from instruments.score import score
 
     _check_output(output)
@@ -312,10 +322,7 @@ def score_command(
         if progress is not None:
             progress("scoring", 0, None)
         scored = score(result, inst, min_items=min_items)
-    try:
-        write_table(scored.table, output, instrument=inst)
-    except (OSError, ValueError) as exc:
-        _err(f"cannot write {output}: {exc}")
+    _write(scored.table, output, instrument=inst)
     console = Console(stderr=True, soft_wrap=True)
     n_c = len(scored.constructs)
     console.print(f"scored {len(scored.table)} responses, {n_c} construct{'s' * (n_c != 1)} -> {output}")
