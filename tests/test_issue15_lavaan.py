@@ -156,3 +156,33 @@ def test_bca_acceleration_is_the_jackknife_formula_on_hs():
     lav = np.array(rec["acceleration"])
     assert np.abs(lav).max() > 0.03                 # not shrunk toward zero (B <= N regime)
     np.testing.assert_allclose(acc, lav, atol=1e-5)
+
+
+def test_wlsmv_standard_se_is_the_expected_information_alone():
+    rec = load("issue15_test_wlsmv_standard")
+    call = rec["call"]
+    bfi = data("bfi.csv").dropna(subset=call["ordered"] + ["gender"])
+    fit = quiet_fit(call["model"], bfi, ordered=call["ordered"], se="Standard")
+    check_estimates(fit, rec)
+    check_fit(fit, rec, ["chisq", "chisq.scaled"])
+    assert fit.options["se"] == "standard" and fit.options["test"] == "scaled.shifted"
+
+
+# --------------------------------------------------------------------- 3. fixed_x=False baseline
+BASELINE_KEYS = ["chisq", "df", "baseline.chisq", "baseline.df", "cfi", "tli", "rmsea", "srmr"]
+
+
+@pytest.mark.parametrize("name", ["issue15_fixedx_false_ml", "issue15_fixedx_false_mlr", "issue15_fixedx_false_mlm",
+                                  "issue15_fixedx_false_fiml_ml", "issue15_fixedx_false_fiml_mlr"])
+def test_fixed_x_false_baseline_keeps_exogenous_covariances_free(name):
+    rec = load(name)
+    call = rec["call"]
+    frame = data("hs_missing_exo.csv" if call.get("missing") else "HolzingerSwineford1939.csv")
+    fit = quiet_fit(call["model"], frame, fixed_x=False, estimator=call["estimator"],
+                    missing=call.get("missing", "listwise"))
+    check_estimates(fit, rec)
+    keys = BASELINE_KEYS + [k for k in ("baseline.chisq.scaled", "cfi.scaled", "tli.scaled", "cfi.robust",
+                                        "tli.robust", "rmsea.robust", "rmsea.ci.upper.robust")
+                            if rec["fit"].get(k) is not None]
+    check_fit(fit, rec, keys)
+    assert fit.fit_indices["baseline.df"] == 54    # one df fewer than the fully independent model
