@@ -131,6 +131,43 @@ def describe_cmd(
         typer.echo(res.summary())
 
 
+def replicate_cmd(
+    data: str = typer.Argument(..., help="Survey data (CSV, XLSX, .sav, .dta, Parquet)."),
+    weights: Optional[str] = WeightsOpt,
+    cluster: Optional[str] = ClusterOpt,
+    strata: Optional[str] = StrataOpt,
+    replicates: int = typer.Option(500, "--replicates", min=2, help="Number of bootstrap replicates."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (the same seed, the same weights)."),
+    output: str = typer.Option(..., "-o", "--output", help="Output CSV: the data plus rep1..repR columns."),
+) -> None:
+    """Rao-Wu rescaled bootstrap replicate weights (survey's "subbootstrap"), for export.
+
+    Variances from them: scale 1/(R-1), replicates centred at their mean (survey's svrepdesign).
+
+    Example: resilience replicate survey.csv --weights w --cluster area --strata region --replicates 500 --seed 1 -o reps.csv
+    """
+    def work():
+        from analysis.data import read_table
+        from analysis.design import Design
+        from analysis.design.replicate import rao_wu_bootstrap
+
+        frame = read_table(data)
+        reps = rao_wu_bootstrap(Design(weights=weights, cluster=cluster, strata=strata), frame,
+                                replicates=replicates, seed=seed)
+        clash = [c for c in reps.to_frame().columns if c in frame.columns]
+        if clash:
+            from analysis.errors import DataError
+            raise DataError(f"{data} already has column(s) {', '.join(clash[:3])}; rename them first")
+        import pandas as pd
+        pd.concat([frame.reset_index(drop=True), reps.to_frame()], axis=1).to_csv(output, index=False)
+        return reps
+
+    reps = _run(False, work)
+    typer.echo(f"wrote {reps.replicates} replicate weights (Rao-Wu bootstrap, scale 1/{reps.replicates - 1}) "
+               f"to {output}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("weights")(weights_cmd)
     app.command("describe")(describe_cmd)
+    app.command("replicate")(replicate_cmd)
