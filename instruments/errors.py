@@ -54,6 +54,9 @@ ISSUE_TYPES: dict[str, str] = {
     "unknown-language": "text in a language the instrument does not declare",
     "missing-translation": "a text lacks one of the declared languages",
     "translation-status-missing": "a declared language has no translation review status",
+    "unknown-interface-key": "interface: names a web survey string that does not exist",
+    "interface-placeholder": "an interface translation drops or adds a {field} of the English wording",
+    "untranslated-interface": "a declared language lacks web survey wording (English would be shown)",
     # scales
     "empty-scale": "an ordinal or nominal scale without categories",
     "code-collision": "two categories of a scale share a code",

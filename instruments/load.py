@@ -299,8 +299,9 @@ def _stand_in_head(head_data: dict):
 
 
 class _Checker:
-    def __init__(self, file: str | None) -> None:
+    def __init__(self, file: str | None, *, fielding: bool = False) -> None:
         self.file = file
+        self.fielding = fielding  # also check what fielding needs (the web survey's wording in every language)
         self.report = InstrumentReport(file=file)
         self.pos = _Positions()
         self.origin: dict[int, Path_] = {}  # id(model object) -> document path
@@ -580,6 +581,8 @@ class _Checker:
                 self.issue("min-items-invalid", f"min_items {c.min_items} of construct '{c.id}' "
                            f"must be between 1 and its {n} item(s)", p + ("min_items",))
 
+        self.check_interface(inst, langs)
+
         if inst.consent is not None:
             self.check_text(inst.consent.text, langs, ("consent", "text"))
             if inst.consent.item is not None:
@@ -592,6 +595,37 @@ class _Checker:
                     if inst.consent.item not in broken_items:
                         self.issue("unknown-item-ref", f"consent names unknown item "
                                    f"'{inst.consent.item}'", ("consent", "item"))
+
+    def check_interface(self, inst: Instrument, langs: list[str]) -> None:
+        """The web survey's wording: known keys, declared languages, the same {fields}; and
+        a warning per language whose buttons or messages would fall back to English."""
+        from .interface import INTERFACE_KEYS, UI, placeholders, untranslated_interface
+
+        for key, texts in inst.interface.items():
+            p = ("interface", key)
+            if key not in INTERFACE_KEYS:
+                hint = difflib.get_close_matches(key, INTERFACE_KEYS, n=1, cutoff=0.7)
+                self.issue("unknown-interface-key", f"unknown interface string '{key}'"
+                           + (f" (did you mean '{hint[0]}'?)" if hint else ""), p, key=True)
+                continue
+            want = placeholders(UI["en"].get(key, ""))
+            for lang, text in texts.items():
+                if lang not in langs:
+                    self.issue("unknown-language", f"interface string '{key}' in '{lang}', which is not "
+                               f"a declared language ({', '.join(langs)})", p + (lang,), key=True)
+                elif not text.strip():
+                    self.issue("missing-translation", f"interface string '{key}' in '{lang}' is empty", p + (lang,))
+                elif placeholders(text) != want:
+                    fields = ", ".join("{" + f + "}" for f in sorted(want)) or "no {fields}"
+                    self.issue("interface-placeholder", f"interface string '{key}' in '{lang}' must use "
+                               f"{fields}, as the English wording does (write a literal brace as {{{{ or }}}})",
+                               p + (lang,))
+        for lang, keys in (untranslated_interface(inst) if self.fielding else {}).items():
+            shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+            self.warn("untranslated-interface", f"the web survey has no '{lang}' wording for {shown}: "
+                      f"respondents reading '{lang}' would see English there; add them under "
+                      f"interface: (e.g. interface: {{{keys[0]}: {{{lang}: ...}}}})",
+                      ("interface",) if inst.interface else ("languages",))
 
     @staticmethod
     def _has_broken(data: dict, construct_id: str, broken_items: set[str]) -> bool:
@@ -858,9 +892,14 @@ def _compose(text: str):
         return YAML(typ="safe", pure=True).compose(text)
 
 
-def parse_instrument(source: str | bytes, *, file: str | None = None) -> tuple[Instrument | None, InstrumentReport]:
-    """Check YAML text or bytes; return the instrument (None on errors) and the report."""
-    checker = _Checker(file)
+def parse_instrument(source: str | bytes, *, file: str | None = None,
+                     fielding: bool = False) -> tuple[Instrument | None, InstrumentReport]:
+    """Check YAML text or bytes; return the instrument (None on errors) and the report.
+
+    ``fielding``: also warn where the web survey would fall back to English
+    (``untranslated-interface``), as ``resilience instrument validate`` does.
+    """
+    checker = _Checker(file, fielding=fielding)
     try:
         inst = _parse(checker, source)
     except Exception as exc:  # a loader bug must still come out as data
@@ -923,9 +962,10 @@ def _parse(checker: _Checker, source: str | bytes) -> Instrument | None:
     return checker.check(data)
 
 
-def validate_instrument(path: str | Path) -> InstrumentReport:
-    """Check an instrument file; every problem is in the returned report."""
-    return _load(path)[1]
+def validate_instrument(path: str | Path, *, fielding: bool = False) -> InstrumentReport:
+    """Check an instrument file; every problem is in the returned report (``fielding``: see
+    :func:`parse_instrument`)."""
+    return _load(path, fielding=fielding)[1]
 
 
 def load_instrument(path: str | Path) -> Instrument:
@@ -942,7 +982,7 @@ def load_instrument(path: str | Path) -> Instrument:
     return inst
 
 
-def _load(path: str | Path) -> tuple[Instrument | None, InstrumentReport]:
+def _load(path: str | Path, *, fielding: bool = False) -> tuple[Instrument | None, InstrumentReport]:
     p = _resolve(path)
     name = str(path)
     if not p.is_file():
@@ -956,7 +996,7 @@ def _load(path: str | Path) -> tuple[Instrument | None, InstrumentReport]:
         report = InstrumentReport(file=name)
         report.add(InstrumentIssue("file-not-found", f"cannot read {name}: {err.strerror}", name))
         return None, report
-    inst, report = parse_instrument(raw, file=p.name if p.parent == LIBRARY else name)
+    inst, report = parse_instrument(raw, file=p.name if p.parent == LIBRARY else name, fielding=fielding)
     if inst is not None:
         inst._sha256 = hashlib.sha256(raw).hexdigest()
         inst._source_path = str(p.resolve())

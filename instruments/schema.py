@@ -258,6 +258,11 @@ class Instrument(_Model):
     constructs: list[Construct] = Field(default_factory=list)
     consent: Consent | None = None
     sections: list[Section] = Field(min_length=1)
+    interface: dict[str, LocalText] = Field(
+        default_factory=dict,
+        description="web survey wording per key and language (title, next, back, ...); "
+                    "the suite ships English and Urdu",
+    )
 
     _sha256: str | None = PrivateAttr(default=None)
     _source_path: str | None = PrivateAttr(default=None)

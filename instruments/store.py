@@ -129,6 +129,9 @@ _IMPORTS_TABLE = """CREATE TABLE IF NOT EXISTS imports (
     import_id INTEGER, name VARCHAR, sha256 VARCHAR, format VARCHAR, n_rows BIGINT,
     n_errors BIGINT, n_warnings BIGINT, instrument VARCHAR, instrument_version VARCHAR,
     wave VARCHAR, imported_at VARCHAR, original_name VARCHAR, bytes BIGINT)"""
+# the audit record of withdrawals: who (the reference code), when, how many rows went; never answers
+_WITHDRAWALS_TABLE = """CREATE TABLE IF NOT EXISTS withdrawals (
+    respondent_id VARCHAR, withdrawn_at VARCHAR, n_removed BIGINT, channel VARCHAR)"""
 _MANIFEST_FIELDS = ("name", "original_name", "sha256", "bytes", "format", "n_rows", "import_id",
                     "instrument", "instrument_version", "wave", "imported_at")
 
@@ -300,6 +303,41 @@ class Study:
     def imports(self) -> pd.DataFrame:
         return self._read("imports", "SELECT * FROM imports ORDER BY import_id")
 
+    # --- withdrawal --------------------------------------------------------
+    def withdraw(self, respondent_id: str, *, channel: str = "cli") -> int:
+        """Delete a respondent's responses and validation issues; keep an audit record.
+
+        The record (table ``withdrawals``: respondent id, time, rows removed,
+        channel) holds no answers, and later imports leave this respondent out.
+        Returns the number of responses removed (0 when none was stored yet).
+        """
+        with self.lock(), self.connect() as con:
+            con.begin()
+            try:
+                con.execute(_WITHDRAWALS_TABLE)
+                n = 0
+                if _has_table(con, "responses"):
+                    n = con.execute("SELECT count(*) FROM responses WHERE CAST(respondent_id AS VARCHAR) = ?",
+                                    [respondent_id]).fetchall()[0][0]
+                    con.execute("DELETE FROM responses WHERE CAST(respondent_id AS VARCHAR) = ?", [respondent_id])
+                if _has_table(con, "issues"):  # issues quote values: they go too
+                    con.execute("DELETE FROM issues WHERE CAST(respondent_id AS VARCHAR) = ?", [respondent_id])
+                con.execute("INSERT INTO withdrawals VALUES (?, ?, ?, ?)", [respondent_id, _now(), n, channel])
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return int(n)
+
+    def withdrawals(self) -> pd.DataFrame:
+        """The audit record of withdrawals (no answers)."""
+        return self._read("withdrawals", "SELECT * FROM withdrawals ORDER BY withdrawn_at")
+
+    def withdrawn_ids(self) -> set[str]:
+        """Respondent ids whose answers were withdrawn (left out of every later import)."""
+        w = self.withdrawals()
+        return set(w["respondent_id"].astype(str)) if len(w) else set()
+
     # --- importing ---------------------------------------------------------
     def import_file(self, source: str | Path, instrument, *, format: str | None = None,  # noqa: A002
                     mapping=None, wave: str | None = None, progress=None, **read_options) -> StoreResult:
@@ -353,6 +391,7 @@ class Study:
                             "ALTER TABLE imports ADD COLUMN IF NOT EXISTS bytes BIGINT"):
                     con.execute(ddl)
                 import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchall()[0][0]
+                data, report = _without_withdrawn(con, data, report)
                 seen = _already_stored(con, data, instrument.id, wave or "", source)
                 if seen is not None:
                     keep, note = seen
@@ -537,6 +576,24 @@ def _already_stored(con, data: pd.DataFrame, instrument_id: str, wave: str, sour
                     f"(import {imports}; e.g. {shown}): an export that repeats earlier submissions; "
                     "the stored answers are kept, these are not added again")}])
     return ~dup, note
+
+
+def _without_withdrawn(con, data: pd.DataFrame, report: ValidationReport):
+    """Leave out respondents who withdrew (an export made earlier still holds them), with one warning."""
+    if "respondent_id" not in data or not _has_table(con, "withdrawals"):
+        return data, report
+    gone = {r[0] for r in con.execute("SELECT respondent_id FROM withdrawals").fetchall()}
+    out = data["respondent_id"].astype("string").isin(gone).fillna(False).to_numpy()
+    if not out.any():
+        return data, report
+    issues = report.issues
+    issues = issues[~issues["respondent_id"].astype("string").isin(gone).fillna(False)]
+    note = pd.DataFrame([{"row": None, "respondent_id": None, "item": "respondent_id", "value": None,
+                          "type": "withdrawn", "severity": "warning",
+                          "message": f"{int(out.sum())} of {len(data)} responses were withdrawn by their "
+                                     "respondents; they are not stored"}])
+    return data[~out], ValidationReport(pd.concat([issues, note], ignore_index=True), source=report.source,
+                                        n_rows=report.n_rows)
 
 
 def _has_table(con, name: str) -> bool:

@@ -32,8 +32,9 @@ class Server:
     """`resilience serve` in a subprocess on 127.0.0.1 (killable, restartable)."""
 
     def __init__(self, instrument: str, study: Path, *, database_url: str | None = None, tokens: Path | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, args: list[str] | None = None):
         self.instrument, self.study, self.database_url, self.tokens = instrument, study, database_url, tokens
+        self.args = list(args or [])
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -49,6 +50,7 @@ class Server:
             cmd += ["--database-url", self.database_url]
         if self.tokens:
             cmd += ["--tokens", str(self.tokens)]
+        cmd += self.args
         self.log = open(self.study / f"server-{self.port}-{time.time_ns()}.log", "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -114,13 +114,17 @@ def test_answers_to_skipped_items_are_dropped(app, crs):
     html = client.get("/").text
     # declining consent while also sending an answer to a later item
     client.post("/page/0", data={**fields(html), "CONSENT": "0", "AGEBAND": "2"}, follow_redirects=False)
-    draft = app.state.storage.draft(__import__("hashlib").sha256(client.cookies["rs_sid"].encode()).hexdigest())
-    assert draft["answers"] == {"CONSENT": 0}
-    # and a page that should be skipped cannot be posted into
+    assert [r["answers"] for r in app.state.storage.responses()] == [{"CONSENT": 0}]  # the refusal, at once
+    # and a later page cannot be posted into
     r = client.post("/page/1", data={**fields(html), "AGEBAND": "2"}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"].startswith("/page/")
+    assert r.status_code == 403  # the form belonged to the session before the draft was made
+    page0 = client.get("/").text  # a new respondent on this browser: consent, then the skipped page
+    client.post("/page/0", data={**fields(page0), "CONSENT": "1"}, follow_redirects=False)
+    page1 = client.get("/page/1").text
+    client.post("/page/1", data={**fields(page1), "_action": "save", "AGEBAND": "2"}, follow_redirects=False)
     draft = app.state.storage.draft(__import__("hashlib").sha256(client.cookies["rs_sid"].encode()).hexdigest())
-    assert "AGEBAND" not in draft["answers"]
+    assert draft["answers"] == {"CONSENT": 1, "AGEBAND": 2}
+    assert [r["answers"] for r in app.state.storage.responses()] == [{"CONSENT": 0}]
 
 
 def test_oversized_body_is_refused(app):
@@ -168,19 +172,27 @@ def test_admin_needs_the_password(tmp_path, crs):
 
 
 def test_rate_limit_per_session(tmp_path, crs):
-    app = create_app(crs, study_dir=tmp_path, config=SurveyConfig(rate_burst=5, rate_per_second=0.01))
+    app = create_app(crs, study_dir=tmp_path, config=SurveyConfig(rate_burst=5, rate_per_second=0.01,
+                                                                  client_burst=5, client_per_second=0.01))
     client = TestClient(app)
-    client.get("/")  # sets the session cookie (not limited: no session yet)
+    # before a draft exists the limit is per client address (a new cookie each time would dodge it)
     codes = [client.get("/").status_code for _ in range(8)]
     assert codes[:5] == [200] * 5 and codes[5:] == [429] * 3
     # another respondent is not affected
-    assert TestClient(app).get("/").status_code == 200
+    other = TestClient(app, client=("192.0.2.7", 50000))
+    html = other.get("/").text
+    other.post("/page/0", data={**fields(html), "CONSENT": "1"}, follow_redirects=False)
+    # with a draft, per session: a new draft has its own 5
+    codes = [other.get("/page/1").status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
 
 
 def test_guessing_tokens_is_slowed_down(tmp_path, crs):
     app = create_app(crs, study_dir=tmp_path, tokens=["real-token-1"])
     codes = [TestClient(app).get(f"/?token=guess{i}").status_code for i in range(35)]
-    assert codes.count(403) >= 30 and codes[-1] == 429
+    assert codes[:10] == [403] * 10 and set(codes[10:]) == {429}
+    # a visitor from elsewhere with the real link is let in
+    assert TestClient(app, client=("192.0.2.8", 1)).get("/?token=real-token-1").status_code == 200
 
 
 def test_a_token_in_the_link_is_ignored_without_a_token_list(tmp_path, crs):
@@ -191,9 +203,9 @@ def test_a_token_in_the_link_is_ignored_without_a_token_list(tmp_path, crs):
         client = TestClient(app)
         r = client.get("/?token=newsletter")
         assert "newsletter" not in r.text
-        r = client.post("/page/0", data={**fields(r.text), "CONSENT": "0", "_token": "newsletter"})
-        r = client.post("/submit", data={"_csrf": CSRF.search(r.text).group(1)}, follow_redirects=False)
-        assert r.status_code == 303, r.text[-400:]
+        r = client.post("/page/0", data={**fields(r.text), "CONSENT": "0", "_token": "newsletter"},
+                        follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/done", r.text[-400:]
         rids.append(r.headers["x-response-id"])
     rows = app.state.storage.responses()
     assert len(rows) == 2 and {r["response_id"] for r in rows} == set(rids)

@@ -19,7 +19,7 @@ from instruments import load_instrument
 from instruments.score import score
 from instruments.store import Study
 from instruments.web import build_pages, check_page, create_app, write_responses_csv
-from tests._web_support import fields, page_form, plan_answers, respond
+from tests._web_support import CSRF, fields, page_form, plan_answers, respond
 
 MINI = "tests/fixtures/instruments/minimal.yaml"
 
@@ -125,20 +125,19 @@ def test_number_out_of_range_is_tied_to_its_field(tmp_path, mini):
     assert "<title>Some answers need your attention. · " in r.text  # announced first when the page loads
 
 
-def test_declined_consent_skips_to_the_end(tmp_path, crs):
+def test_declined_consent_ends_on_a_thank_you_page_recorded_at_once(tmp_path, crs):
     app = create_app(crs, study_dir=tmp_path)
     client = TestClient(app)
     r = client.get("/")
     r = client.post("/page/0", data={**fields(r.text), "CONSENT": "0"}, follow_redirects=False)
-    assert r.headers["location"].startswith(f"/page/{len(build_pages(crs))}")
-    html = client.get(r.headers["location"]).text
-    r = client.post("/submit", data={"_csrf": re.search(r'name="_csrf" value="([^"]+)"', html).group(1)},
-                    follow_redirects=False)
-    assert r.status_code == 303
-    done = client.get("/done").text
-    assert "You chose not to take part" in done
+    # no "Ready to submit" page: the refusal is stored before the answer to this request
+    assert r.status_code == 303 and r.headers["location"] == "/done" and r.headers["x-response-id"]
     rows = app.state.storage.responses()
     assert len(rows) == 1 and rows[0]["answers"] == {"CONSENT": 0}
+    assert rows[0]["response_id"] == r.headers["x-response-id"]
+    done = client.get("/done").text
+    assert "You chose not to take part" in done and "Ready to submit" not in done
+    assert app.state.storage.drafts_open() == 0
 
 
 def test_switching_language_keeps_the_answers_on_the_page(tmp_path, crs):
@@ -173,13 +172,14 @@ def _draft_hashes(study):
 def test_urdu_respondent_sees_urdu_to_the_end(tmp_path, crs):
     client = TestClient(create_app(crs, study_dir=tmp_path))
     r = client.get("/?lang=ur")
-    r = client.post("/page/0", data={**fields(r.text), "CONSENT": "0", "_lang": "ur"})
+    r = client.post("/page/0", data={**fields(r.text), "CONSENT": "1", "_lang": "ur"})
     # the review page: Urdu wording, where the respondent is, a way to switch language
-    assert "آپ نے 1 سوال کا جواب دیا" in r.text and "You answered" not in r.text  # the consent answer
-    assert "صفحہ 2 از 2" in r.text  # consent and review: declining rules out every other page
-    assert f'href="/page/{len(build_pages(crs))}?lang=en"' in r.text
-    csrf = re.search(r'name="_csrf" value="([^"]+)"', r.text).group(1)
-    r = client.post("/submit", data={"_csrf": csrf, "_lang": "ur"})
+    r = client.get("/page/1?lang=ur")
+    assert "صفحہ 2 از 10" in r.text and "Page" not in r.text
+    assert 'value="lang-en"' in r.text  # the switcher, as a button of the page's form
+    client.cookies.clear()
+    r = client.get("/?lang=ur")
+    r = client.post("/page/0", data={**fields(r.text), "CONSENT": "0", "_lang": "ur"})
     assert r.url.path == "/done" and 'dir="rtl"' in r.text
     assert "آپ نے حصہ نہ لینے کا انتخاب کیا" in r.text and "آپ کا حوالہ کوڈ" in r.text
     assert 'href="/done?lang=en"' in r.text and "reference code" in client.get("/done?lang=en").text
@@ -208,7 +208,7 @@ def test_save_and_resume_by_link(tmp_path, crs):
     r = later.get(path, follow_redirects=False)
     assert r.status_code == 200 and f'action="{path}"' in r.text and "اپنا سروے جاری رکھیں" in r.text
     assert later.get(path, follow_redirects=False).status_code == 200
-    r = later.post(path, follow_redirects=False)
+    r = later.post(path, data={"_csrf": CSRF.search(r.text).group(1)}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/page/1?lang=ur"
     assert r.cookies["rs_sid"] != token  # a fresh session: the link is used up
     page = later.get(r.headers["location"]).text

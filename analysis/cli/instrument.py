@@ -89,7 +89,8 @@ def validate(
 ) -> None:
     """Check an instrument; exit 0 if valid, 1 if it has errors (warnings do not fail).
 
-    Every problem is reported, each with its line, column, field and a stable type code.
+    Every problem is reported, each with its line, column, field and a stable type code,
+    including languages whose web survey wording would fall back to English.
 
     Examples:
 
@@ -101,7 +102,7 @@ def validate(
     """
     from instruments import validate_instrument
 
-    report = validate_instrument(path)
+    report = validate_instrument(path, fielding=True)
     if format is ReportFormat.json:
         sys.stdout.write(report.to_json() + "\n")
     elif format is ReportFormat.text:

@@ -2,6 +2,7 @@
 
 ``resilience serve INSTRUMENT [--study DIR] [--host 127.0.0.1 --port 8000] [--database-url URL] [--tokens FILE]``
 ``resilience serve-export INSTRUMENT [--study DIR | --database-url URL] -o FILE [--import]``
+``resilience withdraw --study DIR [CODE]``
 
 A thin layer over :mod:`instruments.web`. Responses live in
 ``DIR/web/responses.sqlite`` (or the PostgreSQL database of ``--database-url``);
@@ -19,7 +20,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-__all__ = ["register", "serve_command", "serve_export_command"]
+__all__ = ["register", "serve_command", "serve_export_command", "withdraw_command"]
 
 
 def _err(message: str, code: int = 1):
@@ -52,6 +53,12 @@ def serve_command(
     public_url: Optional[str] = typer.Option(None, "--public-url",
                                              help="Address respondents use, e.g. https://survey.example.org "
                                                   "(resume links; needed when a proxy rewrites Host)."),
+    draft_days: float = typer.Option(30.0, "--draft-days", min=0.001,
+                                     help="Days an unfinished survey is kept after its last save (then purged)."),
+    drafts_per_client_per_hour: int = typer.Option(600, "--drafts-per-client-per-hour", min=1,
+                                                   help="New surveys one address may start per hour."),
+    drafts_per_hour: int = typer.Option(20_000, "--drafts-per-hour", min=1,
+                                        help="New surveys everyone together may start per hour."),
 ) -> None:
     """Serve INSTRUMENT as a web survey (consent first, one section per page, every language)."""
     inst = _instrument(instrument)
@@ -71,14 +78,25 @@ def serve_command(
 
         from instruments.web import SurveyConfig, create_app
 
+        from instruments.web import StorageError
+
         storage = _storage(study, database_url)
-        config = SurveyConfig(secure_cookies=secure_cookies, public_url=public_url)
-        app = create_app(inst, tokens=tokens, storage=storage, config=config)
     except Exception as exc:  # a bad URL or an unreachable server: say so, no traceback
-        _err(f"cannot open the response store: {exc}")
+        _err(f"cannot open the response store: {_first_line(exc)}")
+    try:  # a read-only or full disk must stop the server now, not fail every respondent later
+        storage.check_writable()
+    except StorageError as exc:
+        _err(f"cannot write to the response store {_redacted(storage.url)}: {exc} "
+             "(check that the folder is writable and the disk has space)")
+    try:
+        config = SurveyConfig(secure_cookies=secure_cookies, public_url=public_url, draft_days=draft_days,
+                              drafts_per_client_per_hour=drafts_per_client_per_hour, drafts_per_hour=drafts_per_hour)
+        app = create_app(inst, tokens=tokens, storage=storage, config=config)
+    except Exception as exc:  # noqa: BLE001
+        _err(f"cannot open the response store: {_first_line(exc)}")
     admin = "on (/admin)" if os.environ.get("RESILIENCE_ADMIN_PASSWORD") else "off (set RESILIENCE_ADMIN_PASSWORD)"
     Console(stderr=True).print(f"serving {inst.id} {inst.version} on http://{host}:{port}/ "
-                               f"(store: {storage.url}; admin {admin})")
+                               f"(store: {_redacted(storage.url)}; admin {admin})")
     # keep idle connections open longer than browsers and proxies do, so a reused
     # connection is not closed under a request in flight
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, access_log=False,
@@ -107,13 +125,67 @@ def serve_export_command(
     path = write_responses_csv(storage, inst, output)
     n = storage.count()
     typer.echo(f"{path}: {n} response{'' if n == 1 else 's'}")
-    if import_:
+    if study is not None and (import_ or (study / "study.duckdb").is_file()):
         from instruments.store import Study
+        from instruments.web.withdraw import sync_withdrawals
 
+        # withdrawals made on the survey's page reach the study store before anything is added
+        synced = sync_withdrawals(storage, Study(study))
+        if synced:
+            typer.echo(f"study store: {len(synced)} withdrawal{'' if len(synced) == 1 else 's'} applied")
+    if import_:
         result = Study(study).import_file(path, inst)
         typer.echo(f"study store: {'added ' + str(result.n_rows) + ' rows' if result.added else result.reason}")
+
+
+def withdraw_command(
+    code: Optional[str] = typer.Argument(None, help="The respondent's reference code (omit to apply the "
+                                                    "withdrawals made on the survey's /withdraw page)."),
+    study: Path = typer.Option(..., "--study", help="Study folder (its web survey store and study store)."),
+) -> None:
+    """Withdraw a respondent's answers by reference code: erased from the web survey's store and the study
+    store, left out of every later import and analysis; an audit record without answers is kept."""
+    from instruments.web.withdraw import sync_withdrawals, withdraw
+
+    if not study.is_dir():
+        _err(f"{study}: no such study folder", 2)
+    if code is None:
+        from instruments.store import Study
+        from instruments.web import Storage
+
+        web = study / "web" / "responses.sqlite"
+        if not web.is_file() or not (study / "study.duckdb").is_file():
+            _err(f"{study}: needs both a web survey store (web/responses.sqlite) and a study store "
+                 "(study.duckdb) to carry withdrawals from one to the other; give a CODE to withdraw one", 2)
+        storage = Storage(path=web)
+        try:
+            synced = sync_withdrawals(storage, Study(study))
+        finally:
+            storage.dispose()
+        typer.echo(f"{len(synced)} withdrawal{'' if len(synced) == 1 else 's'} from the web survey applied "
+                   "to the study store" + (": " + ", ".join(synced) if synced else ""))
+        return
+    code = code.strip()
+    if not code or len(code) > 200 or any(not ch.isprintable() for ch in code):
+        _err(f"{code!r} is not a reference code", 2)
+    result = withdraw(study, code)
+    if not result.found:
+        _err(f"{code}: no response with this reference code in {study} (web survey store or study store); "
+             "nothing was withdrawn. Check the code")
+    typer.echo(result.summary() + ". An audit record without answers is kept.")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
     app.command("serve-export")(serve_export_command)
+    app.command("withdraw")(withdraw_command)

@@ -6,25 +6,30 @@ works without JavaScript; with it, relevance conditions hide and show items as
 they are answered (the conditions are rendered to JavaScript by
 :func:`instruments.relevance.to_javascript` into one static script, so the page
 needs no inline script). The server applies the same rules again whatever the
-browser sent: codes must belong to the item's scale, numbers lie within bounds,
-required items are answered, and answers to items that should have been skipped
-are dropped.
+browser sent (:mod:`instruments.web.pages`).
 
-Sessions: a random session id in an HttpOnly cookie is also the resume token
-(``/resume/<token>``); the database keeps only its sha256. Each form carries a
-CSRF token, an HMAC of the session id under a secret kept in the database.
+Sessions: the server mints every session id itself (a cookie from the browser
+is never adopted unless a draft is stored under it), gives a draft a new id
+when it is created, and the id doubles as the resume token
+(``/resume/<token>``, which works once and never after submission); the
+database keeps only its sha256. Each form carries a CSRF token, an HMAC of the
+session id under a secret kept in the database.
+
+The routes come in groups, each registered by one function below:
+respondent pages (``/``, ``/page/N``, ``/submit``, ``/done``), resume links,
+withdrawal, the admin area, and service routes (scripts, health).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
 import json
+import logging
 import os
-import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,343 +38,45 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..relevance import evaluate as _evaluate
-from ..relevance import parse, referenced_items as _referenced, to_javascript
-from .storage import Storage, TokenUsed, sha256_hex, utc_now
+from ..interface import LANGUAGE_NAMES, RTL, interface_text
+from ..relevance import to_javascript
+from .guard import BadForm, Guard, RateLimiter, parse_form
+from .pages import (MAX_TEXT, Page, build_pages, check_page, declined_consent, final_answers, may_be_relevant,
+                    page_is_relevant, referenced_items, evaluate)
+from .storage import Storage, StorageError, TokenUsed, days_ago, sha256_hex, utc_now
 
 __all__ = ["create_app", "SurveyConfig", "Page", "build_pages", "check_page"]
 
 HERE = Path(__file__).parent
 COOKIE = "rs_sid"
+SECURE_COOKIE = "__Host-rs_sid"  # over HTTPS: no Domain, Path=/, Secure, so no subdomain can plant it
 MAX_BODY = 64 * 1024
-MAX_TEXT = 2000
-RESERVED = ("_csrf", "_page", "_lang", "_action", "_token")
+log = logging.getLogger(__name__)
 
-# endonyms for the language switcher; the code itself for others
-LANGUAGE_NAMES = {"en": "English", "ur": "اردو", "fr": "Français", "cy": "Cymraeg", "pl": "Polski",
-                  "ar": "العربية", "bn": "বাংলা", "pa": "ਪੰਜਾਬੀ", "so": "Soomaali", "gu": "ગુજરાતી",
-                  "tr": "Türkçe", "es": "Español", "de": "Deutsch"}
-RTL = {"ur", "ar", "fa", "he", "ps", "sd", "ug", "yi"}
-
-# interface wording; languages without an entry fall back to English
-UI = {
-    "en": {
-        "next": "Next", "back": "Back", "save": "Save and continue later", "submit": "Submit my answers",
-        "progress": "Page {n} of {total}", "required": "Please answer this question.",
-        "invalid": "This answer is not one of the choices.", "number": "Please enter a number.",
-        "range": "Please enter a number from {min} to {max}.", "whole": "Please enter a whole number.",
-        "date": "Please enter a date as YYYY-MM-DD.", "toolong": "Please shorten this answer.",
-        "errors": "Some answers need your attention.", "saved": "Your answers are saved.",
-        "resume": "To continue later, open this link (keep it private: it opens your answers):",
-        "review_title": "Ready to submit", "review_body": "You answered {n} questions. "
-        "You can go back to change an answer, or submit now.",
-        "review_body_one": "You answered 1 question. You can go back to change an answer, or submit now.",
-        "done_title": "Thank you", "done_body": "Your answers have been received.",
-        "code": "Your reference code (quote it to withdraw your answers):",
-        "language": "Language", "optional": "(optional)", "missing": "Other answers",
-        "declined": "You chose not to take part. Thank you for your time.",
-        "consent_title": "About this survey", "skip": "Skip to the questions",
-        "resume_once": "The link works once: when you come back, press “Save and continue later” again for a new one.",
-        "forbidden_title": "Not allowed", "expired": "The form has expired or did not come from this survey. "
-        "Please reload the page.", "need_token": "This survey needs the personal link you were sent.",
-        "token_used": "This personal link has already been used to submit answers.",
-        "busy_title": "Too many requests", "busy": "Please wait a moment and try again.",
-        "notfound_title": "Not found", "notfound": "There is no such page.",
-        "continue_title": "Welcome back", "continue": "Continue my survey",
-        "link_title": "Link not found", "link": "This resume link is not valid or has already been used. "
-        "Please check that it was copied whole.",
-    },
-    "ur": {
-        "next": "اگلا", "back": "پیچھے", "save": "محفوظ کریں اور بعد میں جاری رکھیں", "submit": "میرے جوابات جمع کرائیں",
-        "progress": "صفحہ {n} از {total}", "required": "براہ کرم اس سوال کا جواب دیں۔",
-        "errors": "کچھ جوابات پر توجہ درکار ہے۔", "saved": "آپ کے جوابات محفوظ ہو گئے ہیں۔",
-        "resume": "بعد میں جاری رکھنے کے لیے یہ لنک کھولیں (اسے نجی رکھیں):",
-        "review_title": "جمع کرانے کے لیے تیار", "done_title": "شکریہ",
-        "done_body": "آپ کے جوابات موصول ہو گئے ہیں۔", "language": "زبان", "optional": "(اختیاری)",
-        "invalid": "یہ جواب دیے گئے انتخابات میں سے نہیں ہے۔", "number": "براہ کرم ایک عدد درج کریں۔",
-        "range": "براہ کرم {min} سے {max} تک کوئی عدد درج کریں۔", "whole": "براہ کرم پورا عدد درج کریں۔",
-        "date": "براہ کرم تاریخ YYYY-MM-DD کی شکل میں درج کریں۔", "toolong": "براہ کرم یہ جواب مختصر کریں۔",
-        "review_body": "آپ نے {n} سوالات کے جواب دیے۔ آپ کوئی جواب بدلنے کے لیے پیچھے جا سکتے ہیں، یا ابھی جمع کرا سکتے ہیں۔",
-        "review_body_one": "آپ نے 1 سوال کا جواب دیا۔ آپ کوئی جواب بدلنے کے لیے پیچھے جا سکتے ہیں، یا ابھی جمع کرا سکتے ہیں۔",
-        "code": "آپ کا حوالہ کوڈ (اپنے جوابات واپس لینے کے لیے یہ کوڈ بتائیں):",
-        "missing": "دیگر جوابات", "declined": "آپ نے حصہ نہ لینے کا انتخاب کیا۔ آپ کے وقت کا شکریہ۔",
-        "consent_title": "اس سروے کے بارے میں", "skip": "سوالات پر جائیں",
-        "resume_once": "یہ لنک ایک بار کام کرتا ہے: واپس آنے پر نیا لنک لینے کے لیے دوبارہ «محفوظ کریں اور بعد میں جاری رکھیں» دبائیں۔",
-        "forbidden_title": "اجازت نہیں", "expired": "فارم کی مدت ختم ہو گئی ہے۔ براہ کرم صفحہ دوبارہ لوڈ کریں۔",
-        "need_token": "اس سروے کے لیے وہ ذاتی لنک درکار ہے جو آپ کو بھیجا گیا تھا۔",
-        "token_used": "یہ ذاتی لنک پہلے ہی جوابات جمع کرانے کے لیے استعمال ہو چکا ہے۔",
-        "busy_title": "بہت زیادہ درخواستیں", "busy": "براہ کرم تھوڑی دیر انتظار کریں اور دوبارہ کوشش کریں۔",
-        "notfound_title": "نہیں ملا", "notfound": "ایسا کوئی صفحہ نہیں ہے۔",
-        "continue_title": "خوش آمدید", "continue": "اپنا سروے جاری رکھیں",
-        "link_title": "لنک نہیں ملا", "link": "یہ لنک درست نہیں ہے یا پہلے استعمال ہو چکا ہے۔ براہ کرم دیکھیں کہ پورا لنک کاپی ہوا ہے۔",
-    },
-}
-
-
-@functools.lru_cache(maxsize=None)
-def _parsed(condition: str):
-    return parse(condition)
-
-
-def evaluate(condition: str, answers: dict) -> bool:
-    return _evaluate(_parsed(condition), answers)
-
-
-def referenced_items(condition: str) -> list[str]:
-    return _referenced(_parsed(condition))
-
-
-def ui(lang: str, key: str, **kw) -> str:
-    text = UI.get(lang, {}).get(key) or UI["en"][key]
-    return text.format(**kw) if kw else text
-
-
-# ---------------------------------------------------------------------------
-# pages and answer checking (pure functions, tested without a server)
-# ---------------------------------------------------------------------------
-
-@dataclass
-class Page:
-    key: str
-    title: dict | None
-    intro: dict | None
-    items: list
-    consent: bool = False
-
-
-def build_pages(instrument) -> list[Page]:
-    """The consent item on a page of its own first, then one page per section."""
-    consent_id = instrument.consent.item if instrument.consent else None
-    pages = []
-    for sec in instrument.sections:
-        items = [it for it in sec.items if it.id != consent_id]
-        if consent_id and len(items) < len(sec.items):
-            title = sec.title if not items else None
-            pages.insert(0, Page("consent" if items else sec.id, title, None,
-                                 [instrument.item(consent_id)], consent=True))
-        if items:
-            pages.append(Page(sec.id, sec.title, sec.intro, items))
-    return pages
-
-
-class _Problem(ValueError):
-    def __init__(self, key: str, tampered: bool = False, **kw):
-        self.key, self.tampered, self.kw = key, tampered, kw
-
-
-def _parse_value(item, scale, raw: str) -> Any:
-    """A submitted string as the value to store, or _Problem."""
-    raw = raw.strip()
-    if scale.type in ("ordinal", "nominal"):
-        try:
-            code = int(raw)
-        except ValueError:
-            raise _Problem("invalid", tampered=True) from None
-        if code not in scale.codes and code not in scale.missing_codes:
-            raise _Problem("invalid", tampered=True)
-        return code
-    if scale.type == "numeric":
-        try:
-            value = float(raw.replace(",", "."))
-        except ValueError:
-            raise _Problem("number") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise _Problem("number")
-        if value in scale.missing_codes:
-            return int(value)
-        if scale.integer and value != int(value):
-            raise _Problem("whole")
-        lo = scale.min if scale.min is not None else float("-inf")
-        hi = scale.max if scale.max is not None else float("inf")
-        if not lo <= value <= hi:
-            raise _Problem("range", min="…" if scale.min is None else f"{scale.min:g}",
-                           max="…" if scale.max is None else f"{scale.max:g}")
-        return int(value) if value == int(value) else value
-    if scale.type == "date":
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-            raise _Problem("date")
-        return raw
-    # free text: no control characters, bounded length; escaped wherever it is shown
-    if len(raw) > MAX_TEXT:
-        raise _Problem("toolong", tampered=True)
-    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", raw)
-
-
-def check_page(instrument, page: Page, form: dict[str, list[str]], answers: dict, *,
-               require: bool = True) -> tuple[dict, dict, bool]:
-    """Check one page's submitted fields against the instrument.
-
-    ``form`` maps field names to all values sent. Returns the page's answers,
-    errors ``{item_id: (message key, kw)}`` and whether anything was impossible
-    for an honest browser (a code outside the scale, a repeated field).
-    Items whose relevance condition is false are skipped: their values dropped.
-    """
-    working = {k: v for k, v in answers.items() if k not in {it.id for it in page.items}}
-    values: dict[str, Any] = {}
-    errors: dict[str, tuple[str, dict]] = {}
-    tampered = False
-    for item in page.items:
-        if item.relevant and not evaluate(item.relevant, working):
-            continue
-        scale = instrument.scales[item.scale]
-        sent = [v for v in form.get(item.id, []) if v.strip() != ""]
-        sent += [v for v in form.get(item.id + "__missing", []) if v.strip() != ""]
-        if len(sent) > 1:
-            errors[item.id] = ("invalid", {})
-            tampered = True
-            continue
-        if not sent:
-            if require and item.required:
-                errors[item.id] = ("required", {})
-            continue
-        try:
-            value = _parse_value(item, scale, sent[0])
-        except _Problem as p:
-            errors[item.id] = (p.key, p.kw)
-            tampered = tampered or p.tampered
-            continue
-        values[item.id] = value
-        working[item.id] = value
-    return values, errors, tampered
-
-
-def final_answers(instrument, pages: list[Page], answers: dict) -> tuple[dict, int | None]:
-    """Answers with skipped items dropped, and the first page lacking a required answer."""
-    kept: dict[str, Any] = {}
-    first_gap = None
-    for n, page in enumerate(pages):
-        for item in page.items:
-            if item.relevant and not evaluate(item.relevant, kept):
-                continue
-            if item.id in answers and answers[item.id] is not None:
-                kept[item.id] = answers[item.id]
-            elif item.required and first_gap is None:
-                first_gap = n
-    return kept, first_gap
-
-
-def page_is_relevant(page: Page, answers: dict) -> bool:
-    return any(not it.relevant or evaluate(it.relevant, answers) for it in page.items)
-
-
-def _may_be_relevant(page: Page, answers: dict) -> bool:
-    """For the progress bar: a page counts unless answers already given rule it out."""
-    return any(not it.relevant or evaluate(it.relevant, answers)
-               or any(r not in answers for r in referenced_items(it.relevant)) for it in page.items)
-
-
-# ---------------------------------------------------------------------------
-# configuration, signing, rate limiting
-# ---------------------------------------------------------------------------
 
 @dataclass
 class SurveyConfig:
-    rate_burst: int = 60          # requests a session may make at once
+    rate_burst: int = 60          # requests a session with a draft may make at once
     rate_per_second: float = 5.0  # and then per second
-    max_body: int = MAX_BODY
-    secure_cookies: bool = False  # set True behind HTTPS
+    client_burst: int = 600       # requests one address may make before it has a draft (a shared wifi:
+    client_per_second: float = 50.0  # many respondents starting at once behind one address)
+    max_body: int = 64 * 1024
+    secure_cookies: bool = False  # set True behind HTTPS (also automatic when the request is HTTPS)
     grid_min: int = 2             # consecutive items sharing a scale shown as a grid
     public_url: str | None = None  # e.g. https://survey.example.org, for resume links behind a proxy
-
-
-class _RateLimiter:
-    """Token bucket per key (session or personal token); memory only."""
-
-    def __init__(self, burst: int, per_second: float):
-        self.burst, self.rate = burst, per_second
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            tokens, last = self.buckets.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            ok = tokens >= 1.0
-            self.buckets[key] = (tokens - 1.0 if ok else tokens, now)
-            if len(self.buckets) > 200_000:  # forget idle sessions
-                cutoff = now - self.burst / self.rate
-                self.buckets = {k: v for k, v in self.buckets.items() if v[1] > cutoff}
-            return ok
+    draft_days: float = 30.0      # a draft not saved for this long is gone (and purged)
+    drafts_per_client_per_hour: int = 600  # new drafts from one address (a community centre's wifi)
+    drafts_per_hour: int = 20_000  # new drafts from everyone together
+    wrong_tokens_per_client: int = 10  # wrong personal tokens or codes before one address waits
+    wrong_tokens_per_hour: int = 3600  # and from everyone together (burst 100)
 
 
 def _sign(secret: bytes, *parts: Any) -> str:
     msg = "|".join(str(p) for p in parts).encode("utf-8")
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
-
-# ---------------------------------------------------------------------------
-# ASGI middleware: body size limit and security headers
-# ---------------------------------------------------------------------------
-
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; connect-src 'self'")
-SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
-]
-
-
-class _Guard:
-    """Refuse bodies over ``max_body`` bytes (413) and add security headers to every answer."""
-
-    def __init__(self, app, max_body: int):
-        self.app, self.max_body = app, max_body
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() not in dict(SECURITY_HEADERS)]
-                headers += SECURITY_HEADERS
-                if not any(h[0].lower() == b"cache-control" for h in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            return await _too_large(send_with_headers)
-        # read the body here (it is small) so a chunked upload cannot exceed the limit either
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
-                return await _too_large(send_with_headers)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send_with_headers)
-
-
-async def _too_large(send):
-    text = b"Request body too large."
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(text)).encode()), (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": text})
-
-
-# ---------------------------------------------------------------------------
-# the app
-# ---------------------------------------------------------------------------
 
 def _read_tokens(tokens) -> set[str] | None:
     if tokens is None:
@@ -391,6 +98,256 @@ def _relevance_script(pages: list[Page]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _iso_ago(seconds: float) -> str:
+    return days_ago(seconds / 86400)
+
+
+class _Survey:
+    """What every route shares: the instrument and its pages, the store, signing, limits, templates."""
+
+    def __init__(self, inst, storage: Storage, cfg: SurveyConfig, token_set: set[str] | None,
+                 admin_password: str | None):
+        self.inst, self.storage, self.cfg = inst, storage, cfg
+        self.token_set, self.admin_password = token_set, admin_password
+        self.secret = storage.secret()
+        self.pages = build_pages(inst)
+        self.page_of = {it.id: n for n, p in enumerate(self.pages) for it in p.items}
+        self.limiter = RateLimiter(cfg.rate_burst, cfg.rate_per_second)
+        self.visitors = RateLimiter(cfg.client_burst, cfg.client_per_second)
+        self.admin_failures = RateLimiter(10, 0.2)  # wrong passwords per address
+        self.wrong_per_client = RateLimiter(cfg.wrong_tokens_per_client, cfg.wrong_tokens_per_client / 600)
+        self.wrong_overall = RateLimiter(100, cfg.wrong_tokens_per_hour / 3600)
+        self.drafts_per_client = RateLimiter(cfg.drafts_per_client_per_hour, cfg.drafts_per_client_per_hour / 3600)
+        self.drafts_overall = RateLimiter(cfg.drafts_per_hour, cfg.drafts_per_hour / 3600)
+        self.last_purge = 0.0
+        self.relevance_js = _relevance_script(self.pages)
+        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                               trim_blocks=True, lstrip_blocks=True)
+        self.env.filters["visible_controls"] = _visible_controls
+        self.static = {name: (HERE / "static" / name).read_bytes() for name in ("survey.css", "survey.js")}
+        # cached for an hour, so the address changes with the content (an upgrade reaches everyone at once)
+        self.asset = {name: f"/static/{name}?v={hashlib.sha256(body).hexdigest()[:12]}"
+                      for name, body in self.static.items()}
+
+    # --- language and pages ---------------------------------------------------
+    def lang_of(self, request: Request, draft: dict | None = None, form: dict | None = None) -> str:
+        for cand in ((form or {}).get("_lang", [None])[0], request.query_params.get("lang"),
+                     draft["language"] if draft else None):
+            if cand in self.inst.languages:
+                request.state.lang = cand
+                return cand
+        request.state.lang = self.inst.default_language
+        return self.inst.default_language
+
+    def t(self, lang: str, key: str, **kw) -> str:
+        return interface_text(self.inst, lang, key, **kw)
+
+    def render(self, request: Request, name: str, lang: str, status: int = 200, sid: str | None = None,
+               headers: dict | None = None, **ctx) -> HTMLResponse:
+        inst = self.inst
+        html = self.env.get_template(name).render(
+            lang=lang, dir="rtl" if lang.split("-")[0] in RTL else "ltr", t=lambda k, **kw: self.t(lang, k, **kw),
+            inst=inst, survey_title=self.t(lang, "title"), asset=self.asset,
+            languages=[(code, LANGUAGE_NAMES.get(code, code)) for code in inst.languages],
+            csrf=self.csrf_for(sid) if sid else "", **ctx)
+        resp = HTMLResponse(html, status_code=status, headers=headers)
+        if sid:
+            self.set_session(request, resp, sid)
+        return resp
+
+    def message(self, request: Request, lang: str, status: int, title: str, body: str,
+                headers: dict | None = None) -> HTMLResponse:
+        """A page with a title and a sentence, both interface keys (in the respondent's language)."""
+        return self.render(request, "message.html", lang, status=status, title=self.t(lang, title),
+                           body=self.t(lang, body), headers=headers)
+
+    def forbidden(self, request: Request, lang: str, why: str) -> HTMLResponse:
+        return self.message(request, lang, 403, "forbidden_title", why)
+
+    def too_many(self, request: Request, lang: str) -> HTMLResponse:
+        return self.message(request, lang, 429, "busy_title", "busy", headers={"retry-after": "10"})
+
+    def page_context(self, n: int, answers: dict, lang: str, errors: dict | None = None) -> dict:
+        inst, pages = self.inst, self.pages
+        page = pages[n]
+        blocks, grid = [], None
+        for it in page.items:
+            here = {r for r in referenced_items(it.relevant)} & {x.id for x in page.items} if it.relevant else set()
+            if it.relevant and not here and not evaluate(it.relevant, answers):
+                continue  # skipped because of an earlier page: not shown at all
+            scale = inst.scales[it.scale]
+            err = (errors or {}).get(it.id)
+            entry = {
+                "id": it.id, "text": it.text.get(lang) or it.text[inst.default_language],
+                "help": (it.help or {}).get(lang) if it.help else None, "type": scale.type,
+                "required": it.required, "value": answers.get(it.id), "dynamic": bool(here),
+                "error": self.t(lang, err[0], **err[1]) if err else None,
+                "options": [(c.code, c.label.get(lang) or c.label[inst.default_language]) for c in scale.categories],
+                "missing": [(c.code, c.label.get(lang) or c.label[inst.default_language]) for c in scale.missing],
+                "min": scale.min, "max": scale.max, "integer": scale.integer, "maxlength": MAX_TEXT,
+            }
+            gridable = scale.type in ("ordinal", "nominal") and len(scale.categories) >= 3
+            if gridable and grid is not None and grid["scale"] == it.scale:
+                grid["items"].append(entry)
+                continue
+            grid = {"kind": "grid", "scale": it.scale, "items": [entry], "options": entry["options"],
+                    "missing": entry["missing"]} if gridable else None
+            blocks.append(grid or {"kind": "single", "items": [entry]})
+        for b in blocks:  # a grid of one is shown as a single question
+            if b["kind"] == "grid" and len(b["items"]) < self.cfg.grid_min:
+                b["kind"] = "single"
+        refs = set()
+        for it in page.items:
+            if it.relevant:
+                refs |= set(referenced_items(it.relevant))
+        prior = {k: v for k, v in answers.items() if k in refs and self.page_of.get(k, -1) < n}
+        data = json.dumps(prior).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        shown = [k for k, p in enumerate(pages) if k == n or may_be_relevant(p, answers)]
+        position = shown.index(n) + 1 if n in shown else n + 1
+        return {"page": page, "n": n, "blocks": blocks, "answers_json": data,
+                "title": (page.title or {}).get(lang) or (self.t(lang, "consent_title") if page.consent else ""),
+                "intro": (page.intro or {}).get(lang) if page.intro else None,
+                "consent_text": inst.consent.text.get(lang) if page.consent and inst.consent else None,
+                "progress_n": position, "progress_total": len(shown) + 1}
+
+    def next_page(self, n: int, answers: dict) -> int:
+        k = n + 1
+        while k < len(self.pages) and not page_is_relevant(self.pages[k], answers):
+            k += 1
+        return k
+
+    def prev_page(self, n: int, answers: dict) -> int:
+        k = n - 1
+        while k > 0 and not page_is_relevant(self.pages[k], answers):
+            k -= 1
+        return max(k, 0)
+
+    # --- sessions -------------------------------------------------------------
+    def https(self, request: Request) -> bool:
+        return self.cfg.secure_cookies or request.url.scheme == "https"
+
+    def session_id(self, request: Request) -> str | None:
+        sid = request.cookies.get(SECURE_COOKIE if self.https(request) else COOKIE)
+        return sid if sid and len(sid) < 100 else None
+
+    def set_session(self, request: Request, resp: Response, sid: str) -> None:
+        secure = self.https(request)
+        resp.set_cookie(SECURE_COOKIE if secure else COOKIE, sid, max_age=int(self.cfg.draft_days * 86400),
+                        httponly=True, samesite="lax", secure=secure, path="/")
+
+    def draft(self, sid: str | None) -> dict | None:
+        """The session's draft, unless it expired (expired drafts are purged now and then)."""
+        if not sid:
+            return None
+        cutoff = days_ago(self.cfg.draft_days)
+        if time.monotonic() - self.last_purge > 3600:
+            self.last_purge = time.monotonic()
+            self.storage.purge_drafts(cutoff, wait=False)
+        return self.storage.draft(sha256_hex(sid), newer_than=cutoff)
+
+    def csrf_for(self, sid: str) -> str:
+        return _sign(self.secret, "csrf", sid)
+
+    def csrf_ok(self, request: Request, sid: str | None, form: dict) -> bool:
+        if request.headers.get("sec-fetch-site") == "cross-site":  # a form on another site posting here
+            return False
+        sent = form.get("_csrf", [""])
+        return bool(sid) and len(sent) == 1 and hmac.compare_digest(sent[0], self.csrf_for(sid))
+
+    def page_token(self, sid: str, n: int) -> str:
+        ms = int(time.time() * 1000)
+        return f"{n}.{ms}.{_sign(self.secret, 'page', sid, n, ms)[:32]}"
+
+    def page_seconds(self, sid: str, n: int, token: str | None) -> float | None:
+        try:
+            pn, ms, sig = (token or "").split(".")
+            if int(pn) != n or not hmac.compare_digest(sig, _sign(self.secret, "page", sid, n, int(ms))[:32]):
+                return None
+            return max(0.0, time.time() - int(ms) / 1000)
+        except ValueError:
+            return None
+
+    # --- limits ---------------------------------------------------------------
+    @staticmethod
+    def client(request: Request) -> str:
+        # uvicorn puts the proxy's X-Forwarded-For here when the proxy is trusted (--forwarded-allow-ips)
+        return "client:" + (request.client.host if request.client else "?")
+
+    def limited(self, request: Request, sid: str | None, draft: dict | None) -> bool:
+        """Requests per session once it has a draft, per client address before."""
+        if sid and draft:
+            return not self.limiter.allow(sid)
+        return not self.visitors.allow(self.client(request))
+
+    def new_draft_refused(self, request: Request) -> bool:
+        client = self.client(request)
+        if self.drafts_per_client.exhausted(client) or self.drafts_overall.exhausted("all"):
+            return True
+        self.drafts_per_client.allow(client)
+        self.drafts_overall.allow("all")
+        return False
+
+    def guess_limited(self, request: Request) -> bool:
+        """Whether this client (or everyone) has guessed wrong too often: then no token or code is
+        even looked at, so a right guess cannot be told from a wrong one."""
+        return self.wrong_per_client.exhausted(self.client(request)) or self.wrong_overall.exhausted("all")
+
+    def wrong_guess(self, request: Request) -> None:
+        self.wrong_per_client.allow(self.client(request))
+        self.wrong_overall.allow("all")
+
+    def token_refusal(self, request: Request, token: str | None, lang: str) -> Response | None:
+        """The page refusing a personal token (one rate limit for every route), or None."""
+        if self.token_set is None:
+            return None
+        if token and self.guess_limited(request):
+            return self.too_many(request, lang)
+        if not token or token not in self.token_set:
+            if token:
+                self.wrong_guess(request)
+            return self.forbidden(request, lang, "need_token")
+        if self.storage.token_used(sha256_hex(token)):
+            return self.forbidden(request, lang, "token_used")
+        return None
+
+    async def form_of(self, request: Request) -> dict[str, list[str]]:
+        return parse_form(await request.body(), request.headers.get("content-type", ""))
+
+
+def _visible_controls(text: Any) -> str:
+    """Free text for admins: bidi overrides (stored before they were stripped) shown as code points."""
+    from .pages import clean_text
+
+    text = "" if text is None else str(text)
+    return "".join(ch if clean_text(ch) == ch or ch in "\t\n\r" else f"[U+{ord(ch):04X}]" for ch in text)
+
+
+def _respondent_safe(survey: _Survey):
+    """Wrap a route: a broken store, an unreadable form or a bug gives a page in the respondent's
+    language (503 / 400 / 500), never a bare "Internal Server Error" or a traceback."""
+    def wrap(route):
+        @functools.wraps(route)
+        async def guarded(request: Request, *args, **kwargs):
+            try:
+                return await route(request, *args, **kwargs)
+            except BadForm:
+                return survey.message(request, _lang(survey, request), 400, "forbidden_title", "badform")
+            except (SQLAlchemyError, StorageError, OSError) as exc:
+                log.error("the response store failed: %s", exc)
+                return survey.message(request, _lang(survey, request), 503, "unavailable_title", "unavailable",
+                                      headers={"retry-after": "60"})
+            except Exception:  # noqa: BLE001 - a bug: logged for the operator, a page for the respondent
+                log.exception("request failed")
+                return survey.message(request, _lang(survey, request), 500, "error_title", "error")
+        return guarded
+    return wrap
+
+
+def _lang(survey: _Survey, request: Request) -> str:
+    lang = getattr(request.state, "lang", None) or request.query_params.get("lang")
+    return lang if lang in survey.inst.languages else survey.inst.default_language
+
+
 def create_app(instrument, *, database_url: str | None = None, study_dir: str | Path | None = None,
                tokens=None, admin_password: str | None = None, config: SurveyConfig | None = None,
                storage: Storage | None = None) -> FastAPI:
@@ -407,231 +364,114 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         from .. import load_instrument
 
         instrument = load_instrument(instrument)
-    inst = instrument
     cfg = config or SurveyConfig()
     if storage is None:
         path = Path(study_dir) / "web" / "responses.sqlite" if study_dir else Path("responses.sqlite")
         storage = Storage(database_url, path=path)
-    secret = storage.secret()
-    token_set = _read_tokens(tokens)
     admin_password = admin_password if admin_password is not None else os.environ.get("RESILIENCE_ADMIN_PASSWORD")
-    pages = build_pages(inst)
-    page_of = {it.id: n for n, p in enumerate(pages) for it in p.items}
-    limiter = _RateLimiter(cfg.rate_burst, cfg.rate_per_second)
-    admin_limiter = _RateLimiter(10, 0.2)
-    token_limiter = _RateLimiter(30, 1.0)  # wrong personal tokens, all sessions together: no guessing
-    relevance_js = _relevance_script(pages)
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                      trim_blocks=True, lstrip_blocks=True)
+    survey = _Survey(instrument, storage, cfg, _read_tokens(tokens), admin_password)
+    storage.purge_drafts(days_ago(cfg.draft_days), wait=False)
 
-    app = FastAPI(title=f"{inst.title} ({inst.id} {inst.version})", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title=f"{instrument.title} ({instrument.id} {instrument.version})", docs_url=None,
+                  redoc_url=None, openapi_url=None)
     app.state.storage = storage
-    app.state.instrument = inst
-    app.state.pages = pages
-    static = {name: (HERE / "static" / name).read_bytes() for name in ("survey.css", "survey.js")}
-    static_types = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
-    # cached for an hour, so the address changes with the content (an upgrade reaches everyone at once)
-    asset = {name: f"/static/{name}?v={hashlib.sha256(body).hexdigest()[:12]}" for name, body in static.items()}
+    app.state.instrument = instrument
+    app.state.pages = survey.pages
+    app.state.survey = survey
+    _respondent_routes(app, survey)
+    _resume_routes(app, survey)
+    _withdraw_routes(app, survey)
+    _admin_routes(app, survey)
+    _service_routes(app, survey)
+    guarded = Guard(app, cfg.max_body)
+    guarded.state = app.state  # tests and the CLI reach the storage through app.state
+    guarded.fastapi = app
+    return guarded  # type: ignore[return-value]
 
-    # --- helpers --------------------------------------------------------------
-    def lang_of(request: Request, draft: dict | None = None, form: dict | None = None) -> str:
-        for cand in ((form or {}).get("_lang", [None])[0], request.query_params.get("lang"),
-                     draft["language"] if draft else None):
-            if cand in inst.languages:
-                return cand
-        return inst.default_language
 
-    def csrf_for(sid: str) -> str:
-        return _sign(secret, "csrf", sid)
+# ---------------------------------------------------------------------------
+# respondent pages: /, /page/N, /submit, /done
+# ---------------------------------------------------------------------------
 
-    def page_token(sid: str, n: int) -> str:
-        ms = int(time.time() * 1000)
-        return f"{n}.{ms}.{_sign(secret, 'page', sid, n, ms)[:32]}"
+def _respondent_routes(app: FastAPI, s: _Survey) -> None:
+    inst, pages, storage = s.inst, s.pages, s.storage
+    safe = _respondent_safe(s)
 
-    def page_seconds(sid: str, n: int, token: str | None) -> float | None:
-        try:
-            pn, ms, sig = (token or "").split(".")
-            if int(pn) != n or not hmac.compare_digest(sig, _sign(secret, "page", sid, n, int(ms))[:32]):
-                return None
-            return max(0.0, time.time() - int(ms) / 1000)
-        except ValueError:
-            return None
-
-    def render(name: str, lang: str, status: int = 200, sid: str | None = None, **ctx) -> HTMLResponse:
-        tpl = env.get_template(name)
-        html = tpl.render(lang=lang, dir="rtl" if lang.split("-")[0] in RTL else "ltr", t=lambda k, **kw: ui(lang, k, **kw),
-                          inst=inst, languages=[(code, LANGUAGE_NAMES.get(code, code)) for code in inst.languages],
-                          asset=asset,
-                          csrf=csrf_for(sid) if sid else "", **ctx)
-        resp = HTMLResponse(html, status_code=status)
-        if sid:
-            resp.set_cookie(COOKIE, sid, max_age=60 * 60 * 24 * 60, httponly=True, samesite="lax",
-                            secure=cfg.secure_cookies, path="/")
-        return resp
-
-    def message(lang: str, status: int, title: str, body: str) -> HTMLResponse:
-        """A page with a title and a sentence, both keys of UI (in the respondent's language)."""
-        return render("message.html", lang, status=status, title=ui(lang, title), body=ui(lang, body))
-
-    def forbidden(lang: str, why: str) -> HTMLResponse:
-        return message(lang, 403, "forbidden_title", why)
-
-    async def form_of(request: Request) -> dict[str, list[str]]:
-        data = await request.form()
-        out: dict[str, list[str]] = {}
-        for k, v in data.multi_items():
-            out.setdefault(k, []).append(v if isinstance(v, str) else "")
-        return out
-
-    def csrf_ok(sid: str | None, form: dict) -> bool:
-        sent = form.get("_csrf", [""])
-        return bool(sid) and len(sent) == 1 and hmac.compare_digest(sent[0], csrf_for(sid))
-
-    def page_context(n: int, answers: dict, lang: str, errors: dict | None = None) -> dict:
-        page = pages[n]
-        blocks, grid = [], None
-        for it in page.items:
-            here = {r for r in referenced_items(it.relevant)} & {x.id for x in page.items} if it.relevant else set()
-            if it.relevant and not here and not evaluate(it.relevant, answers):
-                continue  # skipped because of an earlier page: not shown at all
-            scale = inst.scales[it.scale]
-            err = (errors or {}).get(it.id)
-            entry = {
-                "id": it.id, "text": it.text.get(lang) or it.text[inst.default_language],
-                "help": (it.help or {}).get(lang) if it.help else None, "type": scale.type,
-                "required": it.required, "value": answers.get(it.id), "dynamic": bool(here),
-                "error": ui(lang, err[0], **err[1]) if err else None,
-                "options": [(c.code, c.label.get(lang) or c.label[inst.default_language]) for c in scale.categories],
-                "missing": [(c.code, c.label.get(lang) or c.label[inst.default_language]) for c in scale.missing],
-                "min": scale.min, "max": scale.max, "integer": scale.integer, "maxlength": MAX_TEXT,
-            }
-            gridable = scale.type in ("ordinal", "nominal") and len(scale.categories) >= 3
-            if gridable and grid is not None and grid["scale"] == it.scale:
-                grid["items"].append(entry)
-                continue
-            grid = {"kind": "grid", "scale": it.scale, "items": [entry], "options": entry["options"],
-                    "missing": entry["missing"]} if gridable else None
-            blocks.append(grid or {"kind": "single", "items": [entry]})
-        for b in blocks:  # a grid of one is shown as a single question
-            if b["kind"] == "grid" and len(b["items"]) < cfg.grid_min:
-                b["kind"] = "single"
-        refs = set()
-        for it in page.items:
-            if it.relevant:
-                refs |= set(referenced_items(it.relevant))
-        prior = {k: v for k, v in answers.items() if k in refs and page_of.get(k, -1) < n}
-        data = json.dumps(prior).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        shown = [k for k, p in enumerate(pages) if k == n or _may_be_relevant(p, answers)]
-        position = shown.index(n) + 1 if n in shown else n + 1
-        return {"page": page, "n": n, "blocks": blocks, "answers_json": data,
-                "title": (page.title or {}).get(lang) or (ui(lang, "consent_title") if page.consent else ""),
-                "intro": (page.intro or {}).get(lang) if page.intro else None,
-                "consent_text": inst.consent.text.get(lang) if page.consent and inst.consent else None,
-                "progress_n": position, "progress_total": len(shown) + 1}
-
-    def next_page(n: int, answers: dict) -> int:
-        k = n + 1
-        while k < len(pages) and not page_is_relevant(pages[k], answers):
-            k += 1
-        return k
-
-    def prev_page(n: int, answers: dict) -> int:
-        k = n - 1
-        while k > 0 and not page_is_relevant(pages[k], answers):
-            k -= 1
-        return max(k, 0)
-
-    def token_problem(token: str | None) -> str | None:
-        if token_set is None:
-            return None
-        if not token or token not in token_set:
-            return "need_token"
-        if storage.token_used(sha256_hex(token)):
-            return "token_used"
-        return None
-
-    def limited(key: str | None) -> bool:
-        return key is not None and not limiter.allow(key)
-
-    too_many = lambda lang: message(lang, 429, "busy_title", "busy")  # noqa: E731
-
-    # --- routes -----------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
+    @safe
     async def start(request: Request):
-        sid = request.cookies.get(COOKIE)
-        draft = storage.draft(sha256_hex(sid)) if sid else None
-        lang = lang_of(request, draft)
-        if limited(sid):
-            return too_many(lang)
-        # a token only means something with a token list (an open link may carry anything)
-        token = request.query_params.get("token") if token_set is not None else None
+        sid = s.session_id(request)
+        draft = s.draft(sid)
+        lang = s.lang_of(request, draft)
+        if s.limited(request, sid, draft):
+            return s.too_many(request, lang)
         if draft and not draft["submitted"]:
             return RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
-        problem = token_problem(token)
-        if problem:
-            if not token_limiter.allow("bad-token"):
-                return too_many(lang)
-            return forbidden(lang, problem)
-        if not sid or draft:  # a fresh session for a new respondent
-            sid = secrets.token_urlsafe(32)
-        ctx = page_context(0, {}, lang)
-        return render("page.html", lang, sid=sid, page_token=page_token(sid, 0), token=token or "", here="/", **ctx)
+        # a token only means something with a token list (an open link may carry anything)
+        token = request.query_params.get("token") if s.token_set is not None else None
+        refusal = s.token_refusal(request, token, lang)
+        if refusal:
+            return refusal
+        sid = secrets.token_urlsafe(32)  # never a cookie the browser brought: no session fixation
+        ctx = s.page_context(0, {}, lang)
+        return s.render(request, "page.html", lang, sid=sid, page_token=s.page_token(sid, 0), token=token or "",
+                        here="/", **ctx)
 
     @app.get("/page/{n}", response_class=HTMLResponse)
+    @safe
     async def show_page(request: Request, n: int):
-        sid = request.cookies.get(COOKIE)
-        draft = storage.draft(sha256_hex(sid)) if sid else None
-        lang = lang_of(request, draft)
-        if limited(sid):
-            return too_many(lang)
+        sid = s.session_id(request)
+        draft = s.draft(sid)
+        lang = s.lang_of(request, draft)
+        if s.limited(request, sid, draft):
+            return s.too_many(request, lang)
         if draft is None or draft["submitted"]:
             return RedirectResponse(f"/?lang={lang}", status_code=303)
         if n < 0 or n > draft["page"]:
             return RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
         if n >= len(pages):
             answered = len(final_answers(inst, pages, draft["answers"])[0])
-            total = sum(1 for p in pages if _may_be_relevant(p, draft["answers"])) + 1
-            return render("review.html", lang, sid=sid, back=prev_page(len(pages), draft["answers"]), n_answered=answered,
-                          progress_n=total, progress_total=total, here=f"/page/{n}")
+            total = sum(1 for p in pages if may_be_relevant(p, draft["answers"])) + 1
+            return s.render(request, "review.html", lang, sid=sid, back=s.prev_page(len(pages), draft["answers"]),
+                            n_answered=answered, progress_n=total, progress_total=total, here=f"/page/{n}")
         errors = None
         if request.query_params.get("missing"):
             errors = check_page(inst, pages[n], {k: [str(v)] for k, v in draft["answers"].items()},
                                 draft["answers"])[1]
-        ctx = page_context(n, draft["answers"], lang, errors)
+        ctx = s.page_context(n, draft["answers"], lang, errors)
         # behind a proxy that rewrites Host (nginx's default) base_url is the upstream address
-        origin = (cfg.public_url or str(request.base_url)).rstrip("/")
+        origin = (s.cfg.public_url or str(request.base_url)).rstrip("/")
         resume = f"{origin}/resume/{sid}" if request.query_params.get("saved") else None
-        return render("page.html", lang, sid=sid, page_token=page_token(sid, n), token="", resume=resume, here=f"/page/{n}",
-                      has_errors=bool(errors), **ctx)
+        return s.render(request, "page.html", lang, sid=sid, page_token=s.page_token(sid, n), token="", resume=resume,
+                        here=f"/page/{n}", has_errors=bool(errors), **ctx)
 
     @app.post("/page/{n}", response_class=HTMLResponse)
+    @safe
     async def post_page(request: Request, n: int):
-        sid = request.cookies.get(COOKIE)
-        form = await form_of(request)
-        lang = lang_of(request, None, form)
-        if not csrf_ok(sid, form):
-            return forbidden(lang, "expired")
-        if limited(sid):
-            return too_many(lang)
+        sid = s.session_id(request)
+        form = await s.form_of(request)
+        lang = s.lang_of(request, None, form)
+        if not s.csrf_ok(request, sid, form):
+            return s.forbidden(request, lang, "expired")
+        draft = s.draft(sid)
+        if s.limited(request, sid, draft):
+            return s.too_many(request, lang)
         if not 0 <= n < len(pages):
-            return message(lang, 404, "notfound_title", "notfound")
-        return await _post_page(request, sid, n, form, lang)
+            return s.message(request, lang, 404, "notfound_title", "notfound")
+        return await _save_page(request, sid, draft, n, form, lang)
 
-    async def _post_page(request: Request, sid: str, n: int, form: dict, lang: str):
-        sh = sha256_hex(sid)
-        draft = storage.draft(sh)
+    async def _save_page(request: Request, sid: str, draft: dict | None, n: int, form: dict, lang: str):
         token_hash = None
         if draft is None:
             if n != 0:
                 return RedirectResponse(f"/?lang={lang}", status_code=303)
             token = form.get("_token", [""])[0] or None
-            problem = token_problem(token)
-            if problem:
-                return forbidden(lang, problem)
-            token_hash = sha256_hex(token) if token and token_set is not None else None
+            refusal = s.token_refusal(request, token, lang)
+            if refusal:
+                return refusal
+            token_hash = sha256_hex(token) if token and s.token_set is not None else None
             answers, timings, reached = {}, {}, 0
-            secs = page_seconds(sid, 0, form.get("_page", [""])[0])
+            secs = s.page_seconds(sid, 0, form.get("_page", [""])[0])
             started = utc_now() if secs is None else _iso_ago(secs)
         else:
             if draft["submitted"]:
@@ -644,59 +484,70 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
             lang = action[5:] if action[5:] in inst.languages else lang
         values, errors, tampered = check_page(inst, pages[n], form, answers, require=(action == "next"))
         if errors and (tampered or action == "next"):
-            merged = {**answers, **{k: v for k, v in values.items()}}
-            ctx = page_context(n, merged, lang, errors)
-            return render("page.html", lang, status=422 if tampered else 200, sid=sid,
-                          page_token=form.get("_page", [page_token(sid, n)])[0],
-                          token=form.get("_token", [""])[0], has_errors=True,
-                          here="/" if draft is None else f"/page/{n}", **ctx)
+            merged = {**answers, **values}
+            ctx = s.page_context(n, merged, lang, errors)
+            return s.render(request, "page.html", lang, status=422 if tampered else 200, sid=sid,
+                            page_token=form.get("_page", [s.page_token(sid, n)])[0],
+                            token=form.get("_token", [""])[0], has_errors=True,
+                            here="/" if draft is None else f"/page/{n}", **ctx)
+        if draft is None:
+            if s.new_draft_refused(request):
+                return s.too_many(request, lang)
+            sid = secrets.token_urlsafe(32)  # a draft is born under a new id, whatever the browser sent
         answers = {k: v for k, v in answers.items() if k not in {it.id for it in pages[n].items}}
         answers.update(values)
-        secs = page_seconds(sid, n, form.get("_page", [""])[0])
+        secs = s.page_seconds(s.session_id(request) or "", n, form.get("_page", [""])[0])
         if secs is not None:
             timings[pages[n].key] = round(timings.get(pages[n].key, 0.0) + secs, 3)
         if action == "back":
-            target = prev_page(n, answers)
+            target = s.prev_page(n, answers)
         elif action == "save" or action.startswith("lang-"):
             target = n
         else:
-            target = next_page(n, answers)
-        await storage.save_draft_async(sh, instrument_id=inst.id, instrument_version=inst.version, language=lang,
-                           answers=answers, page=max(reached, target), timings=timings, started_at=started,
-                           token_hash=token_hash)
-        where = f"/page/{target}?lang={lang}" + ("&saved=1" if action == "save" else "")
-        return RedirectResponse(where, status_code=303)
+            target = s.next_page(n, answers)
+        await storage.save_draft_async(sha256_hex(sid), instrument_id=inst.id, instrument_version=inst.version,
+                                       language=lang, answers=answers, page=max(reached, target), timings=timings,
+                                       started_at=started, token_hash=token_hash)
+        if pages[n].consent and action == "next" and declined_consent(inst, answers):
+            resp = await _submit(request, sid, lang)  # a refusal is recorded at once and ends the survey
+        else:
+            where = f"/page/{target}?lang={lang}" + ("&saved=1" if action == "save" else "")
+            resp = RedirectResponse(where, status_code=303)
+        s.set_session(request, resp, sid)
+        return resp
 
     @app.post("/submit")
+    @safe
     async def submit(request: Request):
-        sid = request.cookies.get(COOKIE)
-        form = await form_of(request)
-        lang = lang_of(request, None, form)
-        if not csrf_ok(sid, form):
-            return forbidden(lang, "expired")
-        if limited(sid):
-            return too_many(lang)
-        return await _submit(sid, lang)
+        sid = s.session_id(request)
+        form = await s.form_of(request)
+        lang = s.lang_of(request, None, form)
+        if not s.csrf_ok(request, sid, form):
+            return s.forbidden(request, lang, "expired")
+        if s.limited(request, sid, True):
+            return s.too_many(request, lang)
+        return await _submit(request, sid, lang)
 
-    async def _submit(sid: str, lang: str):
+    async def _submit(request: Request, sid: str, lang: str):
         sh = sha256_hex(sid)
-        draft = storage.draft(sh)
+        draft = s.draft(sid)
         if draft is None:
             return RedirectResponse(f"/?lang={lang}", status_code=303)
         if draft["submitted"]:
             done = storage.response_for_session(sh)
             return _ack(done["response_id"] if done else "")
         answers, gap = final_answers(inst, pages, draft["answers"])
-        if gap is not None:
+        if gap is not None and not declined_consent(inst, answers):
             return RedirectResponse(f"/page/{gap}?lang={lang}&missing=1", status_code=303)
         failed = sum(1 for it in inst.attention_checks
                      if it.id in answers and it.expected is not None and answers[it.id] != it.expected)
         try:
-            rid = await storage.submit_async(sh, instrument_id=inst.id, instrument_version=inst.version, language=lang,
-                                 answers=answers, timings=draft["timings"], started_at=draft["started_at"],
-                                 token_hash=draft["token_hash"], attention_failed=failed)
+            rid = await storage.submit_async(sh, instrument_id=inst.id, instrument_version=inst.version,
+                                             language=lang, answers=answers, timings=draft["timings"],
+                                             started_at=draft["started_at"], token_hash=draft["token_hash"],
+                                             attention_failed=failed)
         except TokenUsed:
-            return forbidden(lang, "token_used")
+            return s.forbidden(request, lang, "token_used")
         return _ack(rid)
 
     def _ack(rid: str) -> Response:
@@ -706,63 +557,186 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         return resp
 
     @app.get("/done", response_class=HTMLResponse)
+    @safe
     async def done(request: Request):
-        sid = request.cookies.get(COOKIE)
+        sid = s.session_id(request)
         sh = sha256_hex(sid) if sid else None
-        draft = storage.draft(sh) if sh else None
-        lang = lang_of(request, draft)
+        lang = s.lang_of(request, s.draft(sid))
         resp = storage.response_for_session(sh) if sh else None
         if resp is None:
             return RedirectResponse(f"/?lang={lang}", status_code=303)
-        declined = inst.consent is not None and resp and json.loads(resp["answers"]).get(inst.consent.item) == 0
-        return render("done.html", lang, code=resp["response_id"], declined=declined, here="/done")
+        declined = declined_consent(inst, json.loads(resp["answers"]))
+        return s.render(request, "done.html", lang, code=resp["response_id"], declined=declined, here="/done")
+
+
+# ---------------------------------------------------------------------------
+# resume links: /resume/<token>
+# ---------------------------------------------------------------------------
+
+def _resume_routes(app: FastAPI, s: _Survey) -> None:
+    safe = _respondent_safe(s)
 
     def resume_draft(request: Request, token: str):
-        """(draft, lang, refusal): the draft a resume link names, or the page refusing it."""
-        draft = storage.draft(sha256_hex(token)) if len(token) < 100 else None
-        lang = lang_of(request, draft)
-        if limited(token):
-            return draft, lang, too_many(lang)
-        if draft is None:
-            return draft, lang, message(lang, 404, "link_title", "link")
+        """(draft, lang, refusal): the unsubmitted draft a resume link names, or the page refusing it."""
+        draft = s.draft(token) if len(token) < 100 else None
+        lang = s.lang_of(request, draft)
+        if not s.limiter.allow("resume:" + token[:100]) or s.limited(request, None, None):
+            return draft, lang, s.too_many(request, lang)
+        if draft is None or draft["submitted"]:  # a link dies at submission: it would show the code
+            return draft, lang, s.message(request, lang, 404, "link_title", "link")
         return draft, lang, None
 
     @app.get("/resume/{token}", response_class=HTMLResponse)
+    @safe
     async def resume_page(request: Request, token: str):
         # a page with a button, not a redirect: mail scanners and link previews
         # fetch links, and must not use up a link that works once
         _, lang, refusal = resume_draft(request, token)
-        return refusal or render("resume.html", lang, token=token)
+        if refusal:
+            return refusal
+        anchor = s.session_id(request) or secrets.token_urlsafe(32)  # what the button's CSRF token is tied to
+        return s.render(request, "resume.html", lang, sid=anchor, token=token)
 
     @app.post("/resume/{token}")
+    @safe
     async def resume(request: Request, token: str):
+        form = await s.form_of(request)
         draft, lang, refusal = resume_draft(request, token)
         if refusal is not None:
             return refusal
-        if draft["submitted"]:
-            target = "/done"
-        else:
-            # a new session id, so the link stops working: whoever else holds it (a link
-            # pasted into a group chat, or planted by someone) cannot read these answers
-            fresh = secrets.token_urlsafe(32)
-            if not await storage.rekey_draft_async(sha256_hex(token), sha256_hex(fresh)):
-                return message(lang, 404, "link_title", "link")
-            token, target = fresh, f"/page/{draft['page']}?lang={lang}"
-        resp = RedirectResponse(target, status_code=303)
-        resp.set_cookie(COOKIE, token, max_age=60 * 60 * 24 * 60, httponly=True, samesite="lax",
-                        secure=cfg.secure_cookies, path="/")
+        if not s.csrf_ok(request, s.session_id(request), form):
+            return s.forbidden(request, lang, "expired")
+        # a new session id, so the link stops working: whoever else holds it (a link
+        # pasted into a group chat, or planted by someone) cannot read these answers
+        fresh = secrets.token_urlsafe(32)
+        if not await s.storage.rekey_draft_async(sha256_hex(token), sha256_hex(fresh)):
+            return s.message(request, lang, 404, "link_title", "link")
+        resp = RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
+        s.set_session(request, resp, fresh)
         return resp
+
+
+# ---------------------------------------------------------------------------
+# withdrawal by reference code: /withdraw
+# ---------------------------------------------------------------------------
+
+def _withdraw_routes(app: FastAPI, s: _Survey) -> None:
+    safe = _respondent_safe(s)
+
+    def form_page(request: Request, lang: str, status: int = 200, error: str | None = None, code: str = ""):
+        anchor = s.session_id(request) or secrets.token_urlsafe(32)
+        return s.render(request, "withdraw.html", lang, status=status, sid=anchor, here="/withdraw",
+                        error=s.t(lang, error) if error else None, code=code)
+
+    @app.get("/withdraw", response_class=HTMLResponse)
+    @safe
+    async def withdraw_page(request: Request):
+        lang = s.lang_of(request)
+        if s.limited(request, None, None):
+            return s.too_many(request, lang)
+        return form_page(request, lang)
+
+    @app.post("/withdraw", response_class=HTMLResponse)
+    @safe
+    async def withdraw(request: Request):
+        form = await s.form_of(request)
+        lang = s.lang_of(request, None, form)
+        if not s.csrf_ok(request, s.session_id(request), form):
+            return s.forbidden(request, lang, "expired")
+        if s.limited(request, None, None) or s.guess_limited(request):
+            return s.too_many(request, lang)
+        code = form.get("code", [""])[0].strip().lower()
+        if not code or len(code) > 64 or not await s.storage.withdraw_async(code, channel="web"):
+            s.wrong_guess(request)  # codes are capabilities: guessing them is limited like tokens
+            return form_page(request, lang, 404, "withdraw_unknown", code[:64])
+        return s.message(request, lang, 200, "withdrawn_title", "withdrawn")
+
+
+# ---------------------------------------------------------------------------
+# admin area: /admin (HTTP Basic, only with a password)
+# ---------------------------------------------------------------------------
+
+def _admin_routes(app: FastAPI, s: _Survey) -> None:
+    inst, storage = s.inst, s.storage
+    challenge = {"www-authenticate": 'Basic realm="survey admin", charset="UTF-8"'}
+
+    def given_password(request: Request) -> str | None:
+        import base64
+
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("basic "):
+            return None
+        try:
+            return base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return ""
+
+    def denied(request: Request) -> Response | None:
+        if not s.admin_password:
+            return PlainTextResponse("Not found", status_code=404)
+        given = given_password(request)
+        if given is None:  # no credentials: ask for them (never a lockout: that is not a guess)
+            return PlainTextResponse("Password required", status_code=401, headers=challenge)
+        client = s.client(request)
+        if s.admin_failures.exhausted(client):  # locked out: the password is not even compared
+            return PlainTextResponse("Too many wrong passwords; wait a minute", status_code=429,
+                                     headers={**challenge, "retry-after": "60"})
+        if given and hmac.compare_digest(given.encode(), s.admin_password.encode()):
+            return None
+        s.admin_failures.allow(client)
+        return PlainTextResponse("Password required", status_code=401, headers=challenge)
+
+    @app.get("/admin", response_class=HTMLResponse)
+    async def admin(request: Request):
+        refusal = denied(request)
+        if refusal:
+            return refusal
+        counts = storage.counts()
+        latest = storage.responses(limit=20, newest_first=True)
+        text_items = [it.id for it in inst.items if inst.scales[it.scale].type == "text"]
+        return s.render(request, "admin.html", inst.default_language, counts=counts.to_dict("records"),
+                        total=int(counts["n"].sum()) if len(counts) else 0, drafts=storage.drafts_open(),
+                        withdrawn=len(storage.withdrawals()), latest=latest, text_items=text_items,
+                        dialect=storage.dialect)
+
+    @app.get("/admin/responses.csv")
+    async def admin_csv(request: Request):
+        refusal = denied(request)
+        if refusal:
+            return refusal
+        from .export import responses_csv
+
+        return Response(responses_csv(storage, inst), media_type="text/csv; charset=utf-8", headers={
+            "content-disposition": f'attachment; filename="{inst.id}-{inst.version}-web.csv"'})
+
+    @app.get("/admin/timings.csv")
+    async def admin_timings(request: Request):
+        refusal = denied(request)
+        if refusal:
+            return refusal
+        from .export import timings_frame
+
+        return Response(timings_frame(storage).to_csv(index=False), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="{inst.id}-timings.csv"'})
+
+
+# ---------------------------------------------------------------------------
+# service routes: scripts, styles, health
+# ---------------------------------------------------------------------------
+
+def _service_routes(app: FastAPI, s: _Survey) -> None:
+    static_types = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
 
     @app.get("/relevance.js")
     async def relevance_js_route():
-        return Response(relevance_js, media_type="text/javascript; charset=utf-8",
+        return Response(s.relevance_js, media_type="text/javascript; charset=utf-8",
                         headers={"cache-control": "no-cache"})
 
     @app.get("/static/{name}")
     async def static_file(name: str):
-        if name not in static:
+        if name not in s.static:
             return PlainTextResponse("Not found", status_code=404)
-        return Response(static[name], media_type=static_types[name.rsplit(".", 1)[1]],
+        return Response(s.static[name], media_type=static_types[name.rsplit(".", 1)[1]],
                         headers={"cache-control": "public, max-age=3600"})
 
     @app.get("/favicon.ico")
@@ -771,68 +745,9 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
 
     @app.get("/healthz")
     async def healthz():
+        # healthy means an answer can be stored: one small durable write, not just a running process
+        try:
+            await asyncio.to_thread(s.storage.check_writable)
+        except StorageError as exc:
+            return PlainTextResponse(f"storage not writable: {exc}", status_code=503)
         return PlainTextResponse("ok")
-
-    # --- admin --------------------------------------------------------------------
-    def admin_ok(request: Request) -> Response | None:
-        if not admin_password:
-            return PlainTextResponse("Not found", status_code=404)
-        import base64
-
-        header = request.headers.get("authorization", "")
-        given = ""
-        if header.lower().startswith("basic "):
-            try:
-                given = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")[2]
-            except (ValueError, UnicodeDecodeError):
-                given = ""
-        if given and hmac.compare_digest(given.encode(), admin_password.encode()):
-            return None
-        if not admin_limiter.allow("admin-failures"):
-            return PlainTextResponse("Too many attempts", status_code=429)
-        return PlainTextResponse("Password required", status_code=401,
-                                 headers={"www-authenticate": 'Basic realm="survey admin", charset="UTF-8"'})
-
-    @app.get("/admin", response_class=HTMLResponse)
-    async def admin(request: Request):
-        denied = admin_ok(request)
-        if denied:
-            return denied
-        counts = storage.counts()
-        latest = storage.responses(limit=20, newest_first=True)
-        text_items = [it.id for it in inst.items if inst.scales[it.scale].type == "text"]
-        return render("admin.html", inst.default_language, counts=counts.to_dict("records"),
-                      total=int(counts["n"].sum()) if len(counts) else 0, drafts=storage.drafts_open(),
-                      latest=latest, text_items=text_items, dialect=storage.dialect)
-
-    @app.get("/admin/responses.csv")
-    async def admin_csv(request: Request):
-        denied = admin_ok(request)
-        if denied:
-            return denied
-        from .export import responses_csv
-
-        return Response(responses_csv(storage, inst), media_type="text/csv; charset=utf-8", headers={
-            "content-disposition": f'attachment; filename="{inst.id}-{inst.version}-web.csv"'})
-
-    @app.get("/admin/timings.csv")
-    async def admin_timings(request: Request):
-        denied = admin_ok(request)
-        if denied:
-            return denied
-        from .export import timings_frame
-
-        return Response(timings_frame(storage).to_csv(index=False), media_type="text/csv; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="{inst.id}-timings.csv"'})
-
-    guarded = _Guard(app, cfg.max_body)
-    guarded.state = app.state  # tests and the CLI reach the storage through app.state
-    guarded.fastapi = app
-    return guarded  # type: ignore[return-value]
-
-
-def _iso_ago(seconds: float) -> str:
-    import datetime as _dt
-
-    t = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=seconds)
-    return t.isoformat(timespec="milliseconds")

@@ -16,6 +16,12 @@ Three tables:
                    personal token, whatever the race).
 ``web_settings``   the signing secret, created on first start, so CSRF and
                    page tokens survive a restart.
+``web_withdrawals`` the audit record of each withdrawal: reference code, when the
+                   response was submitted and withdrawn, and how (web page or
+                   command line). The response's answers are erased.
+
+Drafts not touched for ``draft_days`` (default 30) count as gone and are
+purged: abandoned answers are not kept indefinitely.
 
 Nothing identifies the device: no IP address, no user agent.
 """
@@ -35,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
-                        func, insert, select, update)
+from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, delete,
+                        event, func, insert, select, update)
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["Storage", "TokenUsed", "sha256_hex", "utc_now"]
+__all__ = ["Storage", "StorageError", "TokenUsed", "sha256_hex", "utc_now", "days_ago"]
 
 metadata = MetaData()
 
@@ -81,6 +87,16 @@ responses_table = Table(
     Column("attention_failed", Integer, nullable=False, default=0),
 )
 
+withdrawals_table = Table(
+    "web_withdrawals", metadata,
+    Column("response_id", String(32), primary_key=True),
+    Column("instrument_id", String(64), nullable=False),
+    Column("instrument_version", String(32), nullable=False),
+    Column("submitted_at", String(40), nullable=False),
+    Column("withdrawn_at", String(40), nullable=False),
+    Column("channel", String(16), nullable=False),
+)
+
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -90,8 +106,18 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def days_ago(days: float) -> str:
+    """The UTC time ``days`` ago, in the format of :func:`utc_now` (so strings compare as times)."""
+    t = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=days)
+    return t.isoformat(timespec="milliseconds")
+
+
 class TokenUsed(Exception):
     """The personal token already has a submitted response."""
+
+
+class StorageError(Exception):
+    """The store cannot be written (read-only file system, full disk, no permission, server down)."""
 
 
 def _sqlite_engine(path: Path):
@@ -172,7 +198,10 @@ class _Writer:
                         sp.commit()
                         results.append((True, value))
                     except Exception as exc:  # this request only (e.g. a used token)
-                        sp.rollback()
+                        try:
+                            sp.rollback()
+                        except Exception:  # the database undid the whole transaction (SQLite on a full disk)
+                            raise exc from None
                         results.append((False, exc))
         except Exception as exc:  # the commit itself failed: nobody is acknowledged
             for _, _, fut in batch:
@@ -248,10 +277,11 @@ class Storage:
         return bytes.fromhex(row[0])
 
     # --- drafts ----------------------------------------------------------------
-    def draft(self, session_hash: str) -> dict[str, Any] | None:
+    def draft(self, session_hash: str, *, newer_than: str | None = None) -> dict[str, Any] | None:
+        """The draft of a session; None when there is none or it was last saved before ``newer_than``."""
         with self.engine.connect() as con:
             row = con.execute(select(drafts_table).where(drafts_table.c.session_hash == session_hash)).mappings().first()
-        if row is None:
+        if row is None or (newer_than is not None and row["updated_at"] < newer_than):
             return None
         out = dict(row)
         out["answers"] = json.loads(out["answers"])
@@ -282,6 +312,31 @@ class Storage:
 
     async def save_draft_async(self, session_hash: str, **fields) -> None:
         await asyncio.wrap_future(self._writer.call(self._save_job(session_hash, **fields), durable=False))
+
+    def purge_drafts(self, older_than: str, *, wait: bool = True) -> int | None:
+        """Delete drafts last saved before ``older_than`` (ISO UTC); how many went (None if not waited for)."""
+        def job(con):
+            return con.execute(delete(drafts_table).where(drafts_table.c.updated_at < older_than)).rowcount
+        fut = self._writer.call(job, durable=False)
+        return fut.result() if wait else None
+
+    def count_drafts_since(self, since: str) -> int:
+        """Drafts started at or after ``since`` (ISO UTC)."""
+        with self.engine.connect() as con:
+            return int(con.execute(select(func.count()).select_from(drafts_table)
+                                   .where(drafts_table.c.started_at >= since)).scalar_one())
+
+    def check_writable(self) -> None:
+        """Commit one durable write, or raise :class:`StorageError` saying why it failed."""
+        def job(con):
+            stamp = {"key": "write_check", "value": utc_now()}
+            if not con.execute(update(settings_table).where(settings_table.c.key == "write_check")
+                               .values(value=stamp["value"])).rowcount:
+                con.execute(insert(settings_table).values(**stamp))
+        try:
+            self._writer.call(job, durable=True).result(timeout=30)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not writable
+            raise StorageError(_reason(exc)) from None
 
     async def rekey_draft_async(self, old_hash: str, new_hash: str) -> bool:
         """Move an unsubmitted draft to a new session hash (a resume link works once)."""
@@ -348,9 +403,48 @@ class Storage:
         except IntegrityError:
             return self._resolve_conflict(session_hash, fields.get("token_hash"))
 
+    # --- withdrawal ----------------------------------------------------------------
+    def withdraw(self, response_id: str, *, channel: str) -> bool:
+        """Erase a response's answers and keep an audit record; False if no such response.
+
+        Withdrawing twice is harmless (True, one record). The row itself stays,
+        emptied, so that its session and personal token stay used.
+        """
+        return self._writer.call(self._withdraw_job(response_id, channel), durable=True).result()
+
+    async def withdraw_async(self, response_id: str, *, channel: str) -> bool:
+        return await asyncio.wrap_future(self._writer.call(self._withdraw_job(response_id, channel), durable=True))
+
+    @staticmethod
+    def _withdraw_job(response_id: str, channel: str):
+        def job(con):
+            row = con.execute(select(responses_table).where(responses_table.c.response_id == response_id)).mappings().first()
+            if row is None:
+                return False
+            con.execute(update(responses_table).where(responses_table.c.response_id == response_id)
+                        .values(answers="{}", timings="{}", attention_failed=0))
+            if con.execute(select(withdrawals_table.c.response_id)
+                           .where(withdrawals_table.c.response_id == response_id)).first() is None:
+                con.execute(insert(withdrawals_table).values(
+                    response_id=response_id, instrument_id=row["instrument_id"],
+                    instrument_version=row["instrument_version"], submitted_at=row["ended_at"],
+                    withdrawn_at=utc_now(), channel=channel))
+            return True
+        return job
+
+    def withdrawals(self) -> pd.DataFrame:
+        """The audit record: one row per withdrawn response (no answers)."""
+        with self.engine.connect() as con:
+            rows = con.execute(select(withdrawals_table).order_by(withdrawals_table.c.withdrawn_at)).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in withdrawals_table.columns])
+
+    def _kept(self):
+        """Submitted responses that were not withdrawn."""
+        return responses_table.c.response_id.not_in(select(withdrawals_table.c.response_id))
+
     def count(self) -> int:
         with self.engine.connect() as con:
-            return int(con.execute(select(func.count()).select_from(responses_table)).scalar_one())
+            return int(con.execute(select(func.count()).select_from(responses_table).where(self._kept())).scalar_one())
 
     def counts(self) -> pd.DataFrame:
         """Responses per instrument version and language (with failed attention checks)."""
@@ -359,6 +453,7 @@ class Storage:
             rows = con.execute(
                 select(t.c.instrument_version, t.c.language, func.count().label("n"),
                        func.sum(t.c.attention_failed).label("attention_failed"))
+                .where(self._kept())
                 .group_by(t.c.instrument_version, t.c.language)
                 .order_by(t.c.instrument_version, t.c.language)).all()
         return pd.DataFrame([tuple(r) for r in rows],
@@ -372,7 +467,7 @@ class Storage:
     def responses(self, *, limit: int | None = None, newest_first: bool = False) -> list[dict[str, Any]]:
         """Submitted responses as dicts (answers and timings decoded)."""
         t = responses_table
-        q = select(t).order_by(t.c.seq.desc() if newest_first else t.c.seq)
+        q = select(t).where(self._kept()).order_by(t.c.seq.desc() if newest_first else t.c.seq)
         if limit is not None:
             q = q.limit(limit)
         with self.engine.connect() as con:
@@ -381,3 +476,9 @@ class Storage:
             r["answers"] = json.loads(r["answers"])
             r["timings"] = json.loads(r["timings"])
         return rows
+
+
+def _reason(exc: BaseException) -> str:
+    """What the database said, without SQLAlchemy's statement and link."""
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).splitlines()[0] if str(orig) else type(orig).__name__
