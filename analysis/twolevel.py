@@ -527,12 +527,17 @@ def _between_start(cdata: ClusterData, py: int) -> np.ndarray:
     return (vec * np.maximum(ev, floor)) @ vec.T
 
 
-def _fit_table(pt: pd.DataFrame, cdata: ClusterData, control: dict | None = None):
+def _estimator(mdl, data):
+    """Complete-data ML, or FIML when the data carry missing answers."""
+    return TwoLevelFIML(mdl, data) if isinstance(data, MissingClusterData) else TwoLevelML(mdl, data)
+
+
+def _fit_table(pt: pd.DataFrame, data, control: dict | None = None):
     from .model import Model
     from .optimize import minimize
 
     mdl = Model(_compiled(pt), meanstructure=True)
-    est = TwoLevelML(mdl, cdata)
+    est = _estimator(mdl, data)
     opt = minimize(est, mdl.x_start, **(control or {}))
     return mdl, est, opt
 
@@ -559,9 +564,10 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     if estimator not in ("ML", "MLR"):
         raise OptionError(f"The 'estimator' parameter of fit_sem must be ML or MLR for a two-level "
                           f"model. Got {estimator!r} instead.")
-    if missing.lower() not in ("listwise",):
-        raise OptionError("missing='fiml' is not available for two-level models yet; use "
-                          "missing='listwise' (rows with a missing answer are dropped)")
+    missing = {"ml": "fiml", "fiml": "fiml", "listwise": "listwise"}.get(str(missing).lower())
+    if missing is None:
+        raise OptionError("The 'missing' parameter of fit_sem must be 'listwise' or 'fiml' for a "
+                          "two-level model.")
     if group is not None:
         raise OptionError("multi-group two-level models are not available; fit each group "
                           "separately (subset the data) or drop group=")
@@ -599,7 +605,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     ov_all = ov1 + z_names
 
     # 2. data ------------------------------------------------------------------
-    check = check_model_data(data, ov_all, missing="listwise")
+    check = check_model_data(data, ov_all, missing=missing)
     for text in check.warnings:
         records.append({"type": "data", "category": "DataWarning", "message": text})
     kept = check.data.copy()
@@ -611,7 +617,10 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
             f"dropped (first rows of the kept data: {rows})")})
         kept, cl = kept[cl.notna()], cl[cl.notna()]
     kept[cluster] = cl.to_numpy()
-    cdata = ClusterData.from_frame(kept, cluster, ov1, z_names)
+    incomplete = bool(kept[ov_all].isna().to_numpy().any())
+    mdata = MissingClusterData.from_frame(kept, cluster, ov1, z_names) if incomplete else None
+    cdata = mdata.complete if incomplete else ClusterData.from_frame(kept, cluster, ov1, z_names)
+    data_for = mdata if incomplete else cdata      # what the estimators read
     names_b = ov1 + z_names
     idx2 = [names_b.index(v) for v in ov2]
 
@@ -624,7 +633,14 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     h1_pt = _moment_table(ov1, ov2, saturated=True, exo={})
     mb_fold = mb_h1 + np.array([mw_h1[ov1.index(v)] if v in ov1 else 0.0 for v in ov2])
     h1_pt["start"] = _moment_start(h1_pt, sw_h1, np.where(shared, 0.0, mw_h1), sb_h1, mb_fold, ov1, ov2)
-    loglik_x = _loglik_x(kept, cluster, exo, ov1, ov2)
+    if incomplete:
+        # lavaan fits the unrestricted model by FIML (from the EM of the filled-in data here)
+        h1_mdl, h1_est, h1_opt = _fit_table(h1_pt, mdata, control)
+        sw_h1, mw_h1, sb_h1, mb_h1 = h1_est.implied_levels(h1_opt.x)
+        m2ll_h1 = h1_est.minus2logl(h1_opt.x)
+        h1_pt["start"] = h1_opt.x[np.maximum(h1_pt["free"].to_numpy(), 1) - 1]
+        h1_pt.loc[h1_pt["free"] == 0, "start"] = h1_pt.loc[h1_pt["free"] == 0, "ustart"]
+    loglik_x = _loglik_x(kept.dropna(subset=ov_all), cluster, exo, ov1, ov2)
 
     # 5. start values (fixed.x covariates at their h1 moments) ------------------
     pt_start = _level_start_values(ipt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2, cdata.nobs)
@@ -635,7 +651,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
 
     # 6. model --------------------------------------------------------------------
     mdl = Model(ipt, meanstructure=True)
-    est = TwoLevelML(mdl, cdata)
+    est = _estimator(mdl, data_for)
     est.offset = m2ll_h1 / (2 * cdata.nobs)
 
     # 7. optimize ----------------------------------------------------------------
@@ -677,7 +693,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     chisq = max(m2ll - m2ll_h1, 0.0)
     tst = {"chisq": chisq, "df": df, "pvalue": float(sps.chi2.sf(chisq, df)) if df > 0 else math.nan}
     if estimator == "MLR" and test != "none" and df > 0 and vcov is not None:
-        c = _yuan_bentler_mplus(cdata, h1_pt, exo, a_inv, scores, df)
+        c = _yuan_bentler_mplus(data_for, h1_pt, exo, a_inv, scores, df)
         tst.update({"chisq.scaled": chisq / c, "df.scaled": df, "chisq.scaling.factor": c,
                     "pvalue.scaled": float(sps.chi2.sf(chisq / c, df))})
 
@@ -685,7 +701,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     base_pt = _moment_table(ov1, ov2, saturated=False, exo=exo)
     base_pt["start"] = _moment_start(base_pt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2)
     base_pt["ustart"] = np.where(base_pt["exo"] == 1, base_pt["start"], base_pt["ustart"])
-    _, base_est, base_opt = _fit_table(base_pt, cdata, control)
+    _, base_est, base_opt = _fit_table(base_pt, data_for, control)
     base_chisq = max(base_est.minus2logl(base_opt.x) - m2ll_h1, 0.0)
     base_df = h1_npar - n_exo - int(base_pt["free"].max())
     fit = _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, cdata.n_clusters,
@@ -732,7 +748,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
                                    name="chisq.scaled", method="yuan.bentler.mplus",
                                    scaling_factor=tst["chisq.scaling.factor"]))
     robust = estimator == "MLR" or se.startswith("robust")
-    options = {"estimator": estimator, "missing": "listwise", "cluster": cluster, "std_lv": std_lv,
+    options = {"estimator": estimator, "missing": missing, "cluster": cluster, "std_lv": std_lv,
                "fixed_x": fixed_x, "meanstructure": True,
                "se": "robust.huber.white" if robust else se,
                "test": "yuan.bentler.mplus" if estimator == "MLR" else test,
@@ -747,7 +763,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         params=out_pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
         iterations=int(opt.iterations), optimizer=opt.method, nobs=(n,), group_labels=(), group=None,
         tests=tuple(tests), warnings=tuple(records), r2=r2, options=options,
-        missing=dict(check.missing), model=mdl, x=x, sample_stats=None, vcov=vcov, syntax=syntax,
+        missing={**dict(check.missing), **({"n_patterns": mdata.n_patterns} if incomplete else {})}, model=mdl, x=x, sample_stats=None, vcov=vcov, syntax=syntax,
         extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check},
         twolevel=levels)
 
@@ -822,7 +838,7 @@ def _yuan_bentler_mplus(cdata, h1_pt, exo, a_inv, scores, df) -> float:
     from .model import Model
 
     h1_mdl = Model(_compiled(h1_pt), meanstructure=True)
-    h1_est = TwoLevelML(h1_mdl, cdata)
+    h1_est = _estimator(h1_mdl, cdata)
     x_h1 = h1_mdl.x_start
     a1 = h1_est.hessian(x_h1) * h1_est.ntotal
     s1 = h1_est.cluster_scores(x_h1)
@@ -1053,3 +1069,142 @@ class _SizeClassLoglik:
         return float(total + np.sum(self.count * (logdet + quad)) + self.const)
 
 
+
+
+# --------------------------------------------------------------------------
+# missing data: case-wise (FIML) two-level likelihood
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MissingClusterData:
+    """Each cluster's observed answers, for the FIML two-level likelihood.
+
+    Per cluster: ``values`` (the observed entries: every respondent's observed level-1
+    answers, then the cluster's observed between-only values), ``var`` (each entry's
+    position in ``(y, z)``) and ``resp`` (the respondent of each entry, -1 for z).
+    ``complete`` holds mean-imputed statistics, used only for start values and the
+    scoring steps' approximate information.
+    """
+
+    y_names: tuple[str, ...]
+    z_names: tuple[str, ...]
+    nobs: int
+    clusters: tuple
+    complete: ClusterData
+    n_patterns: int
+
+    @classmethod
+    def from_frame(cls, data: pd.DataFrame, cluster: str, y_names, z_names) -> MissingClusterData:
+        y_names, z_names = list(y_names), list(z_names)
+        codes, uniq = pd.factorize(data[cluster].to_numpy(), sort=False)
+        y = data[y_names].to_numpy(dtype=float)
+        z = data[z_names].to_numpy(dtype=float) if z_names else np.zeros((len(y), 0))
+        py = len(y_names)
+        clusters = []
+        for c in range(len(uniq)):
+            rows = np.flatnonzero(codes == c)
+            yc, zc = y[rows], z[rows]
+            zj = np.full(len(z_names), np.nan)
+            for k, v in enumerate(z_names):
+                seen = zc[~np.isnan(zc[:, k]), k]
+                if len(seen):
+                    if np.abs(seen - seen[0]).max() > 1e-8 * max(1.0, abs(seen[0])):
+                        raise DataError(
+                            f"between-level variable '{v}' is not constant within cluster {uniq[c]!r} of "
+                            f"'{cluster}': a variable used only at level 2 must be a property of the cluster")
+                    zj[k] = seen[0]
+            obs = ~np.isnan(yc)
+            resp_i, var_i = np.nonzero(obs)
+            zo = np.flatnonzero(~np.isnan(zj))
+            values = np.concatenate([yc[obs], zj[zo]])
+            var = np.concatenate([var_i, py + zo]).astype(int)
+            resp = np.concatenate([resp_i, np.full(len(zo), -1)]).astype(int)
+            clusters.append((values, var, resp))
+        filled = data.copy()
+        for v in y_names + z_names:
+            filled[v] = filled[v].fillna(filled[v].mean())
+        if z_names:   # the imputed z must stay constant within a cluster
+            filled[z_names] = filled.groupby(cluster)[z_names].transform("first")
+        patterns = len({tuple(r) for r in np.isnan(y).tolist()})
+        return cls(tuple(y_names), tuple(z_names), len(y), tuple(clusters),
+                   ClusterData.from_frame(filled, cluster, y_names, z_names), patterns)
+
+
+class TwoLevelFIML(TwoLevelML):
+    """Two-level ML with missing answers (lavaan's ``missing = "ml"`` for clustered data).
+
+    Cluster j's observed entries are jointly normal: ``Cov(y_ik, y_il) = Sigma_B[k, l] +
+    [i = i'] Sigma_W[k, l]`` over its respondents' observed answers, and the between-only
+    values add their ``Sigma_B`` rows. Each cluster's matrix is built from index maps and
+    its gradient scattered back to ``Sigma_W``, ``Sigma_B`` and the means.
+    """
+
+    def __init__(self, model, mdata: MissingClusterData):
+        super().__init__(model, mdata.complete)
+        self.mdata = mdata
+        self.ntotal = mdata.nobs
+        self._maps = []
+        for values, var, resp in mdata.clusters:
+            same = (resp[:, None] == resp[None, :]) & (resp[:, None] >= 0)
+            self._maps.append((values, var, same, np.ix_(var, var)))
+        n_entries = sum(len(m[0]) for m in self._maps)
+        self.constant = n_entries * math.log(2 * math.pi)
+
+    def _full(self, x):
+        sw, sb, mu = self._pieces(x)
+        swf = np.zeros((self.pb, self.pb))
+        swf[: self.py, : self.py] = sw
+        return swf, sb, mu
+
+    def _cluster_terms(self, x):
+        swf, sb, mu = self._full(x)
+        for values, var, same, grid in self._maps:
+            sig = sb[grid] + np.where(same, swf[grid], 0.0)
+            yield values - mu[var], sig, var, same, grid
+
+    def minus2logl(self, x) -> float:
+        total = 0.0
+        for r, sig, *_ in self._cluster_terms(x):
+            try:
+                chol = np.linalg.cholesky(sig)
+            except np.linalg.LinAlgError:
+                return math.inf
+            w = np.linalg.solve(chol, r)
+            total += 2 * np.sum(np.log(np.diag(chol))) + w @ w
+        return float(total + self.constant)
+
+    def _cluster_moment_grads(self, x):
+        """Per cluster d(-2 logL_j) / d(Sigma_W (py x py), Sigma_B (pb x pb), mu (pb))."""
+        for r, sig, var, same, grid in self._cluster_terms(x):
+            inv = np.linalg.inv(sig)
+            ir = inv @ r
+            g = inv - np.outer(ir, ir)
+            gb = np.zeros((self.pb, self.pb))
+            np.add.at(gb, grid, g)
+            gw = np.zeros((self.pb, self.pb))
+            np.add.at(gw, grid, np.where(same, g, 0.0))
+            gmu = np.zeros(self.pb)
+            np.add.at(gmu, var, -2 * ir)
+            yield gw[: self.py, : self.py], gb, gmu
+
+    def _moment_gradients(self, x):
+        gw = np.zeros((self.py, self.py))
+        gb = np.zeros((self.pb, self.pb))
+        gmu = np.zeros(self.pb)
+        for a, b, c in self._cluster_moment_grads(x):
+            gw += a
+            gb += b
+            gmu += c
+        return gw, gmu[: self.py], gb[np.ix_(self.idx2, self.idx2)], gmu[self.idx2]
+
+    def cluster_scores(self, x) -> np.ndarray:
+        js1, jm1, js2, jm2 = self._jacobians(x)
+        r1, c1 = _vech_pairs(self.py)
+        r2, c2 = _vech_pairs(len(self.idx2))
+        w1 = np.where(r1 == c1, 1.0, 2.0)
+        w2 = np.where(r2 == c2, 1.0, 2.0)
+        rows = []
+        for gw, gb, gmu in self._cluster_moment_grads(x):
+            g2 = gb[np.ix_(self.idx2, self.idx2)]
+            rows.append((gw[r1, c1] * w1) @ js1 + gmu[: self.py] @ jm1
+                        + (g2[r2, c2] * w2) @ js2 + gmu[self.idx2] @ jm2)
+        return np.array(rows) / 2

@@ -77,7 +77,7 @@ def test_random_slopes_refused_at_their_line():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"missing": "fiml"}, "missing='fiml' is not available for two-level"),
+    ({"missing": "pairwise"}, "must be 'listwise' or 'fiml' for a two-level"),
     ({"group": "community"}, "multi-group two-level models are not available"),
     ({"estimator": "WLSMV"}, "must be ML or MLR"),
 ])

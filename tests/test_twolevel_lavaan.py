@@ -1,8 +1,11 @@
 """Two-level SEM against lavaan 0.6 (tests/fixtures/make_twolevel.R; issue 17).
 
-Data: 963 respondents in 80 communities of 3 to 22 (tests/fixtures/data/twolevel.csv).
+Data: 963 respondents in 80 communities of 3 to 22 (tests/fixtures/data/twolevel.csv;
+twolevel_missing.csv has 8% of the item answers missing, fitted by FIML).
 Tolerances: estimates 1e-4 absolute, SEs 1e-3 relative, fit measures 1e-3 relative,
-ICCs 1e-6 (the h1 moments come from lavaan's own EM stopping rule).
+ICCs 1e-6 (the h1 moments come from lavaan's own EM stopping rule). With missing data
+lavaan's h1 comes from an optimizer stopped at rel.tol 1e-7, so its ICCs are only good
+to ~1e-5 (ours: the maximum); they are checked at 5e-5.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from analysis.sem import fit_sem
 
 FIX = Path(__file__).parent / "fixtures"
 DATA = pd.read_csv(FIX / "data" / "twolevel.csv")
+MISSING = pd.read_csv(FIX / "data" / "twolevel_missing.csv")
 FIT_KEYS = ["chisq", "df", "pvalue", "cfi", "tli", "rmsea", "srmr", "srmr_within", "srmr_between",
             "logl", "unrestricted.logl", "aic", "bic", "baseline.chisq", "baseline.df"]
 
@@ -31,6 +35,8 @@ def _fit(rec):
     options = rec["call"]["options"] or {}     # R's empty list() is a JSON []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if options.get("missing") == "ml":
+            return fit_sem(rec["call"]["model"], MISSING, cluster="community", missing="fiml")
         return fit_sem(rec["call"]["model"], DATA, cluster="community",
                        estimator=options.get("estimator", "ML"))
 
@@ -43,7 +49,7 @@ def _joined(rec, fit):
     return both
 
 
-CASES = ["cfa", "path", "sem", "cfa_mlr", "sem_mlr"]
+CASES = ["cfa", "path", "sem", "cfa_mlr", "sem_mlr", "cfa_missing"]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -62,7 +68,9 @@ def test_estimates_and_ses_match_lavaan(case):
     # the ML SEs of the same model agree to 3e-5 and the CFA's MLR SEs to 1e-5)
     rtol = 2.5e-3 if name == "sem_mlr" else 1e-3
     np.testing.assert_allclose(both.loc[free, "se"], both.loc[free, "se_lavaan"], rtol=rtol, err_msg=name)
-    np.testing.assert_allclose(both["std.all"], both["std.all_lavaan"], atol=1e-4, err_msg=name)
+    # lavaan's FIML optimum is ~1e-4 from the maximum; standardized intercepts (~5) magnify it
+    np.testing.assert_allclose(both["std.all"], both["std.all_lavaan"],
+                               atol=5e-4 if name == "cfa_missing" else 1e-4, err_msg=name)
 
 
 def test_parameter_table_follows_lavaan(case):
@@ -93,13 +101,15 @@ def test_fit_measures_match_lavaan(case):
 def test_icc_and_h1_moments_match_lavaan(case):
     name, rec, fit = case
     icc = fit.twolevel.icc
+    tol = 5e-5 if name == "cfa_missing" else 1e-6
     for var, value in rec["icc"].items():
-        assert icc[var] == pytest.approx(value, abs=1e-6), (name, var)
+        assert icc[var] == pytest.approx(value, abs=tol), (name, var)
     for level, ours in (("within", fit.twolevel.within), ("between", fit.twolevel.between)):
         m = rec["h1"][level]["cov"]
         ref = np.array(m["values"]).reshape(len(m["rownames"]), -1)
         got = ours["cov"].loc[m["rownames"], m["colnames"]].to_numpy()
-        np.testing.assert_allclose(got, ref, atol=1e-6, err_msg=f"{name} {level}")
+        np.testing.assert_allclose(got, ref, atol=1e-4 if name == "cfa_missing" else 1e-6,
+                                   err_msg=f"{name} {level}")
 
 
 def test_json_rows_carry_level_and_fit_has_srmr_per_level():
