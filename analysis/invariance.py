@@ -645,6 +645,8 @@ def invariance_ladder(
     >>> #         cfa(HS.model, HolzingerSwineford1939, group = "school", group.equal = eq)
     >>> # invariance_ladder(HS_MODEL, hs, group="school").steps
     """
+    if (fit_kwargs.get("sampling_weights") or fit_kwargs.get("cluster")) and estimator.upper() == "ML":
+        estimator = "MLR"   # as fit_sem (lavaan): a survey design makes ML robust, so the tests are scaled
     est, ordered_list, ordinal, table = _setup(model, data, estimator, ordered)
     est_note = f"ordered indicators with {est}: treated as continuous by this estimator" if ordered_list and not ordinal else ""
     default = _ORDINAL_DEFAULT if ordinal else _CONTINUOUS_DEFAULT
