@@ -456,7 +456,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                 group_partial=group_partial, ordered=ordered)
     result = FitResult(
         params=pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
-        iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(int(n) for n in stats.nobs),
+        iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(int(round(n)) for n in getattr(est, "nobs", stats.nobs)),
         group_labels=tuple(group_labels), group=group, tests=tuple(tests), warnings=tuple(records),
         r2=r2, options=opts, missing=dict(check.missing) if check is not None else {},
         model=mdl, x=x, sample_stats=stats, vcov=vcov, syntax=syntax,

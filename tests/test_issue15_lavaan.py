@@ -186,3 +186,27 @@ def test_fixed_x_false_baseline_keeps_exogenous_covariances_free(name):
                             if rec["fit"].get(k) is not None]
     check_fit(fit, rec, keys)
     assert fit.fit_indices["baseline.df"] == 54    # one df fewer than the fully independent model
+
+
+# --------------------------------------------------------------------- minor items
+def test_gfi_under_fiml_uses_lavaans_wls_pieces_growth_and_groups():
+    hsm = data("hs_missing_fixedx.csv")
+    rec = load("issue15_gfi_fiml_growth")
+    # lavaan's growth(): observed intercepts fixed at 0, latent means free
+    fit = quiet_fit(rec["call"]["model"] + "\nx1 ~ 0*1\nx2 ~ 0*1\nx3 ~ 0*1\ni ~ 1\ns ~ 1", hsm, missing="fiml")
+    check_estimates(fit, rec)
+    check_fit(fit, rec, ["chisq", "gfi", "agfi", "pgfi", "srmr"])
+    rec = load("issue15_gfi_fiml_groups")
+    fit = quiet_fit(rec["call"]["model"], hsm.assign(school=data("HolzingerSwineford1939.csv")["school"]),
+                    missing="fiml", group="school")
+    check_fit(fit, rec, ["chisq", "gfi", "agfi", "pgfi", "cfi"])
+
+
+@pytest.mark.parametrize("estimator", ["ML", "MLR"])
+def test_robust_indices_when_fiml_deletion_of_missing_x_leaves_complete_data(estimator):
+    rec = load(f"issue15_fiml_x_complete_{estimator.lower()}")
+    fit = quiet_fit(rec["call"]["model"], data("hs_missing_x_only.csv"), missing="fiml", estimator=estimator)
+    assert fit.nobs == (rec["nobs"],) == (298,)
+    keys = [k for k, v in rec["fit"].items() if v is not None and ("robust" in k or "scaled" in k)]
+    assert "cfi.robust" in keys and "rmsea.robust" in keys
+    check_fit(fit, rec, keys)

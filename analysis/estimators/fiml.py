@@ -235,6 +235,20 @@ class MissingPatterns:
         H[p:, p:] = H_ss
         return H
 
+    def expected_information(self, sigma, mu):
+        """Expected information of the saturated model under MAR per case, [mu, vech Sigma]
+        layout: each pattern adds its share of Sigma_oo^-1 (means) and 0.5 D'(P (x) P)D
+        (covariances) on its observed items (lavaan's h1 information, "expected")."""
+        p = self.p
+        H = np.zeros((p + p * p, p + p * p))
+        for b in self.batches:
+            P, _, _ = self._sub(b, sigma, mu)
+            for n, ix, Pj in zip(b.n, b.idx, P):
+                H[np.ix_(ix, ix)] += n * Pj
+                flat = p + (ix[:, None] * p + ix[None, :]).ravel()
+                H[np.ix_(flat, flat)] += n * 0.5 * np.kron(Pj, Pj)
+        return _to_vech_mat(p, H) / self.N
+
     def weighted_mean_var(self):
         """Available-case (weighted) means and variances (divisor: sum of weights), per item."""
         obs = ~np.isnan(self.Y)
