@@ -552,6 +552,7 @@ def _step_import(run: _Run) -> _Output:
     if problems:
         raise _issue_failure(problems, "MissingDataFile")
     frames, sources, imports = [], [], []
+    withdrawn = _withdrawn(study)
     for i, src in enumerate(study.data):
         if src.file is not None:
             path = study.resolve(src.file)
@@ -560,6 +561,9 @@ def _step_import(run: _Run) -> _Output:
                                        mapping=study.resolve(src.mapping) if src.mapping else None)
             except ImportError_ as exc:
                 raise StepFailure("ImportError", f"{study.where('data', i, 'file')}: {exc}") from None
+            if withdrawn:  # respondents who withdrew: their answers (and issues quoting them) go
+                res.issues = [x for x in res.issues if str(x.respondent_id) not in withdrawn]
+                res.data = _without(res.data, withdrawn)
             data = res.data.copy()
             issue_types = pd.Series([x.type for x in res.issues], dtype=object).value_counts()
             sources.append({"file": src.file, "name": path.name, "sha256": res.sha256, "format": res.format,
@@ -577,7 +581,7 @@ def _step_import(run: _Run) -> _Output:
             except ImportError as exc:
                 raise _Unavailable(f"the study store needs instruments.store ({exc})") from None
             store = Store(study.resolve(src.store))
-            data = store.responses()
+            data = _without(store.responses(), withdrawn)
             if data.empty:
                 raise StepFailure("EmptyStore", f"{study.where('data', i, 'store')}: the study store "
                                   f"{store.db_path} holds no responses; import files with `resilience import`")
@@ -591,6 +595,20 @@ def _step_import(run: _Run) -> _Output:
         raise StepFailure("NoData", "the data sources hold no responses")
     return _Output(data={"sources": sources, "n_rows": len(responses)}, tables={"responses": responses},
                    objects={"imports": imports})
+
+
+def _withdrawn(study) -> set[str]:
+    """Reference codes withdrawn in the study folder or its stores: left out of every analysis."""
+    from instruments.web.withdraw import withdrawn_codes
+
+    folders = {study.root} | {study.resolve(s.store) for s in study.data if s.store is not None}
+    return set().union(*(withdrawn_codes(f) for f in folders))
+
+
+def _without(data: pd.DataFrame, withdrawn: set[str]) -> pd.DataFrame:
+    if not withdrawn or "respondent_id" not in data:
+        return data
+    return data[~data["respondent_id"].astype("string").isin(withdrawn).fillna(False).to_numpy()]
 
 
 def _responses(run: _Run) -> pd.DataFrame:
@@ -1384,7 +1402,8 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
             _load_instrument(run)
         src_inputs = _source_inputs(run)
         run.step("import", "Import the data", lambda: _step_import(run), deps=("instrument",),
-                 options=[s.model_dump() for s in study.data], inputs=src_inputs)
+                 options=[s.model_dump() for s in study.data],
+                 inputs={"sources": src_inputs, "withdrawn": sorted(_withdrawn(study))})
         validated = run.step("validate", "Validate the answers", lambda: _step_validate(run), deps=("import",))
         if validated.status == "ok" and run.out("validate").data.get("n_errors"):
             # the analyses still run (the report shows them), but the run is not a success

@@ -142,6 +142,9 @@ def withdraw_command(
     code: Optional[str] = typer.Argument(None, help="The respondent's reference code (omit to apply the "
                                                     "withdrawals made on the survey's /withdraw page)."),
     study: Path = typer.Option(..., "--study", help="Study folder (its web survey store and study store)."),
+    record: bool = typer.Option(False, "--record", help="Record the withdrawal although no store holds the code "
+                                                        "yet (answers only in a data file or an export not yet "
+                                                        "imported): every later import and analysis leaves it out."),
 ) -> None:
     """Withdraw a respondent's answers by reference code: erased from the web survey's store and the study
     store, left out of every later import and analysis; an audit record without answers is kept."""
@@ -168,11 +171,12 @@ def withdraw_command(
     code = code.strip()
     if not code or len(code) > 200 or any(not ch.isprintable() for ch in code):
         _err(f"{code!r} is not a reference code", 2)
-    result = withdraw(study, code)
-    if not result.found:
+    result = withdraw(study, code, record=record)
+    if not result.found and not result.recorded:
         _err(f"{code}: no response with this reference code in {study} (web survey store or study store); "
-             "nothing was withdrawn. Check the code")
-    typer.echo(result.summary() + ". An audit record without answers is kept.")
+             "nothing was withdrawn. Check the code, or pass --record if the answers are only in a data file")
+    typer.echo(result.summary() + ". An audit record without answers is kept"
+               + (", and every later import and analysis leaves this code out." if result.recorded else "."))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Withdrawal", "withdraw", "sync_withdrawals"]
+__all__ = ["Withdrawal", "withdraw", "sync_withdrawals", "withdrawn_codes"]
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Withdrawal:
     web: bool = False          # found (and erased) in the web survey's store
     store_rows: int = 0        # responses deleted from the study store
     synced: list[str] = field(default_factory=list)  # earlier web withdrawals carried into the store
+    recorded: bool = False     # an audit record was written to the study store
 
     @property
     def found(self) -> bool:
@@ -43,7 +44,34 @@ class Withdrawal:
         return f"{self.code}: " + "; ".join(where)
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "web": self.web, "store_rows": self.store_rows, "synced": self.synced}
+        return {"code": self.code, "web": self.web, "store_rows": self.store_rows, "synced": self.synced,
+                "recorded": self.recorded}
+
+
+def withdrawn_codes(study_dir: str | Path) -> set[str]:
+    """Every reference code withdrawn in a study folder, from either store (read only).
+
+    The pipeline leaves these respondents out of every analysis, whatever file
+    their answers come from (an export made before the withdrawal still has them).
+    """
+    import sqlite3
+
+    from ..store import Study
+
+    study_dir = Path(study_dir)
+    codes: set[str] = set()
+    if (study_dir / "study.duckdb").is_file():
+        codes |= Study(study_dir).withdrawn_ids()
+    web = study_dir / "web" / "responses.sqlite"
+    if web.is_file():
+        con = sqlite3.connect(f"{web.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            codes |= {row[0] for row in con.execute("SELECT response_id FROM web_withdrawals")}
+        except sqlite3.OperationalError:  # a store from before withdrawals existed
+            pass
+        finally:
+            con.close()
+    return codes
 
 
 def _web_storage(study_dir: Path):
@@ -67,8 +95,14 @@ def sync_withdrawals(storage, study) -> list[str]:
     return todo
 
 
-def withdraw(study_dir: str | Path, code: str, *, channel: str = "cli") -> Withdrawal:
-    """Withdraw ``code`` from the study folder's stores (nothing is recorded when neither holds it)."""
+def withdraw(study_dir: str | Path, code: str, *, channel: str = "cli", record: bool = False) -> Withdrawal:
+    """Withdraw ``code`` from the study folder's stores.
+
+    When neither store holds it, nothing is recorded (a mistyped code must not
+    look withdrawn) unless ``record``: then the withdrawal is recorded in the
+    study store anyway, for answers still in a data file or an export not yet
+    imported, which every later import and analysis then leaves out.
+    """
     from ..store import Study
 
     study_dir = Path(study_dir)
@@ -79,8 +113,11 @@ def withdraw(study_dir: str | Path, code: str, *, channel: str = "cli") -> Withd
         if storage is not None:
             out.web = storage.withdraw(code, channel=channel)
         stored = store is not None and code in _stored_ids(store)
-        if stored or (out.web and store is not None):
+        if record and store is None:
+            store = Study(study_dir)
+        if stored or (store is not None and (out.web or record)):
             out.store_rows = store.withdraw(code, channel=channel)
+            out.recorded = True
         if storage is not None and store is not None:
             out.synced = [c for c in sync_withdrawals(storage, store) if c != code]
     finally:
