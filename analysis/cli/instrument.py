@@ -238,3 +238,64 @@ def schema(
     from instruments.jsonschema import instrument_json_schema_text
 
     _write(instrument_json_schema_text(), output, "the instrument JSON Schema")
+
+
+class ConstructRule(str, Enum):
+    prefix = "prefix"
+
+
+@app.command("import")
+def import_cmd(
+    form: Path = typer.Argument(..., help="XLSForm workbook (.xlsx) or REDCap data dictionary (.csv)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Instrument YAML to write."),
+    construct_from: ConstructRule = typer.Option(None, "--construct-from",
+                                                 help="Naming rule for constructs: prefix (SAF1, SAF2 -> SAF)."),
+    construct_column: str = typer.Option("construct", "--construct-column",
+                                         help="Column of the form naming each item's construct."),
+    language: str = typer.Option("en", "--language", help="Language code of a REDCap dictionary's labels."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (issues included)."),
+) -> None:
+    """Import an existing questionnaire: an XLSForm (Kobo, ODK) or a REDCap data dictionary.
+
+    Every part of the form that could not be mapped is listed with its sheet, row and column.
+    Exit status 1 when something was left out that the instrument needs (the YAML is written
+    without it), 2 when nothing could be imported.
+
+    Examples:
+
+        resilience instrument import form.xlsx -o my.yaml
+
+        resilience instrument import form.xlsx -o my.yaml --construct-from prefix
+
+        resilience instrument import redcap_dictionary.csv -o my.yaml --language es
+    """
+    import json
+
+    from instruments import InstrumentError
+    from instruments.import_form import FormImportError, import_form
+
+    err = _console(stderr=True)
+    try:
+        res = import_form(form, construct_from=construct_from.value if construct_from else None,
+                          construct_column=construct_column, language=language)
+    except FormImportError as exc:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "issues": [i.to_dict() for i in exc.issues]}, ensure_ascii=False))
+        for issue in exc.issues:
+            err.print(f"[red]{issue.severity}[/red] {issue}", markup=True, highlight=False)
+        raise typer.Exit(2)
+    try:
+        res.write(output)
+    except InstrumentError as exc:  # the import made something the suite cannot load: say what
+        err.print(f"[red]error[/red] the imported instrument does not load:\n{exc}", markup=True, highlight=False)
+        raise typer.Exit(2)
+    except OSError as exc:
+        err.print(f"[red]cannot write {output}[/red]: {exc.strerror}", markup=True, highlight=False)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps({"ok": not res.errors, "output": str(output), **res.to_dict()}, ensure_ascii=False,
+                              default=str))
+    else:
+        err.print(res.summary(), markup=False, highlight=False)
+        err.print(f"wrote {output}")
+    raise typer.Exit(1 if res.errors else 0)
