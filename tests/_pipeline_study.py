@@ -74,9 +74,8 @@ def make_study(root: Path, *, n: int = 400, seed: int = 11, replications: int = 
             lines += [f"  - name: {m[0]}", f"    syntax: {_block(m[1])}".rstrip("\n")]
     lines += ["comparisons:" + ("" if comparisons else " []")] + [f"  - [{a}, {b}]" for a, b in comparisons]
     if ("figure1", "top_down") in comparisons:  # crs's claim, stated in study.yaml as a crs study does
-        lines += ["hypotheses:", "  - id: H1",
-                  '    claim: "Negotiation matters: provision reaches navigation through negotiation"',
-                  "    model: figure1", "    against: top_down", "    path: NAVIG ~ NEGOT"]
+        lines += ["hypotheses:", '  - {id: H1, claim: "Negotiation matters: provision reaches navigation through '
+                  'negotiation", model: figure1, against: top_down, path: "NAVIG ~ NEGOT"}']
     lines += [
         f"min_group_size: {min_group_size}",
         "bootstrap:",
