@@ -223,6 +223,11 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             survey_options["survey_test_information"] = "h1"
         estimator = _survey_estimator(estimator, ordered)
         options["estimator"] = estimator
+    th_items = _threshold_items(model)
+    if th_items and ordered is not True:
+        # lavaan: a threshold line ("y | t1 + t2") makes its item ordered, without ordered=
+        ordered = list(dict.fromkeys(_as_list(ordered) + th_items))
+        options["ordered"] = ordered
     if estimator is None:
         # lavaan's default: ML, or WLSMV when ordered items are declared
         estimator = "WLSMV" if (ordered is True or _as_list(ordered)) else "ML"
@@ -547,6 +552,15 @@ def _kept_design(resolved, data, kept):
     sub = resolved.subset(rows)
     sub.weights = sub.weights * len(rows) / sub.weights.sum()
     return sub
+
+
+def _threshold_items(model) -> list[str]:
+    """Items with a threshold line (``|``) in the model text or table."""
+    if isinstance(model, pd.DataFrame):
+        return list(dict.fromkeys(model.loc[model["op"] == "|", "lhs"]))
+    if isinstance(model, str):
+        return list(dict.fromkeys(s.lhs for s in parse_model(model) if s.op == "|"))
+    return list(dict.fromkeys(s.lhs for s in model if s.op == "|"))
 
 
 def _statements_of(pt: pd.DataFrame):

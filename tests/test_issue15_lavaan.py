@@ -210,3 +210,19 @@ def test_robust_indices_when_fiml_deletion_of_missing_x_leaves_complete_data(est
     keys = [k for k, v in rec["fit"].items() if v is not None and ("robust" in k or "scaled" in k)]
     assert "cfi.robust" in keys and "rmsea.robust" in keys
     check_fit(fit, rec, keys)
+
+
+def test_a_threshold_line_makes_its_item_ordered_and_the_estimator_wlsmv():
+    rec = load("issue15_threshold_line")
+    assert rec["estimator"] == "DWLS" and rec["ordered"] == "A1"      # lavaan: only A1 ordered
+    bfi = data("bfi.csv").dropna(subset=["A1", "A2", "A3", "A4", "A5", "C1", "gender"])
+    fit = quiet_fit(rec["call"]["model"], bfi)
+    assert fit.estimator == "WLSMV" and fit.options["ordered"] == ["A1"]
+    check_estimates(fit, rec)
+    check_fit(fit, rec, ["chisq", "df", "chisq.scaled", "cfi", "srmr"])
+
+
+def test_multigroup_wrmr_is_lavaans_first_group_count():
+    rec = json.loads((FIX / "lavaan" / "robust_mg_wlsmv.json").read_text())
+    fit = quiet_fit(rec["call"]["model"], data("bfi.csv"), group="gender", ordered=rec["call"]["ordered"])
+    assert fit.fit_indices["wrmr"] == pytest.approx(rec["fit"]["wrmr"], rel=1e-3)

@@ -318,7 +318,9 @@ class WLSEstimator:
             d = s - sig
             keys["gfi"] += w * (1.0 - np.sum(W * d * d) / np.sum(W * s * s))
         chisq = 2 * self.ntotal * self.objective(x)
-        keys["wrmr"] = float(np.sqrt(chisq / nel))
+        # lavaan's choice for several groups: the total chi-square over the first group's number
+        # of sample statistics (fitMeasures: nel <- length(WLS.obs[[1]])), documented in engine.md
+        keys["wrmr"] = float(np.sqrt(chisq / len(self.s[0])))
         df = self.df()
         out = {"rmr": keys["rmr"], "rmr_nomean": keys["rmr_nomean"], "srmr": keys["rmr_nomean"],
                "srmr_bentler": keys["rmr"], "srmr_bentler_nomean": keys["rmr_nomean"],
