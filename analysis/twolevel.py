@@ -55,6 +55,8 @@ __all__ = [
     "TwoLevelML",
     "fit_twolevel",
     "icc",
+    "icc_report",
+    "composite_reliability_levels",
     "BetweenBoundaryWarning",
     "saturated_em",
     "icc_from_moments",
@@ -931,10 +933,14 @@ def _boundary_warnings(pt, iccs: pd.Series) -> list[dict]:
 
 
 def icc(data: pd.DataFrame, variables, *, cluster: str) -> pd.DataFrame:
-    """ICC(1) of each variable from the saturated two-level model (lavaan's ``lavInspect(fit,
-    "icc")``): between variance / (within + between). Rows listwise complete on ``variables``.
+    """ICC(1) of each variable from the saturated two-level model of ``variables`` jointly
+    (lavaan's ``lavInspect(fit, "icc")``): between variance / (within + between), both from
+    lavaan's EM. Rows listwise complete on ``variables``.
 
-    Returns a DataFrame with columns ``variable, icc, within, between, n_obs, n_clusters``.
+    Returns columns ``variable, icc, within, between, n_obs, n_clusters, design_effect``
+    (the design effect ``1 + (mean cluster size - 1) ICC`` of a mean or proportion).
+
+    >>> # In R: lavInspect(sem("level: 1\n y1 ~~ y2\nlevel: 2\n y1 ~~ y2", d, cluster = "c"), "icc")
     """
     from .data import check_model_data
 
@@ -948,15 +954,43 @@ def icc(data: pd.DataFrame, variables, *, cluster: str) -> pd.DataFrame:
     kept, cl = kept[cl.notna()], cl[cl.notna()]
     kept[cluster] = cl.to_numpy()
     cdata = ClusterData.from_frame(kept, cluster, variables, [])
-    pt = _moment_table(variables, variables, saturated=True, exo={})
-    sb0 = _between_start(cdata, len(variables))
-    pt["start"] = _moment_start(pt, cdata.s_pw, np.zeros(len(variables)), sb0, cdata.total_mean,
-                                variables, variables)
-    _, est, opt = _fit_table(pt, cdata)
-    sw, _, sb, _ = est.implied_levels(opt.x)
-    return pd.DataFrame({"variable": variables, "icc": icc_from_moments(sw, sb, variables, variables).to_numpy(),
-                         "within": np.diag(sw), "between": np.diag(sb), "n_obs": cdata.nobs,
-                         "n_clusters": cdata.n_clusters})
+    sw, _, sb, _, _ = saturated_em(cdata, variables)
+    value = icc_from_moments(sw, sb, variables, variables).to_numpy()
+    mean_size = float(np.mean(cdata.cluster_sizes))
+    return pd.DataFrame({"variable": variables, "icc": value, "within": np.diag(sw), "between": np.diag(sb),
+                         "n_obs": cdata.nobs, "n_clusters": cdata.n_clusters,
+                         "design_effect": 1 + (mean_size - 1) * value})
+
+
+def icc_report(data: pd.DataFrame, instrument, *, cluster: str, constructs=None) -> pd.DataFrame:
+    """ICCs of an instrument's items and construct scores (each on its own answered cases).
+
+    Items are recoded from the instrument first (missing codes, reverse keys); construct
+    scores are the instrument's scores (:func:`instruments.score.score_columns`). Columns:
+    ``kind`` (item / construct), ``construct``, then those of :func:`icc`.
+    """
+    from instruments.score import clean_items, score_columns
+
+    if cluster not in map(str, data.columns):
+        from .partable import _suggest
+        raise DataError(f"cluster column {cluster!r} not found in the data{_suggest(cluster, list(map(str, data.columns)))}")
+    ids = [c.id for c in instrument.constructs if constructs is None or c.id in constructs]
+    items = {c: [it.id for it in instrument.items_of(c) if it.id in data.columns
+                 and getattr(it, "role", "item") == "item"] for c in ids}
+    items = {c: v for c, v in items.items() if v}
+    if not items:
+        raise DataError(f"the data have none of the items of {', '.join(ids) or 'the instrument'}")
+    clean = clean_items(data, instrument, [i for v in items.values() for i in v]).astype(float)
+    scores = score_columns(clean, instrument)
+    frame = pd.concat([clean, scores[[c for c in items if c in scores.columns]]], axis=1)
+    frame[cluster] = data[cluster].to_numpy()
+    out = []
+    for c, its in items.items():
+        for name, kind in [(i, "item") for i in its] + ([(c, "construct")] if c in frame.columns else []):
+            one = frame[[name, cluster]].dropna()
+            row = icc(one, [name], cluster=cluster).iloc[0].to_dict()
+            out.append({"kind": kind, "construct": c, **row})
+    return pd.DataFrame(out)
 
 
 def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 5000):
@@ -1208,3 +1242,79 @@ class TwoLevelFIML(TwoLevelML):
             rows.append((gw[r1, c1] * w1) @ js1 + gmu[: self.py] @ jm1
                         + (g2[r2, c2] * w2) @ js2 + gmu[self.idx2] @ jm2)
         return np.array(rows) / 2
+
+
+# --------------------------------------------------------------------------
+# composite reliability per level (semTools' compRelSEM for two-level CFAs)
+# --------------------------------------------------------------------------
+def _level_pieces(fit, level: int):
+    """Loadings (indicators x factors), factor covariance and the h1 covariance of one level."""
+    pt = fit.params
+    rows = pt[(pt["level"] == level) & (pt["op"] == "=~")]
+    lv = list(dict.fromkeys(rows["lhs"]))
+    ov = list(fit.model.ov_names[level - 1])
+    lam = pd.DataFrame(0.0, index=ov, columns=lv)
+    for l, r, e in zip(rows["lhs"], rows["rhs"], rows["est"]):
+        lam.loc[r, l] = e
+    cov_all, _ = fit.model.implied_all(fit.x)[level - 1]
+    names = list(fit.model._g[level - 1].names)
+    idx = [names.index(f) for f in lv]
+    phi = pd.DataFrame(cov_all[np.ix_(idx, idx)], index=lv, columns=lv)
+    sample = (fit.twolevel.within if level == 1 else fit.twolevel.between)["cov"]
+    return lam, phi, sample
+
+
+def composite_reliability_levels(fit, *, config=(), shared=()) -> pd.DataFrame:
+    """Composite reliability of a two-level CFA, as semTools' ``compRelSEM`` (Lai 2021).
+
+    - ``config``: constructs with a within and a between factor of the same name and
+      indicators: ``omega_W`` (within composite) and ``omega_2L`` (total composite, common
+      variance of both levels over the total variance).
+    - ``shared``: between-only constructs: ``omega_B`` (common between variance over the
+      variance of a cluster mean, ``Sigma_B + Sigma_W / n``, with ``1/n`` averaged over
+      clusters) and ``IRR`` (between share of that variance).
+    - neither: each factor's omega within its own level.
+
+    Denominators use the h1 (sample) covariance matrices, as ``obs.var = TRUE``.
+    Returns columns ``construct, level, coefficient, estimate``.
+
+    >>> # In R: compRelSEM(fit, config = "f"); compRelSEM(fit, shared = "fb")
+    """
+    if fit.twolevel is None:
+        raise OptionError("composite_reliability_levels needs a two-level fit (level: blocks, cluster=)")
+    lam1, phi1, s1 = _level_pieces(fit, 1)
+    lam2, phi2, s2 = _level_pieces(fit, 2)
+    rows = []
+
+    def inds(lam, f):
+        return [v for v in lam.index if lam.loc[v, f] != 0]
+
+    for f in config:
+        if f not in lam1.columns or f not in lam2.columns:
+            raise ModelSpecificationError(f"configural construct '{f}' must be a factor of the same name at "
+                                          "both levels")
+        ind = inds(lam1, f)
+        if ind != inds(lam2, f):
+            raise ModelSpecificationError(f"configural construct '{f}' has different indicators at the two levels")
+        c1 = float(np.sum(np.outer(lam1.loc[ind, f], lam1.loc[ind, f]) * phi1.loc[f, f]))
+        c2 = float(np.sum(np.outer(lam2.loc[ind, f], lam2.loc[ind, f]) * phi2.loc[f, f]))
+        t1, t2 = float(s1.loc[ind, ind].to_numpy().sum()), float(s2.loc[ind, ind].to_numpy().sum())
+        rows += [(f, "within", "omega_W", c1 / t1), (f, "total", "omega_2L", (c1 + c2) / (t1 + t2))]
+    inv_n = float(np.mean(1.0 / np.asarray(fit.twolevel.cluster_sizes, dtype=float)))
+    for f in shared:
+        if f not in lam2.columns:
+            raise ModelSpecificationError(f"shared construct '{f}' is not a between-level factor")
+        ind = inds(lam2, f)
+        within_ind = [v for v in ind if v in s1.index]
+        c2 = float(np.sum(np.outer(lam2.loc[ind, f], lam2.loc[ind, f]) * phi2.loc[f, f]))
+        t2 = float(s2.loc[ind, ind].to_numpy().sum())
+        t1 = float(s1.loc[within_ind, within_ind].to_numpy().sum()) * inv_n
+        rows += [(f, "between", "omega_B", c2 / (t1 + t2)), (f, "between", "IRR", t2 / (t1 + t2))]
+    if not config and not shared:
+        for level, lam, phi, s in ((1, lam1, phi1, s1), (2, lam2, phi2, s2)):
+            for f in lam.columns:
+                ind = inds(lam, f)
+                c = float(np.sum(np.outer(lam.loc[ind, f], lam.loc[ind, f]) * phi.loc[f, f]))
+                rows.append((f, "within" if level == 1 else "between", "omega",
+                             c / float(s.loc[ind, ind].to_numpy().sum())))
+    return pd.DataFrame(rows, columns=["construct", "level", "coefficient", "estimate"])

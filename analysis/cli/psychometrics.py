@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 
 import typer
 
+from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
 from analysis.format import jsonable
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -123,8 +124,14 @@ def reliability(
                                              "(default: every latent construct of the instrument)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     study: Optional[Path] = StudyOpt,
+    weights: Optional[str] = WeightsOpt,
+    cluster: Optional[str] = ClusterOpt,
+    strata: Optional[str] = StrataOpt,
 ) -> None:
     """Reliability per construct (alpha, omega), item analysis, AVE, HTMT.
+
+    With --weights/--cluster/--strata, also weighted alpha and omega per construct with
+    standard errors and 95% intervals that respect the sample design.
 
     Missing codes become missing and reverse-keyed items are recoded from the
     instrument first. Flags list the conventional thresholds crossed (alpha < .70,
@@ -146,13 +153,61 @@ def reliability(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = reliability_report(df, inst, ordinal=ordinal, constructs=_construct_list(inst, constructs))
+            df = _with_design_columns(df, data, weights, cluster, strata)
+            weighted = _design_reliability(df, inst, _construct_list(inst, constructs), weights, cluster, strata)
     if as_json:
         doc = res.to_dict()
+        if weighted is not None:
+            doc["design_reliability"] = weighted.to_dict()
         doc["warnings"] = _collect_warnings(caught)
         _emit_json(doc)
     else:
         _echo_warnings(caught)
         typer.echo(res.summary())
+        if weighted is not None:
+            typer.echo("\n" + weighted.summary())
+
+
+def _with_design_columns(df, path, *columns):
+    """Design columns the instrument does not define (so the import left them out), taken from the
+    file row for row when it has them; otherwise the design's own error names the column."""
+    wanted = [c for c in columns if c and c not in df.columns]
+    if not wanted or path is None:
+        return df
+    from analysis.data import read_table
+
+    try:
+        raw = read_table(path)
+    except Exception:  # noqa: BLE001 - a platform export: the design check reports the column
+        return df
+    if len(raw) == len(df) and all(c in raw.columns for c in wanted):
+        df = df.copy()
+        for c in wanted:
+            df[c] = raw[c].to_numpy()
+    return df
+
+
+def _design_reliability(df, inst, constructs, weights, cluster, strata):
+    """Weighted alpha/omega with design-based intervals per latent construct (None without a design)."""
+    if not (weights or cluster or strata):
+        return None
+    import pandas as pd
+
+    from analysis.design import Design
+    from analysis.design.psychometrics import DesignReliability, design_reliability
+    from analysis.reliability import _is_latent, _items_of, recode_items
+
+    design = Design(weights=weights, cluster=cluster, strata=strata)
+    names = constructs or [c.id for c in inst.constructs if _is_latent(inst, c.id)]
+    tables = []
+    for c in names:
+        items = [i for i in _items_of(inst, c) if i in df.columns]
+        if len(items) >= 3:
+            data = df.copy()
+            data[items] = recode_items(df, inst, items)
+            tables.append(design_reliability(data, items, design, construct=c).table)
+    return DesignReliability(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(),
+                             design.to_dict())
 
 
 def invariance(
@@ -173,6 +228,9 @@ def invariance(
     min_group_size: int = typer.Option(100, "--min-group-size", help="Warn for groups smaller than this."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     study: Optional[Path] = StudyOpt,
+    weights: Optional[str] = WeightsOpt,
+    cluster: Optional[str] = ClusterOpt,
+    strata: Optional[str] = StrataOpt,
 ) -> None:
     """Measurement invariance ladder across groups (configural, metric, scalar, strict).
 
@@ -198,6 +256,10 @@ def invariance(
         syntax = _read_model(model)
         df = _read_data(data, _load_instrument(instrument) if instrument is not None else None, study)
         kw = {} if missing is None else {"missing": missing}
+        kw.update(design_options(weights, cluster, strata))
+        df = _with_design_columns(df, data, weights, cluster, strata)
+        if kw.get("sampling_weights") or kw.get("cluster"):
+            estimator = "MLR" if estimator.upper() == "ML" else estimator   # as fit_sem (lavaan)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if instrument is not None:
@@ -326,7 +388,53 @@ def efa(
             typer.echo(f"wrote {plot}", err=True)
 
 
+def icc_cmd(
+    data: Optional[str] = DataArg,
+    instrument: str = typer.Option(..., "--instrument", "-i", help="Instrument YAML file or shipped name (crs)."),
+    cluster: str = typer.Option(..., "--cluster", help="Column naming each respondent's cluster (community, area)."),
+    constructs: Optional[str] = typer.Option(None, "--constructs", "-c", help="Comma-separated constructs "
+                                             "(default: every construct of the instrument)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    study: Optional[Path] = StudyOpt,
+) -> None:
+    """Intraclass correlations (ICC(1)) of items and construct scores by cluster.
+
+    Each ICC is the between-cluster share of the variance from the saturated two-level
+    model (lavaan's lavInspect(fit, "icc")), with the design effect 1 + (mean cluster
+    size - 1) ICC. Items are recoded from the instrument first.
+
+    Examples:
+
+        resilience icc survey.csv -i crs --cluster community
+
+        resilience icc survey.csv -i crs --cluster area -c TRUST,CONF --json
+    """
+    from analysis.twolevel import icc_report
+
+    with _user_errors():
+        inst = _load_instrument(instrument)
+        df = _read_data(data, inst, study)
+        if cluster not in df.columns:
+            _fail(f"cluster column '{cluster}' not found in the data")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = icc_report(df, inst, cluster=cluster, constructs=_construct_list(inst, constructs)
+                               if constructs else None)
+    if as_json:
+        _emit_json({"cluster": cluster, "icc": table.to_dict(orient="records"),
+                    "warnings": _collect_warnings(caught)})
+        return
+    _echo_warnings(caught)
+    typer.echo(f"ICC(1) by '{cluster}' ({int(table['n_clusters'].max())} clusters)\n")
+    typer.echo(f"{'':<4}{'variable':<14}{'construct':<12}{'ICC':>8}{'deff':>8}{'n':>7}")
+    for row in table.itertuples():
+        mark = "*" if row.kind == "construct" else " "
+        typer.echo(f"  {mark} {row.variable:<14}{row.construct:<12}{row.icc:8.3f}{row.design_effect:8.2f}{row.n_obs:7d}")
+    typer.echo("\n  * construct score (mean of its items)")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("icc")(icc_cmd)
     app.command("reliability")(reliability)
     app.command("invariance")(invariance)
     app.command("efa")(efa)
