@@ -397,6 +397,8 @@ class FitResult:
             lines.append(_kv("Test statistic", _fit_value(fi, "chisq")))
             lines.append(_kv("Degrees of freedom", _fit_value(fi, "df"), digits=0))
             lines.append(_kv("P-value (Chi-square)", _fit_value(fi, "pvalue")))
+        if _has(fi, "bollen.stine.pvalue"):   # lavaan's test = "bootstrap"
+            lines.append(_kv("P-value (Bollen-Stine bootstrap)", _fit_value(fi, "bollen.stine.pvalue")))
         by_group = self._group_chisq()
         if by_group:
             c = _fit_value(fi, "chisq.scaling.factor") if scaled else float("nan")
@@ -527,14 +529,20 @@ class FitResult:
             return [_kv("Standard errors", "Bootstrap"),
                     _kv("Number of requested bootstrap draws",
                         int(self.options.get("bootstrap") or 0))]
-        if est == "MLR":
+        info = str(self.options.get("information", "observed" if (fiml or est == "MLR") else "expected"))
+        if se == "none":
+            return [_kv("Standard errors", "None")]
+        if se == "robust.huber.white" or (est == "MLR" and se in ("default", "robust")):
+            if info == "expected":
+                return [_kv("Standard errors", "Sandwich"), _kv("Information bread", "Expected"),
+                        _kv("Information saturated (h1) model", "Structured")]
             return [_kv("Standard errors", "Sandwich"), _kv("Information bread", "Observed"),
                     _kv("Observed information based on", "Hessian")]
-        if est in ("MLM", "WLSMV", "ULSMV"):
-            h1 = "Structured" if est == "MLM" else "Unstructured"
+        if se == "robust.sem" or (est in ("MLM", "WLSMV", "ULSMV") and se in ("default", "robust")):
+            h1 = "Unstructured" if est in ("WLSMV", "ULSMV") else "Structured"
             return [_kv("Standard errors", "Robust.sem"), _kv("Information", "Expected"),
                     _kv("Information saturated (h1) model", h1)]
-        if fiml:   # lavaan's default for missing = "ml": observed information
+        if info == "observed":   # lavaan's default for missing = "ml": observed information
             return [_kv("Standard errors", "Standard"), _kv("Information", "Observed"),
                     _kv("Observed information based on", "Hessian")]
         return [_kv("Standard errors", "Standard"), _kv("Information", "Expected"),

@@ -119,7 +119,8 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
             group_equal: str | None = None, std_lv: bool = False, df=None,
             collapse_sparse: bool = False, instrument: str | None = None,
             design: dict | None = None,
-            pool: list[Path] | None = None, scale_w: bool = False, study: Path | None = None) -> _Run:
+            pool: list[Path] | None = None, scale_w: bool = False, study: Path | None = None,
+            se: str | None = None, test: str | None = None) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     ``pool``: several imputed datasets (the first is ``data_path``), fitted and pooled
@@ -132,7 +133,8 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
         warnings.simplefilter("always")
         name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
                                            group_equal, std_lv, df, collapse_sparse, instrument, design=design,
-                                           pool=pool, scale_w=scale_w, study=study)
+                                           pool=pool, scale_w=scale_w, study=study,
+                                           inference={"se": se, "test": test})
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -157,7 +159,8 @@ def cli_instrument(instrument: str | None):
 
 
 def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
-                    df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False, study=None):
+                    df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False, study=None,
+                    inference=None):
     from analysis.data import check_model_data, read_survey
 
     # lavaan's default: ML, or WLSMV when items are ordered
@@ -208,6 +211,8 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
 
     options: dict[str, Any] = {"estimator": estimator, "missing": missing}
     options.update(design or {})    # sampling_weights / cluster / strata (analysis.design)
+    # --se / --test: lavaan's names, checked (and refused with lavaan's reasons) by fit_sem
+    options.update({k: v for k, v in (inference or {}).items() if v is not None})
     if ordered_list:
         options["ordered"] = ordered_list
     if group:
@@ -291,6 +296,12 @@ def fit(
     scale_w: bool = typer.Option(False, "--scale-w", help="With --pool: SEs from (1 + ARIV) W "
                                  "(semTools' default) instead of W + (1 + 1/m) B."),
     study: Optional[Path] = StudyOpt,
+    se: Optional[str] = typer.Option(None, "--se", help="Standard errors, lavaan's se=: standard, "
+                                     "robust.sem, robust.huber.white, none, ... [default: the estimator's]."),
+    test: Optional[str] = typer.Option(None, "--test", help="Test statistic, lavaan's test=: standard, "
+                                       "satorra.bentler, scaled.shifted, mean.var.adjusted, yuan.bentler, "
+                                       "yuan.bentler.mplus, bootstrap (Bollen-Stine), none "
+                                       "[default: the estimator's]."),
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data.
 
@@ -307,6 +318,8 @@ def fit(
         resilience fit hs.csv -m hs --group school --group-equal loadings
 
         resilience fit survey.csv -m figure1 --bootstrap 1000 --ci bca --seed 1
+
+        resilience fit hs.csv -m hs --test satorra.bentler --se robust.sem   (lavaan's test= and se=)
 
         resilience fit survey.csv -m figure1 --weights w --cluster area --strata region   (MLR, design-based SEs)
 
@@ -326,7 +339,7 @@ def fit(
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
                  collapse_sparse=collapse_sparse, instrument=instrument,
                  design=design_options(weights, cluster, strata),
-                 pool=list(data) if pool else None, scale_w=scale_w, study=study)
+                 pool=list(data) if pool else None, scale_w=scale_w, study=study, se=se, test=test)
     boot = None
     if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap
