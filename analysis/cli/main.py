@@ -30,6 +30,7 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("analysis.cli.instrument", "instrument"),
     ("analysis.cli.fielding", None),
     ("analysis.cli.fit", None),
+    ("analysis.cli.impute", None),
     ("analysis.cli.psychometrics", None),
     ("analysis.cli.simulation", None),
     ("analysis.cli.pipeline", None),
