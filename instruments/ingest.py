@@ -75,9 +75,13 @@ META_COLUMNS = (
 )
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 
-# XLSX guard: an .xlsx is a zip; refuse to inflate one that would explode.
-MAX_XLSX_UNCOMPRESSED = 2 * 1024**3
-MAX_XLSX_RATIO = 200
+# XLSX guard: an .xlsx is a zip; refuse to inflate one that would explode. Each member is
+# judged on its own (padding the archive with random bytes cannot dilute a bomb): real
+# worksheets pack 10-15 to 1 (cell references differ on every row), bombs 300 to 1000.
+MAX_XLSX_UNCOMPRESSED = 2 * 1024**3  # all members together
+MAX_XLSX_MEMBER = 1536 * 1024**2  # one member (a full 1,048,576-row sheet of 40 columns is ~1.4 GB)
+MAX_XLSX_RATIO = 100  # unpacked / packed, for members over 1 MB
+MAX_XLSX_CELLS = 50_000_000  # cells read from a sheet (1M rows x 50 columns)
 # CSV text is parsed in blocks of this size (memory stays flat for any file size).
 BLOCK_SIZE = 16 * 1024**2
 
@@ -285,6 +289,21 @@ class _Recoded(io.RawIOBase):
         super().close()
 
 
+def _is_utf8(path: Path, encoding: str) -> bool:
+    """Whether the whole file is valid UTF-8 (a fast pass; ~1 s per GB)."""
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _note_replaced(frame: pd.DataFrame, columns: list[str], path: Path, encoding: str,
                    issues: list[ValidationIssue], limit: int = 1000) -> None:
     """Name each cell that holds a replacement character (bytes that were not ``encoding``)."""
@@ -365,7 +384,7 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
         return "skip"
 
     read_opts = pacsv.ReadOptions(
-        encoding="utf8",  # the text arrives recoded (see _Recoded)
+        encoding="utf8",  # valid UTF-8, or recoded to it (see _Recoded)
         column_names=columns,
         skip_rows=1 + skip,
         use_threads=False,
@@ -389,17 +408,19 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
         return min(int(done[0] * per_row), size - 1) if done[0] >= 0 else size, size
 
     def blocks() -> Iterator[pd.DataFrame]:
-        stream = _Recoded(path, encoding)
+        # pyarrow reads valid UTF-8 itself, twice as fast as through a Python stream
+        stream = None if _is_utf8(path, encoding) else _Recoded(path, encoding)
         try:
             yield from _blocks(stream)
         finally:
-            stream.close()
+            if stream is not None:
+                stream.close()
         done[0] = -1  # the end
 
-    def _blocks(stream: _Recoded) -> Iterator[pd.DataFrame]:
+    def _blocks(stream: _Recoded | None) -> Iterator[pd.DataFrame]:
         row = 1  # spreadsheet row of the last record handed out (header = 1)
         try:
-            reader = pacsv.open_csv(stream, read_options=read_opts, parse_options=parse_opts,
+            reader = pacsv.open_csv(stream or path, read_options=read_opts, parse_options=parse_opts,
                                     convert_options=conv_opts)
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -434,7 +455,7 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
                 frame["__row"] = np.arange(row + 1, row + 1 + len(frame))
                 row += len(frame)
             done[0] = row
-            if stream.replaced and len(frame):
+            if stream is not None and stream.replaced and len(frame):
                 _note_replaced(frame, columns, path, encoding, issues)
             if len(frame):
                 yield frame
@@ -495,16 +516,28 @@ def _zip_members(path: Path) -> list[zipfile.ZipInfo]:
         raise ImportError_(_issue("unreadable", f"{path.name}: not a valid XLSX/zip file ({exc})")) from exc
     with zf:
         infos = zf.infolist()
-        total = sum(i.file_size for i in infos)
-        packed = sum(i.compress_size for i in infos) or 1
-        if total > MAX_XLSX_UNCOMPRESSED or (total > 50 * 1024**2 and total / packed > MAX_XLSX_RATIO):
-            raise ImportError_(_issue(
-                "zip-bomb",
-                f"{path.name}: refuses to open: {total / 1024**2:.0f} MB when unpacked from "
-                f"{packed / 1024**2:.1f} MB (ratio {total / packed:.0f}); a spreadsheet this "
-                "inflated is a zip bomb or not a survey export",
-            ))
+    total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos) or 1
+
+    def refuse(what: str) -> ImportError_:
+        return ImportError_(_issue("zip-bomb", f"{path.name}: refuses to open: {what}; a spreadsheet this "
+                                   "inflated is a zip bomb or not a survey export"))
+
+    if total > MAX_XLSX_UNCOMPRESSED:
+        raise refuse(f"{_mb(total)} when unpacked from {_mb(packed)} (the limit is {_mb(MAX_XLSX_UNCOMPRESSED)})")
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > MAX_XLSX_MEMBER:
+            raise refuse(f"member {info.filename} unpacks to {_mb(info.file_size)} "
+                         f"(the limit is {_mb(MAX_XLSX_MEMBER)} per member)")
+        if info.file_size > 1024**2 and ratio > MAX_XLSX_RATIO:
+            raise refuse(f"member {info.filename} unpacks to {_mb(info.file_size)} from "
+                         f"{_mb(info.compress_size)} (ratio {ratio:.0f}; the limit is {MAX_XLSX_RATIO})")
     return infos
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024**2:,.0f} MB" if n >= 1024**2 else f"{n / 1024**2:.2f} MB"
 
 
 def _check_zip(path: Path) -> None:
@@ -553,84 +586,106 @@ def _cell_text(v: Any) -> str:
     return str(v)
 
 
-def _has_formulas(path: Path) -> bool:
-    """Whether any worksheet of the workbook holds a formula cell (<f> in its XML)."""
-    pattern = re.compile(rb"<(?:\w+:)?f[ >/]")
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
-                continue
-            with zf.open(info) as fh:
-                tail = b""
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    if pattern.search(tail + chunk):
-                        return True
-                    tail = chunk[-8:]
-    return False
+def _scan_sheet(path: Path, member: str) -> tuple[bool, list[str]]:
+    """(whether the sheet holds a formula cell, its merged ranges on row 1), read in
+    chunks from the sheet's XML so that no workbook is ever loaded whole."""
+    formula = re.compile(rb"<(?:\w+:)?f[ >/]")
+    merge = re.compile(rb'<(?:\w+:)?mergeCell\s[^>]*ref="([A-Z]+1:[A-Z]+\d+)"')
+    found, merged, tail = False, [], b""
+    with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            text = tail + chunk
+            found = found or bool(formula.search(text))
+            merged += [m.group(1).decode() for m in merge.finditer(text)]
+            tail = chunk[-200:]
+            # a match lying wholly in the carried tail was already counted
+            merged = list(dict.fromkeys(merged))
+    return found, merged
 
 
 def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
     import openpyxl
 
     _check_zip(path)
-    small = path.stat().st_size < 20 * 1024**2
     try:
+        # read-only: the sheet is streamed, never loaded whole (whatever its size);
         # data_only: formulas give their cached value and are never evaluated
-        wb = openpyxl.load_workbook(path, read_only=not small, data_only=True)
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a broken workbook
         raise ImportError_(_issue("unreadable", f"{path.name}: not a readable XLSX workbook ({exc})")) from exc
     issues: list[ValidationIssue] = []
     if sheet is not None and sheet not in wb.sheetnames:
         raise ImportError_(_issue("unreadable", f"{path.name}: no sheet {sheet!r} (sheets: {wb.sheetnames})"))
     ws = wb[sheet] if sheet else wb.worksheets[0]
+    # the sheet's declared dimension: rows for progress, columns so that a column without
+    # a header is still read (it may lie: padding counts against MAX_XLSX_CELLS)
+    total_rows, width = ws.max_row, min(ws.max_column or 0, 16_384)
+    ws.reset_dimensions()  # rows are never padded out by openpyxl to a declared A1:XFD1048576
     rows = ws.iter_rows(values_only=True)
+    has_formulas, merged = _scan_sheet(path, ws._worksheet_path)
     # a formula saved without its result reads as blank; the formulas themselves
     # (read as text, never computed) say which blanks are really formulas
     formulas = wb_f = None
-    if _has_formulas(path):
-        wb_f = openpyxl.load_workbook(path, read_only=not small, data_only=False)
-        formulas = (wb_f[sheet] if sheet else wb_f.worksheets[0]).iter_rows(values_only=True)
+    if has_formulas:
+        wb_f = openpyxl.load_workbook(path, read_only=True, data_only=False)
+        ws_f = wb_f[ws.title]
+        ws_f.reset_dimensions()
+        formulas = ws_f.iter_rows(values_only=True)
         next(formulas, None)
     header = next(rows, None)
     if header is None or all(v is None for v in header):
         raise ImportError_(_issue("empty-file", f"{path.name}: sheet {ws.title!r} is empty"))
     header = [_cell_text(v) for v in header]
+    header += [""] * (width - len(header))
     header_rows = 1
-    merged = [] if not small else [r for r in ws.merged_cells.ranges if r.min_row == 1]
     if merged:
+        from openpyxl.utils.cell import range_boundaries
+
         # merged cells over the header: a two-row header (group over items)
         second = [_cell_text(v) for v in next(rows, ())]
         if formulas is not None:
             next(formulas, None)
-        second += [""] * (len(header) - len(second))
-        for rng in merged:
-            for c in range(rng.min_col, rng.max_col + 1):
-                header[c - 1] = header[rng.min_col - 1]
+        width = max([len(header), len(second)] + [range_boundaries(r)[2] for r in merged])
+        header += [""] * (width - len(header))
+        second += [""] * (width - len(second))
+        for ref in merged:
+            min_col, _, max_col, _ = range_boundaries(ref)
+            for c in range(min_col, max_col + 1):
+                header[c - 1] = header[min_col - 1]
         header = [f"{g}/{s}" if g and s and g != s else (s or g) for g, s in zip(header, second)]
         header_rows = 2
         issues.append(_issue(
             "merged-header",
-            f"{path.name}: merged cells in the header ({', '.join(str(r) for r in merged)}); "
+            f"{path.name}: merged cells in the header ({', '.join(merged)}); "
             "read rows 1-2 as one header 'group/item'",
             severity="warning", row=1,
         ))
     columns, hdr_issues = _dedupe_header(header, path)
     issues += hdr_issues
     n = len(columns)
-    total_rows = ws.max_row  # from the sheet's dimension; None when a writer left it out
     done = [0]
 
     def blocks() -> Iterator[pd.DataFrame]:
         buf, numbers = [], []
         r = header_rows
         n_formulas = 0
+        n_cells = 0
         for values in rows:
             r += 1
             done[0] = r
+            n_cells += max(len(values), n)
+            if n_cells > MAX_XLSX_CELLS:
+                raise ImportError_(_issue(
+                    "too-many-cells",
+                    f"{path.name}: sheet {ws.title!r} holds more than {MAX_XLSX_CELLS:,} cells (at row {r}); "
+                    "refused as a spreadsheet bomb. Export the data as CSV, which is read in blocks",
+                    row=r))
+            if len(values) > n:  # only the surplus cells that hold something are converted
+                values = (*values[:n], *(v for v in values[n:] if v is not None))
             cells = [_cell_text(v) for v in values]
             if formulas is not None:
                 for j, f in enumerate(next(formulas, ())):
-                    if isinstance(f, str) and f.startswith("=") and j < len(cells) and values[j] is None:
+                    if isinstance(f, str) and f.startswith("=") and j < min(n, len(cells)) and values[j] is None:
                         cells[j] = f
                         n_formulas += 1
                         if n_formulas <= 100:
