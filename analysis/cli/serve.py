@@ -94,6 +94,13 @@ def serve_command(
         app = create_app(inst, tokens=tokens, storage=storage, config=config)
     except Exception as exc:  # noqa: BLE001
         _err(f"cannot open the response store: {_first_line(exc)}")
+    from instruments.interface import untranslated_interface
+
+    for lang, keys in untranslated_interface(inst).items():  # say it before respondents see English buttons
+        Console(stderr=True, soft_wrap=True).print(
+            f"[yellow]warning:[/yellow] no '{lang}' wording for {len(keys)} interface string"
+            f"{'' if len(keys) == 1 else 's'} ({', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}): "
+            f"respondents reading '{lang}' see English there; add them under interface: in the instrument")
     admin = "on (/admin)" if os.environ.get("RESILIENCE_ADMIN_PASSWORD") else "off (set RESILIENCE_ADMIN_PASSWORD)"
     Console(stderr=True).print(f"serving {inst.id} {inst.version} on http://{host}:{port}/ "
                                f"(store: {_redacted(storage.url)}; admin {admin})")
