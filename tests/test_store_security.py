@@ -186,6 +186,20 @@ def test_second_import_waits_for_the_first(crs, tmp_path):
     assert len(study.responses()) == 20
 
 
+def test_two_processes_importing_at_once_take_turns(crs, tmp_path):
+    folder = tmp_path / "study"
+    files = [write_kobo(make_responses(crs, n=25, seed=s).assign(respondent_id=lambda d, s=s: f"P{s}" + d["respondent_id"]),
+                        crs, tmp_path / f"part{s}.csv") for s in (1, 2)]
+    children = [_import_in_child(folder, f, None) for f in files]
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0 and "stored" in out, err
+    study = Study(folder)
+    assert sorted(study.imports()["name"]) == ["part1.csv", "part2.csv"]
+    assert len(study.responses()) == 50 and study.responses()["respondent_id"].is_unique
+    assert len(study.manifest()["files"]) == 2
+
+
 def test_busy_store_gives_a_clear_message_not_a_traceback(crs, tmp_path, monkeypatch):
     src = write_kobo(make_responses(crs, n=5, seed=3), crs, tmp_path / "k.csv")
     folder = tmp_path / "study"
