@@ -701,11 +701,13 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
 
     # 10. fit measures ----------------------------------------------------------------
     base_pt = _moment_table(ov1, ov2, saturated=False, exo=exo)
-    base_pt["start"] = _moment_start(base_pt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2)
-    base_pt["ustart"] = np.where(base_pt["exo"] == 1, base_pt["start"], base_pt["ustart"])
-    _, base_est, base_opt = _fit_table(base_pt, data_for, control)
-    base_chisq = max(base_est.minus2logl(base_opt.x) - m2ll_h1, 0.0)
     base_df = h1_npar - n_exo - int(base_pt["free"].max())
+    base_chisq = math.nan
+    if test != "none":   # test="none" (e.g. simulation refits) skips the baseline model
+        base_pt["start"] = _moment_start(base_pt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2)
+        base_pt["ustart"] = np.where(base_pt["exo"] == 1, base_pt["start"], base_pt["ustart"])
+        _, base_est, base_opt = _fit_table(base_pt, data_for, control)
+        base_chisq = max(base_est.minus2logl(base_opt.x) - m2ll_h1, 0.0)
     fit = _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, cdata.n_clusters,
                         (sw_h1, sb_h1), est.implied_levels(x), loglik_x)
     if "chisq.scaled" in tst:
