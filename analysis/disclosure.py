@@ -1,12 +1,21 @@
 """Statistical disclosure control for everything a report shows.
 
 Community surveys reach small groups; a table cell of three Somali-speaking
-women over 65 in one ward identifies people. The rule applied by default: no
-count or statistic is shown for a cell of fewer than ``threshold`` respondents
-(primary suppression), and where a row or column total would let a reader work
-a suppressed cell out, the next smallest cell in that line is suppressed too
-(complementary suppression), until every line with a suppressed cell has at
-least two.
+women over 65 in one ward identifies people. Two layers:
+
+* **small groups, before any analysis** (:func:`small_groups_plan`,
+  :func:`apply_small_groups`): a category of a grouping or described variable
+  with fewer than ``k`` respondents is merged into a named residual category
+  (joined by the next smallest ones until it holds ``k``), or its respondents
+  are dropped from everything, totals included. Suppressing such a group in
+  one table is not enough: its size and statistics follow by subtracting the
+  other groups from any published total (a one-way table, ``ntotal`` of a
+  multi-group fit, overall item means), so no published figure may describe it;
+* **cells of crosstabs** (:func:`suppress_counts`): no count is shown for a
+  cell of fewer than ``threshold`` respondents (primary suppression), and where
+  a row or column total would let a reader work a suppressed cell out, the next
+  smallest cell in that line is suppressed too (complementary suppression),
+  until every line with a suppressed cell has at least two.
 """
 
 from __future__ import annotations
@@ -16,10 +25,74 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_THRESHOLD", "SUPPRESSED", "SuppressedTable", "suppress_counts", "suppress_by_n"]
+__all__ = ["DEFAULT_THRESHOLD", "SUPPRESSED", "MISSING", "RESIDUAL", "SuppressedTable", "suppress_counts",
+           "suppress_by_n", "small_groups_plan", "apply_small_groups"]
 
 DEFAULT_THRESHOLD = 10
 SUPPRESSED = "[s]"
+MISSING = "(missing)"   # an unanswered category is a category like any other: it can be small
+RESIDUAL = "Other (merged)"
+
+
+def small_groups_plan(labels: pd.Series, *, k: int = DEFAULT_THRESHOLD) -> list[str]:
+    """Categories (``MISSING`` for no answer) to merge so that every category has ``k`` respondents or none.
+
+    The categories under ``k`` are merged; while they hold fewer than ``k``
+    together, the next smallest category joins them (a residual of 3 would be
+    as revealing as the 3 themselves). Empty when nothing is small.
+
+    >>> small_groups_plan(pd.Series(["W"] * 600 + ["A"] * 400 + ["M"] * 197 + ["O"] * 3), k=10)
+    ['O', 'M']
+    """
+    sizes = labels.astype(object).where(labels.notna(), MISSING).astype(str).value_counts()
+    ordered = sorted(sizes.items(), key=lambda kv: (kv[1], kv[0]))
+    merged = [cat for cat, n in ordered if n < k]
+    if not merged:
+        return []
+    total = sum(sizes[c] for c in merged)
+    for cat, n in ordered[len(merged):]:
+        if total >= k:
+            break
+        merged.append(cat)
+        total += n
+    return merged
+
+
+def apply_small_groups(frame: pd.DataFrame, columns: list[str], *, k: int = DEFAULT_THRESHOLD,
+                       rule: str = "merge", residual: str = RESIDUAL) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Apply the study-wide small-groups rule to labelled categorical ``columns`` of ``frame``.
+
+    ``merge`` relabels the small categories ``residual`` (no answer included:
+    its respondents then belong to a group); ``drop`` removes the rows of every
+    small category, and repeats until no column has one (dropping rows for one
+    column can make a category of another small). Returns the frame and, per
+    column, the categories merged or dropped (names only: their sizes are what
+    must not be published).
+    """
+    if rule not in ("merge", "drop"):
+        raise ValueError(f"The 'rule' parameter of apply_small_groups must be 'merge' or 'drop'. Got {rule!r} instead.")
+    out = frame.copy()
+    handled: dict[str, list[str]] = {c: [] for c in columns}
+    while True:
+        changed = False
+        for col in columns:
+            plan = small_groups_plan(out[col], k=k) if rule == "merge" else \
+                [c for c, n in out[col].astype(object).where(out[col].notna(), MISSING).astype(str)
+                 .value_counts().items() if n < k]
+            if not plan:
+                continue
+            labels = out[col].astype(object).where(out[col].notna(), MISSING).astype(str)
+            hit = labels.isin(plan).to_numpy()
+            handled[col] += [c for c in plan if c not in handled[col]]
+            if rule == "merge":
+                merged = labels.where(~hit, residual)
+                out[col] = merged.where(merged != MISSING, None)
+            else:
+                out = out[~hit]
+                changed = True
+        if not changed:
+            break
+    return out, {c: sorted(v) for c, v in handled.items() if v}
 
 
 @dataclass(frozen=True)

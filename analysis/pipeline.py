@@ -612,6 +612,9 @@ def _without(data: pd.DataFrame, withdrawn: set[str]) -> pd.DataFrame:
 
 
 def _responses(run: _Run) -> pd.DataFrame:
+    """The answers analysed: after the disclosure rule once it ran (``drop`` removes rows), else as imported."""
+    if run.ok("disclosure") and "responses" in run.out("disclosure").tables:
+        return run.out("disclosure").tables["responses"]
     return run.out("import").tables["responses"]
 
 
@@ -677,7 +680,68 @@ def _step_score(run: _Run) -> _Output:
 
 
 def _scored(run: _Run) -> pd.DataFrame:
-    return run.out("score").tables["scored"]
+    """The scored table analysed: with the disclosure rule applied once it ran."""
+    return run.out("disclosure" if run.ok("disclosure") else "score").tables["scored"]
+
+
+def _present(run: _Run, columns: list[str]) -> list[str]:
+    """The columns the data hold (a group naming an absent column changes nothing the rule does)."""
+    if not (run.ok("import") and run.ok("score")):
+        return list(columns)
+    have = set(run.out("score").tables["scored"].columns) | set(run.out("import").tables["responses"].columns)
+    return [c for c in columns if c in have]
+
+
+# the demographics the sample description tabulates, besides the study's groups
+_DESCRIBED = (("language", "Interview language"), ("AGEBAND", "Age"), ("GENDER", "Gender"))
+
+
+def _step_disclosure(run: _Run) -> _Output:
+    """The study-wide small-groups rule (``disclosure`` in study.yaml), before any analysis.
+
+    Every grouping and described variable is labelled, and each category with
+    fewer than k respondents is merged into the residual category or dropped
+    (rows and all), so that no total, margin, ``ntotal`` or mean published
+    later can be subtracted down to a small group (analysis.disclosure).
+    """
+    from .disclosure import apply_small_groups
+
+    rule = run.study.disclosure
+    scored = run.out("score").tables["scored"].copy()
+    responses = run.out("import").tables["responses"]
+    if len(scored) != len(responses):
+        raise StepFailure("Misaligned", "the scored table and the responses differ in length")
+    columns = []
+    for i, g in enumerate(run.study.groups):
+        try:
+            scored[g] = _group_column(run, i).to_numpy()
+        except StepFailure:  # the steps that use this group say why it cannot be used
+            continue
+        columns.append(g)
+    for col, _ in _DESCRIBED:
+        src = scored[col] if col in scored.columns else responses[col] if col in responses.columns else None
+        if src is None or col in columns:
+            continue
+        labels = _labels_for(run.instrument, col)
+        if labels and pd.api.types.is_numeric_dtype(src):
+            src = pd.to_numeric(src, errors="coerce").map(labels)
+        scored[col] = src.astype(object).where(src.notna(), None).to_numpy()
+        columns.append(col)
+    kept, handled = apply_small_groups(scored, columns, k=rule.k, rule=rule.small_groups, residual=rule.residual)
+    tables = {"scored": kept.reset_index(drop=True)}
+    # names only: the sizes of what was merged or dropped are exactly what must not be published
+    data = {"k": rule.k, "small_groups": rule.small_groups, "residual": rule.residual, "variables": columns,
+            "handled": handled}
+    if rule.small_groups == "drop":
+        tables["responses"] = responses[scored.index.isin(kept.index)].reset_index(drop=True)
+        # the scoring summary (means, n scored) of the respondents kept: over everyone, minus the
+        # group means, it would give the dropped ones' means
+        from instruments.score import score
+
+        res = score(tables["responses"], run.instrument)
+        data["scoring"] = {"n_rows": len(res.table), "constructs": res.constructs, "min_items": res.min_items,
+                           "summary": _clean(res.summary())}
+    return _Output(data=data, tables=tables)
 
 
 def _group_column(run: _Run, index: int) -> pd.Series:
@@ -753,7 +817,7 @@ def _step_describe(run: _Run) -> _Output:
                 "n_suppressed": table.n_suppressed}
 
     described = []
-    for col, title in (("language", "Interview language"), ("AGEBAND", "Age"), ("GENDER", "Gender")):
+    for col, title in _DESCRIBED:
         if col in scored.columns or col in _responses(run).columns:
             src = scored[col] if col in scored.columns else _responses(run)[col]
             labels = _labels_for(inst, col)
@@ -1009,6 +1073,8 @@ def _step_invariance(run: _Run, index: int) -> _Output:
     d["group"] = run.study.groups[index]
     d["fits"] = {name: fit.to_dict() for name, fit in res.fits.items()}  # every fit in the bundle
     d.update(info)
+    if note:
+        d["note"] = note
     # where metric or scalar invariance fails, free the most offending constraints one at a time
     failing = next((c["to"] for c in d["comparisons"] if not c.get("holds") and c["to"] in ("metric", "scalar")), None)
     if failing is not None:
@@ -1167,6 +1233,8 @@ def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     if res.fit is not None:
         d["fit"] = res.fit.to_dict()
     d.update(info)
+    if note:
+        d["note"] = note
     return _Output(data=_clean(d))
 
 
@@ -1220,7 +1288,11 @@ def _bundle(run: _Run) -> dict[str, Any]:
     results["model_sha256"] = {k: (_sha256_bytes(v.encode()) if v else None) for k, v in syntax.items()}
     results["import"] = data("import")
     results["validation"] = data("validate")
+    results["disclosure"] = data("disclosure")
     results["scoring"] = data("score")
+    if run.ok("disclosure") and run.study.disclosure.small_groups == "drop":
+        _count_kept_rows(results, _responses(run))
+        results["scoring"] = run.out("disclosure").data["scoring"]
     results["quality"] = data("quality")
     results["sample"] = data("describe")
     results["reliability"] = data("reliability")
@@ -1270,6 +1342,20 @@ def _glossary(inst) -> list[dict[str, Any]]:
                  for it in inst.items_of(c.id)]
         out.append({"id": c.id, "label": c.label, "definition": c.definition, "kind": c.kind, "items": items})
     return out
+
+
+def _count_kept_rows(results: dict[str, Any], kept: pd.DataFrame) -> None:
+    """Under ``small_groups: drop`` the dropped respondents leave every total, the import's too:
+    the raw count minus the analysed one would be the size of the dropped groups."""
+    per_source = kept["source"].value_counts()
+    for section in ("import", "validation"):
+        part = results.get(section)
+        if not part:
+            continue
+        part = results[section] = json.loads(json.dumps(_clean(part)))  # a copy: the step's output stays whole
+        part["n_rows"] = len(kept)
+        for i, src in enumerate(part.get("sources") or []):
+            src["n_rows"] = int(per_source.get(i, 0))
 
 
 def _figures(run: _Run, results: dict[str, Any]) -> dict[str, Any]:
@@ -1388,9 +1474,9 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
     pairs = [(a, b) for a, b in study.comparison_pairs() if a in models and b in models]
     boot_model = study.bootstrap_model()
     group_model = boot_model or (structural[0] if structural else None)
-    # one tick per step below: 7 fixed steps, cfa, invariance and key paths per group, models,
+    # one tick per step below: 8 fixed steps, cfa, invariance and key paths per group, models,
     # comparisons, bootstrap, the bundle and (when asked for) the report
-    n_steps = (7 + ("measurement" in models) + len(study.groups) * (1 + (group_model is not None))
+    n_steps = (8 + ("measurement" in models) + len(study.groups) * (1 + (group_model is not None))
                + len(structural) + len(pairs) + (boot_model is not None) + 1 + bool(report))
     run.progress = _Progress(progress, n_steps)
     try:
@@ -1410,25 +1496,27 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
             validated.message = (f"the data break the instrument's rules: {run.out('validate').data['n_errors']} "
                                  "error(s); see results.json 'validation' and the report")
         run.step("score", "Score the constructs", lambda: _step_score(run), deps=("import",))
-        run.step("quality", "Data-quality flags", lambda: _step_quality(run), deps=("import",),
+        run.step("disclosure", "Disclosure control (small groups)", lambda: _step_disclosure(run),
+                 deps=("import", "score"), options={**study.disclosure.model_dump(), "groups": _present(run, study.groups)})
+        run.step("quality", "Data-quality flags", lambda: _step_quality(run), deps=("import", "disclosure"),
                  options={"threshold": study.disclosure.threshold})
-        run.step("describe", "Describe the sample", lambda: _step_describe(run), deps=("import", "score"),
+        run.step("describe", "Describe the sample", lambda: _step_describe(run), deps=("import", "disclosure"),
                  options={"threshold": study.disclosure.threshold, "groups": study.groups,
                           "measurement": _safe_syntax(study, "measurement")})
-        run.step("reliability", "Reliability and validity", lambda: _step_reliability(run), deps=("import",),
+        run.step("reliability", "Reliability and validity", lambda: _step_reliability(run), deps=("import", "disclosure"),
                  options={"measurement": _safe_syntax(study, "measurement")})
         if "measurement" in models:
             m_opts = {"syntax": _safe_syntax(study, "measurement"), **_fit_options(study)}
             run.step("cfa", "CFA (measurement model)",
-                     lambda: _fit_output(_fit(run, "measurement")), deps=("score",), options=m_opts)
+                     lambda: _fit_output(_fit(run, "measurement")), deps=("disclosure",), options=m_opts)
         for i, g in enumerate(study.groups):
             run.step(f"invariance:{g}", f"Invariance across {g}", lambda i=i: _step_invariance(run, i),
-                     deps=("score",), options={"group": g, "syntax": _safe_syntax(study, "measurement"),
+                     deps=("disclosure",), options={"group": g, "syntax": _safe_syntax(study, "measurement"),
                                                "min": study.min_group_size, "thr": study.disclosure.threshold,
                                                **_fit_options(study)})
         for name in structural:
             run.step(f"model:{name}", f"Model {name}", lambda name=name: _fit_output(_fit(run, name)),
-                     deps=("score",), options={"syntax": _safe_syntax(study, name), **_fit_options(study)})
+                     deps=("disclosure",), options={"syntax": _safe_syntax(study, name), **_fit_options(study)})
         for a, b in pairs:
             run.step(f"compare:{a}-vs-{b}", f"Compare {a} vs {b}", lambda a=a, b=b: _step_compare(run, a, b),
                      deps=(f"model:{a}", f"model:{b}"))
@@ -1443,7 +1531,7 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
         if group_model is not None:
             for i, g in enumerate(study.groups):
                 run.step(f"groups:{g}", f"Key paths across {g}", lambda i=i: _step_group_paths(run, i, group_model),
-                         deps=("score",), options={"group": g, "model": group_model, "paths": study.group_paths,
+                         deps=("disclosure",), options={"group": g, "model": group_model, "paths": study.group_paths,
                                                    "freed": _freed(run, g),
                                                    "syntax": _safe_syntax(study, group_model),
                                                    "min": study.min_group_size, "thr": study.disclosure.threshold,
@@ -1473,7 +1561,8 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
                                                   formats=tuple(study.report.formats), template=template)
                 rec.cached = bool(report_info.get("cached"))
                 rec.key = report_info.get("key", "")
-                if report_info.get("skipped"):
+                if report_info.get("skipped"):  # a format asked for and not made is a failure, with why
+                    rec.status, rec.error_type = "failed", "FormatNotMade"
                     rec.message = "; ".join(f"{k}: {v}" for k, v in report_info["skipped"].items())
             except Exception as exc:  # the bundle is there; say why the report is not
                 kind = exc.kind if isinstance(exc, StepFailure) else type(exc).__name__

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import AnalysisError
 
@@ -152,7 +152,20 @@ class Bootstrap(_Part):
 
 
 class Disclosure(_Part):
-    threshold: int = Field(10, ge=1)
+    """One study-wide rule: nothing published describes fewer than ``k`` respondents.
+
+    ``small_groups``: a category of a grouping or described variable under ``k``
+    is merged into ``residual`` (default) or dropped from everything, totals
+    included (see :mod:`analysis.disclosure`). ``threshold`` is the former name of ``k``.
+    """
+
+    k: int = Field(10, ge=1, validation_alias=AliasChoices("k", "threshold"))
+    small_groups: Literal["merge", "drop"] = "merge"
+    residual: str = Field("Other (merged)", min_length=1)
+
+    @property
+    def threshold(self) -> int:
+        return self.k
 
 
 class Report(_Part):
@@ -613,9 +626,13 @@ bootstrap:
 # One seed makes the whole study reproducible.
 seed: {seed}
 
-# No table or figure shows a count or statistic for fewer respondents than this.
+# No published figure (report, results.json, tables, figures) describes fewer
+# than k respondents. A group smaller than k (of `groups`, gender, age, language)
+# is merged into one residual category before any analysis (merge), or its
+# respondents are left out of everything, totals included (drop).
 disclosure:
-  threshold: 10
+  k: 10
+  small_groups: merge
 
 report:
   formats: [html]     # html, docx, pdf

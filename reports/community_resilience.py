@@ -333,6 +333,15 @@ if not failed("import", "describe") and R.get("sample"):
     S = R["sample"]
     md(f"**{S['n']} respondents** were analysed"
        + (f" from {len(R['import']['sources'])} data file(s)." if R.get("import") else "."))
+    # the study-wide small-groups rule: names of what was merged or left out, never their sizes
+    DISC = R.get("disclosure") or {}
+    for var, cats in (DISC.get("handled") or {}).items():
+        if DISC.get("small_groups") == "drop":
+            md(f"{var}: respondents in categories with fewer than {THRESHOLD} respondents "
+               f"({', '.join(cats)}) are left out of every analysis and total.")
+        else:
+            md(f"{var}: {', '.join(cats)} have fewer than {THRESHOLD} respondents apart, so they are "
+               f"analysed and reported together as *{DISC.get('residual')}*.")
     for key, t in S["tables"].items():
         table([{"category": r["category"], "n": r["n"]} for r in t["rows"]], caption=t["title"])
     for key, ct in S.get("crosstabs", {}).items():
