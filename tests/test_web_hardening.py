@@ -219,8 +219,10 @@ def test_admin_lockout_is_for_wrong_passwords_only(tmp_path, crs):
     for client in (attacker, TestClient(app)):
         r = client.get("/admin")
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic ")
-    # the admin elsewhere is not locked out
+    # the right password is never locked out, from anywhere: nobody can lock the admins out
     assert TestClient(app, client=("198.51.100.20", 1)).get("/admin", headers=ADMIN).status_code == 200
+    assert attacker.get("/admin", headers=ADMIN).status_code == 200
+    assert attacker.get("/admin", headers=WRONG).status_code == 429
 
 
 def test_host_prefixed_secure_cookie_over_https(tmp_path, crs):

@@ -55,9 +55,10 @@ def serve_command(
                                                   "(resume links; needed when a proxy rewrites Host)."),
     draft_days: float = typer.Option(30.0, "--draft-days", min=0.001,
                                      help="Days an unfinished survey is kept after its last save (then purged)."),
-    drafts_per_client_per_hour: int = typer.Option(600, "--drafts-per-client-per-hour", min=1,
-                                                   help="New surveys one address may start per hour."),
-    drafts_per_hour: int = typer.Option(20_000, "--drafts-per-hour", min=1,
+    drafts_per_client_per_hour: int = typer.Option(120, "--drafts-per-client-per-hour", min=1,
+                                                   help="New surveys one address may start per hour (raise it "
+                                                        "when many respondents share one network)."),
+    drafts_per_hour: int = typer.Option(10_000, "--drafts-per-hour", min=1,
                                         help="New surveys everyone together may start per hour."),
 ) -> None:
     """Serve INSTRUMENT as a web survey (consent first, one section per page, every language)."""

@@ -67,8 +67,8 @@ class SurveyConfig:
     grid_min: int = 2             # consecutive items sharing a scale shown as a grid
     public_url: str | None = None  # e.g. https://survey.example.org, for resume links behind a proxy
     draft_days: float = 30.0      # a draft not saved for this long is gone (and purged)
-    drafts_per_client_per_hour: int = 600  # new drafts from one address (a community centre's wifi)
-    drafts_per_hour: int = 20_000  # new drafts from everyone together
+    drafts_per_client_per_hour: int = 120  # new drafts from one address (a community centre's wifi: raise it)
+    drafts_per_hour: int = 10_000  # new drafts from everyone together
     wrong_tokens_per_client: int = 10  # wrong personal tokens or codes before one address waits
     wrong_tokens_per_hour: int = 3600  # and from everyone together (burst 100)
 
@@ -677,13 +677,12 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
         given = given_password(request)
         if given is None:  # no credentials: ask for them (never a lockout: that is not a guess)
             return PlainTextResponse("Password required", status_code=401, headers=challenge)
+        if given and hmac.compare_digest(given.encode(), s.admin_password.encode()):
+            return None  # the lockout is for wrong passwords only: nobody can lock the admins out
         client = s.client(request)
-        if s.admin_failures.exhausted(client):  # locked out: the password is not even compared
+        if not s.admin_failures.allow(client):
             return PlainTextResponse("Too many wrong passwords; wait a minute", status_code=429,
                                      headers={**challenge, "retry-after": "60"})
-        if given and hmac.compare_digest(given.encode(), s.admin_password.encode()):
-            return None
-        s.admin_failures.allow(client)
         return PlainTextResponse("Password required", status_code=401, headers=challenge)
 
     @app.get("/admin", response_class=HTMLResponse)
