@@ -167,7 +167,66 @@ def replicate_cmd(
                f"to {output}")
 
 
+def _designs(text: str) -> list[tuple[int, int]]:
+    from analysis.errors import OptionError
+
+    out = []
+    for part in _split(text):
+        try:
+            c, m = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise OptionError(f"--designs takes CLUSTERSxSIZE pairs such as 10x20,20x10; got {part!r}") from None
+        out.append((c, m))
+    if not out:
+        raise OptionError("--designs needs at least one CLUSTERSxSIZE pair")
+    return out
+
+
+def design_power_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Population model: a name in analysis/models/population "
+                              "(figure1) or a lavaan file with population values."),
+    path: str = typer.Option(..., "--path", help="The path to detect, e.g. 'NAVIG ~ NEGOT'."),
+    designs: str = typer.Option(..., "--designs", help="PSUs per stratum x PSU size, e.g. 10x20,20x10,40x5."),
+    strata: int = typer.Option(4, "--strata", min=1, help="Number of strata."),
+    icc: float = typer.Option(0.1, "--icc", min=0.0, max=0.99, help="Intraclass correlation of every construct."),
+    reps: int = typer.Option(200, "--reps", min=2, help="Replications per design."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes (default: all cores)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write the power plot (PNG/SVG) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Monte Carlo power under a stratified, clustered, weighted design (clusters x cluster size).
+
+    Example: resilience design-power -m figure1 --path "NAVIG ~ NEGOT" --designs 10x20,20x10,40x5 --icc 0.1 --plot power.png
+    """
+    import json
+
+    def work():
+        from pathlib import Path as _Path
+
+        from analysis.design.simulate import design_power
+
+        spec = model
+        if _Path(model).is_file():
+            from analysis.simulate import PopulationModel
+            spec = PopulationModel.from_syntax(_Path(model).read_text(), source=model)
+        res = design_power(spec, path, _designs(designs), reps=reps, strata=strata, icc=icc, seed=seed,
+                           workers=workers, progress=not as_json)
+        if plot:
+            res.plot(plot)
+        return res
+
+    res = _run(as_json, work)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), allow_nan=False))
+    else:
+        typer.echo(res.summary())
+        if plot:
+            typer.echo(f"wrote {plot}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("design-power")(design_power_cmd)
     app.command("weights")(weights_cmd)
     app.command("describe")(describe_cmd)
     app.command("replicate")(replicate_cmd)
