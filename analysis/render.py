@@ -20,7 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RenderError", "RenderResult", "find_quarto", "quarto_version", "render_report", "pandoc_version"]
+__all__ = ["RenderError", "RenderResult", "find_quarto", "find_chromium", "html_to_pdf", "quarto_version",
+           "render_report", "pandoc_version"]
 
 SUPPORTED_FORMATS = ("html", "docx", "pdf")
 _PARAMETERS_MARK = re.compile(r"^\s*#\|\s*tags:\s*\[([^\]]*)\]\s*$", re.MULTILINE)
@@ -210,7 +211,12 @@ def _render_fallback(template, out_dir, parameters, formats, output_name, timeou
             except Exception as exc:  # pandoc missing: report it, keep the HTML
                 skipped["docx"] = f"pandoc could not write DOCX: {exc}"
         if "pdf" in formats:
-            skipped["pdf"] = "PDF needs Quarto with Typst; no quarto binary was found"
+            pdf = work / f"{output_name}.pdf"
+            why = html_to_pdf(html_path, pdf, timeout=timeout)
+            if why:
+                skipped["pdf"] = why
+            else:
+                outputs["pdf"] = _move_atomically(pdf, out_dir / pdf.name)
     return RenderResult(outputs=outputs, engine="fallback", skipped=skipped)
 
 
@@ -279,10 +285,22 @@ def _strip_quarto_options(notebook) -> None:
             cell.source = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith("#|"))
 
 
+# nbconvert's lab template loads require.js, MathJax and mermaid from a CDN: a report opened
+# offline (or archived) would try the network. The report needs none of them.
+_SELF_CONTAINED = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def _to_html(notebook, title: str) -> str:
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter()
+    exporter = HTMLExporter(extra_loaders=[DictLoader({"self_contained.html.j2": _SELF_CONTAINED})],
+                            template_file="self_contained.html.j2")
+    exporter.anchor_link_text = ""  # no "¶" after headings (it reached DOCX headings through pandoc)
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
@@ -291,6 +309,48 @@ def _to_html(notebook, title: str) -> str:
         notebook.metadata["title"] = title
     body, _ = exporter.from_notebook_node(notebook)
     return body
+
+
+def find_chromium() -> str | None:
+    """A Chromium or Chrome binary for print-to-PDF: ``RESILIENCE_CHROMIUM``, else the usual names on PATH."""
+    named = os.environ.get("RESILIENCE_CHROMIUM")
+    if named and Path(named).is_file():
+        return named
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def html_to_pdf(html: Path, pdf: Path, *, timeout: int = 300) -> str:
+    """Print the self-contained HTML report to PDF with the report's print stylesheet.
+
+    Headless Chromium first (what a reader's browser prints), else WeasyPrint;
+    returns "" on success, else why no PDF could be made.
+    """
+    chromium = find_chromium()
+    if chromium is not None:
+        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--no-first-run", "--disable-background-networking", "--no-pdf-header-footer",
+               f"--print-to-pdf={pdf}", html.resolve().as_uri()]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"Chromium ({chromium}) could not print the report: {exc}"
+        if pdf.is_file() and pdf.stat().st_size > 0:
+            return ""
+        return f"Chromium ({chromium}) could not print the report:\n{_last_lines(proc.stderr)}"
+    try:
+        import weasyprint
+    except ImportError:
+        return ("PDF needs Quarto (with Typst), Chromium or WeasyPrint, and none was found: install chromium "
+                "(or `pip install weasyprint`), or set RESILIENCE_CHROMIUM to a Chrome binary")
+    try:
+        weasyprint.HTML(filename=str(html)).write_pdf(str(pdf))
+    except Exception as exc:  # WeasyPrint's own failure, reported with the format
+        return f"WeasyPrint could not print the report: {type(exc).__name__}: {exc}"
+    return ""
 
 
 def _html_to_docx(html: Path, docx: Path, title: str) -> None:

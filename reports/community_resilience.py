@@ -243,9 +243,11 @@ figure img { max-width: 100%; height: auto; }
 </style>"""
 display({"text/html": STYLE, "text/markdown": ""}, raw=True)
 
-MODELS = R.get("models", {})
 BOOT = R.get("bootstrap")
 HYP = R.get("hypotheses") or []
+# results.json sorts its keys: study.yaml's order of the models comes from its settings
+ORDER = [m if isinstance(m, str) else m["name"] for m in SETTINGS.get("models", [])]
+MODELS = {n: R["models"][n] for n in sorted(R.get("models", {}), key=lambda n: (ORDER + [n]).index(n))}
 
 # %% [markdown]
 # ## Key findings
@@ -254,7 +256,8 @@ HYP = R.get("hypotheses") or []
 findings = []
 if R.get("sample"):
     findings.append(f"**{R['sample']['n']} respondents** were analysed.")
-main = next(iter(MODELS), None)
+# the lead model: the first hypothesis's, else the first structural model of study.yaml
+main = next((h["model"] for h in HYP if h["model"] in MODELS), next(iter(MODELS), None))
 if main:
     findings.append(f"The model {esc(main)} ({esc(DESCRIPTIONS.get(main, main))}) fits with "
                     f"{fit_sentence(MODELS[main])}; N = {num(MODELS[main]['fit'].get('ntotal'), 0)}.")
@@ -493,7 +496,8 @@ if R.get("figures", {}).get("invariance"):
 
 # %%
 # One section per structural model: its path diagram, its paths and its defined (:=) effects.
-model_steps = [n for n in STEPS if n.startswith("model:")]
+model_steps = sorted((n for n in STEPS if n.startswith("model:")),
+                     key=lambda n: (ORDER + [n.split(":", 1)[1]]).index(n.split(":", 1)[1]))
 if not model_steps:
     md("## Structural models\n\n*The study names no structural model (`models:` in study.yaml).*")
 for step in model_steps:

@@ -30,12 +30,27 @@ def test_fallback_docx_is_a_word_document(rendered):
     assert docx.suffix == ".docx" and docx.read_bytes()[:2] == b"PK"
 
 
-def test_pdf_without_quarto_is_skipped_with_a_reason(tmp_path, monkeypatch):
-    monkeypatch.delenv("QUARTO_PATH", raising=False)
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+def test_pdf_without_quarto_chromium_or_weasyprint_is_skipped_with_a_reason(tmp_path, monkeypatch):
+    import sys
+
+    import analysis.render as render
+
+    monkeypatch.setattr(render, "find_chromium", lambda: None)
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # not installed
     result = render_report(TEMPLATE, tmp_path, parameters={"n": 3}, formats=("html", "pdf"), engine="fallback")
-    assert "pdf" in result.skipped and "Quarto" in result.skipped["pdf"]
+    assert "pdf" in result.skipped and "Quarto (with Typst), Chromium or WeasyPrint" in result.skipped["pdf"]
     assert set(result.outputs) == {"html"}
+
+
+def test_fallback_html_loads_nothing_from_the_network_and_docx_headings_have_no_pilcrow(rendered):
+    import re
+    import zipfile
+
+    html = rendered.outputs["html"].read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=[\"']https?:", html)  # no require.js, MathJax, CDN
+    assert "¶" not in html
+    with zipfile.ZipFile(rendered.outputs["docx"]) as z:
+        assert "¶" not in z.read("word/document.xml").decode("utf-8")
 
 
 def test_failing_template_names_the_cell(tmp_path):

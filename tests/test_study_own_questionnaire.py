@@ -10,6 +10,7 @@ effects, and say nothing of crs.
 import json
 import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,10 @@ def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
         assert effect in text
     assert "H1: Civic engagement carries part of the effect of belonging on wellbeing" in text
     assert "Does civic engagement explain why residents" in text  # study.yaml's description
+    # study.yaml's order, and the hypothesis's model leads the key findings
+    assert heads.index("Structural model: main") < heads.index("Structural model: direct")
+    box = soup.find(class_="key-findings").get_text(" ")
+    assert "The model main (civic engagement mediates safety and belonging)" in " ".join(box.split())
 
 
 def test_report_contains_none_of_crss_wording(study):
@@ -95,3 +100,69 @@ def test_report_contains_none_of_crss_wording(study):
     found = [w for w in CRS_WORDING if re.search(w, text)]
     assert not found, found
     assert "measurement.lav" not in html
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+@needs_chromium
+def test_the_report_reads_offline_and_prints_without_cutting_a_table(study, tmp_path):
+    """Headless Chromium with the network cut: nothing is fetched, every figure shows; printed on
+    A4 (the report's print stylesheet) every table fits the page width and the PDF holds the text."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    pypdf = pytest.importorskip("pypdf")
+    run, _, _ = study
+    html = Path(run.report["outputs"]["html"])
+    fetched = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 680, "height": 900})  # A4 less 15 mm margins, in CSS px
+
+        def offline(route):
+            url = route.request.url
+            if not url.startswith(("file:", "data:")):
+                fetched.append(url)
+                return route.abort()
+            return route.continue_()
+
+        page.route("**/*", offline)
+        page.goto(html.as_uri(), wait_until="load")
+        assert fetched == []
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.alt])")
+        assert images and all(w > 0 and alt for w, alt in images)
+        page.emulate_media(media="print")
+        widths = page.eval_on_selector_all(
+            "table.report-table", "els => els.map(e => [e.getBoundingClientRect().right, e.scrollWidth, "
+                                  "e.clientWidth])")
+        assert widths and all(right <= 680.5 and scroll <= client + 1 for right, scroll, client in widths), widths
+        pdf = tmp_path / "report.pdf"
+        page.pdf(path=str(pdf), format="A4", margin={"top": "15mm", "bottom": "15mm", "left": "15mm",
+                                                      "right": "15mm"})
+        browser.close()
+    text = unicodedata.normalize("NFKC", " ".join(page.extract_text() for page in pypdf.PdfReader(pdf).pages))
+    for needle in ("Key findings", "Perceived safety", "Reproducibility appendix", "belonging_via_civic"):
+        assert needle in text
+
+
+@needs_chromium
+def test_pdf_without_quarto_through_chromium_and_a_clear_failure_without_it(study, tmp_path, monkeypatch):
+    pypdf = pytest.importorskip("pypdf")
+    from typer.testing import CliRunner
+
+    import analysis.render as render
+    from analysis.cli.main import app
+
+    run, _, _ = study
+    html = Path(run.report["outputs"]["html"])
+    pdf = tmp_path / "r.pdf"
+    assert render.html_to_pdf(html, pdf) == ""
+    reader = pypdf.PdfReader(pdf)
+    assert len(reader.pages) > 3 and reader.pages[0].mediabox.width < 700  # A4/Letter portrait pages
+    monkeypatch.setattr(render, "find_chromium", lambda: None)
+    monkeypatch.setitem(__import__("sys").modules, "weasyprint", None)
+    monkeypatch.setattr(render, "find_quarto", lambda: None)
+    res = CliRunner().invoke(app, ["report", str(run.study.path), "--format", "pdf", "--force"])
+    assert res.exit_code == 1, res.output
+    assert "pdf not made" in res.output and "Chromium or WeasyPrint" in res.output

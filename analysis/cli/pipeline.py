@@ -129,11 +129,13 @@ def register(app: typer.Typer) -> None:
             _fail([str(exc)], as_json)
         if as_json:
             typer.echo(json.dumps(info, indent=1, default=str))
-            return
+            raise typer.Exit(1 if info.get("skipped") else 0)
         for f, p in info.get("outputs", {}).items():
             typer.echo(f"{f}: {p}" + (" (unchanged)" if info.get("cached") else ""))
-        for f, why in info.get("skipped", {}).items():
-            typer.echo(f"{f}: not made ({why})")
+        for f, why in info.get("skipped", {}).items():  # asked for and not made: exit 1 with the reason
+            _console().print(f"[red]error[/red] {f} not made: {why}", markup=True, highlight=False)
+        if info.get("skipped"):
+            raise typer.Exit(1)
 
     @app.command("demo")
     def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the demo study."),
