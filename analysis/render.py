@@ -49,11 +49,12 @@ class RenderResult:
 
 
 def find_quarto() -> str | None:
-    """Path of a usable ``quarto`` binary: ``QUARTO_PATH`` first, then ``PATH``."""
+    """Path of a usable ``quarto`` binary: ``QUARTO_PATH``, ``PATH``, then the suite's own environment."""
     candidate = os.environ.get("QUARTO_PATH")
     if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
         return candidate
-    return shutil.which("quarto")
+    beside = Path(sys.executable).parent / "quarto"  # `pip install '.[quarto]'` puts it next to Python
+    return shutil.which("quarto") or (str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None)
 
 
 def quarto_version(quarto: str | None = None) -> str | None:
