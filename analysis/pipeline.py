@@ -928,6 +928,8 @@ def _fit_options(study: Study) -> dict[str, Any]:
     opts: dict[str, Any] = {"estimator": study.estimator, "missing": study.missing}
     if study.ordered:
         opts["ordered"] = study.ordered
+    if study.missing == "impute":   # in the steps' cache keys; _fit takes it out
+        opts["imputations"] = study.imputations
     return opts
 
 
@@ -1004,8 +1006,13 @@ def _fit(run: _Run, name: str, **extra) -> Any:
     where = run.study.where("models", index) if index >= 0 else f"shipped model {name}"
     data, _ = _model_data(run)
     _check_variables(run, name, where, syntax, data)
+    opts = _fit_options(run.study)
     try:
-        fit = fit_sem(syntax, data, warn=False, **_fit_options(run.study), **extra)
+        if opts["missing"] == "impute":   # the model's items imputed m times, the fits pooled
+            opts["missing"] = "listwise"
+            opts.pop("imputations")
+            data = _imputed(run, syntax, data)
+        fit = fit_sem(syntax, data, warn=False, **opts, **extra)
     except Exception as exc:
         raise StepFailure(type(exc).__name__, f"model '{name}' ({where}): {_error_text(exc)}") from None
     if not fit.converged:
@@ -1013,6 +1020,31 @@ def _fit(run: _Run, name: str, **extra) -> Any:
                     and w.get("type") == "non-convergence"), "the optimizer stopped early")
         raise StepFailure("NonConvergence", f"model '{name}' ({where}) did not converge: {why}")
     return fit
+
+
+def _imputed(run: _Run, syntax: str, data: pd.DataFrame) -> list[pd.DataFrame]:
+    """``missing: impute``: the model's variables imputed ``imputations`` times by chained equations
+    (analysis.impute; ordered items by predictive mean matching), seeded by the study's seed."""
+    from .impute import impute
+    from .partable import build_partable, observed_names
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        observed = [v for v in observed_names(build_partable(syntax)) if v in data.columns]
+    ordered = run.study.ordered
+    ordered = True if ordered is True else [v for v in (ordered or []) if v in observed]
+    res = impute(data, items=observed, ordered=ordered, m=run.study.imputations, seed=run.study.seed)
+    return list(res.datasets)
+
+
+def _complete_cases(opts: dict[str, Any]) -> str | None:
+    """Steps without a pooled version use complete cases under ``missing: impute``; the note says so."""
+    if opts.get("missing") != "impute":
+        return None
+    opts["missing"] = "listwise"
+    opts.pop("imputations", None)
+    return ("missing: impute pools the CFA and model fits; this step has no pooled version yet and "
+            "uses the complete cases (listwise)")
 
 
 def _check_variables(run: _Run, name: str, where: str, syntax: str, data: pd.DataFrame) -> None:
@@ -1063,6 +1095,7 @@ def _step_invariance(run: _Run, index: int) -> _Output:
     _, syntax = _syntax(run, "measurement")
     data, info = _model_data(run, index)
     opts = _fit_options(run.study)
+    note = _complete_cases(opts)
     try:
         res = invariance_ladder(syntax, data, group="__group__", estimator=opts.pop("estimator"),
                                 ordered=opts.pop("ordered", None), min_group_size=run.study.min_group_size, **opts)
@@ -1081,6 +1114,7 @@ def _step_invariance(run: _Run, index: int) -> _Output:
         from .invariance import partial_invariance_search
 
         opts = _fit_options(run.study)
+        _complete_cases(opts)
         try:
             part = partial_invariance_search(syntax, data, group="__group__", step=failing,
                                              estimator=opts.pop("estimator"), ordered=opts.pop("ordered", None),
@@ -1095,6 +1129,10 @@ def _step_invariance(run: _Run, index: int) -> _Output:
 def _step_compare(run: _Run, a: str, b: str) -> _Output:
     from .compare import compare
 
+    if run.study.missing == "impute":
+        raise StepFailure("NotAvailable", f"comparing {a} with {b}: a test of the difference between models pooled "
+                          "over imputations (semTools' lavTestLRT.mi with h1) is not available yet; each model's "
+                          "pooled fit indices are in its results")
     fa, fb = _get_fit(run, f"model:{a}"), _get_fit(run, f"model:{b}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -1174,6 +1212,9 @@ def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a, *, hypothesis=None
 def _step_bootstrap(run: _Run, model: str) -> _Output:
     from .bootstrap import bootstrap_fit
 
+    if run.study.missing == "impute":
+        raise StepFailure("NotAvailable", f"bootstrap of {model}: bootstrapping pooled imputations is not available; "
+                          "the pooled standard errors and t tests (Rubin's rules) are in the model's results")
     fit = _get_fit(run, f"model:{model}")
     b = run.study.bootstrap
     data, _ = _model_data(run)
@@ -1220,6 +1261,7 @@ def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     freed = _freed(run, run.study.groups[index])
     data, info = _model_data(run, index)
     opts = _fit_options(run.study)
+    note = _complete_cases(opts)
     try:
         res = compare_groups(syntax, data, group="__group__", estimator=opts.pop("estimator"),
                              ordered=opts.pop("ordered", None), paths=list(run.study.group_paths) or None, lrt=False,

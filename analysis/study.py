@@ -205,7 +205,8 @@ class Study(_Part):
     data: list[DataSource] = Field(min_length=1)
     groups: list[str] = Field(default_factory=list)
     estimator: Literal["ML", "MLR", "MLM", "WLSMV", "ULSMV"] = "ML"
-    missing: Literal["listwise", "fiml"] = "fiml"
+    missing: Literal["listwise", "fiml", "impute"] = "fiml"
+    imputations: int = Field(20, ge=2)   # missing: impute - datasets imputed and pooled
     ordered: bool | list[str] = False
     # left out, these follow the instrument: crs gets its shipped models, any other
     # questionnaire the measurement model built from its own constructs (see _defaults)
@@ -661,7 +662,8 @@ description: >-
 groups: [ETHNIC5, LANG]
 
 # Estimation: ML, MLR, MLM (continuous) or WLSMV, ULSMV (ordered items);
-# missing: fiml (all cases, under MAR) or listwise.
+# missing: fiml (all cases, under MAR), listwise, or impute (ordered items with
+# missing answers: `imputations` datasets by chained equations, fits pooled).
 estimator: ML
 missing: fiml
 ordered: false
@@ -700,7 +702,8 @@ description: ""
 groups: []
 
 # Estimation: ML, MLR, MLM (continuous) or WLSMV, ULSMV (ordered items);
-# missing: fiml (all cases, under MAR) or listwise.
+# missing: fiml (all cases, under MAR), listwise, or impute (ordered items with
+# missing answers: `imputations` datasets by chained equations, fits pooled).
 estimator: ML
 missing: fiml
 ordered: false
