@@ -44,7 +44,7 @@ def small_groups_plan(labels: pd.Series, *, k: int = DEFAULT_THRESHOLD) -> list[
     >>> small_groups_plan(pd.Series(["W"] * 600 + ["A"] * 400 + ["M"] * 197 + ["O"] * 3), k=10)
     ['O', 'M']
     """
-    sizes = labels.astype(object).where(labels.notna(), MISSING).astype(str).value_counts()
+    sizes = _as_labels(labels).value_counts()
     ordered = sorted(sizes.items(), key=lambda kv: (kv[1], kv[0]))
     merged = [cat for cat, n in ordered if n < k]
     if not merged:
@@ -56,6 +56,18 @@ def small_groups_plan(labels: pd.Series, *, k: int = DEFAULT_THRESHOLD) -> list[
         merged.append(cat)
         total += n
     return merged
+
+
+def _as_labels(values: pd.Series) -> pd.Series:
+    """Category labels as text, ``MISSING`` for no answer; a code read as 3.0 is the category 3."""
+    def label(v):
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            return MISSING
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        return str(v)
+
+    return values.astype(object).map(label)
 
 
 def apply_small_groups(frame: pd.DataFrame, columns: list[str], *, k: int = DEFAULT_THRESHOLD,
@@ -76,12 +88,11 @@ def apply_small_groups(frame: pd.DataFrame, columns: list[str], *, k: int = DEFA
     while True:
         changed = False
         for col in columns:
+            labels = _as_labels(out[col])
             plan = small_groups_plan(out[col], k=k) if rule == "merge" else \
-                [c for c, n in out[col].astype(object).where(out[col].notna(), MISSING).astype(str)
-                 .value_counts().items() if n < k]
+                [c for c, n in labels.value_counts().items() if n < k]
             if not plan:
                 continue
-            labels = out[col].astype(object).where(out[col].notna(), MISSING).astype(str)
             hit = labels.isin(plan).to_numpy()
             handled[col] += [c for c in plan if c not in handled[col]]
             if rule == "merge":

@@ -70,3 +70,42 @@ def test_statistics_of_small_groups_are_hidden():
     assert out["suppressed"].tolist() == [False, True, False]
     assert np.isnan(out.loc[1, "mean"]) and np.isnan(out.loc[1, "n"])
     assert out.loc[0, "mean"] == 3.1 and out.loc[2, "n"] == 40
+
+
+# ---------------------------------------------------------------- the small-groups rule
+
+from analysis.disclosure import MISSING, RESIDUAL, apply_small_groups, small_groups_plan  # noqa: E402
+
+
+def test_small_categories_merge_alone_when_together_they_reach_k():
+    s = pd.Series(["A"] * 50 + ["B"] * 6 + ["C"] * 5)
+    assert small_groups_plan(s, k=10) == ["C", "B"]  # 11 together: A stays apart
+
+
+def test_a_residual_under_k_takes_in_the_next_smallest_category():
+    s = pd.Series(["W"] * 600 + ["A"] * 400 + ["M"] * 197 + ["O"] * 3)
+    assert small_groups_plan(s, k=10) == ["O", "M"]
+    out, handled = apply_small_groups(s.to_frame("g"), ["g"], k=10)
+    assert out["g"].value_counts().to_dict() == {"W": 600, "A": 400, RESIDUAL: 200}
+    assert handled == {"g": ["M", "O"]}
+
+
+def test_no_answer_is_a_category_that_can_be_small():
+    s = pd.Series(["A"] * 30 + ["B"] * 20 + [None] * 4)
+    out, handled = apply_small_groups(s.to_frame("g"), ["g"], k=10)
+    assert handled == {"g": [MISSING, "B"]} and out["g"].isna().sum() == 0  # the 4 belong to a group now
+    big = pd.Series(["A"] * 30 + [None] * 12)
+    out, handled = apply_small_groups(big.to_frame("g"), ["g"], k=10)
+    assert handled == {} and out["g"].isna().sum() == 12  # 12 unanswered are shown as such
+
+
+def test_drop_repeats_until_no_column_has_a_small_category():
+    # dropping g's 3 leaves h's "y" with 8: it is dropped in turn
+    f = pd.DataFrame({"g": ["a"] * 40 + ["b"] * 3, "h": ["x"] * 32 + ["y"] * 11})
+    out, handled = apply_small_groups(f, ["g", "h"], k=10, rule="drop")
+    assert len(out) == 32 and set(out["h"]) == {"x"} and handled == {"g": ["b"], "h": ["y"]}
+
+
+def test_the_rule_is_merge_or_drop():
+    with pytest.raises(ValueError, match="'rule' parameter"):
+        apply_small_groups(pd.DataFrame({"g": ["a"]}), ["g"], rule="hide")
