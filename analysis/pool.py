@@ -116,7 +116,7 @@ def pool_fits(fits: Sequence, *, scale_w: bool = False):
     return dataclasses.replace(
         first, params=params, fit_indices=fit, tests=tests, x=x_bar,
         model=mdl, vcov=_pooled_vcov(usable, scale_w), warnings=tuple(records), r2=rsquare(params, mdl, x_bar),
-        converged=True, iterations=None, options=opts,
+        converged=True, iterations=max(int(f.iterations or 0) for f in usable), options=opts,
         extras={"imputations": tuple(fits), "x_names": first.extras.get("x_names"), "pooled": True})
 
 

@@ -330,6 +330,9 @@ class FitResult:
         state = "ended normally" if self.converged else "did NOT end normally"
         lines = [f"resilience SEM {state} after {it} iterations", ""]
         lines.append(_kv("Estimator", self.estimator))
+        if self.options.get("pool"):   # analysis.pool: Rubin's rules; the test is D2 or D3
+            lines.append(_kv("Imputed datasets pooled (test)",
+                             f"{self.options.get('imputations')} ({self.options['pool']})"))
         if self.optimizer:
             lines.append(_kv("Optimization method", self.optimizer.upper()))
         n_eq = self.extras.get("n_equality_constraints") if self.extras else None

@@ -97,6 +97,7 @@ def test_fit_sem_with_a_list_of_datasets_pools():
     fit = fit_sem(doc["call"]["model"], data)
     assert abs(fit.fit_indices["chisq"] - doc["fit"]["chisq"]) < 1e-3
     assert len(fit.extras["imputations"]) == 5
+    assert "Imputed datasets pooled (test)                5 (D3)" in fit.summary()
     out = fit.to_dict()
     assert out["fit"]["chisq"] == pytest.approx(doc["fit"]["chisq"], rel=1e-4)
 
