@@ -26,7 +26,7 @@ __all__ = ["TestStatistic", "InvalidTestStatistic", "FitResult", "ComparisonResu
 # Columns of one estimate in the JSON contract (lavaan parameterEstimates()).
 ESTIMATE_COLUMNS = [
     "lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue",
-    "ci.lower", "ci.upper", "std.lv", "std.all",
+    "ci.lower", "ci.upper", "std.lv", "std.all", "std.all.se",
 ]
 # Fit keys always reported, in this order, before any others.
 CORE_FIT_KEYS = [
@@ -256,6 +256,26 @@ class FitResult:
                 out[c] = "" if c == "label" else np.nan
         out["label"] = out["label"].fillna("").astype(str)
         return out[ESTIMATE_COLUMNS + [c for c in out.columns if c not in ESTIMATE_COLUMNS]]
+
+    def standardized_solution(self, type: str = "std.all", level: float = 0.95) -> pd.DataFrame:
+        """lavaan's ``standardizedSolution(fit, type=)``: est.std with its delta-method se, z,
+        pvalue and confidence interval, for every parameter and ``:=`` effect."""
+        if type not in ("std.all", "std.lv"):
+            raise ValueError(f"The 'type' parameter of standardized_solution must be 'std.all' or 'std.lv'. "
+                             f"Got {type!r} instead.")
+        from scipy import stats as sps
+
+        pt = self.params[~self.params["op"].isin(_NON_PARAMETER_OPS)]
+        est = pt[type].to_numpy(dtype=float)
+        se = pt[f"{type}.se"].to_numpy(dtype=float) if f"{type}.se" in pt else np.full(len(pt), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, est / se, np.nan)
+        crit = sps.norm.ppf(0.5 + level / 2)
+        out = pt[["lhs", "op", "rhs", "group", "label"]].reset_index(drop=True).copy()
+        out["est.std"], out["se"], out["z"] = est, se, z
+        out["pvalue"] = 2 * sps.norm.sf(np.abs(z))
+        out["ci.lower"], out["ci.upper"] = est - crit * se, est + crit * se
+        return out
 
     def modindices(self, **kwargs: Any) -> pd.DataFrame:
         """Modification indices (see :func:`analysis.modindices.modindices`)."""
@@ -653,14 +673,15 @@ def _value_cells(row: pd.Series, std_cols: list[str]) -> str:
 
 def _column_header(std_cols: list[str], width: int = _NAME_W) -> str:
     heads = ["Estimate", "Std.Err", "z-value", "P(>|z|)"]
-    heads += [{"std.lv": "Std.lv", "std.all": "Std.all", "std.nox": "Std.nox"}[c]
+    heads += [{"std.lv": "Std.lv", "std.all": "Std.all", "std.nox": "Std.nox", "std.all.se": "Std.SE"}[c]
               for c in std_cols]
     return " " * width + "".join(h.rjust(_COL_W) for h in heads)
 
 
 def _estimate_lines(pt: pd.DataFrame, r2: pd.DataFrame | None,
                     group_labels: Sequence[str], *, standardized: bool) -> list[str]:
-    std_cols = [c for c in ("std.lv", "std.all") if standardized and c in pt.columns
+    # Std.SE: the delta-method SE of Std.all (lavaan's standardizedSolution)
+    std_cols = [c for c in ("std.lv", "std.all", "std.all.se") if standardized and c in pt.columns
                 and pt[c].notna().any()]
     width = _name_width(pt)
     header = _column_header(std_cols, width)

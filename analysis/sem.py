@@ -434,6 +434,12 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             dse = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0.0))
             _set_inference(pt, mask, dvals, dse)
     pt = standardize(pt, mdl, x)
+    if vcov is not None:   # delta-method SEs of std.lv and std.all (lavaan's standardizedSolution)
+        from .standardize import standardized_se
+
+        prepare = getattr(est, "set_residual_variances", None)    # WLSMV: theta moves with x
+        for col, values in standardized_se(mdl, x, vcov, prepare=prepare).items():
+            pt[f"{col}.se"] = values
     r2 = rsquare(pt, mdl, x)
     records += _diagnose(pt, mdl, x)
 

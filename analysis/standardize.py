@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .defined import defined_values
 
-__all__ = ["standardize", "rsquare"]
+__all__ = ["standardize", "rsquare", "standardized_se"]
 
 
 def _scales(model, x):
@@ -32,61 +31,122 @@ def _scales(model, x):
     return out
 
 
+class Standardizer:
+    """std.lv and std.all of every row of a table as arrays, compiled once for a table and its
+    model, so that they can be evaluated cheaply at many parameter vectors (delta method)."""
+
+    def __init__(self, pt: pd.DataFrame, model):
+        from .defined import DefinedParameters
+        from .syntax import EXPRESSION_OPS
+
+        self.model = model
+        self.ops, self.lhs, self.rhs = (pt[c].tolist() for c in ("op", "lhs", "rhs"))
+        grp = pt["group"].tolist()
+        self.free = pt["free"].to_numpy()
+        self.expr = pt["op"].isin(EXPRESSION_OPS).to_numpy()
+        self.rows = [[k for k in range(len(grp)) if grp[k] == g] for g in model.groups]
+        # the residual variance row of each variable (residual covariances use its square root)
+        self.var_row = [{self.lhs[k]: k for k in idx if self.ops[k] == "~~" and self.lhs[k] == self.rhs[k]}
+                        for idx in self.rows]
+        self.defined = (pt["op"] == ":=").to_numpy()
+        self.dp = DefinedParameters(pt) if self.defined.any() else None
+        labels: dict[str, int] = {}
+        for k, (lab, g) in enumerate(zip(pt["label"].tolist(), grp)):
+            if lab and g > 0 and lab not in labels:
+                labels[lab] = k
+        self.label_rows = labels
+
+    def est(self, x: np.ndarray) -> np.ndarray:
+        """Row values at ``x``: free rows from ``x``, fixed rows their (current) value."""
+        est = self.model.partable["ustart"].to_numpy(dtype=float).copy()
+        est[self.free > 0] = np.asarray(x, float)[self.free[self.free > 0] - 1]
+        est[self.expr] = np.nan
+        return est
+
+    def __call__(self, x: np.ndarray, est: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        est = self.est(x) if est is None else np.asarray(est, dtype=float)
+        std_lv, std_all = est.copy(), est.copy()
+        ops, lhs, rhs = self.ops, self.lhs, self.rhs
+        for gi, (sd, ov, lv) in enumerate(_scales(self.model, x)):
+            var_row = self.var_row[gi]
+
+            def rv(name):
+                k = var_row.get(name)
+                return np.sqrt(abs(est[k])) if k is not None and est[k] != 0 else sd[name]
+
+            for k in self.rows[gi]:
+                op, l, r, e = ops[k], lhs[k], rhs[k], est[k]
+                a = b = e
+                if op == "=~":
+                    a = e * sd[l] / (sd[r] if r in lv else 1.0)
+                    b = a / (sd[r] if r in ov else 1.0)
+                elif op == "~":
+                    a = e * (sd[r] if r in lv else 1.0) / (sd[l] if l in lv else 1.0)
+                    b = a * (sd[r] if r in ov else 1.0) / (sd[l] if l in ov else 1.0)
+                elif op == "~~":
+                    if l == r:
+                        if l in lv:
+                            a = b = e / sd[l] ** 2
+                        else:
+                            a, b = e, e / sd[l] ** 2
+                    else:
+                        a = e / (rv(l) if l in lv else 1.0) / (rv(r) if r in lv else 1.0)
+                        b = a / (rv(l) if l in ov else 1.0) / (rv(r) if r in ov else 1.0)
+                elif op == "~1":
+                    if l in lv:
+                        a = b = e / sd[l]
+                    else:
+                        a, b = e, e / sd[l]
+                elif op == "|":
+                    a, b = e, e / sd[l]
+                elif op == "~*~":
+                    a, b = e, 1.0
+                std_lv[k], std_all[k] = a, b
+        if self.dp is not None:   # := re-evaluated on the standardized values of its labels
+            for col in (std_lv, std_all):
+                env = {lab: float(col[k]) for lab, k in self.label_rows.items()}
+                col[self.defined] = self.dp.values(x, env)
+        return std_lv, std_all
+
+
 def standardize(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
     """Return ``pt`` with the ``std.lv`` and ``std.all`` columns filled (``est`` must be set)."""
     pt = pt.copy()
-    est = pt["est"].to_numpy(dtype=float)
-    std_lv = est.copy()
-    std_all = est.copy()
-    groups = model.groups
-    scales = _scales(model, x)
-    ops, lhs, rhs, grp = (pt[c].tolist() for c in ("op", "lhs", "rhs", "group"))
-    for gi, g in enumerate(groups):
-        sd, ov, lv = scales[gi]
-        idx = [k for k in range(len(ops)) if grp[k] == g]
-        var_est = {lhs[k]: est[k] for k in idx if ops[k] == "~~" and lhs[k] == rhs[k]}
-
-        def rv(name):
-            v = var_est.get(name)
-            return np.sqrt(abs(v)) if v is not None and v != 0 else sd[name]
-
-        for k in idx:
-            op, l, r, e = ops[k], lhs[k], rhs[k], est[k]
-            a = b = e
-            if op == "=~":
-                a = e * sd[l] / (sd[r] if r in lv else 1.0)
-                b = a / (sd[r] if r in ov else 1.0)
-            elif op == "~":
-                a = e * (sd[r] if r in lv else 1.0) / (sd[l] if l in lv else 1.0)
-                b = a * (sd[r] if r in ov else 1.0) / (sd[l] if l in ov else 1.0)
-            elif op == "~~":
-                if l == r:
-                    if l in lv:
-                        a = b = e / sd[l] ** 2
-                    else:
-                        a, b = e, e / sd[l] ** 2
-                else:
-                    a = e / (rv(l) if l in lv else 1.0) / (rv(r) if r in lv else 1.0)
-                    b = a / (rv(l) if l in ov else 1.0) / (rv(r) if r in ov else 1.0)
-            elif op == "~1":
-                if l in lv:
-                    a = b = e / sd[l]
-                else:
-                    a, b = e, e / sd[l]
-            elif op == "|":
-                a, b = e, e / sd[l]
-            elif op == "~*~":
-                a, b = e, 1.0
-            std_lv[k], std_all[k] = a, b
-    pt["std.lv"], pt["std.all"] = std_lv, std_all
-    defined = (pt["op"] == ":=").to_numpy()
-    if defined.any():
-        for col in ("std.lv", "std.all"):
-            vals = defined_values(pt, x, values=col)
-            out = pt[col].to_numpy(dtype=float).copy()
-            out[defined] = [vals[n] for n in pt.loc[defined, "lhs"]]
-            pt[col] = out
+    pt["std.lv"], pt["std.all"] = Standardizer(pt, model)(x, est=pt["est"].to_numpy(dtype=float))
     return pt
+
+
+def standardized_se(model, x: np.ndarray, vcov: np.ndarray, *, prepare=None) -> dict[str, np.ndarray]:
+    """Delta-method standard errors of ``std.lv`` and ``std.all``, in the order of
+    ``model.partable``'s rows (lavaan's ``standardizedSolution()``: ``sqrt(diag(J V J'))`` with
+    J the Jacobian of the standardized values in the free parameters, here by central
+    differences; fixed rows get SEs too, since their standardized values move with the free
+    ones). ``prepare(x)``: sets values that depend on ``x`` outside it (WLSMV's delta
+    residual variances); it is called back at ``x`` at the end."""
+    x = np.asarray(x, dtype=float)
+    std = Standardizer(model.partable, model)
+    n_rows = len(model.partable)
+    jac_lv, jac_all = np.zeros((n_rows, len(x))), np.zeros((n_rows, len(x)))
+    for k in range(len(x)):
+        h = 1e-6 * max(1.0, abs(x[k]))
+        xp, xm = x.copy(), x.copy()
+        xp[k] += h
+        xm[k] -= h
+        if prepare is not None:
+            prepare(xp)
+        lv_p, all_p = std(xp)
+        if prepare is not None:
+            prepare(xm)
+        lv_m, all_m = std(xm)
+        jac_lv[:, k] = (lv_p - lv_m) / (2 * h)
+        jac_all[:, k] = (all_p - all_m) / (2 * h)
+    if prepare is not None:
+        prepare(x)
+    out = {}
+    for col, jac in (("std.lv", jac_lv), ("std.all", jac_all)):
+        var = np.einsum("ij,jk,ik->i", jac, vcov, jac)
+        out[col] = np.sqrt(np.maximum(var, 0.0))
+    return out
 
 
 def rsquare(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:

@@ -226,3 +226,48 @@ def test_multigroup_wrmr_is_lavaans_first_group_count():
     rec = json.loads((FIX / "lavaan" / "robust_mg_wlsmv.json").read_text())
     fit = quiet_fit(rec["call"]["model"], data("bfi.csv"), group="gender", ordered=rec["call"]["ordered"])
     assert fit.fit_indices["wrmr"] == pytest.approx(rec["fit"]["wrmr"], rel=1e-3)
+
+
+# --------------------------------------------------------------------- 5. standardized solution SEs
+def _std_fit(name):
+    rec = load(name)
+    call = rec["call"]
+    if name.endswith("poldem"):
+        return rec, quiet_fit(call["model"], data("PoliticalDemocracy.csv"))
+    if name.endswith("groups"):
+        return rec, quiet_fit(call["model"], data("HolzingerSwineford1939.csv"), group="school",
+                              group_equal=call["group_equal"])
+    if name.endswith("fixedx"):
+        return rec, quiet_fit(call["model"], data("HolzingerSwineford1939.csv"), estimator="MLR")
+    bfi = data("bfi.csv").dropna(subset=call["ordered"] + ["gender"])
+    return rec, quiet_fit(call["model"], bfi, ordered=call["ordered"])
+
+
+@pytest.mark.parametrize("name", ["issue15_std_poldem", "issue15_std_hs_groups", "issue15_std_hs_mlr_fixedx",
+                                  "issue15_std_wlsmv"])
+@pytest.mark.parametrize("kind", ["std.all", "std.lv"])
+def test_standardized_solution_with_delta_method_ses(name, kind):
+    rec, fit = _std_fit(name)
+    ref = pd.DataFrame(rec[kind.replace(".", "_")])
+    ref["group"] = np.where(ref["op"] == ":=", 0, ref["group"]).astype(int)
+    ours = fit.standardized_solution(type=kind)
+    m = ours.merge(ref, on=["lhs", "op", "rhs", "group"], suffixes=("", "_lav"))
+    assert len(m) == len(ref)
+    np.testing.assert_allclose(m["est.std"], m["est.std_lav"], rtol=1e-4, atol=1e-4)
+    ok = m["se_lav"].fillna(0) > 0
+    np.testing.assert_allclose(m.loc[ok, "se"], m.loc[ok, "se_lav"], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(m.loc[ok, "z"], m.loc[ok, "z_lav"], rtol=2e-3)
+    np.testing.assert_allclose(m.loc[ok, "ci.lower"], m.loc[ok, "ci.lower_lav"], rtol=1e-3, atol=2e-4)
+    assert fit.params[f"{kind}.se"].notna().all()
+
+
+def test_poldem_indirect_effect_standardized_se_as_lavaan():
+    rec, fit = _std_fit("issue15_std_poldem")
+    p = fit.params.set_index(["lhs", "op", "rhs"])
+    assert p.loc[("ab", ":=", "a1*c1"), "std.all"] == pytest.approx(0.395, abs=1e-3)
+    assert p.loc[("ab", ":=", "a1*c1"), "std.all.se"] == pytest.approx(0.092, abs=1e-3)
+    assert p.loc[("dem65", "~", "dem60"), "std.all"] == pytest.approx(0.885, abs=1e-3)
+    assert p.loc[("dem65", "~", "dem60"), "std.all.se"] == pytest.approx(0.051, abs=1e-3)
+    rows = fit.to_dict()["estimates"]
+    assert all("std.all.se" in r for r in rows)
+    assert "Std.SE" in fit.summary()
