@@ -322,7 +322,7 @@ def _visible_controls(text: Any) -> str:
     return "".join(ch if clean_text(ch) == ch or ch in "\t\n\r" else f"[U+{ord(ch):04X}]" for ch in text)
 
 
-def _respondent_safe(survey: _Survey):
+def _error_pages(survey: _Survey):
     """Wrap a route: a broken store, an unreadable form or a bug gives a page in the respondent's
     language (503 / 400 / 500), never a bare "Internal Server Error" or a traceback."""
     def wrap(route):
@@ -395,7 +395,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
 
 def _respondent_routes(app: FastAPI, s: _Survey) -> None:
     inst, pages, storage = s.inst, s.pages, s.storage
-    safe = _respondent_safe(s)
+    safe = _error_pages(s)
 
     @app.get("/", response_class=HTMLResponse)
     @safe
@@ -574,7 +574,7 @@ def _respondent_routes(app: FastAPI, s: _Survey) -> None:
 # ---------------------------------------------------------------------------
 
 def _resume_routes(app: FastAPI, s: _Survey) -> None:
-    safe = _respondent_safe(s)
+    safe = _error_pages(s)
 
     def resume_draft(request: Request, token: str):
         """(draft, lang, refusal): the unsubmitted draft a resume link names, or the page refusing it."""
@@ -621,7 +621,7 @@ def _resume_routes(app: FastAPI, s: _Survey) -> None:
 # ---------------------------------------------------------------------------
 
 def _withdraw_routes(app: FastAPI, s: _Survey) -> None:
-    safe = _respondent_safe(s)
+    safe = _error_pages(s)
 
     def form_page(request: Request, lang: str, status: int = 200, error: str | None = None, code: str = ""):
         anchor = s.session_id(request) or secrets.token_urlsafe(32)
@@ -658,6 +658,7 @@ def _withdraw_routes(app: FastAPI, s: _Survey) -> None:
 
 def _admin_routes(app: FastAPI, s: _Survey) -> None:
     inst, storage = s.inst, s.storage
+    safe = _error_pages(s)
     challenge = {"www-authenticate": 'Basic realm="survey admin", charset="UTF-8"'}
 
     def given_password(request: Request) -> str | None:
@@ -686,6 +687,7 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
         return PlainTextResponse("Password required", status_code=401, headers=challenge)
 
     @app.get("/admin", response_class=HTMLResponse)
+    @safe
     async def admin(request: Request):
         refusal = denied(request)
         if refusal:
@@ -699,6 +701,7 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
                         dialect=storage.dialect)
 
     @app.get("/admin/responses.csv")
+    @safe
     async def admin_csv(request: Request):
         refusal = denied(request)
         if refusal:
@@ -709,6 +712,7 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
             "content-disposition": f'attachment; filename="{inst.id}-{inst.version}-web.csv"'})
 
     @app.get("/admin/timings.csv")
+    @safe
     async def admin_timings(request: Request):
         refusal = denied(request)
         if refusal:
