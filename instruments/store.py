@@ -123,8 +123,8 @@ class StoreResult:
         return out
 
 
-# The import record; its rows are the manifest (columns added over time are
-# added to older stores by _ensure_imports, with constant SQL).
+# The import record; its rows are the manifest (columns added over time reach
+# older stores through the constant ALTER TABLE ... IF NOT EXISTS in Study._store).
 _IMPORTS_TABLE = """CREATE TABLE IF NOT EXISTS imports (
     import_id INTEGER, name VARCHAR, sha256 VARCHAR, format VARCHAR, n_rows BIGINT,
     n_errors BIGINT, n_warnings BIGINT, instrument VARCHAR, instrument_version VARCHAR,
@@ -291,10 +291,16 @@ class Study:
             return con.execute(sql, params).df()
 
     def responses(self, *, wave: str | None = None, import_id: int | None = None) -> pd.DataFrame:
-        """All stored responses, or those of one wave and/or import."""
-        return self._read("responses", """SELECT * FROM responses
+        """All stored responses, or those of one wave and/or import.
+
+        Columns that were neither items nor metadata come back under their
+        original headers too (as text; a header that names a column of the
+        store stays only in ``_unknown_columns``).
+        """
+        rows = self._read("responses", """SELECT * FROM responses
             WHERE ($1 IS NULL OR wave = $1) AND ($2 IS NULL OR import_id = $2)
             ORDER BY import_id, source_row""", [wave, import_id])
+        return _unpack_unknown(rows)
 
     def issues(self) -> pd.DataFrame:
         """Every validation problem of every import (column ``import_id`` says which)."""
@@ -598,6 +604,16 @@ def _without_withdrawn(con, data: pd.DataFrame, report: ValidationReport):
 
 def _has_table(con, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0])
+
+
+def _unpack_unknown(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ``_unknown_columns`` JSON back as columns named by their original headers."""
+    if UNKNOWN_COLUMNS not in rows or rows[UNKNOWN_COLUMNS].isna().all():
+        return rows
+    cells = [json.loads(v) if isinstance(v, str) else {} for v in rows[UNKNOWN_COLUMNS]]
+    headers = [h for h in dict.fromkeys(k for c in cells for k in c) if h not in rows.columns]
+    extra = pd.DataFrame({h: [c.get(h) for c in cells] for h in headers}, index=rows.index, dtype="string")
+    return pd.concat([rows, extra], axis=1)
 
 
 # Whole statements, one per table and purpose: no name is ever spliced into SQL.

@@ -68,6 +68,9 @@ def test_hostile_header_is_stored_as_data_never_run(crs, tmp_path, monkeypatch):
     kept = [json.loads(v) if isinstance(v, str) else None for v in rows["_unknown_columns"]]
     assert kept[5] == {INJECTION: "first", 'say "hi"': "x"} and kept[9] == {'a"b': "1", "import_id": "99"}
     assert kept[0] is None
+    # and come back under those headers (a header naming a store column stays in the JSON)
+    assert rows[INJECTION].tolist()[5:9] == ["first"] * 4 and rows[INJECTION].isna().sum() == 8
+    assert rows["a\"b"].iloc[9] == "1" and rows["import_id"].iloc[9] == 3
 
 
 def test_responses_filter_takes_values_not_sql(crs, tmp_path):
