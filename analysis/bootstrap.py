@@ -491,6 +491,9 @@ def bootstrap_fit(fit, *, n_boot: int = 1000, ci: str = "perc", level: float = 0
     :func:`analysis.execution.run_replications`.
     """
     _check_args(n_boot, ci, level)
+    if getattr(fit, "twolevel", None) is not None:
+        raise OptionError("bootstrap of a two-level model is not available (its replications would have to "
+                          "resample whole clusters); use its ML or MLR (cluster-robust) standard errors")
     ctx = _refitter(fit, data)
     root = np.random.SeedSequence(seed)
     boot_seq, bs_seq = root.spawn(2)

@@ -1006,6 +1006,7 @@ def _fit(run: _Run, name: str, **extra) -> Any:
     where = run.study.where("models", index) if index >= 0 else f"shipped model {name}"
     data, _ = _model_data(run)
     _check_variables(run, name, where, syntax, data)
+    data, extra = _two_level_data(run, syntax, data, extra)
     opts = _fit_options(run.study)
     try:
         if opts["missing"] == "impute":   # the model's items imputed m times, the fits pooled
@@ -1073,6 +1074,50 @@ def _check_variables(run: _Run, name: str, where: str, syntax: str, data: pd.Dat
                           + (f"; the shipped model '{name}' is written for crs" if shipped and inst.id != "crs" else ""))
     raise StepFailure("MissingColumns", f"model '{name}' ({where}) needs {', '.join(missing[:12])}, which the data "
                       f"do not hold; data files: {', '.join(s.file or s.store for s in run.study.data)}")
+
+
+def _two_level_data(run: _Run, syntax: str, data: pd.DataFrame, extra: dict) -> tuple[pd.DataFrame, dict]:
+    """A model with ``level:`` blocks is lavaan's two-level model on the study's cluster variable
+    (``design: {cluster: COL}``): its data gain that column and the fit gets ``cluster=``."""
+    from .twolevel import has_levels
+
+    try:
+        if not has_levels(syntax):
+            return data, extra
+    except Exception:  # a syntax error is the fit's to report, with its line
+        return data, extra
+    cluster = run.study.design.cluster if run.study.design is not None else None
+    if cluster is None:
+        raise StepFailure("NoCluster", "the model has 'level:' blocks (a two-level model) but study.yaml names "
+                                       "no cluster variable: add design: {cluster: COLUMN}")
+    data = data.copy()
+    data[cluster] = _cluster_column(run, cluster).reindex(data.index).to_numpy()
+    return data, {**extra, "cluster": cluster}
+
+
+def _cluster_column(run: _Run, cluster: str) -> pd.Series:
+    for table in (_scored(run), _responses(run)):
+        if cluster in table.columns:
+            return table[cluster]
+    raise StepFailure("UnknownCluster", f"the cluster variable '{cluster}' (design.cluster in study.yaml) is not a "
+                                        "column of the data")
+
+
+def _step_icc(run: _Run) -> _Output:
+    """ICC(1) of every item and construct score by the study's cluster variable (analysis.twolevel)."""
+    from .twolevel import icc_report
+
+    cluster = run.study.design.cluster
+    scored = _scored(run)
+    answers = _responses(run)
+    answers = answers[answers.index.isin(scored.index)].copy()
+    answers[cluster] = _cluster_column(run, cluster).reindex(answers.index).to_numpy()
+    try:
+        table = icc_report(answers, run.instrument, cluster=cluster)
+    except Exception as exc:
+        raise StepFailure(type(exc).__name__, f"ICCs by '{cluster}': {_error_text(exc)}") from None
+    return _Output(data={"cluster": cluster, "n_clusters": int(table["n_clusters"].max()),
+                         "rows": _clean(table.to_dict(orient="records"))})
 
 
 def _fit_output(fit) -> _Output:
@@ -1338,6 +1383,7 @@ def _bundle(run: _Run) -> dict[str, Any]:
     results["quality"] = data("quality")
     results["sample"] = data("describe")
     results["reliability"] = data("reliability")
+    results["icc"] = data("icc") if "icc" in run.records else None
     results["cfa"] = data("cfa")
     results["models"] = {n.split(":", 1)[1]: run.out(n).data for n in run.records if n.startswith("model:") and run.ok(n)}
     results["comparisons"] = {n.split(":", 1)[1]: run.out(n).data for n in run.records
@@ -1421,6 +1467,11 @@ def _figures(run: _Run, results: dict[str, Any]) -> dict[str, Any]:
     for name, d in results["models"].items():
         params = pd.DataFrame(d["estimates"])
         try:
+            if "level" in params.columns:   # a two-level model: one diagram per level
+                for lev in (1, 2):
+                    diagrams[f"{name} (level {lev})"] = figs.path_diagram(
+                        params[params["level"] == lev], fig_dir, f"{name}_level{lev}")
+                continue
             diagrams[name] = figs.path_diagram(params, fig_dir, name)
         except Exception as exc:  # a figure that cannot be drawn is reported, not fatal
             problems[f"path_diagram:{name}"] = f"{type(exc).__name__}: {exc}"
@@ -1547,6 +1598,9 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
                           "measurement": _safe_syntax(study, "measurement")})
         run.step("reliability", "Reliability and validity", lambda: _step_reliability(run), deps=("import", "disclosure"),
                  options={"measurement": _safe_syntax(study, "measurement")})
+        if study.design is not None and study.design.cluster:
+            run.step("icc", f"ICCs by {study.design.cluster}", lambda: _step_icc(run), deps=("import", "disclosure"),
+                     options={"cluster": study.design.cluster})
         if "measurement" in models:
             m_opts = {"syntax": _safe_syntax(study, "measurement"), **_fit_options(study)}
             run.step("cfa", "CFA (measurement model)",

@@ -661,10 +661,23 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
 
     opt = minimize(est, mdl.x_start, **(control or {}))
     x = opt.x
+    iccs = icc_from_moments(sw_h1, sb_h1, ov1, ov2)
+    flat = [v for v in ov1 if v in ov2 and iccs[v] < 0.01]
+    advice = ""
+    if flat:   # (almost) no between-cluster variance: the between model has nothing to explain
+        advice = (f"; {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} an ICC below .01 (almost no "
+                  "variance between clusters): fix their level-2 variances to zero, drop them from level 2, "
+                  "or fit a single-level model with cluster-robust SEs (cluster= without level: blocks)")
+        records.append(warning_record(
+            BetweenBoundaryWarning,
+            f"ICC below .01 for {', '.join(f'{v} ({iccs[v]:.3f})' for v in flat)} with "
+            f"{cdata.n_clusters} clusters: the between-level part of these variables is (almost) nothing, "
+            "so their between-level parameters are weakly determined" + advice[advice.index(":"):],
+            variables=flat, level=2))
     if not opt.converged:
         records.append(warning_record(NonConvergenceWarning,
                                       f"the two-level model did not converge after {opt.iterations} "
-                                      f"iterations ({opt.message}); estimates are not trustworthy",
+                                      f"iterations ({opt.message}); estimates are not trustworthy{advice}",
                                       iterations=opt.iterations))
 
     # 8. vcov: observed information (MLR: sandwich with cluster scores) -----------
@@ -736,7 +749,6 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     r2 = r2.rename(columns={"group": "level"}).assign(group=1) if r2 is not None else None
     out_pt = ipt.copy()
     out_pt["group"] = np.where(out_pt["level"] > 0, 1, 0)
-    iccs = icc_from_moments(sw_h1, sb_h1, ov1, ov2)
     records += _boundary_warnings(out_pt, iccs)
     records += _heywood(out_pt)
     if warn:

@@ -616,6 +616,72 @@ for g, d in R.get("group_paths", {}).items():
         rows.append(row)
     table(rows, caption=f"Paths of {d.get('model', '')} across {g} (unstandardized estimates per group)")
 
+# %%
+# Communities (issue 17): with a cluster variable in study.yaml (design: cluster), how much of each
+# construct is shared by a community (ICC), and each two-level model's within and between paths
+# side by side, with a diagram per level.
+ICC = R.get("icc")
+TWO = {n: d for n, d in MODELS.items() if any("level" in e for e in d.get("estimates", []))}
+if ICC or TWO or "icc" in STEPS:
+    md("## Within and between communities")
+failed("icc")
+if ICC:
+    rows = pd.DataFrame(ICC["rows"])
+    out = []
+    for c, grp in rows.groupby("construct", sort=False):
+        items = grp[grp["kind"] == "item"]
+        score = grp[grp["kind"] == "construct"]
+        out.append({"construct": label(c),
+                    "ICC (score)": apa(score["icc"].iloc[0], 3) if len(score) else "–",
+                    "design effect": num(score["design_effect"].iloc[0], 2) if len(score) else "–",
+                    "ICC of its items": f"{apa(items['icc'].min(), 3)} to {apa(items['icc'].max(), 3)}"
+                    if len(items) else "–"})
+    md(f"The intraclass correlation (ICC) is the share of a construct's variance that lies between the "
+       f"{ICC['n_clusters']} values of `{esc(ICC['cluster'])}` (lavaan's two-level saturated model "
+       f"{cite('rosseel2012')}); the design effect 1 + (mean cluster size − 1) × ICC says how much the "
+       "clustering inflates the variance of a mean.")
+    table(out, caption=f"ICCs by {ICC['cluster']}")
+for name, M in TWO.items():
+    est = pd.DataFrame(M["estimates"])
+    levels = {lev: est[(est["op"] == "~") & (est["level"] == lev)].reset_index(drop=True) for lev in (1, 2)}
+    keys = list(dict.fromkeys([(r["lhs"], r["rhs"]) for lev in (1, 2) for _, r in levels[lev].iterrows()]))
+    shared_names = {k for k in keys if all(((levels[lev]["lhs"] == k[0]) & (levels[lev]["rhs"] == k[1])).any()
+                                           for lev in (1, 2))}
+    rows = []
+    n_rows = max(len(levels[1]), len(levels[2]))
+    if shared_names:   # the same path named at both levels: one row each
+        pairs = [(k, k) for k in keys]
+    else:              # within and between factors named apart: aligned in the order written
+        pairs = [(tuple(levels[1].loc[i, ["lhs", "rhs"]]) if i < len(levels[1]) else None,
+                  tuple(levels[2].loc[i, ["lhs", "rhs"]]) if i < len(levels[2]) else None) for i in range(n_rows)]
+    seen = set()
+    for w, b in pairs:
+        if (w, b) in seen:
+            continue
+        seen.add((w, b))
+        row = {}
+        for lev, key, tag in ((1, w, "within"), (2, b, "between")):
+            hit = levels[lev][(levels[lev]["lhs"] == key[0]) & (levels[lev]["rhs"] == key[1])] if key else []
+            if len(hit):
+                r = hit.iloc[0]
+                row[f"{tag} path"] = f"{label(r['rhs'])} → {label(r['lhs'])}"
+                row[f"{tag} b"], row[f"{tag} β"], row[f"{tag} p"] = num(r["est"]), apa(r["std.all"]), pval(r["pvalue"])
+            else:
+                row[f"{tag} path"], row[f"{tag} b"], row[f"{tag} β"], row[f"{tag} p"] = "–", "–", "–", "–"
+        rows.append(row)
+    fit = M.get("fit", {})
+    md(f"**{esc(name)}** separates the relations among respondents of the same community (within) from the "
+       f"relations among community averages (between): SRMR within {apa(fit.get('srmr_within'), 3)}, "
+       f"between {apa(fit.get('srmr_between'), 3)}.")
+    table(rows, caption=f"Within- and between-community paths of {name}",
+          note="b: unstandardized estimate; β: standardized within its level (std.all).")
+    for lev, tag in ((1, "within communities"), (2, "between communities")):
+        diagram = R.get("figures", {}).get("path_diagrams", {}).get(f"{name} (level {lev})", {})
+        if diagram.get("png"):
+            figure(diagram["png"], f"Path diagram of {name} {tag}, labelled with standardized coefficients",
+                   f"{name}, {tag} (level {lev}): standardized coefficients; * p < .05, ** p < .01, "
+                   "*** p < .001; dashed arrows are not significant at .05.")
+
 # %% [markdown]
 # ## Limitations
 #
