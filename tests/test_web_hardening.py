@@ -187,7 +187,6 @@ def test_drafts_expire_and_are_purged(tmp_path, crs):
     assert fresh.get("/page/1").status_code == 200  # a draft saved today is kept
     # and purged from the database (at start-up and hourly after)
     create_app(crs, study_dir=tmp_path)
-    app.state.storage.purge_drafts(days_ago(30))
     rows = sqlite3.connect(db).execute("SELECT count(*) FROM web_drafts").fetchone()[0]
     assert rows == 1
     assert Storage(path=db).purge_drafts(days_ago(-1)) == 1  # everything older than tomorrow

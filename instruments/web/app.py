@@ -370,7 +370,10 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
         storage = Storage(database_url, path=path)
     admin_password = admin_password if admin_password is not None else os.environ.get("RESILIENCE_ADMIN_PASSWORD")
     survey = _Survey(instrument, storage, cfg, _read_tokens(tokens), admin_password)
-    storage.purge_drafts(days_ago(cfg.draft_days), wait=False)
+    try:  # abandoned answers are not kept: drafts past their time go at every start
+        storage.purge_drafts(days_ago(cfg.draft_days))
+    except SQLAlchemyError as exc:  # a read-only store: `serve` has refused it already; the API lets it read
+        log.warning("could not purge expired drafts: %s", exc)
 
     app = FastAPI(title=f"{instrument.title} ({instrument.id} {instrument.version})", docs_url=None,
                   redoc_url=None, openapi_url=None)
