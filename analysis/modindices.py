@@ -170,8 +170,14 @@ def modindices_from_partable(
     sort: bool = False,
     minimum_value: float = 0.0,
     op: Sequence[str] | str | None = None,
+    patterns: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """Modification indices from a fitted ParameterTable and the sample moments.
+
+    ``patterns``: per group the :class:`analysis.estimators.fiml.MissingPatterns` of a FIML
+    fit (columns in ``ov_names`` order); the gradient is then the observed-data likelihood's
+    and the information the saturated model's expected information under MAR at the implied
+    moments (lavaan's ``modindices()`` default ``information = "expected"``).
 
     Parameters
     ----------
@@ -274,6 +280,8 @@ def modindices_from_partable(
             mm += dmu[lm] @ Si @ dmu[lm].T
             em += dmu[le] @ Si @ dmu[lm].T
             ee += np.einsum("ij,ij->i", dmu[le] @ Si, dmu[le])
+        if patterns is not None:
+            mm, em, ee = _fiml_blocks(patterns[gi], pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal)
         info_mm[np.ix_(gm, gm)] += w * mm
         info_em[np.ix_(ge, gm)] += w * em
         diag_ee[ge] += w * ee
@@ -341,6 +349,30 @@ def modindices_from_partable(
     return out.reset_index(drop=True)
 
 
+def _fiml_blocks(pat, pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal):
+    """FIML: replace the group's complete-data gradient (in ``grad``, rows ``sel``) by the
+    observed-data one, and return the information blocks (model x model, extra x model,
+    diag extra) from Delta' A Delta with A the expected information under MAR."""
+    from analysis.estimators.fiml import _vech_pairs
+
+    p = pat.p
+    kk = len(sel)
+    sig = np.zeros((p, p))
+    sig[np.ix_(pos, pos)] = Sigma
+    m = np.zeros(p)
+    m[pos] = mu
+    dS_o = np.zeros((kk, p, p))
+    dS_o[:, np.asarray(pos)[:, None], np.asarray(pos)[None, :]] = dS
+    dmu_o = np.zeros((kk, p))
+    dmu_o[:, pos] = dmu
+    g_mu, g_sig = pat.gradient(sig, m)          # dlogl / d(mu, Sigma), full layout
+    grad[sel] = -(dmu_o @ g_mu + np.einsum("ij,kij->k", g_sig, dS_o)) / ntotal
+    r, c = _vech_pairs(p)
+    delta = np.hstack([dmu_o, dS_o[:, r, c]])
+    full = delta @ pat.expected_information(sig, m) @ delta.T
+    return full[np.ix_(lm, lm)], full[np.ix_(le, lm)], np.diag(full)[le]
+
+
 def _standardize_epc(out: pd.DataFrame, ext: pd.DataFrame, implied: dict[int, dict],
                      *, ov_std: bool, nox: bool) -> np.ndarray:
     """lavaan's std.lv / std.all / std.nox applied to the EPCs (cov.std = TRUE)."""
@@ -398,8 +430,14 @@ def modindices(fit: Any, **kwargs: Any) -> pd.DataFrame:
         raise AnalysisError(f"modification indices are implemented for ML-family estimators, "
                             f"not {fit.estimator}")
     missing = str(getattr(fit, "options", {}).get("missing", "listwise")).lower()
-    if missing in ("fiml", "ml"):
-        raise AnalysisError("modification indices for FIML (missing='fiml') fits are not "
-                            "implemented; refit with missing='listwise' to screen for them")
+    if missing in ("fiml", "ml"):   # lavaan: FIML gradient, expected information under MAR
+        est = (getattr(fit, "extras", None) or {}).get("estimator")
+        patterns = getattr(est, "patterns", None)
+        if patterns is None:
+            raise AnalysisError("modification indices after FIML need the fit's estimator "
+                                "(a FitResult from fit_sem with missing='fiml')")
+        kwargs["patterns"] = patterns
+        return modindices_from_partable(fit.params, est.model.ov_names[0], est.stats.cov, est.nobs,
+                                        est.stats.mean, **kwargs)
     return modindices_from_partable(fit.params, ss.ov_names, ss.cov, ss.nobs,
                                     getattr(ss, "mean", None), **kwargs)

@@ -271,3 +271,16 @@ def test_poldem_indirect_effect_standardized_se_as_lavaan():
     rows = fit.to_dict()["estimates"]
     assert all("std.all.se" in r for r in rows)
     assert "Std.SE" in fit.summary()
+
+
+# --------------------------------------------------------------------- 7. modification indices
+@pytest.mark.parametrize("name, estimator", [("issue15_mi_fiml", "ML"), ("issue15_mi_fiml_mlr", "MLR")])
+def test_modindices_after_fiml_as_lavaan(name, estimator):
+    rec = load(name)
+    fit = quiet_fit(rec["call"]["model"], data("hs_missing_fixedx.csv"), missing="fiml", estimator=estimator)
+    mi = fit.modindices()
+    ref = pd.DataFrame(rec["mi"])
+    m = mi.merge(ref, on=["lhs", "op", "rhs"], suffixes=("", "_lav"))
+    assert len(m) == len(ref) == len(mi)
+    for col in ("mi", "epc", "sepc.lv", "sepc.all"):
+        np.testing.assert_allclose(m[col], m[f"{col}_lav"], rtol=1e-3, atol=1e-4, err_msg=col)

@@ -106,7 +106,7 @@ def test_fixed_x_covariates_match_lavaan_and_skip_untestable_rows():
     assert not ours["lhs"].isin(xs).any()
 
 
-def test_fiml_fit_is_refused():
+def test_fiml_fit_without_its_estimator_is_refused_clearly():
     from analysis.data import SampleStats
 
     rec = L.load("hs_cfa_ml")
@@ -114,5 +114,6 @@ def test_fiml_fit_is_refused():
     fit = L.fit_result("hs_cfa_ml", sample_stats=SampleStats(tuple(ov), tuple(cov), tuple(mean),
                                                              tuple(n)),
                        options={"missing": "fiml"})
-    with pytest.raises(AnalysisError, match="FIML .* not implemented"):
+    # FIML modification indices need the case-wise data (tests/test_issue15_lavaan.py)
+    with pytest.raises(AnalysisError, match="after FIML need the fit's estimator"):
         modindices(fit)
