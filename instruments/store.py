@@ -65,7 +65,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -151,12 +151,13 @@ class Study:
 
     # --- the lock ----------------------------------------------------------
     @contextmanager
-    def lock(self, *, shared: bool = False) -> Iterator[None]:
+    def lock(self, *, shared: bool = False, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
         """Hold the study's lock (exclusive to write the store, shared to read it).
 
         Waits at most ``lock_timeout`` (default :attr:`LOCK_TIMEOUT`) seconds,
-        then raises :class:`StoreBusy`. The operating system releases the lock
-        of a process that dies, so a killed import never leaves the study locked.
+        then raises :class:`StoreBusy`; ``on_wait(holder)`` hears once that it
+        waits. The operating system releases the lock of a process that dies,
+        so a killed import never leaves the study locked.
         """
         timeout = self.LOCK_TIMEOUT if self.lock_timeout is None else self.lock_timeout
         self.path.mkdir(parents=True, exist_ok=True)
@@ -177,6 +178,9 @@ class Study:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise StoreBusy(self._busy(timeout)) from None
+                    if on_wait is not None:
+                        on_wait(self._holder())
+                        on_wait = None
                     time.sleep(0.05)
             if not shared:  # who holds it, for the message of anyone who waits
                 os.ftruncate(fd, 0)
@@ -185,11 +189,15 @@ class Study:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def _busy(self, waited: float) -> ValidationIssue:
+    def _holder(self) -> str:
+        """Who holds the lock, as its holder wrote it ("pid 123 since ...")."""
         try:
-            holder = self.lock_path.read_text(encoding="utf-8").strip()
+            return self.lock_path.read_text(encoding="utf-8").strip()
         except OSError:
-            holder = ""
+            return ""
+
+    def _busy(self, waited: float) -> ValidationIssue:
+        holder = self._holder()
         return ValidationIssue(
             type="store-busy", severity="error",
             message=(f"{self.path}: another import into this study is running"
@@ -355,11 +363,16 @@ class Study:
         source = Path(source)
         if not source.is_file():
             raise ImportError_(_missing(source))
-        _stage("")  # an unknown stage name is refused before anything is written
+        _stage("start")  # (not a kill point: a misspelt RESILIENCE_KILL_AT is refused before any write)
         if progress is not None:
             progress("checking sha256, copying to data/raw", 0, None)
         sha = file_sha256(source)
-        with self.lock():
+
+        def waiting(holder: str) -> None:
+            if progress is not None:
+                progress(f"waiting for another import into {self.path.name} ({holder or 'running'})", 0, None)
+
+        with self.lock(on_wait=waiting):
             self._tidy()
             recorded = self._recorded(sha)
             if recorded is not None:

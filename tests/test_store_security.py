@@ -181,10 +181,13 @@ def test_second_import_waits_for_the_first(crs, tmp_path):
     t.start()
     held.wait(10)
     started = time.monotonic()
-    second = Study(tmp_path / "study").import_file(b, crs)
+    heard = []
+    second = Study(tmp_path / "study").import_file(b, crs, progress=lambda phase, *_: heard.append(phase))
     waited = time.monotonic() - started
     t.join()
     assert second.added and waited > 1.0
+    notes = [p for p in heard if p.startswith("waiting for another import")]
+    assert len(notes) == 1 and notes[0].startswith(f"waiting for another import into study (pid {os.getpid()} since")
     assert sorted(study.imports()["name"]) == ["a.csv", "b.csv"]
     assert len(study.responses()) == 20
 
