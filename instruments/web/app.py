@@ -119,7 +119,7 @@ class _Survey:
         self.wrong_overall = RateLimiter(100, cfg.wrong_tokens_per_hour / 3600)
         self.drafts_per_client = RateLimiter(cfg.drafts_per_client_per_hour, cfg.drafts_per_client_per_hour / 3600)
         self.drafts_overall = RateLimiter(cfg.drafts_per_hour, cfg.drafts_per_hour / 3600)
-        self.last_purge = 0.0
+        self.last_purge = time.monotonic()  # create_app purges once at start
         self.relevance_js = _relevance_script(self.pages)
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                                trim_blocks=True, lstrip_blocks=True)
