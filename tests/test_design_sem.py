@@ -49,7 +49,7 @@ def _merged(ref, fit):
 
 
 CASES = ["cfa_weights", "cfa_weights_cluster", "cfa_cluster_ml", "path_fiml_weights_cluster",
-         "mg_weights", "mg_weights_cluster"]
+         "mg_weights", "mg_weights_cluster", "mg_fiml_weights"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -949,9 +949,12 @@ class FIMLEstimator:
             Wmi.append(np.linalg.inv(A1))
             Wc.append(wc)
             s, m = self._moments(x)[g]
-            xx3 += 2 * pat.N * _ml_discrepancy(sig_t, mu_t, s, m)
+            # lavaan refits at the EM moments with sample.nobs = as.integer(group size): with
+            # sampling weights the (weighted) group sizes are truncated there, so here too
+            n_g = pat.N if pat.w is None else float(np.floor(pat.N + 1e-9))
+            xx3 += 2 * n_g * _ml_discrepancy(sig_t, mu_t, s, m)
             sb, mb = self._baseline_pieces[g]
-            xx3n += 2 * pat.N * _ml_discrepancy(sig_t, mu_t, sb, mb)
+            xx3n += 2 * n_g * _ml_discrepancy(sig_t, mu_t, sb, mb)
         fg = self.weights
         big = lambda mats, f: _bdiag([fi * mm for fi, mm in zip(f, mats)])
         Wc_all, Wm_all = big(Wc, fg), big(Wm, fg)
