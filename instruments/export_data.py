@@ -149,11 +149,14 @@ def write_xlsx(sheets: dict[str, pd.DataFrame] | pd.DataFrame, path: str | Path)
 
     if isinstance(sheets, pd.DataFrame):
         sheets = {"data": sheets}
-    changed = [0]
+    changed, cut = [0], [0]
 
     def text(v: str) -> str:
         safe = _visible_controls(v)
         changed[0] += safe is not v
+        if len(safe) > XLSX_MAX_CELL:  # Excel refuses to open a workbook with a longer cell
+            cut[0] += 1
+            safe = safe[:XLSX_MAX_CELL - 1] + "\u2026"
         return safe
 
     def write(p: Path) -> None:
@@ -175,6 +178,10 @@ def write_xlsx(sheets: dict[str, pd.DataFrame] | pd.DataFrame, path: str | Path)
         warnings.warn(f"{Path(path).name}: {changed[0]} cell(s) held control characters an XLSX file cannot "
                       "store (such as the \\x1f between surplus cells in '_extra'); written as their "
                       "visible symbols (\u241f for \\x1f)", ExportWarning, stacklevel=2)
+    if cut[0]:
+        warnings.warn(f"{Path(path).name}: {cut[0]} cell(s) longer than {XLSX_MAX_CELL:,} characters (a worksheet "
+                      "cell's limit) were cut there and end in \u2026; write .csv or .parquet to keep them whole",
+                      ExportWarning, stacklevel=2)
     return out
 
 
@@ -203,6 +210,7 @@ def _xlsx_value(v):
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet", ".json", ".sav", ".dta")
 XLSX_MAX_ROWS = 1_048_576  # a worksheet's limit, header included
+XLSX_MAX_CELL = 32_767  # characters in one cell
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Path:

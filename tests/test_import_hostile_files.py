@@ -247,3 +247,13 @@ def test_import_to_sav_renames_what_spss_cannot_hold(crs, tmp_path):
     # the original header is kept as the variable label
     labels = dict(zip(meta.column_names, meta.column_labels))
     assert "2nd wave" in labels.values() and long.strip() in {str(v).strip() for v in labels.values()}
+
+
+def test_xlsx_cells_beyond_excels_limit_are_cut_with_a_warning(tmp_path):
+    from instruments.export_data import XLSX_MAX_CELL, ExportWarning, write_table
+
+    with pytest.warns(ExportWarning, match="longer than 32,767 characters"):
+        write_table(pd.DataFrame({"AREA": ["x" * 40_000, "short"]}), tmp_path / "long.xlsx")
+    ws = openpyxl.load_workbook(tmp_path / "long.xlsx").active
+    assert len(ws["A2"].value) == XLSX_MAX_CELL and ws["A2"].value.endswith("\u2026")
+    assert ws["A3"].value == "short"
