@@ -173,3 +173,32 @@ def test_works_without_javascript(tmp_path):
     (stored,) = sqlite3.connect(tmp_path / "web" / "responses.sqlite").execute("SELECT answers FROM web_drafts").fetchone()
     want = {"CONSENT": 1, **{it.id: answers[it.id] for it in pages[1].items if it.id in answers}}
     assert json.loads(stored) == want
+
+
+def test_declining_then_withdrawing_in_urdu(tmp_path):
+    """A refusal ends on the thank-you page at once; its reference code is then withdrawn on /withdraw."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    inst = load_instrument("crs")
+    server = ThreadServer(create_app(inst, study_dir=tmp_path)).start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+            page = browser.new_context().new_page()
+            page.goto(server.url + "/?lang=ur")
+            page.check("#CONSENT-0")
+            page.click("#next")
+            page.wait_for_url(re.compile(r"/done$"))
+            assert "آپ نے حصہ نہ لینے کا انتخاب کیا" in page.content()
+            code = page.locator("#reference-code").inner_text()
+            s = Storage(path=tmp_path / "web" / "responses.sqlite")
+            assert [r["answers"] for r in s.responses()] == [{"CONSENT": 0}]  # recorded before the page showed
+            page.click("#withdraw-link")
+            page.wait_for_url(re.compile(r"/withdraw\?lang=ur$"))
+            assert page.locator("html").get_attribute("dir") == "rtl"
+            page.fill("#code", code)
+            page.click("#withdraw")
+            assert "آپ کے جوابات حذف کر دیے گئے ہیں" in page.content()
+            browser.close()
+    finally:
+        server.stop()
+    assert s.count() == 0 and list(s.withdrawals()["response_id"]) == [code]
