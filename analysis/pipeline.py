@@ -306,7 +306,7 @@ class _Cache:
     A study folder is shared, so anyone may have written into it. Every entry
     carries an HMAC-SHA256 over its files, made with a key kept outside the
     study folder (:func:`cache_key_path`); nothing, and above all no pickle, is
-    read before the signature matches. Without a key, objects are not cached.
+    read before the signature matches. Without a key (no writable place for it), nothing is cached.
     """
 
     SIGNATURE = "signature"

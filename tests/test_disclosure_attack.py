@@ -286,7 +286,6 @@ def _no_number_for_the_small_groups(texts: dict[str, str]) -> None:
             for m in re.finditer(re.escape(name), text):
                 after = text[m.end():m.end() + 40]
                 assert not re.match(r"""["',:\s|]*(\(n = )?\d""", after), (where, text[m.start():m.end() + 40])
-        assert not re.search(r"\b1,?197\b", text) or where == "results.json", where
 
 
 @pytest.fixture(scope="module")
@@ -333,6 +332,6 @@ def test_drop_leaves_them_out_of_every_total(tmp_path):
 @pytest.mark.slow
 def test_the_study_from_init_unchanged_leaks_nothing(tmp_path):
     """The issue's exact study (init's four models, FIML, invariance and key paths across ETHNIC5);
-    bootstrap replications cut to 20 (they publish no counts). About 5 minutes on two cores."""
+    bootstrap replications cut to 20 (they publish no counts). About 8 minutes on two loaded cores."""
     run, texts = _run_and_attack(_scenario(tmp_path / "study", small_models=False, replications=20))
     _no_number_for_the_small_groups(texts)
