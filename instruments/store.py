@@ -277,18 +277,24 @@ class Study:
         import duckdb
 
         self.path.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + 10
+        timeout = self.LOCK_TIMEOUT if self.lock_timeout is None else self.lock_timeout
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 return duckdb.connect(str(self.db_path), read_only=read_only)
             except duckdb.Error as exc:
-                # a process outside this module (a DuckDB shell) holding the file: wait a little
-                if "lock" in str(exc).lower() and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    continue
-                raise ImportError_(ValidationIssue(
-                    type="store-unreadable", severity="error",
-                    message=f"{self.db_path}: cannot open the study's store ({str(exc).splitlines()[0]})")) from None
+                reason = str(exc).splitlines()[0]
+                if "lock" not in reason.lower():
+                    raise ImportError_(ValidationIssue(
+                        type="store-unreadable", severity="error",
+                        message=f"{self.db_path}: cannot open the study's store ({reason})")) from None
+                # a program that does not take .store.lock (a DuckDB shell) has the file open
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(ValidationIssue(
+                        type="store-busy", severity="error",
+                        message=(f"{self.db_path}: in use by another program ({reason}); waited {timeout:g} s. "
+                                 "Close it and run the command again"))) from None
+                time.sleep(0.1)
 
     def _read(self, table: str, sql: str, params=()) -> pd.DataFrame:
         if not self.db_path.is_file():

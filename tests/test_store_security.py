@@ -221,6 +221,27 @@ def test_busy_store_gives_a_clear_message_not_a_traceback(crs, tmp_path, monkeyp
     assert Study(folder).import_file(src, crs).added  # free again
 
 
+def test_store_held_open_by_another_program_is_a_clear_message(crs, tmp_path, monkeypatch):
+    folder = tmp_path / "study"
+    src = write_kobo(make_responses(crs, n=5, seed=3), crs, tmp_path / "k.csv")
+    Study(folder).import_file(src, crs)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('open', flush=True); time.sleep(60)", str(folder / "study.duckdb")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        monkeypatch.setattr(Study, "LOCK_TIMEOUT", 0.5)
+        other = write_kobo(make_responses(crs, n=5, seed=4).assign(respondent_id=lambda d: "X" + d["respondent_id"]),
+                           crs, tmp_path / "other.csv")
+        res = CliRunner().invoke(app, ["import", str(other), "-i", "crs", "--study", str(folder)])
+        assert res.exit_code == 1 and "Traceback" not in res.output
+        assert "in use by another program" in res.output and "waited 0.5 s" in res.output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Study(folder).import_file(other, crs).n_rows == 5
+
+
 def test_a_hostile_store_file_is_an_error_not_a_traceback(crs, tmp_path):
     folder = tmp_path / "study"
     folder.mkdir()
