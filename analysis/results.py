@@ -572,8 +572,9 @@ class FitResult:
                 _kv("Information saturated (h1) model", "Structured")]
 
     def summary(self, *, fit_measures: bool = True, standardized: bool = True,
-                rsquare: bool = True) -> str:
-        """lavaan's ``summary(fit, fit.measures=TRUE, standardized=TRUE, rsquare=TRUE)``."""
+                rsquare: bool = True, ci: bool = False) -> str:
+        """lavaan's ``summary(fit, fit.measures=TRUE, standardized=TRUE, rsquare=TRUE)``;
+        ``ci=True`` adds the ci.lower and ci.upper columns, as ``summary(fit, ci = TRUE)``."""
         lines = self._header_lines()
         if fit_measures:
             lines.extend(self._fit_measure_lines())
@@ -587,7 +588,7 @@ class FitResult:
             lines.extend(_estimate_lines(pt[pt["op"] == ":="], None, (), standardized=standardized))
         else:
             lines.extend(_estimate_lines(self.params, self.r2 if rsquare else None,
-                                         self.group_labels, standardized=standardized))
+                                         self.group_labels, standardized=standardized, ci=ci))
         if self.warnings:
             lines.append("Warnings:")
             lines.extend(f"  - {_warning_text(w)}" for w in self.warnings)
@@ -667,22 +668,26 @@ def _value_cells(row: pd.Series, std_cols: list[str]) -> str:
         v = np.nan if no_inference else row.get(col, np.nan)
         cells.append(fmt_number(v, 3, width=_COL_W))
     for col in std_cols:
-        cells.append(fmt_number(row.get(col, np.nan), 3, width=_COL_W))
+        # lavaan's interval of a fixed parameter is the value itself
+        v = row.get("est", np.nan) if col.startswith("ci.") and fixed else row.get(col, np.nan)
+        cells.append(fmt_number(v, 3, width=_COL_W))
     return "".join(cells).rstrip()
 
 
 def _column_header(std_cols: list[str], width: int = _NAME_W) -> str:
     heads = ["Estimate", "Std.Err", "z-value", "P(>|z|)"]
-    heads += [{"std.lv": "Std.lv", "std.all": "Std.all", "std.nox": "Std.nox", "std.all.se": "Std.SE"}[c]
+    heads += [{"std.lv": "Std.lv", "std.all": "Std.all", "std.nox": "Std.nox", "std.all.se": "Std.SE"}.get(c, c)
               for c in std_cols]
     return " " * width + "".join(h.rjust(_COL_W) for h in heads)
 
 
 def _estimate_lines(pt: pd.DataFrame, r2: pd.DataFrame | None,
-                    group_labels: Sequence[str], *, standardized: bool) -> list[str]:
+                    group_labels: Sequence[str], *, standardized: bool, ci: bool = False) -> list[str]:
     # Std.SE: the delta-method SE of Std.all (lavaan's standardizedSolution)
     std_cols = [c for c in ("std.lv", "std.all", "std.all.se") if standardized and c in pt.columns
                 and pt[c].notna().any()]
+    if ci and "ci.lower" in pt.columns:  # summary(ci = TRUE): the interval right after P(>|z|)
+        std_cols = ["ci.lower", "ci.upper"] + std_cols
     width = _name_width(pt)
     header = _column_header(std_cols, width)
     resid = _residual_names(pt)

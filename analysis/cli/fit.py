@@ -360,7 +360,7 @@ def fit(
         typer.echo(text)
         return
     _print_warnings([w for w in run.warnings if w not in run.fit.warnings])
-    typer.echo(run.fit.summary())
+    typer.echo(run.fit.summary(ci=boot is not None))
     if boot is not None:
         typer.echo("\n" + boot.summary().splitlines()[0])
     if mi is not None:

@@ -213,11 +213,26 @@ def power_command(
 def apply_bootstrap(run: Any, n_boot: int, ci: str, seed: Optional[int], scheduler: Optional[str] = None):
     """Bootstrap the fit of a `resilience fit` run; returns (run with bootstrap
     SEs and intervals in its estimates, BootstrapResult)."""
+    import warnings
+    from collections import Counter
+
     from analysis.bootstrap import bootstrap_fit
 
-    boot = bootstrap_fit(run.fit, n_boot=n_boot, ci=ci, seed=seed, scheduler=scheduler, progress=None)
-    fit = dataclasses.replace(run.fit, params=boot.params)
-    return dataclasses.replace(run, fit=fit), boot
+    # a warning from every replication (~2,000 lines) hides what matters: one line says how many, and which
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        boot = bootstrap_fit(run.fit, n_boot=n_boot, ci=ci, seed=seed, scheduler=scheduler, progress=None)
+    notes = list(run.warnings)
+    if caught:
+        kinds = Counter(str(w.message).splitlines()[0] for w in caught)
+        common = "; ".join(f"{text} ({k}x)" for text, k in kinds.most_common(2))
+        notes.append({"type": "bootstrap", "category": "BootstrapWarning",
+                      "message": f"{len(caught)} warning(s) in the {n_boot} bootstrap replications, "
+                                 f"{len(kinds)} kind(s); most common: {common}"})
+    # lavaan's se = "bootstrap": the summary's header, the JSON's options and the CI columns say so
+    options = {**run.fit.options, "se": "bootstrap", "bootstrap": int(n_boot)}
+    fit = dataclasses.replace(run.fit, params=boot.params, options=options)
+    return dataclasses.replace(run, fit=fit, warnings=notes), boot
 
 
 def register(app: typer.Typer) -> None:
