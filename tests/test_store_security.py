@@ -275,3 +275,12 @@ def test_random_sigkill_never_loses_or_doubles_an_import(crs, tmp_path):
         committed += not study.import_file(src, crs, wave="w1").added
         _assert_stored_once(study, src, 21_000)
     assert committed < 10  # most kills landed inside the import
+
+
+def test_a_study_folder_that_cannot_be_written_is_a_clear_message(crs, tmp_path):
+    src = write_kobo(make_responses(crs, n=3, seed=5), crs, tmp_path / "k.csv")
+    not_a_folder = tmp_path / "study.txt"
+    not_a_folder.write_text("a file where the study folder should be")
+    res = CliRunner().invoke(app, ["import", str(src), "-i", "crs", "--study", str(not_a_folder)])
+    assert res.exit_code == 1 and "Traceback" not in res.output and not isinstance(res.exception, OSError)
+    assert "cannot store the import" in res.output and "study.txt" in res.output

@@ -259,6 +259,9 @@ def import_command(
                                                   delimiter=delimiter, sheet=sheet, progress=progress)
         except ImportError_ as exc:
             _err(exc.issue.message, as_json=as_json, issue=exc.issue)
+        except OSError as exc:  # a study folder that cannot be written (read-only, full disk ...)
+            _err(f"--study {study}: cannot store the import: {exc.strerror or exc}"
+                 + (f" ({exc.filename})" if exc.filename else ""), as_json=as_json)
         if not stored.added:
             if as_json:
                 sys.stdout.write(json.dumps({"import": stored.to_dict()}, indent=2) + "\n")
