@@ -143,7 +143,8 @@ def _tokenize(src: _Source) -> list[list[_Tok]]:
             if m.lastgroup != "ws":
                 current.append(_Tok(m.lastgroup, m.group(), lineno, pos + 1))
                 if m.lastgroup == "number" and not abs(float(m.group())) <= MODEL_LIMITS["number"]:
-                    raise src.error(f"the number {m.group()} is too large (the limit is "
+                    shown = m.group() if len(m.group()) <= 24 else m.group()[:20] + "…"
+                    raise src.error(f"the number {shown} is too large (the limit is "
                                     f"{MODEL_LIMITS['number']:.0e})", current[-1])
             pos = m.end()
         pieces.append(current)
@@ -321,8 +322,10 @@ class _Parser:
             raise self.src.error(f"two {key} modifiers for the same term", tok)
         mods[key] = value
 
-    def call_args(self) -> list:
-        self.expect("(")
+    def call_args(self, depth: int = 0) -> list:
+        opening = self.expect("(")
+        if depth > 1:  # start(c(...)) is as deep as lavaan's modifiers go
+            raise self.src.error("c() nested in c(): a modifier holds one value per group", opening)
         values: list = []
         while True:
             tok = self.next()
@@ -336,7 +339,7 @@ class _Parser:
             elif tok.text == "NA":
                 values.append(math.nan)
             elif tok.text == "c" and self.peek() is not None and self.peek().text == "(":
-                values.append(self.call_args())
+                values.append(self.call_args(depth + 1))
             elif tok.kind == "name":
                 values.append(tok.text)
             elif tok.kind == "string":

@@ -31,6 +31,9 @@ HOSTILE = {
     "unary chain": (HS + "visual ~~ a*textual\nd := " + "-" * 100 + "a\n", 5, "nested"),
     "long expression": (HS + "visual ~~ a*textual\nd := a" + "+a" * 5000 + "\n", 5, "terms"),
     "division by zero": (HS + "visual ~~ a*textual\nd := a/(1-1)\n", 5, "divides by zero"),
+    "nested c()": (HS + "x1 ~~ " + "c(" * 5000 + "1" + ")" * 5000 + "*x1\n", 4, "nested"),
+    "nested start(c())": (HS + "x1 ~~ start(" + "c(" * 3000 + "1" + ")" * 3000 + ")*x1\n", 4, "nested"),
+    "a number of 5,000 digits": (HS.replace("x1 +", "9" * 5000 + "*x1 +"), 1, "too large"),
 }
 
 
