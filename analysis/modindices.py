@@ -281,7 +281,8 @@ def modindices_from_partable(
             em += dmu[le] @ Si @ dmu[lm].T
             ee += np.einsum("ij,ij->i", dmu[le] @ Si, dmu[le])
         if patterns is not None:
-            mm, em, ee = _fiml_blocks(patterns[gi], pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal)
+            x_pos = [ov_order.index(v) for v in model_vn[g]["ov.x"]]
+            mm, em, ee = _fiml_blocks(patterns[gi], pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal, x_pos)
         info_mm[np.ix_(gm, gm)] += w * mm
         info_em[np.ix_(ge, gm)] += w * em
         diag_ee[ge] += w * ee
@@ -349,10 +350,11 @@ def modindices_from_partable(
     return out.reset_index(drop=True)
 
 
-def _fiml_blocks(pat, pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal):
+def _fiml_blocks(pat, pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal, x_pos=()):
     """FIML: replace the group's complete-data gradient (in ``grad``, rows ``sel``) by the
     observed-data one, and return the information blocks (model x model, extra x model,
-    diag extra) from Delta' A Delta with A the expected information under MAR."""
+    diag extra) from Delta' A Delta with A the expected information under MAR (the fixed.x
+    covariates' own moments masked, as lavaan's h1 information)."""
     from analysis.estimators.fiml import _vech_pairs
 
     p = pat.p
@@ -369,7 +371,13 @@ def _fiml_blocks(pat, pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal):
     grad[sel] = -(dmu_o @ g_mu + np.einsum("ij,kij->k", g_sig, dS_o)) / ntotal
     r, c = _vech_pairs(p)
     delta = np.hstack([dmu_o, dS_o[:, r, c]])
-    full = delta @ pat.expected_information(sig, m) @ delta.T
+    A = pat.expected_information(sig, m)
+    xs = set(x_pos)
+    masked = [i for i in range(p) if i in xs] + [p + k for k, (a, b) in enumerate(zip(r, c))
+                                                if a in xs and b in xs]
+    A[masked, :] = 0.0
+    A[:, masked] = 0.0
+    full = delta @ A @ delta.T
     return full[np.ix_(lm, lm)], full[np.ix_(le, lm)], np.diag(full)[le]
 
 
@@ -410,6 +418,95 @@ def _standardize_epc(out: pd.DataFrame, ext: pd.DataFrame, implied: dict[int, di
     return res
 
 
+def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = True, sort: bool = False,
+                    minimum_value: float = 0.0, op: Sequence[str] | str | None = None) -> pd.DataFrame:
+    """WLSMV/ULSMV as lavaan: the model extended by the candidates (free, at 0), the gradient of
+    the (D)WLS fit function and its expected information Delta' W Delta, evaluated with the
+    fitted estimator's sample statistics and weights."""
+    import copy
+
+    from analysis.model import Model
+    from analysis.syntax import EXPRESSION_OPS
+
+    est, mdl, x = fit.extras["estimator"], fit.model, np.asarray(fit.x, float)
+    pt = mdl.partable[~mdl.partable["op"].isin(EXPRESSION_OPS)].copy()
+    pt["est"] = fit.params.loc[pt.index, "est"].to_numpy(float)
+    ordered = {v for names in mdl.ordered_names for v in names}
+    n_free = int(pt["free"].max())
+    # fixed model rows tested too (not the delta scales, the ordered items' own variances and
+    # intercepts, or fixed.x moments: lavaan finds those not identified and drops them)
+    fixed_ok = ((pt["free"] == 0) & (pt["exo"] != 1) & (pt["op"] != "~*~")
+                & ~((pt["op"] == "~~") & pt["lhs"].isin(ordered) & (pt["lhs"] == pt["rhs"])))
+    pt["_extra"] = fixed_ok.to_numpy()
+    parts = [pt]
+    for g in mdl.groups:
+        own = pt[pt["group"] == g]
+        seen = {_key(a, o, b) for a, o, b in zip(own["lhs"], own["op"], own["rhs"])}
+        vn = _vnames(own[own["op"].isin(_PARAM_OPS)], list(mdl.ov_names[0]))
+        new = [c for c in _candidates(vn, True) if _key(*c) not in seen
+               and not (c[1] == "~~" and c[0] == c[2] and c[0] in ordered)]
+        add = pd.DataFrame(new, columns=["lhs", "op", "rhs"]).assign(
+            id=0, user=10, block=g, group=g, free=0, ustart=0.0, start=0.0, exo=0, label="", plabel="",
+            est=0.0, _extra=True)
+        parts.append(add)
+    ext = pd.concat(parts, ignore_index=True)
+    extra = np.flatnonzero(ext["_extra"].to_numpy())
+    free = ext["free"].to_numpy().copy()
+    free[extra] = n_free + 1 + np.arange(len(extra))
+    ext["free"] = free
+    ext["ustart"] = np.where(ext["_extra"], ext["est"], ext["ustart"])
+    ext["id"] = np.arange(1, len(ext) + 1)
+    x_ext = np.concatenate([x, ext["est"].to_numpy(float)[extra]])
+    model = Model(ext.drop(columns=["_extra"]), meanstructure=mdl.meanstructure)
+    wls = copy.copy(est)
+    wls.model = model
+    wls._sel = [wls._selection(g) for g in range(model.n_groups)]
+    wls.__dict__.pop("_theta_rows", None)
+    wls._apply_delta_theta(x_ext)
+    grad, info = wls.gradient(x_ext), wls.information(x_ext)
+    m_idx, e_idx = np.arange(n_free), n_free + np.arange(len(extra))
+    I12 = info[np.ix_(e_idx, m_idx)]
+    try:
+        I22_inv = np.linalg.inv(info[np.ix_(m_idx, m_idx)])
+    except np.linalg.LinAlgError as exc:
+        raise AnalysisError("could not compute modification indices; the information "
+                            "matrix of the model is singular") from exc
+    V = np.diag(info)[e_idx] - np.einsum("ij,ij->i", I12 @ I22_inv, I12)
+    V = np.where(V < _EPS_V, np.nan, V)
+    g1 = grad[e_idx]
+    out = ext.iloc[extra][["lhs", "op", "rhs", "group"]].reset_index(drop=True)
+    out["mi"] = est.ntotal * g1 ** 2 / V
+    out["epc"] = -g1 / V
+    if standardized:
+        implied = {}
+        for gi, g in enumerate(model.groups):
+            grp = model._g[gi]
+            vall, _ = model.implied_all(x_ext)[gi]
+            lv = list(model.lv_names[gi])
+            implied[g] = {"ov": list(model.ov_names[gi]), "lv": lv, "ov.x": list(model.exo_names[gi]),
+                          # latent responses' variances (1 / scale^2 where the scales are free)
+                          "ov_var": np.diag(model.implied(x_ext)[gi].sigma)
+                          / model.matrices(x_ext, gi)["scales"] ** 2,
+                          "lv_var": np.array([vall[grp.names.index(v), grp.names.index(v)] for v in lv])}
+        ext_est = ext.assign(est=np.where(ext["_extra"], 0.0, ext["est"]))
+        ext_est.loc[ext["op"].eq("~~") & ext["lhs"].eq(ext["rhs"]) & ext["lhs"].isin(ordered), "est"] = \
+            model.partable.loc[ext["op"].eq("~~") & ext["lhs"].eq(ext["rhs"]) & ext["lhs"].isin(ordered), "ustart"]
+        for col_name, nox, ov_std in (("sepc.lv", False, False), ("sepc.all", False, True),
+                                      ("sepc.nox", True, True)):
+            out[col_name] = _standardize_epc(out, ext_est, implied, ov_std=ov_std, nox=nox)
+    if na_remove:
+        out = out[out["mi"].notna()]
+    if op is not None:
+        out = out[out["op"].isin([op] if isinstance(op, str) else list(op))]
+    if minimum_value > 0:
+        out = out[out["mi"] > minimum_value]
+    if sort:
+        out = out.sort_values("mi", ascending=False, kind="stable")
+    if len(mdl.groups) == 1:
+        out = out.drop(columns="group")
+    return out.reset_index(drop=True)
+
+
 def modindices(fit: Any, **kwargs: Any) -> pd.DataFrame:
     """Modification indices of a fitted ML model (lavaan's ``modindices(fit)``).
 
@@ -426,6 +523,9 @@ def modindices(fit: Any, **kwargs: Any) -> pd.DataFrame:
     ss = getattr(fit, "sample_stats", None)
     if ss is None:
         raise AnalysisError("modindices need the sample moments; this fit has no sample_stats")
+    if getattr(fit, "estimator", "ML") in ("WLSMV", "ULSMV") and \
+            hasattr((getattr(fit, "extras", None) or {}).get("estimator"), "ostats"):
+        return _wls_modindices(fit, **kwargs)
     if getattr(fit, "estimator", "ML") not in ("ML", "MLR", "MLM", "MLF"):
         raise AnalysisError(f"modification indices are implemented for ML-family estimators, "
                             f"not {fit.estimator}")

@@ -284,3 +284,40 @@ def test_modindices_after_fiml_as_lavaan(name, estimator):
     assert len(m) == len(ref) == len(mi)
     for col in ("mi", "epc", "sepc.lv", "sepc.all"):
         np.testing.assert_allclose(m[col], m[f"{col}_lav"], rtol=1e-3, atol=1e-4, err_msg=col)
+
+
+def _check_mi(mi, rec, keys=("lhs", "op", "rhs")):
+    ref = pd.DataFrame(rec["mi"])
+    if "group" in ref:
+        ref["group"] = ref["group"].astype(int)
+    m = mi.merge(ref, on=list(keys), suffixes=("", "_lav"))
+    assert len(m) == len(mi)
+    for col in ("mi", "epc", "sepc.lv", "sepc.all"):
+        np.testing.assert_allclose(m[col], m[f"{col}_lav"], rtol=2e-3, atol=1e-3, err_msg=col)
+    return ref, m
+
+
+def test_modindices_after_fiml_structural_model_with_fixed_x():
+    rec = load("issue15_mi_fiml_sem")
+    fit = quiet_fit(rec["call"]["model"], data("hs_missing_fixedx.csv"), missing="fiml")
+    ref, m = _check_mi(fit.modindices(), rec)
+    # as after complete-data ML, regressions of a fixed.x covariate are left out (it is conditioned on)
+    left_out = ref.merge(m[["lhs", "op", "rhs"]], how="left", indicator=True).query("_merge == 'left_only'")
+    assert set(zip(left_out["lhs"], left_out["op"])) == {("x1", "~")}
+
+
+@pytest.mark.parametrize("name", ["issue15_mi_wlsmv", "issue15_mi_wlsmv_two_factor", "issue15_mi_wlsmv_groups"])
+def test_modindices_after_wlsmv_as_lavaan(name):
+    rec = load(name)
+    call = rec["call"]
+    bfi = data("bfi.csv")
+    if "group" in call:
+        bfi = bfi.dropna(subset=call["ordered"] + ["gender"])
+        fit = quiet_fit(call["model"], bfi, group="gender", ordered=call["ordered"], group_equal=call["group_equal"])
+        ref, m = _check_mi(fit.modindices(), rec, ("lhs", "op", "rhs", "group"))
+    else:
+        if name == "issue15_mi_wlsmv":
+            bfi = bfi.dropna(subset=call["ordered"] + ["gender"])
+        fit = quiet_fit(call["model"], bfi, ordered=call["ordered"])
+        ref, m = _check_mi(fit.modindices(), rec)
+    assert len(m) == len(ref)
