@@ -335,6 +335,17 @@ def test_head_is_answered_like_get_without_a_body(tmp_path, crs):
         assert head.headers["content-security-policy"]
 
 
+def test_unknown_addresses_and_methods_give_pages_in_the_survey_language(tmp_path, crs):
+    client = TestClient(create_app(crs, study_dir=tmp_path))
+    for method, path, status in (("GET", "/nope?lang=ur", 404), ("GET", "/page/abc?lang=ur", 404),
+                                 ("DELETE", "/?lang=ur", 405), ("PUT", "/submit?lang=ur", 405)):
+        r = client.request(method, path)
+        assert r.status_code == status, path
+        assert r.headers["content-type"].startswith("text/html") and "ایسا کوئی صفحہ نہیں ہے" in r.text
+        assert '"detail"' not in r.text
+    assert "GET" in client.request("DELETE", "/").headers["allow"]
+
+
 def test_a_full_disk_shows_a_clear_page(tmp_path, crs, caplog):
     from sqlalchemy import event
 

@@ -386,6 +386,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
     _withdraw_routes(app, survey)
     _admin_routes(app, survey)
     _service_routes(app, survey)
+    _error_handlers(app, survey)
     guarded = Guard(app, cfg.max_body)
     guarded.state = app.state  # tests and the CLI reach the storage through app.state
     guarded.fastapi = app
@@ -724,6 +725,24 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
 
         return Response(timings_frame(storage).to_csv(index=False), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": f'attachment; filename="{inst.id}-timings.csv"'})
+
+
+def _error_handlers(app: FastAPI, s: _Survey) -> None:
+    """FastAPI's own refusals (no such route, a wrong method, /page/abc) as pages in the survey's
+    language, not JSON in English."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        lang = _lang(s, request)
+        if exc.status_code in (404, 405):
+            return s.message(request, lang, exc.status_code, "notfound_title", "notfound", headers=exc.headers)
+        return s.message(request, lang, exc.status_code, "error_title", "error", headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_address(request: Request, exc: RequestValidationError):
+        return s.message(request, _lang(s, request), 404, "notfound_title", "notfound")
 
 
 # ---------------------------------------------------------------------------
