@@ -650,6 +650,9 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     exo_rows = (ipt["exo"] == 1).to_numpy()
     ipt.loc[exo_rows, "ustart"] = ipt.loc[exo_rows, "start"]
     pt.loc[exo_rows, "ustart"] = ipt.loc[exo_rows, "start"]
+    # a covariate at both levels has its mean at level 2: its within mean is 0, as in lavaan
+    shared_mean = ((ipt["level"] == 1) & (ipt["op"] == "~1") & (ipt["exo"] == 1) & ipt["lhs"].isin(ov2)).to_numpy()
+    ipt.loc[shared_mean, "ustart"] = pt.loc[shared_mean, "ustart"] = 0.0
 
     # 6. model --------------------------------------------------------------------
     mdl = Model(ipt, meanstructure=True)
@@ -701,7 +704,10 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
 
     # 9. test ----------------------------------------------------------------------
     m2ll = est.minus2logl(x)
-    n_exo = sum(len(v) * (len(v) + 1) // 2 + len(v) for v in exo.values())
+    # fixed.x moments: the covariances of each level's covariates and their means (a covariate
+    # at both levels has its mean at level 2 only)
+    n_exo = sum(len(v) * (len(v) + 1) // 2 for v in exo.values()) + len(exo[2]) \
+        + len([v for v in exo[1] if v not in ov2])
     h1_npar = int(h1_pt["free"].max())
     npar = mdl.n_free
     df = h1_npar - n_exo - npar
@@ -870,14 +876,24 @@ def _yuan_bentler_mplus(cdata, h1_pt, exo, a_inv, scores, df) -> float:
 
 
 def _loglik_x(kept, cluster, exo, ov1, ov2) -> float:
-    """Log-likelihood of the fixed.x covariates alone (their saturated two-level model)."""
-    xs = set(exo.get(1, ())) | set(exo.get(2, ()))
-    if not xs:
-        return 0.0
-    y = [v for v in ov1 if v in xs]
-    z = [v for v in ov2 if v in xs and v not in ov1]
-    cd = ClusterData.from_frame(kept, cluster, y, z)
-    return saturated_em(cd, [v for v in ov2 if v in xs])[-1]
+    """Log-likelihood of the fixed.x covariates, as lavaan subtracts it from logl: a saturated
+    normal of the within-only covariates over the respondents plus one of the between-only
+    covariates over the clusters (lavaan's ``loglik.x.w + loglik.x.b``; a covariate at both
+    levels is in neither)."""
+    def h1_loglik(values):
+        n, p = values.shape
+        centred = values - values.mean(axis=0)
+        logdet = np.linalg.slogdet(centred.T @ centred / n)[1]
+        return -n / 2 * (p * math.log(2 * math.pi) + logdet + p)
+
+    total = 0.0
+    within_only = [v for v in exo.get(1, ()) if v not in ov2]   # lavaan leaves shared covariates out
+    between_only = [v for v in exo.get(2, ()) if v not in ov1]
+    if within_only:
+        total += h1_loglik(kept[within_only].to_numpy(dtype=float))
+    if between_only:
+        total += h1_loglik(kept.groupby(cluster, sort=False)[between_only].first().to_numpy(dtype=float))
+    return total
 
 
 def _srmr_level(s, sigma) -> float:
@@ -1028,7 +1044,7 @@ def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 
     y1y1 = cdata.within_scatter.sum(axis=0) + (ybar * sizes[:, None]).T @ ybar
     mu_z = z.mean(axis=0)
     s_zz = (z - mu_z).T @ (z - mu_z) / j
-    within_only = np.array([v not in ov2 for v in y_names])
+    within_only = np.array([v not in ov2 for v in y_names], dtype=bool)
     sw, sb, syz = np.eye(py), np.diag((~within_only).astype(float)), np.zeros((py, pz))
     mw, mb = np.zeros(py), np.zeros(py)
     uniq, cls, counts = np.unique(sizes, return_inverse=True, return_counts=True)
