@@ -29,19 +29,22 @@ class Withdrawal:
     """What one withdrawal did."""
 
     code: str
-    web: bool = False          # found (and erased) in the web survey's store
-    store_rows: int = 0        # responses deleted from the study store
+    web: bool | None = None    # found (and erased) in the web survey's store; None: the folder has none
+    store_rows: int | None = None  # responses deleted from the study store; None: no store touched
     synced: list[str] = field(default_factory=list)  # earlier web withdrawals carried into the store
     recorded: bool = False     # an audit record was written to the study store
 
     @property
     def found(self) -> bool:
-        return self.web or self.store_rows > 0
+        return bool(self.web) or bool(self.store_rows)
 
     def summary(self) -> str:
-        where = [f"web survey store: {'answers erased' if self.web else 'no response with this code'}",
-                 f"study store: {self.store_rows} response{'' if self.store_rows == 1 else 's'} deleted"]
-        return f"{self.code}: " + "; ".join(where)
+        where = []
+        if self.web is not None:
+            where.append(f"web survey store: {'answers erased' if self.web else 'no response with this code'}")
+        if self.store_rows is not None:
+            where.append(f"study store: {self.store_rows} response{'' if self.store_rows == 1 else 's'} deleted")
+        return f"{self.code}: " + ("; ".join(where) or "no store in this folder")
 
     def to_dict(self) -> dict:
         return {"code": self.code, "web": self.web, "store_rows": self.store_rows, "synced": self.synced,
