@@ -203,8 +203,10 @@ def _uses_d3(fit) -> bool:
     return fit.estimator in _ML_ESTIMATORS
 
 
-def _normal_loglik(stats, implied, meanstructure: bool, data_stats) -> float:
-    """Log-likelihood of one dataset (its moments ``data_stats``) at the moments ``implied``."""
+def _normal_loglik(implied, meanstructure: bool, data_stats, exo_idx) -> float:
+    """Log-likelihood of one dataset (its moments ``data_stats``) at the moments ``implied``;
+    with fixed.x covariates (``exo_idx`` per group) that of the y's given them, as lavaan:
+    the covariates' own (saturated) log-likelihood is taken off."""
     total = 0.0
     for g, (s, n) in enumerate(zip(data_stats.cov, data_stats.nobs)):
         sigma, mu = implied[g]
@@ -215,6 +217,9 @@ def _normal_loglik(stats, implied, meanstructure: bool, data_stats) -> float:
             d = data_stats.mean[g] - mu
             val += d @ w @ d
         total += -0.5 * n * (p * math.log(2 * math.pi) + val)
+        x = exo_idx[g]
+        if x:
+            total += 0.5 * n * (len(x) * math.log(2 * math.pi) + np.linalg.slogdet(s[np.ix_(x, x)])[1] + len(x))
     return total
 
 
@@ -226,8 +231,10 @@ def _d3(fits, chisqs, df, model_moments) -> dict:
     n_g = len(stats[0].cov)
     saturated = [(np.mean([s.cov[g] for s in stats], axis=0),
                   np.mean([s.mean[g] for s in stats], axis=0)) for g in range(n_g)]
-    ll0 = np.array([_normal_loglik(None, model_moments, ms, s) for s in stats])
-    ll1 = np.array([_normal_loglik(None, saturated, ms, s) for s in stats])
+    model = fits[0].model
+    exo_idx = [[model.ov_names[g].index(v) for v in model.exo_names[g]] for g in range(n_g)]
+    ll0 = np.array([_normal_loglik(model_moments, ms, s, exo_idx) for s in stats])
+    ll1 = np.array([_normal_loglik(saturated, ms, s, exo_idx) for s in stats])
     lrt_con = float(np.mean(-2 * (ll0 - ll1)))
     lrt_bar = float(np.mean(chisqs))
     ariv = (m + 1) / (df * (m - 1)) * (lrt_bar - lrt_con)
@@ -248,8 +255,20 @@ def _d2(chisqs, df) -> dict:
             "ariv": ariv, "fmi": ariv / (1 + ariv)}
 
 
-def _model_moments(fit, x):
-    return [(mom.sigma, mom.mu) for mom in fit.model.implied(x)]
+def _model_moments(fits, x):
+    """Moments implied by the pooled estimates; fixed.x covariates' (co)variances and means, fixed at
+    each dataset's sample values, pooled too (semTools' coef(type = "user"))."""
+    from .model import Model
+
+    model = fits[0].model
+    pt = model.partable
+    exo = (pt["exo"] == 1).to_numpy()
+    if exo.any():
+        pt = pt.copy()
+        pt.loc[exo, "ustart"] = np.mean([f.model.partable.loc[exo, "ustart"].to_numpy(float) for f in fits],
+                                        axis=0)
+        model = Model(pt, meanstructure=model.meanstructure)
+    return [(mom.sigma, mom.mu) for mom in model.implied(x)]
 
 
 def _baseline_moments(fits):
@@ -295,7 +314,7 @@ def _pool_test(fits, x_bar):
     bdf = float(np.mean([f.fit_indices["baseline.df"] for f in fits]))
     d3 = _uses_d3(first)
     if d3:
-        pooled = _d3(fits, chisqs, df, _model_moments(first, x_bar))
+        pooled = _d3(fits, chisqs, df, _model_moments(fits, x_bar))
         base = _d3(fits, base_chisqs, bdf, _baseline_moments(fits))
     else:
         pooled = _d2(chisqs, df)
@@ -394,6 +413,8 @@ def _pooled_residuals(fits, x_bar, continuous: bool) -> dict:
                                  tuple(np.mean([s.mean[g] for s in stats], axis=0) for g in range(n_g)),
                                  stats[0].nobs, stats[0].group_labels)
         res = residual_indices(mean_stats, implied, first.model.meanstructure)
+        if first.model.meanstructure:
+            res["crmr"] = _crmr_semtools(mean_stats, implied)
         return {"rmr": res["rmr"], "rmr_nomean": res["rmr_nomean"], "srmr": res["srmr_bentler"],
                 "srmr_bentler": res["srmr_bentler"], "srmr_bentler_nomean": res["srmr_bentler_nomean"],
                 "crmr": res["crmr"], "crmr_nomean": res["crmr_nomean"],
@@ -410,3 +431,16 @@ def _pooled_residuals(fits, x_bar, continuous: bool) -> dict:
     value = total / sum(stats[0].nobs)
     return dict.fromkeys(["rmr", "rmr_nomean", "srmr", "srmr_bentler", "srmr_bentler_nomean", "crmr",
                           "crmr_nomean", "srmr_mplus", "srmr_mplus_nomean"], value)
+
+
+def _crmr_semtools(stats, implied) -> float:
+    """CRMR with means as semTools' getSRMR: each mean scaled by its own SD (sample means by
+    the sample SDs, implied means by the implied SDs), not both by the sample SDs as lavaan."""
+    total = 0.0
+    for g, (s, mom) in enumerate(zip(stats.cov, implied)):
+        sd_s, sd_h = np.sqrt(np.diag(s)), np.sqrt(np.diag(mom.sigma))
+        low = np.tril_indices(s.shape[0], -1)
+        cor = (s / np.outer(sd_s, sd_s) - mom.sigma / np.outer(sd_h, sd_h))[low]
+        means = stats.mean[g] / sd_s - mom.mu / sd_h
+        total += stats.nobs[g] * math.sqrt(np.mean(np.concatenate([cor, means]) ** 2))
+    return total / sum(stats.nobs)

@@ -41,7 +41,7 @@ def _close(a, b, rel, floor=1e-8):
     assert worst < rel, worst
 
 
-@pytest.fixture(scope="module", params=["hs_ml", "hs_mlr", "bfi_wlsmv"])
+@pytest.fixture(scope="module", params=["hs_ml", "hs_mlr", "bfi_wlsmv", "hs_mg_ml", "hs_reg_mlm"])
 def pooled(request):
     doc, data = _case(request.param)
     return request.param, doc, fit_imputed(doc["call"]["model"], data, **doc["call"]["options"])
@@ -50,8 +50,17 @@ def pooled(request):
 def test_estimates_are_the_mean_and_match_semtools(pooled):
     name, doc, fit = pooled
     ours, ref = _rows(fit, doc)
-    assert np.max(np.abs(ours["est"] - ref["est"])) < 1e-6
-    rel_se = 1e-4 if name == "hs_mlr" else 1e-5
+    # pooling is a mean, so the pooled estimates differ by what the per-imputation fits differ:
+    # below 1e-6 where lavaan's nlminb converges tightly; in the two-group model lavaan stops up to
+    # 4e-5 short of the optimum (each of its chi-squares is above ours, checked below)
+    tol = 2e-5 if name == "hs_mg_ml" else 1e-6
+    assert np.max(np.abs(ours["est"] - ref["est"])) < tol
+    ours_chisq = np.array([float(f.fit_indices["chisq"]) for f in fit.extras["imputations"]])
+    lavaan_chisq = np.array(doc["per_imputation"]["chisq"])
+    assert np.max(np.abs(ours_chisq / lavaan_chisq - 1)) < 1e-6
+    if fit.estimator in ("ML", "MLR", "MLM"):   # the ML discrepancy: ours at or below lavaan's
+        assert np.all(ours_chisq <= lavaan_chisq * (1 + 1e-9))
+    rel_se = 1e-4 if name in ("hs_mlr", "hs_reg_mlm", "hs_mg_ml") else 1e-5
     _close(ours["se"], ref["se"], rel_se)
     # Rubin's df, FMI and RIV rest on the between-imputation variance: differences of
     # per-imputation estimates, so a looser relative tolerance
@@ -85,11 +94,16 @@ def test_pooled_test_and_fit_indices_match_semtools(pooled):
         if key not in doc["fit"]:
             continue
         ref, ours = doc["fit"][key], float(fit.fit_indices[key])
-        assert math.isclose(ours, ref, rel_tol=1e-3, abs_tol=1e-6), (key, ours, ref)
+        # known: D3 of the baseline model of a fixed.x model is 0.2% off semTools' (508.57 vs 509.59;
+        # its baseline runMI treats the covariate's variance differently); CFI/TLI stay within 2e-4
+        rel = 5e-3 if name == "hs_reg_mlm" and key.startswith("baseline") else 1e-3
+        assert math.isclose(ours, ref, rel_tol=rel, abs_tol=1e-6), (key, ours, ref)
         checked += 1
     assert checked >= 20
     assert fit.test.method == ("D3" if name.startswith("hs") else "D2")
     assert fit.options["pool"] == fit.test.method and fit.options["imputations"] == 5
+    # the test's own pieces: ARIV and FMI of the pooled statistic
+    assert fit.fit_indices["ariv"] == pytest.approx(doc["fit"]["ariv"], rel=1e-3)
 
 
 def test_fit_sem_with_a_list_of_datasets_pools():
