@@ -712,10 +712,11 @@ class PartialInvarianceResult:
 
     def summary(self) -> str:
         status = "holds" if self.holds else "does NOT hold"
-        freed = ", ".join(self.freed) or "nothing"
+        # "holds after freeing nothing" read as if something had been tried and found unneeded
+        how = f"after freeing {', '.join(self.freed)}" if self.freed else "without freeing any constraint"
         return "\n".join(
             [
-                f"Partial {self.step} invariance (against {self.baseline}): {status} after freeing {freed}.",
+                f"Partial {self.step} invariance (against {self.baseline}): {status} {how}.",
                 (
                     "Each row frees the equality constraint with the largest score test (lavTestScore), one at a time."
                     if self.method == "score"

@@ -1355,6 +1355,7 @@ def _bundle(run: _Run) -> dict[str, Any]:
                   "disclosure_threshold": study.disclosure.threshold,
                   "problems": [i.to_dict() for i in run.issues]},
         "steps": {name: rec.result_dict() for name, rec in run.records.items()},
+        "step_order": list(run.records),  # the keys above are sorted; the report lists failures in run order
     }
     if run.instrument is not None:
         results["instrument"] = {"id": run.instrument.id, "version": run.instrument.version,

@@ -161,17 +161,21 @@ class PowerResult:
     model: str
     true_values: str
 
+    def _rows(self, name: str) -> pd.DataFrame:
+        """The rows of one parameter: by its path (spaces optional), its label or its := name."""
+        tab = self.table
+        plain = tab["name"].str.replace(" ", "", regex=False)
+        return tab[(plain == name.replace(" ", "")) | (tab["label"] == name)]
+
     def min_n(self, effects: list[str] | None = None, target: float | None = None) -> pd.DataFrame:
         """Smallest simulated N whose power reaches ``target`` for each effect
-        (a label, a := name or 'lhs~rhs'); NaN when none does."""
+        (a path 'lhs ~ rhs', its label, or a := name); NaN when none does."""
         target = self.target if target is None else target
         tab = self.table
         names = effects or list(tab.loc[tab["op"].isin(["~", ":="]), "name"].drop_duplicates())
         rows = []
         for name in names:
-            sub = tab[tab["name"] == name]
-            if sub.empty:
-                sub = tab[tab["label"] == name]
+            sub = self._rows(name)
             if sub.empty:
                 known = ", ".join(tab.loc[tab["op"].isin(["~", ":="]), "name"].drop_duplicates())
                 raise KeyError(f"no parameter or effect {name!r} in the power table; known: {known}")
@@ -222,7 +226,7 @@ class PowerResult:
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4.5))
         for name in names:
-            sub = tab[tab["name"] == name].sort_values("n")
+            sub = self._rows(name).sort_values("n")
             ax.plot(sub["n"], sub["power"], marker="o", label=name)
         ax.axhline(self.target, color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel("sample size N")
@@ -374,7 +378,7 @@ def _power(model, sizes, reps, instrument, analysis, estimator, missing, missing
             sig = np.abs(E / S) > z
             cover = np.abs(E - true) <= z95 * S
         for j, (l, o, r, lab) in enumerate(names):
-            name = lab if lab else f"{l}{o}{r}"
+            name = l if o == ":=" else f"{l} {o} {r}"  # the path itself (TRUST ~ CULT), not its label (t_cult)
             bias = float(E[:, j].mean() - true[j])
             rows.append({"n": nk, "name": name, "lhs": l, "op": o, "rhs": r, "label": lab, "true": true[j],
                          "mean_est": float(E[:, j].mean()), "bias": bias,

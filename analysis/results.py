@@ -23,6 +23,17 @@ from analysis.format import fmt_number, fmt_pvalue, jsonable
 
 __all__ = ["TestStatistic", "InvalidTestStatistic", "FitResult", "ComparisonResult"]
 
+class Summary(str):
+    """A text summary: a ``str`` whose repr is the text itself, so that a notebook shows
+    ``fit.summary()`` as lavaan prints it, not as one line of escaped newlines."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython
+        printer.text(str(self))
+
+
 # Columns of one estimate in the JSON contract (lavaan parameterEstimates()).
 ESTIMATE_COLUMNS = [
     "lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue",
@@ -593,7 +604,7 @@ class FitResult:
             lines.append("Warnings:")
             lines.extend(f"  - {_warning_text(w)}" for w in self.warnings)
             lines.append("")
-        return "\n".join(lines).rstrip() + "\n"
+        return Summary("\n".join(lines).rstrip() + "\n")
 
     def __str__(self) -> str:
         return self.summary()

@@ -302,7 +302,10 @@ md(f"**Study:** {esc(R['study']['title'])} — instrument {esc(INST.get('title',
    + (f" {cite('enders2001')}" if SETTINGS["missing"] == "fiml" else "")
    + f"; seed {R['study']['seed']}. No table or figure shows a count or statistic for fewer than "
    f"{THRESHOLD} respondents; suppressed cells read `[s]`. Numbers follow APA style {cite('apa2020')}.")
-problems = [(n, s) for n, s in STEPS.items() if s["status"] != "ok"]
+# in the order the pipeline ran them, the root causes (failed) before what they took with them (skipped)
+STEP_ORDER = R.get("step_order") or list(STEPS)
+problems = sorted(((n, s) for n, s in STEPS.items() if s["status"] != "ok"),
+                  key=lambda ns: (ns[1]["status"] == "skipped", (STEP_ORDER + [ns[0]]).index(ns[0])))
 if problems:
     md("### What failed\n\nThese steps did not produce results; the sections that need them say so.")
     table([{"step": n, "status": s["status"], "error": s.get("error", {}).get("type", ""),
@@ -384,9 +387,11 @@ if not failed("quality", "validate"):
        "Flagged respondents are **kept** in every analysis; the flags are for the analyst's judgement.")
     rows = []
     for r in Q["summary"]:
-        computed = r.get("computed", True) and r.get("n_flagged") is not None
+        # a flag nobody could be evaluated on (no timings, no attention check) was not computed: not "0 / 0.0%"
+        computed = r.get("n_evaluable") != 0
+        why = f" ({r['note']})" if r.get("note") else ""
         rows.append({"flag": r["flag"], "rule": r["rule"],
-                     "respondents flagged": r["n_flagged"] if computed else "not computed",
+                     "respondents flagged": r["n_flagged"] if computed else "not computed" + why,
                      "% of all": num(r["pct_flagged"], 1) if computed else "–"})
     table(rows, caption="Quality flags")
     V = R["validation"]

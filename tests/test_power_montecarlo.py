@@ -26,18 +26,18 @@ def test_small_model_power_bias_and_coverage():
     tab = res.table.set_index(["n", "name"])
     # exact true values: fitted to the population moments (marker x1 and y1)
     assert res.true_values.startswith("exact")
-    assert tab.loc[(400, "b"), "true"] == pytest.approx(0.25)
-    assert tab.loc[(400, "F=~x2"), "true"] == pytest.approx(0.7 / 0.8)
+    assert tab.loc[(400, "G ~ F"), "true"] == pytest.approx(0.25)
+    assert tab.loc[(400, "F =~ x2"), "true"] == pytest.approx(0.7 / 0.8)
     # power of the path grows with N; analytic normal approximation at N = 400:
     # se ~ mean_se, power = P(|Z + b/se| > 1.96)
-    p60, p400 = tab.loc[(60, "b"), "power"], tab.loc[(400, "b"), "power"]
+    p60, p400 = tab.loc[(60, "G ~ F"), "power"], tab.loc[(400, "G ~ F"), "power"]
     assert p60 < p400
-    se = tab.loc[(400, "b"), "mean_se"]
+    se = tab.loc[(400, "G ~ F"), "mean_se"]
     expected = sps.norm.sf(1.96 - 0.25 / se) + sps.norm.cdf(-1.96 - 0.25 / se)
     assert p400 == pytest.approx(expected, abs=3 * math.sqrt(expected * (1 - expected) / 60) + 0.02)
     # unbiased and well covered at N = 400 (60 reps: MC sd of a coverage ~ .03)
-    assert abs(tab.loc[(400, "b"), "rel_bias"]) < 0.1
-    assert 0.85 <= tab.loc[(400, "b"), "coverage"] <= 1.0
+    assert abs(tab.loc[(400, "G ~ F"), "rel_bias"]) < 0.1
+    assert 0.85 <= tab.loc[(400, "G ~ F"), "coverage"] <= 1.0
     ov = res.overview.set_index("n")
     assert ov.loc[400, "convergence"] == 1.0
     assert ov.loc[400, "rejection"] < 0.2  # correct model: about alpha
@@ -74,7 +74,8 @@ def test_likert_figure1_runs_with_pseudo_true_values_and_plots(tmp_path):
                          n_true=20_000, careless=0.05)
     assert res.true_values.startswith("pseudo-true")
     names = set(res.table["name"])
-    assert {"t_cult", "ind_cult_resil", "total_cult_resil"} <= names
+    assert {"TRUST ~ CULT", "ind_cult_resil", "total_cult_resil"} <= names  # paths by their path, not label
+    assert set(res.table.loc[res.table["name"] == "TRUST ~ CULT", "label"]) == {"t_cult"}
     assert res.overview.loc[0, "convergence"] == 1.0
     ax = res.plot(["t_cult", "ind_cult_resil"])
     ax.figure.savefig(tmp_path / "power.png")

@@ -11,6 +11,25 @@ from __future__ import annotations
 import importlib
 
 import typer
+import typer.core
+
+
+def _flags_take_no_value() -> None:
+    """Help lists an on/off flag such as --json without a type: typer >= 0.16 shows
+    ``--json <bool>``, which reads as if the flag took a value."""
+    option = typer.core.TyperOption
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "_flags_plain", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._flags_plain = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
 
 app = typer.Typer(
     name="resilience",

@@ -1,0 +1,36 @@
+"""Small things a new user tripped over (issue 14, item 9)."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from analysis.cli.main import app
+
+HS = Path(__file__).parent / "fixtures" / "data" / "HolzingerSwineford1939.csv"
+
+
+def test_help_shows_flags_without_a_value_type():
+    out = CliRunner().invoke(app, ["fit", "--help"], env={"COLUMNS": "120"}).output
+    assert re.search(r"--json\s", out) and "<bool>" not in out
+    assert "<str>" in out or "TEXT" in out  # options that take a value still say so
+
+
+def test_a_summary_shows_as_text_in_a_notebook():
+    from analysis.sem import fit_sem
+
+    fit = fit_sem("visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6", pd.read_csv(HS))
+    text = fit.summary()
+    assert isinstance(text, str) and repr(text) == str(text) and "\\n" not in repr(text)
+    assert repr(text).splitlines()[0].startswith("resilience SEM ended normally")
+
+
+def test_a_partial_search_that_freed_nothing_says_so_plainly():
+    from analysis.invariance import PartialInvarianceResult
+
+    res = PartialInvarianceResult(step="scalar", freed=(), history=pd.DataFrame({"freed": [""]}), holds=True, baseline="metric")
+    assert "holds without freeing any constraint" in res.summary() and "freeing nothing" not in res.summary()
+    res = PartialInvarianceResult(step="scalar", freed=("x3~1",), history=pd.DataFrame({"freed": [""]}), holds=True,
+                                  baseline="metric")
+    assert "holds after freeing x3~1" in res.summary()
