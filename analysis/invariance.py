@@ -645,7 +645,10 @@ def invariance_ladder(
     >>> #         cfa(HS.model, HolzingerSwineford1939, group = "school", group.equal = eq)
     >>> # invariance_ladder(HS_MODEL, hs, group="school").steps
     """
-    if (fit_kwargs.get("sampling_weights") or fit_kwargs.get("cluster")) and estimator.upper() == "ML":
+    design = fit_kwargs.get("design")
+    surveyed = fit_kwargs.get("sampling_weights") or fit_kwargs.get("cluster") or (
+        design is not None and (design.weights or design.cluster))
+    if surveyed and estimator.upper() == "ML":
         estimator = "MLR"   # as fit_sem (lavaan): a survey design makes ML robust, so the tests are scaled
     est, ordered_list, ordinal, table = _setup(model, data, estimator, ordered)
     est_note = f"ordered indicators with {est}: treated as continuous by this estimator" if ordered_list and not ordinal else ""

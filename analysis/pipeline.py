@@ -561,6 +561,7 @@ def _step_import(run: _Run) -> _Output:
                                        mapping=study.resolve(src.mapping) if src.mapping else None)
             except ImportError_ as exc:
                 raise StepFailure("ImportError", f"{study.where('data', i, 'file')}: {exc}") from None
+            res.data = _attach_design_columns(path, study, res.data)
             if withdrawn:  # respondents who withdrew: their answers (and issues quoting them) go
                 res.issues = [x for x in res.issues if str(x.respondent_id) not in withdrawn]
                 res.data = _without(res.data, withdrawn)
@@ -595,6 +596,28 @@ def _step_import(run: _Run) -> _Output:
         raise StepFailure("NoData", "the data sources hold no responses")
     return _Output(data={"sources": sources, "n_rows": len(responses)}, tables={"responses": responses},
                    objects={"imports": imports})
+
+
+def _attach_design_columns(path: Path, study: Study, frame: pd.DataFrame) -> pd.DataFrame:
+    """Design columns (weights, clusters, strata) that the instrument does not define are left out
+    by the import; take them from the file, row for row, when it is a plain table that has them."""
+    if study.design is None:
+        return frame
+    wanted = [c for c in study.design.to_design().columns if c not in frame.columns]
+    if not wanted:
+        return frame
+    from .data import read_table
+
+    try:
+        raw = read_table(path)
+    except Exception:  # noqa: BLE001 - not a plain table: the design steps name the missing column
+        return frame
+    if len(raw) != len(frame) or any(c not in raw.columns for c in wanted):
+        return frame
+    frame = frame.copy()
+    for c in wanted:
+        frame[c] = raw[c].to_numpy()
+    return frame
 
 
 def _withdrawn(study) -> set[str]:
@@ -692,6 +715,14 @@ def _present(run: _Run, columns: list[str]) -> list[str]:
     return [c for c in columns if c in have]
 
 
+def _labelled(run: _Run, column: str) -> pd.Series | None:
+    """A grouping or described column as labelled by the disclosure rule (None before it ran)."""
+    if not run.ok("disclosure") or column not in run.out("disclosure").tables["groups"].columns:
+        return None
+    col = run.out("disclosure").tables["groups"][column]
+    return col.astype(object).where(col.notna(), None)
+
+
 # the demographics the sample description tabulates, besides the study's groups
 _DESCRIBED = (("language", "Interview language"), ("AGEBAND", "Age"), ("GENDER", "Gender"))
 
@@ -699,41 +730,44 @@ _DESCRIBED = (("language", "Interview language"), ("AGEBAND", "Age"), ("GENDER",
 def _step_disclosure(run: _Run) -> _Output:
     """The study-wide small-groups rule (``disclosure`` in study.yaml), before any analysis.
 
-    Every grouping and described variable is labelled, and each category with
+    Every grouping and described variable is labelled (table ``groups``, which
+    the group steps and the sample description read), and each category with
     fewer than k respondents is merged into the residual category or dropped
     (rows and all), so that no total, margin, ``ntotal`` or mean published
-    later can be subtracted down to a small group (analysis.disclosure).
+    later can be subtracted down to a small group (analysis.disclosure). The
+    scored columns themselves stay as they are: a model may use a code as a covariate.
     """
     from .disclosure import apply_small_groups
 
     rule = run.study.disclosure
-    scored = run.out("score").tables["scored"].copy()
+    scored = run.out("score").tables["scored"]
     responses = run.out("import").tables["responses"]
     if len(scored) != len(responses):
         raise StepFailure("Misaligned", "the scored table and the responses differ in length")
-    columns = []
+    labelled = pd.DataFrame(index=scored.index)
     for i, g in enumerate(run.study.groups):
         try:
-            scored[g] = _group_column(run, i).to_numpy()
+            labelled[g] = _group_column(run, i).to_numpy()
         except StepFailure:  # the steps that use this group say why it cannot be used
             continue
-        columns.append(g)
     for col, _ in _DESCRIBED:
         src = scored[col] if col in scored.columns else responses[col] if col in responses.columns else None
-        if src is None or col in columns:
+        if src is None or col in labelled.columns:
             continue
         labels = _labels_for(run.instrument, col)
         if labels and pd.api.types.is_numeric_dtype(src):
             src = pd.to_numeric(src, errors="coerce").map(labels)
-        scored[col] = src.astype(object).where(src.notna(), None).to_numpy()
-        columns.append(col)
-    kept, handled = apply_small_groups(scored, columns, k=rule.k, rule=rule.small_groups, residual=rule.residual)
-    tables = {"scored": kept.reset_index(drop=True)}
+        labelled[col] = src.astype(object).where(src.notna(), None).to_numpy()
+    columns = list(labelled.columns)
+    groups, handled = apply_small_groups(labelled, columns, k=rule.k, rule=rule.small_groups,
+                                         residual=rule.residual)
+    kept = scored.index.isin(groups.index)
+    tables = {"scored": scored[kept].reset_index(drop=True), "groups": groups.reset_index(drop=True)}
     # names only: the sizes of what was merged or dropped are exactly what must not be published
     data = {"k": rule.k, "small_groups": rule.small_groups, "residual": rule.residual, "variables": columns,
             "handled": handled}
     if rule.small_groups == "drop":
-        tables["responses"] = responses[scored.index.isin(kept.index)].reset_index(drop=True)
+        tables["responses"] = responses[kept].reset_index(drop=True)
         # the scoring summary (means, n scored) of the respondents kept: over everyone, minus the
         # group means, it would give the dropped ones' means
         from instruments.score import score
@@ -747,6 +781,9 @@ def _step_disclosure(run: _Run) -> _Output:
 def _group_column(run: _Run, index: int) -> pd.Series:
     """The labelled grouping column ``groups[index]``; StepFailure naming the line if absent."""
     name = run.study.groups[index]
+    labelled = _labelled(run, name)
+    if labelled is not None:
+        return labelled
     scored = _scored(run)
     if name in scored.columns:
         col = scored[name]
@@ -818,7 +855,9 @@ def _step_describe(run: _Run) -> _Output:
 
     described = []
     for col, title in _DESCRIBED:
-        if col in scored.columns or col in _responses(run).columns:
+        if _labelled(run, col) is not None:
+            described.append((col, title, _labelled(run, col)))
+        elif col in scored.columns or col in _responses(run).columns:
             src = scored[col] if col in scored.columns else _responses(run)[col]
             labels = _labels_for(inst, col)
             if labels and pd.api.types.is_numeric_dtype(src):
@@ -926,6 +965,8 @@ def _step_reliability(run: _Run) -> _Output:
 
 def _fit_options(study: Study) -> dict[str, Any]:
     opts: dict[str, Any] = {"estimator": study.estimator, "missing": study.missing}
+    if study.design is not None:   # in the steps' cache keys; _with_design takes it out
+        opts["design"] = study.design.model_dump()
     if study.ordered:
         opts["ordered"] = study.ordered
     if study.missing == "impute":   # in the steps' cache keys; _fit takes it out
@@ -1008,6 +1049,7 @@ def _fit(run: _Run, name: str, **extra) -> Any:
     _check_variables(run, name, where, syntax, data)
     data, extra = _two_level_data(run, syntax, data, extra)
     opts = _fit_options(run.study)
+    data, extra = _with_design(run, data, opts, extra)
     try:
         if opts["missing"] == "impute":   # the model's items imputed m times, the fits pooled
             opts["missing"] = "listwise"
@@ -1021,6 +1063,59 @@ def _fit(run: _Run, name: str, **extra) -> Any:
                     and w.get("type") == "non-convergence"), "the optimizer stopped early")
         raise StepFailure("NonConvergence", f"model '{name}' ({where}) did not converge: {why}")
     return fit
+
+
+def _with_design(run: _Run, data: pd.DataFrame, opts: dict, extra: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """study.yaml's ``design:`` for a one-level fit: its columns joined to the model data and
+    ``design=`` for fit_sem (sampling weights, clusters and strata, analysis.design). A two-level
+    model (``cluster`` already in ``extra``) uses the cluster as its level instead."""
+    extra = dict(extra or {})
+    spec = opts.pop("design", None)
+    if not spec or "cluster" in extra:
+        return data, extra
+    design = run.study.design.to_design()
+    if design.is_empty:
+        return data, extra
+    data = data.copy()
+    for col in design.columns:
+        data[col] = _design_column(run, col).reindex(data.index).to_numpy()
+    return data, {**extra, "design": design}
+
+
+def _design_column(run: _Run, col: str) -> pd.Series:
+    for table in (_scored(run), _responses(run)):
+        if col in table.columns:
+            return table[col]
+    raise StepFailure("UnknownDesignColumn", f"the design variable '{col}' ({run.study.where('design')}) is not a "
+                                             "column of the data; mark it in the instrument (role weight, cluster "
+                                             "or stratum) so that import keeps it")
+
+
+def _step_design(run: _Run) -> _Output:
+    """The report's sample-design section (analysis.design.report): the weights, effective n, design
+    effects, and construct scores and groups weighted and unweighted side by side."""
+    from .design.report import design_summary
+
+    scored = _scored(run)
+    data = scored.copy()
+    design = run.study.design.to_design()
+    for col in design.columns:
+        data[col] = _design_column(run, col).reindex(data.index).to_numpy()
+    scores = [c.id for c in run.instrument.constructs if c.id in scored.columns
+              and pd.api.types.is_numeric_dtype(scored[c.id])]
+    groups = []
+    for i, g in enumerate(run.study.groups):
+        try:
+            data[g] = _group_column(run, i).reindex(data.index).to_numpy()
+            groups.append(g)
+        except StepFailure:
+            continue
+    try:
+        out = design_summary(data, design, scores, categorical=groups, threshold=run.study.disclosure.threshold)
+    except Exception as exc:
+        raise StepFailure(type(exc).__name__, f"sample design ({run.study.where('design')}): "
+                          f"{_error_text(exc)}") from None
+    return _Output(data=_clean(out))
 
 
 def _imputed(run: _Run, syntax: str, data: pd.DataFrame) -> list[pd.DataFrame]:
@@ -1140,6 +1235,8 @@ def _step_invariance(run: _Run, index: int) -> _Output:
     _, syntax = _syntax(run, "measurement")
     data, info = _model_data(run, index)
     opts = _fit_options(run.study)
+    data, design = _with_design(run, data, opts)
+    opts.update(design)
     note = _complete_cases(opts)
     try:
         res = invariance_ladder(syntax, data, group="__group__", estimator=opts.pop("estimator"),
@@ -1159,6 +1256,7 @@ def _step_invariance(run: _Run, index: int) -> _Output:
         from .invariance import partial_invariance_search
 
         opts = _fit_options(run.study)
+        opts.update(_with_design(run, data, opts)[1])
         _complete_cases(opts)
         try:
             part = partial_invariance_search(syntax, data, group="__group__", step=failing,
@@ -1306,6 +1404,8 @@ def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     freed = _freed(run, run.study.groups[index])
     data, info = _model_data(run, index)
     opts = _fit_options(run.study)
+    data, design = _with_design(run, data, opts)
+    opts.update(design)
     note = _complete_cases(opts)
     try:
         res = compare_groups(syntax, data, group="__group__", estimator=opts.pop("estimator"),
@@ -1385,6 +1485,7 @@ def _bundle(run: _Run) -> dict[str, Any]:
     results["sample"] = data("describe")
     results["reliability"] = data("reliability")
     results["icc"] = data("icc") if "icc" in run.records else None
+    results["design"] = data("design") if "design" in run.records else None
     results["cfa"] = data("cfa")
     results["models"] = {n.split(":", 1)[1]: run.out(n).data for n in run.records if n.startswith("model:") and run.ok(n)}
     results["comparisons"] = {n.split(":", 1)[1]: run.out(n).data for n in run.records
@@ -1582,7 +1683,8 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
             _load_instrument(run)
         src_inputs = _source_inputs(run)
         run.step("import", "Import the data", lambda: _step_import(run), deps=("instrument",),
-                 options=[s.model_dump() for s in study.data],
+                 options=[s.model_dump() for s in study.data] + (
+                     [study.design.model_dump()] if study.design is not None else []),
                  inputs={"sources": src_inputs, "withdrawn": sorted(_withdrawn(study))})
         validated = run.step("validate", "Validate the answers", lambda: _step_validate(run), deps=("import",))
         if validated.status == "ok" and run.out("validate").data.get("n_errors"):
@@ -1599,6 +1701,10 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
                           "measurement": _safe_syntax(study, "measurement")})
         run.step("reliability", "Reliability and validity", lambda: _step_reliability(run), deps=("import", "disclosure"),
                  options={"measurement": _safe_syntax(study, "measurement")})
+        if study.design is not None and (study.design.weights or study.design.cluster or study.design.strata):
+            run.step("design", "Sample design", lambda: _step_design(run), deps=("import", "disclosure"),
+                     options={"design": study.design.model_dump(), "threshold": study.disclosure.threshold,
+                              "groups": study.groups})
         if study.design is not None and study.design.cluster:
             run.step("icc", f"ICCs by {study.design.cluster}", lambda: _step_icc(run), deps=("import", "disclosure"),
                      options={"cluster": study.design.cluster})

@@ -358,6 +358,47 @@ if not failed("import", "describe") and R.get("sample"):
         table([[r[0], r[1]] + [num(v, 2) for v in r[2:]] for r in gm["rows"]], columns=cols,
               caption=gm["title"] + " (item means on the answer scale)")
 
+# %%
+# The sample design (study.yaml design:): the weights, effective sample size and design effects, and
+# key estimates weighted and unweighted side by side. Cells resting on fewer than THRESHOLD
+# respondents (unweighted) are withheld, weighted or not.
+DES = R.get("design")
+if DES or "design" in STEPS:
+    md("## Sample design")
+failed("design")
+if DES:
+    spec = DES["design"]
+    parts = [f"weights `{esc(spec['weights'])}`" if spec.get("weights") else "no weights",
+             f"{DES['n_psu']} clusters (`{esc(spec['cluster'])}`)" if spec.get("cluster") else "no clusters",
+             f"{DES['n_strata']} strata (`{esc(spec['strata'])}`)" if spec.get("strata") else "no strata"]
+    md(f"Every estimate, standard error and model below takes the sample design into account: "
+       f"{', '.join(parts)}. Standard errors are linearised (Taylor) for means and proportions, and "
+       "cluster-robust (sandwich) for the models, whose tests are scaled (MLR) as lavaan does "
+       f"with sampling weights {cite('rosseel2012')}.")
+    W = DES.get("weights")
+    if W:
+        md(f"The weights range from {num(W['min'], 2)} to {num(W['max'], 2)} (median {num(W['q50'], 2)}, "
+           f"coefficient of variation {num(W['cv'], 2)}): the effective sample size is "
+           f"{num(W['kish_n_eff'], 0)} of {W['n']} respondents, a design effect due to weighting of "
+           f"{num(W['deff_weighting'], 2)} (Kish).")
+    rows = []
+    for r in DES["estimates"]:
+        what = label(r["variable"]) if r["category"] is None else f"{esc(r['variable'])}: {esc(r['category'])}"
+        shown = r["weighted"] is not None
+        pct = r["category"] is not None
+        fmt = (lambda v: num(100 * v, 1) + "%") if pct else (lambda v: num(v, 2))
+        rows.append({"estimate": what, "n": r["n"] if shown else "[s]",
+                     "unweighted": fmt(r["unweighted"]) if shown else "[s]",
+                     "weighted": fmt(r["weighted"]) if shown else "[s]",
+                     "SE (design)": (num(100 * r["se"], 1) if pct else num(r["se"], 3)) if shown else "[s]",
+                     "deff": num(r["deff"], 2) if shown and r.get("deff") is not None else "–"})
+    if rows:
+        table(rows, caption="Key estimates, unweighted and weighted",
+              note="Construct scores on the answer scale; shares in percent. SE: design-based (Taylor); "
+                   "deff: the design variance over that of a simple random sample of the same size.")
+    for sentence in DES.get("sentences", []):
+        md(esc(sentence))
+
 # %% [markdown]
 # ## Item response distributions
 #
