@@ -618,8 +618,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
         raise ImportError_(_issue("unreadable", f"{path.name}: no sheet {sheet!r} (sheets: {wb.sheetnames})"))
     ws = wb[sheet] if sheet else wb.worksheets[0]
     # the sheet's declared dimension: rows for progress, columns so that a column without
-    # a header is still read (it may lie: padding counts against MAX_XLSX_CELLS)
-    total_rows, width = ws.max_row, min(ws.max_column or 0, 16_384)
+    # a header is still read (it may lie: see below, and padding counts against MAX_XLSX_CELLS)
+    total_rows, width = ws.max_row, ws.max_column or 0
     ws.reset_dimensions()  # rows are never padded out by openpyxl to a declared A1:XFD1048576
     rows = ws.iter_rows(values_only=True)
     has_formulas, merged = _scan_sheet(path, ws._worksheet_path)
@@ -636,7 +636,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawTable:
     if header is None or all(v is None for v in header):
         raise ImportError_(_issue("empty-file", f"{path.name}: sheet {ws.title!r} is empty"))
     header = [_cell_text(v) for v in header]
-    header += [""] * (width - len(header))
+    if width <= len(header) + 256:  # a few unheaded columns; a sheet claiming thousands more lies,
+        header += [""] * (width - len(header))  # and its surplus cells go to '_extra' as ragged rows
     header_rows = 1
     if merged:
         from openpyxl.utils.cell import range_boundaries

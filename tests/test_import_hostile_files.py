@@ -97,14 +97,11 @@ def test_declared_dimension_does_not_inflate_cells(crs, tmp_path):
     with zipfile.ZipFile(path, "w") as zf:
         _workbook_parts(zf, _sheet(rows, "A1:XFD1048576"))
     started = time.monotonic()
-    try:
-        result = import_responses(path, crs)
-    except ImportError_ as exc:  # refused is fine too, as long as it is quick and named
-        assert "wide.xlsx" in exc.issue.message
-    else:
-        assert result.data["respondent_id"].tolist() == ["r1", "r2"]
-        assert result.data["source_row"].tolist() == [2, 1048576]
+    result = import_responses(path, crs)
     assert time.monotonic() - started < 10
+    assert result.data["respondent_id"].tolist() == ["r1", "r2"]
+    assert result.data["source_row"].tolist() == [2, 1048576]
+    assert "blank-header" not in {i.type for i in result.issues}  # no 16,382 invented columns
 
 
 def test_cell_cap_is_named(crs, tmp_path, monkeypatch):
