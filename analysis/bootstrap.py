@@ -494,6 +494,11 @@ def bootstrap_fit(fit, *, n_boot: int = 1000, ci: str = "perc", level: float = 0
     if getattr(fit, "twolevel", None) is not None:
         raise OptionError("bootstrap of a two-level model is not available (its replications would have to "
                           "resample whole clusters); use its ML or MLR (cluster-robust) standard errors")
+    opts = getattr(fit, "options", None) or {}
+    if any(opts.get(k) for k in ("sampling_weights", "cluster", "strata")):
+        raise OptionError("resampling respondents ignores the sample design (weights, clusters, strata); use "
+                          "the design's replicate weights instead (analysis.design.replicate: rao_wu_bootstrap "
+                          "and replicate_fit) or the cluster-robust standard errors of the fit")
     ctx = _refitter(fit, data)
     root = np.random.SeedSequence(seed)
     boot_seq, bs_seq = root.spawn(2)

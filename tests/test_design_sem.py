@@ -122,3 +122,13 @@ def test_ordered_items_with_weights_are_refused_clearly():
     data = pd.read_csv(FIX / "design_sample.csv")
     with pytest.raises(EstimatorNotAvailableError, match="ordered"):
         fit_sem(HS, data, sampling_weights="w", ordered=True)
+
+
+def test_respondent_bootstrap_of_a_design_fit_is_refused_with_the_way_out():
+    from analysis.bootstrap import bootstrap_fit
+    from analysis.errors import OptionError
+
+    data = pd.read_csv(FIX / "design_sample.csv")
+    fit = fit_sem(HS, data, sampling_weights="w", cluster="psu")
+    with pytest.raises(OptionError, match="replicate weights"):
+        bootstrap_fit(fit, n_boot=10, data=data)
