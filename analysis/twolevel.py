@@ -713,8 +713,10 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     df = h1_npar - n_exo - npar
     chisq = max(m2ll - m2ll_h1, 0.0)
     tst = {"chisq": chisq, "df": df, "pvalue": float(sps.chi2.sf(chisq, df)) if df > 0 else math.nan}
+    trace_h1 = None
     if estimator == "MLR" and test != "none" and df > 0 and vcov is not None:
-        c = _yuan_bentler_mplus(data_for, h1_pt, exo, a_inv, scores, df)
+        trace_h1 = _h1_trace(data_for, h1_pt, exo)
+        c = (trace_h1 - _trace(a_inv, scores)) / df
         tst.update({"chisq.scaled": chisq / c, "df.scaled": df, "chisq.scaling.factor": c,
                     "pvalue.scaled": float(sps.chi2.sf(chisq / c, df))})
 
@@ -730,8 +732,11 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     fit = _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, cdata.n_clusters,
                         (sw_h1, sb_h1), est.implied_levels(x), loglik_x)
     if "chisq.scaled" in tst:
-        fit = pd.concat([fit, pd.Series({k: tst[k] for k in ("chisq.scaled", "df.scaled", "pvalue.scaled",
-                                                             "chisq.scaling.factor")}, dtype=float)])
+        # the baseline's own scaling factor, from its Hessian and cluster scores
+        base_x = base_opt.x
+        c_base = (trace_h1 - _trace(np.linalg.inv(n * base_est.hessian(base_x)),
+                                    base_est.cluster_scores(base_x))) / base_df
+        fit = pd.concat([fit, _scaled_measures(tst, base_chisq, base_df, c_base, n)])
 
     # estimates, SEs; 11. standardize; 12. defined ----------------------------------
     from .sem import _fill_inference, _set_inference
@@ -853,14 +858,14 @@ def _level_start_values(ipt, sw, mw, sb, mb, ov1, ov2, n) -> np.ndarray:
     return start
 
 
-def _yuan_bentler_mplus(cdata, h1_pt, exo, a_inv, scores, df) -> float:
-    """Yuan-Bentler (Mplus) scaling: [tr(A1^-1 B1) - tr(A0^-1 B0)] / df, with A the observed
-    information and B the cross-product of cluster scores; h1 at its own (unstructured)
-    estimates, the fixed.x moments left out of A1 and B1, as lavaan does."""
+def _h1_trace(data, h1_pt, exo) -> float:
+    """tr(A1^-1 B1) of the saturated model at its estimates (A: observed information, B: cross-
+    product of cluster scores), the fixed.x moments left out: the h1 half of the Yuan-Bentler
+    (Mplus) scaling ``c = [tr(A1^-1 B1) - tr(A0^-1 B0)] / df``, as lavaan computes it."""
     from .model import Model
 
     h1_mdl = Model(_compiled(h1_pt), meanstructure=True)
-    h1_est = _estimator(h1_mdl, cdata)
+    h1_est = _estimator(h1_mdl, data)
     x_h1 = h1_mdl.x_start
     a1 = h1_est.hessian(x_h1) * h1_est.ntotal
     s1 = h1_est.cluster_scores(x_h1)
@@ -869,10 +874,25 @@ def _yuan_bentler_mplus(cdata, h1_pt, exo, a_inv, scores, df) -> float:
         rows = (h1_pt["level"] == k) & h1_pt["lhs"].isin(names) & (h1_pt["free"] > 0) & \
             ((h1_pt["op"] == "~1") | h1_pt["rhs"].isin(names))
         keep[h1_pt.loc[rows, "free"].to_numpy() - 1] = False
-    a1, s1 = a1[np.ix_(keep, keep)], s1[:, keep]
-    trace_h1 = float(np.sum(np.linalg.inv(a1) * (s1.T @ s1)))
-    trace_h0 = float(np.sum(a_inv * (scores.T @ scores)))
-    return (trace_h1 - trace_h0) / df
+    return _trace(np.linalg.inv(a1[np.ix_(keep, keep)]), s1[:, keep])
+
+
+def _trace(a_inv, scores) -> float:
+    """tr(A^-1 B) with B the cross-product of the cluster scores."""
+    return float(np.sum(a_inv * (scores.T @ scores)))
+
+
+def _scaled_measures(tst, base_chisq, base_df, c_base, n) -> pd.Series:
+    """lavaan's scaled and robust fit measures under MLR, from the model's and the baseline's
+    Yuan-Bentler tests (the single-level code: analysis.estimators.robust)."""
+    from .estimators.robust import robust_fit_indices
+
+    c = tst["chisq.scaling.factor"]
+    test = {**tst, "test.scaled": "yuan.bentler.mplus", "trace.UGamma": c * tst["df"]}
+    baseline = {"chisq": base_chisq, "df": base_df, "chisq.scaled": base_chisq / c_base, "df.scaled": base_df,
+                "pvalue.scaled": float(sps.chi2.sf(base_chisq / c_base, base_df)),
+                "chisq.scaling.factor": c_base}
+    return pd.Series(robust_fit_indices(test, baseline, n), dtype=float)
 
 
 def _loglik_x(kept, cluster, exo, ov1, ov2) -> float:

@@ -94,7 +94,9 @@ def test_fit_measures_match_lavaan(case):
         assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=1e-3, abs=1e-9), (name, key)
     if "mlr" in name:
         rel = 1e-3 if name == "cfa_mlr" else 5e-3     # see the SE note above
-        for key in ("chisq.scaled", "chisq.scaling.factor", "pvalue.scaled"):
+        for key in ("chisq.scaled", "chisq.scaling.factor", "pvalue.scaled", "baseline.chisq.scaled",
+                    "cfi.scaled", "tli.scaled", "cfi.robust", "tli.robust", "rmsea.scaled", "rmsea.robust",
+                    "rmsea.ci.upper.scaled", "rmsea.ci.upper.robust"):
             assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=rel), (name, key)
 
 
