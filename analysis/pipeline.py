@@ -1352,6 +1352,30 @@ def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a, *, hypothesis=None
     return out
 
 
+def _step_sensitivity(run: _Run, model: str) -> _Output:
+    """``model`` refitted on the respondents no quality flag marked, beside the fit on everyone."""
+    from .sem import fit_sem
+
+    data, _ = _model_data(run)
+    flags = run.out("quality").tables["flags"]
+    if len(flags) != len(data):  # both come from the same rows; anything else would pair the wrong people
+        raise StepFailure("Misaligned", f"the quality flags cover {len(flags)} rows and the model data {len(data)}")
+    clean = data[(flags["n_flags"].to_numpy() == 0)]
+    excluded = len(data) - len(clean)
+    _, syntax = _syntax(run, model)
+    try:
+        fit = fit_sem(syntax, clean, warn=False, **_fit_options(run.study))
+    except Exception as exc:
+        raise StepFailure(type(exc).__name__, f"model '{model}' without flagged respondents: {exc}") from None
+    full = _get_fit(run, f"model:{model}").params
+    keys = ["lhs", "op", "rhs"]
+    both = full[full["op"].isin(["~", ":="])][keys + ["est", "std.all", "pvalue"]].merge(
+        fit.params[keys + ["est", "std.all", "pvalue", "ci.lower", "ci.upper"]], on=keys, suffixes=("", ".clean"))
+    thr = run.study.disclosure.threshold
+    return _Output(data={"model": model, "n_excluded": _safe_count(excluded, thr), "converged": bool(fit.converged),
+                         "fit": _clean(fit.fit_dict()), "paths": _clean(both)})
+
+
 def _step_bootstrap(run: _Run, model: str) -> _Output:
     from .bootstrap import bootstrap_fit
 
@@ -1495,6 +1519,8 @@ def _bundle(run: _Run) -> dict[str, Any]:
                              if n.startswith("invariance:") and run.ok(n)}
     results["group_paths"] = {n.split(":", 1)[1]: run.out(n).data for n in run.records
                               if n.startswith("groups:") and run.ok(n)}
+    results["sensitivity"] = next((run.out(n).data for n in run.records
+                                   if n.startswith("sensitivity:") and run.ok(n)), None)
     # the verdicts on the study's hypotheses, in study.yaml's order; the first leads the report
     results["hypotheses"] = []
     for h in study.hypotheses:
@@ -1720,6 +1746,13 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
         for name in structural:
             run.step(f"model:{name}", f"Model {name}", lambda name=name: _fit_output(_fit(run, name)),
                      deps=("disclosure",), options={"syntax": _safe_syntax(study, name), **_fit_options(study)})
+        # the lead model (the first hypothesis's, else the first structural one) refitted without the
+        # respondents any quality flag marked: do the findings hang on careless answers?
+        lead = next((h.model for h in study.hypotheses if h.model in structural), structural[0] if structural else None)
+        if lead is not None:
+            run.step(f"sensitivity:{lead}", f"Model {lead} without flagged respondents",
+                     lambda: _step_sensitivity(run, lead), deps=(f"model:{lead}", "quality"),
+                     options={"syntax": _safe_syntax(study, lead), **_fit_options(study)})
         for a, b in pairs:
             run.step(f"compare:{a}-vs-{b}", f"Compare {a} vs {b}", lambda a=a, b=b: _step_compare(run, a, b),
                      deps=(f"model:{a}", f"model:{b}"))

@@ -206,6 +206,14 @@ def estimate_cell(r, digits=3):
     return num(r["est"], digits) + (" (fixed)" if r.get("free", 1) == 0 or r.get("se") in (None, 0) else "")
 
 
+def beta_ci(r):
+    """The 95% interval of a standardized estimate, from its delta-method SE (std.all.se)."""
+    se = r.get("std.all.se")
+    if se is None or se != se or r.get("std.all") is None:
+        return "–"
+    return f"[{apa(r['std.all'] - 1.959964 * se)}, {apa(r['std.all'] + 1.959964 * se)}]"
+
+
 def n_sentence(d):
     """The N behind a fit and why it differs from the sample analysed."""
     f = d.get("fit", {})
@@ -566,9 +574,10 @@ for step in model_steps:
     has_ci = "ci.lower" in est.columns
     table([{"path": f"{label(r['rhs'])} → {label(r['lhs'])}", "b": estimate_cell(r), "SE": num(r["se"]),
             "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
-            "p": pval(r["pvalue"]), "β": apa(r["std.all"])} for _, r in reg.iterrows()],
+            "p": pval(r["pvalue"]), "β": apa(r["std.all"]), "β 95% CI": beta_ci(r)} for _, r in reg.iterrows()],
           caption=f"Structural paths of {name}",
-          note="b: unstandardized estimate with its 95% confidence interval; β: standardized (std.all).")
+          note="b: unstandardized estimate with its 95% confidence interval; β: standardized (std.all), its "
+               "interval from the delta-method standard error (lavaan's standardizedSolution).")
     latent = set(est.loc[est["op"] == "=~", "lhs"])
     r2 = [r for r in (M.get("r2") or []) if r.get("lhs") in latent]
     if r2:
@@ -580,6 +589,20 @@ for step in model_steps:
                 "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
                 "p": pval(r["pvalue"]), "β": apa(r.get("std.all"))} for _, r in defined.iterrows()],
               caption=f"Defined effects of {name} (delta-method standard errors)")
+
+# %%
+SENS = R.get("sensitivity")
+sens_steps = [n for n in STEPS if n.startswith("sensitivity:")]
+if sens_steps:
+    md("## Sensitivity: without flagged respondents")
+    failed(*sens_steps)
+if SENS:
+    md(f"The model {esc(SENS['model'])} refitted without the {SENS['n_excluded']} respondents any quality flag "
+       f"marked: {fit_sentence(SENS)}. Paths that keep their size and sign do not hang on careless answers.")
+    table([{"path": (f"{label(p['rhs'])} → {label(p['lhs'])}" if p["op"] == "~" else p["lhs"]),
+            "β (all)": apa(p["std.all"]), "β (without flagged)": apa(p["std.all.clean"]),
+            "p (without flagged)": pval(p["pvalue.clean"])} for p in SENS["paths"]],
+          caption=f"Paths of {SENS['model']} with and without flagged respondents")
 
 # %% [markdown]
 # ## Rival models and hypotheses

@@ -20,7 +20,7 @@ SECTIONS = [
     "Key findings", "About this study", "Constructs",
     "Sample description", "Item response distributions", "Data-quality flags", "Reliability and validity",
     "CFA: fit and loadings", "Measurement invariance across groups", "Structural model: figure1",
-    "Structural model: top_down", "Rival models and hypotheses", "Defined effects: bootstrap intervals",
+    "Structural model: top_down", "Sensitivity: without flagged respondents", "Rival models and hypotheses", "Defined effects: bootstrap intervals",
     "Do the paths differ between groups?", "Limitations", "References", "Reproducibility appendix",
 ]
 
@@ -78,7 +78,7 @@ def test_numbers_match_results_json(rendered):
     paths = tables["Structural paths of figure1"]
     est = {(e["rhs"], e["lhs"]): e for e in r["models"]["figure1"]["estimates"] if e["op"] == "~"}
     labels = {c["id"]: c["label"] for c in r["instrument"]["constructs"]}
-    assert paths[0] == ["path", "b", "SE", "95% CI", "p", "β"]
+    assert paths[0] == ["path", "b", "SE", "95% CI", "p", "β", "β 95% CI"]
     for row in paths[1:]:
         rhs, lhs = (re.fullmatch(r"(.+) \((\w+)\)", side).groups() for side in row[0].split(" → "))
         assert labels[rhs[1]] == rhs[0] and labels[lhs[1]] == lhs[0]  # labels, not codes

@@ -58,6 +58,12 @@ def test_every_step_succeeds_on_the_studys_own_instrument(study):
     assert r["verdict"]["path"]["path"] == "WELLB ~ CIVIC"
     assert [p["lhs"] + "~" + p["rhs"] for p in r["group_paths"]["DISTRICT"]["paths"]] == ["WELLB~CIVIC"]
     assert set(r["figures"]["path_diagrams"]) == {"main", "direct"}
+    # the lead model (the hypothesis's) without the respondents a quality flag marked
+    sens = r["sensitivity"]
+    assert sens["model"] == "main" and sens["converged"] and int(sens["n_excluded"]) > 0
+    assert sens["fit"]["ntotal"] < r["models"]["main"]["fit"]["ntotal"]
+    assert {(p["lhs"], p["op"], p["rhs"]) for p in sens["paths"]} == {
+        (e["lhs"], e["op"], e["rhs"]) for e in r["models"]["main"]["estimates"] if e["op"] in ("~", ":=")}
     assert {e["effect"] for e in r["bootstrap"]["effects"]} == {"safety_via_civic", "belonging_via_civic",
                                                               "total_belonging"}
 
@@ -69,6 +75,7 @@ def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
     heads = [h.get_text(strip=True).rstrip("¶") for h in soup.find_all(["h1", "h2"])]
     assert "Wellbeing in two districts: does civic engagement matter?" in heads  # report.title
     assert "Structural model: main" in heads and "Structural model: direct" in heads
+    assert "Sensitivity: without flagged respondents" in heads
     for lab in ("Perceived safety", "Sense of belonging", "Civic engagement", "Wellbeing"):
         assert lab in text
     # the glossary gives the wording in both languages
@@ -82,7 +89,11 @@ def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
     assert cell in text
     beta = re.sub(r"^(-?)0\.", r"\1.", f"{est[('CIVIC', 'WELLB')]['std.all']:.2f}")
     row = next(tr for tr in soup.find_all("tr") if tr.find("td") and tr.find("td").get_text() == cell)
-    assert row.find_all("td")[-1].get_text() == beta
+    e = est[("CIVIC", "WELLB")]
+    apa = lambda v: re.sub(r"^(-?)0\.", r"\1.", f"{v:.2f}")  # noqa: E731
+    assert row.find_all("td")[-2].get_text() == beta
+    assert row.find_all("td")[-1].get_text() == (f"[{apa(e['std.all'] - 1.959964 * e['std.all.se'])}, "
+                                                 f"{apa(e['std.all'] + 1.959964 * e['std.all.se'])}]")
     for effect in ("safety_via_civic", "belonging_via_civic", "total_belonging"):
         assert effect in text
     assert "H1: Civic engagement carries part of the effect of belonging on wellbeing" in text
