@@ -756,6 +756,11 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
             jac = dp.jacobian(x)
             _set_inference(ipt, defined, vals, np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0)))
     ipt = standardize(ipt, mdl, x)
+    if vcov is not None:   # delta-method SEs of std.lv and std.all (lavaan's standardizedSolution)
+        from .standardize import standardized_se
+
+        for col, values in standardized_se(mdl, x, vcov).items():
+            ipt[f"{col}.se"] = values
     r2 = rsquare(ipt, mdl, x)
     r2 = r2.rename(columns={"group": "level"}).assign(group=1) if r2 is not None else None
     out_pt = ipt.copy()

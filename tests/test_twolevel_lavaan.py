@@ -71,6 +71,10 @@ def test_estimates_and_ses_match_lavaan(case):
     # lavaan's FIML optimum is ~1e-4 from the maximum; standardized intercepts (~5) magnify it
     np.testing.assert_allclose(both["std.all"], both["std.all_lavaan"],
                                atol=5e-4 if name == "cfa_missing" else 1e-4, err_msg=name)
+    # standardizedSolution()'s delta-method SEs, per level
+    std_free = both["std.all.se_lavaan"] > 1e-6
+    np.testing.assert_allclose(both.loc[std_free, "std.all.se"], both.loc[std_free, "std.all.se_lavaan"],
+                               rtol=1e-3, atol=1e-5, err_msg=name)
 
 
 def test_parameter_table_follows_lavaan(case):
