@@ -837,6 +837,16 @@ def _mask_small_counts(df: pd.DataFrame, count_col: str, also: list[str], thresh
     return out
 
 
+def _language_recorded(run: _Run) -> bool:
+    """Whether the data say which language each interview was in: the instrument has several and
+    no source lacked a language column (the import then assumes the default language)."""
+    if len(run.instrument.languages) < 2:
+        return False
+    imports = run.out("import").objects.get("imports") or []
+    return not any(getattr(issue, "type", "") == "language-assumed" for meta in imports
+                   for issue in meta.get("issues", []))
+
+
 def _step_describe(run: _Run) -> _Output:
     """Sample description and item distributions, with disclosure control applied here."""
     inst, study = run.instrument, run.study
@@ -855,6 +865,8 @@ def _step_describe(run: _Run) -> _Output:
 
     described = []
     for col, title in _DESCRIBED:
+        if col == "language" and not _language_recorded(run):
+            continue  # "Interview language: en 900" would only restate the import's assumption
         if _labelled(run, col) is not None:
             described.append((col, title, _labelled(run, col)))
         elif col in scored.columns or col in _responses(run).columns:

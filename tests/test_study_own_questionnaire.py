@@ -98,6 +98,7 @@ def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
         assert effect in text
     assert "H1: Civic engagement carries part of the effect of belonging on wellbeing" in text
     assert "Does civic engagement explain why residents" in text  # study.yaml's description
+    assert "Interview language" not in text  # the Kobo export has no language column: nothing to tabulate
     # study.yaml's order, and the hypothesis's model leads the key findings
     assert heads.index("Structural model: main") < heads.index("Structural model: direct")
     box = soup.find(class_="key-findings").get_text(" ")
