@@ -560,6 +560,20 @@ def _pack_unknown(data: pd.DataFrame, instrument) -> pd.DataFrame:
     return out
 
 
+# The stored responses whose key (respondent, and event in a longitudinal export) is
+# among the incoming ones; one whole statement per kind of key.
+_STORED_KEYS = {
+    kind: f"""SELECT {key} AS k, min(r.respondent_id) AS respondent_id, min(r.import_id) AS import_id
+              FROM responses r JOIN imports i USING (import_id)
+              WHERE i.instrument = ? AND coalesce(r.wave, '') = ?
+                AND {key} IN (SELECT k FROM incoming_ids)
+              GROUP BY 1"""
+    for kind, key in {"id": "r.respondent_id",
+                      "id and event": "r.respondent_id || chr(31) || coalesce(r.event, '')",
+                      "id, no event stored": "r.respondent_id || chr(31)"}.items()
+}
+
+
 def _already_stored(con, data: pd.DataFrame, instrument_id: str, wave: str, source: Path):
     """Rows whose respondent is already stored (same instrument and wave): (rows to keep, warning).
 
@@ -574,19 +588,15 @@ def _already_stored(con, data: pd.DataFrame, instrument_id: str, wave: str, sour
     stem = re.sub(r"[^A-Za-z0-9]+", "_", source.stem)[:40]
     real = ~ids.str.fullmatch(re.escape(stem) + r"-r\d+").fillna(False)
     # a longitudinal export: the same record at another event is a new response
-    keys, stored_key = ids, "r.respondent_id"
+    keys, sql = ids, _STORED_KEYS["id"]
     if "event" in data:
         keys = ids + "\x1f" + data["event"].astype("string").fillna("")
-        has_event = any(r[0] == "event" for r in con.execute("DESCRIBE responses").fetchall())
-        stored_key = "r.respondent_id || chr(31) || " + ("coalesce(r.event, '')" if has_event else "''")
+        has_event = bool(con.execute("SELECT count(*) FROM information_schema.columns "
+                                     "WHERE table_name = 'responses' AND column_name = 'event'").fetchall()[0][0])
+        sql = _STORED_KEYS["id and event" if has_event else "id, no event stored"]
     con.register("incoming_ids", pd.DataFrame({"k": keys[real].dropna().unique()}))
     try:
-        stored = con.execute(
-            f"""SELECT {stored_key} AS k, min(r.respondent_id) AS respondent_id, min(r.import_id) AS import_id
-               FROM responses r JOIN imports i USING (import_id)
-               WHERE i.instrument = ? AND coalesce(r.wave, '') = ?
-                 AND {stored_key} IN (SELECT k FROM incoming_ids)
-               GROUP BY 1""", [instrument_id, wave]).df()
+        stored = con.execute(sql, [instrument_id, wave]).df()
     finally:
         con.unregister("incoming_ids")
     if stored.empty:
