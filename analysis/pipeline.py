@@ -1397,6 +1397,8 @@ def _step_bootstrap(run: _Run, model: str) -> _Output:
     fit = _get_fit(run, f"model:{model}")
     b = run.study.bootstrap
     data, _ = _model_data(run)
+    if (fit.options or {}).get("sampling_weights") or (fit.options or {}).get("cluster"):
+        return _design_bootstrap(run, model, fit, data)
     res = bootstrap_fit(fit, n_boot=int(b.replications), ci=b.ci, seed=int(run.study.seed), data=data, progress=False)
     pt = res.params
     effects = pt[pt["op"] == ":="][["lhs", "est", "se", "ci.lower", "ci.upper", "pvalue"]].rename(columns={"lhs": "effect"})
@@ -1406,6 +1408,34 @@ def _step_bootstrap(run: _Run, model: str) -> _Output:
     d["effects"] = _clean(effects)
     d["model"] = model
     return _Output(data=d, tables={"effects": effects.reset_index(drop=True)})
+
+
+def _design_bootstrap(run: _Run, model: str, fit, data: pd.DataFrame) -> _Output:
+    """With a sample design: Rao-Wu rescaled bootstrap replicate weights (PSUs resampled within
+    strata, survey's subbootstrap), the model refitted with each; normal intervals from the replicate SEs."""
+    from scipy import stats
+
+    from .design.replicate import rao_wu_bootstrap, replicate_fit
+
+    b = run.study.bootstrap
+    data, extra = _with_design(run, data, _fit_options(run.study))
+    design = extra["design"]
+    try:
+        reps = rao_wu_bootstrap(design, data, replicates=int(b.replications), seed=int(run.study.seed))
+        pt = replicate_fit(fit, data.reset_index(drop=True), reps)
+    except Exception as exc:
+        raise StepFailure(type(exc).__name__, f"bootstrap of {model} with the sample design: {_error_text(exc)}") from None
+    z = stats.norm.ppf(0.975)
+    pt["ci.lower"], pt["ci.upper"] = pt["est"] - z * pt["se"], pt["est"] + z * pt["se"]
+    pt["pvalue"] = 2 * stats.norm.sf(np.abs(pt["est"] / pt["se"].where(pt["se"] > 0)))
+    effects = pt[pt["op"] == ":="][["lhs", "est", "se", "ci.lower", "ci.upper", "pvalue"]].rename(columns={"lhs": "effect"})
+    std = fit.params[fit.params["op"] == ":="].set_index("lhs")["std.all"]
+    effects["std.all"] = effects["effect"].map(std)
+    failed = int(pt.attrs.get("failed", 0))
+    d = {"bootstrap": {"R": reps.replicates, "ci": "norm", "level": 0.95, "seed": int(run.study.seed),
+                       "ok": reps.replicates - failed, "failed": failed, "improper": 0, "method": "rao-wu"},
+         "estimates": _clean(pt), "effects": _clean(effects), "model": model}
+    return _Output(data=_clean(d), tables={"effects": effects.reset_index(drop=True)})
 
 
 _LABEL = re.compile(r"(?<![\w.])(?!NA\s*\*)[A-Za-z_][A-Za-z0-9_.]*\s*\*")

@@ -646,7 +646,10 @@ if not boot_steps:
 if not failed(*boot_steps) and BOOT:
     info = BOOT["bootstrap"]
     md(f"The defined effects (`:=`) of {esc(BOOT.get('model', ''))} with nonparametric bootstrap intervals "
-       f"{cite('efron1993')}: cases resampled, the model refitted each time. "
+       f"{cite('efron1993')}: "
+       + ("PSUs resampled within strata (Rao-Wu rescaled bootstrap replicate weights), the model refitted "
+          "with each replicate's weights; normal intervals from the replicate standard errors. "
+          if info.get("method") == "rao-wu" else "cases resampled, the model refitted each time. ")
        f"{info['ok']} of {info['R']} replications converged; {info['ci']} {100 * info['level']:.0f}% intervals; "
        f"seed {info['seed']}."
        + (f" With {info['R']} replications the interval ends are approximate in their last digit; "

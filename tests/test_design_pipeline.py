@@ -48,3 +48,11 @@ def test_models_are_fitted_with_the_design(design_run):
     # study.yaml says ML; with weights and clusters lavaan (and the suite) fit MLR: scaled test present
     assert fit["model"]["estimator"] == "MLR"
     assert fit["fit"]["chisq.scaled"] > 0 and "cfi.robust" in fit["fit"]
+
+
+def test_the_bootstrap_resamples_psus(design_run):
+    run, res = design_run
+    assert {s.name: s.status for s in run.steps}["bootstrap:figure1"] == "ok"
+    info = res["bootstrap"]["bootstrap"]
+    assert info["method"] == "rao-wu" and info["ok"] == info["R"] == 5
+    assert all(e["se"] > 0 and e["ci.lower"] < e["est"] < e["ci.upper"] for e in res["bootstrap"]["effects"])

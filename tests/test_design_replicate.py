@@ -81,3 +81,10 @@ def test_cli_exports_replicate_weights(tmp_path):
     np.testing.assert_allclose(written[[f"rep{r}" for r in range(1, 21)]].to_numpy(), direct.weights)
     back = ReplicateWeights.from_frame(written.filter(regex=r"^rep\d+$"))
     assert back.replicates == 20 and back.scale == pytest.approx(1 / 19)
+
+
+def test_replicate_fit_keeps_the_fits_options():
+    # a clustered fit has a mean structure: the replicate refits must have the same parameters
+    fit = fit_sem(REF["sem"]["model"], DATA, sampling_weights="w", cluster="psu")
+    out = replicate_fit(fit, DATA, ReplicateWeights(REPS.weights[:, :8], 1 / 7, np.ones(8)))
+    assert out.attrs["failed"] == 0 and (out.loc[out["op"] == "~1", "se"] > 0).any()

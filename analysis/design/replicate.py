@@ -128,7 +128,13 @@ def replicate_fit(fit, data: pd.DataFrame, reps: ReplicateWeights, *, model: str
         raise OptionError("replicate_fit needs the model syntax (fit.syntax is empty; pass model=)")
     if len(data) != reps.weights.shape[0]:
         raise DataError(f"the data has {len(data)} rows but the replicate weights {reps.weights.shape[0]}")
-    opts = {k: v for k, v in fit_kwargs.items() if k not in ("sampling_weights", "se", "test")}
+    # the original fit's own options (a clustered fit has a mean structure, groups, FIML, ...)
+    given = fit.options or {}
+    opts = {k: given[k] for k in ("missing", "meanstructure", "std_lv", "fixed_x", "group_equal", "group_partial")
+            if given.get(k) not in (None, [], ())}
+    if getattr(fit, "group", None):
+        opts["group"] = fit.group
+    opts.update({k: v for k, v in fit_kwargs.items() if k not in ("sampling_weights", "se", "test")})
     keys = ["lhs", "op", "rhs", "group"]
     thetas, failed = [], 0
     for r in range(reps.replicates):
