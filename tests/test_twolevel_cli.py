@@ -111,3 +111,10 @@ def test_boundary_between_variance_warns_with_advice():
     noise = [m for m in msgs if "between-level variance of 'noise'" in m]
     assert noise and "noise ~~ 0*noise" in noise[0]
     assert fit.twolevel.icc["noise"] < 0.02
+
+
+def test_group_blocks_refused_at_their_line():
+    text = "group: A\nlevel: 1\n fw =~ y1 + y2\nlevel: 2\n fb =~ y1 + y2\n"
+    with pytest.raises(ModelSyntaxError, match="'group:' / 'class:' blocks are not supported") as err:
+        fit_sem(text, _data(), cluster="community")
+    assert err.value.line == 1
