@@ -1642,7 +1642,8 @@ def _figures(run: _Run, results: dict[str, Any]) -> dict[str, Any]:
                     diagrams[f"{name} (level {lev})"] = figs.path_diagram(
                         params[params["level"] == lev], fig_dir, f"{name}_level{lev}")
                 continue
-            diagrams[name] = figs.path_diagram(params, fig_dir, name)
+            diagrams[name] = figs.path_diagram(params, fig_dir, name,
+                                               labels={c.id: c.label for c in run.instrument.constructs})
         except Exception as exc:  # a figure that cannot be drawn is reported, not fatal
             problems[f"path_diagram:{name}"] = f"{type(exc).__name__}: {exc}"
     if diagrams:

@@ -234,7 +234,7 @@ main, .jp-Notebook, body > .container, #quarto-content main { max-width: 52rem; 
 .jp-RenderedMarkdown p, .jp-RenderedMarkdown li, main p, main li { max-width: 80ch; }
 .table-wrap { overflow-x: auto; }
 table.report-table { border-collapse: collapse; font-size: 0.85rem; }
-table.report-table td, table.report-table th { padding: 2px 6px; vertical-align: top; }
+table.report-table td, table.report-table th { padding: 2px 6px; vertical-align: top; text-align: left !important; }
 .key-findings { border: 2px solid #2166ac; border-radius: 6px; padding: 0.5rem 1rem; background: #f4f8fc; }
 p.caption { margin-bottom: 0.2rem; } p.table-note { font-size: 0.8rem; }
 figure img { max-width: 100%; height: auto; }
@@ -328,13 +328,12 @@ else:
 if INST.get("constructs"):
     langs = INST.get("languages") or [LANG]
     rows = []
-    for c in INST["constructs"]:
-        wording = []
-        for it in c["items"]:
-            texts = " / ".join(esc(it["text"][lg]) for lg in langs if it["text"].get(lg))
-            wording.append(f"{it['id']}{' (R)' if it['reverse'] else ''}: {texts}")
-        rows.append({"construct": c["label"], "code": c["id"], "definition": c["definition"],
-                     "items": "; ".join(wording) or "(observed)"})
+    for c in INST["constructs"]:  # one row per item, the construct and its definition on its first row
+        for k, it in enumerate(c["items"]):
+            rows.append({"construct": f"{c['label']} ({c['id']})" if k == 0 else "",
+                         "definition": c["definition"] if k == 0 else "",
+                         "item": it["id"] + (" (R)" if it["reverse"] else ""),
+                         **{f"wording ({lg})": it["text"].get(lg, "") for lg in langs}})
     md(f"The constructs of the instrument, with each item's wording in {', '.join(langs)}; "
        "(R) marks a reverse-keyed item.")
     table(rows, caption="Construct glossary", anchor="tbl-glossary")
