@@ -66,8 +66,10 @@ def path_diagram_dot(
     measurement: bool = False,
     title: str | None = None,
     alpha: float = 0.05,
+    labels: dict[str, str] | None = None,
 ) -> str:
-    """DOT source of the path diagram: solid arrows significant at ``alpha``, dashed otherwise."""
+    """DOT source of the path diagram: solid arrows significant at ``alpha``, dashed otherwise;
+    ``labels`` names the nodes (a construct's label instead of its code)."""
     paths, covs = _structural_rows(params, group, measurement)
     latents = set(params.loc[params["op"] == "=~", "lhs"])
     nodes = sorted(set(paths["lhs"]) | set(paths["rhs"]) | set(covs["lhs"]) | set(covs["rhs"]))
@@ -80,7 +82,10 @@ def path_diagram_dot(
     ]
     for node in nodes:
         shape = "ellipse" if node in latents else "box"
-        lines.append(f"  {_quote(node)} [shape={shape}];")
+        named = ""
+        if labels and node in labels:
+            named = ", label=" + _quote(_node_text(node, labels).replace("\n", "\\n"))  # DOT's own line break
+        lines.append(f"  {_quote(node)} [shape={shape}{named}];")
     for _, row in paths.iterrows():
         # `y ~ x` is drawn x -> y; `f =~ x` is drawn f -> x.
         src, dst = (row["rhs"], row["lhs"]) if row["op"] == "~" else (row["lhs"], row["rhs"])
@@ -131,7 +136,16 @@ def render_path_diagram(
     return path
 
 
-def _draw_with_matplotlib(params, path, *, group=1, std="std.all", measurement=False, title=None, alpha=0.05):
+def _node_text(node: str, labels: dict[str, str] | None) -> str:
+    """A node's label wrapped to short lines (it must fit its ellipse), else its code."""
+    import textwrap
+
+    text = (labels or {}).get(node)
+    return "\n".join(textwrap.wrap(text, 16)) if text else node
+
+
+def _draw_with_matplotlib(params, path, *, group=1, std="std.all", measurement=False, title=None, alpha=0.05,
+                          labels=None):
     """A layered left-to-right drawing: each node one column right of its furthest cause."""
     import matplotlib
 
@@ -153,9 +167,10 @@ def _draw_with_matplotlib(params, path, *, group=1, std="std.all", measurement=F
     pos = {n: (3.0 * k, -1.2 * i) for k, col in columns.items() for i, n in enumerate(col)}
     fig, ax = plt.subplots(figsize=(2.6 * (len(columns) + 1), 1.1 * (max(map(len, columns.values())) + 1)))
     for n, (x, y) in pos.items():
-        patch = Ellipse((x, y), 1.6, 0.7, fill=False) if n in latents else Rectangle((x - 0.8, y - 0.35), 1.6, 0.7, fill=False)
+        w, h = (2.2, 0.95) if labels else (1.6, 0.7)  # room for a wrapped label
+        patch = Ellipse((x, y), w, h, fill=False) if n in latents else Rectangle((x - w / 2, y - h / 2), w, h, fill=False)
         ax.add_patch(patch)
-        ax.text(x, y, n, ha="center", va="center", fontsize=9)
+        ax.text(x, y, _node_text(n, labels), ha="center", va="center", fontsize=8 if labels else 9)
     for (a, b), r in edges:
         p = r.get("pvalue", np.nan)
         sig = p is not None and np.isfinite(p) and p < alpha

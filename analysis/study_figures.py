@@ -35,14 +35,15 @@ def _save(fig, path: Path) -> str:
     return f"figures/{path.name}"
 
 
-def path_diagram(params: pd.DataFrame, fig_dir: Path, model: str) -> dict[str, str]:
-    """The structural part with standardized coefficients and stars (SVG and PNG)."""
+def path_diagram(params: pd.DataFrame, fig_dir: Path, model: str,
+                 labels: dict[str, str] | None = None) -> dict[str, str]:
+    """The structural part with standardized coefficients and stars (SVG and PNG); nodes by ``labels``."""
     from .diagram import render_path_diagram
 
     out = {}
     for ext in ("svg", "png"):
         target = fig_dir / f"path_{model}.{ext}"
-        render_path_diagram(params, target, title=None)
+        render_path_diagram(params, target, title=None, labels=labels)
         out[ext] = f"figures/{target.name}"
     return out
 
@@ -81,13 +82,20 @@ def diverging_bars(dist: pd.DataFrame, fig_dir: Path, instrument=None) -> list[d
             left = left + pct[:, j]
         for r in np.flatnonzero(hidden):
             ax.text(101, r, "[s]", va="center", fontsize=7)
-        ylabels = [f"{it} (R)" if bool(block[block["item"] == it]["reverse"].iloc[0]) else it for it in items]
-        ax.set_yticks(range(len(items)), ylabels)
+        # the item's code and the start of its wording: a reader sees what was asked, not only a code
+        ylabels = []
+        for it in items:
+            row = block[block["item"] == it].iloc[0]
+            text = str(row.get("text", "") or "")
+            short = text if len(text) <= 42 else text[:40].rsplit(" ", 1)[0] + "…"
+            ylabels.append(f"{it}{' (R)' if bool(row['reverse']) else ''}  {short}".rstrip())
+        ax.set_yticks(range(len(items)), ylabels, fontsize=8)
         ax.invert_yaxis()
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlim(-100, 100)
         ax.set_xticks([-100, -50, 0, 50, 100], ["100%", "50%", "0", "50%", "100%"])
-        ax.set_title(f"{construct}: item responses (% of those answering)", fontsize=10, loc="left")
+        name = next((c.label for c in getattr(instrument, "constructs", []) if c.id == construct), construct)
+        ax.set_title(f"{name} ({construct}): answers, % of those answering", fontsize=10, loc="left")
         ax.legend(ncol=k, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)

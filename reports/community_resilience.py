@@ -649,7 +649,7 @@ if not failed(*boot_steps) and BOOT:
        + ("PSUs resampled within strata (Rao-Wu rescaled bootstrap replicate weights), the model refitted "
           "with each replicate's weights; normal intervals from the replicate standard errors. "
           if info.get("method") == "rao-wu" else "cases resampled, the model refitted each time. ")
-       f"{info['ok']} of {info['R']} replications converged; {info['ci']} {100 * info['level']:.0f}% intervals; "
+       + f"{info['ok']} of {info['R']} replications converged; {info['ci']} {100 * info['level']:.0f}% intervals; "
        f"seed {info['seed']}."
        + (f" With {info['R']} replications the interval ends are approximate in their last digit; "
           "use 1,000 or more for publication." if info["R"] < 1000 else ""))
