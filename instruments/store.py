@@ -52,6 +52,7 @@ columns are added as the instrument grows, older rows hold NULL there.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fcntl
 import hashlib
@@ -407,6 +408,8 @@ class Study:
         report = validate(result, instrument, source=source.name)
         if progress is not None:
             progress("storing", 0, None)
+        import duckdb
+
         data = _pack_unknown(result.data, instrument)
         with self.connect() as con:
             con.begin()
@@ -443,8 +446,14 @@ class Study:
                              source.name, raw.stat().st_size])
                 _stage("import-recorded")
                 con.commit()
-            except BaseException:
-                con.rollback()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # a failed commit has rolled back already
+                    con.rollback()
+                if isinstance(exc, duckdb.Error):  # a full disk, a damaged store ...
+                    raise ImportError_(ValidationIssue(
+                        type="store-write-failed", severity="error",
+                        message=(f"{self.db_path}: the import could not be stored and nothing of it was "
+                                 f"kept ({str(exc).splitlines()[0]})"))) from None
                 raise
         return StoreResult(True, sha, str(raw), len(data), result.format, report, result)
 

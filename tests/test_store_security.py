@@ -284,3 +284,27 @@ def test_a_study_folder_that_cannot_be_written_is_a_clear_message(crs, tmp_path)
     res = CliRunner().invoke(app, ["import", str(src), "-i", "crs", "--study", str(not_a_folder)])
     assert res.exit_code == 1 and "Traceback" not in res.output and not isinstance(res.exception, OSError)
     assert "cannot store the import" in res.output and "study.txt" in res.output
+
+
+def test_a_failed_database_write_keeps_nothing_and_says_why(crs, tmp_path, monkeypatch):
+    import duckdb
+
+    import instruments.store as store
+
+    src = write_kobo(make_responses(crs, n=6, seed=6), crs, tmp_path / "k.csv")
+    study = Study(tmp_path / "study")
+    real = store._append
+
+    def disk_full(con, table, frame):
+        real(con, table, frame)
+        raise duckdb.IOException("IO Error: No space left on device")
+
+    monkeypatch.setattr(store, "_append", disk_full)
+    with pytest.raises(ImportError_) as info:
+        study.import_file(src, crs)
+    assert info.value.issue.type == "store-write-failed" and "No space left" in info.value.issue.message
+    assert study.responses().empty and study.imports().empty
+    assert [p.name for p in study.raw_dir.iterdir() if p.name != "manifest.json"] == []
+    monkeypatch.setattr(store, "_append", real)
+    assert study.import_file(src, crs).n_rows == 6
+    _assert_stored_once(study, src, 6)
