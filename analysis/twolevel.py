@@ -736,7 +736,10 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         base_x = base_opt.x
         c_base = (trace_h1 - _trace(np.linalg.inv(n * base_est.hessian(base_x)),
                                     base_est.cluster_scores(base_x))) / base_df
-        fit = pd.concat([fit, _scaled_measures(tst, base_chisq, base_df, c_base, n)])
+        scaled = _scaled_measures(tst, base_chisq, base_df, c_base, n)
+        if incomplete:   # lavaan's robust indices with missing data use other corrections: not given
+            scaled = scaled[[k for k in scaled.index if ".robust" not in k]]
+        fit = pd.concat([fit, scaled])
 
     # estimates, SEs; 11. standardize; 12. defined ----------------------------------
     from .sem import _fill_inference, _set_inference
