@@ -73,7 +73,7 @@ def test_ordinal_group_equal_frees_latent_means_and_scales(name):
 # --------------------------------------------------------------------- 2. se= / test= semantics
 HS_MODEL = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9"
 TEST_CASES = ["ml_sb", "ml_ss", "ml_mva", "ml_ybm", "ml_ybm_rhw", "ml_yb", "ml_rhw", "ml_rsem",
-              "ml_rsem_sb", "mlr_standard", "mlm_standard"]
+              "ml_rsem_sb", "mlr_standard", "mlm_standard", "mlr_test_standard"]
 SCALED_KEYS = ["chisq.scaled", "df.scaled", "chisq.scaling.factor", "pvalue.scaled", "cfi.scaled",
                "tli.scaled", "rmsea.scaled"]
 
