@@ -517,18 +517,6 @@ def _moment_start(pt: pd.DataFrame, sw, mw, sb, mb, ov1, ov2) -> np.ndarray:
     return out
 
 
-def _between_start(cdata: ClusterData, py: int) -> np.ndarray:
-    """Method-of-moments between covariance of (y, z): cov of cluster means minus the
-    within part, eigenvalues floored so the start is positive definite."""
-    b = cdata.between
-    cb = np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], b.shape[1])
-    ntilde = float(np.mean(cdata.cluster_sizes))
-    cb[:py, :py] -= cdata.s_pw / ntilde
-    ev, vec = np.linalg.eigh((cb + cb.T) / 2)
-    floor = 0.05 * np.maximum(np.diag(cb), 1e-3 * np.diag(np.atleast_2d(cdata.total_cov)).mean()).min()
-    return (vec * np.maximum(ev, floor)) @ vec.T
-
-
 def _estimator(mdl, data):
     """Complete-data ML, or FIML when the data carry missing answers."""
     return TwoLevelFIML(mdl, data) if isinstance(data, MissingClusterData) else TwoLevelML(mdl, data)
