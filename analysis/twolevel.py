@@ -211,6 +211,16 @@ def build_twolevel_partable(model, *, observed=None, std_lv: bool = False,
     return pt
 
 
+def _check_cluster_column(data: pd.DataFrame, cluster: str) -> None:
+    import difflib
+
+    columns = list(map(str, data.columns))
+    if cluster not in columns:
+        close = difflib.get_close_matches(str(cluster), columns, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(f"cluster column {cluster!r} not found in the data{hint}")
+
+
 def _compiled(pt: pd.DataFrame) -> pd.DataFrame:
     """The table the RAM code compiles: each level block as a 'group'."""
     out = pt.copy()
@@ -572,9 +582,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
                           "(MLR gives the Yuan-Bentler scaled test)")
     if not isinstance(data, pd.DataFrame):
         raise OptionError("a two-level model needs the raw data (data=, a DataFrame), not sample_cov")
-    if cluster not in map(str, data.columns):
-        from .partable import _suggest
-        raise DataError(f"cluster column {cluster!r} not found in the data{_suggest(cluster, list(map(str, data.columns)))}")
+    _check_cluster_column(data, cluster)
     records: list[dict] = []
 
     # 3. parameter table (before the data: it says which variables are needed)
@@ -991,9 +999,7 @@ def icc(data: pd.DataFrame, variables, *, cluster: str) -> pd.DataFrame:
     from .data import check_model_data
 
     variables = list(variables)
-    if cluster not in map(str, data.columns):
-        from .partable import _suggest
-        raise DataError(f"cluster column {cluster!r} not found in the data{_suggest(cluster, list(map(str, data.columns)))}")
+    _check_cluster_column(data, cluster)
     check = check_model_data(data, variables, missing="listwise")
     kept = check.data.copy()
     cl = data.loc[kept.index, cluster]
@@ -1017,9 +1023,7 @@ def icc_report(data: pd.DataFrame, instrument, *, cluster: str, constructs=None)
     """
     from instruments.score import clean_items, score_columns
 
-    if cluster not in map(str, data.columns):
-        from .partable import _suggest
-        raise DataError(f"cluster column {cluster!r} not found in the data{_suggest(cluster, list(map(str, data.columns)))}")
+    _check_cluster_column(data, cluster)
     ids = [c.id for c in instrument.constructs if constructs is None or c.id in constructs]
     items = {c: [it.id for it in instrument.items_of(c) if it.id in data.columns
                  and getattr(it, "role", "item") == "item"] for c in ids}
