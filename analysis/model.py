@@ -172,6 +172,10 @@ class Model:
             meanstructure = bool((partable["op"] == "~1").any())
         self.meanstructure = meanstructure
         self.n_free = n_free(partable)
+        # general equality constraints (a == 2*b, analysis.constraints): one degree of freedom each
+        from .constraints import general_constraint_rows
+
+        self.n_eq_constraints = int((general_constraint_rows(partable) & (partable["op"] == "==").to_numpy()).sum())
         self.groups = [int(g) for g in sorted(partable["group"].unique()) if g > 0]
         self.n_groups = len(self.groups)
         cols = [partable[c].tolist() for c in ("lhs", "op", "rhs", "free", "ustart", "exo", "group")]
@@ -343,7 +347,7 @@ class Model:
             moments += p * (p + 1) // 2 - po - px * (px + 1) // 2 + grp.n_tau
             if self.meanstructure:
                 moments += p - px - po
-        return moments - self.n_free
+        return moments - self.n_free + self.n_eq_constraints
 
     # ------------------------------------------------------------------
     def moment_layout(self, group: int = 0) -> dict[str, slice]:

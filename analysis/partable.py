@@ -149,7 +149,11 @@ def df_of(pt: pd.DataFrame, meanstructure: bool) -> int:
         moments += p * (p + 1) // 2 - po - px * (px + 1) // 2 + nth
         if meanstructure:
             moments += p - px - po
-    return moments - n_free(pt)
+    # each general equality constraint (a == 2*b) takes one parameter off (analysis.constraints)
+    from .constraints import general_constraint_rows
+
+    n_eq = int((general_constraint_rows(pt) & (pt["op"] == "==").to_numpy()).sum())
+    return moments - n_free(pt) + n_eq
 
 
 # --------------------------------------------------------------------------
@@ -182,6 +186,31 @@ def _per_group(values: list | None, n_groups: int, st: Statement, what: str) -> 
             f"line {st.line}: '{st.source}': {len(values)} {what} values in c(...) "
             f"but the model has {n_groups} group{'s' if n_groups > 1 else ''}")
     return list(values)
+
+
+def _check_constraint(s: Statement, known: set[str]) -> None:
+    """A general constraint (analysis.constraints) may use labels and := parameters only."""
+    from .defined import expression_names
+
+    try:
+        names = expression_names(s.lhs) + expression_names(s.rhs)
+    except ModelSpecificationError as exc:
+        raise ModelSpecificationError(f"line {s.line}: constraint '{s.lhs} {s.op} {s.rhs}': {exc}") from None
+    unknown = [t for t in names if t not in known]
+    if unknown:
+        raise ModelSpecificationError(
+            f"line {s.line}: constraint '{s.lhs} {s.op} {s.rhs}' uses unknown label(s): "
+            + ", ".join(repr(t) for t in unknown) + _suggest(unknown[0], sorted(known)))
+    if not names:
+        raise ModelSpecificationError(f"line {s.line}: constraint '{s.lhs} {s.op} {s.rhs}' has no labelled "
+                                      "parameter in it")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(str(text).replace(" ", ""))
+    except ValueError:
+        return None
 
 
 def _suggest(name: str, pool: Sequence[str]) -> str:
@@ -348,33 +377,21 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
 
     # -- expressions (:=, ==, <, >) ---------------------------------------
     labels_all = {row["label"] for row in rows if row["label"]}
+    defined_names = {s.lhs for s in expr_st if s.op == ":="}
     uf = _UnionFind()
     for s in expr_st:
-        if s.op in ("<", ">"):
-            raise ModelSpecificationError(
-                f"line {s.line}: inequality constraint '{s.lhs} {s.op} {s.rhs}' is not supported; "
-                "use equality constraints (==) or fix the parameter")
-        if s.op == "==":
+        if s.op in ("==", "<", ">"):
             lhs_is_label, rhs_is_label = s.lhs in labels_all, s.rhs in labels_all
-            if lhs_is_label and rhs_is_label:
+            number = _number(s.rhs if lhs_is_label else s.lhs)
+            if s.op == "==" and lhs_is_label and rhs_is_label:
                 uf.union(("label", s.lhs), ("label", s.rhs))
-            elif lhs_is_label or rhs_is_label:
-                lab, other = (s.lhs, s.rhs) if lhs_is_label else (s.rhs, s.lhs)
-                try:
-                    value = float(other.replace(" ", ""))
-                except ValueError:
-                    raise ModelSpecificationError(
-                        f"line {s.line}: constraint '{s.lhs} == {s.rhs}' is not supported: only "
-                        "label == label and label == number are (use shared labels instead)") from None
+            elif s.op == "==" and (lhs_is_label or rhs_is_label) and number is not None:
+                lab = s.lhs if lhs_is_label else s.rhs
                 for row in rows:
                     if row["label"] == lab:
-                        row["free"], row["ustart"] = 0, value
+                        row["free"], row["ustart"] = 0, number
             else:
-                unknown = [t for t in (s.lhs, s.rhs) if t not in labels_all]
-                raise ModelSpecificationError(
-                    f"line {s.line}: constraint '{s.lhs} == {s.rhs}' uses unknown label(s): "
-                    + ", ".join(repr(t) for t in unknown)
-                    + _suggest(unknown[0], sorted(labels_all)))
+                _check_constraint(s, labels_all | defined_names)
         rows.append(dict(lhs=s.lhs, op=s.op, rhs=s.rhs, user=2, block=0, group=0, free=0,
                          ustart=math.nan, start=math.nan, exo=0, label="", _line=s.line))
 

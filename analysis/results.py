@@ -167,7 +167,10 @@ def _n_equality_constraints(pt: pd.DataFrame) -> int:
             return False
         return True
 
-    fixed = int(sum(numeric(r) for r in pt.loc[pt["op"] == "==", "rhs"]))
+    # label == number, and each general constraint (a == 2*b); label == label is counted as shared
+    labels = set(pt["label"].astype(str)) - {""}
+    eq = pt[pt["op"] == "=="]
+    fixed = int(sum(not (lhs in labels and rhs in labels) for lhs, rhs in zip(eq["lhs"], eq["rhs"])))
     return shared + fixed
 
 
@@ -600,6 +603,7 @@ class FitResult:
         else:
             lines.extend(_estimate_lines(self.params, self.r2 if rsquare else None,
                                          self.group_labels, standardized=standardized, ci=ci))
+        lines.extend(_constraint_lines(self.params))
         if self.warnings:
             lines.append("Warnings:")
             lines.extend(f"  - {_warning_text(w)}" for w in self.warnings)
@@ -634,6 +638,19 @@ _SECTIONS = [
 ]
 _NAME_W = 18
 _COL_W = 9
+
+
+def _constraint_lines(pt: pd.DataFrame) -> list[str]:
+    """lavaan's 'Constraints:' block: each general constraint (a == 2*b, b > 0.3) as lhs - (rhs)
+    with its |slack| (analysis.constraints fills their est); label == label rows have none."""
+    rows = pt[pt["op"].isin(["==", "<", ">"]) & pt["est"].notna()]
+    if not len(rows):
+        return []
+    out = ["Constraints:", " " * 47 + "|Slack|"]
+    for lhs, op, rhs, est in zip(rows["lhs"], rows["op"], rows["rhs"], rows["est"]):
+        text = f"{rhs} - ({lhs})" if op == "<" else f"{lhs} - ({rhs})"
+        out.append(f"    {text:<40s}{fmt_number(abs(float(est)), 3):>10s}")
+    return out + [""]
 
 
 def _section_rows(pt: pd.DataFrame, key: str) -> pd.DataFrame:

@@ -371,6 +371,13 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         raise OptionError(f"The 'control' parameter of fit_sem accepts max_iter and gtol. "
                           f"Got {sorted(unknown)} instead.")
     opt = minimize(est, x0, **ctrl)
+    constraints = _general_constraints(pt)   # a == 2*b, a > 0.5 (analysis.constraints); None if none
+    if constraints is not None:
+        if se == "bootstrap" or bootstrap > 0:
+            raise OptionError("bootstrap standard errors with general constraints (a == 2*b, a > 0.5) are not "
+                              "available: the bootstrap refits do not impose them")
+        opt = constraints.minimize(est, x0, unconstrained=opt)
+        est.constraints = constraints     # its scaled test uses the constrained information
     x = opt.x
     if not opt.converged:
         records.append(warning_record(NonConvergenceWarning,
@@ -382,14 +389,19 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     vcov = None
     if se != "none":
         # the expected information of plain ML is cheap: check its rank and name the culprits
-        why = _information_rank_problem(est, x, mdl.x_names) if type(est).__name__ == "MLEstimator" else None
+        why = _information_rank_problem(est, x, mdl.x_names) if type(est).__name__ == "MLEstimator" \
+            and constraints is None else None
         if why is None:
             try:
-                vcov = est.vcov(x)
+                vcov = est.vcov(x) if constraints is None else constraints.vcov(est, x)
                 dv = np.sqrt(np.abs(np.diag(vcov)))
+                if constraints is not None:   # singular by construction: one direction per constraint
+                    dv = np.where(dv == 0, 1.0, dv)
                 if not np.all(np.isfinite(vcov)) or np.any(dv == 0):
                     raise np.linalg.LinAlgError
                 ev = np.linalg.eigvalsh((vcov + vcov.T) / 2 / np.outer(dv, dv))   # scale-free
+                if constraints is not None:
+                    ev = np.array([1.0])
                 if ev.min() < 1e-12 and not _sandwich_only_singular(est, x, ev.min()):
                     raise np.linalg.LinAlgError
                 if ev.min() < 1e-12:   # lavaan reports these SEs with the same warning
@@ -414,10 +426,14 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     if extra is not None:
         extra_fit = pd.Series(extra(x, tst, fit), dtype=float)   # estimator's keys replace the ML ones
         fit = pd.concat([fit.drop(labels=list(extra_fit.index), errors="ignore"), extra_fit])
+    if constraints is not None:
+        fit = constraints.adjust_fit(fit)
 
     # parameter estimates, SEs, z, p, CI
     pt = mdl.to_partable(x)
     pt = _fill_inference(pt, x, vcov)
+    if constraints is not None:
+        pt = constraints.fill(pt, x)
 
     # 11. standardize --------------------------------------------------------
     # 12. defined ---------------------------------------------------------------
@@ -567,6 +583,13 @@ def _threshold_items(model) -> list[str]:
     if isinstance(model, str):
         return list(dict.fromkeys(s.lhs for s in parse_model(model) if s.op == "|"))
     return list(dict.fromkeys(s.lhs for s in model if s.op == "|"))
+
+
+def _general_constraints(pt: pd.DataFrame):
+    """The table's general constraints (not label == label / label == number), or None."""
+    from .constraints import Constraints, general_constraint_rows
+
+    return Constraints(pt) if general_constraint_rows(pt).any() else None
 
 
 def _statements_of(pt: pd.DataFrame):

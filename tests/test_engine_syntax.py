@@ -138,7 +138,7 @@ def test_group_specific_modifiers():
     ("f =~ NA*x1 + x2 + x3", IdentificationError, "latent variable 'f' has no scale"),
     ("f =~ x1 + a*x2 + x3\nab := a*b", ModelSpecificationError,
      "defined parameter 'ab := a*b' uses unknown label(s): 'b'"),
-    ("f =~ x1 + a*x2 + x3\na > 0", ModelSpecificationError, "line 2: inequality constraint 'a > 0' is not supported"),
+    ("f =~ x1 + a*x2 + x3\nb > 0", ModelSpecificationError, "line 2: constraint 'b > 0' uses unknown label(s): 'b'"),
     ("f =~ x1 + a*x2 + x3\nd := exp(a) + __import__(a)", ModelSpecificationError, "may only use labels"),
 ])
 def test_specification_errors(text, error, message):

@@ -722,7 +722,7 @@ class FIMLEstimator:
     def df(self) -> int:
         k = sum(p * (p + 1) // 2 + (p if self.means else 0) - self._n_exo_moments(g)
                 for g, p in enumerate(self._p))
-        return int(k - self.model.n_free)
+        return int(k - self.model.n_free + self.model.n_eq_constraints)
 
     def test(self, x) -> dict:
         from analysis import distributions as st
@@ -734,7 +734,9 @@ class FIMLEstimator:
             from .robust import yuan_bentler_mplus
             # lavaan's clustered ML (not MLR) takes the test's information from h1
             A = self.information_of(x, self.test_information)
-            A_inv = np.linalg.inv(A)
+            from ..constraints import inverse_information   # bordered under a == 2*b, b > 0.8
+
+            A_inv = inverse_information(A, self, x)
             B0 = self.first_order(x, per_group=True)
             tr_h1 = self._trace_h1()
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, B0))

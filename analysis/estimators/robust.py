@@ -577,7 +577,9 @@ class MLMEstimator(MLEstimator):
         if self.test_kind is None:
             return out
         V, D = self._pieces(x)
-        E_inv = np.linalg.inv(self.information(x))
+        from ..constraints import inverse_information   # bordered under a == 2*b, b > 0.8
+
+        E_inv = inverse_information(self.information(x), self, x)
         tr, tr2 = ugamma_traces(V, D, E_inv, self.gamma, self.stats.nobs)
         out.update(scaled_test(self.test_kind, out["chisq"], out["df"], tr, tr2))
         return out

@@ -189,11 +189,15 @@ class WLSEstimator:
     def df(self) -> int:
         # fixed.x covariates' means and (co)variances are fitted exactly, not tested (as df_of)
         exo = sum(len(e) * (len(e) + 1) // 2 + len(e) for e in self.model.exo_names)
-        return int(sum(len(s) for s in self.s) - self.model.n_free - exo)
+        return int(sum(len(s) for s in self.s) - self.model.n_free - exo + self.model.n_eq_constraints)
 
-    def _scaled(self, chisq, df, V, D):
+    def _scaled(self, chisq, df, V, D, x=None):
+        from ..constraints import inverse_information
+
         E = sum(w * Dg.T @ v @ Dg for w, v, Dg in zip(self.weights, V, D))
-        tr1, tr2 = ugamma_traces(V, D, np.linalg.inv(E), self.gamma, self.nobs)
+        # the model's test (x given) under general constraints uses the bordered inverse
+        E_inv = inverse_information(E, self, x) if x is not None else np.linalg.inv(E)
+        tr1, tr2 = ugamma_traces(V, D, E_inv, self.gamma, self.nobs)
         return scaled_shifted(chisq, df, tr1, tr2)
 
     def test(self, x) -> dict:
@@ -203,7 +207,7 @@ class WLSEstimator:
         df = self.df()
         out = {"test": "standard", "chisq": chisq, "df": df,
                "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
-        out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], self._delta(x)))
+        out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], self._delta(x), x))
         return out
 
     def ugamma_pieces(self):
