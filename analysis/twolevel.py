@@ -609,10 +609,12 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     kept = check.data.copy()
     cl = data.loc[kept.index, cluster]
     if cl.isna().any():
-        rows = [int(i) + 1 for i in np.flatnonzero(cl.isna().to_numpy())[:5]]
+        # data rows counted from 1 (the header not counted), as the data check names them
+        position = pd.Series(np.arange(1, len(data) + 1), index=data.index)
+        rows = position.loc[cl.index[cl.isna().to_numpy()]].tolist()
         records.append({"type": "data", "category": "DataWarning", "message": (
-            f"{int(cl.isna().sum())} row(s) have no value in the cluster column '{cluster}' and were "
-            f"dropped (first rows of the kept data: {rows})")})
+            f"{len(rows)} row(s) have no value in the cluster column '{cluster}' and were dropped "
+            f"(data rows {', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''})")})
         kept, cl = kept[cl.notna()], cl[cl.notna()]
     kept[cluster] = cl.to_numpy()
     incomplete = bool(kept[ov_all].isna().to_numpy().any())

@@ -118,3 +118,14 @@ def test_group_blocks_refused_at_their_line():
     with pytest.raises(ModelSyntaxError, match="'group:' / 'class:' blocks are not supported") as err:
         fit_sem(text, _data(), cluster="community")
     assert err.value.line == 1
+
+
+def test_rows_without_a_cluster_are_dropped_and_named():
+    d = _data()
+    d.loc[[0, 4], "community"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem(CFA, d, cluster="community")
+    assert fit.nobs == (961,)
+    assert any("2 row(s) have no value in the cluster column 'community'" in w["message"]
+               and "data rows 1, 5" in w["message"] for w in fit.warnings)
