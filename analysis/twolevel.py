@@ -317,9 +317,10 @@ class TwoLevelML:
 
     name = "ML"
 
-    def __init__(self, model, data: ClusterData):
+    def __init__(self, model, data: ClusterData, blocks: tuple[int, int] = (0, 1)):
         self.model, self.data = model, data
-        ov1, ov2 = list(model.ov_names[0]), list(model.ov_names[1])
+        self.blocks = blocks                      # the (within, between) blocks of this group
+        ov1, ov2 = list(model.ov_names[blocks[0]]), list(model.ov_names[blocks[1]])
         if list(data.y_names) != ov1:
             raise ValueError("ClusterData.y_names must be the level-1 variables of the model")
         self.py = len(ov1)
@@ -344,8 +345,12 @@ class TwoLevelML:
         self._nvb = len(rb)
 
     # implied pieces ---------------------------------------------------------
+    def _levels(self, x):
+        moments = self.model.implied(x)
+        return moments[self.blocks[0]], moments[self.blocks[1]]
+
     def _pieces(self, x):
-        m1, m2 = self.model.implied(x)
+        m1, m2 = self._levels(x)
         sw = m1.sigma
         sb = np.zeros((self.pb, self.pb))
         sb[np.ix_(self.idx2, self.idx2)] = m2.sigma
@@ -407,13 +412,17 @@ class TwoLevelML:
             gw, gm1, gb, gm2 = self._moment_gradients(x)
         except np.linalg.LinAlgError:       # a singular Sigma_W or V: no gradient there
             return np.full(self.model.n_free, np.nan)
-        return self.model.chain_gradient(x, [gw, gb], [gm1, gm2]) / (2 * self.ntotal)
+        gmats = [np.zeros((len(n), len(n))) for n in self.model.ov_names]
+        gmus = [np.zeros(len(n)) for n in self.model.ov_names]
+        (b1, b2) = self.blocks
+        gmats[b1], gmats[b2], gmus[b1], gmus[b2] = gw, gb, gm1, gm2
+        return self.model.chain_gradient(x, gmats, gmus) / (2 * self.ntotal)
 
     def _jacobians(self, x):
         """Jacobians of vech(Sigma_W), mu_W, vech(Sigma_B), mu_B (model's delta rows)."""
         deltas = self.model.delta(x)
         out = []
-        for g in (0, 1):
+        for g in self.blocks:
             lay = self.model.moment_layout(g)
             out += [deltas[g][lay["sigma"]], deltas[g][lay["mu"]]]
         return out
@@ -482,8 +491,43 @@ class TwoLevelML:
 
     def implied_levels(self, x):
         """(Sigma_W, mu_W, Sigma_B, mu_B) of each level's own variables."""
-        m1, m2 = self.model.implied(x)
+        m1, m2 = self._levels(x)
         return m1.sigma, m1.mu, m2.sigma, m2.mu
+
+
+class GroupSum:
+    """Several groups' two-level likelihoods as one estimator (multi-group two-level ML):
+    the objective, gradient and information are the groups' own weighted by n_g / N, the
+    cluster scores are stacked."""
+
+    name = "ML"
+
+    def __init__(self, estimators: list):
+        self.parts = estimators
+        self.ntotal = sum(e.ntotal for e in estimators)
+        self.model = estimators[0].model
+        self.weights = [e.ntotal / self.ntotal for e in estimators]
+
+    def _sum(self, method, x):
+        return sum(w * getattr(e, method)(x) for w, e in zip(self.weights, self.parts))
+
+    def objective(self, x) -> float:
+        return float(self._sum("objective", x))
+
+    def gradient(self, x) -> np.ndarray:
+        return self._sum("gradient", x)
+
+    def information(self, x) -> np.ndarray:
+        return self._sum("information", x)
+
+    def hessian(self, x) -> np.ndarray:
+        return self._sum("hessian", x)
+
+    def minus2logl(self, x) -> float:
+        return float(sum(e.minus2logl(x) for e in self.parts))
+
+    def cluster_scores(self, x) -> np.ndarray:
+        return np.vstack([e.cluster_scores(x) for e in self.parts])
 
 
 # --------------------------------------------------------------------------
@@ -527,9 +571,11 @@ def _moment_start(pt: pd.DataFrame, sw, mw, sb, mb, ov1, ov2) -> np.ndarray:
     return out
 
 
-def _estimator(mdl, data):
+def _estimator(mdl, data, blocks: tuple[int, int] = (0, 1)):
     """Complete-data ML, or FIML when the data carry missing answers."""
-    return TwoLevelFIML(mdl, data) if isinstance(data, MissingClusterData) else TwoLevelML(mdl, data)
+    if isinstance(data, MissingClusterData):
+        return TwoLevelFIML(mdl, data, blocks)
+    return TwoLevelML(mdl, data, blocks)
 
 
 def _fit_table(pt: pd.DataFrame, data, control: dict | None = None):
@@ -1224,8 +1270,8 @@ class TwoLevelFIML(TwoLevelML):
     its gradient scattered back to ``Sigma_W``, ``Sigma_B`` and the means.
     """
 
-    def __init__(self, model, mdata: MissingClusterData):
-        super().__init__(model, mdata.complete)
+    def __init__(self, model, mdata: MissingClusterData, blocks: tuple[int, int] = (0, 1)):
+        super().__init__(model, mdata.complete, blocks)
         self.mdata = mdata
         self.ntotal = mdata.nobs
         self._maps = []
