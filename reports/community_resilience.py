@@ -561,8 +561,9 @@ for step in model_steps:
     M = MODELS[name]
     md(f"Fit: {fit_sentence(M)}." + n_sentence(M))
     diagram = R.get("figures", {}).get("path_diagrams", {}).get(name, {})
+    fig_n = None
     if diagram.get("png"):
-        figure(diagram["png"], f"Path diagram of {name}: arrows between the constructs "
+        fig_n = figure(diagram["png"], f"Path diagram of {name}: arrows between the constructs "
                + ", ".join(LABELS.get(c, c) for c in dict.fromkeys(
                    x for e in M["estimates"] if e["op"] == "~" for x in (e["rhs"], e["lhs"])))
                + ", labelled with standardized coefficients",
@@ -571,9 +572,10 @@ for step in model_steps:
     est = pd.DataFrame(M["estimates"])
     reg = est[est["op"] == "~"]
     has_ci = "ci.lower" in est.columns
-    table([{"path": f"{label(r['rhs'])} → {label(r['lhs'])}", "b": estimate_cell(r), "SE": num(r["se"]),
-            "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
-            "p": pval(r["pvalue"]), "β": apa(r["std.all"]), "β 95% CI": beta_ci(r)} for _, r in reg.iterrows()],
+    tab_n = table([{"path": f"{label(r['rhs'])} → {label(r['lhs'])}", "b": estimate_cell(r), "SE": num(r["se"]),
+                    "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
+                    "p": pval(r["pvalue"]), "β": apa(r["std.all"]), "β 95% CI": beta_ci(r)}
+                   for _, r in reg.iterrows()],
           caption=f"Structural paths of {name}",
           note="b: unstandardized estimate with its 95% confidence interval; β: standardized (std.all), its "
                "interval from the delta-method standard error (lavaan's standardizedSolution).")
@@ -588,6 +590,8 @@ for step in model_steps:
                 "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
                 "p": pval(r["pvalue"]), "β": apa(r.get("std.all"))} for _, r in defined.iterrows()],
               caption=f"Defined effects of {name} (delta-method standard errors)")
+    md((f"[Figure {fig_n}](#fig-{fig_n}) draws {esc(name)}; " if fig_n else "")
+       + f"[Table {tab_n}](#tbl-{tab_n}) lists its paths with their intervals.")
 
 # %%
 SENS = R.get("sensitivity")

@@ -125,3 +125,16 @@ sections:
       - {id: S2, text: {en: two}, scale: agree, construct: SAFE}
       - {id: S3, text: {en: three}, scale: agree, construct: SAFE}
 """
+
+
+def test_models_may_be_files_of_the_study(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "main.lav").write_text("# main: what the study claims\nF =~ a + b + c\n")
+    (tmp_path / "other.lav").write_text("G =~ x + y + z\n")
+    study = parse_study("instrument: mine.yaml\ndata:\n  - file: d.csv\nmodels:\n  - main\n  - other.lav\n"
+                        "  - {name: third, syntax: 'H =~ p + q + r', description: the third one}\n",
+                        path=tmp_path / "study.yaml")
+    assert study.model_names() == ["main", "other", "third"]
+    assert study.model_syntax(0).endswith("F =~ a + b + c\n") and study.model_syntax(1) == "G =~ x + y + z\n"
+    assert study.model_description("third") == "the third one" and study.bootstrap_model() == "main"
+    assert study.check() == [i for i in study.check() if i.field.startswith("data")]  # only the data file is missing

@@ -99,6 +99,11 @@ def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
     assert "H1: Civic engagement carries part of the effect of belonging on wellbeing" in text
     assert "Does civic engagement explain why residents" in text  # study.yaml's description
     assert "Interview language" not in text  # the Kobo export has no language column: nothing to tabulate
+    # numbered captions, and cross-references that land on them
+    refs = [a["href"][1:] for a in soup.find_all("a", href=True) if a["href"].startswith(("#tbl-", "#fig-"))]
+    assert refs and all(soup.find(id=r) is not None for r in refs)
+    captions = [p.get_text(" ", strip=True) for p in soup.find_all("p", class_="caption")]
+    assert [int(re.match(r"Table (\d+)\.", c).group(1)) for c in captions] == list(range(1, len(captions) + 1))
     # study.yaml's order, and the hypothesis's model leads the key findings
     assert heads.index("Structural model: main") < heads.index("Structural model: direct")
     box = soup.find(class_="key-findings").get_text(" ")
