@@ -392,6 +392,7 @@ class Study:
             except BaseException:
                 raw.unlink(missing_ok=True)  # our unrecorded copy; the user's file is untouched
                 raise
+            _fsync_dir(self.path)  # a new study.duckdb (and its WAL) survives a power cut too
             _stage("committed")
             with self.connect(read_only=False) as con:
                 self._write_manifest(self._manifest_from(con))
