@@ -367,11 +367,15 @@ class WLSEstimator:
                 rows = [(pt.index[i], pos[lhs[i]]) for i in np.flatnonzero(keep & (grp == gnum))
                         if lhs[i] in pos]
                 self._theta_rows.append(rows)
+        rows, values = [], []
         for g, theta in enumerate(self.residual_variances(x)):
             grp = self.model._g[g]
             for idx, j in self._theta_rows[g]:
-                pt.at[idx, "ustart"] = theta[j]
+                rows.append(idx)
+                values.append(theta[j])
                 grp.S0[j, j] = theta[j]
+        if rows:   # one write: this runs at every step of the standardized SEs' differences
+            pt.loc[rows, "ustart"] = values
 
 
 def make_estimator(model, stats, *, data=None, options=None):
