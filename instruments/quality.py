@@ -179,6 +179,9 @@ def _rowwise_corr(a: np.ndarray, b: np.ndarray, min_pairs: int = 3) -> np.ndarra
     return r
 
 
+EVENODD_MIN_CONSTRUCTS = 6
+
+
 def evenodd(clean: pd.DataFrame, instrument) -> np.ndarray:
     """Even-odd consistency, Spearman-Brown corrected (items reverse-keyed first)."""
     odd, even = [], []
@@ -189,7 +192,9 @@ def evenodd(clean: pd.DataFrame, instrument) -> np.ndarray:
         with np.errstate(invalid="ignore"), _quiet():
             odd.append(np.nanmean(clean[ids[0::2]].to_numpy(dtype=float), axis=1))
             even.append(np.nanmean(clean[ids[1::2]].to_numpy(dtype=float), axis=1))
-    if len(odd) < 3:
+    # a correlation over fewer than EVENODD_MIN_CONSTRUCTS pairs of half-scores is mostly noise:
+    # with four 3-item scales it marks about a quarter of attentive respondents
+    if len(odd) < EVENODD_MIN_CONSTRUCTS:
         return np.full(len(clean), np.nan)
     r = _rowwise_corr(np.column_stack(odd), np.column_stack(even))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -307,7 +312,10 @@ def quality_flags(data, instrument, **thresholds) -> QualityResult:
                    if sum(it.role == "item" and it.id in keyed for it in instrument.items_of(c.id)) >= 2)
     # the index correlates construct halves: with few short scales it is noisy, and
     # attentive respondents fall below the cut-off too (on simulated crs data, ~12%)
-    notes["evenodd"] = f"over {n_halves} constructs; few short scales make it noisy: a hint, not a verdict"
+    notes["evenodd"] = (f"over {n_halves} constructs; few short scales make it noisy: a hint, not a verdict"
+                        if n_halves >= EVENODD_MIN_CONSTRUCTS else
+                        f"{n_halves} constructs: too few (fewer than {EVENODD_MIN_CONSTRUCTS}) for a "
+                        "within-person correlation")
 
     ps, pairs = psychsyn(keyed, t["psychsyn_critval"])
     out["psychsyn"] = ps

@@ -99,6 +99,9 @@ def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
     assert "H1: Civic engagement carries part of the effect of belonging on wellbeing" in text
     assert "Does civic engagement explain why residents" in text  # study.yaml's description
     assert "Interview language" not in text  # the Kobo export has no language column: nothing to tabulate
+    # four 3-item scales are too few for the even-odd index: not computed, rather than 27% flagged
+    quality = next(tr for tr in soup.find_all("tr") if tr.find("td") and tr.find("td").get_text() == "evenodd")
+    assert "not computed (4 constructs: too few" in quality.get_text(" ")
     # numbered captions, and cross-references that land on them
     refs = [a["href"][1:] for a in soup.find_all("a", href=True) if a["href"].startswith(("#tbl-", "#fig-"))]
     assert refs and all(soup.find(id=r) is not None for r in refs)
