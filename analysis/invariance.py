@@ -83,6 +83,8 @@ _ORDINAL_STEPS: dict[str, tuple[str, ...]] = {
     "thresholds": ("thresholds",),
     "metric": ("thresholds", "loadings"),
     "scalar": ("thresholds", "loadings", "intercepts"),
+    # strict: the latent responses' residual variances, parameters under parameterization="theta" only
+    "strict": ("thresholds", "loadings", "intercepts", "residuals"),
     "means": ("thresholds", "loadings", "intercepts", "means"),
 }
 _ORDINAL_DEFAULT = ("configural", "thresholds", "metric", "scalar")
@@ -289,7 +291,8 @@ def _fit_ordinal_step(
     """One Wu & Estabrook (2016) step, fitted from its explicit syntax."""
     from analysis.sem import fit_sem
 
-    syntax = wu_estabrook_syntax(model, data, group=group, equal=equal, ordered=ordered, group_partial=group_partial)
+    syntax = wu_estabrook_syntax(model, data, group=group, equal=equal, ordered=ordered, group_partial=group_partial,
+                                 parameterization=str(fit_kwargs.get("parameterization", "delta")).lower())
     kw = {"std_lv": True, **dict(fit_kwargs)}
     fit = fit_sem(syntax, data, group=group, estimator=estimator, ordered=list(ordered), **kw)
     object.__setattr__(fit, "syntax", syntax)
@@ -304,6 +307,7 @@ def wu_estabrook_syntax(
     equal: Sequence[str],
     ordered: Sequence[str],
     group_partial: Sequence[str] = (),
+    parameterization: str = "delta",
 ) -> str:
     """lavaan syntax of one ordinal invariance step, identified as Wu & Estabrook (2016).
 
@@ -316,6 +320,11 @@ def wu_estabrook_syntax(
     free beyond group 1; at the scalar step the intercepts are 0 everywhere.
     ``group_partial`` (``"N1|t2"``, ``"NEU=~N3"``, ``"N4~1"``) keeps a parameter
     group-specific. Regressions and covariances of ``model`` are kept as written.
+
+    ``parameterization="theta"`` (measEq.syntax's theta): the latent responses'
+    residual variances take the scales' place, 1 in every group until thresholds
+    are equal, then free beyond group 1 until ``residuals`` are equal (strict),
+    when they are 1 again everywhere (``"N1~~N1"`` in ``group_partial`` keeps one free).
     """
     from analysis.syntax import parse_model
 
@@ -332,6 +341,10 @@ def wu_estabrook_syntax(
     n = len(labels)
     partial = {_key(p) for p in group_partial}
     th_eq, ld_eq, int_eq = "thresholds" in equal, "loadings" in equal, "intercepts" in equal
+    res_eq = "residuals" in equal
+    if res_eq and parameterization != "theta":
+        raise OptionError("strict invariance of ordered items equates the latent responses' residual variances, "
+                          "which are parameters only under parameterization='theta' (delta fixes them)")
 
     def vec(values: Sequence[Any]) -> str:
         return "c(" + ", ".join("NA" if v is None else (f"{v:g}" if not isinstance(v, str) else v) for v in values) + ")"
@@ -354,7 +367,11 @@ def wu_estabrook_syntax(
     for i in items:
         free_int = th_eq and (not int_eq or (i, "~1", "") in partial)
         out.append(f"{i} ~ {vec([0] + [None if free_int else 0] * (n - 1))}*1")
-        out.append(f"{i} ~*~ {vec([1] + [None if th_eq else 1] * (n - 1))}*{i}")
+        if parameterization == "theta":
+            free_res = th_eq and (not res_eq or (i, "~~", i) in partial)
+            out.append(f"{i} ~~ {vec([1] + [None if free_res else 1] * (n - 1))}*{i}")
+        else:
+            out.append(f"{i} ~*~ {vec([1] + [None if th_eq else 1] * (n - 1))}*{i}")
     out.append("## factor means and variances")
     for f in factors:
         free_mean = int_eq and "means" not in equal
@@ -653,6 +670,8 @@ def invariance_ladder(
     est, ordered_list, ordinal, table = _setup(model, data, estimator, ordered)
     est_note = f"ordered indicators with {est}: treated as continuous by this estimator" if ordered_list and not ordinal else ""
     default = _ORDINAL_DEFAULT if ordinal else _CONTINUOUS_DEFAULT
+    if ordinal and str(fit_kwargs.get("parameterization", "delta")).lower() == "theta":
+        default = _ORDINAL_DEFAULT + ("strict",)     # residual variances are parameters: strict is testable
     steps = tuple(steps) if steps is not None else default
     unknown = [s for s in steps if s not in table]
     if unknown:

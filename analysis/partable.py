@@ -224,7 +224,7 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
                    group_equal: Iterable[str] = (), group_partial: Iterable[str] = (),
                    estimator: str = "ML", n_thresholds: dict[str, int] | None = None,
                    auto_fix_first: bool | None = None, int_ov_free: bool = True,
-                   int_lv_free: bool = False) -> pd.DataFrame:
+                   int_lv_free: bool = False, parameterization: str = "delta") -> pd.DataFrame:
     """Parameter table of ``model`` with lavaan's ``sem()``/``cfa()`` defaults.
 
     ``model`` is lavaan syntax, a list of :class:`~analysis.syntax.Statement`
@@ -353,8 +353,14 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
                 free, ustart = 0, 1.0
             if u == 0 and o == "~*~":
                 free, ustart = 0, 1.0
-            if g > 1 and o == "~*~" and "thresholds" in group_equal:
-                free, ustart = 1, math.nan      # lavaan (delta): scale factors free once thresholds are equal
+            if g > 1 and "thresholds" in group_equal:
+                # lavaan: once thresholds are equal, groups 2+ free the scale factors (delta) or the
+                # latent responses' residual variances (theta)
+                if (parameterization == "theta" and o == "~~" and l == r and l in ov_ord and u == 0
+                        and "residuals" not in group_equal):    # strict: equal to group 1's, i.e. 1
+                    free, ustart = 1, math.nan
+                elif parameterization != "theta" and o == "~*~":
+                    free, ustart = 1, math.nan
             if (g > 1 and std_lv and "loadings" in group_equal and "lv.variances" not in group_equal
                     and o == "~~" and l == r and l in lv and u == 0):
                 free, ustart = 1, math.nan

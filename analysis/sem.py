@@ -108,6 +108,7 @@ _CONSTRAINTS = {
     "group_partial": _str_seq,
     "ordered": _ordered,
     "fixed_x": _bool,
+    "parameterization": _one_of("delta", "theta"),
 }
 
 
@@ -153,7 +154,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             se: str = "default", test: str = "default", bootstrap: int = 0,
             seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
             warn: bool = True, collapse_sparse: bool = False, sampling_weights: str | None = None,
-            cluster: str | None = None, strata: str | None = None, design=None):
+            cluster: str | None = None, strata: str | None = None, design=None,
+            parameterization: str = "delta"):
     """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.results.FitResult`.
 
     Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
@@ -214,7 +216,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     options = dict(estimator=estimator, missing=missing, se=se, test=test, std_lv=std_lv,
                    meanstructure=meanstructure, bootstrap=bootstrap, seed=seed,
                    group_equal=group_equal, group_partial=group_partial, ordered=ordered,
-                   fixed_x=fixed_x, collapse_sparse=collapse_sparse)
+                   fixed_x=fixed_x, collapse_sparse=collapse_sparse,
+                   parameterization=parameterization.lower() if isinstance(parameterization, str)
+                   else parameterization)
     survey = _survey_design(design, sampling_weights, cluster, strata)
     survey_options = {}
     if survey is not None:
@@ -332,7 +336,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         pt = build_partable(statements, observed=observed, n_groups=n_groups, group_labels=group_labels,
                             meanstructure=ms, std_lv=std_lv, ordered=ordered, fixed_x=fixed_x,
                             group_equal=group_equal, group_partial=group_partial, estimator=estimator,
-                            n_thresholds=n_thresholds)
+                            n_thresholds=n_thresholds, parameterization=options["parameterization"])
     ov = observed_names(pt)
     df = df_of(pt, ms)
     npar = int(pt["free"].max()) if (pt["free"] > 0).any() else 0

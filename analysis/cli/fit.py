@@ -120,7 +120,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
             collapse_sparse: bool = False, instrument: str | None = None,
             design: dict | None = None,
             pool: list[Path] | None = None, scale_w: bool = False, study: Path | None = None,
-            se: str | None = None, test: str | None = None) -> _Run:
+            se: str | None = None, test: str | None = None, parameterization: str | None = None) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     ``pool``: several imputed datasets (the first is ``data_path``), fitted and pooled
@@ -134,7 +134,8 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
         name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
                                            group_equal, std_lv, df, collapse_sparse, instrument, design=design,
                                            pool=pool, scale_w=scale_w, study=study,
-                                           inference={"se": se, "test": test})
+                                           inference={"se": se, "test": test,
+                                                      "parameterization": parameterization})
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -302,6 +303,9 @@ def fit(
                                        "satorra.bentler, scaled.shifted, mean.var.adjusted, yuan.bentler, "
                                        "yuan.bentler.mplus, bootstrap (Bollen-Stine), none "
                                        "[default: the estimator's]."),
+    parameterization: Optional[str] = typer.Option(None, "--parameterization", help="Ordered items: delta "
+                                                   "(lavaan's default) or theta (the latent responses' "
+                                                   "residual variances are parameters)."),
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data.
 
@@ -324,6 +328,8 @@ def fit(
         resilience fit survey.csv -m figure1 --weights w --cluster area --strata region   (MLR, design-based SEs)
 
         resilience fit imp/imp1.csv imp/imp2.csv imp/imp3.csv -m measurement --ordered all --pool
+
+        resilience fit survey.csv -m measurement --ordered all --parameterization theta
     """
     data = list(data or [])
     if bool(data) == (study is not None):
@@ -339,7 +345,8 @@ def fit(
                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
                  collapse_sparse=collapse_sparse, instrument=instrument,
                  design=design_options(weights, cluster, strata),
-                 pool=list(data) if pool else None, scale_w=scale_w, study=study, se=se, test=test)
+                 pool=list(data) if pool else None, scale_w=scale_w, study=study, se=se, test=test,
+                 parameterization=parameterization)
     boot = None
     if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap

@@ -42,11 +42,12 @@ class WLSEstimator:
     """
 
     def __init__(self, model, frames, *, estimator: str = "WLSMV", missing: str = "listwise",
-                 group_labels=(), collapse_sparse: bool = False):
+                 group_labels=(), collapse_sparse: bool = False, parameterization: str = "delta"):
         from ..data import SampleStats
 
         self.model = model
         self.name = estimator.upper()
+        self.parameterization = parameterization
         self.test_kind = "scaled.shifted"
         import pandas as pd
 
@@ -129,20 +130,70 @@ class WLSEstimator:
         return S
 
     # ------------------------------------------------------------------
+    def _full_moments(self, mom):
+        """[tau, mu, vech(Sigma)] of one group in Model.delta's row order."""
+        p = mom.sigma.shape[0]
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        tau = mom.tau if mom.tau is not None else np.zeros(0)
+        return np.concatenate([tau, mom.mu if self.model.meanstructure else np.zeros(0),
+                               mom.sigma[r[order], c[order]]])
+
     def implied_moments(self, x):
         out = []
         for g, mom in enumerate(self.model.implied(x)):
-            p = mom.sigma.shape[0]
-            r, c = np.tril_indices(p)
-            order = np.lexsort((r, c))
-            tau = mom.tau if mom.tau is not None else np.zeros(0)
-            full = np.concatenate([tau, mom.mu if self.model.meanstructure else np.zeros(0),
-                                   mom.sigma[r[order], c[order]]])
+            full = self._full_moments(mom)
+            if self.parameterization == "theta":
+                full = self._theta_standardized(g, mom)[0]
             out.append(self._sel[g] @ full)
         return out
 
     def _delta(self, x):
-        return [S @ d for d, S in zip(self.model.delta(x), self._sel)]
+        if self.parameterization != "theta":
+            return [S @ d for d, S in zip(self.model.delta(x), self._sel)]
+        moms, deltas = self.model.implied_delta(x)
+        return [S @ self._theta_standardized(g, mom)[1] @ d
+                for g, (mom, d, S) in enumerate(zip(moms, deltas, self._sel))]
+
+    def _theta_standardized(self, g, mom):
+        """Theta parameterization: the residual variances of the latent responses are parameters
+        (fixed to 1 in the first group) and the moments fitted to the polychorics are those of
+        the standardized responses: tau* = d tau, mu* = d mu, Sigma* = D Sigma D with
+        d_i = Sigma_ii^-1/2 for ordered variables (1 for continuous ones). Returns the standardized
+        [tau, mu, vech Sigma] and its Jacobian with respect to the unstandardized ones."""
+        model = self.model
+        p = mom.sigma.shape[0]
+        ordered = self.ordered_mask
+        d = np.where(ordered, 1.0 / np.sqrt(np.abs(np.diag(mom.sigma))), 1.0)
+        ddv = np.where(ordered, -0.5 * d ** 3, 0.0)          # d d_i / d Sigma_ii
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        r, c = r[order], c[order]
+        full = self._full_moments(mom)
+        n_tau = 0 if mom.tau is None else len(mom.tau)
+        n_mu = p if model.meanstructure else 0
+        n = len(full)
+        jac = np.zeros((n, n))
+        diag_pos = {int(i): n_tau + n_mu + k for k, (i, j) in enumerate(zip(r, c)) if i == j}
+        out = full.copy()
+        if n_tau:
+            th_var = np.array([model.ov_names[g].index(name.split("|")[0]) for name in model.th_names[g]])
+            out[:n_tau] = d[th_var] * mom.tau
+            jac[np.arange(n_tau), np.arange(n_tau)] = d[th_var]
+            np.add.at(jac, (np.arange(n_tau), [diag_pos[v] for v in th_var]), ddv[th_var] * mom.tau)
+        if n_mu:
+            rows = n_tau + np.arange(p)
+            out[rows] = d * mom.mu
+            jac[rows, rows] = d
+            np.add.at(jac, (rows, [diag_pos[i] for i in range(p)]), ddv * mom.mu)
+        base = n_tau + n_mu
+        sig = mom.sigma[r, c]
+        out[base:] = d[r] * d[c] * sig
+        rows = base + np.arange(len(r))
+        jac[rows, rows] = d[r] * d[c]
+        np.add.at(jac, (rows, [diag_pos[i] for i in r]), ddv[r] * d[c] * sig)
+        np.add.at(jac, (rows, [diag_pos[j] for j in c]), d[r] * ddv[c] * sig)
+        return out, jac
 
     def objective(self, x) -> float:
         f = 0.0
@@ -354,8 +405,17 @@ class WLSEstimator:
     def _apply_delta_theta(self, x):
         """Set the fixed residual variances of the latent responses to their delta-parameterization
         values, so that the table, the implied moments and the standardized solution show them
-        (thresholds and correlations do not depend on them)."""
+        (thresholds and correlations do not depend on them). Under the theta parameterization the
+        residual variances are parameters: the table's scales (~*~) show 1/sqrt(Var(y*)) instead."""
         pt = self.model.partable
+        if self.parameterization == "theta":
+            for g, mom in enumerate(self.model.implied(x)):
+                gnum = self.model.groups[g]
+                for j, v in enumerate(self.model.ov_names[g]):
+                    rows = (pt["op"] == "~*~") & (pt["lhs"] == v) & (pt["group"] == gnum) & (pt["free"] == 0)
+                    if self.ordered_mask[j] and rows.any():
+                        pt.loc[rows, "ustart"] = 1.0 / np.sqrt(mom.sigma[j, j])
+            return
         if not hasattr(self, "_theta_rows"):
             # ordered items' rows only: a fixed.x covariate's variance stays its sample value
             keep = ((pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["free"] == 0)
@@ -403,7 +463,8 @@ def make_estimator(model, stats, *, data=None, options=None):
     est = WLSEstimator(model, frames, estimator=name,
                        missing="pairwise" if missing == "pairwise" else "listwise",
                        group_labels=tuple(stats.group_labels),
-                       collapse_sparse=bool(options.get("collapse_sparse", False)))
+                       collapse_sparse=bool(options.get("collapse_sparse", False)),
+                       parameterization=str(options.get("parameterization", "delta")).lower())
     if str(options.get("se", "")).lower() == "standard":
         est.se_kind = "standard"
     return est
