@@ -593,12 +593,17 @@ class FitResult:
         if fit_measures:
             lines.extend(self._fit_measure_lines())
         lines += ["Parameter Estimates:", "", *self._se_lines(), ""]
-        if self.twolevel is not None:   # lavaan prints one section per level
+        if self.twolevel is not None:   # lavaan prints one section per level (per group)
             pt, r2 = self.params, self.r2 if rsquare else None
-            for lev, name in ((1, "within"), (2, self.twolevel.cluster)):
-                lines += [f"Level {lev} [{name}]:", ""]
-                sub_r2 = None if r2 is None else r2[r2["level"] == lev]
-                lines.extend(_estimate_lines(pt[pt["level"] == lev], sub_r2, (), standardized=standardized))
+            labels = self.group_labels or ("",)
+            for g, glabel in enumerate(labels, start=1):
+                if glabel:
+                    lines += [f"Group {g} [{glabel}]:", ""]
+                for lev, name in ((1, "within"), (2, self.twolevel.cluster)):
+                    lines += [f"Level {lev} [{name}]:", ""]
+                    sub_r2 = None if r2 is None else r2[(r2["level"] == lev) & (r2["group"] == g)]
+                    sub = pt[(pt["level"] == lev) & (pt["group"] == g)]
+                    lines.extend(_estimate_lines(sub, sub_r2, (), standardized=standardized))
             lines.extend(_estimate_lines(pt[pt["op"] == ":="], None, (), standardized=standardized))
         else:
             lines.extend(_estimate_lines(self.params, self.r2 if rsquare else None,

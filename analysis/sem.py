@@ -212,7 +212,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             raise OptionError("sampling weights and strata are not available for two-level models")
         return fit_twolevel(model, data, cluster=cluster, estimator=estimator, missing=missing,
                             std_lv=std_lv, fixed_x=fixed_x, se=se, test=test, control=control,
-                            warn=warn, group=group)
+                            warn=warn, group=group, group_equal=_as_list(group_equal),
+                            group_partial=_as_list(group_partial))
     options = dict(estimator=estimator, missing=missing, se=se, test=test, std_lv=std_lv,
                    meanstructure=meanstructure, bootstrap=bootstrap, seed=seed,
                    group_equal=group_equal, group_partial=group_partial, ordered=ordered,

@@ -437,8 +437,8 @@ def _level_blocks(src: _Source) -> list[tuple[int, str]]:
             src.lines[lineno - 1] = ""
         elif re.match(r"^\s*(group|class)\s*:", _strip_comment(raw), re.IGNORECASE):
             raise ModelSyntaxError("'group:' / 'class:' blocks are not supported: write the model once and "
-                                   "fit several groups with group= (--group COL); multi-group two-level "
-                                   "models are not available", lineno, 1, raw)
+                                   "fit several groups with group= (--group COL), also for two-level "
+                                   "models", lineno, 1, raw)
         elif re.match(r"^\s*level\s*:", _strip_comment(raw), re.IGNORECASE):
             raise ModelSyntaxError("a level line holds only the level's name, e.g. 'level: 1' or "
                                    "'level: within'", lineno, 1, raw)

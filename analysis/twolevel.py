@@ -28,6 +28,7 @@ chisq is ``2 (logL_h1 - logL)``. Standard errors use the observed information
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings as _warnings
 from dataclasses import dataclass
@@ -94,14 +95,17 @@ def _level_numbers(statements: list[Statement]) -> dict[str, int]:
     return numbers
 
 
-def build_twolevel_partable(model, *, observed=None, std_lv: bool = False,
-                            fixed_x: bool = True) -> pd.DataFrame:
+def build_twolevel_partable(model, *, observed=None, std_lv: bool = False, fixed_x: bool = True,
+                            n_groups: int = 1, group_equal=(), group_partial=()) -> pd.DataFrame:
     """The ParameterTable of a two-level model, with lavaan's defaults.
 
     Each level is built like a single-level model with a mean structure; then,
     as lavaan does, the within-level intercepts of variables that also appear
     at level 2 are fixed to 0 (their mean lives at the between level). Labels
-    shared across levels (and ``a == b``) make one free parameter.
+    shared across levels (and ``a == b``) make one free parameter. With
+    ``n_groups`` the model is repeated per group (``group_equal`` as
+    :func:`analysis.partable.build_partable`); blocks run group by group, the
+    within block first (lavaan's order: block = 2 (group - 1) + level).
 
     >>> pt = build_twolevel_partable("level: 1\\n fw =~ y1 + y2 + y3\\nlevel: 2\\n fb =~ y1 + y2 + y3")
     >>> pt.groupby("level")["free"].apply(lambda f: int((f > 0).sum())).tolist()
@@ -129,8 +133,9 @@ def build_twolevel_partable(model, *, observed=None, std_lv: bool = False,
     def build(k, fx):
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore", SEMWarning)
-            return build_partable(by_level[k], observed=observed, meanstructure=True,
-                                  std_lv=std_lv, fixed_x=fx)
+            return build_partable(by_level[k], observed=observed, meanstructure=True, std_lv=std_lv,
+                                  fixed_x=fx, n_groups=n_groups, group_equal=group_equal,
+                                  group_partial=group_partial)
 
     tables = {k: build(k, fixed_x) for k in (1, 2)}
     ov = {k: observed_names(tables[k]) for k in (1, 2)}
@@ -149,14 +154,19 @@ def build_twolevel_partable(model, *, observed=None, std_lv: bool = False,
     parts = []
     for k in (1, 2):
         t = tables[k][~tables[k]["op"].isin(EXPRESSION_OPS)].copy()
-        t["level"], t["block"], t["group"] = k, k, 1
+        t["level"] = k
+        t["block"] = 2 * (t["group"] - 1) + k
+        # group_equal labels rows with their plabel (".p2."): those name rows of this level only
+        auto = t["label"].str.fullmatch(r"\.p\d+\.")
+        t["_label"] = np.where(auto, f"level{k}" + t["label"], t["label"])
+        t["_auto"] = auto
         if k == 1:
             # only the sum of the within and between means of a shared variable is identified
             fix = (t["op"] == "~1") & t["lhs"].isin(both) & (t["exo"] == 0)
             t.loc[fix, "free"], t.loc[fix, "ustart"] = 0, 0.0
         t["_free"] = [f"{k}:{f}" if f > 0 else "" for f in t["free"]]
         parts.append(t)
-    pt = pd.concat(parts, ignore_index=True)
+    pt = pd.concat(parts, ignore_index=True).sort_values(["group", "level"], kind="stable", ignore_index=True)
 
     # one free index per distinct parameter: rows sharing a level-free index or a label
     parent: dict = {}
@@ -172,8 +182,8 @@ def build_twolevel_partable(model, *, observed=None, std_lv: bool = False,
     free_rows = [i for i in pt.index if pt.at[i, "_free"]]
     for i in free_rows:
         union(("row", i), ("free", pt.at[i, "_free"]))
-        if pt.at[i, "label"]:
-            union(("row", i), ("label", pt.at[i, "label"]))
+        if pt.at[i, "_label"]:
+            union(("row", i), ("label", pt.at[i, "_label"]))
     labels = set(pt["label"]) - {""}
     extra_rows = []
     for s in exprs:
@@ -201,6 +211,10 @@ def build_twolevel_partable(model, *, observed=None, std_lv: bool = False,
         pt = pd.concat([pt, pd.DataFrame(extra_rows)], ignore_index=True)
     pt["id"] = np.arange(1, len(pt) + 1)
     pt["plabel"] = [f".p{i}." for i in pt["id"]]
+    # rows equal across groups carry the plabel of the first of them, as lavaan shows them
+    auto = pt["_auto"].fillna(False).astype(bool) & (pt["free"] > 0)
+    first = pt[pt["free"] > 0].drop_duplicates("free").set_index("free")["plabel"]
+    pt.loc[auto, "label"] = pt.loc[auto, "free"].map(first)
     pt["start"] = pt["ustart"]
     cols = COLUMNS[:7] + ["level"] + COLUMNS[7:]
     pt = pt[cols].copy()
@@ -527,7 +541,11 @@ class GroupSum:
         return float(sum(e.minus2logl(x) for e in self.parts))
 
     def cluster_scores(self, x) -> np.ndarray:
-        return np.vstack([e.cluster_scores(x) for e in self.parts])
+        # lavaan 0.6 weights each group's cross-product of cluster scores by G n_g / N (its
+        # robust SEs of group g are sqrt(G n_g / N) times the plain sandwich): kept, so that
+        # MLR agrees with lavaan
+        g = len(self.parts)
+        return np.vstack([e.cluster_scores(x) * math.sqrt(g * e.ntotal / self.ntotal) for e in self.parts])
 
 
 # --------------------------------------------------------------------------
@@ -588,18 +606,82 @@ def _fit_table(pt: pd.DataFrame, data, control: dict | None = None):
     return mdl, est, opt
 
 
+@dataclass
+class _GroupData:
+    """One group's data and saturated model: what the fit needs of each group."""
+
+    n: int
+    blocks: tuple[int, int]
+    cdata: ClusterData
+    mdata: "MissingClusterData | None"
+    sw: np.ndarray
+    mw: np.ndarray
+    sb: np.ndarray
+    mb: np.ndarray
+    m2ll_h1: float
+    h1_pt: pd.DataFrame
+    base_pt: pd.DataFrame
+    h1_df: int              # h1 moments minus the fixed.x ones
+    loglik_x: float
+    icc: pd.Series
+
+    @property
+    def incomplete(self) -> bool:
+        return self.mdata is not None
+
+    @property
+    def data_for(self):
+        """What the estimators read: the cluster statistics, or the answers for FIML."""
+        return self.mdata if self.mdata is not None else self.cdata
+
+    @classmethod
+    def build(cls, kept, cluster, ov1, ov2, exo, blocks, control) -> _GroupData:
+        z_names = [v for v in ov2 if v not in ov1]
+        incomplete = bool(kept[ov1 + z_names].isna().to_numpy().any())
+        mdata = MissingClusterData.from_frame(kept, cluster, ov1, z_names) if incomplete else None
+        cdata = mdata.complete if incomplete else ClusterData.from_frame(kept, cluster, ov1, z_names)
+        sw, mw, sb, mb, logl_h1 = saturated_em(cdata, ov2)          # lavaan's EM
+        m2ll_h1 = -2 * logl_h1
+        # the h1 as a model table (for the MLR trace): a shared variable's mean at level 2
+        shared = np.array([v in ov2 for v in ov1], dtype=bool)
+        h1_pt = _moment_table(ov1, ov2, saturated=True, exo={})
+        mb_fold = mb + np.array([mw[ov1.index(v)] if v in ov1 else 0.0 for v in ov2])
+        h1_pt["start"] = _moment_start(h1_pt, sw, np.where(shared, 0.0, mw), sb, mb_fold, ov1, ov2)
+        if incomplete:
+            # lavaan fits the unrestricted model by FIML (from the EM of the filled-in data here)
+            _, h1_est, h1_opt = _fit_table(h1_pt, mdata, control)
+            sw, mw, sb, mb = h1_est.implied_levels(h1_opt.x)
+            m2ll_h1 = h1_est.minus2logl(h1_opt.x)
+            h1_pt["start"] = h1_opt.x[np.maximum(h1_pt["free"].to_numpy(), 1) - 1]
+            h1_pt.loc[h1_pt["free"] == 0, "start"] = h1_pt.loc[h1_pt["free"] == 0, "ustart"]
+        # fixed.x moments: the covariances of each level's covariates and their means (a
+        # covariate at both levels has its mean at level 2 only)
+        n_exo = sum(len(v) * (len(v) + 1) // 2 for v in exo.values()) + len(exo[2]) \
+            + len([v for v in exo[1] if v not in ov2])
+        base_pt = _moment_table(ov1, ov2, saturated=False, exo=exo)
+        base_pt["start"] = _moment_start(base_pt, sw, mw, sb, mb, ov1, ov2)
+        base_pt["ustart"] = np.where(base_pt["exo"] == 1, base_pt["start"], base_pt["ustart"])
+        return cls(cdata.nobs, blocks, cdata, mdata, sw, mw, sb, mb, m2ll_h1, h1_pt, base_pt,
+                   int(h1_pt["free"].max()) - n_exo, _loglik_x(kept.dropna(subset=ov1 + z_names), cluster,
+                                                               exo, ov1, ov2),
+                   icc_from_moments(sw, sb, ov1, ov2))
+
+
 # --------------------------------------------------------------------------
 # the fit, in lavaan's steps
 # --------------------------------------------------------------------------
 def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "ML",
                  missing: str = "listwise", std_lv: bool = False, fixed_x: bool = True,
                  se: str = "standard", test: str = "standard", control: dict | None = None,
-                 warn: bool = True, group: str | None = None):
+                 warn: bool = True, group: str | None = None, group_equal=(), group_partial=()):
     """Fit a two-level SEM (lavaan's ``sem(model, data, cluster = "COL")``).
 
     Called by :func:`analysis.sem.fit_sem` when the syntax has ``level:``
     blocks. ``estimator``: "ML" (observed-information SEs) or "MLR"
-    (cluster-robust Huber-White SEs and the Yuan-Bentler scaled test).
+    (cluster-robust Huber-White SEs and the Yuan-Bentler scaled test). ``group``:
+    a multi-group two-level model (the same model in every group, each group with
+    its own clusters; ``group_equal``/``group_partial`` as fit_sem), as lavaan fits
+    it with one ``group:`` block per group.
     """
     from .data import check_model_data
     from .results import FitResult, TestStatistic
@@ -614,9 +696,6 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     if missing is None:
         raise OptionError("The 'missing' parameter of fit_sem must be 'listwise' or 'fiml' for a "
                           "two-level model.")
-    if group is not None:
-        raise OptionError("multi-group two-level models are not available; fit each group "
-                          "separately (subset the data) or drop group=")
     if cluster is None:
         raise OptionError("the model has 'level:' blocks (a two-level model): name the cluster column "
                           "(cluster='COL' in Python, --cluster COL on the command line)")
@@ -633,11 +712,20 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
 
     # 3. parameter table (before the data: it says which variables are needed)
     syntax = model if isinstance(model, str) else ""
+    group_labels: list[str] = []
+    if group is not None:
+        _check_cluster_column(data, group)
+        group_labels = [str(v) for v in pd.unique(data[group].dropna())]   # lavaan: order of appearance
+        if len(group_labels) < 2:
+            raise DataError(f"group column {group!r} has {len(group_labels)} group(s): a multi-group model "
+                            "needs at least two")
+    n_groups = max(len(group_labels), 1)
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always", SEMWarning)
         pt = model.copy() if isinstance(model, pd.DataFrame) else \
             build_twolevel_partable(model, observed=list(map(str, data.columns)), std_lv=std_lv,
-                                    fixed_x=fixed_x)
+                                    fixed_x=fixed_x, n_groups=n_groups, group_equal=group_equal,
+                                    group_partial=group_partial)
     records += [{"type": "model", "category": type(w.message).__name__, "message": str(w.message)}
                 for w in caught]
     ipt = _compiled(pt)
@@ -653,44 +741,31 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     for text in check.warnings:
         records.append({"type": "data", "category": "DataWarning", "message": text})
     kept = check.data.copy()
-    cl = data.loc[kept.index, cluster]
-    if cl.isna().any():
-        # data rows counted from 1 (the header not counted), as the data check names them
-        position = pd.Series(np.arange(1, len(data) + 1), index=data.index)
-        rows = position.loc[cl.index[cl.isna().to_numpy()]].tolist()
-        records.append({"type": "data", "category": "DataWarning", "message": (
-            f"{len(rows)} row(s) have no value in the cluster column '{cluster}' and were dropped "
-            f"(data rows {', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''})")})
-        kept, cl = kept[cl.notna()], cl[cl.notna()]
-    kept[cluster] = cl.to_numpy()
-    incomplete = bool(kept[ov_all].isna().to_numpy().any())
-    mdata = MissingClusterData.from_frame(kept, cluster, ov1, z_names) if incomplete else None
-    cdata = mdata.complete if incomplete else ClusterData.from_frame(kept, cluster, ov1, z_names)
-    data_for = mdata if incomplete else cdata      # what the estimators read
-    names_b = ov1 + z_names
-    idx2 = [names_b.index(v) for v in ov2]
-
-    # 4. sample statistics: the saturated (h1) two-level model, by lavaan's EM ----
+    position = pd.Series(np.arange(1, len(data) + 1), index=data.index)   # data rows from 1
+    for col in [cluster] + ([group] if group is not None else []):
+        values = data.loc[kept.index, col]
+        if values.isna().any():
+            rows = position.loc[values.index[values.isna().to_numpy()]].tolist()
+            records.append({"type": "data", "category": "DataWarning", "message": (
+                f"{len(rows)} row(s) have no value in the {'cluster' if col == cluster else 'group'} column "
+                f"'{col}' and were dropped (data rows {', '.join(map(str, rows[:10]))}"
+                f"{', ...' if len(rows) > 10 else ''})")})
+            kept = kept[values.notna().to_numpy()]
+        kept[col] = data.loc[kept.index, col].to_numpy()
     exo = {k: sorted(set(ipt.loc[(ipt["level"] == k) & (ipt["exo"] == 1), "lhs"])) for k in (1, 2)}
-    sw_h1, mw_h1, sb_h1, mb_h1, logl_h1 = saturated_em(cdata, ov2)
-    m2ll_h1 = -2 * logl_h1
-    shared = np.array([v in ov2 for v in ov1])
-    # the h1 as a model table (for the MLR trace): a shared variable's mean at level 2
-    h1_pt = _moment_table(ov1, ov2, saturated=True, exo={})
-    mb_fold = mb_h1 + np.array([mw_h1[ov1.index(v)] if v in ov1 else 0.0 for v in ov2])
-    h1_pt["start"] = _moment_start(h1_pt, sw_h1, np.where(shared, 0.0, mw_h1), sb_h1, mb_fold, ov1, ov2)
-    if incomplete:
-        # lavaan fits the unrestricted model by FIML (from the EM of the filled-in data here)
-        h1_mdl, h1_est, h1_opt = _fit_table(h1_pt, mdata, control)
-        sw_h1, mw_h1, sb_h1, mb_h1 = h1_est.implied_levels(h1_opt.x)
-        m2ll_h1 = h1_est.minus2logl(h1_opt.x)
-        h1_pt["start"] = h1_opt.x[np.maximum(h1_pt["free"].to_numpy(), 1) - 1]
-        h1_pt.loc[h1_pt["free"] == 0, "start"] = h1_pt.loc[h1_pt["free"] == 0, "ustart"]
-    loglik_x = _loglik_x(kept.dropna(subset=ov_all), cluster, exo, ov1, ov2)
+    parts = [kept] if group is None else [kept[kept[group].astype(str) == lab] for lab in group_labels]
+
+    # 4. sample statistics per group: the saturated (h1) two-level model ------------
+    groups = [_GroupData.build(part, cluster, ov1, ov2, exo, (2 * g, 2 * g + 1), control)
+              for g, part in enumerate(parts)]
+    incomplete = any(gd.incomplete for gd in groups)
 
     # 5. start values (fixed.x covariates at their h1 moments) ------------------
-    pt_start = _level_start_values(ipt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2, cdata.nobs)
-    ipt["start"] = pt_start
+    start = np.full(len(ipt), np.nan)
+    for g, gd in enumerate(groups):
+        rows = np.flatnonzero((pt["group"] == g + 1).to_numpy())
+        start[rows] = _level_start_values(ipt.iloc[rows], gd.sw, gd.mw, gd.sb, gd.mb, ov1, ov2, gd.n)
+    ipt["start"] = start
     exo_rows = (ipt["exo"] == 1).to_numpy()
     ipt.loc[exo_rows, "ustart"] = ipt.loc[exo_rows, "start"]
     pt.loc[exo_rows, "ustart"] = ipt.loc[exo_rows, "start"]
@@ -700,25 +775,31 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
 
     # 6. model --------------------------------------------------------------------
     mdl = Model(ipt, meanstructure=True)
-    est = _estimator(mdl, data_for)
-    est.offset = m2ll_h1 / (2 * cdata.nobs)
+    ests = []
+    for gd in groups:
+        e = _estimator(mdl, gd.data_for, gd.blocks)
+        e.offset = gd.m2ll_h1 / (2 * gd.n)
+        ests.append(e)
+    est = ests[0] if n_groups == 1 else GroupSum(ests)
 
     # 7. optimize ----------------------------------------------------------------
     from .optimize import minimize
 
     opt = minimize(est, mdl.x_start, **(control or {}))
     x = opt.x
-    iccs = icc_from_moments(sw_h1, sb_h1, ov1, ov2)
-    flat = [v for v in ov1 if v in ov2 and iccs[v] < 0.01]
     advice = ""
-    if flat:   # (almost) no between-cluster variance: the between model has nothing to explain
-        advice = (f"; {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} an ICC below .01 (almost no "
-                  "variance between clusters): fix their level-2 variances to zero, drop them from level 2, "
+    for gd, lab in zip(groups, group_labels or [""]):
+        flat = [v for v in ov1 if v in ov2 and gd.icc[v] < 0.01]
+        if not flat:
+            continue   # (almost) no between-cluster variance: the between model has nothing to explain
+        where = f" in group {lab}" if lab else ""
+        advice = (f"; {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} an ICC below .01{where} (almost "
+                  "no variance between clusters): fix their level-2 variances to zero, drop them from level 2, "
                   "or fit a single-level model with cluster-robust SEs (cluster= without level: blocks)")
         records.append(warning_record(
             BetweenBoundaryWarning,
-            f"ICC below .01 for {', '.join(f'{v} ({iccs[v]:.3f})' for v in flat)} with "
-            f"{cdata.n_clusters} clusters: the between-level part of these variables is (almost) nothing, "
+            f"ICC below .01 for {', '.join(f'{v} ({gd.icc[v]:.3f})' for v in flat)}{where} with "
+            f"{gd.cdata.n_clusters} clusters: the between-level part of these variables is (almost) nothing, "
             "so their between-level parameters are weakly determined" + advice[advice.index(":"):],
             variables=flat, level=2))
     if not opt.converged:
@@ -728,7 +809,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
                                       iterations=opt.iterations))
 
     # 8. vcov: observed information (MLR: sandwich with cluster scores) -----------
-    n = cdata.nobs
+    n = sum(gd.n for gd in groups)
     vcov, a_inv, scores = None, None, None
     if se != "none":
         try:
@@ -748,39 +829,35 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
 
     # 9. test ----------------------------------------------------------------------
     m2ll = est.minus2logl(x)
-    # fixed.x moments: the covariances of each level's covariates and their means (a covariate
-    # at both levels has its mean at level 2 only)
-    n_exo = sum(len(v) * (len(v) + 1) // 2 for v in exo.values()) + len(exo[2]) \
-        + len([v for v in exo[1] if v not in ov2])
-    h1_npar = int(h1_pt["free"].max())
+    m2ll_h1 = sum(gd.m2ll_h1 for gd in groups)
     npar = mdl.n_free
-    df = h1_npar - n_exo - npar
+    df = sum(gd.h1_df for gd in groups) - npar
     chisq = max(m2ll - m2ll_h1, 0.0)
     tst = {"chisq": chisq, "df": df, "pvalue": float(sps.chi2.sf(chisq, df)) if df > 0 else math.nan}
     trace_h1 = None
     if estimator == "MLR" and test != "none" and df > 0 and vcov is not None:
-        trace_h1 = _h1_trace(data_for, h1_pt, exo)
+        trace_h1 = sum(_h1_trace(gd.data_for, gd.h1_pt, exo) for gd in groups)
         c = (trace_h1 - _trace(a_inv, scores)) / df
         tst.update({"chisq.scaled": chisq / c, "df.scaled": df, "chisq.scaling.factor": c,
                     "pvalue.scaled": float(sps.chi2.sf(chisq / c, df))})
 
-    # 10. fit measures ----------------------------------------------------------------
-    base_pt = _moment_table(ov1, ov2, saturated=False, exo=exo)
-    base_df = h1_npar - n_exo - int(base_pt["free"].max())
+    # 10. fit measures: the baseline (variances only, at both levels) per group -------
+    base_df = sum(gd.h1_df - int(gd.base_pt["free"].max()) for gd in groups)
     base_chisq = math.nan
+    base_fits = []
     if test != "none":   # test="none" (e.g. simulation refits) skips the baseline model
-        base_pt["start"] = _moment_start(base_pt, sw_h1, mw_h1, sb_h1, mb_h1, ov1, ov2)
-        base_pt["ustart"] = np.where(base_pt["exo"] == 1, base_pt["start"], base_pt["ustart"])
-        _, base_est, base_opt = _fit_table(base_pt, data_for, control)
-        base_chisq = max(base_est.minus2logl(base_opt.x) - m2ll_h1, 0.0)
-    fit = _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, cdata.n_clusters,
-                        (sw_h1, sb_h1), est.implied_levels(x), loglik_x)
+        base_fits = [_fit_table(gd.base_pt, gd.data_for, control)[1:] for gd in groups]
+        base_chisq = max(sum(b.minus2logl(o.x) for b, o in base_fits) - m2ll_h1, 0.0)
+    per_group = [(gd.n, (gd.sw, gd.sb), e.implied_levels(x)) for gd, e in zip(groups, ests)]
+    fit = _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n,
+                        sum(gd.cdata.n_clusters for gd in groups), per_group,
+                        sum(gd.loglik_x for gd in groups))
     if "chisq.scaled" in tst:
         # the baseline's own scaling factor, from its Hessian and cluster scores
-        base_x = base_opt.x
-        c_base = (trace_h1 - _trace(np.linalg.inv(n * base_est.hessian(base_x)),
-                                    base_est.cluster_scores(base_x))) / base_df
-        scaled = _scaled_measures(tst, base_chisq, base_df, c_base, n)
+        trace_base = sum(_trace(np.linalg.inv(b.ntotal * b.hessian(o.x)), b.cluster_scores(o.x))
+                         for b, o in base_fits)
+        c_base = (trace_h1 - trace_base) / base_df
+        scaled = _scaled_measures(tst, base_chisq, base_df, c_base, n, n_groups)
         if incomplete:   # lavaan's robust indices with missing data use other corrections: not given
             scaled = scaled[[k for k in scaled.index if ".robust" not in k]]
         fit = pd.concat([fit, scaled])
@@ -809,10 +886,12 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         for col, values in standardized_se(mdl, x, vcov).items():
             ipt[f"{col}.se"] = values
     r2 = rsquare(ipt, mdl, x)
-    r2 = r2.rename(columns={"group": "level"}).assign(group=1) if r2 is not None else None
+    if r2 is not None:   # rsquare numbers the blocks: back to group and level
+        block = r2["group"].astype(int)
+        r2 = r2.assign(group=(block - 1) // 2 + 1, level=(block - 1) % 2 + 1)
     out_pt = ipt.copy()
-    out_pt["group"] = np.where(out_pt["level"] > 0, 1, 0)
-    records += _boundary_warnings(out_pt, iccs)
+    out_pt["group"] = pt["group"].to_numpy()
+    records += _boundary_warnings(out_pt, {g + 1: gd.icc for g, gd in enumerate(groups)})
     records += _heywood(out_pt)
     if warn:
         for rec in records:
@@ -828,21 +907,31 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
                                    scaling_factor=tst["chisq.scaling.factor"]))
     robust = estimator == "MLR" or se.startswith("robust")
     options = {"estimator": estimator, "missing": missing, "cluster": cluster, "std_lv": std_lv,
+               "group_equal": list(group_equal or ()),
                "fixed_x": fixed_x, "meanstructure": True,
                "se": "robust.huber.white" if robust else se,
                "test": "yuan.bentler.mplus" if estimator == "MLR" else test,
                "information": "observed"}
-    levels = TwoLevelSummary(
-        cluster=cluster, n_clusters=cdata.n_clusters,
-        cluster_sizes=tuple(int(s) for s in cdata.cluster_sizes), icc=iccs,
-        within=_moments_frame(sw_h1, mw_h1, ov1), between=_moments_frame(sb_h1, mb_h1, ov2),
-        implied_within=_moments_frame(*est.implied_levels(x)[:2], ov1),
-        implied_between=_moments_frame(*est.implied_levels(x)[2:], ov2))
+    summaries = [TwoLevelSummary(
+        cluster=cluster, n_clusters=gd.cdata.n_clusters,
+        cluster_sizes=tuple(int(v) for v in gd.cdata.cluster_sizes), icc=gd.icc,
+        within=_moments_frame(gd.sw, gd.mw, ov1), between=_moments_frame(gd.sb, gd.mb, ov2),
+        implied_within=_moments_frame(*e.implied_levels(x)[:2], ov1),
+        implied_between=_moments_frame(*e.implied_levels(x)[2:], ov2)) for gd, e in zip(groups, ests)]
+    levels = summaries[0]
+    if n_groups > 1:   # the first group's pieces, all clusters counted, and every group's own
+        levels = dataclasses.replace(
+            levels, n_clusters=sum(sm.n_clusters for sm in summaries),
+            cluster_sizes=tuple(v for sm in summaries for v in sm.cluster_sizes),
+            groups=tuple(zip(group_labels, summaries)))
+    patterns = sum(gd.mdata.n_patterns for gd in groups if gd.incomplete)
     return FitResult(
         params=out_pt, fit_indices=fit, estimator=estimator, converged=bool(opt.converged),
-        iterations=int(opt.iterations), optimizer=opt.method, nobs=(n,), group_labels=(), group=None,
+        iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(gd.n for gd in groups),
+        group_labels=tuple(group_labels), group=group,
         tests=tuple(tests), warnings=tuple(records), r2=r2, options=options,
-        missing={**dict(check.missing), **({"n_patterns": mdata.n_patterns} if incomplete else {})}, model=mdl, x=x, sample_stats=None, vcov=vcov, syntax=syntax,
+        missing={**dict(check.missing), **({"n_patterns": patterns} if incomplete else {})},
+        model=mdl, x=x, sample_stats=None, vcov=vcov, syntax=syntax,
         extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check},
         twolevel=levels)
 
@@ -861,10 +950,17 @@ class TwoLevelSummary:
     between: dict
     implied_within: dict
     implied_between: dict
+    groups: tuple = ()
+    """Multi-group fits: ``(label, TwoLevelSummary)`` of every group (the fields above are
+    the first group's, with every cluster counted)."""
 
     def to_dict(self) -> dict:
         def mom(m):
             return {"cov": m["cov"].to_dict(), "mean": m["mean"].to_dict()}
+
+        if self.groups:
+            return {"cluster": self.cluster, "nclusters": self.n_clusters,
+                    "groups": {lab: sm.to_dict() for lab, sm in self.groups}}
 
         return {"cluster": self.cluster, "nclusters": self.n_clusters,
                 "cluster_size": {"min": min(self.cluster_sizes), "max": max(self.cluster_sizes),
@@ -934,7 +1030,7 @@ def _trace(a_inv, scores) -> float:
     return float(np.sum(a_inv * (scores.T @ scores)))
 
 
-def _scaled_measures(tst, base_chisq, base_df, c_base, n) -> pd.Series:
+def _scaled_measures(tst, base_chisq, base_df, c_base, n, n_groups=1) -> pd.Series:
     """lavaan's scaled and robust fit measures under MLR, from the model's and the baseline's
     Yuan-Bentler tests (the single-level code: analysis.estimators.robust)."""
     from .estimators.robust import robust_fit_indices
@@ -944,7 +1040,7 @@ def _scaled_measures(tst, base_chisq, base_df, c_base, n) -> pd.Series:
     baseline = {"chisq": base_chisq, "df": base_df, "chisq.scaled": base_chisq / c_base, "df.scaled": base_df,
                 "pvalue.scaled": float(sps.chi2.sf(base_chisq / c_base, base_df)),
                 "chisq.scaling.factor": c_base}
-    return pd.Series(robust_fit_indices(test, baseline, n), dtype=float)
+    return pd.Series(robust_fit_indices(test, baseline, n, n_groups), dtype=float)
 
 
 def _loglik_x(kept, cluster, exo, ov1, ov2) -> float:
@@ -980,16 +1076,20 @@ def _srmr_level(s, sigma) -> float:
     return float(np.sqrt(np.sum(r[rows, cols] ** 2) / len(rows)))
 
 
-def _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, n_clusters, h1, implied,
+def _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, n_clusters, per_group,
                   loglik_x=0.0) -> pd.Series:
+    """lavaan's fit measures of a two-level fit. ``per_group``: ``(n_g, (S_W, S_B) of the h1,
+    implied (Sigma_W, mu_W, Sigma_B, mu_B))`` of each group; SRMR per level is weighted by
+    n_g / N and RMSEA carries lavaan's sqrt(G)."""
     from .fitindices import cfi, rmsea, rmsea_ci, rmsea_pvalue, tli
 
     chisq, df = tst["chisq"], tst["df"]
+    g = len(per_group)
     # with fixed.x covariates, lavaan reports the likelihood of the rest given them
     logl, logl_h1 = -m2ll / 2 - loglik_x, -m2ll_h1 / 2 - loglik_x
-    lo, hi = rmsea_ci(chisq, df, n)
-    srmr_w = _srmr_level(h1[0], implied[0])
-    srmr_b = _srmr_level(h1[1], implied[2])
+    lo, hi = rmsea_ci(chisq, df, n, n_groups=g)
+    srmr_w = sum(ng / n * _srmr_level(h1[0], imp[0]) for ng, h1, imp in per_group)
+    srmr_b = sum(ng / n * _srmr_level(h1[1], imp[2]) for ng, h1, imp in per_group)
     out = {
         "npar": npar, "fmin": chisq / (2 * n), "chisq": chisq, "df": df, "pvalue": tst["pvalue"],
         "baseline.chisq": base_chisq, "baseline.df": base_df,
@@ -998,8 +1098,8 @@ def _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, n_clusters, 
         "logl": logl, "unrestricted.logl": logl_h1,
         "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n),
         "ntotal": n, "bic2": -2 * logl + npar * math.log((n + 2) / 24),
-        "rmsea": rmsea(chisq, df, n), "rmsea.ci.lower": lo, "rmsea.ci.upper": hi,
-        "rmsea.pvalue": rmsea_pvalue(chisq, df, n),
+        "rmsea": rmsea(chisq, df, n, n_groups=g), "rmsea.ci.lower": lo, "rmsea.ci.upper": hi,
+        "rmsea.pvalue": rmsea_pvalue(chisq, df, n, n_groups=g),
         "srmr": srmr_w + srmr_b, "srmr_within": srmr_w, "srmr_between": srmr_b,
         "nclusters": n_clusters,
     }
@@ -1016,15 +1116,17 @@ def _heywood(pt) -> list[dict]:
     return recs
 
 
-def _boundary_warnings(pt, iccs: pd.Series) -> list[dict]:
-    """A free between-level variance at zero: say so, with the item's ICC and what to do."""
+def _boundary_warnings(pt, iccs: dict) -> list[dict]:
+    """A free between-level variance at zero: say so, with the item's ICC and what to do.
+    ``iccs``: the ICCs of each group (numbered from 1)."""
     recs = []
     rows = pt[(pt["level"] == 2) & (pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["free"] > 0)]
-    for l, e, se in zip(rows["lhs"], rows["est"], rows["se"]):
+    for l, e, se, g in zip(rows["lhs"], rows["est"], rows["se"], rows["group"]):
+        icc_g = iccs.get(int(g), pd.Series(dtype=float))
         small = e <= 1e-4 or (np.isfinite(se) and se > 0 and e < 1e-3 * max(se, 1e-12) * 10 and e < 0.01)
         if not small:
             continue
-        icc_note = f" (ICC {iccs[l]:.3f})" if l in iccs.index else ""
+        icc_note = f" (ICC {icc_g[l]:.3f})" if l in icc_g.index else ""
         recs.append(warning_record(
             BetweenBoundaryWarning,
             f"the between-level variance of '{l}' is at the boundary ({e:.3g}){icc_note}: the data show "

@@ -78,7 +78,7 @@ def test_random_slopes_refused_at_their_line():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"missing": "pairwise"}, "must be 'listwise' or 'fiml' for a two-level"),
-    ({"group": "community"}, "multi-group two-level models are not available"),
+    ({"group": "nowhere"}, "column 'nowhere' not found"),
     ({"estimator": "WLSMV"}, "must be ML or MLR"),
 ])
 def test_unsupported_options_refused_clearly(kwargs, match):
