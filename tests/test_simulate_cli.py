@@ -86,7 +86,7 @@ def test_power_json(tmp_path):
     doc = json.loads(res.output)
     assert [o["n"] for o in doc["overview"]] == [50, 200]
     assert doc["min_n"][0]["effect"] == "b"
-    b = [p for p in doc["parameters"] if p["name"] == "b"]
+    b = [p for p in doc["parameters"] if p["name"] == "G ~ F" and p["label"] == "b"]  # named by its path
     assert len(b) == 2 and b[0]["true"] == pytest.approx(0.3)
     res = _run("power", "--model", model, "--n", "50,abc", "--reps", 2, "--json")
     assert res.exit_code == 1
