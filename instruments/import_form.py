@@ -35,7 +35,6 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InstrumentError  # noqa: F401 - the error family of this package
 from .export_xlsform import LANGUAGE_NAMES
 
 __all__ = ["FormIssue", "FormImport", "FormImportError", "import_form", "import_xlsform", "import_redcap"]
@@ -550,7 +549,7 @@ def import_redcap(path: str | Path, *, construct_from: str | None = None, constr
                                          "error")]) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     lower = {c.lower(): c for c in frame.columns}
-    cols = {k: lower.get(v.lower(), lower.get(v.lower().replace("only", "ONLY").lower())) for k, v in _REDCAP.items()}
+    cols = {k: lower.get(v.lower()) for k, v in _REDCAP.items()}  # REDCap varies the case of its headers
     if cols["name"] is None or cols["type"] is None:
         raise FormImportError([FormIssue(path.name, None, "", "not a REDCap data dictionary: no 'Variable / Field "
                                          "Name' and 'Field Type' columns", "error")])
