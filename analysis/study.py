@@ -319,7 +319,13 @@ class Study(_Part):
                 raise StudyError([self.issue("missing-file", f"model file not found: {path}", "models", index, "file")])
             return path.read_text(encoding="utf-8")
         if spec.name == "measurement":
-            return measurement_model(self.load_instrument())
+            syntax = measurement_model(self.load_instrument())
+            if not syntax.strip():
+                raise StudyError([self.issue(
+                    "empty-measurement", f"the instrument '{self._instrument.id}' has no latent construct with "
+                    "items, so there is no measurement model to build; give constructs (and items their "
+                    "`construct`) in the instrument, or a model of your own", "models", index)])
+            return syntax
         path = MODELS_DIR / f"{spec.name}.lav"
         if not path.is_file():
             hint = difflib.get_close_matches(spec.name, shipped_models(), n=1)

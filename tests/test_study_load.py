@@ -138,3 +138,16 @@ def test_models_may_be_files_of_the_study(tmp_path):
     assert study.model_syntax(0).endswith("F =~ a + b + c\n") and study.model_syntax(1) == "G =~ x + y + z\n"
     assert study.model_description("third") == "the third one" and study.bootstrap_model() == "main"
     assert study.check() == [i for i in study.check() if i.field.startswith("data")]  # only the data file is missing
+
+
+def test_a_measurement_model_of_an_instrument_without_constructs_is_refused_with_its_line(tmp_path):
+    (tmp_path / "mine.yaml").write_text(OWN_INSTRUMENT.split("constructs:")[0] + """sections:
+  - id: s
+    title: {en: S}
+    items:
+      - {id: S1, text: {en: one}, scale: agree}
+""")
+    study = parse_study("instrument: mine.yaml\ndata:\n  - file: d.csv\nmodels:\n  - measurement\n",
+                        path=tmp_path / "study.yaml")
+    with pytest.raises(StudyError, match=r"study.yaml:5:5 models\[0\]: the instrument 'mine' has no latent construct"):
+        study.model_syntax(0)
