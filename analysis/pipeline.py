@@ -1395,6 +1395,10 @@ def _step_bootstrap(run: _Run, model: str) -> _Output:
         raise StepFailure("NotAvailable", f"bootstrap of {model}: bootstrapping pooled imputations is not available; "
                           "the pooled standard errors and t tests (Rubin's rules) are in the model's results")
     fit = _get_fit(run, f"model:{model}")
+    if getattr(fit, "twolevel", None) is not None:
+        raise StepFailure("NotAvailable", f"bootstrap of {model}: a two-level model is not bootstrapped (its "
+                          "replications would have to resample whole clusters); its ML or MLR (cluster-robust) "
+                          "standard errors are in the model's results")
     b = run.study.bootstrap
     data, _ = _model_data(run)
     if (fit.options or {}).get("sampling_weights") or (fit.options or {}).get("cluster"):
