@@ -1375,8 +1375,10 @@ def _step_sensitivity(run: _Run, model: str) -> _Output:
     clean = data[(flags["n_flags"].to_numpy() == 0)]
     excluded = len(data) - len(clean)
     _, syntax = _syntax(run, model)
+    opts = _fit_options(run.study)
+    clean, extra = _with_design(run, clean, opts)
     try:
-        fit = fit_sem(syntax, clean, warn=False, **_fit_options(run.study))
+        fit = fit_sem(syntax, clean, warn=False, **opts, **extra)
     except Exception as exc:
         raise StepFailure(type(exc).__name__, f"model '{model}' without flagged respondents: {exc}") from None
     full = _get_fit(run, f"model:{model}").params
@@ -1395,10 +1397,6 @@ def _step_bootstrap(run: _Run, model: str) -> _Output:
         raise StepFailure("NotAvailable", f"bootstrap of {model}: bootstrapping pooled imputations is not available; "
                           "the pooled standard errors and t tests (Rubin's rules) are in the model's results")
     fit = _get_fit(run, f"model:{model}")
-    if getattr(fit, "twolevel", None) is not None:
-        raise StepFailure("NotAvailable", f"bootstrap of {model}: a two-level model is not bootstrapped (its "
-                          "replications would have to resample whole clusters); its ML or MLR (cluster-robust) "
-                          "standard errors are in the model's results")
     b = run.study.bootstrap
     data, _ = _model_data(run)
     if (fit.options or {}).get("sampling_weights") or (fit.options or {}).get("cluster"):
@@ -1744,10 +1742,8 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
     group_model = boot_model or (structural[0] if structural else None)
     # one tick per step below: 8 fixed steps, cfa, invariance and key paths per group, models,
     # comparisons, bootstrap, the bundle and (when asked for) the report
-    # the model refitted without flagged respondents: the first hypothesis's, else the first structural one
-    lead = next((h.model for h in study.hypotheses if h.model in structural), structural[0] if structural else None)
     n_steps = (8 + ("measurement" in models) + len(study.groups) * (1 + (group_model is not None))
-               + len(structural) + (lead is not None) + len(pairs) + (boot_model is not None) + 1 + bool(report))
+               + len(structural) + len(pairs) + (boot_model is not None) + 1 + bool(report))
     run.progress = _Progress(progress, n_steps)
     try:
         inst_rec = run.step("instrument", "Load the instrument", lambda: (_load_instrument(run), _Output(
@@ -1795,8 +1791,9 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
         for name in structural:
             run.step(f"model:{name}", f"Model {name}", lambda name=name: _fit_output(_fit(run, name)),
                      deps=("disclosure",), options={"syntax": _safe_syntax(study, name), **_fit_options(study)})
-        # the lead model refitted without the respondents any quality flag marked:
-        # do the findings hang on careless answers?
+        # the lead model (the first hypothesis's, else the first structural one) refitted without the
+        # respondents any quality flag marked: do the findings hang on careless answers?
+        lead = next((h.model for h in study.hypotheses if h.model in structural), structural[0] if structural else None)
         if lead is not None:
             run.step(f"sensitivity:{lead}", f"Model {lead} without flagged respondents",
                      lambda: _step_sensitivity(run, lead), deps=(f"model:{lead}", "quality"),
@@ -1966,13 +1963,16 @@ DEMO_REPLICATIONS = {"fiml": 200, "listwise": 500}
 
 def create_demo_study(out: str | Path, *, n: int = 1200, seed: int = 20260401, replications: int | None = None,
                       groups: tuple[str, ...] = ("ETHNIC5", "LANG"), data_format: str = "kobo",
-                      missing: str = "fiml") -> Path:
+                      missing: str = "fiml", design: bool = False) -> Path:
     """Write a simulated survey as a Kobo export plus a ``study.yaml`` that analyses it; returns the study file.
 
     The demo uses every answer (FIML, a real study's default). A FIML bootstrap
     refits each resample over all its missing-data patterns, so the demo draws
     200 replications (``DEMO_REPLICATIONS``; the report states R) to finish in a
     few minutes on two cores; ``missing="listwise"`` analyses complete cases only.
+    ``design=True`` makes it a complex sample (:func:`_demo_design`): minorities
+    oversampled, neighbourhoods as clusters within areas (strata), weights raked to
+    census-style margins, declared in study.yaml's ``design:``.
     """
     from instruments import load_instrument
 
@@ -1983,14 +1983,20 @@ def create_demo_study(out: str | Path, *, n: int = 1200, seed: int = 20260401, r
     data = simulate_community_survey(n, seed=seed, instrument=inst)
     raw = out / "data" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
+    extra = None
+    if design:
+        extra, census = _demo_design(data, seed)
+        census.to_csv(raw / "census_margins.csv", index=False)
     name = "community_survey_kobo.csv" if data_format == "kobo" else "community_survey.csv"
     try:
         from instruments.export_data import write_responses
 
         write_responses(data, inst, raw / name, format=data_format)
         fmt = data_format
+        if extra is not None:   # design columns the instrument does not define, beside its answers
+            _append_columns(raw / name, extra)
     except ImportError:  # fielding writers not installed: a plain CSV
-        data.to_csv(raw / name, index=False)
+        (data if extra is None else data.join(extra)).to_csv(raw / name, index=False)
         fmt = "csv"
     path = init_study(out, title="Demo: a simulated community survey", data_name=name, seed=seed, overwrite=True)
     text = path.read_text(encoding="utf-8")
@@ -2001,5 +2007,51 @@ def create_demo_study(out: str | Path, *, n: int = 1200, seed: int = 20260401, r
     text = text.replace("groups: [ETHNIC5, LANG]", f"groups: [{', '.join(groups)}]")
     if missing != "fiml":
         text = text.replace("missing: fiml", f"missing: {missing}    # complete cases only")
+    if design:
+        text += ("\n# The sample design: minority groups oversampled, respondents recruited in neighbourhoods\n"
+                 "# (clusters) within the areas (strata); the weights are raked to census-style margins\n"
+                 "# (data/raw/census_margins.csv: resilience weights ... --targets census_margins.csv).\n"
+                 "design:\n  weights: weight\n  cluster: NBHD\n  strata: AREA\n")
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# census-style margins of the demo's population: the minority groups are oversampled in the survey
+DEMO_CENSUS = [("ETHGROUP", "White", 0.80), ("ETHGROUP", "Asian", 0.12), ("ETHGROUP", "Black", 0.08),
+               ("GENDER", "1", 0.49), ("GENDER", "2", 0.49), ("GENDER", "3", 0.02)]
+
+
+def _demo_design(data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The demo's design columns: ETHGROUP (the simulator's three groups), NBHD (8 neighbourhoods per
+    area, the clusters) and ``weight`` raked to DEMO_CENSUS (analysis.design.calibrate)."""
+    from .design.calibrate import calibrate
+
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    eth = pd.to_numeric(data["ETHNIC"], errors="coerce")
+    group = np.select([eth.isin([13, 14, 17]), eth.isin([1, 3, 4]), eth.isin([6, 7])],
+                      ["White", "Asian", "Black"], "Other")
+    area = data["AREA"].astype(str).str.replace("Area ", "A", regex=False)
+    extra = pd.DataFrame({"ETHGROUP": group, "NBHD": area + "-" + rng.integers(1, 9, size=len(data)).astype(str)},
+                         index=data.index)
+    census = pd.DataFrame(DEMO_CENSUS, columns=["variable", "category", "proportion"])
+    frame = extra.assign(GENDER=pd.to_numeric(data["GENDER"], errors="coerce").astype("Int64").astype(str))
+    extra["weight"] = np.round(calibrate(frame, census, method="rake").weights, 6)
+    return extra, census
+
+
+def _append_columns(path: Path, extra: pd.DataFrame) -> None:
+    """Append columns to a delimited export in place, row for row (quoted fields kept as they are)."""
+    import csv
+    import io
+
+    text = path.read_text(encoding="utf-8-sig")
+    delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    if len(rows) != len(extra) + 1:
+        raise StepFailure("DemoDesign", f"{path}: {len(rows) - 1} rows for {len(extra)} respondents")
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(rows[0] + list(extra.columns))
+    for row, values in zip(rows[1:], extra.astype(str).itertuples(index=False)):
+        writer.writerow(row + list(values))
+    path.write_text(out.getvalue(), encoding="utf-8")

@@ -56,3 +56,37 @@ def test_the_bootstrap_resamples_psus(design_run):
     info = res["bootstrap"]["bootstrap"]
     assert info["method"] == "rao-wu" and info["ok"] == info["R"] == 5
     assert all(e["se"] > 0 and e["ci.lower"] < e["est"] < e["ci.upper"] for e in res["bootstrap"]["effects"])
+
+
+def test_demo_with_a_design_writes_census_calibrated_weights(tmp_path):
+    import pandas as pd
+
+    from analysis.data import read_table
+    from analysis.pipeline import DEMO_CENSUS, create_demo_study
+    from analysis.study import load_study
+
+    study = load_study(create_demo_study(tmp_path / "demo", n=300, design=True))
+    assert (study.design.weights, study.design.cluster, study.design.strata) == ("weight", "NBHD", "AREA")
+    data = read_table(tmp_path / "demo" / "data" / "raw" / "community_survey_kobo.csv")
+    assert len(data) == 300
+    share = data.groupby("ETHGROUP")["weight"].sum() / data["weight"].sum()
+    for var, cat, p in DEMO_CENSUS:
+        if var == "ETHGROUP":
+            assert share[cat] == pytest.approx(p, abs=1e-6)
+    # the minorities are oversampled: their unweighted shares exceed the census ones
+    assert (data["ETHGROUP"] != "White").mean() > 0.4
+    # neighbourhoods (clusters) nest in areas (strata)
+    assert data.groupby("NBHD")["S_ABOUT/AREA" if "S_ABOUT/AREA" in data else "AREA"].nunique().max() == 1
+    assert pd.Series(data["NBHD"]).nunique() >= 30
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_demo_with_a_design_runs_every_design_step(tmp_path):
+    from analysis.pipeline import create_demo_study, run_study
+
+    run = run_study(create_demo_study(tmp_path / "demo", n=500, design=True, replications=10, groups=("LANG",)),
+                    progress=False, report=False)
+    status = {s.name: s.status for s in run.steps}
+    for step in ("design", "icc", "cfa", "model:figure1", "bootstrap:figure1", "sensitivity:figure1"):
+        assert status.get(step, "ok") == "ok", (step, status.get(step))

@@ -145,6 +145,8 @@ def register(app: typer.Typer) -> None:
                                               help="Bootstrap replications (default 200 with fiml, 500 with listwise)."),
              missing: str = typer.Option("fiml", "--missing",
                                          help="fiml (every answer, under MAR) or listwise (complete cases only)."),
+             design: bool = typer.Option(False, "--design", help="A complex sample: minorities oversampled, "
+                                         "neighbourhoods as clusters within areas, weights raked to census margins."),
              as_json: bool = JsonOpt) -> None:
         """Simulate a community survey from crs, run the whole study, render the report."""
         from analysis.pipeline import create_demo_study
@@ -155,7 +157,7 @@ def register(app: typer.Typer) -> None:
             _fail([f"The '--missing' option must be listwise or fiml. Got {missing!r} instead."], as_json)
         if not as_json:
             _console().print(f"simulating {n} respondents (seed {seed}) into {out} ...")
-        path = create_demo_study(out, n=n, seed=seed, replications=replications, missing=missing)
+        path = create_demo_study(out, n=n, seed=seed, replications=replications, missing=missing, design=design)
         run = _run(path, as_json)
         if as_json:
             typer.echo(json.dumps(run.to_dict(), indent=1, default=str))
