@@ -1397,6 +1397,10 @@ def _step_bootstrap(run: _Run, model: str) -> _Output:
         raise StepFailure("NotAvailable", f"bootstrap of {model}: bootstrapping pooled imputations is not available; "
                           "the pooled standard errors and t tests (Rubin's rules) are in the model's results")
     fit = _get_fit(run, f"model:{model}")
+    if getattr(fit, "twolevel", None) is not None:
+        raise StepFailure("NotAvailable", f"bootstrap of {model}: a two-level model is not bootstrapped (its "
+                          "replications would have to resample whole clusters); its ML or MLR (cluster-robust) "
+                          "standard errors are in the model's results")
     b = run.study.bootstrap
     data, _ = _model_data(run)
     if (fit.options or {}).get("sampling_weights") or (fit.options or {}).get("cluster"):
@@ -1742,8 +1746,10 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
     group_model = boot_model or (structural[0] if structural else None)
     # one tick per step below: 8 fixed steps, cfa, invariance and key paths per group, models,
     # comparisons, bootstrap, the bundle and (when asked for) the report
+    # the model refitted without flagged respondents: the first hypothesis's, else the first structural one
+    lead = next((h.model for h in study.hypotheses if h.model in structural), structural[0] if structural else None)
     n_steps = (8 + ("measurement" in models) + len(study.groups) * (1 + (group_model is not None))
-               + len(structural) + len(pairs) + (boot_model is not None) + 1 + bool(report))
+               + len(structural) + (lead is not None) + len(pairs) + (boot_model is not None) + 1 + bool(report))
     run.progress = _Progress(progress, n_steps)
     try:
         inst_rec = run.step("instrument", "Load the instrument", lambda: (_load_instrument(run), _Output(
@@ -1791,9 +1797,8 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
         for name in structural:
             run.step(f"model:{name}", f"Model {name}", lambda name=name: _fit_output(_fit(run, name)),
                      deps=("disclosure",), options={"syntax": _safe_syntax(study, name), **_fit_options(study)})
-        # the lead model (the first hypothesis's, else the first structural one) refitted without the
-        # respondents any quality flag marked: do the findings hang on careless answers?
-        lead = next((h.model for h in study.hypotheses if h.model in structural), structural[0] if structural else None)
+        # the lead model refitted without the respondents any quality flag marked:
+        # do the findings hang on careless answers?
         if lead is not None:
             run.step(f"sensitivity:{lead}", f"Model {lead} without flagged respondents",
                      lambda: _step_sensitivity(run, lead), deps=(f"model:{lead}", "quality"),
