@@ -97,3 +97,18 @@ def test_cli_parameterization_theta(tmp_path):
     assert doc["fit"]["chisq"] == pytest.approx(THETA["single"]["fit"]["chisq"], rel=1e-4)
     res = CliRunner().invoke(app, ["fit", data, "-m", str(model), "--ordered", "all", "--parameterization", "x"])
     assert res.exit_code == 1 and "must be one of delta, theta" in res.output
+
+
+def test_cli_invariance_theta_strict(tmp_path):
+    from analysis.cli.main import app
+
+    model = tmp_path / "neu.lav"
+    model.write_text(LADDER["model"])
+    res = CliRunner().invoke(app, ["invariance", str(FIX / "data" / "bfi.csv"), "-m", str(model), "-g", "gender",
+                                   "-e", "WLSMV", "--ordered", "all", "--parameterization", "theta",
+                                   "--steps", "scalar,strict", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout[res.stdout.index("{"):])
+    strict = next(s for s in doc["steps"] if s["name"] == "strict")
+    assert strict["chisq"] == pytest.approx(LADDER["steps"]["strict"]["chisq"], rel=1e-4)
+    assert strict["df"] == LADDER["steps"]["strict"]["df"]

@@ -231,6 +231,8 @@ def invariance(
     weights: Optional[str] = WeightsOpt,
     cluster: Optional[str] = ClusterOpt,
     strata: Optional[str] = StrataOpt,
+    parameterization: Optional[str] = typer.Option(None, "--parameterization", help="Ordered items: delta "
+                                                   "(default) or theta, which adds the strict step."),
 ) -> None:
     """Measurement invariance ladder across groups (configural, metric, scalar, strict).
 
@@ -245,6 +247,8 @@ def invariance(
 
         resilience invariance survey.csv -m measurement -g LANG -i crs -e WLSMV --ordered all
 
+        resilience invariance survey.csv -m measurement -g LANG -i crs --ordered all --parameterization theta
+
         resilience invariance hs.csv -m analysis/models/hs.lav -g school --json
     """
     from analysis.invariance import (
@@ -256,6 +260,8 @@ def invariance(
         syntax = _read_model(model)
         df = _read_data(data, _load_instrument(instrument) if instrument is not None else None, study)
         kw = {} if missing is None else {"missing": missing}
+        if parameterization is not None:
+            kw["parameterization"] = parameterization
         kw.update(design_options(weights, cluster, strata))
         df = _with_design_columns(df, data, weights, cluster, strata)
         if kw.get("sampling_weights") or kw.get("cluster"):
