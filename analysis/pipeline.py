@@ -921,20 +921,10 @@ def _step_describe(run: _Run) -> _Output:
 
     # item response distributions, per construct, suppressed per item x category
     rows = []
-    wanted = _study_constructs(run)
-    for c in inst.constructs:
-        if getattr(c, "kind", "latent") == "observed" or (wanted is not None and c.id not in wanted):
-            continue
-        items = [it for it in inst.items_of(c.id) if it.id in scored.columns]
-        if not items:
-            continue
+    for c, items, counts in _answer_counts(run):
         scale = inst.scales[items[0].scale]
-        codes = [float(k) for k in scale.codes]
+        codes = list(counts.columns)
         labels = {float(cat.code): str(cat.label.get(inst.default_language, cat.code)) for cat in scale.categories}
-        raw = _responses(run)
-        # distributions of the answers as given (before reverse-keying), missing codes excluded
-        counts = pd.DataFrame({it.id: pd.to_numeric(raw[it.id], errors="coerce").value_counts().reindex(codes, fill_value=0)
-                               for it in items}).T
         table = suppress_counts(counts, threshold=thr)
         answered = counts.sum(axis=1)
         for it in items:
@@ -951,6 +941,34 @@ def _step_describe(run: _Run) -> _Output:
     out["item_distributions"] = {"n_items": int(dist["item"].nunique()) if len(dist) else 0,
                                  "n_suppressed": int(dist["suppressed"].sum()) if len(dist) else 0}
     return _Output(data=out, tables=tables)
+
+
+def _answer_counts(run: _Run):
+    """(construct, items, items x codes counts) of the answers as given (before reverse-keying),
+    missing codes excluded: the table published, suppressed, as item_distributions."""
+    inst = run.instrument
+    scored, raw = _scored(run), _responses(run)
+    wanted = _study_constructs(run)
+    for c in inst.constructs:
+        if getattr(c, "kind", "latent") == "observed" or (wanted is not None and c.id not in wanted):
+            continue
+        items = [it for it in inst.items_of(c.id) if it.id in scored.columns]
+        if not items:
+            continue
+        codes = [float(k) for k in inst.scales[items[0].scale].codes]
+        counts = pd.DataFrame({it.id: pd.to_numeric(raw[it.id], errors="coerce").value_counts().reindex(codes, fill_value=0)
+                               for it in items}).T
+        yield c, items, counts
+
+
+def _items_with_hidden_answers(run: _Run) -> set[str]:
+    """Items whose published answer distribution hides a cell (primary or complementary): with
+    their mean and SD beside the shown cells, a reader could solve the hidden ones."""
+    hidden: set[str] = set()
+    for _, _, counts in _answer_counts(run):
+        mask = suppress_counts(counts, threshold=run.study.disclosure.threshold).mask
+        hidden |= {item for item in counts.index if mask.loc[item].any()}
+    return hidden
 
 
 def _study_constructs(run: _Run) -> list[str] | None:
@@ -972,7 +990,14 @@ def _step_reliability(run: _Run) -> _Output:
     from .reliability import reliability_report
 
     res = reliability_report(_responses(run), run.instrument, constructs=_study_constructs(run))
-    return _Output(data=_clean(res.to_dict()))
+    d = _clean(res.to_dict())
+    hidden = _items_with_hidden_answers(run)
+    for item in d.get("items") or []:
+        # the distributions are published once, suppressed, in tables/item_distributions
+        item.pop("dist", None)
+        if item.get("item") in hidden:
+            item.update(mean=None, sd=None, floor=None, ceiling=None)
+    return _Output(data=d)
 
 
 def _fit_options(study: Study) -> dict[str, Any]:

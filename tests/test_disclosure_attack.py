@@ -44,6 +44,8 @@ class Release:
     counts: dict[str, dict[str, int | None]] = field(default_factory=dict)   # variable -> category -> n (None: hidden)
     totals: set[int] = field(default_factory=set)                           # N of the whole sample or of a fit
     tables: list[tuple[str, str, pd.DataFrame]] = field(default_factory=list)  # two-way, NaN hidden, with a Total line
+    item_stats: dict[str, dict] = field(default_factory=dict)  # item -> n_obs, mean, sd, dist (as analysed)
+    reverse: dict[str, bool] = field(default_factory=dict)      # item -> reverse-keyed (its stats are recoded)
 
     def count(self, var: str, category: str, n) -> None:
         n = _number(n)
@@ -101,6 +103,8 @@ def read_bundle(results: Path) -> Release:
                 walk(v, path)
 
     walk(r, ())
+    for item in (r.get("reliability") or {}).get("items") or []:
+        rel.item_stats[item["item"]] = item
     for p in sorted(results.rglob("*")):
         if p.suffix == ".parquet":
             frame = pd.read_parquet(p)
@@ -114,6 +118,8 @@ def read_bundle(results: Path) -> Release:
             total = (n * 100 / pct.astype(float)).where(pct.astype(float) > 0) if pct is not None else None
             wide["Total"] = total.groupby(frame["item"]).max().round() if total is not None else np.nan
             rel.tables.append((p.name, "items", wide.astype(float)))
+            if "reverse" in frame.columns:
+                rel.reverse.update(frame.groupby("item")["reverse"].first().astype(bool).to_dict())
         for col in ("n", "nobs", "ntotal"):
             if col in frame.columns and p.name != "item_distributions.parquet":
                 rel.totals |= {int(v) for v in pd.to_numeric(frame[col], errors="coerce").dropna()}
@@ -189,6 +195,37 @@ def attack(rel: Release, k: int = K) -> list[str]:
             v = f.iat[r, c]
             if not np.isnan(v) and 0 < v < k:
                 found.append(f"{name}: cell ({f.index[r]}, {f.columns[c]}) = {v:g} from its margins")
+    # an item's answer counts hidden in one table: its own distribution elsewhere, or its mean and
+    # SD beside the shown cells (each one more equation in the hidden counts)
+    for name, kind, frame in rel.tables:
+        if kind != "items":
+            continue
+        codes = [c for c in frame.columns if c != "Total"]
+        for item, row in frame.iterrows():
+            stats = rel.item_stats.get(item)
+            hidden = [c for c in codes if np.isnan(row[c])]
+            if not stats or not hidden:
+                continue
+            n = stats.get("n_obs") or row.get("Total")
+            mirror = dict(zip(sorted(codes), sorted(codes, reverse=True))) if rel.reverse.get(item) else {}
+            value = {c: float(mirror.get(c, c)) for c in codes}  # the code as analysed (reverse-keyed)
+            solved = {}
+            if stats.get("dist"):
+                solved = {c: stats["dist"].get(str(int(value[c])), np.nan) * n for c in hidden}
+            elif n and stats.get("mean") is not None:
+                shown = [c for c in codes if c not in hidden]
+                eqs = [(np.ones(len(hidden)), n - row[shown].sum()),
+                       (np.array([value[c] for c in hidden]), n * stats["mean"] - sum(value[c] * row[c] for c in shown))]
+                if stats.get("sd") is not None:
+                    eqs.append((np.array([value[c] ** 2 for c in hidden]),
+                                (n - 1) * stats["sd"] ** 2 + n * stats["mean"] ** 2 - sum(value[c] ** 2 * row[c] for c in shown)))
+                a = np.array([e[0] for e in eqs])
+                b = np.array([e[1] for e in eqs])
+                if np.linalg.matrix_rank(a) == len(hidden):
+                    solved = dict(zip(hidden, np.linalg.lstsq(a, b, rcond=None)[0]))
+            for c, v in solved.items():
+                if np.isfinite(v) and abs(v - round(v)) < 1e-6 and 0 < round(v) < k:
+                    found.append(f"{name}: {item} answered {c:g} by {round(v)} (from its distribution or moments)")
     # one-way: a total minus the published categories is the hidden rest
     for var, cats in counts.items():
         shown = {c: n for c, n in cats.items() if n is not None}
@@ -219,6 +256,26 @@ def test_the_attacker_finds_the_issue_s_leak():
     overall = (sum(n * m for n, m in groups.values()) + 3 * 1.0) / 1200
     rest = 1200 - sum(n for n, _ in groups.values())
     assert (overall * 1200 - sum(n * m for n, m in groups.values())) / rest == pytest.approx(1.0)
+
+
+def test_the_attacker_solves_hidden_answer_counts_from_an_item_s_moments():
+    counts = pd.Series({1.0: 3.0, 2.0: 9.0, 3.0: 40.0, 4.0: 30.0, 5.0: 18.0})
+    n, values = counts.sum(), np.array(counts.index)
+    mean = float((values * counts).sum() / n)
+    sd = float(np.sqrt(((values - mean) ** 2 * counts).sum() / (n - 1)))
+    row = counts.copy()
+    row[[1.0, 2.0]] = np.nan  # primary and complementary suppression in one row
+    frame = row.to_frame("TRUST1").T.assign(Total=n)
+    leak = Release(tables=[("items", "items", frame)], item_stats={"TRUST1": {"n_obs": n, "mean": mean}})
+    assert any("TRUST1 answered 1 by 3" in f for f in attack(leak)), attack(leak)
+    dist = Release(tables=[("items", "items", frame)],
+                   item_stats={"TRUST1": {"n_obs": n, "dist": {str(int(c)): v / n for c, v in counts.items()}}})
+    assert any("TRUST1 answered 1 by 3" in f for f in attack(dist))
+    row[[3.0]] = np.nan  # three hidden cells: the SD is the third equation
+    three = Release(tables=[("items", "items", row.to_frame("TRUST1").T.assign(Total=n))],
+                    item_stats={"TRUST1": {"n_obs": n, "mean": mean, "sd": sd}})
+    assert any("TRUST1 answered 1 by 3" in f for f in attack(three))
+    assert not attack(Release(tables=[("items", "items", frame)], item_stats={"TRUST1": {"n_obs": n}}))
 
 
 def test_the_attacker_solves_a_crosstab_with_one_hidden_cell_per_line():
@@ -335,3 +392,27 @@ def test_the_study_from_init_unchanged_leaks_nothing(tmp_path):
     bootstrap replications cut to 20 (they publish no counts). About 8 minutes on two loaded cores."""
     run, texts = _run_and_attack(_scenario(tmp_path / "study", small_models=False, replications=20))
     _no_number_for_the_small_groups(texts)
+
+
+def test_a_rare_answer_hidden_in_the_distributions_is_not_given_back_by_item_statistics(tmp_path):
+    """Four people answered CULT1 with 1: item_distributions hides that cell (and a complement);
+    the reliability item analysis published the full distribution and the item's mean and SD
+    beside it, which gave the cell back. Now an item with a hidden cell has no moments either."""
+    from instruments import load_instrument
+
+    from analysis.pipeline import run_study, simulate_community_survey
+    from _pipeline_study import make_study
+
+    data = simulate_community_survey(300, seed=8, instrument=load_instrument("crs"))
+    cult1 = pd.to_numeric(data["CULT1"], errors="coerce")
+    data.loc[cult1 == 1, "CULT1"] = 2
+    data.loc[data.index[:4], "CULT1"] = 1
+    path = make_study(tmp_path / "s", data=data, replications=0, groups=(), comparisons=(),
+                      models=[("measurement", MEASUREMENT)])
+    run = run_study(path, progress=False, report=False)
+    dist = pd.read_parquet(run.results_dir / "tables" / "item_distributions.parquet")
+    assert dist[(dist["item"] == "CULT1") & (dist["code"] == 1)]["suppressed"].all()
+    assert attack(read_bundle(run.results_dir)) == []
+    cult1_stats = next(i for i in run.results["reliability"]["items"] if i["item"] == "CULT1")
+    assert "dist" not in cult1_stats and cult1_stats["mean"] is None and cult1_stats["sd"] is None
+    assert cult1_stats["alpha.drop"] is not None  # what describes no cell stays
