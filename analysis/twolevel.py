@@ -20,10 +20,15 @@ So ``-2 logL = (N - J) [log|Sigma_W| + tr(Sigma_W^-1 S_PW)]
 That is a multi-group normal likelihood, so the gradient, the expected
 information and the per-cluster scores (MLR) follow the single-level ML forms.
 
-The saturated model (h1: free ``Sigma_W``, ``Sigma_B`` and means) and the
-baseline (variances only, at both levels) are fitted with the same code;
-chisq is ``2 (logL_h1 - logL)``. Standard errors use the observed information
-(the Hessian), lavaan's default for two-level models.
+The saturated model (h1: free ``Sigma_W``, ``Sigma_B`` and means) comes from
+lavaan's EM (:func:`saturated_em`, with its stopping rule, so chisq, SRMR and the
+ICCs are lavaan's numbers); the baseline (variances only, at both levels) is
+fitted with the same code as the model; chisq is ``2 (logL_h1 - logL)``.
+Standard errors use the observed information (the Hessian), lavaan's default for
+two-level models; MLR the sandwich with cluster scores and the Yuan-Bentler
+(Mplus) scaled test. Missing answers: :class:`TwoLevelFIML` (case-wise). Several
+groups: the same model per group, blocks ``2 (group - 1) + level``, and
+:class:`GroupSum` adds the groups' likelihoods.
 """
 
 from __future__ import annotations
@@ -53,7 +58,11 @@ __all__ = [
     "has_levels",
     "build_twolevel_partable",
     "ClusterData",
+    "MissingClusterData",
     "TwoLevelML",
+    "TwoLevelFIML",
+    "GroupSum",
+    "TwoLevelSummary",
     "fit_twolevel",
     "icc",
     "icc_report",
