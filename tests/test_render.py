@@ -78,3 +78,39 @@ def test_quarto_renders_the_same_template(tmp_path):
     result = render_report(TEMPLATE, tmp_path, parameters={"n": 25}, engine="quarto")
     assert result.engine == "quarto"
     assert "sum of 1..25 is 325" in result.outputs["html"].read_text(encoding="utf-8")
+
+
+def _fake_quarto(tmp_path: Path) -> Path:
+    """A stand-in `quarto` that records its command line and environment and writes the output."""
+    import stat
+    import sys
+
+    script = tmp_path / "quarto"
+    script.write_text(f"""#!{sys.executable}
+import json, os, sys
+args = sys.argv[1:]
+if args == ["--version"]:
+    print("1.10.0"); sys.exit(0)
+out = args[args.index("--output") + 1]
+open(out, "w").write(json.dumps({{"args": args, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON")}}))
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_quarto_gets_the_suites_python_the_title_and_no_format_links(tmp_path, monkeypatch):
+    """Quarto starts its kernel with QUARTO_PYTHON (else the first python3 on PATH, which may lack
+    nbformat): the suite's own interpreter, unless the user chose one."""
+    import json
+    import sys
+
+    monkeypatch.setenv("QUARTO_PATH", str(_fake_quarto(tmp_path)))
+    monkeypatch.delenv("QUARTO_PYTHON", raising=False)
+    res = render_report(TEMPLATE, tmp_path / "out", parameters={"n": 3}, formats=("html",), title="My study")
+    seen = json.loads(res.outputs["html"].read_text())
+    assert res.engine == "quarto" and seen["QUARTO_PYTHON"] == sys.executable
+    args = " ".join(seen["args"])
+    assert "embed-resources:true" in args and "format-links:false" in args and "title:My study" in args
+    monkeypatch.setenv("QUARTO_PYTHON", "/opt/my/python")
+    res = render_report(TEMPLATE, tmp_path / "out2", parameters={"n": 3}, formats=("html",))
+    assert json.loads(res.outputs["html"].read_text())["QUARTO_PYTHON"] == "/opt/my/python"
