@@ -901,6 +901,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     out_pt = ipt.copy()
     out_pt["group"] = pt["group"].to_numpy()
     records += _boundary_warnings(out_pt, {g + 1: gd.icc for g, gd in enumerate(groups)})
+    records += _vanishing_factors(out_pt)
     records += _heywood(out_pt)
     if warn:
         for rec in records:
@@ -1113,6 +1114,26 @@ def _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, n_clusters, 
         "nclusters": n_clusters,
     }
     return pd.Series(out, dtype=float)
+
+
+def _vanishing_factors(pt) -> list[dict]:
+    """A between factor whose variance goes to 0 while its loadings grow (the likelihood's
+    ridge when its indicators share no between variance): say so, instead of numbers."""
+    recs = []
+    lv_rows = pt[(pt["op"] == "=~") & (pt["level"] == 2)]
+    for (g, f), loads in lv_rows.groupby(["group", "lhs"]):
+        var = pt[(pt["lhs"] == f) & (pt["rhs"] == f) & (pt["op"] == "~~") & (pt["level"] == 2)
+                 & (pt["group"] == g)]
+        if var.empty or var["free"].iloc[0] == 0:
+            continue
+        psi, lam = float(var["est"].iloc[0]), float(loads["est"].abs().max())
+        if abs(psi) < 1e-3 and lam > 10:
+            recs.append(warning_record(
+                BetweenBoundaryWarning,
+                f"the between-level factor '{f}' has (almost) no variance ({psi:.2g}) and loadings up to "
+                f"{lam:.3g}: its indicators share (almost) no variance between clusters, so the factor is "
+                "not identified by the data; drop it (or some indicators) from level 2", variable=f, level=2))
+    return recs
 
 
 def _heywood(pt) -> list[dict]:

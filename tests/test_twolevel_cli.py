@@ -129,3 +129,15 @@ def test_rows_without_a_cluster_are_dropped_and_named():
     assert fit.nobs == (961,)
     assert any("2 row(s) have no value in the cluster column 'community'" in w["message"]
                and "data rows 1, 5" in w["message"] for w in fit.warnings)
+
+
+def test_vanishing_between_factor_is_named():
+    # the likelihood's ridge: a between factor with variance -> 0 and loadings -> infinity
+    from analysis.twolevel import _vanishing_factors
+
+    rows = [("fb", "=~", "y1", 1.0, 0), ("fb", "=~", "y2", 88.9, 1), ("fb", "~~", "fb", 1.3e-4, 2)]
+    pt = pd.DataFrame(rows, columns=["lhs", "op", "rhs", "est", "free"]).assign(level=2, group=1)
+    msgs = [r["message"] for r in _vanishing_factors(pt)]
+    assert len(msgs) == 1 and "'fb' has (almost) no variance" in msgs[0]
+    pt.loc[2, "est"] = 0.25
+    assert _vanishing_factors(pt) == []
