@@ -41,7 +41,7 @@ def _close(a, b, rel, floor=1e-8):
     assert worst < rel, worst
 
 
-@pytest.fixture(scope="module", params=["hs_ml", "hs_mlr", "bfi_wlsmv", "hs_mg_ml", "hs_reg_mlm"])
+@pytest.fixture(scope="module", params=["hs_ml", "hs_mlr", "bfi_wlsmv", "hs_mg_ml", "hs_reg_mlm", "bfi_mg_wlsmv"])
 def pooled(request):
     doc, data = _case(request.param)
     return request.param, doc, fit_imputed(doc["call"]["model"], data, **doc["call"]["options"])
@@ -100,7 +100,7 @@ def test_pooled_test_and_fit_indices_match_semtools(pooled):
         assert math.isclose(ours, ref, rel_tol=rel, abs_tol=1e-6), (key, ours, ref)
         checked += 1
     assert checked >= 20
-    assert fit.test.method == ("D3" if name.startswith("hs") else "D2")
+    assert fit.test.method == ("D3" if name.startswith("hs") else "D2")   # ML: D3, WLSMV: D2
     assert fit.options["pool"] == fit.test.method and fit.options["imputations"] == 5
     # the test's own pieces: ARIV and FMI of the pooled statistic
     assert fit.fit_indices["ariv"] == pytest.approx(doc["fit"]["ariv"], rel=1e-3)
