@@ -1053,6 +1053,15 @@ def _syntax(run: _Run, name: str) -> tuple[int, str]:
     raise StudyError([run.study.issue("unknown-model", f"model '{name}' is not in 'models'", "models")])
 
 
+def _settings(study: Study) -> dict[str, Any]:
+    """study.yaml's settings for the bundle; inline model text that does not parse is left out too."""
+    settings = _clean(study.model_dump())
+    for model in settings.get("models") or []:
+        if isinstance(model, dict) and model.get("syntax") is not None:
+            model["syntax"] = _parsed_text(model["syntax"])
+    return settings
+
+
 def _parsed_text(syntax: str) -> str | None:
     """The model text if it parses as lavaan syntax; text that does not is never copied into the bundle."""
     from .errors import ModelSyntaxError
@@ -1548,7 +1557,7 @@ def _bundle(run: _Run) -> dict[str, Any]:
         "schema": RESULTS_SCHEMA,
         "suite": {"name": "community-resilience-suite", "version": suite_version(), "code_sha256": run.fingerprint},
         "study": {"file": study.path.name, "sha256": _sha256_file(study.path) if study.path.is_file() else None,
-                  "title": study.title, "settings": _clean(study.model_dump()), "seed": study.seed,
+                  "title": study.title, "settings": _settings(study), "seed": study.seed,
                   "disclosure_threshold": study.disclosure.threshold,
                   "problems": [i.to_dict() for i in run.issues]},
         "steps": {name: rec.result_dict() for name, rec in run.records.items()},

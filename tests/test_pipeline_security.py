@@ -168,6 +168,7 @@ def test_unparsable_model_text_is_not_copied(tmp_path):
     (path.parent / "models").mkdir(exist_ok=True)
     (path.parent / "models" / "passwd.lav").write_text(secret + "\ndaemon:x:1:1:daemon:/usr/sbin\n")
     path.write_text(path.read_text().replace("comparisons:", "  - {name: leak, file: models/passwd.lav}\n"
+                                             f"  - {{name: inline, syntax: '{secret}'}}\n"
                                              "comparisons:", 1))
     run = run_study(path, progress=False, report=False)
     rec = run.step("model:leak")
@@ -176,5 +177,5 @@ def test_unparsable_model_text_is_not_copied(tmp_path):
     bundle = run.results_json.read_text() + run.run_log.read_text()
     for fragment in ("root:x", "/bin/bash", "daemon"):
         assert fragment not in bundle
-    assert run.results["model_syntax"]["leak"] is None
+    assert run.results["model_syntax"]["leak"] is None and run.results["model_syntax"]["inline"] is None
     assert run.results["model_syntax"]["figure1"]  # models that parse are kept
