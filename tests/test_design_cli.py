@@ -91,3 +91,18 @@ def test_instrument_marks_design_variables():
     inst = crs.model_copy(update={"sections": [crs.sections[0].model_copy(update={"items": marked})]})
     assert inst.design_columns() == {"weights": "wt", "cluster": "area", "strata": "region"}
     assert crs.design_columns() == {}
+
+
+def test_compare_with_design_flags_matches_lavtestlrt(tmp_path):
+    ref = json.loads((FIX / "compare.json").read_text())
+    paths = []
+    for name in ("free", "orth"):
+        p = tmp_path / f"{name}.lav"
+        p.write_text(ref["models"][name])
+        paths += ["--model", str(p)]
+    doc = _json(["compare", str(FIX / "design_sample.csv"), *paths, "--weights", "w", "--cluster", "psu", "--json"])
+    rows = doc["comparison"]["models"]
+    assert [r["aic"] for r in rows] == pytest.approx(ref["aic"], rel=1e-6)
+    assert [r["bic"] for r in rows] == pytest.approx(ref["bic"], rel=1e-6)
+    assert rows[1]["chisq.diff"] == pytest.approx(ref["chisq.diff"], rel=1e-3)
+    assert rows[1]["df.diff"] == ref["df.diff"]
