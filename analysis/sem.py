@@ -210,6 +210,12 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
 
         if sampling_weights is not None or strata is not None or design is not None:
             raise OptionError("sampling weights and strata are not available for two-level models")
+        if ordered:
+            raise OptionError("ordered (categorical) items are not available in two-level models; "
+                              "fit them as continuous (ML/MLR) or drop ordered=")
+        if bootstrap or se == "bootstrap":
+            raise OptionError("bootstrap is not available for two-level models (it would have to resample "
+                              "whole clusters); use estimator='MLR' for cluster-robust standard errors")
         return fit_twolevel(model, data, cluster=cluster, estimator=estimator, missing=missing,
                             std_lv=std_lv, fixed_x=fixed_x, se=se, test=test, control=control,
                             warn=warn, group=group, group_equal=_as_list(group_equal),

@@ -80,6 +80,8 @@ def test_random_slopes_refused_at_their_line():
     ({"missing": "pairwise"}, "must be 'listwise' or 'fiml' for a two-level"),
     ({"group": "nowhere"}, "column 'nowhere' not found"),
     ({"estimator": "WLSMV"}, "must be ML or MLR"),
+    ({"ordered": ["y1"]}, "ordered \\(categorical\\) items are not available in two-level"),
+    ({"bootstrap": 100}, "bootstrap is not available for two-level models"),
 ])
 def test_unsupported_options_refused_clearly(kwargs, match):
     with pytest.raises(AnalysisError, match=match):
