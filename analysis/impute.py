@@ -38,7 +38,6 @@ statsmodels' ``OrderedModel`` maximum-likelihood estimates (tested).
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
