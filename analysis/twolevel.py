@@ -349,6 +349,7 @@ class TwoLevelML:
         self.py = len(ov1)
         names = ov1 + list(data.z_names)
         self.idx2 = np.array([names.index(v) for v in ov2], dtype=int)
+        self.shared = np.isin(ov1, ov2)           # level-1 variables also at level 2
         self.pb = len(names)
         self.ntotal = data.nobs
         self.classes = data.size_classes()
@@ -450,6 +451,14 @@ class TwoLevelML:
             out += [deltas[g][lay["sigma"]], deltas[g][lay["mu"]]]
         return out
 
+    def _score_jacobians(self, x):
+        """The Jacobians the cluster scores use: lavaan's, whose scores give a shared variable's
+        mean to level 2 only. Its within-level mean is not always 0 (a within covariate's fixed.x
+        mean times its slopes), but lavaan's MLR meat leaves that path out, so this does too."""
+        js1, jm1, js2, jm2 = self._jacobians(x)
+        jm1 = np.where(self.shared[:, None], 0.0, jm1)
+        return js1, jm1, js2, jm2
+
     def information(self, x) -> np.ndarray:
         """Expected information per case (the normal-theory weight of each independent piece)."""
         from .estimators.base import ml_weight
@@ -489,7 +498,7 @@ class TwoLevelML:
         sw, sb, mu = self._pieces(x)
         d = self.data
         wi = np.linalg.inv(sw)
-        js1, jm1, js2, jm2 = self._jacobians(x)
+        js1, jm1, js2, jm2 = self._score_jacobians(x)
         r1, c1 = _vech_pairs(self.py)
         r2, c2 = _vech_pairs(len(self.idx2))
         w1 = np.where(r1 == c1, 1.0, 2.0)
@@ -1461,7 +1470,7 @@ class TwoLevelFIML(TwoLevelML):
         return gw, gmu[: self.py], gb[np.ix_(self.idx2, self.idx2)], gmu[self.idx2]
 
     def cluster_scores(self, x) -> np.ndarray:
-        js1, jm1, js2, jm2 = self._jacobians(x)
+        js1, jm1, js2, jm2 = self._score_jacobians(x)
         r1, c1 = _vech_pairs(self.py)
         r2, c2 = _vech_pairs(len(self.idx2))
         w1 = np.where(r1 == c1, 1.0, 2.0)

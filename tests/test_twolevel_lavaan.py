@@ -64,10 +64,7 @@ def test_estimates_and_ses_match_lavaan(case):
     both = _joined(rec, fit)
     np.testing.assert_allclose(both["est"], both["est_lavaan"], atol=1e-4, err_msg=name)
     free = both["se_lavaan"] > 0
-    # MLR with a fixed.x covariate: the cluster-robust SEs agree to 2e-3 (1.8e-3 worst, fw ~ x1;
-    # the ML SEs of the same model agree to 3e-5 and the CFA's MLR SEs to 1e-5)
-    rtol = 2.5e-3 if name == "sem_mlr" else 1e-3
-    np.testing.assert_allclose(both.loc[free, "se"], both.loc[free, "se_lavaan"], rtol=rtol, err_msg=name)
+    np.testing.assert_allclose(both.loc[free, "se"], both.loc[free, "se_lavaan"], rtol=1e-3, err_msg=name)
     # lavaan's FIML optimum is ~1e-4 from the maximum; standardized intercepts (~5) magnify it
     np.testing.assert_allclose(both["std.all"], both["std.all_lavaan"],
                                atol=5e-4 if name == "cfa_missing" else 1e-4, err_msg=name)
@@ -97,11 +94,10 @@ def test_fit_measures_match_lavaan(case):
     for key in FIT_KEYS:
         assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=1e-3, abs=1e-9), (name, key)
     if "mlr" in name:
-        rel = 1e-3 if name == "cfa_mlr" else 5e-3     # see the SE note above
         for key in ("chisq.scaled", "chisq.scaling.factor", "pvalue.scaled", "baseline.chisq.scaled",
                     "cfi.scaled", "tli.scaled", "cfi.robust", "tli.robust", "rmsea.scaled", "rmsea.robust",
                     "rmsea.ci.upper.scaled", "rmsea.ci.upper.robust"):
-            assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=rel), (name, key)
+            assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=1e-3), (name, key)
 
 
 def test_icc_and_h1_moments_match_lavaan(case):
