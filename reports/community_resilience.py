@@ -117,7 +117,10 @@ def num(v, digits=3):
 def apa(v, digits=2):
     """APA style for values bounded by 1 (correlations, standardized paths, fit indices): no leading zero."""
     text = num(v, digits)
-    return re.sub(r"^(-?)0\.", r"\1.", text) if text != "–" else text
+    if text == "–":
+        return text
+    text = re.sub(r"^-(0\.0+)$", r"\1", text)  # -0.000 is 0: no sign on a value that rounds to zero
+    return re.sub(r"^(-?)0\.", r"\1.", text)
 
 
 def pval(p):
