@@ -49,7 +49,7 @@ def _joined(rec, fit):
     return both
 
 
-CASES = ["cfa", "path", "sem", "cfa_mlr", "sem_mlr", "cfa_missing"]
+CASES = ["cfa", "path", "sem", "cfa_mlr", "path_mlr", "sem_mlr", "cfa_missing"]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -93,11 +93,42 @@ def test_fit_measures_match_lavaan(case):
     name, rec, fit = case
     for key in FIT_KEYS:
         assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=1e-3, abs=1e-9), (name, key)
-    if "mlr" in name:
+    # path_mlr has df = 1: its scaling factor c = tr_h1 - tr_h0 = 11.436 - 11.411 magnifies lavaan's
+    # stopping point (it moves tr_h0 by 3e-5, c by 1.3e-3); test_mlr_pieces checks it at lavaan's optimum
+    if "mlr" in name and name != "path_mlr":
         for key in ("chisq.scaled", "chisq.scaling.factor", "pvalue.scaled", "baseline.chisq.scaled",
                     "cfi.scaled", "tli.scaled", "cfi.robust", "tli.robust", "rmsea.scaled", "rmsea.robust",
                     "rmsea.ci.upper.scaled", "rmsea.ci.upper.robust"):
             assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=1e-3), (name, key)
+
+
+@pytest.mark.parametrize("name", ["cfa_mlr", "path_mlr", "sem_mlr"])
+def test_mlr_pieces_match_lavaan_at_its_estimates(name):
+    """The sandwich's meat (lavaan's information.first.order: cross-product of the cluster scores
+    over J) and both halves of the Yuan-Bentler trace, at lavaan's estimates
+    (tests/fixtures/make_twolevel_mlr.R). A within covariate's fixed.x mean gives the shared
+    items a within-level mean; lavaan's scores leave that path out (sem_mlr, path_mlr)."""
+    from analysis.twolevel import _trace
+
+    ref = json.loads((FIX / "lavaan" / "twolevel_mlr_pieces.json").read_text())[name]
+    fit = _fit(_lavaan(name))
+    est = fit.extras["estimator"]
+    free = pd.DataFrame(ref["free"]).merge(fit.params, on=["lhs", "op", "rhs", "block"],
+                                           suffixes=("_lavaan", ""))
+    order = free["free"].to_numpy() - 1          # lavaan's free order in ours
+    x = fit.x.copy()
+    x[order] = free["est_lavaan"].to_numpy()
+    scores = est.cluster_scores(x)
+    k = len(order)
+    meat = (scores.T @ scores)[np.ix_(order, order)] / len(scores)
+    lavaan_meat = np.array(ref["first_order"]).reshape(k, k, order="F")
+    np.testing.assert_allclose(meat, lavaan_meat, rtol=1e-6, atol=1e-7 * np.abs(lavaan_meat).max())
+    trace_h0 = _trace(np.linalg.inv(est.ntotal * est.hessian(x)), scores)
+    assert trace_h0 == pytest.approx(ref["trace_h0"], rel=1e-7)
+    c = fit.fit_indices["chisq.scaling.factor"]
+    # ours at our optimum: the h1 half does not depend on the model
+    assert c * ref["df"] + _trace(np.linalg.inv(est.ntotal * est.hessian(fit.x)), est.cluster_scores(fit.x)) \
+        == pytest.approx(ref["trace_h1"], rel=1e-8)
 
 
 def test_icc_and_h1_moments_match_lavaan(case):
