@@ -6,7 +6,9 @@ factors ``c_hat`` so that scaled/robust variants (``cfi.robust``,
 ``rmsea.scaled``, ...) reuse them: call them with the scaled statistics and
 the scaling factors (lavaan's ``lav_fit_cfi``, ``lav_fit_rmsea``).
 
-``fit_measures(est, x, test)`` assembles the full Series for an ML fit.
+``fit_measures(est, x, test)`` assembles the full Series for an ML fit;
+``robust_fit_indices`` adds the ``.scaled``/``.robust`` keys for every estimator
+(ML, MLM, MLR, FIML, WLSMV, two-level) with one set of edge cases.
 """
 
 from __future__ import annotations
@@ -23,39 +25,55 @@ from .estimators.base import ml_weight, vech
 __all__ = [
     "cfi", "tli", "rni", "nfi", "rfi", "pnfi", "ifi",
     "rmsea", "rmsea_ci", "rmsea_pvalue", "rmsea_notclose_pvalue",
+    "incremental_indices", "rmsea_indices", "robust_fit_indices", "observed_exogenous",
     "baseline_test", "residual_indices", "fit_measures",
 ]
 
 
 def _nan(*vals) -> bool:
-    return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals)
+    """lavaan's ``anyNA``/``!is.finite`` guard: any missing or infinite input."""
+    return any(v is None or not math.isfinite(v) for v in vals)
+
+
+def _robust_branch(df, c_hat, c_hat_null) -> bool:
+    """lavaan uses the scaling factors only when both differ from 1 (and df > 0); with just
+    one of them different from 1 the index is the plain one."""
+    return df > 0 and c_hat != 1 and c_hat_null != 1
+
+
+def _noncentralities(x2, df, x2_null, df_null, c_hat, c_hat_null):
+    if _robust_branch(df, c_hat, c_hat_null):
+        return x2 - c_hat * df, x2_null - c_hat_null * df_null
+    return x2 - df, x2_null - df_null
 
 
 def cfi(x2, df, x2_null, df_null, c_hat=1.0, c_hat_null=1.0) -> float:
-    """Comparative fit index, in [0, 1]."""
+    """Comparative fit index, in [0, 1]; robust (Brosseau-Liard & Savalei 2014) with c_hat."""
     if _nan(x2, df, x2_null, df_null, c_hat, c_hat_null):
         return math.nan
-    t1 = max(x2 - c_hat * df, 0.0)
-    t2 = max(x2 - c_hat * df, x2_null - c_hat_null * df_null, 0.0)
-    if math.isclose(t1, 0.0, abs_tol=1e-8) and math.isclose(t2, 0.0, abs_tol=1e-8):
+    d, d_null = _noncentralities(x2, df, x2_null, df_null, c_hat, c_hat_null)
+    t1, t2 = max(d, 0.0), max(d, d_null, 0.0)
+    if math.isclose(t1, 0.0, abs_tol=1.5e-8) and math.isclose(t2, 0.0, abs_tol=1.5e-8):
         return 1.0
     return 1.0 - t1 / t2
 
 
 def rni(x2, df, x2_null, df_null, c_hat=1.0, c_hat_null=1.0) -> float:
     """Relative noncentrality index (CFI without clamping)."""
-    t1, t2 = x2 - c_hat * df, x2_null - c_hat_null * df_null
-    if _nan(t1, t2) or math.isclose(t2, 0.0, abs_tol=1e-8):
+    if _nan(x2, df, x2_null, df_null, c_hat, c_hat_null):
+        return math.nan
+    t1, t2 = _noncentralities(x2, df, x2_null, df_null, c_hat, c_hat_null)
+    if math.isclose(t2, 0.0, abs_tol=1.5e-8):
         return math.nan
     return 1.0 - t1 / t2
 
 
 def tli(x2, df, x2_null, df_null, c_hat=1.0, c_hat_null=1.0) -> float:
     """Tucker-Lewis index (= NNFI); 1 when df = 0."""
-    if _nan(x2, df, x2_null, df_null):
+    if _nan(x2, df, x2_null, df_null, c_hat, c_hat_null):
         return math.nan
-    t1 = (x2 - c_hat * df) * df_null
-    t2 = (x2_null - c_hat_null * df_null) * df
+    d, d_null = _noncentralities(x2, df, x2_null, df_null, c_hat, c_hat_null)
+    t1, t2 = d * df_null, d_null * df
     if df > 0 and abs(t2) > 0:
         return 1.0 - t1 / t2
     return 1.0
@@ -63,7 +81,7 @@ def tli(x2, df, x2_null, df_null, c_hat=1.0, c_hat_null=1.0) -> float:
 
 def rfi(x2, df, x2_null, df_null) -> float:
     """Bollen's relative fit index."""
-    if df > df_null:
+    if _nan(x2, df, x2_null, df_null) or df > df_null:
         return math.nan
     if df > 0 and df_null > 0:
         t1, t2 = x2_null / df_null - x2 / df, x2_null / df_null
@@ -73,38 +91,53 @@ def rfi(x2, df, x2_null, df_null) -> float:
 
 def nfi(x2, df, x2_null, df_null) -> float:
     """Bentler-Bonett normed fit index."""
-    if df > df_null or math.isclose(x2_null, 0.0):
+    if _nan(x2, df, x2_null, df_null) or df > df_null or math.isclose(x2_null, 0.0, abs_tol=1.5e-8):
         return math.nan
     return (x2_null - x2) / x2_null if df > 0 else 1.0
 
 
 def pnfi(x2, df, x2_null, df_null) -> float:
     """Parsimony normed fit index."""
-    if df_null > 0 and x2_null > 0:
+    if not _nan(x2, df, x2_null, df_null) and df_null > 0 and x2_null > 0:
         return (df / df_null) * (x2_null - x2) / x2_null
     return math.nan
 
 
 def ifi(x2, df, x2_null, df_null) -> float:
     """Bollen's incremental fit index."""
+    if _nan(x2, df, x2_null, df_null):
+        return math.nan
     t1, t2 = x2_null - x2, x2_null - df
     if t2 < 0:
         return 1.0
-    if math.isclose(t2, 0.0):
+    if math.isclose(t2, 0.0, abs_tol=1.5e-8):
         return math.nan
     return t1 / t2
 
 
+def incremental_indices(x2, df, x2_null, df_null, suffix: str = "") -> dict[str, float]:
+    """cfi, tli, nnfi, rni, rfi, nfi, pnfi, ifi of ``fitMeasures()`` (keys end in ``suffix``)."""
+    args = (x2, df, x2_null, df_null)
+    values = {"cfi": cfi(*args), "tli": tli(*args), "nnfi": tli(*args), "rni": rni(*args),
+              "rfi": rfi(*args), "nfi": nfi(*args), "pnfi": pnfi(*args), "ifi": ifi(*args)}
+    return {key + suffix: v for key, v in values.items()}
+
+
 def rmsea(x2, df, n, n_groups=1, c_hat=1.0) -> float:
-    """RMSEA = sqrt(max(x2/n/df - c_hat/n, 0)) * sqrt(G) (lavaan's multi-group convention)."""
-    if _nan(x2, df, n) or df <= 0:
-        return 0.0 if df == 0 else math.nan
+    """RMSEA = sqrt(max(x2/n/df - c_hat/n, 0)) * sqrt(G) (lavaan's multi-group convention); 0 when df <= 0."""
+    if _nan(x2, df, n, c_hat):
+        return math.nan
+    if df <= 0:
+        return 0.0
     return math.sqrt(max(x2 / n / df - c_hat / n, 0.0)) * math.sqrt(n_groups)
 
 
 def rmsea_ci(x2, df, n, n_groups=1, c_hat=1.0, level=0.90) -> tuple[float, float]:
-    """Confidence interval of RMSEA from the noncentral chi-square (the roots lavaan's uniroot seeks)."""
-    if _nan(x2, df, n) or df < 1:
+    """Confidence interval of RMSEA from the noncentral chi-square (the roots lavaan's uniroot seeks);
+    NaN when an input is missing or a root does not exist, (0, 0) when df < 1."""
+    if _nan(x2, df, n):
+        return math.nan, math.nan
+    if df < 1:
         return 0.0, 0.0
     upper_p, lower_p = 1 - (1 - level) / 2, (1 - level) / 2
 
@@ -114,24 +147,20 @@ def rmsea_ci(x2, df, n, n_groups=1, c_hat=1.0, level=0.90) -> tuple[float, float
     def upper_fn(lam):
         return sps.ncx2.cdf(x2, df, lam) - lower_p if lam > 0 else sps.chi2.cdf(x2, df) - lower_p
 
-    g = math.sqrt(n_groups)
-    if lower_fn(0.0) < 0:
-        lo = 0.0
-    else:
-        lam = sps.ncx2.noncentrality(x2, df, upper_p)
-        lo = math.sqrt(c_hat * lam / (n * df)) * g
+    def bound(p):
+        with np.errstate(all="ignore"):
+            lam = float(sps.ncx2.noncentrality(x2, df, p))
+        return math.sqrt(c_hat * lam / (n * df)) * math.sqrt(n_groups) if lam >= 0 else math.nan
+
+    lo = 0.0 if lower_fn(0.0) < 0 else bound(upper_p)
     n_rmsea = max(n, x2 * 4)
-    if upper_fn(n_rmsea) > 0 or upper_fn(0.0) < 0:
-        hi = 0.0
-    else:
-        lam = sps.ncx2.noncentrality(x2, df, lower_p)
-        hi = math.sqrt(c_hat * lam / (n * df)) * g
+    hi = 0.0 if (upper_fn(n_rmsea) > 0 or upper_fn(0.0) < 0) else bound(lower_p)
     return lo, hi
 
 
 def rmsea_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.05) -> float:
     """p-value of close fit, H0: RMSEA <= h0."""
-    if df <= 0:
+    if _nan(x2, df, n, c_hat) or df <= 0:
         return math.nan
     ncp = (n * df / c_hat * h0 ** 2) / n_groups
     return _ncx2(sps.ncx2.sf, x2, df, ncp, at_zero=1.0)
@@ -139,10 +168,27 @@ def rmsea_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.05) -> float:
 
 def rmsea_notclose_pvalue(x2, df, n, n_groups=1, c_hat=1.0, h0=0.08) -> float:
     """p-value of not-close fit, H0: RMSEA >= h0 (MacCallum et al. 1996)."""
-    if df <= 0:
+    if _nan(x2, df, n, c_hat) or df <= 0:
         return math.nan
     ncp = (n * df / c_hat * h0 ** 2) / n_groups
     return _ncx2(sps.ncx2.cdf, x2, df, ncp, at_zero=0.0)
+
+
+def rmsea_indices(x2, df, n, n_groups=1, c_hat=1.0, *, x2_ci=None, c_hat_ci=None,
+                  suffix: str = "") -> dict[str, float]:
+    """rmsea, its 90% interval and close/not-close p-values (keys end in ``suffix``).
+
+    The robust RMSEA (lavaan) takes its point estimate from the unscaled statistic with
+    ``c_hat`` but its interval and p-values from the scaled statistic ``x2_ci`` with the
+    scaling factor ``c_hat_ci``."""
+    x2_ci = x2 if x2_ci is None else x2_ci
+    c_hat_ci = c_hat if c_hat_ci is None else c_hat_ci
+    lo, hi = rmsea_ci(x2_ci, df, n, n_groups, c_hat_ci)
+    values = {"rmsea": rmsea(x2, df, n, n_groups, c_hat),
+              "rmsea.ci.lower": lo, "rmsea.ci.upper": hi,
+              "rmsea.pvalue": rmsea_pvalue(x2_ci, df, n, n_groups, c_hat_ci),
+              "rmsea.notclose.pvalue": rmsea_notclose_pvalue(x2_ci, df, n, n_groups, c_hat_ci)}
+    return {key + suffix: v for key, v in values.items()}
 
 
 def _ncx2(fn, x2, df, ncp, *, at_zero: float) -> float:
@@ -157,6 +203,70 @@ def _ncx2(fn, x2, df, ncp, *, at_zero: float) -> float:
         except (OverflowError, FloatingPointError):
             return at_zero
     return value if math.isfinite(value) else at_zero
+
+
+# --------------------------------------------------------------------------
+def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
+                       robust: dict | None = None, continuous: bool = False) -> dict:
+    """The scaled and robust fit keys of ``fitMeasures()`` (lavaan 0.6-14).
+
+    ``test``/``baseline``: the model's and the independence model's test dicts
+    (``chisq``, ``df`` plus the scaled keys). ``robust``: optional corrections
+    (``XX3, df3, c.hat3, XX3.scaled, XX3.null, c.hat3.null``: FIML-C (V3) or
+    categorical catML) that replace the complete-data ingredients. Robust
+    indices: the unscaled statistic with the scaling factor as ``c.hat``
+    (Brosseau-Liard & Savalei 2012, 2014; Savalei 2018 for scaled-shifted).
+    """
+    x2, df = test["chisq"], test["df"]
+    x2n, dfn = baseline["chisq"], baseline["df"]
+    kind = test.get("test.scaled")
+    if kind is None:            # unscaled ML with FIML: only the FIML-C robust indices (V6)
+        return _robust_keys(df, dfn, n, n_groups, robust) if robust else {}
+    xs, dfs, bs, bdfs = test["chisq.scaled"], test["df.scaled"], baseline["chisq.scaled"], baseline["df.scaled"]
+    out = {
+        "chisq.scaled": xs, "df.scaled": dfs, "pvalue.scaled": test["pvalue.scaled"],
+        "chisq.scaling.factor": test["chisq.scaling.factor"],
+        # scaled-shifted tests: the shift (lavaan's lavTest() "shift.parameter"), so summaries show it
+        **({"chisq.shift.parameter": test["chisq.shift.parameter"]}
+           if "chisq.shift.parameter" in test else {}),
+        "baseline.chisq.scaled": bs, "baseline.df.scaled": bdfs,
+        "baseline.pvalue.scaled": baseline["pvalue.scaled"],
+        "baseline.chisq.scaling.factor": baseline["chisq.scaling.factor"],
+        **incremental_indices(xs, dfs, bs, bdfs, suffix=".scaled"),
+    }
+    for key in ("scaling.factor.h1", "scaling.factor.h0"):
+        if key in test:
+            out[key] = test[key]
+    # scaled RMSEA: the scaled-shifted statistic on df, else the unscaled one on tr(U Gamma)
+    if kind == "scaled.shifted":
+        xx2, df2 = xs, df
+    else:
+        xx2, df2 = x2, test.get("trace.UGamma", math.nan)
+        if not math.isfinite(df2) or df2 == 0:
+            df2 = math.nan
+    out.update(rmsea_indices(xx2, df2, n, n_groups, suffix=".scaled"))
+    if kind == "mean.var.adjusted" or (kind == "scaled.shifted" and robust is None and not continuous):
+        return out       # none for mean.var.adjusted; categorical: lavaan's need a catML refit (not offered)
+    if robust is None:
+        c = test["chisq.scaling.factor"]
+        robust = {"XX3": x2, "df3": df, "c.hat3": c, "XX3.scaled": xs, "XX3.null": x2n,
+                  "c.hat3.null": baseline["chisq.scaling.factor"]}
+        if kind == "scaled.shifted":   # continuous ML: c = a (df - b) / df (lavaan, Savalei 2018)
+            robust["c.hat3"] = c * (df - test["chisq.shift.parameter"]) / df
+            robust["c.hat3.null"] *= (dfn - baseline["chisq.shift.parameter"]) / dfn
+            robust["c.hat.ci"] = c     # the interval and p-values keep the scaling factor a
+    out.update(_robust_keys(df, dfn, n, n_groups, robust))
+    return out
+
+
+def _robust_keys(df, dfn, n, n_groups, r: dict) -> dict:
+    """cfi/tli/nnfi/rni/rmsea (interval, p-values) ``.robust`` from the robust ingredients ``r``."""
+    xx3, c, xx3n, cn = r["XX3"], r["c.hat3"], r["XX3.null"], r["c.hat3.null"]
+    out = {"cfi.robust": cfi(xx3, df, xx3n, dfn, c, cn), "tli.robust": tli(xx3, df, xx3n, dfn, c, cn),
+           "nnfi.robust": tli(xx3, df, xx3n, dfn, c, cn), "rni.robust": rni(xx3, df, xx3n, dfn, c, cn)}
+    out.update(rmsea_indices(xx3, r["df3"], n, n_groups, c, x2_ci=r["XX3.scaled"],
+                             c_hat_ci=r.get("c.hat.ci", c), suffix=".robust"))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -307,19 +417,13 @@ def fit_measures(est, x: np.ndarray, test: dict, *, baseline: dict | None = None
     out = {
         "npar": npar, "fmin": fmin, "chisq": chisq, "df": df, "pvalue": test.get("pvalue", math.nan),
         "baseline.chisq": b2, "baseline.df": bdf, "baseline.pvalue": base["pvalue"],
-        "cfi": cfi(chisq, df, b2, bdf), "tli": tli(chisq, df, b2, bdf), "nnfi": tli(chisq, df, b2, bdf),
-        "rfi": rfi(chisq, df, b2, bdf), "nfi": nfi(chisq, df, b2, bdf), "pnfi": pnfi(chisq, df, b2, bdf),
-        "ifi": ifi(chisq, df, b2, bdf), "rni": rni(chisq, df, b2, bdf),
+        **incremental_indices(chisq, df, b2, bdf),
         "logl": logl, "unrestricted.logl": unres,
         "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n), "ntotal": n,
         "bic2": -2 * logl + npar * math.log((n + 2) / 24),
-        "rmsea": rmsea(chisq, df, n, n_groups),
+        **rmsea_indices(chisq, df, n, n_groups),
+        "rmsea.ci.level": 0.90, "rmsea.close.h0": 0.05, "rmsea.notclose.h0": 0.08,
     }
-    lo, hi = rmsea_ci(chisq, df, n, n_groups)
-    out.update({"rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
-                "rmsea.pvalue": rmsea_pvalue(chisq, df, n, n_groups), "rmsea.close.h0": 0.05,
-                "rmsea.notclose.pvalue": rmsea_notclose_pvalue(chisq, df, n, n_groups),
-                "rmsea.notclose.h0": 0.08})
     res = residual_indices(stats, implied, meanstructure)
     out.update({"rmr": res["rmr"], "rmr_nomean": res["rmr_nomean"], "srmr": res["srmr_bentler"],
                 "srmr_bentler": res["srmr_bentler"], "srmr_bentler_nomean": res["srmr_bentler_nomean"],

@@ -22,6 +22,7 @@ import pandas as pd
 from analysis import distributions as stats
 
 from ..errors import OptionError
+from ..fitindices import incremental_indices, robust_fit_indices
 from .ml import MLEstimator
 
 __all__ = [
@@ -173,195 +174,6 @@ def _pchisq(x, df):
     if df <= 0 or not np.isfinite(x):
         return np.nan
     return float(stats.chi2.sf(x, df))
-
-
-# --------------------------------------------------------------------------
-# fit indices (lavaan's lav_fit_cfi / lav_fit_rmsea conventions)
-# --------------------------------------------------------------------------
-def _cfi(x2, df, x2n, dfn, c=1.0, cn=1.0):
-    if not np.all(np.isfinite([x2, df, x2n, dfn, c, cn])):
-        return np.nan
-    if df > 0 and c != 1 and cn != 1:
-        t1 = max(x2 - c * df, 0.0)
-        t2 = max(x2 - c * df, x2n - cn * dfn, 0.0)
-    else:
-        t1 = max(x2 - df, 0.0)
-        t2 = max(x2 - df, x2n - dfn, 0.0)
-    if np.isclose(t1, 0.0, atol=1.5e-8) and np.isclose(t2, 0.0, atol=1.5e-8):
-        return 1.0
-    return 1.0 - t1 / t2
-
-
-def _tli(x2, df, x2n, dfn, c=1.0, cn=1.0):
-    if not np.all(np.isfinite([x2, df, x2n, dfn, c, cn])):
-        return np.nan
-    if df > 0 and c != 1 and cn != 1:
-        t1 = (x2 - c * df) * dfn
-        t2 = (x2n - cn * dfn) * df
-    else:
-        t1 = (x2 - df) * dfn
-        t2 = (x2n - dfn) * df
-    if df > 0 and abs(t2) > 0:
-        return 1.0 - t1 / t2
-    return 1.0
-
-
-def _rni(x2, df, x2n, dfn, c=1.0, cn=1.0):
-    if df > 0 and c != 1 and cn != 1:
-        t1, t2 = x2 - c * df, x2n - cn * dfn
-    else:
-        t1, t2 = x2 - df, x2n - dfn
-    if not np.isfinite(t1) or not np.isfinite(t2) or np.isclose(t2, 0.0, atol=1.5e-8):
-        return np.nan
-    return 1.0 - t1 / t2
-
-
-def _rfi(x2, df, x2n, dfn):
-    if df > dfn:
-        return np.nan
-    if df > 0 and dfn > 0:
-        t1, t2 = x2n / dfn - x2 / df, x2n / dfn
-        return 1.0 if (t1 < 0 or t2 < 0) else t1 / t2
-    return 1.0
-
-
-def _nfi(x2, df, x2n, dfn):
-    if df > dfn or np.isclose(x2n, 0.0):
-        return np.nan
-    return (x2n - x2) / x2n if df > 0 else 1.0
-
-
-def _pnfi(x2, df, x2n, dfn):
-    return (df / dfn) * (x2n - x2) / x2n if (dfn > 0 and x2n > 0) else np.nan
-
-
-def _ifi(x2, df, x2n, dfn):
-    t1, t2 = x2n - x2, x2n - df
-    if t2 < 0:
-        return 1.0
-    return np.nan if np.isclose(t2, 0.0) else t1 / t2
-
-
-def _rmsea(x2, df, n, c=1.0, g=1):
-    if not np.all(np.isfinite([x2, df, c])):
-        return np.nan
-    if df <= 0:
-        return 0.0
-    return float(np.sqrt(max((x2 / n) / df - c / n, 0.0)) * np.sqrt(g))
-
-
-def _rmsea_ci(x2, df, n, c=1.0, g=1, level=0.90):
-    """RMSEA interval of a scaled test (c: scaling factor); NaN where a statistic is undefined."""
-    from ..fitindices import rmsea_ci
-
-    if not np.all(np.isfinite([x2, df, n, c])):
-        return np.nan, np.nan
-    try:
-        return rmsea_ci(x2, df, n, n_groups=g, c_hat=c, level=level)
-    except ValueError:  # no bracketing root
-        return np.nan, np.nan
-
-
-def _rmsea_p(x2, df, n, h0, c=1.0, g=1, close=True):
-    if df <= 0 or not np.all(np.isfinite([x2, c])):
-        return np.nan
-    ncp = (n * df / c * h0 ** 2) / g
-    p = stats.ncx2.cdf(x2, df, ncp)
-    return float(1 - p) if close else float(p)
-
-
-def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
-                       robust: dict | None = None, continuous: bool = False) -> dict:
-    """The scaled and robust fit keys of ``fitMeasures()`` (lavaan 0.6-14).
-
-    ``test``/``baseline``: the model's and the independence model's test dicts
-    (``chisq``, ``df`` plus the scaled keys). ``robust``: optional FIML
-    corrections (``XX3, df3, c.hat3, XX3.scaled, XX3.null, c.hat3.null``) that
-    replace the complete-data formulas, as lavaan's FIML-C (V3).
-    """
-    x2, df = test["chisq"], test["df"]
-    x2n, dfn = baseline["chisq"], baseline["df"]
-    kind = test.get("test.scaled")
-    if kind is None:            # unscaled ML with FIML: only the FIML-C robust indices (V6)
-        return _robust_only(x2, df, x2n, dfn, n, n_groups, robust) if robust else {}
-    xs, dfs, bs, bdfs = test["chisq.scaled"], test["df.scaled"], baseline["chisq.scaled"], baseline["df.scaled"]
-    out = {
-        "chisq.scaled": xs, "df.scaled": dfs, "pvalue.scaled": test["pvalue.scaled"],
-        "chisq.scaling.factor": test["chisq.scaling.factor"],
-        # scaled-shifted tests: the shift (lavaan's lavTest() "shift.parameter"), so summaries show it
-        **({"chisq.shift.parameter": test["chisq.shift.parameter"]}
-           if "chisq.shift.parameter" in test else {}),
-        "nnfi.scaled": _tli(xs, dfs, bs, bdfs), "rni.scaled": _rni(xs, dfs, bs, bdfs),
-        "rfi.scaled": _rfi(xs, dfs, bs, bdfs), "nfi.scaled": _nfi(xs, dfs, bs, bdfs),
-        "pnfi.scaled": _pnfi(xs, dfs, bs, bdfs), "ifi.scaled": _ifi(xs, dfs, bs, bdfs),
-        "baseline.chisq.scaled": baseline["chisq.scaled"],
-        "baseline.df.scaled": baseline["df.scaled"],
-        "baseline.pvalue.scaled": baseline["pvalue.scaled"],
-        "baseline.chisq.scaling.factor": baseline["chisq.scaling.factor"],
-        "cfi.scaled": _cfi(test["chisq.scaled"], test["df.scaled"],
-                           baseline["chisq.scaled"], baseline["df.scaled"]),
-        "tli.scaled": _tli(test["chisq.scaled"], test["df.scaled"],
-                           baseline["chisq.scaled"], baseline["df.scaled"]),
-    }
-    for key in ("scaling.factor.h1", "scaling.factor.h0"):
-        if key in test:
-            out[key] = test[key]
-    if kind == "scaled.shifted":
-        xx2, df2 = test["chisq.scaled"], df
-    else:
-        xx2, df2 = x2, test.get("trace.UGamma", np.nan)
-        if not np.isfinite(df2) or df2 == 0:
-            df2 = np.nan
-    out["rmsea.scaled"] = _rmsea(xx2, df2, n, g=n_groups)
-    lo, up = _rmsea_ci(xx2, df2, n, g=n_groups)
-    out["rmsea.ci.lower.scaled"], out["rmsea.ci.upper.scaled"] = lo, up
-    out["rmsea.pvalue.scaled"] = _rmsea_p(xx2, df2, n, 0.05, g=n_groups)
-    out["rmsea.notclose.pvalue.scaled"] = _rmsea_p(xx2, df2, n, 0.08, g=n_groups, close=False)
-    if kind == "mean.var.adjusted" or (kind == "scaled.shifted" and robust is None and not continuous):
-        return out       # none for mean.var.adjusted; categorical: lavaan's need a catML refit (not offered)
-    if robust is not None:
-        xx3, df3, c, xx3s = robust["XX3"], robust["df3"], robust["c.hat3"], robust["XX3.scaled"]
-        xx3n, cn = robust["XX3.null"], robust["c.hat3.null"]
-        c3 = c
-    elif kind == "scaled.shifted":   # continuous ML: c = a (df - b) / df = tr(U Gamma) / df (lavaan)
-        xx3, df3, xx3s, xx3n = x2, df, test["chisq.scaled"], x2n
-        c = test["chisq.scaling.factor"]
-        c3 = c * (df - test["chisq.shift.parameter"]) / df
-        cn = baseline["chisq.scaling.factor"] * (dfn - baseline["chisq.shift.parameter"]) / dfn
-        out["cfi.robust"] = _cfi(xx3, df, xx3n, dfn, c3, cn)
-        out["tli.robust"] = out["nnfi.robust"] = _tli(xx3, df, xx3n, dfn, c3, cn)
-        out["rni.robust"] = _rni(xx3, df, xx3n, dfn, c3, cn)
-        out["rmsea.robust"] = _rmsea(xx3, df3, n, c=c3, g=n_groups)
-        lo, up = _rmsea_ci(xx3s, df3, n, c=c, g=n_groups)
-        out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
-        out["rmsea.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.05, c=c, g=n_groups)
-        out["rmsea.notclose.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.08, c=c, g=n_groups, close=False)
-        return out
-    else:
-        xx3, df3, xx3s, xx3n = x2, df, test["chisq.scaled"], x2n
-        c = c3 = test["chisq.scaling.factor"]
-        cn = baseline["chisq.scaling.factor"]
-    out["cfi.robust"] = _cfi(xx3, df, xx3n, dfn, c, cn)
-    out["tli.robust"] = out["nnfi.robust"] = _tli(xx3, df, xx3n, dfn, c, cn)
-    out["rni.robust"] = _rni(xx3, df, xx3n, dfn, c, cn)
-    out["rmsea.robust"] = _rmsea(xx3, df3, n, c=c3, g=n_groups)
-    lo, up = _rmsea_ci(xx3s, df3, n, c=c, g=n_groups)
-    out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
-    out["rmsea.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.05, c=c, g=n_groups)
-    out["rmsea.notclose.pvalue.robust"] = _rmsea_p(xx3s, df3, n, 0.08, c=c, g=n_groups, close=False)
-    return out
-
-
-def _robust_only(x2, df, x2n, dfn, n, g, r):
-    xx3, df3, c, xx3n, cn = r["XX3"], r["df3"], r["c.hat3"], r["XX3.null"], r["c.hat3.null"]
-    out = {"cfi.robust": _cfi(xx3, df, xx3n, dfn, c, cn), "tli.robust": _tli(xx3, df, xx3n, dfn, c, cn),
-           "nnfi.robust": _tli(xx3, df, xx3n, dfn, c, cn), "rni.robust": _rni(xx3, df, xx3n, dfn, c, cn),
-           "rmsea.robust": _rmsea(xx3, df3, n, c=c, g=g)}
-    lo, up = _rmsea_ci(r["XX3.scaled"], df3, n, c=c, g=g)
-    out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = lo, up
-    out["rmsea.pvalue.robust"] = _rmsea_p(r["XX3.scaled"], df3, n, 0.05, c=c, g=g)
-    out["rmsea.notclose.pvalue.robust"] = _rmsea_p(r["XX3.scaled"], df3, n, 0.08, c=c, g=g, close=False)
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -663,10 +475,7 @@ def fiml_extra_fit_measures(est, x, test, fit) -> dict:
     npar = est.model.n_free
     out = {"fmin": chisq / (2 * n), "baseline.chisq": b2, "baseline.df": bdf,
            "baseline.pvalue": base["pvalue"],
-           "cfi": _cfi(chisq, df, b2, bdf), "tli": _tli(chisq, df, b2, bdf),
-           "nnfi": _tli(chisq, df, b2, bdf), "rni": _rni(chisq, df, b2, bdf),
-           "rfi": _rfi(chisq, df, b2, bdf), "nfi": _nfi(chisq, df, b2, bdf),
-           "pnfi": _pnfi(chisq, df, b2, bdf), "ifi": _ifi(chisq, df, b2, bdf),
+           **incremental_indices(chisq, df, b2, bdf),
            "logl": logl, "unrestricted.logl": est.logl_h1 - logl_x,
            "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n),
            "bic2": -2 * logl + npar * math.log((n + 2) / 24), "ntotal": n}

@@ -17,11 +17,11 @@ import numpy as np
 from analysis import distributions as st
 
 from ..errors import DataError
+from ..fitindices import incremental_indices, rmsea_indices, robust_fit_indices
 from ..polychoric import mixed_stats, ordinal_codes, ordinal_stats
 from .robust import (
     EstimatorCombinationError,
     refuse_combination,
-    robust_fit_indices,
     sandwich,
     scaled_shifted,
     ugamma_traces,
@@ -285,7 +285,6 @@ class WLSEstimator:
 
     def extra_fit_measures(self, x, test, fit) -> dict:
         """WLS fit keys: baseline from the independence model, scaled indices; no likelihood."""
-        from .robust import _cfi, _ifi, _nfi, _pnfi, _rfi, _rmsea, _rmsea_ci, _rmsea_p, _rni, _tli
         base = self.baseline()
         chisq, df = test["chisq"], test["df"]
         b2, bdf = base["chisq"], base["df"]
@@ -293,17 +292,10 @@ class WLSEstimator:
         n = self.ntotal - g            # lavaan's N for (D)WLS/ULS indices (lav_utils_get_ntotal)
         out = {"npar": self.model.n_free, "fmin": chisq / (2 * self.ntotal), "baseline.chisq": b2,
                "baseline.df": bdf, "baseline.pvalue": base["pvalue"],
-               "cfi": _cfi(chisq, df, b2, bdf), "tli": _tli(chisq, df, b2, bdf),
-               "nnfi": _tli(chisq, df, b2, bdf), "rni": _rni(chisq, df, b2, bdf),
-               "rfi": _rfi(chisq, df, b2, bdf), "nfi": _nfi(chisq, df, b2, bdf),
-               "pnfi": _pnfi(chisq, df, b2, bdf), "ifi": _ifi(chisq, df, b2, bdf),
-               "rmsea": _rmsea(chisq, df, n, g=g), "ntotal": self.ntotal,
+               **incremental_indices(chisq, df, b2, bdf), **rmsea_indices(chisq, df, n, g),
+               "ntotal": self.ntotal,
                "logl": np.nan, "unrestricted.logl": np.nan, "aic": np.nan, "bic": np.nan,
                "bic2": np.nan}
-        lo, up = _rmsea_ci(chisq, df, n, g=g)
-        out.update({"rmsea.ci.lower": lo, "rmsea.ci.upper": up,
-                    "rmsea.pvalue": _rmsea_p(chisq, df, n, 0.05, g=g),
-                    "rmsea.notclose.pvalue": _rmsea_p(chisq, df, n, 0.08, g=g, close=False)})
         out.update(self._residual_indices(x))
         robust = self.catml_robust(x) if self.ordered_mask.all() else None
         out.update(robust_fit_indices(test, base, n, g, robust=robust))
