@@ -14,9 +14,11 @@ no predictors has the intraclass correlation ``icc``; covariances 0; means 0.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,7 +26,7 @@ import pandas as pd
 from .errors import OptionError
 
 __all__ = ["population_moments", "simulate_twolevel", "analysis_syntax", "twolevel_power",
-           "plot_twolevel_power"]
+           "plot_twolevel_power", "TwoLevelPower"]
 
 _VALUE_RE = re.compile(r"(?<![\w.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*")
 
@@ -75,6 +77,13 @@ def _sizes(rng, n_clusters: int, cluster_size) -> np.ndarray:
     if sizes.min() < 1:
         raise OptionError("every cluster needs at least one respondent")
     return sizes
+
+
+def _size_label(size) -> str:
+    """A cluster-size setting as the tables show it: 10, 5-15 (a range) or 'varied' (one per cluster)."""
+    if isinstance(size, tuple) and len(size) == 2:
+        return f"{size[0]}-{size[1]}"
+    return str(size) if isinstance(size, (int, np.integer)) else "varied"
 
 
 def simulate_twolevel(population: str, *, n_clusters: int, cluster_size=10, seed=None,
@@ -159,6 +168,9 @@ def twolevel_power(population: str, model: str | None = None, *, n_clusters: Seq
         [f"{l}{o}{r}@{lev}" in params for l, o, r, lev in zip(truth["lhs"], truth["op"], truth["rhs"], truth["level"])]]
     keys = [(l, o, r, int(lev), float(v) if np.isfinite(v) else 0.0)
             for l, o, r, lev, v in zip(rows["lhs"], rows["op"], rows["rhs"], rows["level"], rows["ustart"])]
+    if not keys and params is not None:
+        raise OptionError(f"none of {', '.join(params)} is a row of the population model: name rows as "
+                          "lhs~rhs@level, e.g. y~x@1 (level 1 = within, 2 = between)")
     if not keys:
         raise OptionError("the population model has no regression paths; name the rows with params=")
     out = []
@@ -176,7 +188,7 @@ def twolevel_power(population: str, model: str | None = None, *, n_clusters: Seq
                 ok = res[np.isfinite(res[:, 1])]
                 n_ok = len(ok)
                 mean_est = float(ok[:, 0].mean()) if n_ok else np.nan
-                out.append({"n_clusters": int(j), "cluster_size": str(size), "lhs": l, "op": o, "rhs": r,
+                out.append({"n_clusters": int(j), "cluster_size": _size_label(size), "lhs": l, "op": o, "rhs": r,
                             "level": lev, "true": true,
                             "power": float(np.mean(ok[:, 1] < alpha)) if n_ok else np.nan,
                             "mean_est": mean_est, "bias": mean_est - true,
@@ -212,3 +224,68 @@ def plot_twolevel_power(table: pd.DataFrame, path=None, *, alpha_line: float = 0
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+@dataclass
+class TwoLevelPower:
+    """A :func:`twolevel_power` table with its settings: the smallest number of clusters that
+    reaches ``target`` power per path and cluster size, a summary and a JSON document."""
+
+    table: pd.DataFrame
+    population: str
+    target: float = 0.8
+    alpha: float = 0.05
+    reps: int = 200
+    seed: int = 1
+    icc: float = 0.1
+    estimator: str = "ML"
+    settings: dict = field(default_factory=dict)
+
+    @staticmethod
+    def _path(row) -> str:
+        return f"{row['lhs']} {row['op']} {row['rhs']} ({'within' if row['level'] == 1 else 'between'})"
+
+    def min_clusters(self) -> pd.DataFrame:
+        """Per path and cluster size, the fewest clusters of the design with power >= target
+        (NaN when none of them reaches it)."""
+        rows = []
+        keys = ["lhs", "op", "rhs", "level", "cluster_size"]
+        for key, grp in self.table.groupby(keys, sort=False):
+            hit = grp.loc[grp["power"] >= self.target, "n_clusters"]
+            rows.append({**dict(zip(keys, key)), "path": self._path(grp.iloc[0]),
+                         "min_clusters": float(hit.min()) if len(hit) else math.nan})
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict:
+        def clean(frame):
+            return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+                    for r in frame.to_dict("records")]
+
+        return {"kind": "twolevel_power", "population": self.population, "target": self.target,
+                "alpha": self.alpha, "reps": self.reps, "seed": self.seed, "icc": self.icc,
+                "estimator": self.estimator, **self.settings,
+                "results": clean(self.table), "min_clusters": clean(self.min_clusters())}
+
+    def summary(self) -> str:
+        lines = [f"Two-level Monte Carlo power ({self.reps} replications per design, {self.estimator}, "
+                 f"alpha {self.alpha}, unset ICCs {self.icc}, seed {self.seed})"]
+        tab = self.table.assign(path=[self._path(r) for _, r in self.table.iterrows()])
+        for size, grp in tab.groupby("cluster_size", sort=False):
+            wide = grp.pivot_table(index="path", columns="n_clusters", values="power", sort=False)
+            lines += [f"\nPower, clusters of {size} respondents (columns: number of clusters):",
+                      wide.to_string(float_format=lambda v: f"{v:.2f}")]
+        worst = tab.loc[tab["n_ok"] < self.reps, ["n_clusters", "cluster_size", "n_ok"]].drop_duplicates()
+        for _, r in worst.iterrows():
+            lines.append(f"  note: {int(r['n_ok'])}/{self.reps} replications converged with "
+                         f"{int(r['n_clusters'])} clusters of {r['cluster_size']}")
+        lines.append(f"\nFewest clusters with power >= {self.target:.0%}:")
+        for _, r in self.min_clusters().iterrows():
+            need = "not reached" if not math.isfinite(r["min_clusters"]) else int(r["min_clusters"])
+            lines.append(f"  {r['path']:<36} size {r['cluster_size']:<8} {need}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def plot(self, path=None):
+        return plot_twolevel_power(self.table, path, alpha_line=self.target)

@@ -49,3 +49,57 @@ def test_power_grows_with_clusters_and_paths_are_recovered(tmp_path):
     out = tmp_path / "power.png"
     plot_twolevel_power(table, out)
     assert out.stat().st_size > 5_000
+
+
+def _power_cli(tmp_path, *args):
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app
+
+    model = tmp_path / "pop.lav"
+    model.write_text(POP)
+    return CliRunner().invoke(app, ["power", "--model", str(model), *args])
+
+
+def test_power_command_routes_a_two_level_model_by_clusters_and_size(tmp_path):
+    import json
+
+    res = _power_cli(tmp_path, "--clusters", "12,60", "--cluster-sizes", "8", "--reps", "10", "--seed", "3",
+                     "--icc", "0.3", "--workers", "1", "--target", "0.9", "--plot", str(tmp_path / "p.png"),
+                     "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "twolevel_power" and doc["seed"] == 3 and doc["reps"] == 10
+    # the same numbers as the Python API with the same settings
+    table = twolevel_power(POP, n_clusters=[12, 60], cluster_size=[8], reps=10, seed=3, icc=0.3,
+                           backend="serial")
+    got = {(r["n_clusters"], r["level"]): r for r in doc["results"]}
+    for _, r in table.iterrows():
+        row = got[(r["n_clusters"], r["level"])]
+        assert row["power"] == r["power"] and row["mean_est"] == pytest.approx(r["mean_est"], rel=1e-12)
+    # the fewest clusters reaching 90%: the smallest design whose power is at least that
+    for m in doc["min_clusters"]:
+        ok = sorted(k for (k, lev), r in got.items() if lev == m["level"] and r["power"] >= 0.9)
+        assert m["min_clusters"] == (ok[0] if ok else None)
+    assert (tmp_path / "p.png").stat().st_size > 5_000
+
+
+def test_power_command_text_and_clear_refusals(tmp_path):
+    res = _power_cli(tmp_path, "--clusters", "10", "--cluster-sizes", "4-6", "--reps", "2", "--seed", "1",
+                     "--workers", "1")
+    assert res.exit_code == 0, res.output
+    assert "clusters of 4-6 respondents" in res.stdout and "Fewest clusters with power >= 80%" in res.stdout
+    for args, message in ((["--reps", "2"], "needs --clusters"),
+                          (["--clusters", "10", "--cluster-sizes", "8-3"], "--cluster-sizes: '8-3' is not valid"),
+                          (["--clusters", "ten"], "--clusters must be comma-separated whole numbers of 2 or more"),
+                          (["--clusters", "10", "--instrument", "crs"], "--instrument: not used with a two-level")):
+        res = _power_cli(tmp_path, *args, "--json")
+        assert res.exit_code == 1 and message in res.stdout, (args, res.output)
+    flat = tmp_path / "flat.lav"
+    flat.write_text("y ~ 0.3*x\n")
+    from typer.testing import CliRunner
+
+    from analysis.cli.main import app
+
+    res = CliRunner().invoke(app, ["power", "--model", str(flat), "--clusters", "10", "--json"])
+    assert res.exit_code == 1 and "has no level: blocks" in res.stdout

@@ -171,11 +171,34 @@ def power_command(
     workers: Optional[int] = typer.Option(None, "--workers", help="Local processes (default: all cores)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, e.g. tcp://10.0.0.5:8786."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the power curves (.png/.svg/.pdf)."),
+    clusters: Optional[str] = typer.Option(None, "--clusters",
+                                           help="Two-level model (level: blocks): numbers of clusters, "
+                                                "e.g. 30,60,100."),
+    cluster_sizes: str = typer.Option("10", "--cluster-sizes",
+                                      help="Two-level: respondents per cluster, comma-separated; MIN-MAX draws "
+                                           "each cluster's size uniformly (e.g. 5,10,5-15)."),
+    icc: float = typer.Option(0.1, "--icc", help="Two-level: ICC of variables whose level-2 variance is not set."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document and nothing else."),
 ) -> None:
-    """Monte Carlo power, bias and coverage by sample size; smallest N for a target power."""
+    """Monte Carlo power, bias and coverage by sample size; smallest N for a target power.
+
+    A two-level population model (a .lav file with level: blocks) gives power by number of
+    clusters and cluster size instead: resilience power -m pop.lav --clusters 30,60,100 --cluster-sizes 5,10
+    """
     from analysis.power import power_analysis
 
+    if clusters is not None or _guard(as_json, _is_twolevel, model):
+        given = [flag for flag, on in (("--instrument", instrument is not None), ("--missing", missing > 0),
+                                       ("--careless", careless > 0), ("--continuous", continuous),
+                                       ("--missing-method", missing_method != "listwise")) if on]
+        if given:
+            _fail(f"{', '.join(given)}: not used with a two-level population model (its data are simulated "
+                  "from the model's own variables, complete)", as_json)
+        if clusters is None:
+            _fail("a two-level population model needs --clusters (numbers of clusters, e.g. 30,60,100)", as_json)
+        _twolevel_power(model, clusters, cluster_sizes, icc, reps, seed, target, effects, analysis, estimator,
+                        workers, scheduler, plot, as_json)
+        return
     sizes = _guard(as_json, _sizes, n)
     inst = _guard(as_json, _instrument, instrument) if instrument else None
     syntax = None
@@ -204,6 +227,76 @@ def power_command(
     if names:
         typer.echo("\nRequested effects:")
         typer.echo(mn.to_string(index=False))
+    if plot is not None:
+        typer.echo(f"\nPower curves written to {plot}")
+
+
+def _is_twolevel(model: str) -> bool:
+    from analysis.twolevel import has_levels
+
+    path = Path(model)
+    return path.is_file() and has_levels(path.read_text())
+
+
+def _counts(text: str, option: str) -> list:
+    """``--clusters`` (whole numbers, 2 or more) or ``--cluster-sizes`` (whole numbers or MIN-MAX)."""
+    sizes = option == "--cluster-sizes"
+    form = "comma-separated whole numbers or MIN-MAX ranges, e.g. 5,10,5-15" if sizes else \
+        "comma-separated whole numbers of 2 or more, e.g. 30,60,100"
+    out = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            value = (int(lo), int(hi)) if sep and sizes else int(part)
+        except ValueError:
+            raise ValueError(f"{option} must be {form}; got {part!r}") from None
+        low = min(value) if isinstance(value, tuple) else value
+        if low < (1 if sizes else 2) or (isinstance(value, tuple) and value[0] > value[1]):
+            raise ValueError(f"{option}: {part!r} is not valid; use {form}")
+        out.append(value)
+    if not out:
+        raise ValueError(f"{option} is empty; use {form}")
+    return out
+
+
+def _twolevel_power(model, clusters, cluster_sizes, icc, reps, seed, target, effects, analysis, estimator,
+                    workers, scheduler, plot, as_json) -> None:
+    """`resilience power` for a two-level population model: power by clusters x cluster size."""
+    import numpy as np
+
+    from analysis.twolevel_power import TwoLevelPower, twolevel_power
+
+    path = Path(model)
+    if not path.is_file():
+        _fail(f"--clusters needs a two-level population model file (.lav with level: blocks); no file {model}",
+              as_json)
+    population = path.read_text()
+    if not _guard(as_json, _is_twolevel, model):
+        _fail(f"{model} has no level: blocks; --clusters is for two-level population models", as_json)
+    n_clusters = _guard(as_json, _counts, clusters, "--clusters")
+    sizes = _guard(as_json, _counts, cluster_sizes, "--cluster-sizes")
+    if not 0 <= icc < 1:
+        _fail(f"--icc must be in [0, 1); got {icc}", as_json)
+    if reps < 1:
+        _fail(f"--reps must be at least 1; got {reps}", as_json)
+    if analysis is not None and not analysis.exists():
+        _fail(f"--analysis: no file {analysis}", as_json)
+    syntax = analysis.read_text() if analysis is not None else None
+    seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed   # reported: reproducible
+    params = [e.replace(" ", "") for e in (effects or "").split(",") if e.strip()] or None
+    table = _guard(as_json, twolevel_power, population, syntax, n_clusters=n_clusters, cluster_size=sizes,
+                   reps=reps, seed=seed, icc=icc, estimator=estimator.upper(), params=params,
+                   backend="auto", workers=workers, scheduler=scheduler, progress=False if as_json else None)
+    res = TwoLevelPower(table, population, target=target, reps=reps, seed=seed, icc=icc,
+                        estimator=estimator.upper(), settings={"model": model})
+    if plot is not None:
+        _guard(as_json, res.plot, plot)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), allow_nan=False, default=float))
+        return
+    typer.echo(res.summary())
     if plot is not None:
         typer.echo(f"\nPower curves written to {plot}")
 
