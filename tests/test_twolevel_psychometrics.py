@@ -76,4 +76,4 @@ def test_icc_command_items_and_construct_scores(tmp_path):
     assert set(rows["kind"]) == {"item", "construct"} and set(rows["construct"]) == {"TRUST"}
     assert rows["icc"].between(0, 1).all() and (rows["n_clusters"] == 30).all()
     bad = CliRunner().invoke(app, ["icc", str(path), "-i", "crs", "--cluster", "area"])
-    assert bad.exit_code == 2 and "cluster column 'area' not found" in bad.output
+    assert bad.exit_code == 1 and "cluster column 'area' not found" in bad.output

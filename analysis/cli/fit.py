@@ -18,6 +18,7 @@ from typing import Any, Optional
 import typer
 
 from analysis.cli.common import fail as _fail
+from analysis.cli.common import resolve_model, shipped_models  # noqa: F401  (one model resolver for every command)
 from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
 
 from analysis.format import jsonable
@@ -69,26 +70,6 @@ class _Run:
 
 
 # --------------------------------------------------------------------------- helpers
-
-def shipped_models() -> list[str]:
-    return sorted(p.stem for p in MODELS_DIR.glob("*.lav"))
-
-
-def resolve_model(spec: str) -> tuple[str, str]:
-    """(name, syntax) of a shipped model name or a model file."""
-    path = Path(spec)
-    stem = spec[:-4] if spec.endswith(".lav") else spec
-    shipped = MODELS_DIR / f"{stem}.lav"
-    if "/" not in spec and "\\" not in spec and shipped.exists() and not path.is_file():
-        return stem, shipped.read_text(encoding="utf-8")
-    if path.is_file():
-        try:
-            return path.stem, path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"{path}: cannot read the model file ({exc})") from exc
-    raise CliError(f"model {spec!r} not found: it is neither a shipped model "
-                   f"({', '.join(shipped_models())}) nor a file")
-
 
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
@@ -173,9 +154,9 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         missing = "fiml"
     if missing not in MISSING:
         raise CliError(f"--missing must be listwise, fiml or pairwise; got {missing!r}")
-    name, syntax = resolve_model(model)
     # one reader for every command: platform exports and the study store too (analysis.data.read_survey)
     inst = cli_instrument(instrument)
+    name, syntax = resolve_model(model, inst)  # `measurement` is the CFA of this instrument
     if df is None:
         df = read_survey(data_path, inst, study=study)
     imputed = [read_survey(p, inst) for p in (pool or [])[1:]]

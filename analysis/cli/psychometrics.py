@@ -24,14 +24,14 @@ from analysis.format import jsonable
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Errors of the input become one line on stderr, exit 2."""
+    """Errors of the input become one line on stderr, exit 1 (as fit and compare)."""
     from analysis.errors import AnalysisError
 
     try:
@@ -44,11 +44,11 @@ def _user_errors() -> Iterator[None]:
         raise
     except InstrumentError as err:  # type: ignore[misc]
         typer.echo(str(err), err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(1)
     except (AnalysisError, FileNotFoundError, KeyError, ValueError) as err:
         _fail(str(err).strip("'\""))
     except Exception as err:  # a bug, not the user's mistake: say so, no traceback
-        _fail(f"internal error ({type(err).__name__}: {err}); please report it with the command you ran", code=1)
+        _fail(f"internal error ({type(err).__name__}: {err}); please report it with the command you ran")
 
 
 def _read_data(path: str | None, inst=None, study: Path | None = None):
@@ -77,18 +77,11 @@ def _load_instrument(path: str):
         return load_instrument(path)
 
 
-def _read_model(spec: str) -> str:
-    p = Path(spec)
-    if p.exists():
-        return p.read_text(encoding="utf-8")
-    shipped = MODELS_DIR / f"{spec}.lav"
-    if shipped.exists():
-        return shipped.read_text(encoding="utf-8")
-    if "=~" in spec or "~" in spec:
-        return spec  # inline syntax
-    names = ", ".join(sorted(q.stem for q in MODELS_DIR.glob("*.lav")))
-    _fail(f"model '{spec}' is neither a file nor a shipped model ({names})")
-    return ""
+def _read_model(spec: str, inst=None) -> str:
+    """The same model resolver as fit and compare: `measurement` is the instrument's own CFA."""
+    from analysis.cli.common import resolve_model
+
+    return resolve_model(spec, inst)[1]
 
 
 def _construct_list(inst, spec: str | None) -> list[str] | None:
@@ -257,8 +250,9 @@ def invariance(
     search = comparison = None
     why_not = ""
     with _user_errors(), _status(enabled=True) as status:
-        syntax = _read_model(model)
-        df = _read_data(data, _load_instrument(instrument) if instrument is not None else None, study)
+        inst = _load_instrument(instrument) if instrument is not None else None
+        syntax = _read_model(model, inst)
+        df = _read_data(data, inst, study)
         kw = {} if missing is None else {"missing": missing}
         if parameterization is not None:
             kw["parameterization"] = parameterization
@@ -269,7 +263,6 @@ def invariance(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if instrument is not None:
-                inst = _load_instrument(instrument)
                 df = instrument_group_data(df, inst, syntax, group)
                 collapsed = next((it.collapsed.id for it in inst.items if it.id == group and it.collapsed), None)
             else:
