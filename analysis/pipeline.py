@@ -1502,11 +1502,31 @@ def _freed(run: _Run, group: str) -> list[str]:
     return list(part.get("freed") or []) if part.get("step") == "scalar" and part.get("holds") else []
 
 
+def _check_group_paths(run: _Run, syntax: str, model: str) -> None:
+    """Every path of ``group_paths`` is a regression of the model; a wrong one is blamed on its own line."""
+    from .errors import ModelSyntaxError
+    from .syntax import parse_model
+
+    paths = {(s.lhs, s.rhs) for s in parse_model(syntax) if s.op == "~"}
+    for j, written in enumerate(run.study.group_paths):
+        try:
+            stated = [(s.lhs, s.rhs) for s in parse_model(written) if s.op == "~"]
+        except ModelSyntaxError as exc:
+            raise StepFailure("UnknownPath", f"{run.study.where('group_paths', j)}: '{written}' is not a "
+                              f"path ({exc})") from None
+        missing = [f"{lhs} ~ {rhs}" for lhs, rhs in stated if (lhs, rhs) not in paths] if stated else [written]
+        if missing:
+            known = ", ".join(f"{lhs} ~ {rhs}" for lhs, rhs in sorted(paths)) or "none"
+            raise StepFailure("UnknownPath", f"{run.study.where('group_paths', j)}: {', '.join(missing)} is not "
+                              f"a path of the model '{model}' (its paths: {known})")
+
+
 def _step_group_paths(run: _Run, index: int, model: str) -> _Output:
     from .invariance import compare_groups
 
     _, syntax = _syntax(run, model)
     syntax = _unlabelled(syntax)
+    _check_group_paths(run, syntax, model)
     freed = _freed(run, run.study.groups[index])
     data, info = _model_data(run, index)
     opts = _fit_options(run.study)
@@ -1768,10 +1788,13 @@ def run_study(study_path: str | Path | Study, *, progress: bool = True, report: 
     ``trust_template``: run ``report.template`` although it is not a shipped one.
 
     Raises :class:`~analysis.study.StudyError` only when the study file itself
-    cannot be read (a YAML or schema error), with every problem's line and field.
+    cannot be read (a YAML or schema error) or its hypotheses or comparisons name a
+    model it does not define, with every problem's line and field.
     """
     t0 = time.perf_counter()
     study = study_path if isinstance(study_path, Study) else load_study(study_path)
+    if study.reference_issues():  # the comparison the report is about would silently be missing
+        raise StudyError(study.reference_issues())
     run = _Run(study, progress=False)
     models = [n for n in study.model_names()]
     structural = study.structural_models()

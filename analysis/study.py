@@ -448,16 +448,30 @@ class Study(_Part):
         if self.bootstrap.replications >= 2 and self.bootstrap.model is not None and self.bootstrap.model not in names:
             issues.append(self.issue("unknown-model", f"bootstrap.model '{self.bootstrap.model}' is not in 'models' "
                                      f"({', '.join(names)})", "bootstrap", "model"))
+        return issues + self.reference_issues()
+
+    def reference_issues(self) -> list[StudyIssue]:
+        """Comparisons and hypotheses that name a model ``models`` does not define (a typo would
+        otherwise silently drop the comparison the report is about)."""
+        names = self.model_names()
+
+        def unknown(name: str) -> str:
+            hint = difflib.get_close_matches(name, names, n=1)
+            return (f"which is not in 'models' ({', '.join(names)})"
+                    + (f"; did you mean '{hint[0]}'?" if hint else ""))
+
+        issues = []
         for i, pair in enumerate(self.comparisons):
             for j, name in enumerate(pair):
                 if name not in names:
-                    issues.append(self.issue("unknown-model", f"comparison names model '{name}', which is not "
-                                             f"in 'models' ({', '.join(names)})", "comparisons", i, j))
+                    issues.append(self.issue("unknown-model", f"comparison names model '{name}', {unknown(name)}",
+                                             "comparisons", i, j))
         for i, h in enumerate(self.hypotheses):
             for key in ("model", "against"):
-                if getattr(h, key) not in names:
-                    issues.append(self.issue("unknown-model", f"hypothesis names model '{getattr(h, key)}', which "
-                                             f"is not in 'models' ({', '.join(names)})", "hypotheses", i, key))
+                name = getattr(h, key)
+                if name not in names:
+                    issues.append(self.issue("unknown-model", f"hypothesis names model '{name}', {unknown(name)}",
+                                             "hypotheses", i, key))
         return issues
 
 
