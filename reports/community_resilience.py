@@ -478,6 +478,19 @@ if not failed("reliability"):
         md(f"Discriminant validity: the heterotrait-monotrait ratio (HTMT) {cite('henseler2015')}; values "
            "below .85 support discriminant validity.")
         table(df.reset_index(names="construct"), caption="Discriminant validity: HTMT")
+    fl = rel.get("validity", {}).get("fornell_larcker")
+    if fl:
+        order = [r["construct"] for r in fl]
+        frame = pd.DataFrame(fl).set_index("construct")
+        passes = frame["passes"].map(lambda v: "yes" if v else "no") if "passes" in frame else None
+        grid = frame.reindex(columns=order).map(lambda v: apa(v, 2))
+        grid.index = [LABELS.get(c, c) for c in grid.index]
+        grid.columns = [LABELS.get(c, c) for c in grid.columns]
+        if passes is not None:
+            grid["criterion met"] = passes.to_numpy()
+        md(f"The Fornell-Larcker criterion {cite('fornell1981')}: the square root of each construct's AVE (the "
+           "diagonal) should exceed its correlations with every other construct (its row and column).")
+        table(grid.reset_index(names="construct"), caption="Discriminant validity: Fornell-Larcker criterion")
     for note in rel.get("notes", []):
         md(f"*{esc(note)}*")
 

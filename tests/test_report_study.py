@@ -88,6 +88,18 @@ def test_numbers_match_results_json(rendered):
     rel = {row[0]: row for row in tables["Internal consistency"][1:]}
     for c in r["reliability"]["constructs"]:
         assert rel[f"{labels[c['construct']]} ({c['construct']})"][3] == f"{c['alpha']:.2f}".lstrip("0")
+    # Fornell-Larcker and HTMT: rows and columns in one (the instrument's) order, values from results.json
+    code_of = {v: k for k, v in labels.items()}
+    for key, caption in (("fornell_larcker", "Discriminant validity: Fornell-Larcker criterion"),
+                         ("htmt", "Discriminant validity: HTMT")):
+        grid = tables[caption]
+        src = {row["construct"]: row for row in r["reliability"]["validity"][key]}
+        cols = [code_of[c] for c in grid[0][1:] if c in code_of]
+        assert [code_of[row[0]] for row in grid[1:]] == cols == [row["construct"] for row in
+                                                                 r["reliability"]["validity"][key]]
+        for row in grid[1:]:
+            for j, col in enumerate(cols, 1):
+                assert row[j] == re.sub(r"^(-?)0\.", r"\1.", f"{src[code_of[row[0]]][col]:.2f}")
     inv = r["invariance"]["LANG"]
     assert f"Highest level of invariance supported across LANG: {inv['highest']}" in text
     assert r["instrument"]["sha256"] in text and r["inputs"][0]["sha256"] in text  # the appendix
