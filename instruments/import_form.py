@@ -152,6 +152,11 @@ class _Builder:
         self.issues.append(FormIssue(sheet, row, column, message, severity))
 
     def section(self, sid: str, title: dict) -> dict:
+        taken = {sec["id"] for sec in self.sections}
+        base, k = sid, 1
+        while sid in taken:  # questions before and after a group: two untitled sections, two ids
+            k += 1
+            sid = f"{base}_{k}"
         sec = {"id": sid, "title": title, "items": []}
         self.sections.append(sec)
         return sec
@@ -378,6 +383,8 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
     sections: list[dict] = []
     current = None
     depth = 0
+    # a group's `relevant` applies to every question in it: each enclosing group's condition, where it is written
+    group_conditions: list[tuple | None] = []
     repeat = []  # the repeats we are inside: their questions are left out with them
     consent_text = None
     for i, row in survey.iterrows():
@@ -405,6 +412,8 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
             continue
         if base in ("begin_group", "begin group"):
             depth += 1
+            condition = str(row.get("relevant", "")).strip()
+            group_conditions.append((r, "relevant", condition, _xlsform_relevant(condition)) if condition else None)
             if depth > 1:
                 b.issue("survey", r, "type", f"group '{name}' is nested in group '{current['id']}'; the instrument "
                         f"format has one level of sections, so its questions were put in '{current['id']}'", "error")
@@ -413,6 +422,8 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
             continue
         if base in ("end_group", "end group"):
             depth = max(depth - 1, 0)
+            if group_conditions:
+                group_conditions.pop()
             if depth == 0:
                 current = None
             continue
@@ -478,10 +489,8 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
             item["help"] = hint
         item["required"] = str(row.get("required", "")).strip().lower() in ("yes", "true", "true()", "1", "y")
         relevant = str(row.get("relevant", "")).strip()
-        if relevant:
-            item["relevant"] = _relevance(b, "survey", r, "relevant", relevant, _xlsform_relevant(relevant))
-            if item["relevant"] is None:
-                del item["relevant"]
+        item["_conditions"] = [c for c in group_conditions if c] + (
+            [(r, "relevant", relevant, _xlsform_relevant(relevant))] if relevant else [])
         cid = b.construct_of(item["id"], str(row.get(construct_column, "")).strip())
         if cid:
             item["construct"] = cid
@@ -490,6 +499,7 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
         else:
             item["role"] = "demographic"
         current["items"].append(item)
+    _apply_conditions(b, "survey")
     order = {_safe_id(name): k for k, name in enumerate(lists)}  # scales in the choices sheet's order
     b.scales = dict(sorted(b.scales.items(), key=lambda kv: order.get(kv[0], len(order))))
     version = setting.get("version", "")
@@ -503,12 +513,42 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
     return FormImport(inst, b.issues, str(path))
 
 
-def _relevance(b: _Builder, sheet: str, row: int, column: str, original: str, converted: str) -> str | None:
+def _apply_conditions(b: _Builder, sheet: str) -> None:
+    """Each question's own condition and its groups', joined by `and`. A condition that cannot be
+    translated, or names a question that was not imported, is reported at its row and left out."""
+    from .relevance import referenced_items
+
+    known = {item["id"] for sec in b.sections for item in sec["items"]}
+    reported: set[int] = set()  # a group's condition: reported once, not for each of its questions
+    for sec in b.sections:
+        for item in sec["items"]:
+            kept = []
+            for row, column, original, converted in item.pop("_conditions", []):
+                converted = _relevance(b, sheet, row, column, original, converted, quiet=row in reported)
+                if converted is not None:
+                    lost = [n for n in referenced_items(converted) if n not in known]
+                    if lost and row not in reported:
+                        b.issue(sheet, row, column, f"condition '{original}' names {', '.join(map(repr, lost))}, "
+                                "which is not an imported question (left out, see its own row, or not in the form); "
+                                "the condition was left out, so the question is always asked", "error")
+                    converted = None if lost else converted
+                if converted is None:
+                    reported.add(row)
+                    continue
+                kept.append(converted)
+            if kept:
+                item["relevant"] = kept[0] if len(kept) == 1 else " and ".join(f"({c})" for c in kept)
+
+
+def _relevance(b: _Builder, sheet: str, row: int, column: str, original: str, converted: str,
+               quiet: bool = False) -> str | None:
     from .relevance import RelevanceSyntaxError, parse
 
     try:
         parse(converted)
     except RelevanceSyntaxError as exc:
+        if quiet:
+            return None
         b.issue(sheet, row, column, f"condition '{original}' could not be translated ({exc}); left out, the "
                 "item is always asked", "error")
         return None
@@ -640,9 +680,7 @@ def import_redcap(path: str | Path, *, construct_from: str | None = None, constr
         item["required"] = get(row, "required").lower() in ("y", "yes", "1")
         logic = get(row, "logic")
         if logic:
-            rel = _relevance(b, sheet, r, _REDCAP["logic"], logic, _redcap_logic(logic))
-            if rel:
-                item["relevant"] = rel
+            item["_conditions"] = [(r, _REDCAP["logic"], logic, _redcap_logic(logic))]
         annotation = get(row, "annotation")
         m = re.match(r"attention check: expected (-?\d+)", annotation)
         if m:
@@ -655,6 +693,7 @@ def import_redcap(path: str | Path, *, construct_from: str | None = None, constr
         current["items"].append(item)
     for s in b.sections:
         s.pop("_form", None)
+    _apply_conditions(b, sheet)
     forms = list(dict.fromkeys(str(f).strip() for f in frame[cols["form"]] if str(f).strip())) if cols["form"] else []
     name = forms[0] if len(forms) == 1 else path.stem  # one REDCap instrument: the suite's export names it by id
     inst = b.instrument(id=id or _safe_id(name), title=name, version="1.0.0", languages=[language],

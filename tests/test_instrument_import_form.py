@@ -182,3 +182,56 @@ def test_forms_that_are_not_forms_are_refused_clearly(tmp_path):
     (tmp_path / "x.txt").write_text("type,name\n")
     with pytest.raises(FormImportError, match="unknown form type"):
         import_form(tmp_path / "x.txt")
+
+
+def test_a_groups_relevant_applies_to_every_question_in_it(tmp_path):
+    from instruments.relevance import evaluate, parse
+
+    survey = [["type", "name", "label", "relevant", "appearance"],
+              ["select_one yn", "consent", "Do you agree to take part?"],
+              ["begin_group", "green", "Green space", "${consent} = 1"],
+              ["select_one agree", "GREEN1", "Green space matters to me.", "", "likert"],
+              ["select_one agree", "GREEN2", "I visit the park weekly.", "selected(${GREEN1}, '3')", "likert"],
+              ["end_group"],
+              ["integer", "AGE", "Your age"]]
+    res = import_form(_workbook(tmp_path / "gated.xlsx", survey=survey))
+    items = {it["id"]: it for sec in res.instrument["sections"] for it in sec["items"]}
+    assert items["GREEN1"]["relevant"] == "consent == 1"
+    assert items["GREEN2"]["relevant"] == "(consent == 1) and (GREEN1 == 3)"
+    assert "relevant" not in items["AGE"] and "relevant" not in items["consent"]  # outside the group
+    rule = parse(items["GREEN2"]["relevant"])
+    assert evaluate(rule, {"consent": 1, "GREEN1": 3}) and not evaluate(rule, {"consent": 2, "GREEN1": 3})
+    inst = load_instrument(res.write(tmp_path / "gated.yaml"))
+    assert inst.item("GREEN1").relevant == "consent == 1"
+    # a group condition that cannot be translated is reported once, at the group's row
+    survey[2][3] = "count-selected(${consent}) > 0"
+    res = import_form(_workbook(tmp_path / "odd.xlsx", survey=survey))
+    odd = [i for i in res.issues if i.column == "relevant"]
+    assert [(i.sheet, i.row, i.severity) for i in odd] == [("survey", 3, "error")]
+    assert "always asked" in odd[0].message
+
+
+def test_every_problem_of_a_form_is_reported_in_one_run(tmp_path):
+    survey = [["type", "name", "label", "relevant"],
+              ["select_one yesno", "consent", "Agree?"],                   # row 2: a list coded with words
+              ["select_one agree", "T1", "Item one", "${consent} = 'yes'"],
+              ["select_one agree", "T2", "Item two", "${consent} = 'yes'"],
+              ["begin_repeat", "kids", "Children"],                        # row 5
+              ["text", "kname", "Name"],
+              ["end_repeat"],
+              ["select_multiple agree", "MULTI", "Pick"]]                  # row 8
+    path = _workbook(tmp_path / "many.xlsx", survey=survey)
+    wb = openpyxl.load_workbook(path)
+    for row in (["yesno", "yes", "Yes"], ["yesno", "no", "No"]):
+        wb["choices"].append(row)
+    wb.save(path)
+    out = tmp_path / "many.yaml"
+    res = runner.invoke(app, ["instrument", "import", str(path), "-o", str(out), "--construct-from", "prefix"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    for where in ("choices row 8, column name", "survey row 2, column type", "survey row 3, column relevant",
+                  "survey row 4, column relevant", "survey row 5, column type", "survey row 8, column type"):
+        assert where in said, where
+    assert "names 'consent', which is not an imported question" in said
+    inst = load_instrument(out)  # written without what could not be mapped, and it loads
+    assert inst.item("T1").relevant is None

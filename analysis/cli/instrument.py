@@ -286,7 +286,13 @@ def import_cmd(
         raise typer.Exit(2)
     try:
         res.write(output)
-    except InstrumentError as exc:  # the import made something the suite cannot load: say what
+    except InstrumentError as exc:  # the import made something the suite cannot load: say what, and every
+        # problem of the form found on the way, so that one run shows them all
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "issues": [i.to_dict() for i in res.issues],
+                                   "load_errors": str(exc)}, ensure_ascii=False))
+        for issue in res.issues:
+            err.print(f"[red]{issue.severity}[/red] {issue}", markup=True, highlight=False)
         err.print(f"[red]error[/red] the imported instrument does not load:\n{exc}", markup=True, highlight=False)
         raise typer.Exit(2)
     except OSError as exc:
