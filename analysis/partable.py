@@ -381,6 +381,8 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
                              ustart=ustart, start=math.nan, exo=exo, label=label,
                              _line=s.line if s is not None else 0))
 
+    _fix_rows_sharing_a_fixed_label(rows)
+
     # -- expressions (:=, ==, <, >) ---------------------------------------
     labels_all = {row["label"] for row in rows if row["label"]}
     defined_names = {s.lhs for s in expr_st if s.op == ":="}
@@ -453,6 +455,29 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
     if observed is not None:
         check_observed(pt, observed)
     return pt
+
+
+def _fix_rows_sharing_a_fixed_label(rows: list[dict]) -> None:
+    """A label shared with a fixed row fixes every row carrying it at that row's value.
+
+    lavaan (lavaanify) reads ``F1 =~ a*y1; F2 =~ a*y5`` with the marker ``y1`` fixed at 1 as
+    ``F2 =~ 1*y5``: equal to a fixed parameter means fixed.  The first fixed row's value wins.
+    """
+    by_label: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["label"]:
+            by_label.setdefault(row["label"], []).append(row)
+    for label, shared in by_label.items():
+        fixed = [row for row in shared if row["free"] == 0]
+        if len(shared) < 2 or not fixed:
+            continue
+        value = fixed[0]["ustart"]
+        if any(row["ustart"] != value and not (math.isnan(row["ustart"]) and math.isnan(value))
+               for row in fixed[1:]):
+            warnings.warn(f"label '{label}' is shared by fixed parameters with different values; "
+                          f"all are fixed at the first one's value {value:g} (as lavaan)", stacklevel=3)
+        for row in shared:
+            row["free"], row["ustart"] = 0, value
 
 
 def _check_group_equal(group_equal) -> tuple[str, ...]:
