@@ -1,8 +1,9 @@
 """Attacks on the web survey (issue 12, items 6, 7 and 12), each reproduced, then shown to fail.
 
 Sessions: a planted session id is never adopted; wrong personal tokens share one
-limit whatever the route; resume links die at submission and need the CSRF
-token; drafts expire; new drafts are capped; the admin lockout hits wrong
+limit whatever the route; a resume link is its own single-use secret, never the
+session id, and using it closes the old session; resume links die at submission
+and need the CSRF token; drafts expire; new drafts are capped; the admin lockout hits wrong
 passwords only; ``__Host-`` cookies over HTTPS. Storage: a read-only store
 stops ``serve`` at start-up, ``/healthz`` writes, a broken or full store gives
 a 503 page in the respondent's language. Input: raw invalid UTF-8 is refused,
@@ -168,6 +169,127 @@ def test_resume_needs_the_csrf_token(tmp_path, crs):
     r = owner.post(link, data={"_csrf": token}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/page/1?lang=en"
     assert app.state.storage.drafts_open() == before
+
+
+def _recording(client: TestClient, seen: list | None = None) -> list:
+    """Every response the client gets (body read) into ``seen``, to look for secrets in pages and addresses."""
+    seen = [] if seen is None else seen
+
+    def keep(response):
+        response.read()
+        seen.append(response)
+    client.event_hooks = {"request": [], "response": [keep]}
+    return seen
+
+
+def test_a_resume_link_is_not_a_session_id(tmp_path, crs, caplog):
+    """QA's attack: the link's token was the live session id, so setting it as the cookie read and
+    changed the draft without pressing the button, without using the link up, while the victim
+    went on in the same session."""
+    caplog.set_level("DEBUG")
+    app = create_app(crs, study_dir=tmp_path)
+    victim = TestClient(app)
+    seen = _recording(victim)
+    link = _saved_link(victim)
+    token, sid = link.rsplit("/", 1)[1], victim.cookies["rs_sid"]
+    assert token != sid
+    # the attacker holds the link and uses its token as a cookie: no draft, no answers, no form
+    attacker = _planted(app, token)
+    r = attacker.get("/page/1", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/?")
+    assert 'value="3" checked' not in attacker.get("/page/1").text
+    # the victim goes on meanwhile; the link was not used up by any of that
+    victim_page = victim.get("/page/1")
+    assert victim_page.status_code == 200
+    owner = TestClient(app, client=("192.0.2.5", 1))
+    _recording(owner, seen)
+    page = owner.get(link)
+    r = owner.post(link, data={"_csrf": CSRF.search(page.text).group(1)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/page/1?lang=en"
+    fresh = owner.cookies["rs_sid"]
+    assert fresh not in (token, sid)
+    html = owner.get("/page/1").text
+    assert 'id="AGEBAND-3" name="AGEBAND" value="3" checked' in html
+    # the redeemer alone writes: the victim's old session is closed, its form goes nowhere
+    stale = victim.post("/page/1", data={**fields(victim_page.text), "AGEBAND": "1", "_action": "save"},
+                        follow_redirects=False)
+    assert stale.status_code in (303, 403) and not stale.headers.get("location", "").startswith("/page/")
+    assert victim.get("/page/1", follow_redirects=False).headers["location"].startswith("/?")
+    r = owner.post("/page/1", data={**fields(html), "AGEBAND": "5", "_action": "save"}, follow_redirects=False)
+    assert r.status_code == 303
+    draft = app.state.storage.draft(hashlib.sha256(fresh.encode()).hexdigest())
+    assert draft["answers"]["AGEBAND"] == 5
+    assert app.state.storage.draft(hashlib.sha256(sid.encode()).hexdigest()) is None
+    # single use: the link (or its token as a cookie) is dead now
+    assert TestClient(app, client=("192.0.2.6", 1)).post(link, follow_redirects=False).status_code in (403, 404)
+    assert _planted(app, token).get("/page/1", follow_redirects=False).status_code == 303
+    # no session id in any page, address or log line; the database keeps hashes only
+    assert len(seen) >= 10 and any(link in resp.text for resp in seen)  # the recording works
+    for cookie in (sid, fresh):
+        for resp in seen:
+            assert cookie not in resp.text and cookie not in resp.headers.get("location", "")
+            assert cookie not in str(resp.request.url)
+        assert cookie not in caplog.text
+    dump = "\n".join(sqlite3.connect(tmp_path / "web" / "responses.sqlite").iterdump())
+    assert token not in dump and sid not in dump and fresh not in dump
+
+
+def test_saving_again_replaces_the_resume_link(tmp_path, crs):
+    app = create_app(crs, study_dir=tmp_path)
+    client = TestClient(app)
+    first = _saved_link(client)
+    html = client.get("/page/1").text
+    r = client.post("/page/1", data={**fields(html), "_action": "save", "AGEBAND": "2"})
+    second = re.search(r'id="resume-link" href="http://testserver([^"]+)"', r.text).group(1)
+    assert second != first
+    other = TestClient(app, client=("192.0.2.7", 1))
+    assert other.get(first).status_code == 404  # one live link per draft: the newest
+    page = other.get(second)
+    assert page.status_code == 200
+    r = other.post(second, data={"_csrf": CSRF.search(page.text).group(1)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/page/1?lang=en"
+
+
+def test_guessing_resume_links_shares_the_wrong_token_limit(tmp_path, crs):
+    app = create_app(crs, study_dir=tmp_path, tokens=["real-token-1"])
+    client = TestClient(app)
+    html = client.get("/?token=real-token-1").text
+    client.post("/page/0", data={**fields(html), "_token": "real-token-1", "CONSENT": "1"})
+    html = client.get("/page/1").text
+    r = client.post("/page/1", data={**fields(html), "_action": "save", "AGEBAND": "3"})
+    link = re.search(r'id="resume-link" href="http://testserver([^"]+)"', r.text).group(1)
+    guesser = TestClient(app, client=("198.51.100.30", 1))
+    codes = [guesser.get(f"/resume/guess{i:040d}").status_code for i in range(6)]
+    codes += [guesser.get(f"/?token=guess{i}").status_code for i in range(4)]
+    assert codes == [404] * 6 + [403] * 4
+    assert guesser.get(link).status_code == 429  # a right link, once limited, looks like a wrong one
+    assert guesser.get("/?token=guess-x").status_code == 429
+    assert TestClient(app, client=("198.51.100.31", 1)).get(link).status_code == 200
+
+
+def test_a_store_from_before_resume_tokens_is_upgraded(tmp_path, crs):
+    """An older store (links were session ids): the column is added, the drafts stay with their
+    cookies, and an old link, being a session id, opens nothing."""
+    app = create_app(crs, study_dir=tmp_path)
+    client = TestClient(app)
+    _saved_link(client)
+    sid = client.cookies["rs_sid"]
+    app.state.storage.dispose()
+    db = tmp_path / "web" / "responses.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("DROP INDEX ix_web_drafts_resume_hash")
+    con.execute("ALTER TABLE web_drafts DROP COLUMN resume_hash")
+    con.commit()
+    con.close()
+    app = create_app(crs, study_dir=tmp_path)
+    columns = [row[1] for row in sqlite3.connect(db).execute("PRAGMA table_info(web_drafts)")]
+    assert "resume_hash" in columns
+    client = TestClient(app)
+    client.cookies.set("rs_sid", sid, domain="testserver.local", path="/")
+    assert 'value="3" checked' in client.get("/page/1").text
+    assert TestClient(app, client=("192.0.2.8", 1)).get(f"/resume/{sid}").status_code == 404
+    assert re.search(r'id="resume-link" href="http://testserver/resume/', client.get("/page/1?saved=1").text)
+    create_app(crs, study_dir=tmp_path)  # upgrading twice is harmless
 
 
 def test_drafts_expire_and_are_purged(tmp_path, crs):

@@ -134,14 +134,23 @@ def test_postgres_store_full_flow(db_url, tmp_path):
     s.submit("pg-a", **common)
     with pytest.raises(TokenUsed):
         s.submit("pg-b", **common)
-    # a resume link moves the draft to a new session once (PostgreSQL rowcount semantics)
-    import asyncio
-
+    # a resume token moves the draft to a new session once (PostgreSQL rowcount semantics); the
+    # newest token replaces an earlier one, and a submitted draft opens for no token
     s.save_draft("pg-old", instrument_id="crs", instrument_version=inst.version, language="ur",
                  answers={"CONSENT": 1, "AGEBAND": 2}, page=2, timings={}, token_hash=None)
-    assert asyncio.run(s.rekey_draft_async("pg-old", "pg-new")) is True
-    assert asyncio.run(s.rekey_draft_async("pg-old", "pg-other")) is False
+    assert asyncio.run(s.issue_resume_token_async("pg-old", "link-1")) is True
+    assert asyncio.run(s.issue_resume_token_async("pg-old", "link-2")) is True
+    assert s.draft_for_resume("link-1") is None and s.draft_for_resume("link-2")["session_hash"] == "pg-old"
+    assert asyncio.run(s.redeem_resume_token_async("link-1", "pg-new")) is False
+    assert asyncio.run(s.redeem_resume_token_async("link-2", "pg-new")) is True
+    assert asyncio.run(s.redeem_resume_token_async("link-2", "pg-other")) is False
     assert s.draft("pg-old") is None and s.draft("pg-new")["answers"] == {"CONSENT": 1, "AGEBAND": 2}
+    assert asyncio.run(s.issue_resume_token_async("pg-new", "link-3")) is True
+    s.submit("pg-new", instrument_id="crs", instrument_version=inst.version, language="ur",
+             answers={"CONSENT": 1, "AGEBAND": 2}, timings={}, started_at="2026-01-01T00:00:00.000+00:00",
+             token_hash=None)
+    assert s.draft_for_resume("link-3") is None
+    assert asyncio.run(s.issue_resume_token_async("pg-new", "link-4")) is False
     # the secret survives a second app on the same database (CSRF tokens stay valid after a restart)
     assert Storage(db_url).secret() == s.secret()
     s.dispose()

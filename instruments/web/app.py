@@ -9,11 +9,14 @@ needs no inline script). The server applies the same rules again whatever the
 browser sent (:mod:`instruments.web.pages`).
 
 Sessions: the server mints every session id itself (a cookie from the browser
-is never adopted unless a draft is stored under it), gives a draft a new id
-when it is created, and the id doubles as the resume token
-(``/resume/<token>``, which works once and never after submission); the
-database keeps only its sha256. Each form carries a CSRF token, an HMAC of the
-session id under a secret kept in the database.
+is never adopted unless a draft is stored under it) and gives a draft a new id
+when it is created. The id lives only in the cookie: never in an address, a
+page or a log line. A resume link (``/resume/<token>``) carries a separate
+random secret bound to one draft: it works once, only the newest one works,
+and it dies with the draft or at submission. Using it moves the draft to a new
+session id, so the link and the draft's old cookie both stop working. The
+database keeps only sha256 hashes of ids and tokens. Each form carries a CSRF
+token, an HMAC of the session id under a secret kept in the database.
 
 The routes come in groups, each registered by one function below:
 respondent pages (``/``, ``/page/N``, ``/submit``, ``/done``), resume links,
@@ -245,6 +248,12 @@ class _Survey:
             self.storage.purge_drafts(cutoff, wait=False)
         return self.storage.draft(sha256_hex(sid), newer_than=cutoff)
 
+    def draft_for_resume(self, token: str) -> dict | None:
+        """The unsubmitted, unexpired draft a resume token opens."""
+        if not token or len(token) >= 100:
+            return None
+        return self.storage.draft_for_resume(sha256_hex(token), newer_than=days_ago(self.cfg.draft_days))
+
     def csrf_for(self, sid: str) -> str:
         return _sign(self.secret, "csrf", sid)
 
@@ -445,7 +454,13 @@ def _respondent_routes(app: FastAPI, s: _Survey) -> None:
         ctx = s.page_context(n, draft["answers"], lang, errors)
         # behind a proxy that rewrites Host (nginx's default) base_url is the upstream address
         origin = (s.cfg.public_url or str(request.base_url)).rstrip("/")
-        resume = f"{origin}/resume/{sid}" if request.query_params.get("saved") else None
+        resume = None
+        if request.query_params.get("saved"):
+            # a new secret each time the link is shown (only its hash is kept, so it cannot be shown
+            # again); it replaces the draft's earlier link
+            link = secrets.token_urlsafe(32)
+            if await storage.issue_resume_token_async(sha256_hex(sid), sha256_hex(link)):
+                resume = f"{origin}/resume/{link}"
         return s.render(request, "page.html", lang, sid=sid, page_token=s.page_token(sid, n), token="", resume=resume,
                         here=f"/page/{n}", has_errors=bool(errors), **ctx)
 
@@ -581,12 +596,16 @@ def _resume_routes(app: FastAPI, s: _Survey) -> None:
     safe = _error_pages(s)
 
     def resume_draft(request: Request, token: str):
-        """(draft, lang, refusal): the unsubmitted draft a resume link names, or the page refusing it."""
-        draft = s.draft(token) if len(token) < 100 else None
+        """(draft, lang, refusal): the unsubmitted draft a resume link opens, or the page refusing it."""
+        if s.guess_limited(request):  # like personal tokens: while limited, no link is looked at
+            lang = s.lang_of(request)
+            return None, lang, s.too_many(request, lang)
+        draft = s.draft_for_resume(token)  # used, replaced, expired or submitted: None
         lang = s.lang_of(request, draft)
         if not s.limiter.allow("resume:" + token[:100]) or s.limited(request, None, None):
             return draft, lang, s.too_many(request, lang)
-        if draft is None or draft["submitted"]:  # a link dies at submission: it would show the code
+        if draft is None:  # a link dies at submission too: it would show the reference code
+            s.wrong_guess(request)
             return draft, lang, s.message(request, lang, 404, "link_title", "link")
         return draft, lang, None
 
@@ -610,10 +629,12 @@ def _resume_routes(app: FastAPI, s: _Survey) -> None:
             return refusal
         if not s.csrf_ok(request, s.session_id(request), form):
             return s.forbidden(request, lang, "expired")
-        # a new session id, so the link stops working: whoever else holds it (a link
-        # pasted into a group chat, or planted by someone) cannot read these answers
+        # the draft moves to a new session id and the token is spent: whoever else holds the
+        # link (pasted into a group chat, or planted by someone) or the old cookie can neither
+        # read nor change these answers
         fresh = secrets.token_urlsafe(32)
-        if not await s.storage.rekey_draft_async(sha256_hex(token), sha256_hex(fresh)):
+        if not await s.storage.redeem_resume_token_async(sha256_hex(token), sha256_hex(fresh),
+                                                         newer_than=days_ago(s.cfg.draft_days)):
             return s.message(request, lang, 404, "link_title", "link")
         resp = RedirectResponse(f"/page/{draft['page']}?lang={lang}", status_code=303)
         s.set_session(request, resp, fresh)

@@ -7,9 +7,11 @@ server. Every statement goes through SQLAlchemy Core with bound parameters.
 Three tables:
 
 ``web_drafts``     one row per respondent session, keyed by the sha256 of the
-                   resume token (the token itself is never stored, so a copy of
-                   the database cannot resume anyone's survey): answers so far,
-                   the page reached, the language, per-page seconds.
+                   session id: answers so far, the page reached, the language,
+                   per-page seconds, and the sha256 of the draft's live resume
+                   token (a separate secret, never the session id). Only hashes
+                   are stored, so a copy of the database can neither resume a
+                   survey nor act as a respondent.
 ``web_responses``  one row per submission. ``session_hash`` is unique (a
                    retried submit returns the first acknowledgement instead of a
                    second row) and so is ``token_hash`` (one response per
@@ -32,6 +34,7 @@ import asyncio
 import datetime as _dt
 import hashlib
 import json
+import logging
 import queue
 import secrets
 import threading
@@ -41,13 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, delete,
-                        event, func, insert, select, update)
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, create_engine, delete,
+                        event, func, insert, inspect, select, text, update)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 __all__ = ["Storage", "StorageError", "TokenUsed", "sha256_hex", "utc_now", "days_ago"]
 
 metadata = MetaData()
+log = logging.getLogger(__name__)
 
 settings_table = Table(
     "web_settings", metadata,
@@ -68,7 +72,9 @@ drafts_table = Table(
     Column("started_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Column("submitted", Boolean, nullable=False, default=False),
+    Column("resume_hash", String(64)),  # sha256 of the one live resume token; NULL once used or submitted
 )
+resume_index = Index("ix_web_drafts_resume_hash", drafts_table.c.resume_hash, unique=True)
 
 responses_table = Table(
     "web_responses", metadata,
@@ -228,7 +234,23 @@ class Storage:
             self.url = f"sqlite:///{self.path}"
             self.engine = _sqlite_engine(self.path)
         metadata.create_all(self.engine)
+        self._upgrade_schema()
         self._writer = _Writer(self)
+
+    def _upgrade_schema(self) -> None:
+        """Give a store made by an older version the resume-token column (its old links, which
+        were session ids, stop working; the drafts stay with their browsers' cookies)."""
+        def has_column() -> bool:
+            return "resume_hash" in {c["name"] for c in inspect(self.engine).get_columns("web_drafts")}
+
+        try:
+            if not has_column():
+                with self.engine.begin() as con:
+                    con.execute(text("ALTER TABLE web_drafts ADD COLUMN resume_hash VARCHAR(64)"))
+            resume_index.create(self.engine, checkfirst=True)
+        except SQLAlchemyError as exc:  # another process upgraded it first, or the store is read-only
+            if not has_column():  # reading responses still works; saving drafts will say why it fails
+                log.warning("could not add the resume-token column to web_drafts: %s", _reason(exc))
 
     @property
     def dialect(self) -> str:
@@ -338,13 +360,36 @@ class Storage:
         except Exception as exc:  # noqa: BLE001 - any failure means: not writable
             raise StorageError(_reason(exc)) from None
 
-    async def rekey_draft_async(self, old_hash: str, new_hash: str) -> bool:
-        """Move an unsubmitted draft to a new session hash (a resume link works once)."""
+    async def issue_resume_token_async(self, session_hash: str, token_hash: str) -> bool:
+        """Bind a new resume token to a session's unsubmitted draft, replacing any earlier one
+        (one live link per draft); False if there is no such draft."""
         def job(con):
             return con.execute(update(drafts_table)
-                               .where(drafts_table.c.session_hash == old_hash)
+                               .where(drafts_table.c.session_hash == session_hash)
                                .where(drafts_table.c.submitted.is_(False))
-                               .values(session_hash=new_hash, updated_at=utc_now())).rowcount == 1
+                               .values(resume_hash=token_hash)).rowcount == 1
+        return await asyncio.wrap_future(self._writer.call(job, durable=False))
+
+    def draft_for_resume(self, token_hash: str, *, newer_than: str | None = None) -> dict[str, Any] | None:
+        """The unsubmitted draft a resume token opens (None if used, replaced, submitted or expired)."""
+        with self.engine.connect() as con:
+            row = con.execute(select(drafts_table.c.session_hash)
+                              .where(drafts_table.c.resume_hash == token_hash)
+                              .where(drafts_table.c.submitted.is_(False))).first()
+        return self.draft(row[0], newer_than=newer_than) if row else None
+
+    async def redeem_resume_token_async(self, token_hash: str, new_session_hash: str, *,
+                                        newer_than: str | None = None) -> bool:
+        """Use a resume token up: its draft moves to a new session id, so the link and the
+        draft's previous session id both stop working. False if the token opens nothing."""
+        def job(con):
+            q = (update(drafts_table)
+                 .where(drafts_table.c.resume_hash == token_hash)
+                 .where(drafts_table.c.submitted.is_(False)))
+            if newer_than is not None:
+                q = q.where(drafts_table.c.updated_at >= newer_than)
+            return con.execute(q.values(session_hash=new_session_hash, resume_hash=None,
+                                        updated_at=utc_now())).rowcount == 1
         return await asyncio.wrap_future(self._writer.call(job, durable=False))
 
     # --- responses ---------------------------------------------------------------
@@ -375,7 +420,7 @@ class Storage:
                 attention_failed=attention_failed))
             # the draft's answers now live in the response; keep no second copy
             con.execute(update(drafts_table).where(drafts_table.c.session_hash == session_hash)
-                        .values(submitted=True, answers="{}", updated_at=ended))
+                        .values(submitted=True, answers="{}", resume_hash=None, updated_at=ended))
             return response_id
         return job
 
