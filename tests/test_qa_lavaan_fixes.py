@@ -80,3 +80,13 @@ def test_label_shared_with_a_fixed_loading_fixes_it():
     _assert_estimates(ref, fit)
     _assert_fit(ref, fit, ["npar", "df", "chisq", "chisq.scaled", "cfi.robust", "rmsea.robust", "srmr"])
 
+
+
+# (b) scaling.factor.h1 counts h1's moments without the fixed.x covariates' ones
+@pytest.mark.parametrize("case", ["sem_wc_mlr", "two_factor_c_ml", "path_wc_fiml_ml"])
+def test_h1_scaling_factor_with_fixed_x_covariates(case):
+    ref, fit = _fit(case)
+    _assert_estimates(ref, fit)
+    _assert_fit(ref, fit, ["scaling.factor.h1", "scaling.factor.h0", "chisq", "chisq.scaled",
+                           "chisq.scaling.factor", "cfi.robust", "tli.robust", "rmsea.robust",
+                           "baseline.chisq.scaled", "srmr", "logl", "bic"])

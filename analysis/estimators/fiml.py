@@ -740,7 +740,9 @@ class FIMLEstimator:
             B0 = self.first_order(x, per_group=True)
             tr_h1 = self._trace_h1()
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, B0))
-            ndat = sum(p * (p + 1) // 2 + (p if self.means else 0) for p in self._p)
+            # lavaan counts h1's moments without the fixed.x ones (their rows of A1 are zero)
+            ndat = sum(p * (p + 1) // 2 + (p if self.means else 0) - len(self._x_moment_rows(g))
+                       for g, p in enumerate(self._p))
             # lavaan divides by nx.free: free rows before equality constraints are folded
             nx_free = int((self.model.partable["free"] > 0).sum())
             out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, nx_free))
