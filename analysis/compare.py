@@ -5,8 +5,8 @@ models are ordered by degrees of freedom, consecutive models are compared
 with the difference of their chi-square statistics (an RMSEA of the
 difference is reported for standard tests), and AIC/BIC are set side by
 side. For robust fits the scaled difference test is used: Satorra-Bentler
-(2001) for MLR/MLM, Satorra (2000) for WLSMV-type statistics, delegated to
-``analysis.estimators.robust.scaled_difference`` when that module provides it.
+(2001) for MLR/MLM, Satorra (2000) for WLSMV-type statistics, both from
+``analysis.estimators.robust.scaled_difference`` (one implementation).
 
 Nestedness cannot be proven from two fits, but several signs that models are
 *not* nested are cheap to check and are reported as warnings: different
@@ -26,6 +26,7 @@ import pandas as pd
 from analysis import distributions as stats
 
 from analysis.errors import AnalysisError
+from analysis.estimators.robust import satorra_bentler_2001, scaled_difference
 from analysis.results import ComparisonResult, FitResult, InvalidTestStatistic, TestStatistic
 
 __all__ = ["compare", "information_criteria", "lrt_rmsea", "net_nested", "satorra_bentler_2001",
@@ -45,29 +46,6 @@ def lrt_rmsea(chisq_diff: float, df_diff: float, n: int, n_groups: int = 1) -> f
     if not df_diff or df_diff <= 0 or pd.isna(chisq_diff):
         return float("nan")
     return float(np.sqrt(max((chisq_diff / n) / df_diff - 1.0 / n, 0.0)) * np.sqrt(n_groups))
-
-
-def satorra_bentler_2001(t0: float, df0: float, c0: float, t1: float, df1: float,
-                         c1: float) -> TestStatistic | InvalidTestStatistic:
-    """Satorra-Bentler (2001) scaled difference of two standard statistics.
-
-    Model 0 is the more restricted (larger df). ``c`` are the scaling factors
-    (``chisq.scaling.factor``). cd = (df0 c0 - df1 c1) / (df0 - df1) and
-    T = (T0 - T1) / cd, referred to chi2(df0 - df1).
-    """
-    ddf = df0 - df1
-    if ddf <= 0:
-        return InvalidTestStatistic("the models have the same degrees of freedom",
-                                    name="chisq.diff")
-    cd = (df0 * c0 - df1 * c1) / ddf
-    if not cd > 0:
-        return InvalidTestStatistic(
-            f"negative scaling factor of the difference ({cd:.4g}); use the "
-            "Satorra-Bentler (2010) strictly positive test", name="chisq.diff")
-    t = (t0 - t1) / cd
-    return TestStatistic(t, ddf, float(stats.chi2.sf(t, ddf)), name="chisq.diff",
-                         null="the restricted model fits as well as the less restricted one",
-                         method="satorra.bentler.2001", scaling_factor=cd)
 
 
 def _observed(fit: FitResult) -> list[str]:
@@ -148,38 +126,19 @@ def _estimator_object(fit: FitResult):
 
 def _scaled_difference(restricted: FitResult, general: FitResult,
                        method: str) -> TestStatistic | InvalidTestStatistic:
-    """Delegate to ``analysis.estimators.robust.scaled_difference``; SB2001 from the
-    fit indices when that module is absent."""
-    null = "the restricted model fits as well as the less restricted one"
+    """The scaled difference test of ``analysis.estimators.robust`` (SB2001 or Satorra 2000)."""
+    if method not in ("satorra.bentler.2001", "satorra.2000"):
+        return InvalidTestStatistic(f"the {method} scaled difference test is not available",
+                                    name="chisq.diff")
+
+    def proxy(fit: FitResult) -> SimpleNamespace:
+        # the robust module wants the fitted estimator object as `.estimator`
+        return SimpleNamespace(fit_indices=dict(fit.fit_indices), estimator=_estimator_object(fit))
+
     try:
-        from analysis.estimators.robust import scaled_difference
-    except ImportError:
-        scaled_difference = None
-    if scaled_difference is not None and method in ("satorra.bentler.2001", "satorra.2000"):
-        def proxy(fit: FitResult) -> SimpleNamespace:
-            # the robust module wants the fitted estimator object as `.estimator`
-            return SimpleNamespace(fit_indices=dict(fit.fit_indices),
-                                   estimator=_estimator_object(fit))
-        try:
-            out = scaled_difference(proxy(restricted), proxy(general))
-        except (ValueError, KeyError, TypeError) as exc:
-            return InvalidTestStatistic(f"scaled difference test failed: {exc}",
-                                        name="chisq.diff")
-        if isinstance(out, (TestStatistic, InvalidTestStatistic)):
-            return out
-        stat = out.get("chisq.diff.scaled", out.get("stat"))
-        return TestStatistic(float(stat), float(out.get("df.diff", out.get("df"))),
-                             float(out["pvalue"]), name="chisq.diff", null=null,
-                             method=str(out.get("method", method)),
-                             scaling_factor=out.get("scaling.factor"), shift=out.get("shift"))
-    if method == "satorra.bentler.2001":
-        return satorra_bentler_2001(
-            _value(restricted, "chisq"), _value(restricted, "df"),
-            _value(restricted, "chisq.scaling.factor"),
-            _value(general, "chisq"), _value(general, "df"),
-            _value(general, "chisq.scaling.factor"))
-    return InvalidTestStatistic(f"the {method} scaled difference test is not available",
-                                name="chisq.diff")
+        return scaled_difference(proxy(restricted), proxy(general))
+    except (ValueError, KeyError, TypeError) as exc:
+        return InvalidTestStatistic(f"scaled difference test failed: {exc}", name="chisq.diff")
 
 
 def net_nested(general: FitResult, restricted: FitResult, *,

@@ -78,6 +78,17 @@ class TestStatistic:
     method: str = "standard"
     scaling_factor: float | None = None
     shift: float | None = None
+    unscaled: float | None = None       # a scaled difference test: the plain difference T0 - T1
+
+    # lavaan's names for the fields (lavTestLRT's columns), so a test reads like lavaan's lists
+    _LAVAAN_KEYS = {"chisq.diff.scaled": "stat", "stat": "stat", "df.diff": "df", "df": "df",
+                    "pvalue": "pvalue", "method": "method", "scaling.factor": "scaling_factor",
+                    "shift": "shift", "shift.parameter": "shift", "chisq.diff": "unscaled"}
+
+    def __getitem__(self, key: str):
+        if key not in self._LAVAAN_KEYS:
+            raise KeyError(key)
+        return getattr(self, self._LAVAAN_KEYS[key])
 
     def __str__(self) -> str:
         lines = [

@@ -23,6 +23,7 @@ from analysis import distributions as stats
 
 from ..errors import OptionError
 from ..fitindices import incremental_indices, robust_fit_indices
+from ..results import InvalidTestStatistic, TestStatistic
 from .ml import MLEstimator
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "yuan_bentler_mplus",
     "robust_fit_indices",
     "scaled_difference",
+    "satorra_bentler_2001",
     "refuse_combination",
     "EstimatorCombinationError",
 ]
@@ -179,7 +181,10 @@ def _pchisq(x, df):
 # --------------------------------------------------------------------------
 # scaled difference tests
 # --------------------------------------------------------------------------
-def scaled_difference(fit_restricted, fit_general) -> dict:
+_DIFF_NULL = "the restricted model fits as well as the less restricted one"
+
+
+def scaled_difference(fit_restricted, fit_general) -> TestStatistic | InvalidTestStatistic:
     """Scaled chi-square difference test of two nested robust fits.
 
     MLM/MLR: Satorra & Bentler (2001), ``cd = (df0 c0 - df1 c1) / (df0 - df1)``,
@@ -190,7 +195,8 @@ def scaled_difference(fit_restricted, fit_general) -> dict:
     estimator object as ``fit.estimator`` (or be that estimator's ``_robust``).
 
     Each argument is a fitted result with ``fit_indices`` / ``fit`` mapping
-    (chisq, df, chisq.scaling.factor) or such a mapping itself.
+    (chisq, df, chisq.scaling.factor) or such a mapping itself. The result is a
+    TestStatistic (``res["chisq.diff.scaled"]`` etc. read it with lavaan's names).
     """
     f0, f1 = _indices(fit_restricted), _indices(fit_general)
     if _kind(fit_restricted) == "standard" or "chisq.scaling.factor" not in f0:
@@ -212,14 +218,35 @@ def scaled_difference(fit_restricted, fit_general) -> dict:
             raise ValueError("the Satorra (2000) difference test needs the fitted estimators "
                              "of both models (WLSMV/ULSMV)")
         return _satorra_2000(est0, est1, t0 - t1, ddf)
-    c0, c1 = float(f0["chisq.scaling.factor"]), float(f1["chisq.scaling.factor"])
-    cd = (d0 * c0 - d1 * c1) / ddf
-    stat = (t0 - t1) / cd
-    if stat < 0:
-        stat = 0.0
-    return {"chisq.diff": t0 - t1, "df.diff": ddf, "scaling.factor": cd,
-            "chisq.diff.scaled": stat, "pvalue": _pchisq(stat, ddf),
-            "method": "satorra.bentler.2001"}
+    return satorra_bentler_2001(t0, d0, float(f0["chisq.scaling.factor"]),
+                                t1, d1, float(f1["chisq.scaling.factor"]))
+
+
+def satorra_bentler_2001(t0: float, df0: float, c0: float, t1: float, df1: float,
+                         c1: float) -> TestStatistic | InvalidTestStatistic:
+    """Satorra-Bentler (2001) scaled difference of two standard statistics (lavaan's
+    ``lavTestLRT(method = "satorra.bentler.2001")``).
+
+    Model 0 is the more restricted (larger df), ``c`` the scaling factors
+    (``chisq.scaling.factor``; 1 for a saturated general model, as lavaan).
+    ``cd = (df0 c0 - df1 c1) / (df0 - df1)``, ``T = (T0 - T1) / cd`` on df0 - df1
+    degrees of freedom, not clamped (a negative T has p = 1). A scaling factor
+    that is not positive leaves the test undefined (lavaan: NA with a warning):
+    an InvalidTestStatistic with the reason.
+    """
+    ddf = df0 - df1
+    if not ddf > 0:
+        return InvalidTestStatistic("the models have the same degrees of freedom", name="chisq.diff")
+    if df1 == 0:
+        c1 = 1.0
+    cd = (df0 * c0 - df1 * c1) / ddf
+    if not cd > 0:
+        return InvalidTestStatistic(
+            f"negative scaling factor of the difference ({cd:.4g}); use the "
+            "Satorra-Bentler (2010) strictly positive test", name="chisq.diff")
+    t = (t0 - t1) / cd
+    return TestStatistic(t, ddf, _pchisq(t, ddf), name="chisq.diff", null=_DIFF_NULL,
+                         method="satorra.bentler.2001", scaling_factor=cd, unscaled=t0 - t1)
 
 
 def _indices(fit):
@@ -286,8 +313,8 @@ def _satorra_2000(est0, est1, t_diff, ddf):
     a = np.sqrt(m / tr2)
     b = m - a * tr1
     stat = max(t_diff * a + b, 0.0)
-    return {"chisq.diff": t_diff, "df.diff": ddf, "scaling.factor": 1.0 / a, "shift.parameter": b, "shift": b,
-            "chisq.diff.scaled": stat, "pvalue": _pchisq(stat, ddf), "method": "satorra.2000"}
+    return TestStatistic(stat, ddf, _pchisq(stat, ddf), name="chisq.diff", null=_DIFF_NULL,
+                         method="satorra.2000", scaling_factor=1.0 / a, shift=b, unscaled=t_diff)
 
 
 # --------------------------------------------------------------------------
