@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from analysis import distributions as sps
 
+from .data import SampleStats, sample_moments
 from .defined import DefinedParameters
 from .errors import OptionError
 from .execution import run_replications
@@ -116,10 +117,9 @@ def bollen_stine_transform(data: list[np.ndarray], sigma: list[np.ndarray],
     model-implied one (and its means the implied means): Bollen & Stine (1992)."""
     out = []
     for Y, sig, m in zip(data, sigma, mu):
-        xc = Y - Y.mean(axis=0)
-        s = xc.T @ xc / len(Y)
-        z = xc @ _sym_sqrt(s, inverse=True) @ _sym_sqrt(sig)
-        out.append(z + (m if m is not None else Y.mean(axis=0)))
+        s, ybar = sample_moments(Y)
+        z = (Y - ybar) @ _sym_sqrt(s, inverse=True) @ _sym_sqrt(sig)
+        out.append(z + (m if m is not None else ybar))
     return out
 
 
@@ -255,14 +255,7 @@ class _Refitter:
                 and not any(self.model.ordered_names))
 
     def _stats(self, parts: list[np.ndarray]):
-        from .data import SampleStats
-
-        covs, means = [], []
-        for Y in parts:
-            mu = Y.mean(axis=0)
-            xc = Y - mu
-            covs.append(xc.T @ xc / len(Y))
-            means.append(mu)
+        covs, means = zip(*(sample_moments(Y) for Y in parts))
         return SampleStats(tuple(self.ov), tuple(covs), tuple(means), tuple(len(Y) for Y in parts),
                            tuple(self.group_labels))
 

@@ -27,7 +27,7 @@ import pandas as pd
 from analysis.errors import DataError
 
 __all__ = ["read_table", "read_survey", "check_model_data", "instrument_model_data", "DataCheck", "SampleStats",
-           "FORMATS"]
+           "sample_moments", "FORMATS"]
 
 # suffix -> format name
 FORMATS: dict[str, str] = {
@@ -393,6 +393,20 @@ def check_model_data(
 
 # --------------------------------------------------------------------------- moments
 
+def sample_moments(y: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Covariance matrix (divisor N, lavaan's ML sample statistics) and means of the rows
+    of ``y``; with case ``weights`` the weighted ones (divisor: the sum of the weights)."""
+    y = np.asarray(y, dtype=float)
+    if weights is None:
+        mean = y.mean(axis=0)
+        centred = y - mean
+        return centred.T @ centred / len(y), mean
+    w = np.asarray(weights, dtype=float)
+    mean = w @ y / w.sum()
+    centred = y - mean
+    return (centred * w[:, None]).T @ centred / w.sum(), mean
+
+
 @dataclass(frozen=True, eq=False)
 class SampleStats:
     """Per-group sample moments in lavaan's ML convention (covariance divisor N)."""
@@ -420,9 +434,8 @@ class SampleStats:
         covs, means, ns, labels = [], [], [], []
         for label, part in parts:
             x = part[ov].dropna().to_numpy(dtype=float)
-            mu = x.mean(axis=0)
-            xc = x - mu
-            covs.append(xc.T @ xc / len(x))
+            cov, mu = sample_moments(x)
+            covs.append(cov)
             means.append(mu)
             ns.append(len(x))
             labels.append(str(label))

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data import sample_moments
+
 __all__ = ["MissingPatterns", "em_saturated"]
 
 _LOG2PI = np.log(2.0 * np.pi)
@@ -787,7 +789,7 @@ class FIMLEstimator:
             xi = [names.index(v) for v in self.model.exo_names[g]]
             if xi:
                 X = pat.Y[:, xi]
-                S = np.atleast_2d(np.cov(X, rowvar=False, bias=True, aweights=pat.w))
+                S = sample_moments(X, pat.w)[0]
                 total += -0.5 * pat.N * (len(xi) * _LOG2PI + np.linalg.slogdet(S)[1] + len(xi))
         return total
 
@@ -844,7 +846,7 @@ class FIMLEstimator:
             xi = self._xi(g)
             if len(xi):        # fixed.x: the covariates keep their sample covariance matrix
                 X = pat.Y[:, xi]
-                sig[np.ix_(xi, xi)] = np.atleast_2d(np.cov(X, rowvar=False, bias=True, aweights=pat.w))
+                sig[np.ix_(xi, xi)] = sample_moments(X, pat.w)[0]
             ll += pat.loglik(sig, mu)
             pieces.append((sig, mu))
         df = sum(p * (p - 1) // 2 - len(self._xi(g)) * (len(self._xi(g)) - 1) // 2
