@@ -31,6 +31,7 @@ from analysis import distributions as sps
 from .data import SampleStats, sample_moments
 from .defined import DefinedParameters
 from .errors import OptionError
+from .estimators import ML_ESTIMATORS
 from .execution import run_replications
 
 __all__ = ["bootstrap_fit", "BootstrapResult", "bootstrap_ci", "norm_inter", "bollen_stine_transform",
@@ -251,7 +252,7 @@ class _Refitter:
     @property
     def fast(self) -> bool:
         # ML, MLR and MLM share the ML point estimates on complete data
-        return (self.estimator in ("ML", "MLR", "MLM") and self.missing == "listwise"
+        return (self.estimator in ML_ESTIMATORS and self.missing == "listwise"
                 and not any(self.model.ordered_names))
 
     def _stats(self, parts: list[np.ndarray]):

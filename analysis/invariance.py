@@ -38,6 +38,7 @@ import pandas as pd
 from analysis import distributions as stats
 
 from analysis.errors import DataError, OptionError, SEMWarning
+from analysis.estimators import ESTIMATOR_NAMES
 
 __all__ = [
     "invariance_ladder",
@@ -89,7 +90,6 @@ _ORDINAL_STEPS: dict[str, tuple[str, ...]] = {
 }
 _ORDINAL_DEFAULT = ("configural", "thresholds", "metric", "scalar")
 _CONTINUOUS_DEFAULT = ("configural", "metric", "scalar", "strict")
-_ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
 _STEP_ADDS = {  # the constraint type a step adds, for the partial search
     "metric": "loadings",
     "thresholds": "thresholds",
@@ -621,8 +621,8 @@ class InvarianceResult:
 
 def _check_estimator(estimator: str) -> str:
     est = str(estimator).upper()
-    if est not in _ESTIMATORS:
-        raise OptionError(f"The 'estimator' parameter must be one of {', '.join(_ESTIMATORS)}. Got {estimator!r} instead.")
+    if est not in ESTIMATOR_NAMES:
+        raise OptionError(f"The 'estimator' parameter must be one of {', '.join(ESTIMATOR_NAMES)}. Got {estimator!r} instead.")
     return est
 
 

@@ -35,17 +35,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .errors import DataError, OptionError, warning_record
+from .errors import DataError, OptionError, SEMWarning, warning_record
+from .estimators import ML_ESTIMATORS
 from .fitindices import cfi, ifi, nfi, pnfi, residual_indices, rfi, rmsea, rmsea_ci, rmsea_pvalue, rni, tli
 from .syntax import EXPRESSION_OPS
 
 __all__ = ["fit_imputed", "pool_fits"]
 
-_ML_ESTIMATORS = ("ML", "MLR", "MLM")
 
 
-class ImputationWarning(UserWarning):
+class ImputationWarning(SEMWarning):
     """Some imputations were left out of the pooled result (no convergence or no SEs)."""
+
+    kind = "imputations-left-out"
 
 
 def fit_imputed(model, datasets: Sequence[pd.DataFrame], *, scale_w: bool = False,
@@ -167,7 +169,6 @@ def _pool_estimates(fits, scale_w: bool) -> pd.DataFrame:
     total = w + b_m
     vcov = _pooled_vcov(fits, scale_w)
     se_bar = np.zeros(len(pt))
-    x_bar = np.mean([f.x for f in fits], axis=0)
     idx = pt["free"].to_numpy()
     has_x = idx > 0
     se_bar[has_x] = np.sqrt(np.maximum(np.diag(vcov), 0.0))[idx[has_x] - 1]
@@ -175,8 +176,10 @@ def _pool_estimates(fits, scale_w: bool) -> pd.DataFrame:
     if defined.any():
         from .defined import DefinedParameters
 
-        dp = DefinedParameters(pt)
-        jac = dp.jacobian(x_bar)
+        # delta method with T, the Jacobian taken where semTools takes it: at the first
+        # imputation's estimates (runMI keeps the fit to the first dataset as its model), not at
+        # the pooled ones; for a non-linear := the SE depends on that choice by O(B)
+        jac = DefinedParameters(pt).jacobian(fits[0].x)
         se_bar[defined] = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(free, (m - 1) * (1 + w / b_m) ** 2, np.nan)
@@ -200,7 +203,7 @@ def _pool_estimates(fits, scale_w: bool) -> pd.DataFrame:
 # ------------------------------------------------------------------ test and fit indices
 
 def _uses_d3(fit) -> bool:
-    return fit.estimator in _ML_ESTIMATORS
+    return fit.estimator in ML_ESTIMATORS
 
 
 def _normal_loglik(implied, meanstructure: bool, data_stats, exo_idx) -> float:

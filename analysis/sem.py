@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from analysis import distributions as sps
 
+from .estimators import ESTIMATOR_NAMES
 from .estimators.inference import SE_NAMES, TEST_NAMES, resolve_inference
 from .errors import (
     DataError,
@@ -38,7 +39,7 @@ from .syntax import EXPRESSION_OPS, parse_model
 
 __all__ = ["fit_sem", "sem", "cfa", "ESTIMATORS"]
 
-ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
+ESTIMATORS = ESTIMATOR_NAMES        # the registry's names (analysis.estimators.ESTIMATORS)
 _MISSING = ("listwise", "fiml", "ml")
 _SE = SE_NAMES        # lavaan's names and aliases, matched case-insensitively
 _TEST = TEST_NAMES
@@ -690,21 +691,23 @@ def _stats_from_moments(covs, means, nobs, ov, labels):
 
 
 def _make_estimator(estimator, missing, mdl, stats, check, options):
+    from .estimators import ESTIMATORS as REGISTRY
     from .estimators import get_estimator_module
     from .estimators.ml import MLEstimator
 
-    if mdl.th_names and any(mdl.th_names) and estimator in ("ML", "MLR", "MLM"):
+    likelihood = REGISTRY[estimator].likelihood
+    if mdl.th_names and any(mdl.th_names) and likelihood:
         raise EstimatorNotAvailableError(
             f"estimator {estimator!r} cannot fit ordered variables; use estimator='WLSMV'")
     from .estimators.inference import Inference
     inf = Inference.from_options(estimator, {**options, "missing": missing})
-    if (estimator in ("ML", "MLR", "MLM") and missing == "listwise" and not options.get("survey")
+    if (likelihood and missing == "listwise" and not options.get("survey")
             and inf.information == "expected" and inf.se in ("standard", "none", "bootstrap")
             and inf.test in ("standard", "none", "bollen.stine")):
         return MLEstimator(mdl, stats)      # the estimates and inference of plain ML
-    module = {"ML": "fiml", "MLR": "robust", "MLM": "robust", "WLSMV": "wls", "ULSMV": "wls"}[estimator]
+    module = REGISTRY[estimator].module
     if estimator == "ML" and missing == "listwise":
-        module = "robust"
+        module = "robust"       # complete-data ML with robust SEs or a scaled test
     mod = get_estimator_module(module)
     make = getattr(mod, "make_estimator", None)
     if make is None:

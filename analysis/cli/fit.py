@@ -20,11 +20,11 @@ import typer
 from analysis.cli.common import fail as _fail
 from analysis.cli.common import resolve_model, shipped_models  # noqa: F401  (one model resolver for every command)
 from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
+from analysis.estimators import ESTIMATOR_NAMES as ESTIMATORS
 
 from analysis.format import jsonable
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-ESTIMATORS = ("ML", "MLR", "MLM", "WLSMV", "ULSMV")
 MISSING = ("listwise", "fiml", "pairwise")
 
 # Shared options, defined once.

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import OptionError
+from . import ESTIMATORS
 
 __all__ = ["Inference", "resolve_inference", "SE_NAMES", "TEST_NAMES"]
 
@@ -53,10 +54,6 @@ _BROWNE = ("browne.residual.adf", "browne.residual.nt", "browne", "residual", "r
            "browne.residuals.adf", "browne.residuals.nt", "browne.residual.adf.model",
            "browne.residual.nt.model")
 
-# the estimator's own SE and test (lavaan's "default")
-_DEFAULTS = {"ML": ("standard", "standard"), "MLR": ("robust.huber.white", "yuan.bentler.mplus"),
-             "MLM": ("robust.sem", "satorra.bentler"), "WLSMV": ("robust.sem", "scaled.shifted"),
-             "ULSMV": ("robust.sem", "scaled.shifted")}
 
 
 @dataclass(frozen=True)
@@ -140,7 +137,7 @@ def resolve_inference(estimator: str, missing: str, *, se=None, test=None) -> In
                           f"estimator {est}: bootstrap replications refit the point estimator)")
     if se == "robust":
         se = "robust.sem" if (ordinal or missing != "fiml") else "robust.huber.white"
-    own_se, own_test = _DEFAULTS[est]
+    own_se, own_test = ESTIMATORS[est].se, ESTIMATORS[est].test   # lavaan's "default"
     if se == "default":
         se = own_se
     # lavaan: FIML cannot give Satorra-Bentler style statistics or robust.sem SEs -> listwise
