@@ -340,6 +340,8 @@ def validate(data, instrument, *, source: str | None = None,
                               if skipped.any() else "")}]))
     # relevance per item (None: always relevant)
     relevant: dict[str, np.ndarray] = {}
+    # per gating item: how many answered items it opens, in rows where the gate itself is blank
+    blank_gates: dict[str, np.ndarray] = {}
     for it in items:
         if it.relevant and it.id in data:
             from .relevance import referenced_items
@@ -371,6 +373,15 @@ def validate(data, instrument, *, source: str | None = None,
                                      f"required item {it.id} left blank"))
         if rel is not None:
             wrong = answered & ~rel
+            # a blank gate (one blank consent) makes every item it opens look answered out of turn:
+            # that is one problem, reported once at the gate, not once per item (57 errors)
+            from .relevance import referenced_items
+
+            for gate in [r for r in referenced_items(it.relevant) if r in data]:
+                hit = wrong & data[gate].isna().to_numpy()
+                if hit.any():
+                    blank_gates[gate] = blank_gates.get(gate, np.zeros(len(data), int)) + hit
+                    wrong = wrong & ~hit
             if wrong.any():
                 pieces.append(_cells(data, wrong, it.id, col.to_numpy(dtype=object), "relevance-violation", "error",
                                      f"{it.id} answered although its condition ({it.relevant}) is false"))
@@ -398,6 +409,11 @@ def validate(data, instrument, *, source: str | None = None,
                 pieces.append(_cells(data, bad, it.id, vals, "out-of-range", "error",
                                      f"{it.id}: outside {scale.min}..{scale.max}"
                                      + (" or not a whole number" if scale.integer else "")))
+    for gate, opened in blank_gates.items():
+        rows = opened > 0
+        pieces.append(_cells(data, rows, gate, None, "relevance-violation", "error",
+                             np.array([f"{gate} is blank, yet {k} item(s) that depend on it were answered"
+                                       for k in opened], dtype=object)))
     # respondents and languages
     if "respondent_id" in data and n:
         # in a longitudinal export a respondent comes once per event

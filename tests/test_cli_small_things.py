@@ -34,3 +34,25 @@ def test_a_partial_search_that_freed_nothing_says_so_plainly():
     res = PartialInvarianceResult(step="scalar", freed=("x3~1",), history=pd.DataFrame({"freed": [""]}), holds=True,
                                   baseline="metric")
     assert "holds after freeing x3~1" in res.summary()
+
+
+def test_one_blank_consent_is_one_error_at_the_gate_not_one_per_item():
+    from instruments import load_instrument
+    from instruments.validate import validate
+
+    from analysis.pipeline import simulate_community_survey
+
+    crs = load_instrument("crs")
+    data = simulate_community_survey(40, seed=2, instrument=crs)
+    assert validate(data, crs).n_errors == 0
+    data.loc[data.index[3], "CONSENT"] = None
+    gated = [it.id for it in crs.items if it.relevant and "CONSENT" in it.relevant and data.loc[data.index[3], it.id]
+             is not None and data[it.id].notna().iloc[3]]
+    report = validate(data, crs)
+    errors = report.issues[report.issues["severity"] == "error"]
+    assert len(errors) == 1 and errors.iloc[0]["item"] == "CONSENT" and errors.iloc[0]["row"] == 5
+    assert errors.iloc[0]["message"] == f"CONSENT is blank, yet {len(gated)} item(s) that depend on it were answered"
+    # an answered gate that closes the items is still one error per item answered out of turn
+    data.loc[data.index[3], "CONSENT"] = 0
+    report = validate(data, crs)
+    assert (report.issues["severity"] == "error").sum() == len(gated)
