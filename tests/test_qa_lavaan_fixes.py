@@ -90,3 +90,15 @@ def test_h1_scaling_factor_with_fixed_x_covariates(case):
     _assert_fit(ref, fit, ["scaling.factor.h1", "scaling.factor.h0", "chisq", "chisq.scaled",
                            "chisq.scaling.factor", "cfi.robust", "tli.robust", "rmsea.robust",
                            "baseline.chisq.scaled", "srmr", "logl", "bic"])
+
+
+# (d) weighted FIML that deletes cases missing a covariate renormalises the weights over the rest
+@pytest.mark.parametrize("case", ["xmiss_wc_fiml", "xmiss_fiml"])
+def test_weights_are_normalised_after_deleting_cases_missing_x(case):
+    ref, fit = _fit(case)
+    assert ref["ntotal"] == 790
+    _assert_estimates(ref, fit)
+    _assert_fit(ref, fit, ["ntotal", "npar", "chisq", "logl", "unrestricted.logl", "aic", "bic",
+                           "baseline.chisq", "chisq.scaled", "chisq.scaling.factor",
+                           "baseline.chisq.scaling.factor", "scaling.factor.h1", "scaling.factor.h0",
+                           "cfi", "tli", "rmsea", "cfi.robust", "rmsea.robust", "srmr"])
