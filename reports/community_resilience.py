@@ -224,10 +224,21 @@ def n_sentence(d):
     n_sample = (R.get("sample") or {}).get("n")
     if n_model is None or n_sample is None or int(n_model) == int(n_sample):
         return ""
-    why = ("complete cases on the model's items (listwise deletion)" if SETTINGS.get("missing") == "listwise"
-           else "respondents with at least one answer on the model's items (FIML)")
-    return (f" The model uses N = {int(n_model)} of the {int(n_sample)} respondents: {why}; "
-            f"{int(n_sample) - int(n_model)} had no usable answers for it.")
+    gone = int(n_sample) - int(n_model)
+    if SETTINGS.get("missing") == "listwise":
+        return (f" The model uses N = {int(n_model)} of the {int(n_sample)} respondents: the {gone} others left "
+                "at least one of its items unanswered (listwise deletion).")
+    # under FIML every answer counts, except on an observed predictor (fixed.x, as lavaan): name it
+    est = d.get("estimates") or []
+    latent = {e["lhs"] for e in est if e["op"] == "=~"}
+    outcomes = {e["lhs"] for e in est if e["op"] == "~"}
+    missing = ((d.get("missing") or {}).get("missing_by_variable") or {})
+    predictors = sorted({e["rhs"] for e in est if e["op"] == "~"} - latent - outcomes)
+    named = [f"{missing[v]} without {label(v)}" for v in predictors if missing.get(v)]
+    why = (f"{', '.join(named)}, an observed predictor: its missing values are not modelled (fixed.x, as "
+           "lavaan), so those respondents are left out" if named
+           else f"{gone} had no answer to any of its items")
+    return f" The model uses N = {int(n_model)} of the {int(n_sample)} respondents: {why}."
 
 
 # Readable line length (~80 characters) on screen; in print every table fits the page width

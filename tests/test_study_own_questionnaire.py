@@ -99,6 +99,10 @@ def test_report_names_the_constructs_by_label_and_shows_its_own_models(study):
     assert "H1: Civic engagement carries part of the effect of belonging on wellbeing" in text
     assert "Does civic engagement explain why residents" in text  # study.yaml's description
     assert "Interview language" not in text  # the Kobo export has no language column: nothing to tabulate
+    # the N behind each model, and why it differs from the sample
+    n, n_main = r["sample"]["n"], r["models"]["main"]["fit"]["ntotal"]
+    assert n_main < n and (f"The model uses N = {n_main} of the {n} respondents: the {n - n_main} others left at "
+                           "least one of its items unanswered (listwise deletion).") in text
     # four 3-item scales are too few for the even-odd index: not computed, rather than 27% flagged
     quality = next(tr for tr in soup.find_all("tr") if tr.find("td") and tr.find("td").get_text() == "evenodd")
     assert "not computed (4 constructs: too few" in quality.get_text(" ")
