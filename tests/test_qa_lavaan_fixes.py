@@ -102,3 +102,10 @@ def test_weights_are_normalised_after_deleting_cases_missing_x(case):
                            "baseline.chisq", "chisq.scaled", "chisq.scaling.factor",
                            "baseline.chisq.scaling.factor", "scaling.factor.h1", "scaling.factor.h0",
                            "cfi", "tli", "rmsea", "cfi.robust", "rmsea.robust", "srmr"])
+
+
+# (c) GFI of a weighted FIML fit: lavaan's observed moments are then the EM (h1) estimates
+@pytest.mark.parametrize("case", ["sem_wc_fiml", "xmiss_wc_fiml", "path_wc_fiml_ml", "xmiss_fiml"])
+def test_gfi_of_weighted_fiml(case):
+    ref, fit = _fit(case)
+    _assert_fit(ref, fit, ["gfi", "agfi", "pgfi"])

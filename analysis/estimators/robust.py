@@ -532,6 +532,9 @@ def fiml_gfi(est, x, df) -> dict:
         cov = frame.cov().to_numpy() * (n - 1) / n       # pandas: pairwise complete, n_ij - 1
         r, c = _vech_pairs(p)
         obs = np.concatenate([frame.mean().to_numpy(), cov[r, c]])
+        if pat.w is not None:       # lavaan: with sampling weights, the EM (h1) moments
+            h1_mu, h1_sigma, _ = est.h1[g]
+            obs = np.concatenate([h1_mu, h1_sigma[r, c]])
         fitted = np.concatenate([mu, sigma[r, c]])
         V = pat.expected_information(sigma, mu)
         zero = est._x_moment_rows(g)                      # fixed.x covariates' own moments
