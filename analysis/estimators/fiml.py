@@ -418,6 +418,11 @@ class FIMLEstimator:
             xi = [model.ov_names[g].index(v) for v in model.exo_names[g]]
             bad = np.isnan(Y[:, xi]).any(1) & ~np.isnan(Y).all(1) if xi else np.zeros(len(Y), bool)
             self.n_exo_deleted.append(int(bad.sum()))
+            data[g] = Y[~bad]
+            if weights is not None:
+                weights = [*weights[:g], weights[g][~bad], *weights[g + 1:]]
+            if designs is not None:
+                designs = [*designs[:g], designs[g].subset(np.flatnonzero(~bad)), *designs[g + 1:]]
         if weights is not None:
             # lavaan normalises the weights after deleting the cases missing a covariate: to the
             # number of non-empty cases left (sampling.weights.normalization = "total")
@@ -426,11 +431,6 @@ class FIMLEstimator:
             weights = [w * scale for w in weights]
             for d in designs or ():
                 d.weights = d.weights * scale
-            data[g] = Y[~bad]
-            if weights is not None:
-                weights = [*weights[:g], weights[g][~bad], *weights[g + 1:]]
-            if designs is not None:
-                designs = [*designs[:g], designs[g].subset(np.flatnonzero(~bad)), *designs[g + 1:]]
         if any(self.n_exo_deleted):
             import warnings
             from ..errors import SEMWarning
