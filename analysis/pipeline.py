@@ -737,7 +737,7 @@ def _step_disclosure(run: _Run) -> _Output:
     later can be subtracted down to a small group (analysis.disclosure). The
     scored columns themselves stay as they are: a model may use a code as a covariate.
     """
-    from .disclosure import apply_small_groups
+    from .disclosure import _as_labels, apply_small_groups
 
     rule = run.study.disclosure
     scored = run.out("score").tables["scored"]
@@ -759,13 +759,16 @@ def _step_disclosure(run: _Run) -> _Output:
             src = pd.to_numeric(src, errors="coerce").map(labels)
         labelled[col] = src.astype(object).where(src.notna(), None).to_numpy()
     columns = list(labelled.columns)
+    sizes = {c: _as_labels(labelled[c]).value_counts() for c in columns}  # as the rule names the categories
     groups, handled = apply_small_groups(labelled, columns, k=rule.k, rule=rule.small_groups,
                                          residual=rule.residual)
     kept = scored.index.isin(groups.index)
     tables = {"scored": scored[kept].reset_index(drop=True), "groups": groups.reset_index(drop=True)}
     # names only: the sizes of what was merged or dropped are exactly what must not be published
+    # and which of them were under k (the others only joined them so that the residual holds k)
+    below = {c: [cat for cat in cats if sizes[c].get(cat, 0) < rule.k] for c, cats in handled.items()}
     data = {"k": rule.k, "small_groups": rule.small_groups, "residual": rule.residual, "variables": columns,
-            "handled": handled}
+            "handled": handled, "below_k": below}
     if rule.small_groups == "drop":
         tables["responses"] = responses[kept].reset_index(drop=True)
         # the scoring summary (means, n scored) of the respondents kept: over everyone, minus the
@@ -1330,8 +1333,9 @@ def _step_compare(run: _Run, a: str, b: str) -> _Output:
     table = res.table.reset_index()
     d["table"] = _clean(table)
     hypothesis = next((h for h in run.study.hypotheses if (h.model, h.against) == (a, b)), None)
+    labels = {c.id: str(c.label) for c in run.instrument.constructs} if run.instrument is not None else {}
     d["verdict"] = _verdict(a, b, table, res, fa, hypothesis=hypothesis,
-                            describe=run.study.model_description)
+                            describe=run.study.model_description, construct=lambda c: labels.get(c, c))
     return _Output(data=d)
 
 
@@ -1354,8 +1358,10 @@ def _p_apa(p: float) -> str:
 
 
 def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a, *, hypothesis=None,
-             describe: Callable[[str], str] = str) -> dict[str, Any]:
-    """A plain-language reading of a comparison; with a hypothesis of study.yaml, whether the claim holds."""
+             describe: Callable[[str], str] = str, construct: Callable[[str], str] = str) -> dict[str, Any]:
+    """A plain-language reading of a comparison; with a hypothesis of study.yaml, whether the claim holds.
+
+    ``construct`` names a construct as the report does (its label); coefficients are in APA style (.45)."""
     t = table.set_index("model")
     d_aic = float(t.loc[b, "aic"] - t.loc[a, "aic"])
     d_bic = float(t.loc[b, "bic"] - t.loc[a, "bic"])
@@ -1387,8 +1393,9 @@ def _verdict(a: str, b: str, table: pd.DataFrame, res, fit_a, *, hypothesis=None
             text += f" The likelihood-ratio test gives {_p_apa(lrt_p)}."
         if path is not None:
             sig = "significant" if path["pvalue"] < 0.05 else "not significant"
-            text += (f" In {a}, {path['rhs']} → {path['lhs']} has a standardized coefficient of "
-                     f"{path['std.all']:.2f} ({sig}, {_p_apa(path['pvalue'])}).")
+            beta = re.sub(r"^(-?)0\.", r"\1.", f"{path['std.all']:.2f}").replace("-.00", ".00")  # APA: .45
+            text += (f" In {a}, {construct(path['rhs'])} → {construct(path['lhs'])} has a standardized coefficient "
+                     f"of {beta} ({sig}, {_p_apa(path['pvalue'])}).")
         if not res.nested:
             text += " The two models are not nested, so the comparison rests on AIC and BIC, not on a chi-square test."
     else:

@@ -98,6 +98,12 @@ def esc(text):
     return html.escape(str(text))
 
 
+def listing(names):
+    """'A', 'A and B', 'A, B and C'."""
+    names = [str(n) for n in names]
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def label(code):
     """A construct's label with its code, as headings and tables name it."""
     return f"{LABELS[code]} ({code})" if code in LABELS else str(code)
@@ -204,9 +210,21 @@ def fit_sentence(d):
             f"CFI = {apa(cfi, 3)}, RMSEA = {apa(rmsea, 3)}, SRMR = {apa(f.get('srmr'), 3)}")
 
 
+FIXED = "—"  # APA: a fixed parameter has no standard error, interval or p value (not 0.000)
+
+
+def is_fixed(r):
+    return r.get("free", 1) == 0 or r.get("se") in (None, 0)
+
+
 def estimate_cell(r, digits=3):
     """A free estimate, or 'fixed' for a parameter fixed by the model (its SE is not 0.000, it has none)."""
-    return num(r["est"], digits) + (" (fixed)" if r.get("free", 1) == 0 or r.get("se") in (None, 0) else "")
+    return num(r["est"], digits) + (" (fixed)" if is_fixed(r) else "")
+
+
+def unless_fixed(r, text):
+    """A cell of the parameter's sampling error (SE, interval, p): the em dash when it is fixed."""
+    return FIXED if is_fixed(r) else text
 
 
 def beta_ci(r):
@@ -366,9 +384,13 @@ if not failed("import", "describe") and R.get("sample"):
         if DISC.get("small_groups") == "drop":
             md(f"{var}: respondents in categories with fewer than {THRESHOLD} respondents "
                f"({', '.join(cats)}) are left out of every analysis and total.")
-        else:
-            md(f"{var}: {', '.join(cats)} have fewer than {THRESHOLD} respondents apart, so they are "
-               f"analysed and reported together as *{DISC.get('residual')}*.")
+        else:  # name only the categories under k, and those they were merged with
+            small = (DISC.get("below_k") or {}).get(var, cats)
+            joined = [c for c in cats if c not in small]
+            md(f"{var}: {esc(listing(small))} {'has' if len(small) == 1 else 'each have'} fewer than {THRESHOLD} "
+               f"respondents, so {'it is' if len(small) == 1 else 'they are'} analysed and reported "
+               + (f"together with {esc(listing(joined))} " if joined else "together ")
+               + f"as *{DISC.get('residual')}*.")
     for key, t in S["tables"].items():
         table([{"category": r["category"], "n": r["n"]} for r in t["rows"]], caption=t["title"])
     for key, ct in S.get("crosstabs", {}).items():
@@ -519,22 +541,19 @@ if not failed("cfa") and R.get("cfa"):
     est = pd.DataFrame(C["estimates"])
     load = est[est["op"] == "=~"]
     table([{"construct": label(r["lhs"]), "item": r["rhs"], "wording": ITEM_TEXT.get(r["rhs"], ""),
-            "estimate": estimate_cell(r), "SE": "–" if not r.get("se") else num(r["se"]),
+            "estimate": estimate_cell(r), "SE": unless_fixed(r, num(r["se"])),
             "std. loading": apa(r["std.all"])} for _, r in load.iterrows()], caption="Loadings",
           note="The first loading of each construct is fixed to 1 to set its scale; it has no standard error.")
 
-# %% [markdown]
-# ## Measurement invariance across groups
-
 # %%
+# Measurement invariance: only for a study with grouping variables (`groups:`).
 inv_steps = [n for n in STEPS if n.startswith("invariance:")]
-md("Configural, metric (equal loadings), scalar (equal intercepts) and strict (equal residuals) models. A step "
-   f"holds when ΔCFI ≥ −.010 and ΔRMSEA ≤ .015 {cite('chen2007')}; the chi-square difference test is shown "
-   "beside it, and where the two disagree the text says so. Groups smaller than the study's minimum are left out.")
 if inv_steps:
+    md("## Measurement invariance across groups")
+    md("Configural, metric (equal loadings), scalar (equal intercepts) and strict (equal residuals) models. A step "
+       f"holds when ΔCFI ≥ −.010 and ΔRMSEA ≤ .015 {cite('chen2007')}; the chi-square difference test is shown "
+       "beside it, and where the two disagree the text says so. Groups smaller than the study's minimum are left out.")
     failed(*inv_steps)
-else:
-    md("*The study names no grouping variables (`groups:` in study.yaml), so invariance was not tested.*")
 for g, d in R.get("invariance", {}).items():
     groups = ", ".join(f"{lab} (n = {n})" for lab, n in zip(d.get("group_labels", []), d.get("nobs", [])))
     md(f"**{esc(g)}** — groups: {esc(groups)}" + (f"; {d['left_out']} group(s) too small to analyse "
@@ -578,8 +597,6 @@ if R.get("figures", {}).get("invariance"):
 # One section per structural model: its path diagram, its paths and its defined (:=) effects.
 model_steps = sorted((n for n in STEPS if n.startswith("model:")),
                      key=lambda n: (ORDER + [n.split(":", 1)[1]]).index(n.split(":", 1)[1]))
-if not model_steps:
-    md("## Structural models\n\n*The study names no structural model (`models:` in study.yaml).*")
 for step in model_steps:
     name = step.split(":", 1)[1]
     md(f"## Structural model: {esc(name)}\n\n{esc(DESCRIPTIONS.get(name, ''))}")
@@ -599,13 +616,17 @@ for step in model_steps:
     est = pd.DataFrame(M["estimates"])
     reg = est[est["op"] == "~"]
     has_ci = "ci.lower" in est.columns
-    tab_n = table([{"path": f"{label(r['rhs'])} → {label(r['lhs'])}", "b": estimate_cell(r), "SE": num(r["se"]),
-                    "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
-                    "p": pval(r["pvalue"]), "β": apa(r["std.all"]), "β 95% CI": beta_ci(r)}
+    tab_n = table([{"path": f"{label(r['rhs'])} → {label(r['lhs'])}", "b": estimate_cell(r),
+                    "SE": unless_fixed(r, num(r["se"])),
+                    "95% CI": unless_fixed(r, f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–"),
+                    "p": unless_fixed(r, pval(r["pvalue"])), "β": apa(r["std.all"]),
+                    "β 95% CI": unless_fixed(r, beta_ci(r))}
                    for _, r in reg.iterrows()],
           caption=f"Structural paths of {name}",
           note="b: unstandardized estimate with its 95% confidence interval; β: standardized (std.all), its "
-               "interval from the delta-method standard error (lavaan's standardizedSolution).")
+               "interval from the delta-method standard error (lavaan's standardizedSolution)"
+               + ("; a path fixed by the model has no standard error or interval (—)." if reg.apply(
+                   lambda r: is_fixed(r), axis=1).any() else "."))
     latent = set(est.loc[est["op"] == "=~", "lhs"])
     r2 = [r for r in (M.get("r2") or []) if r.get("lhs") in latent]
     if r2:
@@ -613,9 +634,10 @@ for step in model_steps:
               caption=f"Variance explained in {name}")
     defined = est[est["op"] == ":="]
     if len(defined):
-        table([{"effect": r["lhs"], "definition": r["rhs"], "estimate": num(r["est"]), "SE": num(r["se"]),
-                "95% CI": f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–",
-                "p": pval(r["pvalue"]), "β": apa(r.get("std.all"))} for _, r in defined.iterrows()],
+        table([{"effect": r["lhs"], "definition": r["rhs"], "estimate": num(r["est"]),
+                "SE": unless_fixed(r, num(r["se"])),
+                "95% CI": unless_fixed(r, f"[{num(r.get('ci.lower'))}, {num(r.get('ci.upper'))}]" if has_ci else "–"),
+                "p": unless_fixed(r, pval(r["pvalue"])), "β": apa(r.get("std.all"))} for _, r in defined.iterrows()],
               caption=f"Defined effects of {name} (delta-method standard errors)")
     md((f"[Figure {fig_n}](#fig-{fig_n}) draws {esc(name)}; " if fig_n else "")
        + f"[Table {tab_n}](#tbl-{tab_n}) lists its paths with their intervals.")
@@ -634,16 +656,17 @@ if SENS:
             "p (without flagged)": pval(p["pvalue.clean"])} for p in SENS["paths"]],
           caption=f"Paths of {SENS['model']} with and without flagged respondents")
 
-# %% [markdown]
-# ## Rival models and hypotheses
-
 # %%
+# Rival models and hypotheses: a section only when there is something to compare or a claim to judge.
 fits = [fit_row(n, d) for n, d in MODELS.items()]
+compare_steps = [n for n in STEPS if n.startswith("compare:")]
+if fits or HYP or compare_steps:
+    md("## Rival models and hypotheses")
 if fits:
     md(f"Models are compared by AIC and BIC (lower is better) {cite('burnham2004')} and, where one is nested "
        "in the other, by the chi-square difference test.")
     table(fits, caption="Fit of the structural models")
-failed(*[n for n in STEPS if n.startswith("compare:")])
+failed(*compare_steps)
 for h in HYP:
     v = h.get("verdict")
     if v:
@@ -666,14 +689,12 @@ for name, c in R.get("comparisons", {}).items():
     if not c.get("nested", True):
         md("*These models are not nested: read AIC and BIC (lower is better), not the chi-square difference.*")
 
-# %% [markdown]
-# ## Defined effects: bootstrap intervals
-
 # %%
+# Defined effects with bootstrap intervals: only for a study that bootstraps (replications >= 2).
 boot_steps = [n for n in STEPS if n.startswith("bootstrap:")]
-if not boot_steps:
-    md("*No bootstrap: `bootstrap.replications` is below 2 or the study has no structural model.*")
-if not failed(*boot_steps) and BOOT:
+if boot_steps:
+    md("## Defined effects: bootstrap intervals")
+if boot_steps and not failed(*boot_steps) and BOOT:
     info = BOOT["bootstrap"]
     md(f"The defined effects (`:=`) of {esc(BOOT.get('model', ''))} with nonparametric bootstrap intervals "
        f"{cite('efron1993')}: "
@@ -688,23 +709,20 @@ if not failed(*boot_steps) and BOOT:
         figure(R["figures"]["forest"], "Forest plot: each defined effect's estimate as a point with its bootstrap "
                "interval as a line; " + "; ".join(f"{e['effect']} {num(e['est'], 3)}" for e in BOOT["effects"]),
                "Defined effects with bootstrap intervals.")
-    table([{"effect": e["effect"], "estimate": num(e["est"], 4), "bootstrap SE": num(e["se"], 4),
-            "CI lower": num(e["ci.lower"], 4), "CI upper": num(e["ci.upper"], 4),
+    table([{"effect": e["effect"], "estimate": num(e["est"], 3), "bootstrap SE": num(e["se"], 3),
+            "CI lower": num(e["ci.lower"], 3), "CI upper": num(e["ci.upper"], 3),
             "β": apa(e.get("std.all"), 3)} for e in BOOT["effects"]], caption="Defined effects")
 
-# %% [markdown]
-# ## Do the paths differ between groups?
-
 # %%
+# Group comparisons of paths: only for a study with groups and a structural model.
 gp_steps = [n for n in STEPS if n.startswith("groups:")]
 named = SETTINGS.get("group_paths") or []
-md(("The paths study.yaml names (" + ", ".join(f"`{p}`" for p in named) + ")" if named else
-    "Every structural path") + " estimated in each group under (partial) scalar invariance, with a Wald test "
-   "that the path is equal across groups.")
 if gp_steps:
+    md("## Do the paths differ between groups?")
+    md(("The paths study.yaml names (" + ", ".join(f"`{p}`" for p in named) + ")" if named else
+        "Every structural path") + " estimated in each group under (partial) scalar invariance, with a Wald test "
+       "that the path is equal across groups.")
     failed(*gp_steps)
-else:
-    md("*No group comparison: the study names no grouping variables or no structural model.*")
 for g, d in R.get("group_paths", {}).items():
     rows = []
     for p in d.get("paths", []):

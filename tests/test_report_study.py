@@ -72,7 +72,7 @@ def test_numbers_match_results_json(rendered):
     by_name = {row[0]: row for row in eff[1:]}
     for e in r["bootstrap"]["effects"]:
         row = by_name[e["effect"]]
-        assert row[1] == f"{e['est']:.4f}" and row[3] == f"{e['ci.lower']:.4f}" and row[4] == f"{e['ci.upper']:.4f}"
+        assert row[1] == f"{e['est']:.3f}" and row[3] == f"{e['ci.lower']:.3f}" and row[4] == f"{e['ci.upper']:.3f}"  # one precision
     assert " ".join(r["verdict"]["text"].split()) in text
     assert f"{abs(r['verdict']['delta_aic']):.1f} points" in text
     paths = tables["Structural paths of figure1"]
