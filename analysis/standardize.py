@@ -19,14 +19,11 @@ __all__ = ["standardize", "rsquare", "standardized_se"]
 def _scales(model, x):
     """Per group: dict name -> total SD (all variables), and the ov/lv name sets."""
     out = []
-    implied = model.implied(x)
     for g, (vall, _) in enumerate(model.implied_all(x)):
         names = model._g[g].names
         sd = {n: np.sqrt(vall[i, i]) if vall[i, i] >= 0 else np.nan for i, n in enumerate(names)}
-        # observed: implied Sigma (includes scales of ordered variables)
-        for i, n in enumerate(model.ov_names[g]):
-            v = implied[g].sigma[i, i]
-            sd[n] = np.sqrt(v) if v >= 0 else np.nan
+        # ordered variables: the variances of their latent responses before the ~*~ scale
+        # factors (lavaan's VY), so that groups with free scales are standardized as lavaan
         out.append((sd, set(model.ov_names[g]), set(model.lv_names[g])))
     return out
 

@@ -109,3 +109,12 @@ def test_weights_are_normalised_after_deleting_cases_missing_x(case):
 def test_gfi_of_weighted_fiml(case):
     ref, fit = _fit(case)
     _assert_fit(ref, fit, ["gfi", "agfi", "pgfi"])
+
+
+# (e) std.all of ordinal items in groups with free scale factors uses the latent-response
+# variances before the ~*~ scales (lavaan's VY), and its delta-method SEs follow
+@pytest.mark.parametrize("case", ["ord_mg", "ord_mg_configural"])
+def test_multigroup_ordinal_standardized_solution(case):
+    ref, fit = _fit(case)
+    _assert_estimates(ref, fit)
+    _assert_fit(ref, fit, ["chisq", "df", "chisq.scaled", "cfi", "tli", "rmsea", "srmr"])
