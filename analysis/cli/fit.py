@@ -254,7 +254,8 @@ def _print_warnings(records: list[dict[str, Any]]) -> None:
 def fit(
     data: list[Path] = DataFilesArg,
     model: str = typer.Option(..., "--model", "-m",
-                              help="Shipped model name (hs, figure1, ...) or a lavaan syntax file."),
+                              help="Shipped model name (hs, figure1, ...), a lavaan syntax file, inline "
+                                   "syntax, or measurement (the CFA of --instrument's constructs)."),
     estimator: Optional[str] = EstimatorOpt,
     missing: str = MissingOpt,
     ordered: str | None = OrderedOpt,
@@ -373,7 +374,8 @@ def _top_modindices(run: _Run, n: int):
 def compare_cmd(
     data: Path = DataArg,
     model: list[str] = typer.Option(..., "--model", "-m",
-                                    help="Two or more models (names or files); repeat --model."),
+                                    help="Two or more models (as for fit: names, files, syntax or "
+                                         "measurement); repeat --model."),
     estimator: Optional[str] = EstimatorOpt,
     missing: str = MissingOpt,
     ordered: str | None = OrderedOpt,

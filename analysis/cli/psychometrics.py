@@ -188,13 +188,13 @@ def _design_reliability(df, inst, constructs, weights, cluster, strata):
 
     from analysis.design import Design
     from analysis.design.psychometrics import DesignReliability, design_reliability
-    from analysis.reliability import _is_latent, _items_of, recode_items
+    from analysis.reliability import is_latent, items_of, recode_items
 
     design = Design(weights=weights, cluster=cluster, strata=strata)
-    names = constructs or [c.id for c in inst.constructs if _is_latent(inst, c.id)]
+    names = constructs or [c.id for c in inst.constructs if is_latent(inst, c.id)]
     tables = []
     for c in names:
-        items = [i for i in _items_of(inst, c) if i in df.columns]
+        items = [i for i in items_of(inst, c) if i in df.columns]
         if len(items) >= 3:
             data = df.copy()
             data[items] = recode_items(df, inst, items)
@@ -205,7 +205,8 @@ def _design_reliability(df, inst, constructs, weights, cluster, strata):
 
 def invariance(
     data: Optional[str] = DataArg,
-    model: str = typer.Option(..., "--model", "-m", help="lavaan model file, or a shipped model name."),
+    model: str = typer.Option(..., "--model", "-m", help="lavaan model file, a shipped model name, inline "
+                              "syntax, or measurement (the CFA of --instrument's constructs)."),
     group: str = typer.Option(..., "--group", "-g", help="Column that defines the groups (or a collapsed "
                               "version of an instrument item, e.g. ETHNIC5, with --instrument)."),
     instrument: Optional[str] = typer.Option(
@@ -326,9 +327,9 @@ def _status(enabled: bool) -> Iterator:
 
 def _warn_missing_codes(df, syntax: str) -> None:
     """Without an instrument, negative answers are most likely missing codes: say so."""
-    from analysis.invariance import _observed_of
+    from analysis.invariance import observed_of
 
-    cols = [v for v in _observed_of(syntax) if v in df.columns and df[v].dtype.kind in "fi"]
+    cols = [v for v in observed_of(syntax) if v in df.columns and df[v].dtype.kind in "fi"]
     neg = sorted({int(v) for c in cols for v in df[c].unique() if v < 0 and float(v).is_integer()})
     if neg:
         warnings.warn(f"the model's items hold negative values ({', '.join(map(str, neg))}); if these are missing "
