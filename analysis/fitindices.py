@@ -206,6 +206,15 @@ def _ncx2(fn, x2, df, ncp, *, at_zero: float) -> float:
 
 
 # --------------------------------------------------------------------------
+def hoelter_indices(chisq: float, df: int, n: float) -> dict:
+    """Hoelter's critical N (lavaan's cn_05, cn_01); ``n`` is lavaan's N for the estimator
+    (ntotal for ML, ntotal minus the number of groups for (D)WLS/ULS)."""
+    if df == 0 and chisq < math.sqrt(np.finfo(float).eps):
+        return {"cn_05": math.nan, "cn_01": math.nan}
+    return {"cn_05": sps.chi2.ppf(0.95, df) / (chisq / n) + 1,
+            "cn_01": sps.chi2.ppf(0.99, df) / (chisq / n) + 1}
+
+
 def robust_fit_indices(test: dict, baseline: dict, n: int, n_groups: int = 1,
                        robust: dict | None = None, continuous: bool = False) -> dict:
     """The scaled and robust fit keys of ``fitMeasures()`` (lavaan 0.6-14).
@@ -429,11 +438,7 @@ def fit_measures(est, x: np.ndarray, test: dict, *, baseline: dict | None = None
                 "srmr_bentler": res["srmr_bentler"], "srmr_bentler_nomean": res["srmr_bentler_nomean"],
                 "crmr": res["crmr"], "crmr_nomean": res["crmr_nomean"],
                 "srmr_mplus": res["srmr_mplus"], "srmr_mplus_nomean": res["srmr_mplus_nomean"]})
-    if df == 0 and chisq < math.sqrt(np.finfo(float).eps):
-        out["cn_05"] = out["cn_01"] = math.nan
-    else:
-        out["cn_05"] = sps.chi2.ppf(0.95, df) / (chisq / n) + 1
-        out["cn_01"] = sps.chi2.ppf(0.99, df) / (chisq / n) + 1
+    out.update(hoelter_indices(chisq, df, n))
     gfi = _gfi(stats, implied, meanstructure, exo_idx)
     nel = sum(s.shape[0] * (s.shape[0] + 1) // 2 + (s.shape[0] if meanstructure else 0)
               for s in stats.cov)

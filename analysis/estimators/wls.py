@@ -17,7 +17,7 @@ import numpy as np
 from analysis import distributions as st
 
 from ..errors import DataError
-from ..fitindices import incremental_indices, rmsea_indices, robust_fit_indices
+from ..fitindices import hoelter_indices, incremental_indices, rmsea_indices, robust_fit_indices
 from ..polychoric import mixed_stats, ordinal_codes, ordinal_stats
 from .robust import (
     EstimatorCombinationError,
@@ -294,12 +294,21 @@ class WLSEstimator:
                "baseline.df": bdf, "baseline.pvalue": base["pvalue"],
                **incremental_indices(chisq, df, b2, bdf), **rmsea_indices(chisq, df, n, g),
                "ntotal": self.ntotal,
+               **hoelter_indices(chisq, df, n),
                "logl": np.nan, "unrestricted.logl": np.nan, "aic": np.nan, "bic": np.nan,
                "bic2": np.nan}
         out.update(self._residual_indices(x))
         robust = self.catml_robust(x) if self.ordered_mask.all() else None
         out.update(robust_fit_indices(test, base, n, g, robust=robust))
         return out
+
+    def _thresholds_or_means_equal(self) -> bool:
+        """lavaan's catML refit drops the threshold and mean rows; equality constraints on them
+        (group_equal thresholds/means, shared labels) make it fail and the robust indices NA."""
+        pt = self.model.partable
+        shared = pt.loc[pt["free"] > 0, "free"].duplicated(keep=False)
+        rows = pt.loc[pt["free"] > 0][shared]
+        return bool(rows["op"].isin(["|", "~1"]).any())
 
     def catml_robust(self, x) -> dict | None:
         """lavaan's robust CFI/TLI/RMSEA pieces for categorical data (lav_fit_catml_dwls, 0.6-14).
@@ -309,6 +318,8 @@ class WLSEstimator:
         V the normal-theory weight of the correlations; the null model uses tr(Gamma_rr).
         """
         from .base import ml_weight
+        if self._thresholds_or_means_equal():
+            return None
         fg = self.weights
         xx3 = xx3n = 0.0
         Dl, Wl, Vl, Gl = [], [], [], []
