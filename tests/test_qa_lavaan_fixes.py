@@ -120,3 +120,16 @@ def test_multigroup_ordinal_standardized_solution(case):
     # lavaan's robust indices need a catML refit that fails under equal thresholds: NA there
     _assert_fit(ref, fit, ["chisq", "df", "chisq.scaled", "cfi", "tli", "rmsea", "srmr", "cn_05",
                            "cn_01", "cfi.robust", "tli.robust", "rmsea.robust", "rmsea.ci.upper.robust"])
+
+
+# (f) satorra.bentler / yuan.bentler beside robust.huber.white SEs: lavaan's observed (h1)
+# information in U and E, Gamma from the saturated model
+@pytest.mark.parametrize("case", ["hs_sb_rhw", "hs_yb_rhw"])
+def test_scaled_tests_with_huber_white_ses(case):
+    ref, fit = _fit(case)
+    assert fit.options["se"] == "robust.huber.white"
+    _assert_estimates(ref, fit, std=False)
+    _assert_fit(ref, fit, ["chisq", "chisq.scaled", "chisq.scaling.factor", "pvalue.scaled",
+                           "baseline.chisq.scaled", "baseline.chisq.scaling.factor", "cfi.scaled",
+                           "cfi.robust", "tli.robust", "rmsea.scaled", "rmsea.robust",
+                           "rmsea.ci.upper.robust"])

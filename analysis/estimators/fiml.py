@@ -756,7 +756,35 @@ class FIMLEstimator:
             # lavaan divides by nx.free: free rows before equality constraints are folded
             nx_free = int((self.model.partable["free"] > 0).sum())
             out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, nx_free))
+        elif self.test_kind in ("satorra.bentler", "yuan.bentler"):
+            from .robust import scaled_test
+            trace = self._ugamma_trace(self._delta_full(x), self._moments(x))
+            out.update(scaled_test(self.test_kind, chisq, df, trace, np.nan))
         return out
+
+    def _ugamma_trace(self, deltas, moments) -> float:
+        """tr(U Gamma) of lavaan's Satorra-Bentler / Yuan-Bentler tests with the observed
+        information: A1 the saturated model's observed information at the implied ``moments``
+        (h1.information = "structured"), E = sum_g f_g Delta' A1 Delta, U = A1 - f_g A1 Delta
+        E^-1 Delta' A1 and Gamma = A1u^-1 B1u A1u^-1 at the saturated estimates (fixed.x
+        covariates' moments left out, as lavaan zeroes them)."""
+        A1s, Ds, Omegas = [], [], []
+        for g, (pat, d, (sig, mu)) in enumerate(zip(self.patterns, deltas, moments)):
+            A1 = h1_information(pat, sig, mu, means=self.means)[0]
+            d = d if self.means else d[self._p[g]:]
+            A1u, B1u = self._h1_info(g)
+            keep = np.setdiff1d(np.arange(len(A1)), self._x_moment_rows(g))
+            A1u_inv = np.linalg.inv(A1u[np.ix_(keep, keep)])
+            Omegas.append(A1u_inv @ B1u[np.ix_(keep, keep)] @ A1u_inv)
+            A1s.append(A1[np.ix_(keep, keep)])
+            Ds.append(d[keep])
+        E = sum(w * d.T @ a @ d for w, d, a in zip(self.weights, Ds, A1s))
+        E_inv = np.linalg.inv(E)
+        trace = 0.0
+        for w, d, a, om in zip(self.weights, Ds, A1s, Omegas):
+            U = a - w * a @ d @ E_inv @ d.T @ a
+            trace += float(np.sum(U * om.T))
+        return trace
 
     def _h1_info(self, g):
         """(A1, B1) of the saturated model of group g at the EM estimates (cached)."""
@@ -893,6 +921,10 @@ class FIMLEstimator:
             Bg = full
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, Bg))
             out.update(yuan_bentler_mplus(chisq, df, self._trace_h1(), tr_h0))
+        if self.test_kind in ("satorra.bentler", "yuan.bentler"):
+            from .robust import scaled_test
+            trace = self._ugamma_trace(self._baseline_delta(), pieces)
+            out.update(scaled_test(self.test_kind, chisq, df, trace, np.nan))
         self._baseline_pieces = pieces
         return out
 

@@ -165,16 +165,17 @@ def resolve_inference(estimator: str, missing: str, *, se=None, test=None) -> In
         info = "observed" if (missing == "fiml" or se == "robust.huber.white") else "expected"
     if ordinal and info == "observed":
         raise OptionError(f"se='observed' is not available for estimator {est} (expected information only)")
+    # satorra.bentler with the observed information: tr(U Gamma) from the h1 information
     if (not ordinal and info == "observed" and missing != "fiml"
-            and test in ("satorra.bentler", "scaled.shifted", "mean.var.adjusted")):
+            and test in ("scaled.shifted", "mean.var.adjusted")):
         raise OptionError(f"test={test!r} with the observed information (se={se!r}) is not implemented; "
                           "use se='standard' or se='robust.sem' (expected information)")
     if (not ordinal and info == "expected" and test in ("yuan.bentler", "yuan.bentler.mplus")
             and se == "robust.sem"):
         raise OptionError(f"test={test!r} with se='robust.sem' is not implemented; use se='standard' "
                           "or se='robust.huber.white'")
-    if test == "yuan.bentler" and (info == "observed" or missing == "fiml"):
-        raise OptionError("test='yuan.bentler' with the observed information is not implemented; "
+    if test == "yuan.bentler" and missing == "fiml":
+        raise OptionError("test='yuan.bentler' with missing='fiml' is not implemented; "
                           "use test='yuan.bentler.mplus' (lavaan's default for MLR)")
     # the information of a Yuan-Bentler (Mplus) test: MLR's own test alone uses the Hessian;
     # beside the standard test lavaan switches to the h1 (saturated) observed information
