@@ -136,7 +136,7 @@ class _LeanML:
     """
 
     def __init__(self, model, stats):
-        self.groups = model._g
+        self.groups = model.group_maps
         self.meanstructure = bool(model.meanstructure)
         self.n_free = model.n_free
         self.weights = np.asarray(stats.nobs, float) / float(sum(stats.nobs))
@@ -151,7 +151,7 @@ class _LeanML:
     @staticmethod
     def usable(model) -> bool:
         try:
-            return all(not g.n_tau and not g.has_scales and hasattr(g, "A0") for g in model._g)
+            return all(not g.n_tau and not g.has_scales and hasattr(g, "A0") for g in model.group_maps)
         except AttributeError:
             return False
 
@@ -232,7 +232,7 @@ def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_ite
 
 
 @dataclass
-class _Refitter:
+class Refitter:
     """Everything a worker needs to refit the model to new data (sent once per worker)."""
 
     model: Any
@@ -281,7 +281,7 @@ class _Refitter:
 
             return MLEstimator(self._model_for(stats), stats)
         from .data import DataCheck
-        from .sem import _make_estimator
+        from .sem import make_estimator
 
         frames = []
         for g, Y in enumerate(parts):
@@ -296,7 +296,7 @@ class _Refitter:
         complete = [Y[~np.isnan(Y).any(axis=1)] for Y in parts]
         stats = self._stats(complete if self.missing == "listwise" else
                             [np.where(np.isnan(Y), np.nanmean(Y, axis=0), Y) for Y in parts])
-        return _make_estimator(self.estimator, self.missing, self._model_for(stats), stats, check, self.options)
+        return make_estimator(self.estimator, self.missing, self._model_for(stats), stats, check, self.options)
 
     def refit(self, parts: list[np.ndarray], *, with_test: bool = False, point_only: bool = True):
         """(x, converged, chisq, estimator) for data ``parts`` (one array per group).
@@ -335,14 +335,14 @@ def _resample(rng: np.random.Generator, sizes: list[int]) -> list[np.ndarray]:
     return [rng.integers(0, n, n) for n in sizes]
 
 
-def _boot_one(ctx: _Refitter, rng: np.random.Generator, i: int):
+def _boot_one(ctx: Refitter, rng: np.random.Generator, i: int):
     idx = _resample(rng, [len(Y) for Y in ctx.data])
     x, ok, _, _ = ctx.refit([Y[k] for Y, k in zip(ctx.data, idx)])
     improper = bool(ok and len(ctx.variance_free) and np.any(x[ctx.variance_free] < 0))
     return x, ok, improper
 
 
-def _jack_one(ctx: _Refitter, rng: np.random.Generator, i: int):
+def _jack_one(ctx: Refitter, rng: np.random.Generator, i: int):
     """Refit without case ``i`` (cases numbered through the groups in order)."""
     sizes = np.cumsum([len(Y) for Y in ctx.data])
     g = int(np.searchsorted(sizes, i, side="right"))
@@ -351,13 +351,14 @@ def _jack_one(ctx: _Refitter, rng: np.random.Generator, i: int):
     return x if ok else np.full(len(ctx.x0), np.nan)
 
 
-def _bs_one(ctx: _Refitter, rng: np.random.Generator, i: int):
+def _bs_one(ctx: Refitter, rng: np.random.Generator, i: int):
     idx = _resample(rng, [len(Y) for Y in ctx.data])
     x, ok, chisq, _ = ctx.refit([Y[k] for Y, k in zip(ctx.data, idx)], with_test=True)
     return ok, chisq
 
 
-def _refitter(fit, data: pd.DataFrame | None) -> _Refitter:
+def refitter(fit, data: pd.DataFrame | None) -> Refitter:
+    """The refitting context of a fit_sem result on its raw data (bootstrap and power replications)."""
     model = fit.model
     if model is None or fit.x is None:
         raise OptionError("bootstrap_fit needs a FitResult from fit_sem (with its compiled model)")
@@ -397,10 +398,13 @@ def _refitter(fit, data: pd.DataFrame | None) -> _Refitter:
             hinv0 = np.linalg.inv(MLEstimator(model, fit.sample_stats).information(np.asarray(fit.x, float)))
     except (np.linalg.LinAlgError, ValueError, TypeError, AttributeError):
         hinv0 = None
-    return _Refitter(model=model, x0=np.asarray(fit.x, float), estimator=str(fit.estimator).upper(),
+    return Refitter(model=model, x0=np.asarray(fit.x, float), estimator=str(fit.estimator).upper(),
                      missing=str(opts.get("missing", "listwise")), options=opts, ov=ov, group=fit.group,
                      group_labels=labels, data=parts, exo_rows=exo_rows, variance_free=np.unique(var_free),
                      hinv0=hinv0)
+
+
+_refitter = refitter    # the name tests/test_issue15_lavaan.py imports
 
 
 # ---------------------------------------------------------------- results
@@ -493,7 +497,7 @@ def bootstrap_fit(fit, *, n_boot: int = 1000, ci: str = "perc", level: float = 0
         raise OptionError("resampling respondents ignores the sample design (weights, clusters, strata); use "
                           "the design's replicate weights instead (analysis.design.replicate: rao_wu_bootstrap "
                           "and replicate_fit) or the cluster-robust standard errors of the fit")
-    ctx = _refitter(fit, data)
+    ctx = refitter(fit, data)
     root = np.random.SeedSequence(seed)
     boot_seq, bs_seq = root.spawn(2)
     reps = run_replications(_boot_one, int(n_boot), seed=boot_seq, context=ctx, backend=backend,
@@ -518,7 +522,7 @@ def bootstrap_fit(fit, *, n_boot: int = 1000, ci: str = "perc", level: float = 0
     if ci == "bca":   # the acceleration from N leave-one-out refits (jackknife influence values)
         n_cases = sum(len(Y) for Y in ctx.data)
         # leave-one-out estimates differ from the full-sample one by ~1/N: refit them tightly
-        jctx = _Refitter(**{**ctx.__dict__, "gtol": 1e-7})
+        jctx = Refitter(**{**ctx.__dict__, "gtol": 1e-7})
         jack = np.array(run_replications(_jack_one, n_cases, seed=0, context=jctx, backend=backend,
                                          workers=workers, scheduler=scheduler, progress=progress,
                                          description="jackknife (BCa)"), float)
@@ -561,19 +565,19 @@ def bollen_stine_test(fit, *, n_boot: int = 1000, seed: int | None = None, data:
     """The Bollen-Stine bootstrap p value of a fit's chi-square alone (lavaan's
     ``test = "bootstrap"``): ``{"chisq", "pvalue", "n_ok", "n_larger", "n_failed", ...}``."""
     _check_args(n_boot, "perc", 0.95)
-    ctx = _refitter(fit, data)
+    ctx = refitter(fit, data)
     _, bs_seq = np.random.SeedSequence(seed).spawn(2)   # the stream bootstrap_fit uses for it
     return _bollen_stine(fit, ctx, bs_seq, int(n_boot), backend, workers, scheduler, progress)
 
 
-def _bollen_stine(fit, ctx: _Refitter, seq, n_boot, backend, workers, scheduler, progress) -> dict:
+def _bollen_stine(fit, ctx: Refitter, seq, n_boot, backend, workers, scheduler, progress) -> dict:
     if any(np.isnan(Y).any() for Y in ctx.data) or not ctx.fast:
         raise OptionError("the Bollen-Stine bootstrap needs complete data and a normal-theory ML fit "
                          "(as lavaan: not with missing data or ordered variables)")
     moments = fit.model.implied(fit.x)
     sig = [m.sigma for m in moments]
     mu = [m.mu if fit.model.meanstructure else None for m in moments]
-    tctx = _Refitter(**{**ctx.__dict__, "data": bollen_stine_transform(ctx.data, sig, mu)})
+    tctx = Refitter(**{**ctx.__dict__, "data": bollen_stine_transform(ctx.data, sig, mu)})
     reps = run_replications(_bs_one, n_boot, seed=seq, context=tctx, backend=backend, workers=workers,
                             scheduler=scheduler, progress=progress, description="Bollen-Stine")
     t = np.array([c for ok, c in reps if ok], float)

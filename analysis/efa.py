@@ -323,10 +323,10 @@ def efa_report(
     notes: list[str] = []
     constructs = None
     if instrument is not None:
-        from analysis.reliability import _construct_ids, _is_latent, _items_of, recode_items
+        from analysis.reliability import construct_ids, is_latent, items_of, recode_items
 
         if items is None:
-            items = [i for c in _construct_ids(instrument) if _is_latent(instrument, c) for i in _items_of(instrument, c)]
+            items = [i for c in construct_ids(instrument) if is_latent(instrument, c) for i in items_of(instrument, c)]
         constructs = {i: instrument.item(i).construct for i in items}
         x = recode_items(data, instrument, list(items))
     else:

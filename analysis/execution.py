@@ -57,13 +57,13 @@ def replication_seeds(seed: int | np.random.SeedSequence | None, n: int) -> list
 
 def _run_chunk(func: ReplicationFunc, context: Any, items: Sequence[tuple[int, np.random.SeedSequence]]):
     out = []
-    with _one_blas_thread():
+    with one_blas_thread():
         for i, ss in items:
             out.append((i, func(context, np.random.default_rng(ss), i)))
     return out
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """Small matrices: threaded BLAS only adds contention (10-30x slower on a busy machine)."""
     try:
         from threadpoolctl import threadpool_limits
@@ -81,7 +81,7 @@ def _pool_init(context: Any) -> None:
     # The parent handles Ctrl-C; workers must not die mid-task with tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Replications are small linear algebra: one BLAS thread per process is fastest.
-    _one_blas_thread()
+    one_blas_thread()
 
 
 def _pool_chunk(func: ReplicationFunc, items):
@@ -171,7 +171,7 @@ def run_replications(
     bar = _Progress(progress, n, description)
     try:
         if backend == "serial" or n == 0:
-            with _one_blas_thread():
+            with one_blas_thread():
                 for i, ss in items:
                     results[i] = func(context, np.random.default_rng(ss), i)
                     bar.advance(1)

@@ -283,11 +283,11 @@ def observed_exogenous(model, g: int) -> list[int]:
     """Positions (in ``model.ov_names[g]``) of the observed exogenous variables (lavaan's
     ``ov.x``: only ever predictors), whether fixed.x or not: the independence model keeps
     their covariances (fixed.x: as sample values; fixed_x=False: as free parameters)."""
-    from .partable import _vnames
+    from .partable import vnames
 
     pt = model.partable
     rows = pt[(pt["group"] == model.groups[g]) & ~pt["op"].isin([":=", "==", "<", ">"])]
-    ov_x = _vnames(list(zip(rows["lhs"], rows["op"], rows["rhs"])))["ov.x"]
+    ov_x = vnames(list(zip(rows["lhs"], rows["op"], rows["rhs"])))["ov.x"]
     names = list(model.ov_names[g])
     return [names.index(v) for v in ov_x if v in names]
 

@@ -119,7 +119,8 @@ def _ordered_list(data: pd.DataFrame, ordered: Any, observed: Sequence[str]) -> 
     return list(ordered)
 
 
-def _observed_of(model: str) -> list[str]:
+def observed_of(model: str) -> list[str]:
+    """The observed variables of lavaan model syntax."""
     from analysis.partable import build_partable, observed_names
 
     pt = build_partable(model)
@@ -160,7 +161,7 @@ def check_groups(
         close = difflib.get_close_matches(group, [str(c) for c in data.columns], n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise DataError(f"grouping column '{group}' is not in the data{hint}.")
-    observed = _observed_of(model)
+    observed = observed_of(model)
     absent = [v for v in observed if v not in data.columns]
     if absent:
         raise DataError(f"the data lack the model's observed variable(s): {', '.join(absent)}.")
@@ -629,7 +630,7 @@ def _check_estimator(estimator: str) -> str:
 def _setup(model: str, data: pd.DataFrame, estimator: str, ordered: Any) -> tuple[str, list[str], bool, dict]:
     """Estimator, ordered items, whether the ladder is ordinal (WLSMV/ULSMV), and its steps."""
     est = _check_estimator(estimator)
-    ordered_list = _ordered_list(data, ordered, _observed_of(model))
+    ordered_list = _ordered_list(data, ordered, observed_of(model))
     ordinal = bool(ordered_list) and est in ("WLSMV", "ULSMV")
     return est, ordered_list, ordinal, _ORDINAL_STEPS if ordinal else _CONTINUOUS_STEPS
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .partable import _vnames, n_free
+from .partable import vnames, n_free
 from .syntax import EXPRESSION_OPS
 
 __all__ = ["Model", "Moments", "vech_indices"]
@@ -55,7 +55,7 @@ class _Group:
     def __init__(self, rows: list[tuple], g: int, nfree: int, meanstructure: bool):
         # rows: (lhs, op, rhs, free, ustart, exo) of this group's model rows, in table order
         self.g = g
-        v = _vnames([(l, o, r) for l, o, r, *_ in rows])
+        v = vnames([(l, o, r) for l, o, r, *_ in rows])
         self.ov, self.lv, self.ordered = v["ov"], v["lv"], v["ov.ord"]
         exo = {n for l, o, r, f, u, e in rows if e == 1 and o == "~~" for n in (l, r)}
         self.exo = [n for n in self.ov if n in exo]
@@ -180,13 +180,14 @@ class Model:
         self.n_groups = len(self.groups)
         cols = [partable[c].tolist() for c in ("lhs", "op", "rhs", "free", "ustart", "exo", "group")]
         table = [row for row in zip(*cols) if row[1] not in EXPRESSION_OPS]
-        self._g = [_Group([row[:6] for row in table if row[6] == g], g, self.n_free, meanstructure)
+        # per group: index maps of the RAM matrices (estimators fill them at x)
+        self.group_maps = [_Group([row[:6] for row in table if row[6] == g], g, self.n_free, meanstructure)
                    for g in self.groups]
-        self.ov_names = [grp.ov for grp in self._g]
-        self.lv_names = [grp.lv for grp in self._g]
-        self.ordered_names = [grp.ordered for grp in self._g]
-        self.th_names = [grp.th_names for grp in self._g]
-        self.exo_names = [grp.exo for grp in self._g]
+        self.ov_names = [grp.ov for grp in self.group_maps]
+        self.lv_names = [grp.lv for grp in self.group_maps]
+        self.ordered_names = [grp.ordered for grp in self.group_maps]
+        self.th_names = [grp.th_names for grp in self.group_maps]
+        self.exo_names = [grp.exo for grp in self.group_maps]
         free = partable[partable["free"] > 0].drop_duplicates("free").sort_values("free")
         self.x_names = [f"{l}{o}{r}" + (f".g{g}" if self.n_groups > 1 else "")
                         for l, o, r, g in zip(free["lhs"], free["op"], free["rhs"], free["group"])]
@@ -196,10 +197,11 @@ class Model:
     # ------------------------------------------------------------------
     def matrices(self, x: np.ndarray, group: int = 0) -> dict[str, np.ndarray]:
         """RAM matrices of one group (0-based index): A, S, m, tau, scales."""
-        A, S, M, T, D = self._g[group].fill(np.asarray(x, dtype=float))
+        A, S, M, T, D = self.group_maps[group].fill(np.asarray(x, dtype=float))
         return {"A": A, "S": S, "m": M, "tau": T, "scales": D}
 
-    def _core(self, grp: _Group, x: np.ndarray):
+    def group_core(self, grp: _Group, x: np.ndarray):
+        """One group's RAM matrices at ``x``, (I - A)^-1, its observed rows and the unscaled moments."""
         A, S, M, T, D = grp.fill(x)
         B = np.linalg.inv(grp.I - A)
         E = B[: grp.p]
@@ -210,32 +212,33 @@ class Model:
     def implied(self, x: np.ndarray) -> list[Moments]:
         """Implied moments per group."""
         x = np.asarray(x, dtype=float)
-        return [self._moments(grp, self._core(grp, x)) for grp in self._g]
+        return [self.group_moments(grp, self.group_core(grp, x)) for grp in self.group_maps]
 
     def implied_all(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Implied covariance matrix and means of all variables (observed + latent) per group."""
         out = []
-        for grp in self._g:
-            A, S, M, T, D, B, E, sigma, mu = self._core(grp, np.asarray(x, dtype=float))
+        for grp in self.group_maps:
+            A, S, M, T, D, B, E, sigma, mu = self.group_core(grp, np.asarray(x, dtype=float))
             out.append((B @ S @ B.T, B @ M))
         return out
 
     def delta(self, x: np.ndarray) -> list[np.ndarray]:
         """Jacobian of ``[tau, mu, vech(Sigma)]`` per group with respect to ``x``."""
         x = np.asarray(x, dtype=float)
-        return [self._delta_group(grp, self._core(grp, x)) for grp in self._g]
+        return [self._delta_group(grp, self.group_core(grp, x)) for grp in self.group_maps]
 
     def implied_delta(self, x: np.ndarray) -> tuple[list[Moments], list[np.ndarray]]:
         """``implied(x)`` and ``delta(x)`` sharing one matrix inversion per group."""
         x = np.asarray(x, dtype=float)
         moms, deltas = [], []
-        for grp in self._g:
-            core = self._core(grp, x)
-            moms.append(self._moments(grp, core))
+        for grp in self.group_maps:
+            core = self.group_core(grp, x)
+            moms.append(self.group_moments(grp, core))
             deltas.append(self._delta_group(grp, core))
         return moms, deltas
 
-    def _moments(self, grp: _Group, core) -> Moments:
+    def group_moments(self, grp: _Group, core) -> Moments:
+        """Implied moments (scaled, with thresholds) of one group from its ``group_core``."""
         A, S, M, T, D, B, E, sigma, mu = core
         tau = None
         if grp.n_tau:
@@ -304,8 +307,8 @@ class Model:
         """
         x = np.asarray(x, dtype=float)
         grad = np.zeros(self.n_free)
-        for gi, grp in enumerate(self._g):
-            c = core[gi] if core is not None else self._core(grp, x)
+        for gi, grp in enumerate(self.group_maps):
+            c = core[gi] if core is not None else self.group_core(grp, x)
             if grp.n_tau or grp.has_scales:
                 J = self._delta_group(grp, c)
                 lay = self.moment_layout(gi)
@@ -342,7 +345,7 @@ class Model:
         correlations and thresholds instead of variances and means), minus those of fixed.x
         covariates, plus means with a mean structure."""
         moments = 0
-        for grp in self._g:
+        for grp in self.group_maps:
             p, px, po = grp.p, len(grp.exo), len(grp.ordered)
             moments += p * (p + 1) // 2 - po - px * (px + 1) // 2 + grp.n_tau
             if self.meanstructure:
@@ -352,7 +355,7 @@ class Model:
     # ------------------------------------------------------------------
     def moment_layout(self, group: int = 0) -> dict[str, slice]:
         """Row slices of ``delta`` for one group: ``tau``, ``mu``, ``sigma``."""
-        grp = self._g[group]
+        grp = self.group_maps[group]
         return {"tau": slice(0, grp.n_tau), "mu": slice(grp.n_tau, grp.n_tau + grp.n_mu),
                 "sigma": slice(grp.n_tau + grp.n_mu, grp.n_moments)}
 

@@ -355,7 +355,7 @@ def _fiml_blocks(pat, pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal, x_pos=
     observed-data one, and return the information blocks (model x model, extra x model,
     diag extra) from Delta' A Delta with A the expected information under MAR (the fixed.x
     covariates' own moments masked, as lavaan's h1 information)."""
-    from analysis.estimators.fiml import _vech_pairs
+    from analysis.model import vech_indices
 
     p = pat.p
     kk = len(sel)
@@ -369,7 +369,7 @@ def _fiml_blocks(pat, pos, Sigma, mu, dS, dmu, lm, le, grad, sel, ntotal, x_pos=
     dmu_o[:, pos] = dmu
     g_mu, g_sig = pat.gradient(sig, m)          # dlogl / d(mu, Sigma), full layout
     grad[sel] = -(dmu_o @ g_mu + np.einsum("ij,kij->k", g_sig, dS_o)) / ntotal
-    r, c = _vech_pairs(p)
+    r, c = vech_indices(p)
     delta = np.hstack([dmu_o, dS_o[:, r, c]])
     A = pat.expected_information(sig, m)
     xs = set(x_pos)
@@ -423,8 +423,6 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
     """WLSMV/ULSMV as lavaan: the model extended by the candidates (free, at 0), the gradient of
     the (D)WLS fit function and its expected information Delta' W Delta, evaluated with the
     fitted estimator's sample statistics and weights."""
-    import copy
-
     from analysis.model import Model
     from analysis.syntax import EXPRESSION_OPS
 
@@ -458,11 +456,7 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
     ext["id"] = np.arange(1, len(ext) + 1)
     x_ext = np.concatenate([x, ext["est"].to_numpy(float)[extra]])
     model = Model(ext.drop(columns=["_extra"]), meanstructure=mdl.meanstructure)
-    wls = copy.copy(est)
-    wls.model = model
-    wls._sel = [wls._selection(g) for g in range(model.n_groups)]
-    wls.__dict__.pop("_theta_rows", None)
-    wls._apply_delta_theta(x_ext)
+    wls = est.for_model(model, x_ext)
     grad, info = wls.gradient(x_ext), wls.information(x_ext)
     m_idx, e_idx = np.arange(n_free), n_free + np.arange(len(extra))
     I12 = info[np.ix_(e_idx, m_idx)]
@@ -480,7 +474,7 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
     if standardized:
         implied = {}
         for gi, g in enumerate(model.groups):
-            grp = model._g[gi]
+            grp = model.group_maps[gi]
             vall, _ = model.implied_all(x_ext)[gi]
             lv = list(model.lv_names[gi])
             implied[g] = {"ov": list(model.ov_names[gi]), "lv": lv, "ov.x": list(model.exo_names[gi]),

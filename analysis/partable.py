@@ -50,7 +50,7 @@ def _unique(seq: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(seq))
 
 
-def _vnames(rows: Sequence[tuple[str, str, str]], ordered: Iterable[str] = ()) -> dict[str, list[str]]:
+def vnames(rows: Sequence[tuple[str, str, str]], ordered: Iterable[str] = ()) -> dict[str, list[str]]:
     """Variable sets of one block, from (lhs, op, rhs) rows."""
     lv = _unique(l for l, o, r in rows if o == "=~")
     lv_set = set(lv)
@@ -94,17 +94,17 @@ def _rows(pt: pd.DataFrame, group: int | None) -> list[tuple[str, str, str]]:
 
 def observed_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
     """Observed variables in lavaan's order (indicators, y, x, others)."""
-    return _vnames(_rows(pt, group or 1))["ov"]
+    return vnames(_rows(pt, group or 1))["ov"]
 
 
 def latent_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
     """Latent variables (left-hand sides of ``=~``)."""
-    return _vnames(_rows(pt, group or 1))["lv"]
+    return vnames(_rows(pt, group or 1))["lv"]
 
 
 def ordered_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
     """Observed variables with thresholds (``|`` rows)."""
-    return _vnames(_rows(pt, group or 1))["ov.ord"]
+    return vnames(_rows(pt, group or 1))["ov.ord"]
 
 
 def exo_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
@@ -118,14 +118,14 @@ def endogenous_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
     """Variables (observed or latent) with an incoming path (``~`` lhs or ``=~`` rhs)."""
     rows = _rows(pt, group or 1)
     names = {l for l, o, r in rows if o == "~"} | {r for l, o, r in rows if o == "=~"}
-    v = _vnames(rows)
+    v = vnames(rows)
     return [n for n in v["ov"] + v["lv"] if n in names]
 
 
 def exogenous_names(pt: pd.DataFrame, group: int | None = None) -> list[str]:
     """Variables (observed or latent) without incoming paths."""
     endo = set(endogenous_names(pt, group))
-    v = _vnames(_rows(pt, group or 1))
+    v = vnames(_rows(pt, group or 1))
     return [n for n in v["ov"] + v["lv"] if n not in endo]
 
 
@@ -141,7 +141,7 @@ def df_of(pt: pd.DataFrame, meanstructure: bool) -> int:
     moments = 0
     for g in groups:
         rows = _rows(pt, g)
-        v = _vnames(rows)
+        v = vnames(rows)
         p, po = len(v["ov"]), len(v["ov.ord"])
         px = len(exo_names(pt, g))
         nth = sum(1 for l, o, r in rows if o == "|")
@@ -200,7 +200,7 @@ def _check_constraint(s: Statement, known: set[str]) -> None:
     if unknown:
         raise ModelSpecificationError(
             f"line {s.line}: constraint '{s.lhs} {s.op} {s.rhs}' uses unknown label(s): "
-            + ", ".join(repr(t) for t in unknown) + _suggest(unknown[0], sorted(known)))
+            + ", ".join(repr(t) for t in unknown) + suggest(unknown[0], sorted(known)))
     if not names:
         raise ModelSpecificationError(f"line {s.line}: constraint '{s.lhs} {s.op} {s.rhs}' has no labelled "
                                       "parameter in it")
@@ -213,7 +213,8 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _suggest(name: str, pool: Sequence[str]) -> str:
+def suggest(name: str, pool: Sequence[str]) -> str:
+    """" (did you mean 'x'?)" for the closest name in ``pool``, or ""."""
     close = difflib.get_close_matches(name, list(pool), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -265,7 +266,7 @@ def build_partable(model, *, observed: Sequence[str] | None = None, n_groups: in
         seen[key] = s
         kept.append(s)
     user_st = kept
-    v = _vnames([(s.lhs, s.op, s.rhs) for s in user_st], ordered)
+    v = vnames([(s.lhs, s.op, s.rhs) for s in user_st], ordered)
     lv, ov = v["lv"], v["ov"]
     if ordered:
         unknown = [o for o in ordered if o not in ov]
@@ -538,7 +539,7 @@ def _check_defined(pt: pd.DataFrame) -> None:
         if unknown:
             raise ModelSpecificationError(
                 f"defined parameter '{lhs} := {rhs}' uses unknown label(s): "
-                + ", ".join(repr(n) for n in unknown) + _suggest(unknown[0], sorted(labels)))
+                + ", ".join(repr(n) for n in unknown) + suggest(unknown[0], sorted(labels)))
         if lhs in labels:
             raise ModelSpecificationError(
                 f"defined parameter name '{lhs}' is already a parameter label")
@@ -550,7 +551,7 @@ def _check_size(pt: pd.DataFrame, *, meanstructure: bool) -> None:
     q = n_free(pt)
     moments = 0
     for g in sorted(x for x in pt["group"].unique() if x > 0):
-        p = len(_vnames(_rows(pt, g))["ov"])
+        p = len(vnames(_rows(pt, g))["ov"])
         moments += p * (p + 1) // 2 + (p if meanstructure else 0)
     if q > MODEL_LIMITS["free_parameters"] or q * moments > MODEL_LIMITS["moments_x_parameters"]:
         raise ModelSpecificationError(
@@ -598,7 +599,7 @@ def check_observed(pt: pd.DataFrame, observed: Sequence[str]) -> None:
     regress = {r for r in pt.loc[pt["op"] == "~", "rhs"]} | {l for l in pt.loc[pt["op"] == "~", "lhs"]}
     parts = []
     for m in missing:
-        hint = _suggest(m, observed)
+        hint = suggest(m, observed)
         if not hint and m in regress and lv:
             hint = " (not a column of the data and not defined as a latent variable with =~)"
         parts.append(f"'{m}'{hint}")

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from analysis import distributions as sps
 
-from .bootstrap import _Refitter, _refitter
+from .bootstrap import Refitter, refitter
 from .defined import DefinedParameters
 from .errors import OptionError
 from .execution import run_replications
@@ -44,7 +44,7 @@ class _PowerContext:
     sim: dict
     sizes: list[int]
     reps: int
-    refitter: _Refitter
+    refitter: Refitter
     defined: DefinedParameters
     df: int
     alpha: float
@@ -294,10 +294,10 @@ def power_analysis(
     ``estimator``/``missing`` are those of the fit (``"ML"``, ``"MLR"``;
     ``"listwise"``, ``"fiml"``).
     """
-    from .execution import _one_blas_thread
+    from .execution import one_blas_thread
 
     sizes = _check(n, reps, alpha, target)
-    with _one_blas_thread():  # small matrices: threaded BLAS only adds contention
+    with one_blas_thread():  # small matrices: threaded BLAS only adds contention
         return _power(model, sizes, reps, instrument, analysis, estimator, missing, missing_rate, mar, careless,
                       groups, likert, alpha, target, seed, n_true, backend, workers, scheduler, progress)
 
@@ -347,7 +347,7 @@ def _power(model, sizes, reps, instrument, analysis, estimator, missing, missing
     free = pt[pt["free"] > 0].drop_duplicates("free").sort_values("free")
     x0 = np.array([tkey.get((l, o, r, int(g)), np.nan) for l, o, r, g in free[["lhs", "op", "rhs", "group"]].values])
     x0 = np.where(np.isfinite(x0), x0, template.x)
-    rf = _refitter(template, pilot)
+    rf = refitter(template, pilot)
     rf.x0 = x0
     rf.data = []  # replications bring their own data
     defined = DefinedParameters(pt)

@@ -601,22 +601,24 @@ def recode_items(data: pd.DataFrame, instrument: Any, items: Sequence[str] | Non
     from instruments.score import clean_items
 
     if items is None:
-        items = [i for c in _construct_ids(instrument) for i in _items_of(instrument, c)]
+        items = [i for c in construct_ids(instrument) for i in items_of(instrument, c)]
     absent = [i for i in items if i not in data.columns]
     if absent:
         raise ReliabilityError(f"The data lack item column(s) the instrument defines: {', '.join(absent)}.")
     return clean_items(data, instrument, list(items)).astype(float)
 
 
-def _construct_ids(instrument: Any) -> list[str]:
+def construct_ids(instrument: Any) -> list[str]:
+    """The ids of an instrument's constructs, in its order."""
     cons = instrument.constructs
     if isinstance(cons, Mapping):
         cons = list(cons.values()) if not all(isinstance(k, str) for k in cons) else list(cons)
     ids = [getattr(c, "id", c) for c in cons]
-    return [str(i) for i in ids if _items_of(instrument, str(i))]
+    return [str(i) for i in ids if items_of(instrument, str(i))]
 
 
-def _items_of(instrument: Any, construct: str) -> list[str]:
+def items_of(instrument: Any, construct: str) -> list[str]:
+    """The scale items of a construct."""
     # attention checks or REPR indicators tagged with a construct are not scale items
     return [getattr(i, "id", i) for i in instrument.items_of(construct) if getattr(i, "role", "item") == "item"]
 
@@ -625,7 +627,8 @@ def _reverse_keyed(instrument: Any) -> list[str]:
     return [getattr(i, "id", i) for i in (instrument.reverse_keyed_items or [])]
 
 
-def _is_latent(instrument: Any, construct: str) -> bool:
+def is_latent(instrument: Any, construct: str) -> bool:
+    """Whether a construct is measured as a latent variable (a reflective scale)."""
     for c in instrument.constructs if not isinstance(instrument.constructs, Mapping) else instrument.constructs.values():
         if getattr(c, "id", None) == construct:
             kind = getattr(c, "kind", None) or getattr(c, "type", None) or "latent"
@@ -766,14 +769,14 @@ def reliability_report(
     (``validity``): AVE, composite reliability and Fornell-Larcker from the
     joint CFA (when the SEM engine is available), and HTMT.
     """
-    ids = list(constructs) if constructs is not None else [c for c in _construct_ids(instrument) if _is_latent(instrument, c)]
+    ids = list(constructs) if constructs is not None else [c for c in construct_ids(instrument) if is_latent(instrument, c)]
     notes: list[str] = []
-    absent = [i for cid in ids for i in _items_of(instrument, cid) if i not in data.columns]
+    absent = [i for cid in ids for i in items_of(instrument, cid) if i not in data.columns]
     if absent:  # all of them at once, not one construct at a time
         raise ReliabilityError(f"The data lack item column(s) the instrument defines: {', '.join(absent)}.")
     rows, item_tables, cons_items = [], [], {}
     for cid in ids:
-        names = _items_of(instrument, cid)
+        names = items_of(instrument, cid)
         x = recode_items(data, instrument, names)
         cons_items[cid] = names
         if len(names) < 2:

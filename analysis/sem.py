@@ -34,7 +34,7 @@ from .errors import (
     StandardizedLoadingWarning,
     warning_record,
 )
-from .partable import _vnames, build_partable, df_of, observed_names
+from .partable import vnames, build_partable, df_of, observed_names
 from .syntax import EXPRESSION_OPS, parse_model
 
 __all__ = ["fit_sem", "sem", "cfa", "ESTIMATORS"]
@@ -269,7 +269,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     else:
         statements = parse_model(model) if isinstance(model, str) else model
     syntax = model if isinstance(model, str) else ""
-    ov_syntax = _vnames([(s.lhs, s.op, s.rhs) for s in statements if s.op not in EXPRESSION_OPS])["ov"]
+    ov_syntax = vnames([(s.lhs, s.op, s.rhs) for s in statements if s.op not in EXPRESSION_OPS])["ov"]
     records: list[dict] = []
 
     # 2. data ---------------------------------------------------------------
@@ -373,7 +373,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                               f"Got {x0.shape[0] if x0.ndim else 1} instead.")
     else:
         x0 = mdl.x_start
-    est = _make_estimator(estimator, missing, mdl, stats, check,
+    est = make_estimator(estimator, missing, mdl, stats, check,
                           options if survey is None else {**options, **survey_options, "survey": resolved})
 
     # 7. optimize -----------------------------------------------------------
@@ -443,7 +443,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
 
     # parameter estimates, SEs, z, p, CI
     pt = mdl.to_partable(x)
-    pt = _fill_inference(pt, x, vcov)
+    pt = fill_inference(pt, x, vcov)
     if constraints is not None:
         pt = constraints.fill(pt, x)
 
@@ -460,7 +460,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         if vcov is not None:
             jac = dp.jacobian(x)
             dse = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0.0))
-            _set_inference(pt, mask, dvals, dse)
+            set_inference(pt, mask, dvals, dse)
     pt = standardize(pt, mdl, x)
     if vcov is not None:   # delta-method SEs of std.lv and std.all (lavaan's standardizedSolution)
         from .standardize import standardized_se
@@ -615,7 +615,7 @@ def _statements_of(pt: pd.DataFrame):
 def _check_names(statements, ov_syntax, columns) -> None:
     """Model variables absent from the data: say which look like undefined latent variables."""
     from .errors import ModelSpecificationError
-    from .partable import _suggest
+    from .partable import suggest
 
     absent = [v for v in ov_syntax if v not in set(map(str, columns))]
     if not absent:
@@ -623,7 +623,7 @@ def _check_names(statements, ov_syntax, columns) -> None:
     regress = {s.lhs for s in statements if s.op == "~"} | {s.rhs for s in statements if s.op == "~"}
     parts = []
     for v in absent:
-        hint = _suggest(v, [str(c) for c in columns])
+        hint = suggest(v, [str(c) for c in columns])
         if not hint and v in regress:
             hint = " (used in a regression but neither a column of the data nor a latent variable defined with =~)"
         parts.append(f"'{v}'{hint}")
@@ -690,7 +690,8 @@ def _stats_from_moments(covs, means, nobs, ov, labels):
     return SampleStats(tuple(ov), tuple(cov_out), tuple(mean_out), tuple(int(n) for n in nobs), tuple(labels))
 
 
-def _make_estimator(estimator, missing, mdl, stats, check, options):
+def make_estimator(estimator, missing, mdl, stats, check, options):
+    """The estimator object for a compiled model and its data (fit_sem, bootstrap refits)."""
     from .estimators import ESTIMATORS as REGISTRY
     from .estimators import get_estimator_module
     from .estimators.ml import MLEstimator
@@ -756,7 +757,7 @@ def _information_rank_problem(est, x, names) -> str | None:
             f"{ev[0]:.2g}); parameters involved: {', '.join(involved)}")
 
 
-def _set_inference(pt, mask, est, se):
+def set_inference(pt, mask, est, se):
     """Fill se, z, pvalue and the 95% CI for the rows in ``mask`` (one column write each)."""
     se = np.asarray(se, dtype=float)
     z = np.where(se > 0, est / np.where(se > 0, se, 1.0), np.nan)
@@ -769,7 +770,8 @@ def _set_inference(pt, mask, est, se):
         pt[col] = out
 
 
-def _fill_inference(pt, x, vcov):
+def fill_inference(pt, x, vcov):
+    """Fill se, z, p and CI of the free rows of ``pt`` from ``vcov``, in place (also two-level fits)."""
     free = pt["free"].to_numpy()
     model_rows = ~pt["op"].isin(EXPRESSION_OPS).to_numpy()
     fixed = (free == 0) & model_rows
@@ -781,7 +783,7 @@ def _fill_inference(pt, x, vcov):
     if vcov is not None:
         se_x = np.sqrt(np.maximum(np.diag(vcov), 0.0))
         mask = free > 0
-        _set_inference(pt, mask, est[mask], se_x[free[mask] - 1])
+        set_inference(pt, mask, est[mask], se_x[free[mask] - 1])
     return pt
 
 
@@ -803,7 +805,7 @@ def _diagnose(pt, mdl, x) -> list[dict]:
                                        lhs=l, op=o, rhs=r, group=int(g)))
     for g, (vall, _) in enumerate(mdl.implied_all(x)):
         lvset = set(mdl.lv_names[g])
-        lv = [i for i, n in enumerate(mdl._g[g].names) if n in lvset]
+        lv = [i for i, n in enumerate(mdl.group_maps[g].names) if n in lvset]
         if len(lv) > 0:
             ev = np.linalg.eigvalsh(vall[np.ix_(lv, lv)])
             if ev.min() < -1e-10:

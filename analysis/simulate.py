@@ -134,7 +134,8 @@ class PopulationModel:
         """Variables that are columns of the data (everything not latent)."""
         return [v for v in self.variables if v not in self.latent]
 
-    def _moments(self, group: GroupSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def moments(self, group: GroupSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Population means and covariance matrix of all variables (in ``group``'s version)."""
         A = self.A.copy()
         alpha = np.zeros(len(self.variables))
         if group is not None:
@@ -160,10 +161,10 @@ class PopulationModel:
 
     def covariance(self, group: GroupSpec | None = None) -> pd.DataFrame:
         """Population covariance (= correlation in group 1) of all variables."""
-        return pd.DataFrame(self._moments(group)[1], index=self.variables, columns=self.variables)
+        return pd.DataFrame(self.moments(group)[1], index=self.variables, columns=self.variables)
 
     def means(self, group: GroupSpec | None = None) -> pd.Series:
-        return pd.Series(self._moments(group)[0], index=self.variables)
+        return pd.Series(self.moments(group)[0], index=self.variables)
 
     def r_squared(self) -> pd.Series:
         """R² of every endogenous variable (1 - residual variance)."""
@@ -402,7 +403,7 @@ def simulate_responses(
     z = np.empty((n, len(pop.variables)))
     for k, spec in enumerate(specs):
         rows = np.flatnonzero(g == k)
-        mu, sigma = pop._moments(spec if k > 0 or spec.means or spec.intercepts or spec.loadings else None)
+        mu, sigma = pop.moments(spec if k > 0 or spec.means or spec.intercepts or spec.loadings else None)
         chol = np.linalg.cholesky(sigma + 1e-12 * np.eye(len(mu)))
         z[rows] = mu + rng.standard_normal((len(rows), len(mu))) @ chol.T
     zdf = pd.DataFrame(z, columns=pop.variables)

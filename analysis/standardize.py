@@ -20,7 +20,7 @@ def _scales(model, x):
     """Per group: dict name -> total SD (all variables), and the ov/lv name sets."""
     out = []
     for g, (vall, _) in enumerate(model.implied_all(x)):
-        names = model._g[g].names
+        names = model.group_maps[g].names
         sd = {n: np.sqrt(vall[i, i]) if vall[i, i] >= 0 else np.nan for i, n in enumerate(names)}
         # ordered variables: the variances of their latent responses before the ~*~ scale
         # factors (lavaan's VY), so that groups with free scales are standardized as lavaan
@@ -154,7 +154,7 @@ def rsquare(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
     table = list(zip(pt["lhs"], pt["op"], pt["rhs"], pt["group"], pt["est"]))
     for gi, g in enumerate(model.groups):
         vall, _ = alls[gi]
-        names = model._g[gi].names
+        names = model.group_maps[gi].names
         sub = [t for t in table if t[3] == g]
         endo = list(dict.fromkeys([r for l, o, r, _, _ in sub if o == "=~"]
                                   + [l for l, o, r, _, _ in sub if o == "~"]))

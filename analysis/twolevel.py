@@ -881,10 +881,10 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         fit = pd.concat([fit, scaled])
 
     # estimates, SEs; 11. standardize; 12. defined ----------------------------------
-    from .sem import _fill_inference, _set_inference
+    from .sem import fill_inference, set_inference
 
     ipt = mdl.to_partable(x)
-    ipt = _fill_inference(ipt, x, vcov)
+    ipt = fill_inference(ipt, x, vcov)
     defined = (ipt["op"] == ":=").to_numpy()
     if defined.any():
         from .defined import DefinedParameters
@@ -896,7 +896,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         ipt["est"] = e
         if vcov is not None:
             jac = dp.jacobian(x)
-            _set_inference(ipt, defined, vals, np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0)))
+            set_inference(ipt, defined, vals, np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0)))
     ipt = standardize(ipt, mdl, x)
     if vcov is not None:   # delta-method SEs of std.lv and std.all (lavaan's standardizedSolution)
         from .standardize import standardized_se
@@ -1496,7 +1496,7 @@ def _level_pieces(fit, level: int):
     for l, r, e in zip(rows["lhs"], rows["rhs"], rows["est"]):
         lam.loc[r, l] = e
     cov_all, _ = fit.model.implied_all(fit.x)[level - 1]
-    names = list(fit.model._g[level - 1].names)
+    names = list(fit.model.group_maps[level - 1].names)
     idx = [names.index(f) for f in lv]
     phi = pd.DataFrame(cov_all[np.ix_(idx, idx)], index=lv, columns=lv)
     sample = (fit.twolevel.within if level == 1 else fit.twolevel.between)["cov"]

@@ -101,13 +101,14 @@ def neutralise_frame(frame: pd.DataFrame, exempt: tuple[str, ...] = ()) -> pd.Da
     return out
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (read without changing it), for files made with mkstemp's 0600."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Write to a temporary file beside ``path`` and move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +116,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -123,7 +124,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def _whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
     """Float columns holding only whole numbers are written as integers (codes: 4, not 4.0)."""
     out = frame.copy()
     for col in out.columns:
@@ -138,8 +139,8 @@ def _whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
 def write_csv(frame: pd.DataFrame, path: str | Path, *, sep: str = ",", bom: bool = False,
               date_format: str | None = None, exempt: tuple[str, ...] = ()) -> Path:
     """CSV with formula cells neutralised (except ``exempt`` columns), written atomically."""
-    safe = neutralise_frame(_whole_numbers(frame), exempt)
-    return _atomic(Path(path), lambda p: safe.to_csv(
+    safe = neutralise_frame(whole_numbers(frame), exempt)
+    return atomic_write(Path(path), lambda p: safe.to_csv(
         p, index=False, sep=sep, encoding="utf-8-sig" if bom else "utf-8", date_format=date_format))
 
 
@@ -173,7 +174,7 @@ def write_xlsx(sheets: dict[str, pd.DataFrame] | pd.DataFrame, path: str | Path)
                         cell.data_type = "s"  # text, never a formula
         wb.save(p)
 
-    out = _atomic(Path(path), write)
+    out = atomic_write(Path(path), write)
     if changed[0]:
         warnings.warn(f"{Path(path).name}: {changed[0]} cell(s) held control characters an XLSX file cannot "
                       "store (such as the \\x1f between surplus cells in '_extra'); written as their "
@@ -231,9 +232,9 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Pa
                              f"({XLSX_MAX_ROWS - 1:,} at most); write .csv or .parquet")
         return write_xlsx(frame, path)
     if ext == ".parquet":
-        return _atomic(path, lambda p: frame.to_parquet(p, index=False))
+        return atomic_write(path, lambda p: frame.to_parquet(p, index=False))
     if ext == ".json":
-        return _atomic(path, lambda p: frame.to_json(p, orient="records", force_ascii=False, indent=1,
+        return atomic_write(path, lambda p: frame.to_json(p, orient="records", force_ascii=False, indent=1,
                                                      date_format="iso"))
     if ext in (".sav", ".dta"):
         import pyreadstat
@@ -266,7 +267,7 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Pa
             else:
                 meta["column_labels"] = {**meta.get("column_labels", {}),
                                          **{new: old[:80] for old, new in renamed.items()}}
-        out = _atomic(path, lambda p: fn(plain, str(p), **meta))
+        out = atomic_write(path, lambda p: fn(plain, str(p), **meta))
         if renamed:
             shown = ", ".join(f"{old!r} -> {new}" for old, new in list(renamed.items())[:10])
             more = f" and {len(renamed) - 10} more" if len(renamed) > 10 else ""
@@ -446,17 +447,17 @@ def _start_language(data: pd.DataFrame, instrument) -> pd.Series:
     LimeSurvey knows only the survey's own languages, so an answer such as
     'Another language' is written as the default language (LANG itself keeps it).
     """
-    from .ingest import _language_item, _languages
+    from .ingest import language_item, item_languages
 
     default = pd.Series([instrument.default_language] * len(data), index=data.index, dtype="string")
     if "language" in data:
         return data["language"].astype("string")
-    item = _language_item(instrument)
+    item = language_item(instrument)
     if item is None or item.id not in data:
         return default
     labels = {float(c.code): c.label.get("en") or next(iter(c.label.values()))
               for c in instrument.scales[item.scale].categories}
-    lang = _languages(pd.to_numeric(data[item.id], errors="coerce").map(labels), instrument)
+    lang = item_languages(pd.to_numeric(data[item.id], errors="coerce").map(labels), instrument)
     return lang.where(lang.isin(instrument.languages), instrument.default_language)
 
 

@@ -118,7 +118,7 @@ def ddi_codebook(instrument) -> ET.ElementTree:
 
 
 def export_ddi(instrument, path: str | Path) -> Path:
-    from .export_data import _atomic
+    from .export_data import atomic_write
 
     tree = ddi_codebook(instrument)
-    return _atomic(Path(path), lambda p: tree.write(p, encoding="UTF-8", xml_declaration=True))
+    return atomic_write(Path(path), lambda p: tree.write(p, encoding="UTF-8", xml_declaration=True))

@@ -131,10 +131,10 @@ def paper_html(instrument, languages: list[str] | None = None) -> str:
 
 
 def export_paper_html(instrument, path: str | Path, *, languages: list[str] | None = None) -> Path:
-    from .export_data import _atomic
+    from .export_data import atomic_write
 
     html = paper_html(instrument, languages)
-    return _atomic(Path(path), lambda p: p.write_text(html, encoding="utf-8"))
+    return atomic_write(Path(path), lambda p: p.write_text(html, encoding="utf-8"))
 
 
 def export_paper_docx(instrument, path: str | Path, *, languages: list[str] | None = None) -> Path:
@@ -144,7 +144,7 @@ def export_paper_docx(instrument, path: str | Path, *, languages: list[str] | No
     from docx.oxml.ns import qn
     from docx.shared import Pt, RGBColor
 
-    from .export_data import _atomic
+    from .export_data import atomic_write
 
     languages = languages or list(instrument.languages)
     number = _numbering(instrument)
@@ -198,7 +198,7 @@ def export_paper_docx(instrument, path: str | Path, *, languages: list[str] | No
                         rtl(p, right)
                 else:
                     doc.add_paragraph("_" * 50)
-    return _atomic(Path(path), lambda p: doc.save(str(p)))
+    return atomic_write(Path(path), lambda p: doc.save(str(p)))
 
 
 def export_paper(instrument, path: str | Path, *, languages: list[str] | None = None) -> Path:

@@ -101,7 +101,7 @@ def export_sav(instrument, path: str | Path, *, data: pd.DataFrame | None = None
     """Write the .sav (atomically)."""
     import pyreadstat
 
-    from .export_data import _atomic
+    from .export_data import atomic_write
 
     meta = sav_metadata(instrument, language)
     cols = {}
@@ -130,4 +130,4 @@ def export_sav(instrument, path: str | Path, *, data: pd.DataFrame | None = None
         for c in frame.columns:
             if frame[c].dtype == object:
                 frame[c] = pd.Series([], dtype=object)
-    return _atomic(Path(path), lambda p: pyreadstat.write_sav(frame, str(p), **meta))
+    return atomic_write(Path(path), lambda p: pyreadstat.write_sav(frame, str(p), **meta))

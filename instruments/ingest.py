@@ -1341,14 +1341,14 @@ def _assemble(frames, cmap, instrument, path, issues, fmt) -> pd.DataFrame:
     else:
         data["form_version"] = pd.Series("", index=data.index, dtype="string")
     # language of interview
-    lang_item = _language_item(instrument)
+    lang_item = language_item(instrument)
     if "language" in data:
-        data["language"] = _languages(data["language"], instrument)
+        data["language"] = item_languages(data["language"], instrument)
     elif lang_item is not None and lang_item.id in data:
         # the interviewer's record of the language (an item such as LANG)
         labels = {float(c.code): c.label.get("en") or next(iter(c.label.values()))
                   for c in instrument.scales[lang_item.scale].categories}
-        data["language"] = _languages(data[lang_item.id].map(labels), instrument)
+        data["language"] = item_languages(data[lang_item.id].map(labels), instrument)
     else:
         data["language"] = pd.Series(instrument.default_language, index=data.index, dtype="string")
         if n and len(instrument.languages) > 1:
@@ -1379,7 +1379,7 @@ def _column_order(columns: list[str], instrument) -> list[str]:
     return meta + items + multi + rest
 
 
-def _language_item(instrument):
+def language_item(instrument):
     """The item recording the interview language (id like LANG), if any."""
     for it in instrument.items:
         if re.fullmatch(r"(interview_)?lang(uage)?", it.id, flags=re.I) and instrument.scales[it.scale].is_categorical:
@@ -1393,7 +1393,7 @@ _LANG_NAMES = {
 }
 
 
-def _languages(col: pd.Series, instrument) -> pd.Series:
+def item_languages(col: pd.Series, instrument) -> pd.Series:
     """Language tags as the instrument writes them ('en'); 'English (en)' and 'English' too."""
     s = col.astype("string").str.strip()
     tags = {t.casefold(): t for t in instrument.languages}

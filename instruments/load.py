@@ -40,7 +40,7 @@ from .schema import (
     Scale,
     Section,
     Translation,
-    _Model,
+    StrictModel,
 )
 
 __all__ = [
@@ -271,7 +271,7 @@ _CONTAINERS = ("translations", "references", "scales", "constructs", "consent", 
 def _header(model: type[BaseModel], exclude: Iterable[str]) -> type[BaseModel]:
     """``model`` without some fields, so its other fields validate on their own."""
     fields = {n: (f.annotation, f) for n, f in model.model_fields.items() if n not in exclude}
-    return create_model(f"{model.__name__}Header", __base__=_Model, **fields)
+    return create_model(f"{model.__name__}Header", __base__=StrictModel, **fields)
 
 
 _InstrumentHeader = _header(Instrument, _CONTAINERS)

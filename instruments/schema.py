@@ -47,12 +47,14 @@ ITEM_ROLES: tuple[str, ...] = ("item", "demographic", "grouping", "attention", "
                               "weight", "cluster", "stratum")
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
+    """The base of every instrument schema class."""
+
     # strict: a YAML 1 is not the string "1", and a typo'd key is an error, not ignored
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
 
 
-class Reference(_Model):
+class Reference(StrictModel):
     """A citation of an anchor scale (we cite; we never copy its wording)."""
 
     id: str = Field(description="short key, e.g. 'ess5_trust'")
@@ -62,7 +64,7 @@ class Reference(_Model):
     url: str | None = None
 
 
-class Translation(_Model):
+class Translation(StrictModel):
     """Review status of one language's texts."""
 
     status: Literal["draft", "reviewed"] = Field(
@@ -74,14 +76,14 @@ class Translation(_Model):
     notes: str | None = None
 
 
-class Category(_Model):
+class Category(StrictModel):
     """One answer option: an integer code and its label in every language."""
 
     code: int
     label: LocalText
 
 
-class Scale(_Model):
+class Scale(StrictModel):
     """A response scale shared by items (keyed by its id in ``scales``)."""
 
     type: ScaleType = Field(description="ordinal | nominal | numeric | text | date")
@@ -133,7 +135,7 @@ class Scale(_Model):
         return codes[len(codes) - 1 - codes.index(code)]
 
 
-class Construct(_Model):
+class Construct(StrictModel):
     """A box of Figure 1 measured by several items."""
 
     id: str
@@ -153,24 +155,24 @@ class Construct(_Model):
     references: list[str] = Field(default_factory=list, description="reference ids")
 
 
-class RepeatEntry(_Model):
+class RepeatEntry(StrictModel):
     key: str = Field(description="substituted for {key} (ids: letters, digits, underscore)")
     label: LocalText = Field(description="substituted for {label}, per language")
 
 
-class Repeat(_Model):
+class Repeat(StrictModel):
     """Ask one item template over a list (police, council, schools ...)."""
 
     over: list[RepeatEntry] = Field(min_length=1)
 
 
-class CollapseGroup(_Model):
+class CollapseGroup(StrictModel):
     code: int
     label: LocalText
     codes: list[int] = Field(description="codes of the detailed item that fall in this group")
 
 
-class Collapse(_Model):
+class Collapse(StrictModel):
     """A grouping item's analysis version: detailed codes mapped to fewer groups."""
 
     id: str = Field(description="variable name of the collapsed version")
@@ -186,7 +188,7 @@ class Collapse(_Model):
 warnings.filterwarnings("ignore", message='Field name "construct"', category=UserWarning)
 
 
-class Item(_Model):
+class Item(StrictModel):
     """A question. After loading, templates are expanded: every Item is concrete."""
 
     id: str
@@ -227,7 +229,7 @@ class Item(_Model):
         return self._repeat_key
 
 
-class Section(_Model):
+class Section(StrictModel):
     """A page of the questionnaire, with intro text."""
 
     id: str
@@ -238,12 +240,12 @@ class Section(_Model):
     _origin: tuple = PrivateAttr(default=())
 
 
-class Consent(_Model):
+class Consent(StrictModel):
     text: LocalText
     item: str | None = Field(default=None, description="id of the item (role consent) recording it")
 
 
-class Instrument(_Model):
+class Instrument(StrictModel):
     """A questionnaire definition (the YAML file), with helpers for analysis."""
 
     id: str

@@ -250,9 +250,9 @@ class Study:
                 json.dump(manifest, fh, indent=2, ensure_ascii=False)
                 fh.flush()
                 os.fsync(fh.fileno())
-            from .export_data import _umask
+            from .export_data import current_umask
 
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, self.manifest_path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

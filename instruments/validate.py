@@ -451,9 +451,9 @@ def validate(data, instrument, *, source: str | None = None,
 
 def _offered_languages(instrument) -> set[str]:
     """Labels (any language) of the interview-language item's categories, e.g. 'Another language'."""
-    from .ingest import _language_item
+    from .ingest import language_item
 
-    item = _language_item(instrument)
+    item = language_item(instrument)
     if item is None:
         return set()
     return {text for cat in instrument.scales[item.scale].categories for text in cat.label.values()}

@@ -92,10 +92,10 @@ def _write(frame, output: Path, as_json: bool = False, **options) -> None:
 
 
 def _instrument(path: str, as_json: bool = False):
-    from analysis.cli.instrument import _load_or_exit
+    from analysis.cli.instrument import load_or_exit
 
     if not as_json:
-        return _load_or_exit(path)
+        return load_or_exit(path)
     from instruments import InstrumentError, load_instrument
     import warnings
 

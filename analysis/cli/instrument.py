@@ -64,7 +64,7 @@ def _check_lang(inst, lang: str | None) -> None:
         raise typer.Exit(2)
 
 
-def _load_or_exit(path: str):
+def load_or_exit(path: str):
     """Load the instrument; on errors print the report to stderr and exit 1."""
     from instruments import InstrumentError, load_instrument
     import warnings
@@ -142,7 +142,7 @@ def show(
 
         resilience instrument show crs --lang ur
     """
-    inst = _load_or_exit(path)
+    inst = load_or_exit(path)
     lang = lang or inst.default_language
     _check_lang(inst, lang)
     console = _console()
@@ -213,7 +213,7 @@ def codebook(
     """
     from instruments.codebook import markdown_codebook, table_schema_json
 
-    inst = _load_or_exit(path)
+    inst = load_or_exit(path)
     _check_lang(inst, lang)
     if format is None:
         format = CodebookFormat.tableschema if output and output.suffix == ".json" else CodebookFormat.markdown

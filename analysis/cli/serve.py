@@ -29,9 +29,9 @@ def _err(message: str, code: int = 1):
 
 
 def _instrument(path: str):
-    from analysis.cli.instrument import _load_or_exit
+    from analysis.cli.instrument import load_or_exit
 
-    return _load_or_exit(path)
+    return load_or_exit(path)
 
 
 def _storage(study: Optional[Path], database_url: Optional[str]):

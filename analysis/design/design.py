@@ -217,7 +217,7 @@ class ResolvedDesign:
             raise DataError(f"{where}the design has a single PSU; standard errors need at least two")
 
     @cached_property
-    def _psu_layout(self):
+    def psu_layout(self):
         """(PSU of each row as 0..n_psu-1, stratum code of each PSU, fpc of each PSU or None)."""
         codes, row_psu = np.unique(self.psu, return_inverse=True)
         first_row = np.zeros(len(codes), dtype=int)
@@ -227,7 +227,7 @@ class ResolvedDesign:
 
     def psu_totals(self, x: np.ndarray) -> np.ndarray:
         """Column totals of ``x`` (n x k) within each PSU, (n_psu x k)."""
-        row_psu, stratum, _ = self._psu_layout
+        row_psu, stratum, _ = self.psu_layout
         return np.column_stack([np.bincount(row_psu, weights=x[:, j], minlength=len(stratum))
                                 for j in range(x.shape[1])])
 
@@ -242,7 +242,7 @@ class ResolvedDesign:
         x = x.reshape(len(x), -1)
         k = x.shape[1]
         totals = self.psu_totals(x)
-        _, stratum, fpc = self._psu_layout
+        _, stratum, fpc = self.psu_layout
         out = np.zeros((k, k))
         n_strata, ok_strata = 0, 0
         for h in np.unique(stratum):

@@ -81,7 +81,7 @@ def rao_wu_bootstrap(design: ResolvedDesign | Design, data: pd.DataFrame | None 
     if not isinstance(replicates, (int, np.integer)) or replicates < 2:
         raise OptionError(f"replicates must be an int >= 2, got {replicates!r}")
     rng = np.random.default_rng(seed)
-    row_psu, stratum, _ = design._psu_layout
+    row_psu, stratum, _ = design.psu_layout
     mult = np.zeros((len(stratum), replicates))
     for h in np.unique(stratum):
         psus = np.flatnonzero(stratum == h)

@@ -68,7 +68,7 @@ def simulate_design_sample(model, *, strata: int = 4, clusters: int = 10, cluste
     # PSUs per stratum: proportional to share x oversampling, `clusters` on average
     alloc = shares * over
     n_psu = np.maximum(2, np.round(alloc / alloc.mean() * clusters)).astype(int)
-    mu, sigma = pop._moments(None)
+    mu, sigma = pop.moments(None)
     chol = np.linalg.cholesky(sigma + 1e-12 * np.eye(len(mu)))
     r = _icc_of(pop, icc)
     frames, psu_id = [], 0

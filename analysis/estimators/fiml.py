@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import sample_moments
+from ..model import vech_indices
 
 __all__ = ["MissingPatterns", "em_saturated"]
 
@@ -352,15 +353,9 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 50
 # ----------------------------------------------------------------------------
 # layout helpers: full (p x p) <-> lavaan's vech (lower triangle, column-major)
 # ----------------------------------------------------------------------------
-def _vech_pairs(p):
-    r, c = np.tril_indices(p)
-    order = np.lexsort((r, c))
-    return r[order], c[order]
-
-
 def _to_vech_vec(p, full):
     """Moment vector [mu (p), vec Sigma (p^2)] -> [mu, vech Sigma]: d/dvech = G_ij + G_ji (i != j)."""
-    r, c = _vech_pairs(p)
+    r, c = vech_indices(p)
     a, b = p + r * p + c, p + c * p + r
     out = full[..., a] + np.where(r != c, full[..., b], 0.0)
     return np.concatenate([full[..., :p], out], axis=-1)
@@ -476,7 +471,7 @@ class FIMLEstimator:
         if not (pt["exo"] == 1).any():
             return
         for g, pat in enumerate(self.patterns):
-            grp = self.model._g[g]
+            grp = self.model.group_maps[g]
             names = self.model.ov_names[g]
             Y = pat.Y
             w = np.ones(pat.n_rows) if pat.w is None else pat.w
@@ -613,7 +608,7 @@ class FIMLEstimator:
         model = self.model
         q = len(x)
         H = np.zeros((q, q))
-        for g, grp in enumerate(model._g):
+        for g, grp in enumerate(model.group_maps):
             if grp.has_scales or grp.n_tau:
                 return None
             A, S, M, T, D = grp.fill(np.asarray(x, float))
@@ -621,7 +616,7 @@ class FIMLEstimator:
             B = np.linalg.inv(np.eye(m_) - A)
             gm = gms[g]
             g_mu = gm[:p] if self.means else np.zeros(p)
-            r, c = _vech_pairs(p)
+            r, c = vech_indices(p)
             G = np.zeros((p, p))
             # back from vech-gradient (off-diagonal doubled) to the symmetric full layout
             vals = gm[p:] * np.where(r == c, 1.0, 0.5)
@@ -800,7 +795,7 @@ class FIMLEstimator:
         names = self.model.ov_names[g]
         xi = {names.index(v) for v in self.model.exo_names[g]} if xi is None else set(xi)
         p = self._p[g]
-        r, c = _vech_pairs(p)
+        r, c = vech_indices(p)
         rows = [i for i in range(p) if i in xi] if self.means else []
         off = p if self.means else 0
         rows += [off + k for k, (a, b) in enumerate(zip(r, c)) if a in xi and b in xi]
@@ -946,7 +941,7 @@ class FIMLEstimator:
         for g, p in enumerate(self._p):
             keep = self._not_x(g)
             k = len(keep)
-            r, c = _vech_pairs(p)
+            r, c = vech_indices(p)
             d = np.zeros((p + len(r), q))
             if self.means:
                 d[keep, off + np.arange(k)] = 1.0
@@ -1001,8 +996,10 @@ class FIMLEstimator:
             xx3 += 2 * n_g * _ml_discrepancy(sig_t, mu_t, s, m)
             sb, mb = self._baseline_pieces[g]
             xx3n += 2 * n_g * _ml_discrepancy(sig_t, mu_t, sb, mb)
+        from scipy.linalg import block_diag
+
         fg = self.weights
-        big = lambda mats, f: _bdiag([fi * mm for fi, mm in zip(f, mats)])
+        big = lambda mats, f: block_diag(*[fi * mm for fi, mm in zip(f, mats)])
         Wc_all, Wm_all = big(Wc, fg), big(Wm, fg)
         Wmi_all = big(Wmi, 1 / fg)
         Gamma_all = big([wi @ j @ wi for wi, j in zip(Wmi, Jm)], 1 / fg)
@@ -1034,18 +1031,36 @@ def _ml_discrepancy(S, ybar, sigma, mu):
     return 0.5 * (np.linalg.slogdet(sigma)[1] + np.sum(S * W) - np.linalg.slogdet(S)[1] - p + d @ W @ d)
 
 
-def _bdiag(mats):
-    n = sum(m.shape[0] for m in mats)
-    out = np.zeros((n, n))
-    off = 0
-    for m in mats:
-        k = m.shape[0]
-        out[off:off + k, off:off + k] = m
-        off += k
-    return out
-
-
 def make_estimator(model, stats, *, data=None, options=None):
     """ML with missing="fiml" for fit_sem (MLR goes through robust.make_estimator)."""
     from .robust import make_estimator as _make
     return _make(model, stats, data=data, options=options)
+
+
+def fiml_gfi(est, x, df) -> dict:
+    """gfi, agfi, pgfi of a FIML fit as lavaan: its WLS.obs (available-case means, pairwise
+    covariances times (N-1)/N), the implied moments and, as weight, the saturated model's
+    expected information under MAR at the implied moments."""
+    import pandas as pd
+
+    gfi, nel = 0.0, 0
+    for g, (pat, (sigma, mu)) in enumerate(zip(est.patterns, est._moments(x))):
+        p = pat.p
+        frame = pd.DataFrame(pat.Y)
+        n = len(frame)
+        cov = frame.cov().to_numpy() * (n - 1) / n       # pandas: pairwise complete, n_ij - 1
+        r, c = vech_indices(p)
+        obs = np.concatenate([frame.mean().to_numpy(), cov[r, c]])
+        if pat.w is not None:       # lavaan: with sampling weights, the EM (h1) moments
+            h1_mu, h1_sigma, _ = est.h1[g]
+            obs = np.concatenate([h1_mu, h1_sigma[r, c]])
+        fitted = np.concatenate([mu, sigma[r, c]])
+        V = pat.expected_information(sigma, mu)
+        zero = est._x_moment_rows(g)                      # fixed.x covariates' own moments
+        V[zero, :] = 0.0
+        V[:, zero] = 0.0
+        d = obs - fitted
+        gfi += est.weights[g] * (1.0 - (d @ V @ d) / (obs @ V @ obs))
+        nel += len(obs)
+    agfi = 1 - (nel / df) * (1 - gfi) if df > 0 else 1.0
+    return {"gfi": gfi, "agfi": agfi, "pgfi": (df / nel) * gfi}

@@ -129,8 +129,8 @@ class MLEstimator(Estimator):
     def _objective_gradient(self, x: np.ndarray):
         """(objective, gradient) by the chain rule through the RAM matrices (no delta)."""
         model = self.model
-        cores = [model._core(grp, x) for grp in model._g]
-        terms = self._terms([model._moments(grp, c) for grp, c in zip(model._g, cores)])
+        cores = [model.group_core(grp, x) for grp in model.group_maps]
+        terms = self._terms([model.group_moments(grp, c) for grp, c in zip(model.group_maps, cores)])
         if terms is None:
             return np.inf, None, None
         f, gmats, gmus = 0.0, [], []

@@ -507,6 +507,8 @@ def fiml_extra_fit_measures(est, x, test, fit) -> dict:
            "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n),
            "bic2": -2 * logl + npar * math.log((n + 2) / 24), "ntotal": n}
     if getattr(est, "fiml", False):
+        from .fiml import fiml_gfi
+
         out.update(fiml_gfi(est, x, df))
     missing = any(p.n_patterns > 1 or not p.observed.all() for p in est.patterns)
     missing = missing or getattr(est, "fiml", False)   # lavaan: missing="ml" always uses FIML-C
@@ -517,34 +519,6 @@ def fiml_extra_fit_measures(est, x, test, fit) -> dict:
         out.update(robust_fit_indices(test, base, n, est.model.n_groups,
                                       robust=est.fiml_corrected(x, test, base)))
     return out
-
-
-def fiml_gfi(est, x, df) -> dict:
-    """gfi, agfi, pgfi of a FIML fit as lavaan: its WLS.obs (available-case means, pairwise
-    covariances times (N-1)/N), the implied moments and, as weight, the saturated model's
-    expected information under MAR at the implied moments."""
-    from .fiml import _vech_pairs
-    gfi, nel = 0.0, 0
-    for g, (pat, (sigma, mu)) in enumerate(zip(est.patterns, est._moments(x))):
-        p = pat.p
-        frame = pd.DataFrame(pat.Y)
-        n = len(frame)
-        cov = frame.cov().to_numpy() * (n - 1) / n       # pandas: pairwise complete, n_ij - 1
-        r, c = _vech_pairs(p)
-        obs = np.concatenate([frame.mean().to_numpy(), cov[r, c]])
-        if pat.w is not None:       # lavaan: with sampling weights, the EM (h1) moments
-            h1_mu, h1_sigma, _ = est.h1[g]
-            obs = np.concatenate([h1_mu, h1_sigma[r, c]])
-        fitted = np.concatenate([mu, sigma[r, c]])
-        V = pat.expected_information(sigma, mu)
-        zero = est._x_moment_rows(g)                      # fixed.x covariates' own moments
-        V[zero, :] = 0.0
-        V[:, zero] = 0.0
-        d = obs - fitted
-        gfi += est.weights[g] * (1.0 - (d @ V @ d) / (obs @ V @ obs))
-        nel += len(obs)
-    agfi = 1 - (nel / df) * (1 - gfi) if df > 0 else 1.0
-    return {"gfi": gfi, "agfi": agfi, "pgfi": (df / nel) * gfi}
 
 
 def make_estimator(model, stats, *, data=None, options=None):

@@ -343,8 +343,8 @@ class WLSEstimator:
             Wl.append(w * np.diag(W[nth:]))
             Vl.append(w * V)
             Gl.append(gam[nth:, nth:] / w)
-        from .fiml import _bdiag
-        Wall, Vall, Gall = _bdiag(Wl), _bdiag(Vl), _bdiag(Gl)
+        from scipy.linalg import block_diag
+        Wall, Vall, Gall = block_diag(*Wl), block_diag(*Vl), block_diag(*Gl)
         Dall = np.vstack(Dl)
         E_inv = np.linalg.inv(self.information(x))
         WiU = np.eye(len(Wall)) - Dall @ E_inv @ Dall.T @ Wall
@@ -405,6 +405,18 @@ class WLSEstimator:
         (e.g. at estimates pooled over imputations)."""
         self._apply_delta_theta(x)
 
+    def for_model(self, model, x):
+        """This fit's estimator for ``model`` (the same items with more parameters, as the
+        modification indices' extended model) at its parameters ``x``."""
+        import copy
+
+        out = copy.copy(self)
+        out.model = model
+        out._sel = [out._selection(g) for g in range(model.n_groups)]
+        out.__dict__.pop("_theta_rows", None)
+        out._apply_delta_theta(x)
+        return out
+
     def _apply_delta_theta(self, x):
         """Set the fixed residual variances of the latent responses to their delta-parameterization
         values, so that the table, the implied moments and the standardized solution show them
@@ -432,7 +444,7 @@ class WLSEstimator:
                 self._theta_rows.append(rows)
         rows, values = [], []
         for g, theta in enumerate(self.residual_variances(x)):
-            grp = self.model._g[g]
+            grp = self.model.group_maps[g]
             for idx, j in self._theta_rows[g]:
                 rows.append(idx)
                 values.append(theta[j])

@@ -54,9 +54,9 @@ def timings_frame(storage) -> pd.DataFrame:
 
 def responses_csv(storage, instrument) -> str:
     """The export as CSV text (formula cells neutralised), for downloads."""
-    from ..export_data import _whole_numbers
+    from ..export_data import whole_numbers
 
-    safe = neutralise_frame(_whole_numbers(responses_frame(storage, instrument)))
+    safe = neutralise_frame(whole_numbers(responses_frame(storage, instrument)))
     buf = io.StringIO()
     safe.to_csv(buf, index=False)
     return buf.getvalue()
