@@ -12,6 +12,8 @@ estimates; ``scale_w=True`` gives semTools' default (1 + ARIV) W, ARIV =
 df = (m - 1)(1 + W / ((1 + 1/m) B))^2, the fraction of missing information
 ``fmi`` = (1 + 1/m) B / T and the relative increase in variance ``riv`` =
 (1 + 1/m) B / W (per parameter, from the SEs, as semTools' summary(fmi = TRUE)).
+A defined (``:=``) parameter is the mean of its m values; its SE is the delta method
+with T and, as semTools, the Jacobian at the first imputation's estimates.
 
 The model test is semTools' ``lavTestLRT.mi`` in its chi-square
 (``asymptotic = TRUE``) form, as its ``fitMeasures()`` reports it: D3
@@ -20,7 +22,8 @@ for ML, D2 (Li, Meng, Raghunathan & Rubin 1991, from the m chi-squares) for
 WLSMV/ULSMV. A scaled test (MLR, MLM, WLSMV) divides the pooled chi-square by
 the mean scaling factor and adds the mean shift (semTools' ``pool.robust =
 FALSE``). Incremental indices compare with the baseline model pooled the same
-way; SRMR compares the mean sample moments with the moments implied by the
+way (under D3 as semTools refits it: fixed.x covariates at the first imputation's
+sample moments); SRMR compares the mean sample moments with the moments implied by the
 pooled estimates.
 """
 
@@ -275,17 +278,56 @@ def _model_moments(fits, x):
 
 
 def _baseline_moments(fits):
-    """Pooled ML independence model: mean variances (and means); fixed.x covariates' block kept."""
+    """Pooled ML independence model as semTools fits it (runMI on the first imputation's baseline
+    parameter table): mean variances and means; the observed covariates' block kept, free (its
+    mean over imputations) or, with fixed.x, fixed at the first imputation's sample values."""
+    from .fitindices import observed_exogenous
+
     model = fits[0].model
     stats = [f.extras["estimator"].stats for f in fits]
     out = []
     for g in range(len(stats[0].cov)):
         s_bar = np.mean([s.cov[g] for s in stats], axis=0)
+        mu = np.mean([s.mean[g] for s in stats], axis=0)
         sigma = np.diag(np.diag(s_bar))
-        exo = [model.ov_names[g].index(v) for v in model.exo_names[g]]
-        if exo:
-            sigma[np.ix_(exo, exo)] = s_bar[np.ix_(exo, exo)]
-        out.append((sigma, np.mean([s.mean[g] for s in stats], axis=0)))
+        x = observed_exogenous(model, g)
+        if x:
+            block = np.ix_(x, x)
+            fixed = bool(model.exo_names[g])
+            sigma[block] = stats[0].cov[g][block] if fixed else s_bar[block]
+            if fixed:
+                mu[x] = stats[0].mean[g][x]
+        out.append((sigma, mu))
+    return out
+
+
+def _baseline_chisqs(fits) -> list[float]:
+    """Each imputation's baseline chi-square as semTools' runMI refits it: with fixed.x, the
+    covariates' (co)variances and means stay at the first imputation's values, which adds their
+    misfit to the other imputations' chi-squares (without covariates: the fits' own values)."""
+    model = fits[0].model
+    own = [float(f.fit_indices["baseline.chisq"]) for f in fits]
+    if not any(model.exo_names):
+        return own
+    from .fitindices import observed_exogenous
+
+    first = fits[0].extras["estimator"].stats
+    out = []
+    for f, chisq in zip(fits, own):
+        st = f.extras["estimator"].stats
+        for g, (s, n) in enumerate(zip(st.cov, st.nobs)):
+            x = observed_exogenous(model, g)
+            if not x or not model.exo_names[g]:
+                continue
+            # the block's Kullback-Leibler misfit: baseline covariance is block-diagonal
+            s_x, e_x = s[np.ix_(x, x)], first.cov[g][np.ix_(x, x)]
+            inv = np.linalg.inv(e_x)
+            misfit = (np.linalg.slogdet(e_x)[1] - np.linalg.slogdet(s_x)[1] + np.sum(s_x * inv) - len(x))
+            if model.meanstructure:
+                d = st.mean[g][x] - first.mean[g][x]
+                misfit += d @ inv @ d
+            chisq += n * misfit
+        out.append(chisq)
     return out
 
 
@@ -314,6 +356,8 @@ def _pool_test(fits, x_bar):
     df = float(first.fit_indices["df"])
     chisqs = [float(f.fit_indices["chisq"]) for f in fits]
     base_chisqs = [float(f.fit_indices["baseline.chisq"]) for f in fits]
+    if _uses_d3(first):
+        base_chisqs = _baseline_chisqs(fits)
     bdf = float(np.mean([f.fit_indices["baseline.df"] for f in fits]))
     d3 = _uses_d3(first)
     if d3:
