@@ -804,19 +804,24 @@ for name, M in TWO.items():
 
 # %% [markdown]
 # ## Limitations
-#
-# * The data are cross-sectional: the paths are associations consistent with
-#   the models, not proof of their causal order.
-# * Rival models that are not nested are compared by AIC and BIC; a model that
-#   fits better may still be wrong.
-# * Missing answers are handled under the missing-at-random assumption (FIML)
-#   or by dropping incomplete cases (listwise), as the study file chose.
-# * Careless responders are flagged but kept; results with and without them
-#   should be compared before publication.
-# * Group comparisons rest on (partial) scalar invariance; small groups are left
-#   out and every count under the disclosure threshold is suppressed.
 
 # %%
+# Only the limitations of what this study did: no word on rival models or groups it has none of.
+limits = []
+if model_steps:
+    limits.append("The data are cross-sectional: the paths are associations consistent with the models, not "
+                  "proof of their causal order.")
+if len(MODELS) > 1 or compare_steps:
+    limits.append("Rival models that are not nested are compared by AIC and BIC; a model that fits better may "
+                  "still be wrong.")
+limits.append("Missing answers are handled under the missing-at-random assumption (FIML) or by dropping "
+              "incomplete cases (listwise), as the study file chose.")
+limits.append("Careless responders are flagged but kept; results with and without them should be compared "
+              "before publication.")
+if inv_steps or gp_steps:
+    limits.append("Group comparisons rest on (partial) scalar invariance; small groups are left out and every "
+                  "count under the disclosure threshold is suppressed.")
+md("\n".join(f"* {x}" for x in limits))
 notes = []
 if R.get("quality"):
     notes.append(f"Respondents with at least one quality flag: {R['quality'].get('n_any')}.")

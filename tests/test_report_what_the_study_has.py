@@ -102,8 +102,9 @@ def test_the_verdict_names_constructs_by_label_in_apa_numbers(full):
 
 
 def test_the_bootstrap_table_has_one_precision(full):
-    _, soup, _, heads = full
+    _, soup, text, heads = full
     assert "Defined effects: bootstrap intervals" in heads
+    assert "Rival models that are not nested" in text and "Group comparisons rest on" in text
     cells = [td.get_text(strip=True) for td in _table(soup, "Defined effects").find_all("td")]
     numbers = [c for c in cells[1:] if re.fullmatch(r"-?\.?\d*\.?\d+", c)]
     assert numbers and {len(c.split(".")[1]) for c in numbers} == {3}
@@ -123,3 +124,6 @@ def test_a_measurement_only_study_shows_no_empty_section(tmp_path):
                   "Do the paths differ between groups?", "Measurement invariance across groups"):
         assert empty not in heads
     assert "No bootstrap" not in text and "No group comparison" not in text
+    # nor a limitation of analyses it did not run
+    assert "Rival models that are not nested" not in text and "Group comparisons rest on" not in text
+    assert "Careless responders are flagged but kept" in text
