@@ -84,19 +84,12 @@ def ugamma_traces(V, Delta, E_inv, Gamma, nobs):
     nobs = np.asarray(nobs, dtype=float)
     fg = nobs / nobs.sum()
     VD = [f * v @ d for f, v, d in zip(fg, V, Delta)]                  # f_g V_g Delta_g
+    from scipy.linalg import block_diag
+
     # U = bdiag(f V) - [f V Delta] E^-1 [f V Delta]'
-    blocks = [np.sqrt(1.0) * (f * v) for f, v in zip(fg, V)]
-    sizes = [v.shape[0] for v in V]
-    n = sum(sizes)
-    U = np.zeros((n, n))
-    G = np.zeros((n, n))
-    off = 0
-    for b, gam, f, s in zip(blocks, Gamma, fg, sizes):
-        U[off:off + s, off:off + s] = b
-        G[off:off + s, off:off + s] = gam / f
-        off += s
     VDall = np.vstack(VD)
-    U -= VDall @ E_inv @ VDall.T
+    U = block_diag(*[f * v for f, v in zip(fg, V)]) - VDall @ E_inv @ VDall.T
+    G = block_diag(*[gam / f for gam, f in zip(Gamma, fg)])
     UG = U @ G
     return float(np.trace(UG)), float(np.sum(UG * UG.T))
 
@@ -294,15 +287,10 @@ def _satorra_2000(est0, est1, t_diff, ddf):
              (np.abs(APA.sum(1)) < np.sqrt(np.finfo(float).eps)))
     A = A[keep]
     PAAPAAP = P_inv @ A.T @ np.linalg.pinv(A @ P_inv @ A.T) @ A @ P_inv
-    sizes = [v.shape[0] for v in V]
-    n = sum(sizes)
-    G = np.zeros((n, n))
-    Vall = np.zeros((n, n))
-    off = 0
-    for gam, v, f, s_ in zip(Gamma, V, fg, sizes):
-        G[off:off + s_, off:off + s_] = f * gam
-        Vall[off:off + s_, off:off + s_] = v
-        off += s_
+    from scipy.linalg import block_diag
+
+    G = block_diag(*[f * gam for f, gam in zip(fg, Gamma)])
+    Vall = block_diag(*V)
     PI = np.vstack(D1)
     U = Vall @ PI @ PAAPAAP @ PI.T @ Vall
     UG = U @ G
