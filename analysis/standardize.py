@@ -149,7 +149,6 @@ def standardized_se(model, x: np.ndarray, vcov: np.ndarray, *, prepare=None) -> 
 def rsquare(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
     """R-square of endogenous variables (indicators, dependent observed and latent variables)."""
     rows = []
-    implied = model.implied(x)
     alls = model.implied_all(x)
     table = list(zip(pt["lhs"], pt["op"], pt["rhs"], pt["group"], pt["est"]))
     for gi, g in enumerate(model.groups):
@@ -159,14 +158,10 @@ def rsquare(pt: pd.DataFrame, model, x: np.ndarray) -> pd.DataFrame:
         endo = list(dict.fromkeys([r for l, o, r, _, _ in sub if o == "=~"]
                                   + [l for l, o, r, _, _ in sub if o == "~"]))
         resid = {l: e for l, o, r, _, e in sub if o == "~~" and l == r}
-        ov = model.ov_names[gi]
         for v in endo:
             if v not in resid:
                 continue
-            if v in ov:
-                i = ov.index(v)
-                total = implied[gi].sigma[i, i]
-            else:
-                total = vall[names.index(v), names.index(v)]
+            # ordered items: the latent response's variance before its ~*~ scale (lavaan's VY)
+            total = vall[names.index(v), names.index(v)]
             rows.append({"lhs": v, "group": g, "r2": 1.0 - float(resid[v]) / total})
     return pd.DataFrame(rows, columns=["lhs", "group", "r2"])

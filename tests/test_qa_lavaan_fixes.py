@@ -133,3 +133,13 @@ def test_scaled_tests_with_huber_white_ses(case):
                            "baseline.chisq.scaled", "baseline.chisq.scaling.factor", "cfi.scaled",
                            "cfi.robust", "tli.robust", "rmsea.scaled", "rmsea.robust",
                            "rmsea.ci.upper.robust"])
+
+
+@pytest.mark.parametrize("case", ["ord_mg", "ord_mg_configural", "sem_wc_mlr", "label_fixed_w"])
+def test_rsquare_matches_lavaan(case):
+    ref, fit = _fit(case)
+    r2 = fit.r2
+    for g, values in enumerate(ref["r2"].values() if isinstance(ref["r2"], dict) else ref["r2"], 1):
+        ours = r2[r2["group"] == g].set_index("lhs")["r2"]
+        for name, want in values.items():
+            assert ours[name] == pytest.approx(want, abs=1e-4), (g, name)
