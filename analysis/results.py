@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.estimators import ESTIMATORS, ML_ESTIMATORS
 from analysis.format import fmt_number, fmt_pvalue, jsonable
 
 __all__ = ["TestStatistic", "InvalidTestStatistic", "FitResult", "ComparisonResult"]
@@ -46,9 +47,7 @@ CORE_FIT_KEYS = [
     "aic", "bic", "bic2", "ntotal",
 ]
 _NON_PARAMETER_OPS = {"==", "<", ">"}
-# The scaled test of each estimator in lavaan, and the line its summary prints under it.
-_DEFAULT_TEST = {"MLR": "yuan.bentler.mplus", "MLM": "satorra.bentler",
-                 "WLSMV": "scaled.shifted", "ULSMV": "scaled.shifted"}
+# The line lavaan's summary prints under each scaled test.
 _TEST_NAMES = {"yuan.bentler.mplus": "Yuan-Bentler correction (Mplus variant)",
                "yuan.bentler": "Yuan-Bentler correction",
                "satorra.bentler": "Satorra-Bentler correction",
@@ -460,7 +459,7 @@ class FitResult:
     def _group_chisq(self) -> list[tuple[str, float]]:
         """Each group's share of the ML chi-square (complete data: n_g F_ML,g), as lavaan's
         summary lists it; empty when not a multi-group ML-family fit of complete data."""
-        if self.n_groups < 2 or self.estimator.upper() not in ("ML", "MLR", "MLM") \
+        if self.n_groups < 2 or self.estimator.upper() not in ML_ESTIMATORS \
                 or str(self.options.get("missing", "listwise")) != "listwise" \
                 or self.model is None or self.x is None or self.sample_stats is None:
             return []
@@ -489,7 +488,8 @@ class FitResult:
         t = self.scaled_test
         if t is not None and t.method not in ("scaled", "standard", ""):
             return t.method
-        return _DEFAULT_TEST.get(self.estimator.upper(), "")
+        spec = ESTIMATORS.get(self.estimator.upper())      # the estimator's own (scaled) test
+        return spec.test if spec is not None and spec.test != "standard" else ""
 
     def _fit_measure_lines(self) -> list[str]:
         fi = self.fit_indices
