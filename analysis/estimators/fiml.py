@@ -753,8 +753,14 @@ class FIMLEstimator:
             out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, nx_free))
         elif self.test_kind in ("satorra.bentler", "yuan.bentler"):
             from .robust import scaled_test
-            trace = self._ugamma_trace(self._delta_full(x), self._moments(x))
+            trace, trace_h0 = self._ugamma_trace(self._delta_full(x), self._moments(x))
             out.update(scaled_test(self.test_kind, chisq, df, trace, np.nan))
+            if self.test_kind == "yuan.bentler":     # lavaan reports its two halves too
+                ndat = sum(p * (p + 1) // 2 + (p if self.means else 0) - len(self._x_moment_rows(g))
+                           for g, p in enumerate(self._p))
+                nx_free = int((self.model.partable["free"] > 0).sum())
+                out.update({"scaling.factor.h1": self._trace_h1() / ndat,
+                            "scaling.factor.h0": trace_h0 / nx_free})
         return out
 
     def _ugamma_trace(self, deltas, moments) -> float:
@@ -762,24 +768,28 @@ class FIMLEstimator:
         information: A1 the saturated model's observed information at the implied ``moments``
         (h1.information = "structured"), E = sum_g f_g Delta' A1 Delta, U = A1 - f_g A1 Delta
         E^-1 Delta' A1 and Gamma = A1u^-1 B1u A1u^-1 at the saturated estimates (fixed.x
-        covariates' moments left out, as lavaan zeroes them)."""
-        A1s, Ds, Omegas = [], [], []
+        covariates' moments left out, as lavaan zeroes them). Also tr(B1 Delta E^-1 Delta'), the
+        h0 half of lavaan's yuan.bentler scaling factors."""
+        A1s, B1s, Ds, Omegas = [], [], [], []
         for g, (pat, d, (sig, mu)) in enumerate(zip(self.patterns, deltas, moments)):
-            A1 = h1_information(pat, sig, mu, means=self.means)[0]
+            A1, B1 = h1_information(pat, sig, mu, means=self.means)
             d = d if self.means else d[self._p[g]:]
             A1u, B1u = self._h1_info(g)
             keep = np.setdiff1d(np.arange(len(A1)), self._x_moment_rows(g))
             A1u_inv = np.linalg.inv(A1u[np.ix_(keep, keep)])
             Omegas.append(A1u_inv @ B1u[np.ix_(keep, keep)] @ A1u_inv)
             A1s.append(A1[np.ix_(keep, keep)])
+            B1s.append(B1[np.ix_(keep, keep)])
             Ds.append(d[keep])
         E = sum(w * d.T @ a @ d for w, d, a in zip(self.weights, Ds, A1s))
         E_inv = np.linalg.inv(E)
-        trace = 0.0
-        for w, d, a, om in zip(self.weights, Ds, A1s, Omegas):
-            U = a - w * a @ d @ E_inv @ d.T @ a
+        trace = trace_h0 = 0.0
+        for w, d, a, b, om in zip(self.weights, Ds, A1s, B1s, Omegas):
+            D_Einv_Dt = d @ E_inv @ d.T
+            U = a - w * a @ D_Einv_Dt @ a
             trace += float(np.sum(U * om.T))
-        return trace
+            trace_h0 += w * float(np.sum(b * D_Einv_Dt))
+        return trace, trace_h0
 
     def _h1_info(self, g):
         """(A1, B1) of the saturated model of group g at the EM estimates (cached)."""
@@ -918,7 +928,7 @@ class FIMLEstimator:
             out.update(yuan_bentler_mplus(chisq, df, self._trace_h1(), tr_h0))
         if self.test_kind in ("satorra.bentler", "yuan.bentler"):
             from .robust import scaled_test
-            trace = self._ugamma_trace(self._baseline_delta(), pieces)
+            trace = self._ugamma_trace(self._baseline_delta(), pieces)[0]
             out.update(scaled_test(self.test_kind, chisq, df, trace, np.nan))
         self._baseline_pieces = pieces
         return out
