@@ -284,6 +284,10 @@ def import_cmd(
         for issue in exc.issues:
             err.print(f"[red]{issue.severity}[/red] {issue}", markup=True, highlight=False)
         raise typer.Exit(2)
+    except Exception as exc:  # a bug of the importer, not the user's form: still no traceback
+        err.print(f"internal error importing {form} ({type(exc).__name__}: {exc}); please report it "
+                  "with the form", markup=False, highlight=False)
+        raise typer.Exit(1)
     try:
         res.write(output)
     except InstrumentError as exc:  # the import made something the suite cannot load: say what, and every
