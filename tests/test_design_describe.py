@@ -104,3 +104,46 @@ def test_cli_describe_names_a_bad_column():
                                    "--weights", "weight", "--json"])
     assert res.exit_code == 1
     assert "weights column 'weight' not found" in json.loads(res.stdout)["error"]["message"]
+
+
+MISSING_BY = json.loads((FIX / "describe_missing_by.json").read_text())
+DATA_BY = pd.read_csv(FIX / "design_sample_missing_by.csv")
+
+
+def test_numeric_categories_are_labelled_alike_with_or_without_blanks():
+    with_blanks = describe(DATA_BY, FULL, categorical=["trust"]).proportions
+    assert DATA_BY["trust"].dtype == float and DATA_BY["trust"].isna().any()
+    assert list(with_blanks["category"]) == MISSING_BY["proportions"]["category"] == ["1", "2", "3", "4", "5"]
+    np.testing.assert_allclose(with_blanks["proportion"], MISSING_BY["proportions"]["proportion"], atol=1e-6)
+    np.testing.assert_allclose(with_blanks["se"], MISSING_BY["proportions"]["se"], rtol=1e-4)
+    complete = describe(DATA, FULL, categorical=["trust"]).proportions
+    assert list(complete["category"]) == list(with_blanks["category"])
+
+
+@pytest.mark.parametrize("by", ["eth", "area"])      # a text and a numeric group column with blanks
+def test_missing_by_values_are_dropped_from_the_domains_as_svyby(by):
+    ref = MISSING_BY[f"by_{by}"]
+    res = describe(DATA_BY, FULL, variables=["x1", "x4"], categorical=["trust"], by=by)
+    _check_means(res.means, ref["means"], keys=("group", "variable"))
+    want = pd.DataFrame(ref["proportions"])
+    m = want.merge(res.proportions, on=["group", "category"], suffixes=("_r", ""))
+    assert len(m) == len(want) == len(res.proportions)
+    np.testing.assert_allclose(m["proportion"], m["proportion_r"], atol=1e-6)
+    np.testing.assert_allclose(m["se"], m["se_r"], rtol=1e-4)
+    assert res.dropped == ref["dropped"] > 0
+    assert f"--by column '{by}': {ref['dropped']} respondent(s) with no value" in res.warnings[0]
+
+
+def test_cli_describe_reports_the_dropped_rows():
+    res = CliRunner().invoke(app, ["describe", str(FIX / "design_sample_missing_by.csv"), "--vars", "x1",
+                                   "--categorical", "trust", "--by", "area", "--weights", "w", "--cluster", "psu",
+                                   "--strata", "stratum", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["dropped"] == MISSING_BY["by_area"]["dropped"]
+    assert "left out of the group estimates" in doc["warnings"][0]
+    assert {r["group"] for r in doc["means"]} == {"1", "2", "3", "4"}
+    assert {r["category"] for r in doc["proportions"]} == {"1", "2", "3", "4", "5"}
+    res = CliRunner().invoke(app, ["describe", str(FIX / "design_sample_missing_by.csv"), "--vars", "x1",
+                                   "--by", "area", "--weights", "w"])
+    assert res.exit_code == 0 and "warning: --by column 'area'" in res.output

@@ -5,11 +5,13 @@ a mean's influence values are ``w_i (y_i - ybar) / sum(w)``; a respondent missin
 the variable (or outside the ``by`` domain) keeps its place in the design with a
 zero influence value, as survey's ``na.rm = TRUE`` and ``svyby`` do. ``deff`` is
 survey's ``deff = "replace"``: the design variance over that of a with-replacement
-simple random sample of the same size, ``svyvar / n``.
+simple random sample of the same size, ``svyvar / n``. A respondent whose ``by`` group is
+missing belongs to no domain (svyby); how many is reported, never silently. Categories and
+groups are labelled as text, a numeric code as ``"1"`` whether or not the column has blanks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,17 +25,21 @@ __all__ = ["describe", "Description", "regress", "RegressionResult"]
 @dataclass
 class Description:
     """Design-based estimates: ``means`` (variable, mean, se, deff, n) and ``proportions``
-    (variable, category, proportion, se, n), each with ``group`` when estimated by domain."""
+    (variable, category, proportion, se, n), each with ``group`` when estimated by domain;
+    ``dropped`` respondents had no ``by`` group."""
 
     means: pd.DataFrame
     proportions: pd.DataFrame
     design: dict
+    dropped: int = 0
+    warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         from ..format import jsonable
 
         return {"design": self.design, "means": jsonable(self.means.to_dict(orient="records")),
-                "proportions": jsonable(self.proportions.to_dict(orient="records"))}
+                "proportions": jsonable(self.proportions.to_dict(orient="records")),
+                "dropped": self.dropped, "warnings": list(self.warnings)}
 
     def summary(self) -> str:
         d = self.design
@@ -46,6 +52,7 @@ class Description:
         if len(self.proportions):
             parts += ["", "Proportions:",
                       self.proportions.to_string(index=False, float_format=lambda v: f"{v:.4f}")]
+        parts += [f"warning: {w}" for w in self.warnings]
         return "\n".join(parts)
 
     def __str__(self) -> str:
@@ -89,12 +96,17 @@ def describe(data: pd.DataFrame, design: Design | None = None, *, variables=(), 
             near = get_close_matches(col, list(map(str, data.columns)), n=2)
             hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
             raise DataError(f"{source + ': ' if source else ''}column {col!r} not found in the data{hint}")
+    dropped, warnings = 0, []
     if by is not None:
         key = data[by]
-        if key.isna().any():
-            r = int(np.flatnonzero(key.isna().to_numpy())[0])
-            raise DataError(f"--by column {by!r}: row {r + 1} is missing")
-        domains = [(g, (key == g).to_numpy()) for g in sorted(pd.unique(key), key=str)]
+        missing = key.isna().to_numpy()
+        dropped = int(missing.sum())
+        if dropped == len(data):
+            raise DataError(f"--by column {by!r} has no values")
+        if dropped:   # as svyby: in the design (its PSUs and strata), in no domain
+            warnings.append(f"--by column {by!r}: {dropped} respondent(s) with no value (first: row "
+                            f"{int(np.flatnonzero(missing)[0]) + 1}) left out of the group estimates")
+        domains = [(g, (key == g).to_numpy()) for g in sorted(pd.unique(key.dropna()), key=_sort_key)]
     else:
         domains = [(None, np.ones(len(data), dtype=bool))]
     w = rd.weights
@@ -110,7 +122,7 @@ def describe(data: pd.DataFrame, design: Design | None = None, *, variables=(), 
                 se = float(np.sqrt(vv)) if n > 0 else np.nan
                 row = {"variable": v, "mean": m, "se": se,
                        "deff": float(vv / (unit / n)) if n > 1 and unit > 0 else np.nan, "n": n}
-                mean_rows.append(row if label is None else {"group": _plain(label), **row})
+                mean_rows.append(row if label is None else {"group": _label(label), **row})
         for c in categorical:
             col = data[c]
             cats = sorted(pd.unique(col.dropna()), key=_sort_key)
@@ -120,11 +132,11 @@ def describe(data: pd.DataFrame, design: Design | None = None, *, variables=(), 
                 continue
             var = _diag_variance(rd, [r[1] for r in res])
             for k, r, vv in zip(cats, res, var):
-                row = {"variable": c, "category": _plain(k), "proportion": r[0],
+                row = {"variable": c, "category": _label(k), "proportion": r[0],
                        "se": float(np.sqrt(vv)) if r[3] > 0 else np.nan, "n": r[3]}
-                prop_rows.append(row if label is None else {"group": _plain(label), **row})
+                prop_rows.append(row if label is None else {"group": _label(label), **row})
     info = {**design.to_dict(), "n": len(data), "n_psu": rd.n_psu, "n_strata": rd.n_strata}
-    return Description(pd.DataFrame(mean_rows), pd.DataFrame(prop_rows), info)
+    return Description(pd.DataFrame(mean_rows), pd.DataFrame(prop_rows), info, dropped, warnings)
 
 
 def _diag_variance(rd: ResolvedDesign, influence: list, chunk: int = 8) -> np.ndarray:
@@ -139,6 +151,14 @@ def _diag_variance(rd: ResolvedDesign, influence: list, chunk: int = 8) -> np.nd
 
 def _plain(v):
     return v.item() if hasattr(v, "item") else v
+
+
+def _label(v) -> str:
+    """A category or group as text; a column with blanks is read as floats, so 1.0 is "1" (as R's factor)."""
+    v = _plain(v)
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def _sort_key(v):
