@@ -335,6 +335,13 @@ def _scaled(fits, pooled: dict, *, baseline: bool = False) -> dict:
     """semTools' robustify(): pooled chi-square / mean scaling factor (+ mean shift)."""
     prefix = "baseline." if baseline else ""
     factors = [f.fit_indices.get(prefix + "chisq.scaling.factor", np.nan) for f in fits]
+    model, first = fits[0].model, fits[0].extras["estimator"]
+    if baseline and _uses_d3(fits[0]) and any(model.exo_names) and hasattr(first, "baseline_robust"):
+        # semTools' refitted baseline keeps the first imputation's covariate block: under MLM
+        # (expected information at the implied moments) that changes each scaling factor
+        exo = [[model.ov_names[g].index(v) for v in names] for g, names in enumerate(model.exo_names)]
+        blocks = [s[np.ix_(x, x)] for s, x in zip(first.stats.cov, exo)]
+        factors = [f.extras["estimator"].baseline_robust(exo_cov=blocks)["chisq.scaling.factor"] for f in fits]
     c0 = float(np.mean(factors))
     out = {"chisq.scaled": pooled["chisq"] / c0, "df.scaled": pooled["df"], "chisq.scaling.factor": c0}
     if fits[0].options.get("test") == "scaled.shifted":

@@ -411,10 +411,12 @@ class MLMEstimator(MLEstimator):
         out.update(scaled_test(self.test_kind, out["chisq"], out["df"], tr, tr2))
         return out
 
-    def baseline_robust(self):
+    def baseline_robust(self, exo_cov=None):
         """Independence model (diagonal Sigma, saturated means; fixed.x covariates keep their
         sample block and are not parameters; with fixed_x=False the covariances among the
-        observed exogenous variables are free parameters, as lavaan) with its scaling."""
+        observed exogenous variables are free parameters, as lavaan) with its scaling.
+        ``exo_cov`` (per group) fixes the covariates' block at other values (pooling: semTools
+        refits the baseline with the first imputation's block); only the scaling uses it."""
         from ..fitindices import observed_exogenous
         from .base import ml_weight
         ms = self.model.meanstructure
@@ -430,6 +432,8 @@ class MLMEstimator(MLEstimator):
             if bx:
                 sb[np.ix_(bx, bx)] = s[np.ix_(bx, bx)]
             chisq += self.stats.nobs[g] * (np.linalg.slogdet(sb)[1] - np.linalg.slogdet(s)[1])
+            if exo_cov is not None and xi:
+                sb[np.ix_(xi, xi)] = exo_cov[g]
             W = np.linalg.inv(sb)
             v = ml_weight(W)
             r, c = np.tril_indices(p)
