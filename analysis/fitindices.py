@@ -125,10 +125,12 @@ def incremental_indices(x2, df, x2_null, df_null, suffix: str = "") -> dict[str,
 
 def rmsea(x2, df, n, n_groups=1, c_hat=1.0) -> float:
     """RMSEA = sqrt(max(x2/n/df - c_hat/n, 0)) * sqrt(G) (lavaan's multi-group convention); 0 when df <= 0."""
-    if _nan(x2, df, n, c_hat):
+    if _nan(df):
         return math.nan
-    if df <= 0:
+    if df <= 0:     # lavaan's ifelse(df > 0, ..., 0): 0 even when the statistic or c_hat is NA
         return 0.0
+    if _nan(x2, n, c_hat):
+        return math.nan
     return math.sqrt(max(x2 / n / df - c_hat / n, 0.0)) * math.sqrt(n_groups)
 
 

@@ -356,8 +356,9 @@ class TwoLevelML:
         self.offset = 0.0
         n, j = data.nobs, data.n_clusters
         pz = len(data.z_names)
-        self.constant = (n * self.py + j * pz) * math.log(2 * math.pi) \
-            + self.py * float(np.sum(np.log(data.cluster_sizes)))
+        # lavaan's fmin leaves out the log(2 pi) terms (but keeps p_y sum log n_j)
+        self.log2pi_terms = (n * self.py + j * pz) * math.log(2 * math.pi)
+        self.constant = self.log2pi_terms + self.py * float(np.sum(np.log(data.cluster_sizes)))
         # vech(V) positions of vech(Sigma_W) (y block) and vech(Sigma_B) (scattered)
         r1, c1 = _vech_pairs(self.py)
         r2, c2 = _vech_pairs(len(ov2))
@@ -771,6 +772,20 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
             kept = kept[values.notna().to_numpy()]
         kept[col] = data.loc[kept.index, col].to_numpy()
     exo = {k: sorted(set(ipt.loc[(ipt["level"] == k) & (ipt["exo"] == 1), "lhs"])) for k in (1, 2)}
+    covariates = sorted(set(exo[1]) | set(exo[2]))
+    if missing == "fiml" and covariates:
+        # fixed.x: the covariates' moments are fixed at the data, so (as lavaan) cases with a
+        # missing covariate are deleted, not fitted by FIML
+        no_x = kept[covariates].isna().any(axis=1).to_numpy()
+        if no_x.any():
+            rows = position.loc[kept.index[no_x]].tolist()
+            text = (f"{len(rows)} case(s) deleted because of missing values in exogenous covariate(s) "
+                    f"{', '.join(c for c in covariates if kept[c].isna().any())} with fixed.x = TRUE (as "
+                    f"lavaan; data rows {', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''})")
+            records.append({"type": "data", "category": "DataWarning", "message": text, "n_deleted": len(rows)})
+            if warn:
+                _warnings.warn(text, SEMWarning, stacklevel=3)
+            kept = kept[~no_x]
     parts = [kept] if group is None else [kept[kept[group].astype(str) == lab] for lab in group_labels]
 
     # 4. sample statistics per group: the saturated (h1) two-level model ------------
@@ -853,11 +868,29 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
     chisq = max(m2ll - m2ll_h1, 0.0)
     tst = {"chisq": chisq, "df": df, "pvalue": float(sps.chi2.sf(chisq, df)) if df > 0 else math.nan}
     trace_h1 = None
-    if estimator == "MLR" and test != "none" and df > 0 and vcov is not None:
+    if estimator == "MLR" and test != "none" and vcov is not None:
         trace_h1 = sum(_h1_trace(gd.data_for, gd.h1_pt, exo) for gd in groups)
-        c = (trace_h1 - _trace(a_inv, scores)) / df
-        tst.update({"chisq.scaled": chisq / c, "df.scaled": df, "chisq.scaling.factor": c,
-                    "pvalue.scaled": float(sps.chi2.sf(chisq / c, df))})
+        if df > 0:
+            trace_h0 = _trace(a_inv, scores)
+            c = (trace_h1 - trace_h0) / df
+            if not c > 0:
+                # as lavaan: no scaled test (NA) when the scaling factor is not positive
+                text = (f"the Yuan-Bentler scaling factor is not positive ({c:.4g}): the scaled test and the "
+                    f"scaled and robust fit measures are not available (NA); with {sum(gd.cdata.n_clusters for gd in groups)} "
+                    "clusters the cluster-robust information is too unstable -- report the ML test, or "
+                    "collect more clusters")
+                records.append(warning_record(SEMWarning, text, scaling_factor=float(c)))
+                if warn:
+                    _warnings.warn(text, SEMWarning, stacklevel=3)
+                c = math.nan
+            tst.update({"chisq.scaled": chisq / c, "df.scaled": df, "chisq.scaling.factor": c,
+                        "pvalue.scaled": float(sps.chi2.sf(chisq / c, df)),
+                        "trace.UGamma": trace_h1 - trace_h0,     # kept when c is NA (scaled RMSEA)
+                        "scaling.factor.h1": trace_h1 / sum(gd.h1_df for gd in groups),
+                        "scaling.factor.h0": trace_h0 / npar})
+        else:   # df = 0: lavaan's scaled test is the unscaled one with no scaling factor
+            tst.update({"chisq.scaled": chisq, "df.scaled": df, "chisq.scaling.factor": math.nan,
+                        "pvalue.scaled": math.nan})
 
     # 10. fit measures: the baseline (variances only, at both levels) per group -------
     base_df = sum(gd.h1_df - int(gd.base_pt["free"].max()) for gd in groups)
@@ -867,14 +900,17 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         base_fits = [_fit_table(gd.base_pt, gd.data_for, control)[1:] for gd in groups]
         base_chisq = max(sum(b.minus2logl(o.x) for b, o in base_fits) - m2ll_h1, 0.0)
     per_group = [(gd.n, (gd.sw, gd.sb), e.implied_levels(x)) for gd, e in zip(groups, ests)]
+    # lavaan's fmin: -2 logL without its log(2 pi) terms over 2N, per group, weighted by n_g / N
+    fmin = sum(gd.n / n * (e.minus2logl(x) - e.log2pi_terms) / (2 * n) for gd, e in zip(groups, ests))
     fit = _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n,
                         sum(gd.cdata.n_clusters for gd in groups), per_group,
-                        sum(gd.loglik_x for gd in groups))
+                        sum(gd.loglik_x for gd in groups), fmin)
     if "chisq.scaled" in tst:
         # the baseline's own scaling factor, from its Hessian and cluster scores
         trace_base = sum(_trace(np.linalg.inv(b.ntotal * b.hessian(o.x)), b.cluster_scores(o.x))
                          for b, o in base_fits)
         c_base = (trace_h1 - trace_base) / base_df
+        c_base = c_base if c_base > 0 else math.nan     # as the model's: NA when not positive
         scaled = _scaled_measures(tst, base_chisq, base_df, c_base, n, n_groups)
         if incomplete:   # lavaan's robust indices with missing data use other corrections: not given
             scaled = scaled[[k for k in scaled.index if ".robust" not in k]]
@@ -1055,7 +1091,7 @@ def _scaled_measures(tst, base_chisq, base_df, c_base, n, n_groups=1) -> pd.Seri
     from .estimators.robust import robust_fit_indices
 
     c = tst["chisq.scaling.factor"]
-    test = {**tst, "test.scaled": "yuan.bentler.mplus", "trace.UGamma": c * tst["df"]}
+    test = {"trace.UGamma": c * tst["df"], **tst, "test.scaled": "yuan.bentler.mplus"}
     baseline = {"chisq": base_chisq, "df": base_df, "chisq.scaled": base_chisq / c_base, "df.scaled": base_df,
                 "pvalue.scaled": float(sps.chi2.sf(base_chisq / c_base, base_df)),
                 "chisq.scaling.factor": c_base}
@@ -1083,6 +1119,17 @@ def _loglik_x(kept, cluster, exo, ov1, ov2) -> float:
     return total
 
 
+def _force_pd(m, tol: float = 1e-6) -> np.ndarray:
+    """lavaan's ``lav_matrix_symmetric_force_pd``: eigenvalues below ``tol`` times the largest
+    are raised to it (a 1 x 1 matrix to ``tol``)."""
+    if m.shape == (1, 1):
+        return np.array([[max(m[0, 0], tol)]])
+    values, vectors = np.linalg.eigh(m)
+    top = abs(values[-1])
+    values = np.where(values / top < tol, tol * top, values)
+    return (vectors * values) @ vectors.T
+
+
 def _srmr_level(s, sigma) -> float:
     def cor(m):
         d = np.sqrt(np.diag(m))
@@ -1096,29 +1143,30 @@ def _srmr_level(s, sigma) -> float:
 
 
 def _fit_measures(tst, base_chisq, base_df, m2ll, m2ll_h1, npar, n, n_clusters, per_group,
-                  loglik_x=0.0) -> pd.Series:
+                  loglik_x=0.0, fmin=math.nan) -> pd.Series:
     """lavaan's fit measures of a two-level fit. ``per_group``: ``(n_g, (S_W, S_B) of the h1,
     implied (Sigma_W, mu_W, Sigma_B, mu_B))`` of each group; SRMR per level is weighted by
-    n_g / N and RMSEA carries lavaan's sqrt(G)."""
-    from .fitindices import cfi, rmsea, rmsea_ci, rmsea_pvalue, tli
+    n_g / N and RMSEA carries lavaan's sqrt(G). ``fmin``: lavaan's two-level objective."""
+    from .fitindices import incremental_indices, rmsea_indices
 
     chisq, df = tst["chisq"], tst["df"]
     g = len(per_group)
     # with fixed.x covariates, lavaan reports the likelihood of the rest given them
     logl, logl_h1 = -m2ll / 2 - loglik_x, -m2ll_h1 / 2 - loglik_x
-    lo, hi = rmsea_ci(chisq, df, n, n_groups=g)
     srmr_w = sum(ng / n * _srmr_level(h1[0], imp[0]) for ng, h1, imp in per_group)
-    srmr_b = sum(ng / n * _srmr_level(h1[1], imp[2]) for ng, h1, imp in per_group)
+    # lavaan compares the between h1 with the implied matrix forced positive definite (a
+    # negative level-2 residual variance would otherwise leave its correlations undefined)
+    srmr_b = sum(ng / n * _srmr_level(h1[1], _force_pd(imp[2])) for ng, h1, imp in per_group)
     out = {
-        "npar": npar, "fmin": chisq / (2 * n), "chisq": chisq, "df": df, "pvalue": tst["pvalue"],
+        "npar": npar, "fmin": fmin, "chisq": chisq, "df": df, "pvalue": tst["pvalue"],
         "baseline.chisq": base_chisq, "baseline.df": base_df,
         "baseline.pvalue": float(sps.chi2.sf(base_chisq, base_df)) if base_df > 0 else math.nan,
-        "cfi": cfi(chisq, df, base_chisq, base_df), "tli": tli(chisq, df, base_chisq, base_df),
+        **incremental_indices(chisq, df, base_chisq, base_df),
         "logl": logl, "unrestricted.logl": logl_h1,
         "aic": -2 * logl + 2 * npar, "bic": -2 * logl + npar * math.log(n),
         "ntotal": n, "bic2": -2 * logl + npar * math.log((n + 2) / 24),
-        "rmsea": rmsea(chisq, df, n, n_groups=g), "rmsea.ci.lower": lo, "rmsea.ci.upper": hi,
-        "rmsea.pvalue": rmsea_pvalue(chisq, df, n, n_groups=g),
+        **rmsea_indices(chisq, df, n, n_groups=g),
+        "rmsea.ci.level": 0.90, "rmsea.close.h0": 0.05, "rmsea.notclose.h0": 0.08,
         "srmr": srmr_w + srmr_b, "srmr_within": srmr_w, "srmr_between": srmr_b,
         "nclusters": n_clusters,
     }
@@ -1420,7 +1468,7 @@ class TwoLevelFIML(TwoLevelML):
             same = (resp[:, None] == resp[None, :]) & (resp[:, None] >= 0)
             self._maps.append((values, var, same, np.ix_(var, var)))
         n_entries = sum(len(m[0]) for m in self._maps)
-        self.constant = n_entries * math.log(2 * math.pi)
+        self.constant = self.log2pi_terms = n_entries * math.log(2 * math.pi)
 
     def _full(self, x):
         sw, sb, mu = self._pieces(x)
