@@ -303,6 +303,7 @@ if main:
                     f"{fit_sentence(MODELS[main])}; N = {num(MODELS[main]['fit'].get('ntotal'), 0)}.")
     est = pd.DataFrame(MODELS[main]["estimates"])
     reg = est[est["op"] == "~"].copy()
+    reg = reg[~reg.apply(is_fixed, axis=1)] if len(reg) else reg  # a path fixed by the model is no finding
     if len(reg):
         reg = reg.reindex(reg["std.all"].abs().sort_values(ascending=False).index).head(3)
         parts = []
