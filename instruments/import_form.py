@@ -151,6 +151,11 @@ class _Builder:
     def issue(self, sheet, row, column, message, severity="warning"):
         self.issues.append(FormIssue(sheet, row, column, message, severity))
 
+    def in_form_order(self) -> list[FormIssue]:
+        """The issues sheet by sheet (survey first), row by row, as the user reads the form."""
+        rank = {"survey": 0, "choices": 1, "settings": 2}
+        return sorted(self.issues, key=lambda i: (rank.get(i.sheet, 3), i.row is None, i.row or 0))
+
     def section(self, sid: str, title: dict) -> dict:
         taken = {sec["id"] for sec in self.sections}
         base, k = sid, 1
@@ -510,7 +515,7 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
     if consent_text:
         inst["consent"] = {"text": consent_text}
     _check_has_items(b, inst, "survey")
-    return FormImport(inst, b.issues, str(path))
+    return FormImport(inst, b.in_form_order(), str(path))
 
 
 def _apply_conditions(b: _Builder, sheet: str) -> None:
@@ -701,4 +706,4 @@ def import_redcap(path: str | Path, *, construct_from: str | None = None, constr
     if consent_text:
         inst["consent"] = {"text": consent_text}
     _check_has_items(b, inst, sheet)
-    return FormImport(inst, b.issues, str(path))
+    return FormImport(inst, b.in_form_order(), str(path))
