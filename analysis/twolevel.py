@@ -176,6 +176,12 @@ def build_twolevel_partable(model, *, observed=None, std_lv: bool = False, fixed
         t["_free"] = [f"{k}:{f}" if f > 0 else "" for f in t["free"]]
         parts.append(t)
     pt = pd.concat(parts, ignore_index=True).sort_values(["group", "level"], kind="stable", ignore_index=True)
+    # a label shared with a fixed row (e.g. a marker loading) fixes its rows at every level at
+    # that value, as lavaan: equal to a fixed parameter means fixed
+    for label, rows in pt[(pt["label"] != "") & ~pt["_auto"]].groupby("label").groups.items():
+        fixed = pt.loc[rows][pt.loc[rows, "free"] == 0]
+        if len(rows) > 1 and len(fixed):
+            pt.loc[rows, ["free", "ustart", "_free"]] = [0, float(fixed["ustart"].iloc[0]), ""]
 
     # one free index per distinct parameter: rows sharing a level-free index or a label
     parent: dict = {}
