@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DEFAULT_THRESHOLD", "SUPPRESSED", "MISSING", "RESIDUAL", "SuppressedTable", "suppress_counts",
-           "suppress_by_n", "small_groups_plan", "apply_small_groups"]
+           "suppress_by_n", "small_groups_plan", "apply_small_groups", "category_sizes"]
 
 DEFAULT_THRESHOLD = 10
 SUPPRESSED = "[s]"
@@ -56,6 +56,11 @@ def small_groups_plan(labels: pd.Series, *, k: int = DEFAULT_THRESHOLD) -> list[
         merged.append(cat)
         total += n
     return merged
+
+
+def category_sizes(values: pd.Series) -> pd.Series:
+    """Respondents per category, named as the small-groups rule names them (``MISSING`` for no answer)."""
+    return _as_labels(values).value_counts()
 
 
 def _as_labels(values: pd.Series) -> pd.Series:

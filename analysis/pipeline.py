@@ -737,7 +737,7 @@ def _step_disclosure(run: _Run) -> _Output:
     later can be subtracted down to a small group (analysis.disclosure). The
     scored columns themselves stay as they are: a model may use a code as a covariate.
     """
-    from .disclosure import _as_labels, apply_small_groups
+    from .disclosure import apply_small_groups, category_sizes
 
     rule = run.study.disclosure
     scored = run.out("score").tables["scored"]
@@ -759,7 +759,7 @@ def _step_disclosure(run: _Run) -> _Output:
             src = pd.to_numeric(src, errors="coerce").map(labels)
         labelled[col] = src.astype(object).where(src.notna(), None).to_numpy()
     columns = list(labelled.columns)
-    sizes = {c: _as_labels(labelled[c]).value_counts() for c in columns}  # as the rule names the categories
+    sizes = {c: category_sizes(labelled[c]) for c in columns}
     groups, handled = apply_small_groups(labelled, columns, k=rule.k, rule=rule.small_groups,
                                          residual=rule.residual)
     kept = scored.index.isin(groups.index)

@@ -26,8 +26,6 @@ ALLOWED = {
     # the two-level model's table compiler, shared with its power analysis: to be made public
     # with the two-level work in progress (tests/test_twolevel_lavaan.py imports it too)
     ("analysis/twolevel_power.py", "_compiled"),
-    # the study pipeline's disclosure labels: appeared with the pipeline work in progress
-    ("analysis/pipeline.py", "_as_labels"),
 }
 
 
