@@ -893,7 +893,8 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
                         "pvalue.scaled": float(sps.chi2.sf(chisq / c, df)),
                         "trace.UGamma": trace_h1 - trace_h0,     # kept when c is NA (scaled RMSEA)
                         "scaling.factor.h1": trace_h1 / sum(gd.h1_df for gd in groups),
-                        "scaling.factor.h0": trace_h0 / npar})
+                        # lavaan divides by its free rows (a label shared by two rows counts twice)
+                        "scaling.factor.h0": trace_h0 / int((ipt["free"] > 0).sum())})
         else:   # df = 0: lavaan's scaled test is the unscaled one with no scaling factor
             tst.update({"chisq.scaled": chisq, "df.scaled": df, "chisq.scaling.factor": math.nan,
                         "pvalue.scaled": math.nan})
