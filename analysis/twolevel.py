@@ -687,8 +687,7 @@ class _GroupData:
         base_pt["start"] = _moment_start(base_pt, sw, mw, sb, mb, ov1, ov2)
         base_pt["ustart"] = np.where(base_pt["exo"] == 1, base_pt["start"], base_pt["ustart"])
         return cls(cdata.nobs, blocks, cdata, mdata, sw, mw, sb, mb, m2ll_h1, h1_pt, base_pt,
-                   int(h1_pt["free"].max()) - n_exo, _loglik_x(kept.dropna(subset=ov1 + z_names), cluster,
-                                                               exo, ov1, ov2),
+                   int(h1_pt["free"].max()) - n_exo, _loglik_x(kept, cluster, exo, ov1, ov2),
                    icc_from_moments(sw, sb, ov1, ov2))
 
 
