@@ -918,9 +918,14 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         c_base = (trace_h1 - trace_base) / base_df
         c_base = c_base if c_base > 0 else math.nan     # as the model's: NA when not positive
         scaled = _scaled_measures(tst, base_chisq, base_df, c_base, n, n_groups)
-        if incomplete:   # lavaan's robust indices with missing data use other corrections: not given
-            scaled = scaled[[k for k in scaled.index if ".robust" not in k]]
         fit = pd.concat([fit, scaled])
+    if incomplete:
+        # lavaan's robust indices with missing data use other corrections, which it does not
+        # compute for two-level models either: NA (its fitMeasures() lists them as NA)
+        robust = ["cfi", "tli", "nnfi", "rni", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
+                  "rmsea.notclose.pvalue"]
+        fit = pd.concat([fit.drop([k + ".robust" for k in robust], errors="ignore"),
+                         pd.Series(math.nan, index=[k + ".robust" for k in robust])])
 
     # estimates, SEs; 11. standardize; 12. defined ----------------------------------
     from .sem import fill_inference, set_inference

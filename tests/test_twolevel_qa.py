@@ -159,3 +159,7 @@ def test_fiml_logl_counts_the_covariates_of_every_case():
         fit = fit_sem(rec["call"]["model"], data, cluster="clus", missing="fiml")
     for key in ("logl", "unrestricted.logl", "aic", "bic", "ntotal"):
         assert fit.fit_indices[key] == pytest.approx(rec["fit"][key], rel=1e-3), key
+    # every name lavaan lists is there; the robust indices are NA in both
+    robust = [k for k in rec["fit"] if k.endswith(".robust")]
+    assert robust and all(rec["fit"][k] is None and math.isnan(fit.fit_indices[k]) for k in robust)
+    assert not [k for k in rec["fit"] if k not in fit.fit_indices.index]
