@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ["bench_ml.py", "bench_robust.py", "bench_invariance.py", "bench_bootstrap.py", "bench_import.py"]
+SCRIPTS = ["bench_ml.py", "bench_robust.py", "bench_invariance.py", "bench_bootstrap.py", "bench_import.py",
+           "bench_cli.py"]
 
 
 def main() -> int:
