@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 SCRIPTS = ["bench_ml.py", "bench_robust.py", "bench_invariance.py", "bench_bootstrap.py", "bench_import.py",
-           "bench_cli.py"]
+           "bench_store.py", "bench_issue15.py", "bench_design.py", "bench_twolevel.py", "bench_cli.py"]
 
 
 def main() -> int:
