@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .defined import DefinedParameters, compile_expression, expression_names
+from .defined import DefinedParameters, central_differences, compile_expression, expression_names
 from .errors import ModelSpecificationError
 
 __all__ = ["Constraints", "general_constraint_rows", "inverse_information"]
@@ -115,16 +115,8 @@ class Constraints:
         return out
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:
-        """Central differences (the expressions are smooth and cheap)."""
-        x = np.asarray(x, dtype=float)
-        jac = np.zeros((len(self.items), len(x)))
-        for k in range(len(x)):
-            h = 1e-6 * max(1.0, abs(x[k]))
-            xp, xm = x.copy(), x.copy()
-            xp[k] += h
-            xm[k] -= h
-            jac[:, k] = (self.values(xp) - self.values(xm)) / (2 * h)
-        return jac
+        """Central differences in every free parameter (the expressions are smooth and cheap)."""
+        return central_differences(self.values, x, range(len(x)), len(self.items))
 
     def binding(self, x: np.ndarray) -> np.ndarray:
         """Mask of the equality and the active inequality constraints at ``x``."""

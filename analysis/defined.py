@@ -15,7 +15,7 @@ import pandas as pd
 
 from .errors import ModelSpecificationError
 
-__all__ = ["expression_names", "compile_expression", "DefinedParameters", "label_values",
+__all__ = ["expression_names", "compile_expression", "DefinedParameters", "central_differences", "label_values",
            "defined_values", "defined_jacobian"]
 
 _FUNCS: dict[str, Callable[[float], float]] = {
@@ -126,15 +126,25 @@ class DefinedParameters:
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         """Central differences over the free parameters the labels use (others have zero columns)."""
-        x = np.asarray(x, dtype=float)
-        jac = np.zeros((len(self.names), len(x)))
-        for k in sorted(set(self.free.values())):
-            h = 1e-6 * max(1.0, abs(x[k]))
-            xp, xm = x.copy(), x.copy()
-            xp[k] += h
-            xm[k] -= h
-            jac[:, k] = (self.values(xp) - self.values(xm)) / (2 * h)
-        return jac
+        return central_differences(self.values, x, sorted(set(self.free.values())), len(self.names))
+
+
+def central_differences(values: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                        columns, n_rows: int) -> np.ndarray:
+    """Jacobian of ``values(x)`` by central differences in the given columns of ``x`` (others zero).
+
+    The step is relative (1e-6 of |x_k|, at least 1e-6): ``:=`` effects and
+    constraints are smooth, cheap expressions of a few labels.
+    """
+    x = np.asarray(x, dtype=float)
+    jac = np.zeros((n_rows, len(x)))
+    for k in columns:
+        h = 1e-6 * max(1.0, abs(x[k]))
+        xp, xm = x.copy(), x.copy()
+        xp[k] += h
+        xm[k] -= h
+        jac[:, k] = (values(xp) - values(xm)) / (2 * h)
+    return jac
 
 
 def label_values(pt: pd.DataFrame, x: np.ndarray, values: str | None = None) -> dict[str, float]:
