@@ -404,9 +404,6 @@ def refitter(fit, data: pd.DataFrame | None) -> Refitter:
                      hinv0=hinv0)
 
 
-_refitter = refitter    # the name tests/test_issue15_lavaan.py imports
-
-
 # ---------------------------------------------------------------- results
 
 @dataclass

@@ -145,11 +145,11 @@ def test_bollen_stine_from_fit_sem():
 
 # --------------------------------------------------------------------- 4. BCa acceleration
 def test_bca_acceleration_is_the_jackknife_formula_on_hs():
-    from analysis.bootstrap import _jack_one, _refitter, jackknife_acceleration
+    from analysis.bootstrap import _jack_one, jackknife_acceleration, refitter
 
     rec = load("issue15_bca_jackknife")
     fit = quiet_fit(HS_MODEL, data("HolzingerSwineford1939.csv"))
-    ctx = _refitter(fit, None)
+    ctx = refitter(fit, None)
     ctx.gtol = 1e-7
     jack = np.array([_jack_one(ctx, None, i) for i in range(301)])
     acc = jackknife_acceleration(jack)
