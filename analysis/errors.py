@@ -66,6 +66,10 @@ class SampleCovarianceError(DataError):
     """The sample covariance matrix is not positive definite."""
 
 
+class ReliabilityError(AnalysisError):
+    """A reliability statistic cannot be computed from what was given (or the data lack an item)."""
+
+
 class EstimatorNotAvailableError(AnalysisError):
     """The requested estimator is not (yet) implemented."""
 

@@ -88,8 +88,8 @@ cat(sprintf('{{"elapsed": %.3f, "cpu": %.3f, "se": %.6f, "version": "%s"}}', el,
 
 
 def ours_bootstrap(model: str, data: pd.DataFrame, reps: int, workers: int, param) -> dict:
-    from analysis.bootstrap import bootstrap_fit
-    from analysis.sem import fit_sem
+    from analysis.sem.bootstrap import bootstrap_fit
+    from analysis.sem.fit import fit_sem
 
     c0 = _cpu()
     t0 = time.perf_counter()
@@ -137,7 +137,7 @@ def bench_hs(workers: int, reps: int) -> None:
 
 
 def bench_sem40(workers: int, reps: int, n: int) -> None:
-    from analysis.simulate import PopulationModel, simulate_responses
+    from analysis.simulation.simulate import PopulationModel, simulate_responses
 
     print(f"\n[2] 40-item 12-factor SEM, N = {n}: {reps} bootstrap refits, {workers} workers")
     pop = PopulationModel.from_syntax(sem40_population())
@@ -155,7 +155,7 @@ def bench_sem40(workers: int, reps: int, n: int) -> None:
 def bench_power(workers: int, reps: int, n: int) -> None:
     from instruments import load_instrument
 
-    from analysis.power import power_analysis
+    from analysis.simulation.power import power_analysis
 
     print(f"\n[3] Monte Carlo power: figure1 with crs (Likert), N = {n}, {reps} replications, {workers} workers")
     inst = load_instrument("crs")

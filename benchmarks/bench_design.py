@@ -84,13 +84,13 @@ cat(sprintf('{{"elapsed": %.3f, "se": %.6f}}', t[["elapsed"]], SE(m)))"""
 def figure1_design_sample(n: int, seed: int = 7) -> tuple[str, pd.DataFrame]:
     """Simulated CRS answers for figure1 (Likert codes as continuous), with area (PSU) effects on
     every item and unequal weights; the model is the shipped analysis/models/figure1.lav."""
-    from analysis.simulate import analysis_frame, simulate_responses
+    from analysis.simulation.simulate import analysis_frame, simulate_responses
     from instruments.load import library_path, load_instrument
 
     inst = load_instrument(library_path("crs"))
     data = analysis_frame(simulate_responses("figure1", n, seed=seed, instrument=inst, missing=0.0), inst)
     model = (ROOT / "analysis" / "models" / "figure1.lav").read_text()
-    from analysis.partable import build_partable, observed_names
+    from analysis.sem.partable import build_partable, observed_names
     items = [v for v in observed_names(build_partable(model)) if v != "REPR"]
     data = data[items + ["REPR"]].astype(float)
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def figure1_design_sample(n: int, seed: int = 7) -> tuple[str, pd.DataFrame]:
 
 
 def bench_sem(args) -> None:
-    from analysis.sem import fit_sem
+    from analysis.sem.fit import fit_sem
 
     model, data = figure1_design_sample(args.sem_n)
     print(f"\n[2] figure1 (40 items), N = {args.sem_n}, {data['psu'].nunique()} PSUs: weighted, clustered MLR")

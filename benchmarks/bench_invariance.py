@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1)
     args = ap.parse_args()
 
-    from analysis.invariance import invariance_ladder
+    from analysis.psychometrics.invariance import invariance_ladder
 
     data, model = make_data(args.n)
     print(f"ladder: {N_FACTORS * PER_FACTOR} items, {N_FACTORS} factors, {len(GROUPS)} groups, N = {len(data)}")

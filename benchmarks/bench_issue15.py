@@ -29,8 +29,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.sem import fit_sem  # noqa: E402
-from analysis.standardize import standardized_se  # noqa: E402
+from analysis.sem.fit import fit_sem  # noqa: E402
+from analysis.sem.standardize import standardized_se  # noqa: E402
 
 DATA = ROOT / "tests" / "fixtures" / "data" / "bfi.csv"
 MODEL = "\n".join(f"{f} =~ " + " + ".join(f"{f}{i}" for i in range(1, 6)) for f in "ACENO")

@@ -54,7 +54,7 @@ def _figure1_data(n: int = 600, seed: int = 1) -> Path:
     """Simulated CRS answers (Likert codes treated as continuous) written to a temp CSV."""
     import tempfile
 
-    from analysis.simulate import analysis_frame, simulate_responses
+    from analysis.simulation.simulate import analysis_frame, simulate_responses
     from instruments.load import library_path, load_instrument
 
     inst = load_instrument(library_path("crs"))
@@ -87,7 +87,7 @@ def _semopy_syntax(text: str) -> str:
 
 
 def bench_suite(model: str, data: pd.DataFrame, repeats: int) -> tuple[float, float]:
-    from analysis.sem import fit_sem
+    from analysis.sem.fit import fit_sem
 
     t, fit = _median_time(lambda: fit_sem(model, data), repeats)
     return t, float(fit.fit_indices["chisq"])

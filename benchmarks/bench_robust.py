@@ -36,7 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.sem import fit_sem  # noqa: E402
+from analysis.sem.fit import fit_sem  # noqa: E402
 
 SIZES = [4, 4, 4, 4, 3, 3, 3, 3, 3, 3, 3, 3]          # 40 items on 12 factors
 

@@ -49,7 +49,7 @@ def simulate(seed: int = 17) -> pd.DataFrame:
 
 
 def ours(path: Path, reps: int):
-    from analysis.sem import fit_sem
+    from analysis.sem.fit import fit_sem
 
     d = pd.read_csv(path)
     times = []

@@ -6,9 +6,9 @@
     ['CULT', 'PART', 'TRUST']
 """
 
-from .errors import InstrumentError, InstrumentIssue, InstrumentReport, InstrumentWarning
-from .load import library_instruments, library_path, load_instrument, parse_instrument, validate_instrument
-from .schema import Category, Construct, Instrument, Item, Scale, Section
+from instruments.errors import InstrumentError, InstrumentIssue, InstrumentReport, InstrumentWarning
+from instruments.load import library_instruments, library_path, load_instrument, parse_instrument, validate_instrument
+from instruments.schema import Category, Construct, Instrument, Item, Scale, Section
 
 __all__ = [
     "load_instrument",

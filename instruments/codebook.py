@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .schema import Instrument, Item, Scale
+from instruments.schema import Instrument, Item, Scale
 
 __all__ = ["table_schema", "table_schema_json", "markdown_codebook", "TABLE_SCHEMA_PROFILE"]
 

@@ -15,9 +15,7 @@ cells are always written as text, never as formulas.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -25,7 +23,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .ingest import limesurvey_answer_code, limesurvey_code
+from instruments.atomic import atomic_write
+from instruments.ingest import limesurvey_answer_code, limesurvey_code
 
 __all__ = [
     "ExportWarning",
@@ -99,29 +98,6 @@ def neutralise_frame(frame: pd.DataFrame, exempt: tuple[str, ...] = ()) -> pd.Da
     # column headers are cells too
     out.columns = [neutralise(str(c)) for c in out.columns]
     return out
-
-
-def current_umask() -> int:
-    """The process umask (read without changing it), for files made with mkstemp's 0600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write to a temporary file beside ``path`` and move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
@@ -239,7 +215,7 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Pa
     if ext in (".sav", ".dta"):
         import pyreadstat
 
-        from .export_sav import spss_names, stata_names
+        from instruments.export_sav import spss_names, stata_names
 
         fn = pyreadstat.write_sav if ext == ".sav" else pyreadstat.write_dta
         renamed = (spss_names if ext == ".sav" else stata_names)([str(c) for c in frame.columns])
@@ -250,7 +226,7 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, instrument=None) -> Pa
                 plain[col] = plain[col].astype("string").astype(object).where(plain[col].notna(), "")
         meta = {}
         if instrument is not None and ext == ".sav":
-            from .export_sav import sav_metadata
+            from instruments.export_sav import sav_metadata
 
             full = sav_metadata(instrument)
             cols = set(plain.columns)
@@ -447,7 +423,7 @@ def _start_language(data: pd.DataFrame, instrument) -> pd.Series:
     LimeSurvey knows only the survey's own languages, so an answer such as
     'Another language' is written as the default language (LANG itself keeps it).
     """
-    from .ingest import language_item, item_languages
+    from instruments.ingest import language_item, item_languages
 
     default = pd.Series([instrument.default_language] * len(data), index=data.index, dtype="string")
     if "language" in data:

@@ -118,7 +118,7 @@ def ddi_codebook(instrument) -> ET.ElementTree:
 
 
 def export_ddi(instrument, path: str | Path) -> Path:
-    from .export_data import atomic_write
+    from instruments.atomic import atomic_write
 
     tree = ddi_codebook(instrument)
     return atomic_write(Path(path), lambda p: tree.write(p, encoding="UTF-8", xml_declaration=True))

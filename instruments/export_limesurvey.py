@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import relevance as rel
-from .ingest import limesurvey_answer_code, limesurvey_code
+from instruments import relevance as rel
+from instruments.ingest import limesurvey_answer_code, limesurvey_code
 
 __all__ = ["LIMESURVEY_COLUMNS", "limesurvey_relevance", "limesurvey_rows", "export_limesurvey"]
 
@@ -114,7 +114,7 @@ def limesurvey_rows(instrument, *, form_version: str | None = None) -> pd.DataFr
 
 def export_limesurvey(instrument, path: str | Path, *, form_version: str | None = None) -> Path:
     """Write the .txt (tab-separated, UTF-8 with BOM, as LimeSurvey exports it)."""
-    from .export_data import write_csv
+    from instruments.export_data import write_csv
 
     frame = limesurvey_rows(instrument, form_version=form_version)
     return write_csv(frame, path, sep="\t", bom=True)

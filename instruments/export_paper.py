@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from . import relevance as rel
+from instruments import relevance as rel
 
 __all__ = ["RTL_LANGUAGES", "paper_html", "export_paper", "export_paper_html", "export_paper_docx"]
 
@@ -131,7 +131,7 @@ def paper_html(instrument, languages: list[str] | None = None) -> str:
 
 
 def export_paper_html(instrument, path: str | Path, *, languages: list[str] | None = None) -> Path:
-    from .export_data import atomic_write
+    from instruments.atomic import atomic_write
 
     html = paper_html(instrument, languages)
     return atomic_write(Path(path), lambda p: p.write_text(html, encoding="utf-8"))
@@ -144,7 +144,7 @@ def export_paper_docx(instrument, path: str | Path, *, languages: list[str] | No
     from docx.oxml.ns import qn
     from docx.shared import Pt, RGBColor
 
-    from .export_data import atomic_write
+    from instruments.atomic import atomic_write
 
     languages = languages or list(instrument.languages)
     number = _numbering(instrument)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .relevance import to_redcap
+from instruments.relevance import to_redcap
 
 __all__ = ["REDCAP_COLUMNS", "redcap_dictionary", "export_redcap"]
 
@@ -106,7 +106,7 @@ def redcap_dictionary(instrument, *, language: str | None = None, form_version: 
 def export_redcap(instrument, path: str | Path, *, language: str | None = None,
                   form_version: str | None = None) -> Path:
     """Write the dictionary CSV (UTF-8; formula-like cells neutralised)."""
-    from .export_data import write_csv
+    from instruments.export_data import write_csv
 
     frame = redcap_dictionary(instrument, language=language, form_version=form_version)
     # choices ("-9, ..."), logic and action tags ("@HIDDEN") are REDCap syntax from the

@@ -101,7 +101,7 @@ def export_sav(instrument, path: str | Path, *, data: pd.DataFrame | None = None
     """Write the .sav (atomically)."""
     import pyreadstat
 
-    from .export_data import atomic_write
+    from instruments.atomic import atomic_write
 
     meta = sav_metadata(instrument, language)
     cols = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .relevance import to_xlsform
+from instruments.relevance import to_xlsform
 
 __all__ = ["LANGUAGE_NAMES", "language_label", "xlsform_version", "xlsform_sheets", "export_xlsform"]
 
@@ -135,6 +135,6 @@ def xlsform_sheets(instrument, *, version: str | None = None) -> dict[str, pd.Da
 
 def export_xlsform(instrument, path: str | Path, *, version: str | None = None) -> Path:
     """Write the XLSForm workbook (every cell stored as text, never as a formula)."""
-    from .export_data import write_xlsx
+    from instruments.export_data import write_xlsx
 
     return write_xlsx(xlsform_sheets(instrument, version=version), path)

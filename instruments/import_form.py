@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from .export_xlsform import LANGUAGE_NAMES
+from instruments.export_xlsform import LANGUAGE_NAMES
 
 __all__ = ["FormIssue", "FormImport", "FormImportError", "import_form", "import_xlsform", "import_redcap"]
 
@@ -112,7 +112,7 @@ class FormImport:
 
     def write(self, path: str | Path) -> Path:
         """Write the instrument YAML and check that the suite loads it."""
-        from . import load_instrument
+        from instruments import load_instrument
 
         path = Path(path)
         path.write_text(self.yaml(), encoding="utf-8")
@@ -521,7 +521,7 @@ def import_xlsform(path: str | Path, *, construct_from: str | None = None, const
 def _apply_conditions(b: _Builder, sheet: str) -> None:
     """Each question's own condition and its groups', joined by `and`. A condition that cannot be
     translated, or names a question that was not imported, is reported at its row and left out."""
-    from .relevance import referenced_items
+    from instruments.relevance import referenced_items
 
     known = {item["id"] for sec in b.sections for item in sec["items"]}
     reported: set[int] = set()  # a group's condition: reported once, not for each of its questions
@@ -547,7 +547,7 @@ def _apply_conditions(b: _Builder, sheet: str) -> None:
 
 def _relevance(b: _Builder, sheet: str, row: int, column: str, original: str, converted: str,
                quiet: bool = False) -> str | None:
-    from .relevance import RelevanceSyntaxError, parse
+    from instruments.relevance import RelevanceSyntaxError, parse
 
     try:
         parse(converted)

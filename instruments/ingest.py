@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from .validate import ValidationIssue, issues_frame
+from instruments.issues import ValidationIssue, issues_frame
 
 __all__ = [
     "FORMATS",

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .schema import Instrument
+from instruments.schema import Instrument
 
 __all__ = ["instrument_json_schema", "instrument_json_schema_text", "SCHEMA_PATH", "SCHEMA_ID"]
 

@@ -25,9 +25,9 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError, create_model
 
-from . import relevance as rel
-from .errors import InstrumentError, InstrumentIssue, InstrumentReport, InstrumentWarning, format_path
-from .schema import (
+from instruments import relevance as rel
+from instruments.errors import InstrumentError, InstrumentIssue, InstrumentReport, InstrumentWarning, format_path
+from instruments.schema import (
     Collapse,
     CollapseGroup,
     Consent,
@@ -599,7 +599,7 @@ class _Checker:
     def check_interface(self, inst: Instrument, langs: list[str]) -> None:
         """The web survey's wording: known keys, declared languages, the same {fields}; and
         a warning per language whose buttons or messages would fall back to English."""
-        from .interface import INTERFACE_KEYS, UI, placeholders, untranslated_interface
+        from instruments.interface import INTERFACE_KEYS, UI, placeholders, untranslated_interface
 
         for key, texts in inst.interface.items():
             p = ("interface", key)

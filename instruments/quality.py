@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .score import clean_items
+from instruments.score import clean_items
 
 __all__ = [
     "longstring",

@@ -70,8 +70,9 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from .ingest import META_COLUMNS, ImportError_, ImportResult, file_sha256, import_responses
-from .validate import ValidationIssue, ValidationReport, validate
+from instruments.atomic import atomic_write, fsync_dir
+from instruments.ingest import META_COLUMNS, ImportError_, ImportResult, file_sha256, import_responses
+from instruments.validate import ValidationIssue, ValidationReport, validate
 
 __all__ = ["Study", "StoreResult", "StoreBusy", "MANIFEST_NAME", "DB_NAME", "LOCK_NAME",
            "UNKNOWN_COLUMNS", "KILL_ENV", "KILL_STAGES"]
@@ -243,21 +244,9 @@ class Study:
         return {"files": files}
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
-        self.raw_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.raw_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(manifest, fh, indent=2, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            from .export_data import current_umask
-
-            os.chmod(tmp, 0o666 & ~current_umask())
-            os.replace(tmp, self.manifest_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.raw_dir)
+        text = json.dumps(manifest, indent=2, ensure_ascii=False)
+        atomic_write(self.manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                     durable=True, prefix=".manifest.")
 
     def known(self, sha256: str) -> dict | None:
         return next((f for f in self.manifest()["files"] if f["sha256"] == sha256), None)
@@ -392,7 +381,7 @@ class Study:
             except BaseException:
                 raw.unlink(missing_ok=True)  # our unrecorded copy; the user's file is untouched
                 raise
-            _fsync_dir(self.path)  # a new study.duckdb (and its WAL) survives a power cut too
+            fsync_dir(self.path)  # a new study.duckdb (and its WAL) survives a power cut too
             _stage("committed")
             with self.connect(read_only=False) as con:
                 self._write_manifest(self._manifest_from(con))
@@ -525,22 +514,13 @@ class Study:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(self.raw_dir)
+        fsync_dir(self.raw_dir)
         _stage("raw-copied")
         return target
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX: the directory entry is data too)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pack_unknown(data: pd.DataFrame, instrument) -> pd.DataFrame:
@@ -685,12 +665,12 @@ def _append(con, table: str, frame: pd.DataFrame) -> None:
 
 
 def _missing(path: Path):
-    from .validate import ValidationIssue
+    from instruments.validate import ValidationIssue
 
     return ValidationIssue(type="file-not-found", message=f"{path}: no such file")
 
 
 def _changed(path: Path):
-    from .validate import ValidationIssue
+    from instruments.validate import ValidationIssue
 
     return ValidationIssue(type="unreadable", message=f"{path.name}: the file changed while it was being copied")

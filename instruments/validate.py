@@ -33,8 +33,7 @@ carried into the same report.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,37 +47,7 @@ __all__ = [
     "relevance_mask",
 ]
 
-ISSUE_COLUMNS = ["row", "respondent_id", "item", "value", "type", "severity", "message"]
-
-
-@dataclass(frozen=True)
-class ValidationIssue:
-    """One problem in a data file."""
-
-    type: str
-    message: str
-    severity: Literal["error", "warning"] = "error"
-    row: int | None = None
-    respondent_id: str | None = None
-    item: str | None = None
-    value: str | None = None
-
-    def __str__(self) -> str:
-        tag = "" if self.severity == "error" else " (warning)"
-        return f"{self.message} [{self.type}]{tag}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def issues_frame(issues: Iterable[ValidationIssue] | pd.DataFrame) -> pd.DataFrame:
-    """Issues as a DataFrame with :data:`ISSUE_COLUMNS`."""
-    if isinstance(issues, pd.DataFrame):
-        return issues.reindex(columns=ISSUE_COLUMNS)
-    rows = [i.to_dict() for i in issues]
-    frame = pd.DataFrame(rows, columns=ISSUE_COLUMNS)
-    frame["row"] = frame["row"].astype("Int64")
-    return frame
+from instruments.issues import ISSUE_COLUMNS, ValidationIssue, issues_frame
 
 
 class ValidationReport:
@@ -196,7 +165,7 @@ def relevance_mask(expr, data: pd.DataFrame) -> np.ndarray:
     Same semantics as :func:`instruments.relevance.evaluate`, one numpy pass per
     comparison instead of a Python call per respondent.
     """
-    from . import relevance as rel
+    from instruments import relevance as rel
 
     expr = rel.parse(expr) if isinstance(expr, str) else expr
     n = len(data)
@@ -251,7 +220,7 @@ def _compare(data, item, op, value, n) -> np.ndarray:
 _META = {"respondent_id", "form_version", "language", "submitted_at", "started_at",
          "ended_at", "duration_s", "event", "source_row", "_extra",
          "import_id", "wave", "raw_sha256", "_unknown_columns",  # columns of the study store
-         "source"}  # the data source of a study run (analysis/pipeline.py)
+         "source"}  # the data source of a study run (analysis/study/pipeline.py)
 
 
 def _cells(data: pd.DataFrame, mask: np.ndarray, item: str | None, values, type_: str,
@@ -292,7 +261,7 @@ def validate(data, instrument, *, source: str | None = None,
     ``absent`` (form version -> items that version did not ask; from the mapping
     file of an import) keeps those items from counting as missing in its rows.
     """
-    from .ingest import ImportResult
+    from instruments.ingest import ImportResult
 
     pieces: list[pd.DataFrame] = []
     if isinstance(data, ImportResult):
@@ -344,7 +313,7 @@ def validate(data, instrument, *, source: str | None = None,
     blank_gates: dict[str, np.ndarray] = {}
     for it in items:
         if it.relevant and it.id in data:
-            from .relevance import referenced_items
+            from instruments.relevance import referenced_items
 
             refs = referenced_items(it.relevant)
             if all(r in data for r in refs):
@@ -375,7 +344,7 @@ def validate(data, instrument, *, source: str | None = None,
             wrong = answered & ~rel
             # a blank gate (one blank consent) makes every item it opens look answered out of turn:
             # that is one problem, reported once at the gate, not once per item (57 errors)
-            from .relevance import referenced_items
+            from instruments.relevance import referenced_items
 
             for gate in [r for r in referenced_items(it.relevant) if r in data]:
                 hit = wrong & data[gate].isna().to_numpy()
@@ -451,7 +420,7 @@ def validate(data, instrument, *, source: str | None = None,
 
 def _offered_languages(instrument) -> set[str]:
     """Labels (any language) of the interview-language item's categories, e.g. 'Another language'."""
-    from .ingest import language_item
+    from instruments.ingest import language_item
 
     item = language_item(instrument)
     if item is None:

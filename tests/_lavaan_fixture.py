@@ -42,7 +42,7 @@ def sample_stats(rec: dict):
 
 
 def fit_result(name: str, **kwargs):
-    from analysis.results import FitResult, TestStatistic
+    from analysis.sem.results import FitResult, TestStatistic
 
     rec = load(name)
     fit = pd.Series(rec["fit"], dtype=float)

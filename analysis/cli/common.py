@@ -24,7 +24,7 @@ class ModelNotFoundError(AnalysisError):
 
 
 def shipped_models() -> list[str]:
-    from analysis.study import shipped_models as names
+    from analysis.study.spec import shipped_models as names
 
     return names()
 
@@ -38,7 +38,7 @@ def resolve_model(spec: str, instrument=None) -> tuple[str, str]:
     """
     from pathlib import Path
 
-    from analysis.study import MODELS_DIR, measurement_model
+    from analysis.study.spec import MODELS_DIR, measurement_model
 
     if spec == "measurement" and instrument is not None:
         syntax = measurement_model(instrument)

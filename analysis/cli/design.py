@@ -61,7 +61,7 @@ def weights_cmd(
     import json
 
     def work():
-        from analysis.data import read_table
+        from analysis.sem.data import read_table
         from analysis.design.calibrate import calibrate, read_targets
         from analysis.errors import OptionError
 
@@ -112,7 +112,7 @@ def describe_cmd(
     import json
 
     def work():
-        from analysis.data import read_table
+        from analysis.sem.data import read_table
         from analysis.design import Design
         from analysis.design.describe import describe
         from analysis.errors import OptionError
@@ -147,7 +147,7 @@ def replicate_cmd(
     Example: resilience replicate survey.csv --weights w --cluster area --strata region --replicates 500 --seed 1 -o reps.csv
     """
     def work():
-        from analysis.data import read_table
+        from analysis.sem.data import read_table
         from analysis.design import Design
         from analysis.design.replicate import rao_wu_bootstrap
 
@@ -204,11 +204,11 @@ def design_power_cmd(
     def work():
         from pathlib import Path as _Path
 
-        from analysis.design.simulate import design_power
+        from analysis.simulation.design_power import design_power
 
         spec = model
         if _Path(model).is_file():
-            from analysis.simulate import PopulationModel
+            from analysis.simulation.simulate import PopulationModel
             spec = PopulationModel.from_syntax(_Path(model).read_text(), source=model)
         res = design_power(spec, path, _designs(designs), reps=reps, strata=strata, icc=icc, seed=seed,
                            workers=workers, progress=not as_json)

@@ -20,7 +20,7 @@ import typer
 from analysis.cli.common import fail as _fail
 from analysis.cli.common import resolve_model, shipped_models  # noqa: F401  (one model resolver for every command)
 from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
-from analysis.estimators import ESTIMATOR_NAMES as ESTIMATORS
+from analysis.sem.estimators import ESTIMATOR_NAMES as ESTIMATORS
 
 from analysis.format import jsonable
 
@@ -87,7 +87,7 @@ def _warning_text(w: Any) -> str:
 
 
 def _model_variables(syntax: str) -> list[str]:
-    from analysis.partable import build_partable, observed_names
+    from analysis.sem.partable import build_partable, observed_names
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -105,7 +105,7 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     ``pool``: several imputed datasets (the first is ``data_path``), fitted and pooled
-    (analysis.pool: Rubin's rules, D3/D2 test); ``scale_w`` as semTools' scale.W.
+    (analysis.sem.pool: Rubin's rules, D3/D2 test); ``scale_w`` as semTools' scale.W.
 
     Every warning raised on the way (reading, checking, fitting) is collected on the
     run, never printed to stderr.
@@ -143,7 +143,7 @@ def cli_instrument(instrument: str | None):
 def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
                     df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False, study=None,
                     inference=None):
-    from analysis.data import check_model_data, read_survey
+    from analysis.sem.data import check_model_data, read_survey
 
     # lavaan's default: ML, or WLSMV when items are ordered
     estimator = (estimator or ("WLSMV" if ordered else "ML")).upper()
@@ -154,14 +154,14 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         missing = "fiml"
     if missing not in MISSING:
         raise CliError(f"--missing must be listwise, fiml or pairwise; got {missing!r}")
-    # one reader for every command: platform exports and the study store too (analysis.data.read_survey)
+    # one reader for every command: platform exports and the study store too (analysis.sem.data.read_survey)
     inst = cli_instrument(instrument)
     name, syntax = resolve_model(model, inst)  # `measurement` is the CFA of this instrument
     if df is None:
         df = read_survey(data_path, inst, study=study)
     imputed = [read_survey(p, inst) for p in (pool or [])[1:]]
     if inst is not None:
-        from analysis.data import instrument_model_data
+        from analysis.psychometrics.items import instrument_model_data
 
         df = instrument_model_data(df, inst, syntax)
         imputed = [instrument_model_data(d, inst, syntax) for d in imputed]
@@ -189,7 +189,7 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
             raise DataError(f"{exc} Survey data? --instrument crs scores observed constructs such as REPR "
                             "and recodes missing codes and reverse-keyed items first.") from None
         raise
-    from analysis.sem import fit_sem
+    from analysis.sem.fit import fit_sem
 
     options: dict[str, Any] = {"estimator": estimator, "missing": missing}
     options.update(design or {})    # sampling_weights / cluster / strata (analysis.design)
@@ -206,7 +206,7 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     if collapse_sparse:
         options["collapse_sparse"] = True
     if pool:
-        from analysis.pool import fit_imputed
+        from analysis.sem.fit import fit_imputed
 
         for path, frame in zip(pool[1:], imputed):
             check_model_data(frame, variables, group=group, source=str(path))
@@ -330,7 +330,7 @@ def fit(
                  pool=list(data) if pool else None, scale_w=scale_w, study=study, se=se, test=test,
                  parameterization=parameterization)
     boot = None
-    if bootstrap:  # analysis.bootstrap (see analysis/cli/simulation.py)
+    if bootstrap:  # analysis.sem.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap
 
         run, boot = _guard(as_json, apply_bootstrap, run, bootstrap, ci, seed, scheduler)
@@ -362,7 +362,7 @@ def fit(
 def _top_modindices(run: _Run, n: int):
     """The n largest modification indices; a fit they cannot be computed for gets a warning."""
     from analysis.errors import AnalysisError
-    from analysis.modindices import modindices
+    from analysis.sem.modindices import modindices
 
     try:
         return modindices(run.fit, sort=True).head(n)
@@ -400,8 +400,8 @@ def compare_cmd(
 
         resilience compare survey.csv -m restricted.lav -m general.lav -e MLR --json
     """
-    from analysis.compare import compare
-    from analysis.data import read_survey
+    from analysis.sem.compare import compare
+    from analysis.sem.data import read_survey
 
     if len(model) < 2:
         _fail("compare needs at least two --model options", as_json, "usage")

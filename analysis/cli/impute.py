@@ -1,4 +1,4 @@
-"""`resilience impute`: multiple imputation of survey items (a thin layer over analysis.impute).
+"""`resilience impute`: multiple imputation of survey items (a thin layer over analysis.psychometrics.impute).
 
 The m completed datasets go to ``-o DIR`` as CSVs, with the imputation model in
 ``{stem}_imputation.json``; ``resilience fit DIR/*_imp*.csv --model M --pool`` pools them.
@@ -46,7 +46,7 @@ def impute_cmd(
         resilience fit imputed/survey_imp*.csv --model measurement --instrument crs --ordered all --pool
     """
     from analysis.errors import AnalysisError
-    from analysis.impute import impute
+    from analysis.psychometrics.impute import impute
 
     try:
         from instruments import InstrumentError, load_instrument
@@ -60,7 +60,7 @@ def impute_cmd(
                 inst = load_instrument(instrument)
         if not data.exists():
             fail(f"data file '{data}' not found", as_json, "usage")
-        from analysis.data import read_survey
+        from analysis.sem.data import read_survey
 
         frame = read_survey(data, inst)
         item_list = [s.strip() for s in items.split(",") if s.strip()] if items else None

@@ -1,7 +1,8 @@
 """Root of the `resilience` command line.
 
-Each command group lives in its own module under ``analysis/cli/`` and is
-registered below. The CLI never computes statistics itself: it parses options,
+Each command group lives in its own module, under ``analysis/cli/`` or, when
+it needs only the questionnaire layer, ``instruments/cli/``, and is registered
+below. The CLI never computes statistics itself: it parses options,
 calls the library, and prints either people-friendly rich output or, with
 ``--json``, exactly one JSON document on stdout.
 """
@@ -46,8 +47,8 @@ app = typer.Typer(
 # (module, how it attaches). A module exposes either `app` (a sub-command group,
 # mounted under `name`) or `register(app)` (top-level commands).
 _COMMAND_MODULES: list[tuple[str, str | None]] = [
-    ("analysis.cli.instrument", "instrument"),
-    ("analysis.cli.fielding", None),
+    ("instruments.cli.instrument", "instrument"),
+    ("instruments.cli.fielding", None),
     ("analysis.cli.fit", None),
     ("analysis.cli.impute", None),
     ("analysis.cli.psychometrics", None),

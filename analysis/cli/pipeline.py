@@ -1,6 +1,6 @@
 """`resilience init | run | report | demo`: the study pipeline on the command line.
 
-Thin: the library (analysis.study, analysis.pipeline) does the work; these
+Thin: the library (analysis.study, analysis.study.pipeline) does the work; these
 commands parse options, show progress and a summary table, and exit 1 with
 the problems (file, line, field) when the study cannot run at all.
 """
@@ -56,8 +56,8 @@ def _summary_table(run) -> None:
 
 
 def _run(study_path: Path, as_json: bool, report: bool = True, trust_template: bool = False):
-    from analysis.pipeline import run_study
-    from analysis.study import StudyError
+    from analysis.study.pipeline import run_study
+    from analysis.study.spec import StudyError
 
     try:
         run = run_study(study_path, progress=not as_json, report=report, command=["resilience"] + sys.argv[1:],
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
                                             help="Shipped instrument name or path of your instrument YAML."),
              force: bool = typer.Option(False, "--force", help="Overwrite an existing study.yaml.")) -> None:
         """Scaffold a study: a commented study.yaml, data/raw, models, results, reports."""
-        from analysis.study import StudyError, init_study
+        from analysis.study.spec import StudyError, init_study
 
         try:
             path = init_study(directory, title=title, overwrite=force, instrument=instrument)
@@ -108,9 +108,9 @@ def register(app: typer.Typer) -> None:
                    trust_template: bool = TrustTemplateOpt,
                    as_json: bool = JsonOpt) -> None:
         """Render the report from a results bundle (no refitting)."""
-        from analysis.pipeline import StepFailure, render_study_report
-        from analysis.render import RenderError
-        from analysis.study import StudyError, load_study
+        from analysis.study.pipeline import StepFailure, render_study_report
+        from analysis.study.render import RenderError
+        from analysis.study.spec import StudyError, load_study
 
         formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None
         out_dir, template = None, None
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
                                          "neighbourhoods as clusters within areas, weights raked to census margins."),
              as_json: bool = JsonOpt) -> None:
         """Simulate a community survey from crs, run the whole study, render the report."""
-        from analysis.pipeline import create_demo_study
+        from analysis.study.pipeline import create_demo_study
 
         if n < 50:
             _fail([f"The '--n' option must be an int >= 50. Got {n} instead."], as_json)

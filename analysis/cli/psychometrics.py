@@ -1,7 +1,7 @@
 """`resilience reliability | invariance | efa`: psychometrics from the command line.
 
-A thin layer over :mod:`analysis.reliability`, :mod:`analysis.invariance` and
-:mod:`analysis.efa`: parse options, call the library, print. With ``--json``
+A thin layer over :mod:`analysis.psychometrics.reliability`, :mod:`analysis.psychometrics.invariance` and
+:mod:`analysis.psychometrics.efa`: parse options, call the library, print. With ``--json``
 exactly one JSON document goes to stdout. A user's mistake (missing file,
 unknown column, too small a group) prints one line naming it and exits 2;
 nothing ends in a traceback.
@@ -52,14 +52,14 @@ def _user_errors() -> Iterator[None]:
 
 
 def _read_data(path: str | None, inst=None, study: Path | None = None):
-    """The same reader as every command (analysis.data.read_survey): with the instrument, the
+    """The same reader as every command (analysis.sem.data.read_survey): with the instrument, the
     platform exports `resilience import` reads; with --study, the study store's answers."""
     if (path is None) == (study is None):
         _fail("give a data file or --study DIR (a study store), not both" if path
               else "no data: give a data file or --study DIR (a study store)")
     if path is not None and not Path(path).exists():
         _fail(f"data file '{path}' not found")
-    from analysis.data import read_survey
+    from analysis.sem.data import read_survey
 
     return read_survey(path, inst, study=study)
 
@@ -138,7 +138,7 @@ def reliability(
 
         resilience reliability short_form.csv -i crs -c TRUST,CONF,NAVIG
     """
-    from analysis.reliability import reliability_report
+    from analysis.psychometrics.reliability import reliability_report
 
     with _user_errors():
         inst = _load_instrument(instrument)
@@ -167,7 +167,7 @@ def _with_design_columns(df, path, *columns):
     wanted = [c for c in columns if c and c not in df.columns]
     if not wanted or path is None:
         return df
-    from analysis.data import read_table
+    from analysis.sem.data import read_table
 
     try:
         raw = read_table(path)
@@ -188,7 +188,7 @@ def _design_reliability(df, inst, constructs, weights, cluster, strata):
 
     from analysis.design import Design
     from analysis.design.psychometrics import DesignReliability, design_reliability
-    from analysis.reliability import is_latent, items_of, recode_items
+    from analysis.psychometrics.items import is_latent, items_of, recode_items
 
     design = Design(weights=weights, cluster=cluster, strata=strata)
     names = constructs or [c.id for c in inst.constructs if is_latent(inst, c.id)]
@@ -245,7 +245,7 @@ def invariance(
 
         resilience invariance hs.csv -m analysis/models/hs.lav -g school --json
     """
-    from analysis.invariance import (
+    from analysis.psychometrics.invariance import (
         SmallGroupError, compare_groups, instrument_group_data, invariance_ladder, partial_invariance_search)
 
     search = comparison = None
@@ -327,7 +327,7 @@ def _status(enabled: bool) -> Iterator:
 
 def _warn_missing_codes(df, syntax: str) -> None:
     """Without an instrument, negative answers are most likely missing codes: say so."""
-    from analysis.invariance import observed_of
+    from analysis.psychometrics.invariance import observed_of
 
     cols = [v for v in observed_of(syntax) if v in df.columns and df[v].dtype.kind in "fi"]
     neg = sorted({int(v) for c in cols for v in df[c].unique() if v < 0 and float(v).is_integer()})
@@ -362,7 +362,7 @@ def efa(
 
         resilience efa survey.csv -i crs -k 11 --rotation promax --plot scree.png
     """
-    from analysis.efa import efa_report
+    from analysis.psychometrics.efa import efa_report
 
     with _user_errors():
         inst = _load_instrument(instrument)
@@ -374,7 +374,7 @@ def efa(
             res = efa_report(df, inst, items=items, n_factors=n_factors, rotation=rotation, seed=seed, missing=missing)
     if plot is not None:
         with _user_errors():
-            from analysis.efa import scree_plot
+            from analysis.psychometrics.efa import scree_plot
 
             scree_plot(res, plot)
     if as_json:
@@ -409,7 +409,7 @@ def icc_cmd(
 
         resilience icc survey.csv -i crs --cluster area -c TRUST,CONF --json
     """
-    from analysis.twolevel import icc_report
+    from analysis.sem.twolevel import icc_report
 
     with _user_errors():
         inst = _load_instrument(instrument)

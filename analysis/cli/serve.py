@@ -29,7 +29,7 @@ def _err(message: str, code: int = 1):
 
 
 def _instrument(path: str):
-    from analysis.cli.instrument import load_or_exit
+    from instruments.cli.instrument import load_or_exit
 
     return load_or_exit(path)
 

@@ -1,6 +1,6 @@
 """`resilience simulate` and `resilience power`, and the bootstrap options of
-`resilience fit`: thin commands over analysis.simulate, analysis.power and
-analysis.bootstrap (no statistics here). Mistakes exit 1 with a message."""
+`resilience fit`: thin commands over analysis.simulation.simulate, analysis.simulation.power and
+analysis.sem.bootstrap (no statistics here). Mistakes exit 1 with a message."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def parse_groups(spec: str | None, instrument) -> list | None:
     ``[{"name": "majority", "share": 0.7}, {"name": "minority", "share": 0.3,
     "means": {"TRUST": -0.3}, "intercepts": {"TRUST2": 0.4}, "loadings": {"TRUST3": 0.4},
     "codes": [6, 7, 8]}]``."""
-    from analysis.simulate import GroupSpec
+    from analysis.simulation.simulate import GroupSpec
 
     if spec is None or spec == "default":
         return None
@@ -113,7 +113,7 @@ def simulate_command(
     output: Path = typer.Option(..., "-o", "--output", help="File to write."),
 ) -> None:
     """Simulate respondents of an instrument from a population model, in any import format."""
-    from analysis.simulate import simulate_responses
+    from analysis.simulation.simulate import simulate_responses
 
     if fmt is None:
         fmt = next((k for k, ext in _EXT.items() if output.suffix.lower() == ext), None)
@@ -185,7 +185,7 @@ def power_command(
     A two-level population model (a .lav file with level: blocks) gives power by number of
     clusters and cluster size instead: resilience power -m pop.lav --clusters 30,60,100 --cluster-sizes 5,10
     """
-    from analysis.power import power_analysis
+    from analysis.simulation.power import power_analysis
 
     if clusters is not None or _guard(as_json, _is_twolevel, model):
         given = [flag for flag, on in (("--instrument", instrument is not None), ("--missing", missing > 0),
@@ -232,7 +232,7 @@ def power_command(
 
 
 def _is_twolevel(model: str) -> bool:
-    from analysis.twolevel import has_levels
+    from analysis.sem.twolevel import has_levels
 
     path = Path(model)
     return path.is_file() and has_levels(path.read_text())
@@ -266,7 +266,7 @@ def _twolevel_power(model, clusters, cluster_sizes, icc, reps, seed, target, eff
     """`resilience power` for a two-level population model: power by clusters x cluster size."""
     import numpy as np
 
-    from analysis.twolevel_power import TwoLevelPower, twolevel_power
+    from analysis.simulation.twolevel_power import TwoLevelPower, twolevel_power
 
     path = Path(model)
     if not path.is_file():
@@ -309,7 +309,7 @@ def apply_bootstrap(run: Any, n_boot: int, ci: str, seed: Optional[int], schedul
     import warnings
     from collections import Counter
 
-    from analysis.bootstrap import bootstrap_fit
+    from analysis.sem.bootstrap import bootstrap_fit
 
     # a warning from every replication (~2,000 lines) hides what matters: one line says how many, and which
     with warnings.catch_warnings(record=True) as caught:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, OptionError
+from analysis.errors import DataError, OptionError
 
 __all__ = ["calibrate", "read_targets", "weight_summary", "CalibrationResult", "METHODS"]
 
@@ -32,7 +32,7 @@ METHODS = ("rake", "linear", "poststratify")
 
 def read_targets(path) -> pd.DataFrame:
     """TARGETS.csv (columns variable, category, proportion; optionally a group column for --by)."""
-    from ..data import read_table
+    from analysis.sem.data import read_table
 
     t = read_table(path)
     return check_targets(t, str(path))
@@ -148,7 +148,7 @@ def calibrate(data: pd.DataFrame, targets: pd.DataFrame, *, method: str = "rake"
     targets = check_targets(targets, source)
     data = data.reset_index(drop=True)
     if base_weight is not None:
-        from .design import Design
+        from analysis.sem.design import Design
         base = Design(weights=base_weight).resolve(data).weights
     else:
         base = np.ones(len(data))

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from .design import Design, ResolvedDesign
+from analysis.errors import DataError
+from analysis.sem.design import Design, ResolvedDesign
 
 __all__ = ["describe", "Description", "regress", "RegressionResult"]
 
@@ -35,7 +35,7 @@ class Description:
     warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        from ..format import jsonable
+        from analysis.format import jsonable
 
         return {"design": self.design, "means": jsonable(self.means.to_dict(orient="records")),
                 "proportions": jsonable(self.proportions.to_dict(orient="records")),
@@ -175,7 +175,7 @@ class RegressionResult:
     nobs: int
 
     def to_dict(self) -> dict:
-        from ..format import jsonable
+        from analysis.format import jsonable
         return {"df": self.df, "nobs": self.nobs, "coefficients": jsonable(self.table.to_dict(orient="records"))}
 
     def summary(self) -> str:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..errors import DataError
-from .design import Design
+from analysis.errors import DataError
+from analysis.sem.design import Design
 
 __all__ = ["design_reliability", "DesignReliability"]
 
@@ -32,7 +32,7 @@ class DesignReliability:
     design: dict
 
     def to_dict(self) -> dict:
-        from ..format import jsonable
+        from analysis.format import jsonable
         return {"design": self.design, "reliability": jsonable(self.table.to_dict(orient="records"))}
 
     def summary(self) -> str:
@@ -65,7 +65,7 @@ def _omega_syntax(items: list[str]) -> str:
 def design_reliability(data: pd.DataFrame, items, design: Design | None = None, *,
                        construct: str = "", missing: str = "listwise") -> DesignReliability:
     """Weighted alpha and omega of ``items`` with design-based SEs (clusters, strata)."""
-    from ..sem import fit_sem
+    from analysis.sem.fit import fit_sem
 
     items = list(items)
     if len(items) < 2:

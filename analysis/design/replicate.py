@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, OptionError
-from .design import Design, ResolvedDesign
+from analysis.errors import DataError, OptionError
+from analysis.sem.design import Design, ResolvedDesign
 
 __all__ = ["ReplicateWeights", "rao_wu_bootstrap", "replicate_means", "replicate_fit"]
 
@@ -121,7 +121,7 @@ def replicate_fit(fit, data: pd.DataFrame, reps: ReplicateWeights, *, model: str
     spread of the estimates gives the SE. Returns lhs, op, rhs, group, est, se, failed."""
     import warnings
 
-    from ..sem import fit_sem
+    from analysis.sem.fit import fit_sem
 
     syntax = model or fit.syntax
     if not syntax:

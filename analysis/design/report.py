@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .calibrate import weight_summary
-from .describe import describe
-from .design import Design
+from analysis.design.calibrate import weight_summary
+from analysis.design.describe import describe
+from analysis.sem.design import Design
 
 __all__ = ["design_summary"]
 

@@ -43,12 +43,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..interface import LANGUAGE_NAMES, RTL, interface_text
-from ..relevance import to_javascript
-from .guard import BadForm, Guard, RateLimiter, parse_form
-from .pages import (MAX_TEXT, Page, build_pages, check_page, declined_consent, final_answers, may_be_relevant,
+from instruments.interface import LANGUAGE_NAMES, RTL, interface_text
+from instruments.relevance import to_javascript
+from instruments.web.guard import BadForm, Guard, RateLimiter, parse_form
+from instruments.web.pages import (MAX_TEXT, Page, build_pages, check_page, declined_consent, final_answers, may_be_relevant,
                     page_is_relevant, referenced_items, evaluate)
-from .storage import Storage, StorageError, TokenUsed, days_ago, sha256_hex, utc_now
+from instruments.web.storage import Storage, StorageError, TokenUsed, days_ago, sha256_hex, utc_now
 
 __all__ = ["create_app", "SurveyConfig", "Page", "build_pages", "check_page"]
 
@@ -325,7 +325,7 @@ class _Survey:
 
 def _visible_controls(text: Any) -> str:
     """Free text for admins: bidi overrides (stored before they were stripped) shown as code points."""
-    from .pages import clean_text
+    from instruments.web.pages import clean_text
 
     text = "" if text is None else str(text)
     return "".join(ch if clean_text(ch) == ch or ch in "\t\n\r" else f"[U+{ord(ch):04X}]" for ch in text)
@@ -370,7 +370,7 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
     the admin area does not exist.
     """
     if not hasattr(instrument, "items"):
-        from .. import load_instrument
+        from instruments import load_instrument
 
         instrument = load_instrument(instrument)
     cfg = config or SurveyConfig()
@@ -731,7 +731,7 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
         refusal = denied(request)
         if refusal:
             return refusal
-        from .export import responses_csv
+        from instruments.web.export import responses_csv
 
         return Response(responses_csv(storage, inst), media_type="text/csv; charset=utf-8", headers={
             "content-disposition": f'attachment; filename="{inst.id}-{inst.version}-web.csv"'})
@@ -742,7 +742,7 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
         refusal = denied(request)
         if refusal:
             return refusal
-        from .export import timings_frame
+        from instruments.web.export import timings_frame
 
         return Response(timings_frame(storage).to_csv(index=False), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": f'attachment; filename="{inst.id}-timings.csv"'})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..export_data import neutralise_frame, write_csv
+from instruments.export_data import neutralise_frame, write_csv
 
 __all__ = ["responses_frame", "timings_frame", "responses_csv", "write_responses_csv"]
 
@@ -54,7 +54,7 @@ def timings_frame(storage) -> pd.DataFrame:
 
 def responses_csv(storage, instrument) -> str:
     """The export as CSV text (formula cells neutralised), for downloads."""
-    from ..export_data import whole_numbers
+    from instruments.export_data import whole_numbers
 
     safe = neutralise_frame(whole_numbers(responses_frame(storage, instrument)))
     buf = io.StringIO()

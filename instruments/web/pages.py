@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..relevance import evaluate as _evaluate
-from ..relevance import parse, referenced_items as _referenced
+from instruments.relevance import evaluate as _evaluate
+from instruments.relevance import parse, referenced_items as _referenced
 
 __all__ = ["Page", "build_pages", "check_page", "final_answers", "page_is_relevant", "may_be_relevant",
            "clean_text", "declined_consent", "MAX_TEXT"]

@@ -59,7 +59,7 @@ def withdrawn_codes(study_dir: str | Path) -> set[str]:
     """
     import sqlite3
 
-    from ..store import Study
+    from instruments.store import Study
 
     study_dir = Path(study_dir)
     codes: set[str] = set()
@@ -78,7 +78,7 @@ def withdrawn_codes(study_dir: str | Path) -> set[str]:
 
 
 def _web_storage(study_dir: Path):
-    from .storage import Storage
+    from instruments.web.storage import Storage
 
     path = study_dir / "web" / "responses.sqlite"
     return Storage(path=path) if path.is_file() else None
@@ -106,7 +106,7 @@ def withdraw(study_dir: str | Path, code: str, *, channel: str = "cli", record: 
     study store anyway, for answers still in a data file or an export not yet
     imported, which every later import and analysis then leaves out.
     """
-    from ..store import Study
+    from instruments.store import Study
 
     study_dir = Path(study_dir)
     out = Withdrawal(code=code)

@@ -1,0 +1,480 @@
+"""Diagonally weighted and unweighted least squares on ordinal moments (WLSMV, ULSMV).
+
+The sample moments are lavaan's WLS.obs for ordered items: thresholds and
+polychoric correlations, with their asymptotic covariance Gamma (see
+:mod:`analysis.sem.polychoric`). The fit function, per group and weighted by
+N_g / N, is lavaan's ``0.5 (s - sigma)' W (s - sigma)`` with
+W = diag(Gamma)^-1 (DWLS) or I (ULS), so ``chisq = 2 N F``; SEs are the
+sandwich ``E^-1 (Delta'W Gamma W Delta) E^-1 / N`` (lavaan se="robust.sem"),
+and the test is the mean-and-variance adjusted (scaled-shifted) statistic.
+The delta parameterization (lavaan's default) fixes the scales to 1 so that
+the residual variances of the latent responses are 1 minus their common
+variance; they are reported that way.
+"""
+from __future__ import annotations
+
+import numpy as np
+from analysis.sem import distributions as st
+
+from analysis.errors import DataError
+from analysis.sem.fitindices import hoelter_indices, incremental_indices, rmsea_indices, robust_fit_indices
+from analysis.sem.polychoric import mixed_stats, ordinal_codes, ordinal_stats
+from analysis.sem.estimators.inference import EstimatorCombinationError, refuse_combination
+from analysis.sem.estimators.scaling import sandwich, scaled_shifted, ugamma_traces
+
+__all__ = ["WLSEstimator", "make_estimator"]
+
+
+class WLSEstimator:
+    """DWLS (WLSMV) or ULS (ULSMV) on thresholds and polychoric correlations.
+
+    Parameters
+    ----------
+    model : analysis.sem.model.Model with all observed variables ordered.
+    frames : list of DataFrames per group (the ordered items, raw codes, NaN = missing).
+    estimator : "WLSMV" or "ULSMV".
+    missing : "listwise" (lavaan's default) or "pairwise".
+    """
+
+    def __init__(self, model, frames, *, estimator: str = "WLSMV", missing: str = "listwise",
+                 group_labels=(), collapse_sparse: bool = False, parameterization: str = "delta"):
+        from analysis.sem.data import SampleStats
+
+        self.model = model
+        self.name = estimator.upper()
+        self.parameterization = parameterization
+        self.test_kind = "scaled.shifted"
+        import pandas as pd
+
+        ov = model.ov_names[0]
+        ordset = set(model.ordered_names[0])
+        self.ordered_mask = np.array([v in ordset for v in ov])
+        mixed = not self.ordered_mask.all()
+        if mixed and missing == "pairwise":
+            raise EstimatorCombinationError(
+                "missing='pairwise' is available when every observed variable is ordered; with "
+                "continuous variables in the model use missing='listwise'")
+        labels = list(group_labels)
+        ordered = [v for v in ov if v in ordset]
+        self.ostats = []
+        allf = pd.concat(frames, keys=range(len(frames)))
+        groups = np.asarray(allf.index.get_level_values(0))
+        codes, self.levels = ordinal_codes(allf, ordered, groups=groups if len(frames) > 1 else None,
+                                           collapse_sparse=collapse_sparse)
+        allf = allf.copy()
+        allf[ordered] = codes[ordered]
+        parts = [allf[groups == g] for g in range(len(frames))]
+        for g, part in enumerate(parts):
+            try:
+                if mixed:
+                    self.ostats.append(mixed_stats(part[model.ov_names[g]], self.ordered_mask))
+                else:
+                    self.ostats.append(ordinal_stats(part[model.ov_names[g]], missing=missing))
+            except DataError as err:
+                where = f" (group '{labels[g]}')" if len(parts) > 1 and labels else ""
+                raise type(err)(f"{err}{where}") from None
+        for g, os_ in enumerate(self.ostats):
+            want = len(model.th_names[g])
+            if len(os_.th) - int((~self.ordered_mask).sum()) != want:
+                raise DataError(f"the model has {want} thresholds but the data give {len(os_.th)}; "
+                                "check the categories of the ordered items")
+        self.nobs = [s.nobs for s in self.ostats]
+        self.ntotal = int(sum(self.nobs))
+        self.weights = np.asarray(self.nobs, float) / self.ntotal
+        # lavaan's (D)WLS group fit function carries (N_g - 1) / N_g, so chisq_g = (N_g - 1) F_g
+        self._fw = np.asarray([(n - 1) / n for n in self.nobs]) * self.weights
+        self.s = [s.wls_obs for s in self.ostats]
+        self.gamma = [s.gamma for s in self.ostats]
+        if self.name == "ULSMV":
+            self.W = [np.ones(len(v)) for v in self.s]
+        else:
+            self.W = [1.0 / np.diag(gm) for gm in self.gamma]
+        # lavaan's WLS.obs from Model.delta's [tau, mu, vech(Sigma)]: per variable its thresholds
+        # (ordered) or minus its mean (continuous); variances of continuous variables; off-diagonal vech
+        self._sel = [self._selection(g) for g in range(model.n_groups)]
+        covs = [s.cov if mixed else s.corr for s in self.ostats]
+        means = [np.where(self.ordered_mask, 0.0, s.means) if mixed else np.zeros(len(s.names))
+                 for s in self.ostats]
+        self.stats = SampleStats(tuple(model.ov_names[0]), tuple(covs), tuple(means), tuple(self.nobs),
+                                 tuple(str(x) for x in labels))
+        self.missing = missing
+
+    def _selection(self, g):
+        """Signed selection matrix from Model.delta's rows to lavaan's WLS.obs order."""
+        model = self.model
+        lay = model.moment_layout(g)
+        ov = model.ov_names[g]
+        p = len(ov)
+        n_mom = lay["sigma"].stop
+        th_var = [name.split("|")[0] for name in model.th_names[g]]
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        r, c = r[order], c[order]
+        rows = []                                       # (moment row, sign)
+        for j, v in enumerate(ov):
+            if self.ordered_mask[j]:
+                rows += [(lay["tau"].start + k, 1.0) for k, tv in enumerate(th_var) if tv == v]
+            else:
+                rows.append((lay["mu"].start + j, -1.0))
+        diag = {int(r_): k for k, (r_, c_) in enumerate(zip(r, c)) if r_ == c_}
+        rows += [(lay["sigma"].start + diag[j], 1.0) for j in range(p) if not self.ordered_mask[j]]
+        rows += [(lay["sigma"].start + k, 1.0) for k in np.flatnonzero(r != c)]
+        S = np.zeros((len(rows), n_mom))
+        for i, (row, sign) in enumerate(rows):
+            S[i, row] = sign
+        return S
+
+    # ------------------------------------------------------------------
+    def _full_moments(self, mom):
+        """[tau, mu, vech(Sigma)] of one group in Model.delta's row order."""
+        p = mom.sigma.shape[0]
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        tau = mom.tau if mom.tau is not None else np.zeros(0)
+        return np.concatenate([tau, mom.mu if self.model.meanstructure else np.zeros(0),
+                               mom.sigma[r[order], c[order]]])
+
+    def implied_moments(self, x):
+        out = []
+        for g, mom in enumerate(self.model.implied(x)):
+            full = self._full_moments(mom)
+            if self.parameterization == "theta":
+                full = self._theta_standardized(g, mom)[0]
+            out.append(self._sel[g] @ full)
+        return out
+
+    def _delta(self, x):
+        if self.parameterization != "theta":
+            return [S @ d for d, S in zip(self.model.delta(x), self._sel)]
+        moms, deltas = self.model.implied_delta(x)
+        return [S @ self._theta_standardized(g, mom)[1] @ d
+                for g, (mom, d, S) in enumerate(zip(moms, deltas, self._sel))]
+
+    def _theta_standardized(self, g, mom):
+        """Theta parameterization: the residual variances of the latent responses are parameters
+        (fixed to 1 in the first group) and the moments fitted to the polychorics are those of
+        the standardized responses: tau* = d tau, mu* = d mu, Sigma* = D Sigma D with
+        d_i = Sigma_ii^-1/2 for ordered variables (1 for continuous ones). Returns the standardized
+        [tau, mu, vech Sigma] and its Jacobian with respect to the unstandardized ones."""
+        model = self.model
+        p = mom.sigma.shape[0]
+        ordered = self.ordered_mask
+        d = np.where(ordered, 1.0 / np.sqrt(np.abs(np.diag(mom.sigma))), 1.0)
+        ddv = np.where(ordered, -0.5 * d ** 3, 0.0)          # d d_i / d Sigma_ii
+        r, c = np.tril_indices(p)
+        order = np.lexsort((r, c))
+        r, c = r[order], c[order]
+        full = self._full_moments(mom)
+        n_tau = 0 if mom.tau is None else len(mom.tau)
+        n_mu = p if model.meanstructure else 0
+        n = len(full)
+        jac = np.zeros((n, n))
+        diag_pos = {int(i): n_tau + n_mu + k for k, (i, j) in enumerate(zip(r, c)) if i == j}
+        out = full.copy()
+        if n_tau:
+            th_var = np.array([model.ov_names[g].index(name.split("|")[0]) for name in model.th_names[g]])
+            out[:n_tau] = d[th_var] * mom.tau
+            jac[np.arange(n_tau), np.arange(n_tau)] = d[th_var]
+            np.add.at(jac, (np.arange(n_tau), [diag_pos[v] for v in th_var]), ddv[th_var] * mom.tau)
+        if n_mu:
+            rows = n_tau + np.arange(p)
+            out[rows] = d * mom.mu
+            jac[rows, rows] = d
+            np.add.at(jac, (rows, [diag_pos[i] for i in range(p)]), ddv * mom.mu)
+        base = n_tau + n_mu
+        sig = mom.sigma[r, c]
+        out[base:] = d[r] * d[c] * sig
+        rows = base + np.arange(len(r))
+        jac[rows, rows] = d[r] * d[c]
+        np.add.at(jac, (rows, [diag_pos[i] for i in r]), ddv[r] * d[c] * sig)
+        np.add.at(jac, (rows, [diag_pos[j] for j in c]), d[r] * ddv[c] * sig)
+        return out, jac
+
+    def objective(self, x) -> float:
+        f = 0.0
+        for w, s, sig, W in zip(self._fw, self.s, self.implied_moments(x), self.W):
+            d = s - sig
+            f += w * 0.5 * float(np.sum(W * d * d))
+        return f
+
+    def gradient(self, x) -> np.ndarray:
+        g = np.zeros(self.model.n_free)
+        for w, s, sig, W, D in zip(self._fw, self.s, self.implied_moments(x), self.W, self._delta(x)):
+            g -= w * D.T @ (W * (s - sig))
+        return g
+
+    def information(self, x) -> np.ndarray:
+        return sum(w * D.T @ (W[:, None] * D) for w, W, D in zip(self.weights, self.W, self._delta(x)))
+
+    def scoring_step(self, x, with_info: bool = True):
+        D = self._delta(x)
+        f, g = 0.0, np.zeros(self.model.n_free)
+        info = np.zeros((self.model.n_free,) * 2)
+        for w, fw, s, sig, W, Dg in zip(self.weights, self._fw, self.s, self.implied_moments(x), self.W, D):
+            d = s - sig
+            f += fw * 0.5 * float(np.sum(W * d * d))
+            g -= fw * Dg.T @ (W * d)
+            if with_info:
+                info += w * Dg.T @ (W[:, None] * Dg)
+        return f, g, (info if with_info else None)
+
+    se_kind = "robust.sem"      # or "standard" (lavaan's se="standard": the expected information alone)
+
+    def vcov(self, x) -> np.ndarray:
+        self.x_hat = np.asarray(x, float)
+        self._apply_delta_theta(x)
+        D = self._delta(x)
+        E_inv = np.linalg.inv(self.information(x))
+        if self.se_kind == "standard":
+            return E_inv / (self.ntotal - self.model.n_groups)
+        B = sum(w * Dg.T @ (W[:, None] * gm * W[None, :]) @ Dg
+                for w, W, gm, Dg in zip(self.weights, self.W, self.gamma, D))
+        # lavaan divides by N - G for (D)WLS/ULS (lav_utils_get_ntotal)
+        return sandwich(E_inv, B, self.ntotal - self.model.n_groups)
+
+    def df(self) -> int:
+        # fixed.x covariates' means and (co)variances are fitted exactly, not tested (as df_of)
+        exo = sum(len(e) * (len(e) + 1) // 2 + len(e) for e in self.model.exo_names)
+        return int(sum(len(s) for s in self.s) - self.model.n_free - exo + self.model.n_eq_constraints)
+
+    def _scaled(self, chisq, df, V, D, x=None):
+        from analysis.sem.constraints import inverse_information
+
+        E = sum(w * Dg.T @ v @ Dg for w, v, Dg in zip(self.weights, V, D))
+        # the model's test (x given) under general constraints uses the bordered inverse
+        E_inv = inverse_information(E, self, x) if x is not None else np.linalg.inv(E)
+        tr1, tr2 = ugamma_traces(V, D, E_inv, self.gamma, self.nobs)
+        return scaled_shifted(chisq, df, tr1, tr2)
+
+    def test(self, x) -> dict:
+        self.x_hat = np.asarray(x, float)
+        self._apply_delta_theta(x)
+        chisq = max(2.0 * self.ntotal * self.objective(x), 0.0)
+        df = self.df()
+        out = {"test": "standard", "chisq": chisq, "df": df,
+               "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
+        out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], self._delta(x), x))
+        return out
+
+    def ugamma_pieces(self):
+        """(V, Delta, Gamma, nobs) at the estimates, for scaled difference tests."""
+        return [np.diag(W) for W in self.W], self._delta(self.x_hat), self.gamma, self.nobs
+
+    def baseline(self) -> dict:
+        """Independence model: thresholds free, correlations zero (the thresholds fit exactly)."""
+        chisq = 0.0
+        D = []
+        nth_all = sum(len(s) - len(o.pairs) for s, o in zip(self.s, self.ostats))
+        off = 0
+        for fw, s, W, o in zip(self._fw, self.s, self.W, self.ostats):
+            nth = len(s) - len(o.pairs)                 # thresholds, means and variances: saturated
+            chisq += self.ntotal * fw * float(np.sum(W[nth:] * s[nth:] ** 2))
+            d = np.zeros((len(s), nth_all))
+            d[np.arange(nth), off + np.arange(nth)] = 1.0
+            off += nth
+            D.append(d)
+        df = int(sum(len(s) for s in self.s) - nth_all)
+        out = {"chisq": chisq, "df": df, "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
+        out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], D))
+        return out
+
+    def extra_fit_measures(self, x, test, fit) -> dict:
+        """WLS fit keys: baseline from the independence model, scaled indices; no likelihood."""
+        base = self.baseline()
+        chisq, df = test["chisq"], test["df"]
+        b2, bdf = base["chisq"], base["df"]
+        g = self.model.n_groups
+        n = self.ntotal - g            # lavaan's N for (D)WLS/ULS indices (lav_utils_get_ntotal)
+        out = {"npar": self.model.n_free, "fmin": chisq / (2 * self.ntotal), "baseline.chisq": b2,
+               "baseline.df": bdf, "baseline.pvalue": base["pvalue"],
+               **incremental_indices(chisq, df, b2, bdf), **rmsea_indices(chisq, df, n, g),
+               "ntotal": self.ntotal,
+               **hoelter_indices(chisq, df, n),
+               "logl": np.nan, "unrestricted.logl": np.nan, "aic": np.nan, "bic": np.nan,
+               "bic2": np.nan}
+        out.update(self._residual_indices(x))
+        robust = self.catml_robust(x) if self.ordered_mask.all() else None
+        out.update(robust_fit_indices(test, base, n, g, robust=robust))
+        return out
+
+    def _thresholds_or_means_equal(self) -> bool:
+        """lavaan's catML refit drops the threshold and mean rows; equality constraints on them
+        (group_equal thresholds/means, shared labels) make it fail and the robust indices NA."""
+        pt = self.model.partable
+        shared = pt.loc[pt["free"] > 0, "free"].duplicated(keep=False)
+        rows = pt.loc[pt["free"] > 0][shared]
+        return bool(rows["op"].isin(["|", "~1"]).any())
+
+    def catml_robust(self, x) -> dict | None:
+        """lavaan's robust CFI/TLI/RMSEA pieces for categorical data (lav_fit_catml_dwls, 0.6-14).
+
+        The ML discrepancy between the polychoric matrix R and the implied correlations
+        (XX3, at the DWLS estimates) with ks = tr(WiU' V WiU Gamma_rr), WiU = I - Delta E^-1 Delta' W,
+        V the normal-theory weight of the correlations; the null model uses tr(Gamma_rr).
+        """
+        from analysis.sem.estimators.base import ml_weight
+        if self._thresholds_or_means_equal():
+            return None
+        fg = self.weights
+        xx3 = xx3n = 0.0
+        Dl, Wl, Vl, Gl = [], [], [], []
+        for w, o, mom, D, W, gam in zip(fg, self.ostats, self.model.implied(x), self._delta(x),
+                                        self.W, self.gamma):
+            R = o.corr
+            sig = mom.sigma
+            if np.linalg.eigvalsh(R).min() < np.sqrt(np.finfo(float).eps):
+                return None
+            p = R.shape[0]
+            n_g = o.nobs
+            ld_s, ld_r = np.linalg.slogdet(sig)[1], np.linalg.slogdet(R)[1]
+            xx3 += n_g * (ld_s + np.trace(R @ np.linalg.inv(sig)) - ld_r - p)
+            xx3n += n_g * (-ld_r)
+            nth = len(D) - len(o.pairs)
+            r, c = np.tril_indices(p)
+            order = np.lexsort((r, c))
+            off = np.flatnonzero(r[order] != c[order])
+            V = ml_weight(np.linalg.inv(sig))[np.ix_(off, off)]
+            Dl.append(D[nth:])
+            Wl.append(w * np.diag(W[nth:]))
+            Vl.append(w * V)
+            Gl.append(gam[nth:, nth:] / w)
+        from scipy.linalg import block_diag
+        Wall, Vall, Gall = block_diag(*Wl), block_diag(*Vl), block_diag(*Gl)
+        Dall = np.vstack(Dl)
+        E_inv = np.linalg.inv(self.information(x))
+        WiU = np.eye(len(Wall)) - Dall @ E_inv @ Dall.T @ Wall
+        ks = float(np.trace(WiU.T @ Vall @ WiU @ Gall))
+        df3 = self.df()
+        df3n = sum(len(o.pairs) for o in self.ostats)
+        c3 = ks / df3 if df3 > 0 else np.nan
+        return {"XX3": xx3, "df3": df3, "c.hat3": c3, "XX3.scaled": xx3 / c3,
+                "XX3.null": xx3n, "df3.null": df3n, "c.hat3.null": float(np.trace(Gall)) / df3n}
+
+    def _residual_indices(self, x) -> dict:
+        """srmr/rmr/crmr on the correlation metric with thresholds as the "mean" part
+        (lavaan: polychoric minus implied correlations; unit diagonals add nothing), and
+        gfi/agfi/pgfi/wrmr with the WLS weights."""
+        keys = dict.fromkeys(["rmr", "rmr_nomean", "crmr", "crmr_nomean", "gfi", "wrmr"], 0.0)
+        nel = sum(len(s) for s in self.s)
+        for w, o, mom, s, sig, W in zip(self.weights, self.ostats, self.model.implied(x), self.s,
+                                        self.implied_moments(x), self.W):
+            p, nth = len(o.names), len(o.th)
+            pstar = p * (p + 1) / 2
+            i, j = o.pairs[:, 0], o.pairs[:, 1]
+            sd = np.sqrt(np.diag(mom.sigma))
+            rc = np.sum((o.corr[i, j] - mom.sigma[i, j] / (sd[i] * sd[j])) ** 2)
+            rt = np.sum((s[:nth] - sig[:nth]) ** 2)
+            keys["rmr"] += w * np.sqrt((rc + rt) / (pstar + nth))
+            keys["rmr_nomean"] += w * np.sqrt(rc / pstar)
+            keys["crmr"] += w * np.sqrt((rc + rt) / (pstar - p + nth))
+            keys["crmr_nomean"] += w * np.sqrt(rc / (pstar - p))
+            d = s - sig
+            keys["gfi"] += w * (1.0 - np.sum(W * d * d) / np.sum(W * s * s))
+        chisq = 2 * self.ntotal * self.objective(x)
+        # lavaan's choice for several groups: the total chi-square over the first group's number
+        # of sample statistics (fitMeasures: nel <- length(WLS.obs[[1]])), documented in engine.md
+        keys["wrmr"] = float(np.sqrt(chisq / len(self.s[0])))
+        df = self.df()
+        out = {"rmr": keys["rmr"], "rmr_nomean": keys["rmr_nomean"], "srmr": keys["rmr_nomean"],
+               "srmr_bentler": keys["rmr"], "srmr_bentler_nomean": keys["rmr_nomean"],
+               "crmr": keys["crmr"], "crmr_nomean": keys["crmr_nomean"],
+               "srmr_mplus": np.nan, "srmr_mplus_nomean": np.nan,
+               "gfi": keys["gfi"], "agfi": 1 - (nel / df) * (1 - keys["gfi"]) if df > 0 else 1.0,
+               "pgfi": (df / nel) * keys["gfi"], "wrmr": keys["wrmr"]}
+        return out
+
+    def residual_variances(self, x) -> list[np.ndarray]:
+        """Delta parameterization: theta_j = 1 / d_j^2 - common variance of y*_j."""
+        out = []
+        for g, mom in enumerate(self.model.implied(x)):
+            mats = self.model.matrices(x, g)
+            scales = mats["scales"]
+            p = len(scales)
+            current = np.diag(mats["S"])[:p]
+            common = np.diag(mom.sigma) / scales ** 2 - current
+            out.append(1.0 / scales ** 2 - common)
+        return out
+
+    def set_residual_variances(self, x):
+        """Delta parameterization: put the residual variances implied by ``x`` into the model
+        (e.g. at estimates pooled over imputations)."""
+        self._apply_delta_theta(x)
+
+    def for_model(self, model, x):
+        """This fit's estimator for ``model`` (the same items with more parameters, as the
+        modification indices' extended model) at its parameters ``x``."""
+        import copy
+
+        out = copy.copy(self)
+        out.model = model
+        out._sel = [out._selection(g) for g in range(model.n_groups)]
+        out.__dict__.pop("_theta_rows", None)
+        out._apply_delta_theta(x)
+        return out
+
+    def _apply_delta_theta(self, x):
+        """Set the fixed residual variances of the latent responses to their delta-parameterization
+        values, so that the table, the implied moments and the standardized solution show them
+        (thresholds and correlations do not depend on them). Under the theta parameterization the
+        residual variances are parameters: the table's scales (~*~) show 1/sqrt(Var(y*)) instead."""
+        pt = self.model.partable
+        if self.parameterization == "theta":
+            for g, mom in enumerate(self.model.implied(x)):
+                gnum = self.model.groups[g]
+                for j, v in enumerate(self.model.ov_names[g]):
+                    rows = (pt["op"] == "~*~") & (pt["lhs"] == v) & (pt["group"] == gnum) & (pt["free"] == 0)
+                    if self.ordered_mask[j] and rows.any():
+                        pt.loc[rows, "ustart"] = 1.0 / np.sqrt(mom.sigma[j, j])
+            return
+        if not hasattr(self, "_theta_rows"):
+            # ordered items' rows only: a fixed.x covariate's variance stays its sample value
+            keep = ((pt["op"] == "~~") & (pt["lhs"] == pt["rhs"]) & (pt["free"] == 0)
+                    & (pt["user"] == 0) & (pt["exo"] != 1)).to_numpy()
+            lhs, grp = pt["lhs"].to_numpy(), pt["group"].to_numpy()
+            self._theta_rows = []
+            for g, gnum in enumerate(self.model.groups):
+                pos = {v: j for j, v in enumerate(self.model.ov_names[g])}
+                rows = [(pt.index[i], pos[lhs[i]]) for i in np.flatnonzero(keep & (grp == gnum))
+                        if lhs[i] in pos]
+                self._theta_rows.append(rows)
+        rows, values = [], []
+        for g, theta in enumerate(self.residual_variances(x)):
+            grp = self.model.group_maps[g]
+            for idx, j in self._theta_rows[g]:
+                rows.append(idx)
+                values.append(theta[j])
+                grp.S0[j, j] = theta[j]
+        if rows:   # one write: this runs at every step of the standardized SEs' differences
+            pt.loc[rows, "ustart"] = values
+
+
+def make_estimator(model, stats, *, data=None, options=None):
+    """WLSMV / ULSMV for fit_sem."""
+    from analysis.sem.estimators.scaling import group_arrays
+
+    options = options or {}
+    name = options.get("estimator", "WLSMV").upper()
+    missing = options.get("missing", "listwise")
+    refuse_combination(name, missing, True)
+    if data is None:
+        raise EstimatorCombinationError(f"estimator {name} needs the raw data")
+    import pandas as pd
+    exo = sorted({v for names in model.exo_names for v in names})
+    if exo:
+        import warnings
+
+        from analysis.errors import SEMWarning
+        warnings.warn(f"ordered items with fixed.x covariate(s) {', '.join(exo)}: lavaan's default "
+                      "for this model (conditional.x = TRUE) is not implemented; estimates, chisq "
+                      "and df are lavaan's conditional.x = FALSE ones, and fit_sem(..., "
+                      "fixed_x=False) reproduces its SEs and scaled test too", SEMWarning, stacklevel=3)
+    arrays = group_arrays(data, model)
+    frames = [pd.DataFrame(a, columns=model.ov_names[g]) for g, a in enumerate(arrays)]
+    est = WLSEstimator(model, frames, estimator=name,
+                       missing="pairwise" if missing == "pairwise" else "listwise",
+                       group_labels=tuple(stats.group_labels),
+                       collapse_sparse=bool(options.get("collapse_sparse", False)),
+                       parameterization=str(options.get("parameterization", "delta")).lower())
+    if str(options.get("se", "")).lower() == "standard":
+        est.se_kind = "standard"
+    return est

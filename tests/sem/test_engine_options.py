@@ -1,0 +1,31 @@
+"""FitResult.options records the inference lavaan would report for each estimator."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.sem.fit import fit_sem
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("estimator, missing, expected", [
+    ("ML", "listwise", ("standard", "standard", "expected")),
+    ("ML", "fiml", ("standard", "standard", "observed")),
+    ("MLR", "listwise", ("robust.huber.white", "yuan.bentler.mplus", "observed")),
+    ("MLM", "listwise", ("robust.sem", "satorra.bentler", "expected")),
+])
+def test_options_name_the_inference_used(estimator, missing, expected):
+    data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
+    fit = fit_sem((ROOT / "analysis/models/hs.lav").read_text(), data, estimator=estimator, missing=missing)
+    assert (fit.options["se"], fit.options["test"], fit.options["information"]) == expected
+
+
+def test_latent_named_like_a_data_column_is_reported():
+    data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
+    data["visual"] = data[["x1", "x2", "x3"]].mean(axis=1)  # a score column named like the factor
+    fit = fit_sem((ROOT / "analysis/models/hs.lav").read_text(), data, warn=False)
+    messages = [w["message"] for w in fit.warnings]
+    assert any("visual are also columns of the data" in m for m in messages)
+    assert fit.fit_indices["chisq"] == pytest.approx(85.3055, abs=1e-3)  # the column is not used
