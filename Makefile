@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(VENV)/bin/resilience demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -m "not slow"
 
 test-all: $(STAMP)

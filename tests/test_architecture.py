@@ -1,4 +1,5 @@
-"""The engine's modules use each other only through public names.
+"""The layers hold: no import cycle, the import-linter contracts of
+pyproject.toml kept, and modules use each other only through public names.
 
 Every module under analysis/ and instruments/ is parsed with ``ast``; a private
 name (one leading underscore, not a dunder) may be used only in the module that
@@ -16,7 +17,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("analysis", "instruments")
 
 # Known exceptions, to shrink to nothing: (module, private name).
@@ -25,7 +26,7 @@ ALLOWED = {
     ("instruments/export_paper.py", "_p"),
     # the two-level model's table compiler, shared with its power analysis: to be made public
     # with the two-level work in progress (tests/test_twolevel_lavaan.py imports it too)
-    ("analysis/twolevel_power.py", "_compiled"),
+    ("analysis/simulation/twolevel_power.py", "_compiled"),
 }
 
 
@@ -116,3 +117,65 @@ def test_the_allow_list_only_shrinks():
     used = {(module, name) for module, name, _ in offenders()}
     stale = sorted(ALLOWED - used)
     assert not stale, f"no longer needed, remove from ALLOWED: {stale}"
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the suite's modules it imports (also inside functions), as import-linter sees it."""
+    import grimp
+
+    graph = grimp.build_graph(*PACKAGES)
+    return {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycles_are_found():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    found = cycles(import_graph())
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_layer_contracts_are_kept():
+    from click.testing import CliRunner
+    from importlinter.cli import lint_imports_command
+
+    result = CliRunner().invoke(lint_imports_command, ["--config", str(ROOT / "pyproject.toml"), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert "0 broken" in result.output
