@@ -24,9 +24,6 @@ PACKAGES = ("analysis", "instruments")
 ALLOWED = {
     # python-docx has no public API for a paragraph's or run's direction (w:bidi, w:rtl)
     ("instruments/export_paper.py", "_p"),
-    # the two-level model's table compiler, shared with its power analysis: to be made public
-    # with the two-level work in progress (tests/test_twolevel_lavaan.py imports it too)
-    ("analysis/simulation/twolevel_power.py", "_compiled"),
 }
 
 

@@ -250,7 +250,7 @@ def _check_cluster_column(data: pd.DataFrame, cluster: str) -> None:
         raise DataError(f"cluster column {cluster!r} not found in the data{hint}")
 
 
-def _compiled(pt: pd.DataFrame) -> pd.DataFrame:
+def level_blocks_as_groups(pt: pd.DataFrame) -> pd.DataFrame:
     """The table the RAM code compiles: each level block as a 'group'."""
     out = pt.copy()
     out["group"] = np.where(out["level"] > 0, out["block"], 0)
@@ -625,7 +625,7 @@ def _fit_table(pt: pd.DataFrame, data, control: dict | None = None):
     from analysis.sem.model import Model
     from analysis.sem.optimize import minimize
 
-    mdl = Model(_compiled(pt), meanstructure=True)
+    mdl = Model(level_blocks_as_groups(pt), meanstructure=True)
     est = _estimator(mdl, data)
     opt = minimize(est, mdl.x_start, **(control or {}))
     return mdl, est, opt
@@ -752,7 +752,7 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
                                     group_partial=group_partial)
     records += [{"type": "model", "category": type(w.message).__name__, "message": str(w.message)}
                 for w in caught]
-    ipt = _compiled(pt)
+    ipt = level_blocks_as_groups(pt)
     from analysis.sem.model import Model
 
     mdl0 = Model(ipt, meanstructure=True)
@@ -1078,7 +1078,7 @@ def _h1_trace(data, h1_pt, exo) -> float:
     (Mplus) scaling ``c = [tr(A1^-1 B1) - tr(A0^-1 B0)] / df``, as lavaan computes it."""
     from analysis.sem.model import Model
 
-    h1_mdl = Model(_compiled(h1_pt), meanstructure=True)
+    h1_mdl = Model(level_blocks_as_groups(h1_pt), meanstructure=True)
     h1_est = _estimator(h1_mdl, data)
     x_h1 = h1_mdl.x_start
     a1 = h1_est.hessian(x_h1) * h1_est.ntotal

@@ -34,7 +34,7 @@ _VALUE_RE = re.compile(r"(?<![\w.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s
 def population_moments(population: str, *, icc: float = 0.1):
     """Implied (Sigma_W, mu_W, ov1), (Sigma_B, mu_B, ov2) of a two-level population model."""
     from analysis.sem.model import Model
-    from analysis.sem.twolevel import _compiled, build_twolevel_partable
+    from analysis.sem.twolevel import build_twolevel_partable, level_blocks_as_groups
 
     if not 0 <= icc < 1:
         raise OptionError(f"The 'icc' parameter of population_moments must be in [0, 1). Got {icc!r} instead.")
@@ -59,7 +59,7 @@ def population_moments(population: str, *, icc: float = 0.1):
     pt["ustart"] = value
     pt["free"] = 0
     pt["exo"] = 0
-    mdl = Model(_compiled(pt), meanstructure=True)
+    mdl = Model(level_blocks_as_groups(pt), meanstructure=True)
     (m1, m2) = mdl.implied(np.zeros(0))
     return (m1.sigma, m1.mu, list(mdl.ov_names[0])), (m2.sigma, m2.mu, list(mdl.ov_names[1]))
 

@@ -149,7 +149,7 @@ def test_fiml_h1_of_lavaan_is_just_below_our_maximum():
     """With missing answers the ICCs differ from lavaan's by 1.3e-5: lavaan's h1 optimizer stops
     early. Our likelihood at lavaan's h1 moments is lavaan's unrestricted logl, and ours is higher."""
     from analysis.sem.model import Model
-    from analysis.sem.twolevel import MissingClusterData, TwoLevelFIML, _compiled, _moment_start, _moment_table
+    from analysis.sem.twolevel import MissingClusterData, TwoLevelFIML, _moment_start, _moment_table, level_blocks_as_groups
 
     rec = _lavaan("cfa_missing")
     h1 = rec["h1"]
@@ -158,7 +158,7 @@ def test_fiml_h1_of_lavaan_is_just_below_our_maximum():
     mean = np.array([h1["within"]["mean"][v] + h1["between"]["mean"][v] for v in names])
     table = _moment_table(names, names, saturated=True, exo={})
     table["start"] = _moment_start(table, sw, np.zeros(len(names)), sb, mean, names, names)
-    model = Model(_compiled(table), meanstructure=True)
+    model = Model(level_blocks_as_groups(table), meanstructure=True)
     h1_lavaan = TwoLevelFIML(model, MissingClusterData.from_frame(MISSING, "community", names, []))
     logl_at_lavaan = -h1_lavaan.minus2logl(model.x_start) / 2
     assert logl_at_lavaan == pytest.approx(rec["fit"]["unrestricted.logl"], rel=1e-10)
