@@ -110,6 +110,7 @@ _CONSTRAINTS = {
     "ordered": _ordered,
     "fixed_x": _bool,
     "parameterization": _one_of("delta", "theta"),
+    "conditional_x": _optional_bool,
 }
 
 
@@ -156,7 +157,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
             warn: bool = True, collapse_sparse: bool = False, sampling_weights: str | None = None,
             cluster: str | None = None, strata: str | None = None, design=None,
-            parameterization: str = "delta"):
+            parameterization: str = "delta", conditional_x: bool | None = None):
     """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.sem.results.FitResult`.
 
     Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
@@ -224,7 +225,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                    group_equal=group_equal, group_partial=group_partial, ordered=ordered,
                    fixed_x=fixed_x, collapse_sparse=collapse_sparse,
                    parameterization=parameterization.lower() if isinstance(parameterization, str)
-                   else parameterization)
+                   else parameterization, conditional_x=conditional_x)
     survey = _survey_design(design, sampling_weights, cluster, strata)
     survey_options = {}
     if survey is not None:
@@ -313,6 +314,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             raise OptionError("with sample_cov only estimator='ML' and missing='listwise' are possible "
                               "(robust, ordinal and FIML estimators need the raw data)")
 
+    options["conditional_x"] = _conditional_x(conditional_x, statements, ordered, fixed_x, estimator,
+                                              survey is not None)
+
     # 3. parameter table ----------------------------------------------------
     ms = meanstructure
     if ms is None:
@@ -361,6 +365,13 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     pt["start"] = start_values(pt, stats)
     exo = (pt["exo"] == 1).to_numpy()
     pt.loc[exo, "ustart"] = pt.loc[exo, "start"]
+    if options["conditional_x"]:
+        # lavaan keeps the covariates' (co)variances with divisor N - 1 under conditional.x
+        # (they enter no statistic, only the table and the standardized solution)
+        cov_rows = exo & (pt["op"] == "~~").to_numpy()
+        n_g = {grp: stats.nobs[k] for k, grp in enumerate(sorted(g for g in pt["group"].unique() if g > 0))}
+        scale = pt["group"].map(lambda grp: n_g.get(grp, 2) / (n_g.get(grp, 2) - 1)).to_numpy(float)
+        pt.loc[cov_rows, "ustart"] = pt.loc[cov_rows, "ustart"].to_numpy(float) * scale[cov_rows]
 
     # 6. model --------------------------------------------------------------
     mdl = Model(pt, meanstructure=ms)
@@ -580,6 +591,35 @@ def fit_imputed(model, datasets: Sequence[pd.DataFrame], *, scale_w: bool = Fals
 
 sem = fit_sem
 cfa = fit_sem
+
+
+def _conditional_x(conditional_x, statements, ordered, fixed_x, estimator, survey) -> bool:
+    """lavaan's conditional.x: by default TRUE for ordered items (WLSMV/ULSMV) with observed
+    exogenous covariates, FALSE otherwise; without covariates there is nothing to condition on."""
+    from analysis.sem.estimators.registry import ESTIMATORS as REGISTRY
+
+    ordered = _as_list(ordered)
+    rows = [(s.lhs, s.op, s.rhs) for s in statements if s.op not in EXPRESSION_OPS]
+    ov_x = [v for v in vnames(rows)["ov.x"] if v not in set(ordered)]
+    categorical = bool(ordered) and not REGISTRY[estimator].likelihood
+    cond = categorical if conditional_x is None else bool(conditional_x)
+    if not (cond and ov_x):
+        return False
+    if not fixed_x:
+        hint = (" (lavaan's default for ordered items with observed covariates "
+                f"{', '.join(ov_x)}; pass conditional_x=False for the joint model of items and covariates)"
+                if conditional_x is None else "")
+        raise OptionError(f"fixed.x = FALSE is not supported when conditional.x = TRUE{hint}")
+    if not categorical:
+        raise OptionError(
+            "conditional_x=True is implemented for ordered items (WLSMV/ULSMV); with continuous "
+            f"variables and estimator {estimator} use conditional_x=False (lavaan's default there; the "
+            "estimates and the chi-square of a fixed.x model are the same)")
+    if survey:
+        raise OptionError(
+            "sampling weights, clusters and strata with conditional_x=True (lavaan's default for ordered "
+            "items with observed covariates) are not implemented; pass conditional_x=False")
+    return True
 
 
 def _two_level(model) -> bool:

@@ -35,6 +35,9 @@ from analysis.errors import DataError
 
 __all__ = [
     "bivariate_normal_cdf",
+    "ConditionalStats",
+    "conditional_stats",
+    "ordered_probit",
     "ordinal_codes",
     "ordinal_stats",
     "OrdinalStats",
@@ -706,3 +709,329 @@ def _ordinal_pair_scores(Yi, thresholds, K):
         g_up, g_lo = (w * d_up2[a]).sum(0)[:ki], (w * d_lo2[a]).sum(0)[:ki]
         a21[a, th_start[i] + np.arange(ki - 1)] = g_up[:ki - 1] - g_lo[1:ki]
     return {"sc_cor": sc_cor, "a21": a21, "th_start": th_start}
+
+
+# --------------------------------------------------------------------------
+# conditional on exogenous covariates (lavaan's conditional.x = TRUE)
+# --------------------------------------------------------------------------
+@dataclass
+class ConditionalStats(OrdinalStats):
+    """WLS sample statistics of ordered and continuous variables given exogenous covariates x
+    (lavaan's conditional.x = TRUE, one group, complete cases).
+
+    Stage 1 regresses each variable on x: an ordered probit for an ordered item (thresholds
+    and slopes, ``P(y <= k | x) = Phi(tau_k - x'beta)``), a linear regression for a continuous
+    one (intercept, slopes, residual variance with divisor N). Stage 2 estimates the residual
+    correlations given x pair by pair (polychoric, polyserial, Pearson), stage 1 held fixed.
+    ``wls_obs`` is lavaan's ``[thresholds / -intercepts (variable by variable), vec(slopes)
+    (covariate by covariate), residual variances of the continuous variables, vechs(residual
+    cov)]`` and ``gamma`` its asymptotic covariance (Muthén 1984 with x; lavaan's NACOV).
+    """
+
+    x_names: list = field(default_factory=list)
+    numeric: np.ndarray | None = None     # bool mask
+    slopes: np.ndarray | None = None      # p x q
+    variances: np.ndarray | None = None   # residual variances (1 for ordered items)
+
+    @property
+    def cov(self) -> np.ndarray:
+        sd = np.where(self.numeric, np.sqrt(self.variances), 1.0)
+        return self.corr * np.outer(sd, sd)
+
+    @property
+    def wls_obs(self) -> np.ndarray:
+        th = [(-t if self.numeric[v] else t) for v, t in enumerate(self.thresholds)]
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        return np.concatenate([np.concatenate(th), self.slopes.ravel(order="F"),
+                               self.variances[self.numeric], self.cov[i, j]])
+
+
+def _probit_bounds(y, th, eta):
+    """Per case the upper and lower standardized bounds tau - x'beta of its category."""
+    b = _bounds(th, len(th) + 1)
+    return b[y + 1] - eta, b[y] - eta
+
+
+def _interval_prob(z1, z2):
+    """Phi(z1) - Phi(z2), from the upper tail where both are large (as lavaan)."""
+    return np.where(z2 > 1.0, ndtr(-z2) - ndtr(-z1), ndtr(z1) - ndtr(z2))
+
+
+def _times_pdf(z):
+    """z * phi(z), zero at infinite z."""
+    return np.where(np.isfinite(z), np.nan_to_num(z) * _npdf(z), 0.0)
+
+
+def ordered_probit(y, K, X, *, tol: float = 1e-11, max_iter: int = 200):
+    """Maximum likelihood ordered probit of codes ``y`` (0..K-1) on ``X`` (n x q).
+
+    Returns ``(theta, scores)``: theta = [tau_1..tau_{K-1}, beta] and the case-wise scores
+    (n x len(theta)). Newton steps with the analytic Hessian from lavaan's start values.
+    """
+    n, q = X.shape
+    nth = K - 1
+    Y1 = (np.arange(nth)[None, :] == y[:, None]).astype(float)        # upper bound of the category
+    Y2 = (np.arange(nth)[None, :] == (y - 1)[:, None]).astype(float)  # lower bound
+    dz1, dz2 = np.hstack([Y1, -X]), np.hstack([Y2, -X])
+
+    def pieces(theta):
+        z1, z2 = _probit_bounds(y, theta[:nth], X @ theta[nth:])
+        pi = _interval_prob(z1, z2)
+        return z1, z2, pi
+
+    theta = np.concatenate([ndtri(np.arange(1, K) / K) if nth > 1 else np.zeros(1), np.zeros(q)])
+    z1, z2, pi = pieces(theta)
+    ll = np.sum(np.log(pi))
+    for _ in range(max_iter):
+        a, b = _npdf(z1) / pi, _npdf(z2) / pi
+        S = dz1 * a[:, None] - dz2 * b[:, None]
+        g = S.sum(0)
+        H = (dz1 * (-_times_pdf(z1) / pi)[:, None]).T @ dz1 - (dz2 * (-_times_pdf(z2) / pi)[:, None]).T @ dz2 - S.T @ S
+        step = np.linalg.solve(H, -g)
+        if np.max(np.abs(g)) < tol * n:
+            break
+        t, moved = 1.0, False
+        while t > 1e-10 and not moved:
+            new = theta + t * step
+            if np.all(np.diff(new[:nth]) > 0):
+                z1n, z2n, pin = pieces(new)
+                lln = np.sum(np.log(pin)) if np.all(pin > 0) else -np.inf
+                moved = lln >= ll - 1e-12 * abs(ll)
+            t /= 2.0
+        if not moved:
+            break
+        theta, z1, z2, pi, ll = new, z1n, z2n, pin, lln
+        if np.max(np.abs(2 * t * step)) < 1e-13:
+            break
+    a, b = _npdf(z1) / pi, _npdf(z2) / pi
+    return theta, dz1 * a[:, None] - dz2 * b[:, None]
+
+
+def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> ConditionalStats:
+    """lavaan's muthen1984() with exogenous covariates for one group (complete cases).
+
+    ``data``: 2-D array or DataFrame of the endogenous observed variables (ordered columns hold
+    category codes 0..K-1); ``X``: the covariates (n x q), rows matching ``data``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    if isinstance(data, pd.DataFrame):
+        names = list(data.columns) if names is None else names
+        Y = data.to_numpy(dtype=float)
+    else:
+        Y = np.asarray(data, dtype=float)
+        names = names or [f"y{i + 1}" for i in range(Y.shape[1])]
+    X = np.asarray(X, dtype=float)
+    keep = ~(np.isnan(Y).any(1) | np.isnan(X).any(1))
+    Y, X = Y[keep], X[keep]
+    N, p = Y.shape
+    q = X.shape[1]
+    ordm = np.asarray(ordered_mask, bool)
+    num = ~ordm
+    Yi = np.where(ordm[None, :], np.nan_to_num(Y), 0).astype(int)
+    K = np.where(ordm, Yi.max(0) + 1, 2)
+    X1 = np.hstack([np.ones((N, 1)), X])
+    # ---- stage 1: univariate regressions on x
+    thresholds, slopes, variances, sc_th, sc_sl, sc_var = [], np.zeros((p, q)), np.ones(p), [], [], []
+    bounds, resid = {}, {}
+    for v in range(p):
+        if num[v]:
+            coef, *_ = np.linalg.lstsq(X1, Y[:, v], rcond=None)
+            res = Y[:, v] - X1 @ coef
+            evar = float(res @ res) / N
+            if np.linalg.matrix_rank(X1) < X1.shape[1]:
+                raise DataError(f"linear regression of '{names[v]}' on the covariates failed: "
+                                "the covariates are collinear")
+            thresholds.append(np.array([coef[0]]))
+            slopes[v] = coef[1:]
+            variances[v] = evar
+            sc = X1 * (res / evar)[:, None]
+            sc_th.append(sc[:, :1])
+            sc_sl.append(sc[:, 1:])
+            sc_var.append((-1.0 / (2 * evar) + res * res / (2 * evar * evar))[:, None])
+            resid[v] = res
+            continue
+        cnt = np.bincount(Yi[:, v], minlength=K[v])
+        if (cnt == 0).any() or K[v] < 2:
+            raise SparseCategoryError(f"ordered item '{names[v]}' has an empty category or only one "
+                                      f"category (frequencies {' '.join(map(str, cnt))})")
+        theta, sc = ordered_probit(Yi[:, v], int(K[v]), X)
+        if not np.all(np.isfinite(theta)):
+            raise DataError(f"probit regression of '{names[v]}' on the covariates failed; "
+                            "the covariates may be collinear")
+        nth = K[v] - 1
+        thresholds.append(theta[:nth])
+        slopes[v] = theta[nth:]
+        sc_th.append(sc[:, :nth])
+        sc_sl.append(sc[:, nth:])
+        bounds[v] = _probit_bounds(Yi[:, v], theta[:nth], X @ theta[nth:])
+    nth_v = np.array([len(t) for t in thresholds])
+    th_start = np.concatenate([[0], np.cumsum(nth_v)[:-1]])
+    n_th = int(nth_v.sum())
+    num_idx = np.flatnonzero(num)
+    SC_TH = np.hstack(sc_th)
+    SC_SL = np.zeros((N, p * q))
+    for v in range(p):
+        SC_SL[:, v + p * np.arange(q)] = sc_sl[v]
+    SC_VAR = np.hstack(sc_var) if sc_var else np.zeros((N, 0))
+    n11 = n_th + p * q + len(num_idx)
+
+    def cols(v):
+        c = list(th_start[v] + np.arange(nth_v[v])) + list(n_th + v + p * np.arange(q))
+        if num[v]:
+            c.append(n_th + p * q + int(np.searchsorted(num_idx, v)))
+        return np.array(c, dtype=int)
+
+    # ---- stage 2: residual correlations, pair by pair
+    pairs = _pairs(p)
+    P_ = len(pairs)
+    rho = np.zeros(P_)
+    SC_COR = np.zeros((N, P_))
+    A21 = np.zeros((P_, n11))
+    H21 = np.zeros((P_, n11))
+    H22 = np.eye(P_)
+    sd = np.sqrt(variances)
+    for a, (i, j) in enumerate(pairs):
+        if ordm[i] and ordm[j]:
+            z1i, z2i = bounds[i]
+            z1j, z2j = bounds[j]
+
+            def lik(r_):
+                r_ = np.full(N, r_)
+                return (bivariate_normal_cdf(z1i, z1j, r_) - bivariate_normal_cdf(z2i, z1j, r_)
+                        - bivariate_normal_cdf(z1i, z2j, r_) + bivariate_normal_cdf(z2i, z2j, r_))
+
+            def nll(r_):
+                L = lik(r_)
+                return np.inf if np.any(L <= 0) else -np.sum(np.log(L))
+
+            r = _polish_rho(nll, 0.999, _score_oo(z1i, z2i, z1j, z2j, lik))
+            L = lik(r)
+            bad = L <= np.sqrt(np.finfo(float).eps)      # lavaan: these cases' scores are NA (dropped)
+            L = np.where(bad, 1.0, L)
+            R = np.sqrt(1.0 - r * r)
+            d_rho = (_bvn_density(z1i, z1j, r) - _bvn_density(z2i, z1j, r)
+                     - _bvn_density(z1i, z2j, r) + _bvn_density(z2i, z2j, r)) / L
+            for v, (za1, za2), (zb1, zb2) in ((i, bounds[i], bounds[j]), (j, bounds[j], bounds[i])):
+                u = _npdf(za1) * _cdf_diff(zb1, zb2, za1, r, R)
+                lo = _npdf(za2) * _cdf_diff(zb1, zb2, za2, r, R)
+                Y1 = (np.arange(nth_v[v])[None, :] == Yi[:, v][:, None])
+                Y2 = (np.arange(nth_v[v])[None, :] == (Yi[:, v] - 1)[:, None])
+                sc_t = np.where(bad[:, None], 0.0, (Y1 * u[:, None] - Y2 * lo[:, None]) / L[:, None])
+                sc_s = np.where(bad[:, None], 0.0, X * ((lo - u) / L)[:, None])
+                d_rho_ok = np.where(bad, 0.0, d_rho)
+                c = cols(v)
+                A21[a, c] = d_rho_ok @ np.hstack([sc_t, sc_s])
+            rho[a] = r
+            SC_COR[:, a] = np.where(bad, 0.0, d_rho)
+        elif num[i] and num[j]:
+            e1, e2 = resid[i], resid[j]
+            r = float(np.corrcoef(e1, e2)[0, 1])
+            v1, v2 = variances[i], variances[j]
+            s1, s2 = np.sqrt(v1), np.sqrt(v2)
+            Rr = 1.0 - r * r
+            mu1 = (2 * e1 / v1 - 2 * r * e2 / (s1 * s2)) / (2 * Rr)
+            mu2 = -(2 * r * e1 / (s1 * s2) - 2 * e2 / v2) / (2 * Rr)
+            var1 = -(0.5 / v1 - (e1 * e1 / (v1 * v1) - r * e1 * e2 / (v1 * s1 * s2)) / (2 * Rr))
+            var2 = -(0.5 / v2 + (r * e1 * e2 / (v2 * s1 * s2) - e2 * e2 / (v2 * v2)) / (2 * Rr))
+            z = e1 * e1 / v1 - 2 * r * e1 * e2 / (s1 * s2) + e2 * e2 / v2
+            d_rho = r / Rr + (e1 * e2 / (s1 * s2 * Rr) - z * r / (Rr * Rr))
+            for v, mu_, var_ in ((i, mu1, var1), (j, mu2, var2)):
+                A21[a, cols(v)] = d_rho @ np.hstack([mu_[:, None], X * mu_[:, None], var_[:, None]])
+            H21[a, cols(i)[-1]] = s2 * r / (2 * s1)
+            H21[a, cols(j)[-1]] = s1 * r / (2 * s2)
+            H22[a, a] = s1 * s2
+            rho[a] = r
+            SC_COR[:, a] = d_rho
+        else:
+            c_, o = (i, j) if num[i] else (j, i)
+            Zc = resid[c_] / sd[c_]
+            z1o, z2o = bounds[o]
+
+            def pieces(r_):
+                R = np.sqrt(1.0 - r_ * r_)
+                t1 = np.where(np.isfinite(z1o), (z1o - r_ * Zc) / R, np.inf)
+                t2 = np.where(np.isfinite(z2o), (z2o - r_ * Zc) / R, -np.inf)
+                return R, t1, t2, np.maximum(ndtr(t1) - ndtr(t2), np.finfo(float).eps)
+
+            def nll(r_):
+                return -np.sum(np.log(pieces(r_)[3]))
+
+            r = minimize_scalar(nll, bounds=(-0.995, 0.995), method="bounded",
+                                options={"xatol": 1e-13}).x
+            R, t1, t2, Pc = pieces(r)
+            f1, f2 = _npdf(t1), _npdf(t2)
+            mu_c = (Zc + (r / R) * (f1 - f2) / Pc) / sd[c_]
+            var_c = ((Zc * Zc - 1.0) + (r * Zc / R) * (f1 - f2) / Pc) / (2 * variances[c_])
+            Y1 = (np.arange(nth_v[o])[None, :] == Yi[:, o][:, None])
+            Y2 = (np.arange(nth_v[o])[None, :] == (Yi[:, o] - 1)[:, None])
+            th_o = (Y1 * f1[:, None] - Y2 * f2[:, None]) / (R * Pc)[:, None]
+            sl_o = X * ((f2 - f1) / (R * Pc))[:, None]
+            g1 = np.where(np.isfinite(z1o), f1 * (np.nan_to_num(z1o) * r - Zc), 0.0)
+            g2 = np.where(np.isfinite(z2o), f2 * (np.nan_to_num(z2o) * r - Zc), 0.0)
+            d_rho = (g1 - g2) / (Pc * R ** 3)
+            A21[a, cols(c_)] = d_rho @ np.hstack([mu_c[:, None], X * mu_c[:, None], var_c[:, None]])
+            A21[a, cols(o)] = d_rho @ np.hstack([th_o, sl_o])
+            H21[a, cols(c_)[-1]] = r / (2 * sd[c_])
+            H22[a, a] = sd[c_]
+            rho[a] = r
+            SC_COR[:, a] = d_rho
+    corr = np.eye(p)
+    corr[pairs[:, 0], pairs[:, 1]] = rho
+    corr[pairs[:, 1], pairs[:, 0]] = rho
+    # ---- stage 3: Gamma = N B^-1 (S'S) B^-T, B block triangular (lavaan's muthen1984)
+    SC = np.hstack([SC_TH, SC_SL, SC_VAR, SC_COR])
+    inner = SC.T @ SC
+    A11 = np.zeros((n11, n11))
+    for v in range(p):
+        c = cols(v)
+        A11[np.ix_(c, c)] = inner[np.ix_(c, c)]
+    A11_inv = np.linalg.pinv(A11) if np.linalg.matrix_rank(A11) < n11 else np.linalg.inv(A11)
+    a22 = np.sum(SC_COR * SC_COR, axis=0)
+    A22_inv = np.diag(1.0 / a22)
+    B_inv = np.block([[A11_inv, np.zeros((n11, P_))], [-A22_inv @ A21 @ A11_inv, A22_inv]])
+    W = B_inv @ inner @ B_inv.T
+    if num.any():
+        H = np.block([[np.eye(n11), np.zeros((n11, P_))], [H21, H22]])
+        W = H @ W @ H.T
+        flip = th_start[num_idx]                         # -intercepts are the "thresholds"
+        W[flip, :] *= -1.0
+        W[:, flip] *= -1.0
+    x_names = list(x_names) if x_names is not None else [f"x{k + 1}" for k in range(q)]
+    th_names = [f"{names[v]}|t{k + 1}" if ordm[v] else names[v]
+                for v in range(p) for k in range(nth_v[v])]
+    return ConditionalStats(names=list(names), thresholds=thresholds, corr=corr, gamma=W * N, nobs=N,
+                            th_names=th_names, pairs=pairs, x_names=x_names, numeric=num,
+                            slopes=slopes, variances=variances)
+
+
+def _cdf_diff(zb1, zb2, za, r, R):
+    """Phi((zb1 - r za)/R) - Phi((zb2 - r za)/R), with infinite bounds."""
+    with np.errstate(invalid="ignore"):
+        u = np.where(np.isfinite(zb1), (zb1 - r * np.nan_to_num(za)) / R, np.inf)
+        lo = np.where(np.isfinite(zb2), (zb2 - r * np.nan_to_num(za)) / R, -np.inf)
+    return ndtr(u) - ndtr(lo)
+
+
+def _score_oo(z1i, z2i, z1j, z2j, lik):
+    def score(r_):
+        L = lik(r_)
+        d = (_bvn_density(z1i, z1j, r_) - _bvn_density(z2i, z1j, r_)
+             - _bvn_density(z1i, z2j, r_) + _bvn_density(z2i, z2j, r_))
+        return float(np.sum(d / np.maximum(L, 1e-300)))
+    return score
+
+
+def _polish_rho(nll, bound, score):
+    """The maximum likelihood correlation: bounded Brent, then the root of the score."""
+    from scipy.optimize import brentq, minimize_scalar
+
+    r = minimize_scalar(nll, bounds=(-bound, bound), method="bounded", options={"xatol": 1e-10}).x
+    lo, hi = max(r - 1e-4, -bound), min(r + 1e-4, bound)
+    try:
+        s_lo, s_hi = score(lo), score(hi)
+        if s_lo > 0 > s_hi:
+            r = brentq(score, lo, hi, xtol=1e-14)
+    except (ValueError, FloatingPointError):
+        pass
+    return float(r)

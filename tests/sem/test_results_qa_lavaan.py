@@ -33,6 +33,8 @@ def _fit(name: str):
         kw["missing"] = "fiml"
     if args.get("fixed.x") is False:
         kw["fixed_x"] = False
+    if "conditional.x" in args:
+        kw["conditional_x"] = args["conditional.x"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fit_sem(ref["syntax"], pd.read_csv(FIX / DATA[name]), **kw), ref
@@ -77,14 +79,17 @@ def test_qa_indirect_effect_under_mlr_has_sandwich_se():
         assert got.loc[lhs, "se"] == pytest.approx(want[lhs]["se"], rel=1e-3)
 
 
-def test_ordinal_mimic_with_fixed_x_covariate():
-    """Default fixed.x: estimates, chisq and df are lavaan's conditional.x = FALSE ones
-    (the covariate's variance kept at its sample value, its moments out of df), with a
-    warning that lavaan's default conditional.x = TRUE is not implemented."""
+def test_ordinal_mimic_with_fixed_x_covariate_and_conditional_x_false():
+    """conditional_x=False (lavaan's conditional.x = FALSE) with the default fixed.x: estimates, chisq
+    and df are lavaan's conditional.x = FALSE ones (the covariate's variance kept at its sample value,
+    its moments out of df), and no warning (lavaan's default, conditional.x = TRUE, is
+    tests/test_conditional_x.py)."""
     ref = REF["binary_mimic_condx_false"]
     data = pd.read_csv(FIX / "qa" / "binary8_z.csv")
-    with pytest.warns(UserWarning, match="conditional.x = TRUE"):
-        fit = fit_sem(ref["syntax"], data, ordered=ref["args"]["ordered"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_sem(ref["syntax"], data, ordered=ref["args"]["ordered"], conditional_x=False)
+    assert fit.options["conditional_x"] is False
     assert fit.fit_indices["df"] == ref["fit"]["df"]
     assert fit.fit_indices["chisq"] == pytest.approx(ref["fit"]["chisq"], rel=1e-3)
     z = fit.params[(fit.params["lhs"] == "z") & (fit.params["op"] == "~~")]

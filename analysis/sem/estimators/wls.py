@@ -22,7 +22,7 @@ from analysis.sem.polychoric import mixed_stats, ordinal_codes, ordinal_stats
 from analysis.sem.estimators.inference import EstimatorCombinationError, refuse_combination
 from analysis.sem.estimators.scaling import sandwich, scaled_shifted, ugamma_traces
 
-__all__ = ["WLSEstimator", "make_estimator"]
+__all__ = ["ConditionalWLSEstimator", "WLSEstimator", "make_estimator"]
 
 
 class WLSEstimator:
@@ -448,6 +448,232 @@ class WLSEstimator:
             pt.loc[rows, "ustart"] = values
 
 
+class ConditionalWLSEstimator(WLSEstimator):
+    """WLSMV / ULSMV conditional on the fixed.x covariates (lavaan's conditional.x = TRUE, its
+    default for ordered items with observed exogenous covariates).
+
+    The sample statistics are those of the endogenous observed variables given x
+    (:func:`analysis.polychoric.conditional_stats`): thresholds (or minus intercepts), the
+    slopes on x, residual variances of continuous variables and residual correlations. The
+    model's counterparts come from its joint implied moments with x: ``Pi = S_yx S_xx^-1``,
+    residual covariances ``S_yy - Pi S_xy`` and thresholds at x = 0, ``tau + Pi mu_x`` (the
+    covariates' moments are fixed, so the chain rule goes through S_yx, S_yy, tau and mu only).
+    """
+
+    def __init__(self, model, frames, *, estimator: str = "WLSMV", group_labels=(),
+                 collapse_sparse: bool = False, parameterization: str = "delta"):
+        import pandas as pd
+
+        from analysis.sem.data import SampleStats
+        from analysis.sem.polychoric import conditional_stats
+
+        self.model = model
+        self.name = estimator.upper()
+        self.parameterization = parameterization
+        self.test_kind = "scaled.shifted"
+        self.missing = "listwise"
+        labels = list(group_labels)
+        ov = model.ov_names[0]
+        exo = set(model.exo_names[0])
+        ordset = set(model.ordered_names[0])
+        self.y_names = [v for v in ov if v not in exo]
+        self.x_names = [v for v in ov if v in exo]
+        self.ordered_mask = np.array([v in ordset for v in self.y_names])
+        ordered = [v for v in self.y_names if v in ordset]
+        allf = pd.concat(frames, keys=range(len(frames)))
+        groups = np.asarray(allf.index.get_level_values(0))
+        codes, self.levels = ordinal_codes(allf, ordered, groups=groups if len(frames) > 1 else None,
+                                           collapse_sparse=collapse_sparse)
+        allf = allf.copy()
+        allf[ordered] = codes[ordered]
+        self.ostats = []
+        for g in range(len(frames)):
+            part = allf[groups == g]
+            try:
+                self.ostats.append(conditional_stats(part[self.y_names], self.ordered_mask,
+                                                     part[self.x_names].to_numpy(float),
+                                                     names=self.y_names, x_names=self.x_names))
+            except DataError as err:
+                where = f" (group '{labels[g]}')" if len(frames) > 1 and labels else ""
+                raise type(err)(f"{err}{where}") from None
+        for g, os_ in enumerate(self.ostats):
+            want = len(model.th_names[g])
+            if int(os_.numeric.sum()) + want != len(os_.th):
+                raise DataError(f"the model has {want} thresholds but the data give "
+                                f"{len(os_.th) - int(os_.numeric.sum())}; check the categories of the ordered items")
+        self.nobs = [s.nobs for s in self.ostats]
+        self.ntotal = int(sum(self.nobs))
+        self.weights = np.asarray(self.nobs, float) / self.ntotal
+        self._fw = np.asarray([(n - 1) / n for n in self.nobs]) * self.weights
+        self.s = [s.wls_obs for s in self.ostats]
+        self.gamma = [s.gamma for s in self.ostats]
+        if self.name == "ULSMV":
+            self.W = [np.ones(len(v)) for v in self.s]
+        else:
+            self.W = [1.0 / np.diag(gm) for gm in self.gamma]
+        self._maps = [self._index_maps(g) for g in range(model.n_groups)]
+        # sample statistics on the joint (y, x) scale for the result: the y block rebuilt from
+        # the residual covariances and slopes, the covariates' moments as fixed.x keeps them
+        covs, means = [], []
+        x0 = np.zeros(model.n_free)
+        for g, (o, mom) in enumerate(zip(self.ostats, model.implied(x0))):
+            yi, xi = self._maps[g]["yi"], self._maps[g]["xi"]
+            sxx, mux = mom.sigma[np.ix_(xi, xi)], mom.mu[xi]
+            p = len(ov)
+            cov, mean = np.zeros((p, p)), np.zeros(p)
+            cov[np.ix_(yi, yi)] = o.cov + o.slopes @ sxx @ o.slopes.T
+            cov[np.ix_(yi, xi)] = o.slopes @ sxx
+            cov[np.ix_(xi, yi)] = cov[np.ix_(yi, xi)].T
+            cov[np.ix_(xi, xi)] = sxx
+            mean[yi] = np.where(o.numeric, [t[0] for t in o.thresholds], 0.0) + np.where(
+                o.numeric, o.slopes @ mux, 0.0)
+            mean[xi] = mux
+            covs.append(cov)
+            means.append(mean)
+        self.stats = SampleStats(tuple(ov), tuple(covs), tuple(means), tuple(self.nobs),
+                                 tuple(str(x) for x in labels))
+
+    def _index_maps(self, g):
+        model = self.model
+        ov = model.ov_names[g]
+        pos = {v: i for i, v in enumerate(ov)}
+        yi = np.array([pos[v] for v in self.y_names], dtype=int)
+        xi = np.array([pos[v] for v in self.x_names], dtype=int)
+        ypos = {v: k for k, v in enumerate(self.y_names)}
+        th_y = np.array([ypos[name.split("|")[0]] for name in model.th_names[g]], dtype=int)
+        return {"yi": yi, "xi": xi, "th_y": th_y, "lay": model.moment_layout(g),
+                "vr": model.group_maps[g].vr, "vc": model.group_maps[g].vc,
+                "pairs": self.ostats[g].pairs}
+
+    def _conditional(self, g, mom, J=None):
+        """lavaan's WLS.est of one group from the joint implied moments (and its Jacobian from
+        Model.delta's rows)."""
+        mp = self._maps[g]
+        yi, xi, th_y, pairs = mp["yi"], mp["xi"], mp["th_y"], mp["pairs"]
+        num = ~self.ordered_mask
+        sig, mu = mom.sigma, mom.mu
+        sxx_inv = np.linalg.inv(sig[np.ix_(xi, xi)])
+        syx = sig[np.ix_(yi, xi)]
+        pi = syx @ sxx_inv
+        mux = mu[xi]
+        res = sig[np.ix_(yi, yi)] - pi @ syx.T
+        tau = mom.tau if mom.tau is not None else np.zeros(0)
+        th_cond = tau + pi[th_y] @ mux
+        icpt = mu[yi] - pi @ mux
+        blocks_th, k = [], 0
+        for v in range(len(yi)):
+            if num[v]:
+                blocks_th.append(-icpt[v:v + 1])
+            else:
+                n_v = int(np.sum(th_y == v))
+                blocks_th.append(th_cond[k:k + n_v])
+                k += n_v
+        i, j = pairs[:, 0], pairs[:, 1]
+        out = np.concatenate(blocks_th + [pi.ravel(order="F"), np.diag(res)[num], res[i, j]])
+        if J is None:
+            return out, res
+        lay = mp["lay"]
+        n = J.shape[1]
+        p = sig.shape[0]
+        dS = np.zeros((p, p, n))
+        Js = J[lay["sigma"]]
+        dS[mp["vr"], mp["vc"]] = Js
+        dS[mp["vc"], mp["vr"]] = Js
+        dsyx = dS[np.ix_(yi, xi)]
+        dpi = np.einsum("iqn,qr->irn", dsyx, sxx_inv)
+        dres = dS[np.ix_(yi, yi)] - np.einsum("iqn,jq->ijn", dpi, syx) - np.einsum("iq,jqn->ijn", pi, dsyx)
+        dth = J[lay["tau"]] + np.einsum("kqn,q->kn", dpi[th_y], mux)
+        dicpt = J[lay["mu"]][yi] - np.einsum("iqn,q->in", dpi, mux)
+        rows, k = [], 0
+        for v in range(len(yi)):
+            if num[v]:
+                rows.append(-dicpt[v:v + 1])
+            else:
+                n_v = int(np.sum(th_y == v))
+                rows.append(dth[k:k + n_v])
+                k += n_v
+        q = len(xi)
+        rows.append(dpi.transpose(1, 0, 2).reshape(q * len(yi), n))
+        d_diag = dres[np.arange(len(yi)), np.arange(len(yi))]
+        rows += [d_diag[num], dres[i, j]]
+        return out, np.vstack(rows)
+
+    def implied_moments(self, x):
+        return [self._conditional(g, mom)[0] for g, mom in enumerate(self.model.implied(x))]
+
+    def _delta(self, x):
+        moms, deltas = self.model.implied_delta(x)
+        return [self._conditional(g, mom, J)[1] for g, (mom, J) in enumerate(zip(moms, deltas))]
+
+    def df(self) -> int:
+        return int(sum(len(s) for s in self.s) - self.model.n_free + self.model.n_eq_constraints)
+
+    def catml_robust(self, x):
+        return None         # lavaan 0.6-14 gives no robust CFI/TLI/RMSEA with conditional.x
+
+    def _residual_indices(self, x) -> dict:
+        """lavaan's rmr/srmr/crmr with conditional.x: residuals of the residual covariances given x
+        (raw; divided by the sample residual sds for srmr; as correlations for crmr) and of the
+        ordered items' thresholds; lavaan counts every observed variable, covariates included,
+        in the number of moments, and leaves the slopes out."""
+        keys = dict.fromkeys(["rmr", "rmr_nomean", "srmr_bentler", "srmr_bentler_nomean", "crmr",
+                              "crmr_nomean", "gfi"], 0.0)
+        nel = sum(len(s) for s in self.s)
+        for g, (w, o, mom, s, W) in enumerate(zip(self.weights, self.ostats, self.model.implied(x),
+                                                   self.s, self.W)):
+            sig, res = self._conditional(g, mom)
+            nvar = len(self.model.ov_names[g])
+            i, j = o.pairs[:, 0], o.pairs[:, 1]
+            S = o.cov
+            sd, isd = np.sqrt(np.diag(S)), np.sqrt(np.diag(res))
+            ordered_th = np.repeat(self.ordered_mask, [len(t) for t in o.thresholds])
+            rt = np.sum(((s - sig)[:len(o.th)][ordered_th]) ** 2)
+            nth = int(ordered_th.sum())
+            raw = np.sum((S - res)[i, j] ** 2)
+            bentler = np.sum(((S - res) / np.outer(sd, sd))[i, j] ** 2)
+            bollen = np.sum((S / np.outer(sd, sd) - res / np.outer(isd, isd))[i, j] ** 2)
+            npair = len(i)
+            keys["rmr"] += w * np.sqrt((raw + rt) / (npair + nth + nvar))
+            keys["rmr_nomean"] += w * np.sqrt(raw / (npair + nvar))
+            keys["srmr_bentler"] += w * np.sqrt((bentler + rt) / (npair + nth + nvar))
+            keys["srmr_bentler_nomean"] += w * np.sqrt(bentler / (npair + nvar))
+            keys["crmr"] += w * np.sqrt((bollen + rt) / (npair + nth))
+            keys["crmr_nomean"] += w * np.sqrt(bollen / npair)
+            d = s - sig
+            keys["gfi"] += w * (1.0 - np.sum(W * d * d) / np.sum(W * s * s))
+        chisq = 2 * self.ntotal * self.objective(x)
+        df = self.df()
+        return {**{k: keys[k] for k in keys if k != "gfi"}, "srmr": keys["srmr_bentler_nomean"],
+                "srmr_mplus": np.nan, "srmr_mplus_nomean": np.nan, "gfi": keys["gfi"],
+                "agfi": 1 - (nel / df) * (1 - keys["gfi"]) if df > 0 else 1.0,
+                "pgfi": (df / nel) * keys["gfi"], "wrmr": float(np.sqrt(chisq / len(self.s[0])))}
+
+    def residual_variances(self, x) -> list[np.ndarray]:
+        """Delta parameterization: theta_j = 1 / d_j^2 - common variance of y*_j given x."""
+        out = []
+        for g, mom in enumerate(self.model.implied(x)):
+            mats = self.model.matrices(x, g)
+            scales = mats["scales"]
+            p = len(scales)
+            current = np.diag(mats["S"])[:p]
+            _, res = self._conditional(g, mom)
+            resid = np.diag(mom.sigma).copy()
+            resid[self._maps[g]["yi"]] = np.diag(res)
+            common = resid / scales ** 2 - current
+            out.append(1.0 / scales ** 2 - common)
+        return out
+
+    def for_model(self, model, x):
+        import copy
+
+        out = copy.copy(self)
+        out.model = model
+        out._maps = [out._index_maps(g) for g in range(model.n_groups)]
+        out.__dict__.pop("_theta_rows", None)
+        out._apply_delta_theta(x)
+        return out
+
+
 def make_estimator(model, stats, *, data=None, options=None):
     """WLSMV / ULSMV for fit_sem."""
     from analysis.sem.estimators.scaling import group_arrays
@@ -459,22 +685,32 @@ def make_estimator(model, stats, *, data=None, options=None):
     if data is None:
         raise EstimatorCombinationError(f"estimator {name} needs the raw data")
     import pandas as pd
-    exo = sorted({v for names in model.exo_names for v in names})
-    if exo:
-        import warnings
-
-        from analysis.errors import SEMWarning
-        warnings.warn(f"ordered items with fixed.x covariate(s) {', '.join(exo)}: lavaan's default "
-                      "for this model (conditional.x = TRUE) is not implemented; estimates, chisq "
-                      "and df are lavaan's conditional.x = FALSE ones, and fit_sem(..., "
-                      "fixed_x=False) reproduces its SEs and scaled test too", SEMWarning, stacklevel=3)
     arrays = group_arrays(data, model)
     frames = [pd.DataFrame(a, columns=model.ov_names[g]) for g, a in enumerate(arrays)]
+    parameterization = str(options.get("parameterization", "delta")).lower()
+    conditional = bool(options.get("conditional_x")) and any(model.exo_names)
+    if conditional:
+        if missing == "pairwise":
+            raise EstimatorCombinationError(
+                "missing='pairwise' with conditional_x=True (lavaan's default for ordered items with "
+                "observed covariates) is not implemented; use missing='listwise' or conditional_x=False")
+        if parameterization == "theta":
+            raise EstimatorCombinationError(
+                "parameterization='theta' with conditional_x=True (lavaan's default for ordered items "
+                "with observed covariates) is not implemented; use the delta parameterization or "
+                "conditional_x=False")
+        est = ConditionalWLSEstimator(model, frames, estimator=name,
+                                      group_labels=tuple(stats.group_labels),
+                                      collapse_sparse=bool(options.get("collapse_sparse", False)),
+                                      parameterization=parameterization)
+        if str(options.get("se", "")).lower() == "standard":
+            est.se_kind = "standard"
+        return est
     est = WLSEstimator(model, frames, estimator=name,
                        missing="pairwise" if missing == "pairwise" else "listwise",
                        group_labels=tuple(stats.group_labels),
                        collapse_sparse=bool(options.get("collapse_sparse", False)),
-                       parameterization=str(options.get("parameterization", "delta")).lower())
+                       parameterization=parameterization)
     if str(options.get("se", "")).lower() == "standard":
         est.se_kind = "standard"
     return est
