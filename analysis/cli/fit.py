@@ -101,7 +101,8 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
             collapse_sparse: bool = False, instrument: str | None = None,
             design: dict | None = None,
             pool: list[Path] | None = None, scale_w: bool = False, study: Path | None = None,
-            se: str | None = None, test: str | None = None, parameterization: str | None = None) -> _Run:
+            se: str | None = None, test: str | None = None, parameterization: str | None = None,
+            conditional_x: bool | None = None) -> _Run:
     """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
 
     ``pool``: several imputed datasets (the first is ``data_path``), fitted and pooled
@@ -116,7 +117,8 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
                                            group_equal, std_lv, df, collapse_sparse, instrument, design=design,
                                            pool=pool, scale_w=scale_w, study=study,
                                            inference={"se": se, "test": test,
-                                                      "parameterization": parameterization})
+                                                      "parameterization": parameterization,
+                                                      "conditional_x": conditional_x})
     # each message once: those already on the result stay there
     seen = {_warning_text(w) for w in fit.warnings}
     recorded = []
@@ -288,6 +290,10 @@ def fit(
     parameterization: Optional[str] = typer.Option(None, "--parameterization", help="Ordered items: delta "
                                                    "(lavaan's default) or theta (the latent responses' "
                                                    "residual variances are parameters)."),
+    conditional_x: Optional[bool] = typer.Option(
+        None, "--conditional-x/--no-conditional-x", help="Ordered items with observed covariates: "
+        "model the items given the covariates (lavaan's conditional.x = TRUE, its default there) "
+        "or jointly with them [default: lavaan's]."),
 ) -> None:
     """Fit a structural equation model (lavaan syntax) to survey data.
 
@@ -312,6 +318,8 @@ def fit(
         resilience fit imp/imp1.csv imp/imp2.csv imp/imp3.csv -m measurement --ordered all --pool
 
         resilience fit survey.csv -m measurement --ordered all --parameterization theta
+
+        resilience fit survey.csv -m mimic --ordered all --no-conditional-x   (lavaan's conditional.x = FALSE)
     """
     data = list(data or [])
     if bool(data) == (study is not None):
@@ -328,7 +336,7 @@ def fit(
                  collapse_sparse=collapse_sparse, instrument=instrument,
                  design=design_options(weights, cluster, strata),
                  pool=list(data) if pool else None, scale_w=scale_w, study=study, se=se, test=test,
-                 parameterization=parameterization)
+                 parameterization=parameterization, conditional_x=conditional_x)
     boot = None
     if bootstrap:  # analysis.sem.bootstrap (see analysis/cli/simulation.py)
         from analysis.cli.simulation import apply_bootstrap

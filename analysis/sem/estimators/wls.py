@@ -252,9 +252,15 @@ class WLSEstimator:
         chisq = max(2.0 * self.ntotal * self.objective(x), 0.0)
         df = self.df()
         out = {"test": "standard", "chisq": chisq, "df": df,
-               "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
+               "pvalue": self._pvalue(chisq, df)}
         out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], self._delta(x), x))
         return out
+
+    def _pvalue(self, chisq, df) -> float:
+        # lavaan gives no p value for the unscaled ULS statistic (it is not chi-square distributed)
+        if self.name == "ULSMV" or df <= 0:
+            return np.nan
+        return float(st.chi2.sf(chisq, df))
 
     def ugamma_pieces(self):
         """(V, Delta, Gamma, nobs) at the estimates, for scaled difference tests."""
@@ -274,7 +280,7 @@ class WLSEstimator:
             off += nth
             D.append(d)
         df = int(sum(len(s) for s in self.s) - nth_all)
-        out = {"chisq": chisq, "df": df, "pvalue": float(st.chi2.sf(chisq, df)) if df > 0 else np.nan}
+        out = {"chisq": chisq, "df": df, "pvalue": self._pvalue(chisq, df)}
         out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], D))
         return out
 
@@ -541,9 +547,17 @@ class ConditionalWLSEstimator(WLSEstimator):
         xi = np.array([pos[v] for v in self.x_names], dtype=int)
         ypos = {v: k for k, v in enumerate(self.y_names)}
         th_y = np.array([ypos[name.split("|")[0]] for name in model.th_names[g]], dtype=int)
+        ordered = [pos[v] for v, o in zip(self.y_names, self.ordered_mask) if o]
+        grp = model.group_maps[g]
+        ai, aj, _ = grp.cells["A"]
+        causes = set(aj.tolist()) | set(np.flatnonzero(np.any(grp.A0 != 0, axis=0)).tolist())
         return {"yi": yi, "xi": xi, "th_y": th_y, "lay": model.moment_layout(g),
-                "vr": model.group_maps[g].vr, "vc": model.group_maps[g].vc,
-                "pairs": self.ostats[g].pairs}
+                "vr": grp.vr, "vc": grp.vc, "pairs": self.ostats[g].pairs,
+                "ord": np.array(ordered, dtype=int), "ord_y": np.flatnonzero(self.ordered_mask),
+                # lavaan's special case of setResidualElements: no latent variable and only ordered
+                # endogenous variables (every PSI element is a zeroed dummy)
+                "phantom": not model.lv_names[g] and bool(self.ordered_mask.all()),
+                "predictor": any(j in causes for j in ordered)}
 
     def _conditional(self, g, mom, J=None):
         """lavaan's WLS.est of one group from the joint implied moments (and its Jacobian from
@@ -598,18 +612,62 @@ class ConditionalWLSEstimator(WLSEstimator):
         rows += [d_diag[num], dres[i, j]]
         return out, np.vstack(rows)
 
+    def _set_thetas(self, x) -> list[np.ndarray]:
+        """lavaan's delta parameterization (setResidualElements): the residual variances of the
+        ordered y* are 1/d^2 minus the diagonal of their residual covariance given x computed with
+        those residual variances at zero (at one, less one, when every residual is such a dummy).
+        For a CFA or MIMIC model this makes Var(y* | x) = 1/d^2; when an ordered y* predicts
+        another variable it is lavaan's one-pass value, reproduced as it is."""
+        x = np.asarray(x, dtype=float)
+        out = []
+        for g, grp in enumerate(self.model.group_maps):
+            mp = self._maps[g]
+            j = mp["ord"]
+            base = 1.0 if mp["phantom"] else 0.0
+            grp.S0[j, j] = base
+            mom = self.model.group_moments(grp, self.model.group_core(grp, x))
+            _, res = self._conditional(g, mom)
+            d = self.model.matrices(x, g)["scales"]
+            theta = 1.0 / d[j] ** 2 - (np.diag(res)[mp["ord_y"]] / d[j] ** 2 - base)
+            grp.S0[j, j] = theta
+            out.append(theta)
+        return out
+
     def implied_moments(self, x):
+        self._set_thetas(x)
         return [self._conditional(g, mom)[0] for g, mom in enumerate(self.model.implied(x))]
 
     def _delta(self, x):
-        moms, deltas = self.model.implied_delta(x)
-        return [self._conditional(g, mom, J)[1] for g, (mom, J) in enumerate(zip(moms, deltas))]
+        x = np.asarray(x, dtype=float)
+        self._set_thetas(x)
+        if not any(mp["predictor"] for mp in self._maps):
+            moms, deltas = self.model.implied_delta(x)
+            return [self._conditional(g, mom, J)[1] for g, (mom, J) in enumerate(zip(moms, deltas))]
+        # an ordered y* predicts another variable: its residual variance moves with x (lavaan's
+        # one-pass rule), so the Jacobian goes by central differences
+        cols = []
+        for k in range(len(x)):
+            h = 1e-6 * max(1.0, abs(x[k]))
+            up, dn = x.copy(), x.copy()
+            up[k] += h
+            dn[k] -= h
+            cols.append([(a - b) / (2 * h) for a, b in zip(self.implied_moments(up), self.implied_moments(dn))])
+        self._set_thetas(x)
+        return [np.column_stack([c[g] for c in cols]) for g in range(self.model.n_groups)]
 
     def df(self) -> int:
         return int(sum(len(s) for s in self.s) - self.model.n_free + self.model.n_eq_constraints)
 
     def catml_robust(self, x):
         return None         # lavaan 0.6-14 gives no robust CFI/TLI/RMSEA with conditional.x
+
+    _ROBUST_NA = ("cfi.robust", "tli.robust", "nnfi.robust", "rni.robust", "rmsea.robust",
+                  "rmsea.ci.lower.robust", "rmsea.ci.upper.robust", "rmsea.pvalue.robust",
+                  "rmsea.notclose.pvalue.robust")
+
+    def extra_fit_measures(self, x, test, fit) -> dict:
+        out = super().extra_fit_measures(x, test, fit)
+        return {**out, **{k: np.nan for k in self._ROBUST_NA if k not in out}}   # NA, as lavaan prints
 
     def _residual_indices(self, x) -> dict:
         """lavaan's rmr/srmr/crmr with conditional.x: residuals of the residual covariances given x
@@ -649,18 +707,13 @@ class ConditionalWLSEstimator(WLSEstimator):
                 "pgfi": (df / nel) * keys["gfi"], "wrmr": float(np.sqrt(chisq / len(self.s[0])))}
 
     def residual_variances(self, x) -> list[np.ndarray]:
-        """Delta parameterization: theta_j = 1 / d_j^2 - common variance of y*_j given x."""
+        """Delta parameterization: the residual variances of y* (lavaan's rule, :meth:`_set_thetas`),
+        in the layout of the observed variables (other entries unused)."""
         out = []
-        for g, mom in enumerate(self.model.implied(x)):
-            mats = self.model.matrices(x, g)
-            scales = mats["scales"]
-            p = len(scales)
-            current = np.diag(mats["S"])[:p]
-            _, res = self._conditional(g, mom)
-            resid = np.diag(mom.sigma).copy()
-            resid[self._maps[g]["yi"]] = np.diag(res)
-            common = resid / scales ** 2 - current
-            out.append(1.0 / scales ** 2 - common)
+        for g, theta in enumerate(self._set_thetas(x)):
+            full = np.zeros(len(self.model.ov_names[g]))
+            full[self._maps[g]["ord"]] = theta
+            out.append(full)
         return out
 
     def for_model(self, model, x):
