@@ -1,6 +1,6 @@
 """conditional.x = TRUE for WLSMV/ULSMV (lavaan's default for ordered items with observed covariates)
 against lavaan 0.6-14: MIMIC, DIF, ULSMV, ordered + continuous indicators, two groups (free and
-equal), binary items with std.lv, a path model of ordered outcomes.
+equal), binary items with std.lv, a path model of ordered outcomes, the theta parameterization.
 
 Fixtures: tests/fixtures/make_issue15c.R (data: tests/fixtures/data/mimic.csv). Tolerances: estimates
 and standardized values 1e-4, SEs 1e-3 relative, fit measures 1e-3 relative (NA where lavaan gives NA),

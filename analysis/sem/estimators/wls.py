@@ -559,9 +559,11 @@ class ConditionalWLSEstimator(WLSEstimator):
                 "phantom": not model.lv_names[g] and bool(self.ordered_mask.all()),
                 "predictor": any(j in causes for j in ordered)}
 
-    def _conditional(self, g, mom, J=None):
+    def _conditional(self, g, mom, J=None, standardize=True):
         """lavaan's WLS.est of one group from the joint implied moments (and its Jacobian from
-        Model.delta's rows)."""
+        Model.delta's rows). Returns ``(wls_est, residual covariance given x)``, or
+        ``(wls_est, Jacobian)`` when ``J`` is given. Under the theta parameterization the ordered
+        y* are standardized by their residual sd given x (lavaan's setDeltaElements)."""
         mp = self._maps[g]
         yi, xi, th_y, pairs = mp["yi"], mp["xi"], mp["th_y"], mp["pairs"]
         num = ~self.ordered_mask
@@ -574,40 +576,41 @@ class ConditionalWLSEstimator(WLSEstimator):
         tau = mom.tau if mom.tau is not None else np.zeros(0)
         th_cond = tau + pi[th_y] @ mux
         icpt = mu[yi] - pi @ mux
-        blocks_th, k = [], 0
-        for v in range(len(yi)):
-            if num[v]:
-                blocks_th.append(-icpt[v:v + 1])
-            else:
-                n_v = int(np.sum(th_y == v))
-                blocks_th.append(th_cond[k:k + n_v])
-                k += n_v
+        if J is not None:
+            lay = mp["lay"]
+            n = J.shape[1]
+            p = sig.shape[0]
+            dS = np.zeros((p, p, n))
+            Js = J[lay["sigma"]]
+            dS[mp["vr"], mp["vc"]] = Js
+            dS[mp["vc"], mp["vr"]] = Js
+            dsyx = dS[np.ix_(yi, xi)]
+            dpi = np.einsum("iqn,qr->irn", dsyx, sxx_inv)
+            dres = dS[np.ix_(yi, yi)] - np.einsum("iqn,jq->ijn", dpi, syx) - np.einsum("iq,jqn->ijn", pi, dsyx)
+            dth = J[lay["tau"]] + np.einsum("kqn,q->kn", dpi[th_y], mux)
+            dicpt = J[lay["mu"]][yi] - np.einsum("iqn,q->in", dpi, mux)
+        if standardize and self.parameterization == "theta":
+            py = len(yi)
+            dg = np.diag(res)
+            d = np.where(self.ordered_mask, 1.0 / np.sqrt(np.abs(dg)), 1.0)
+            if J is not None:
+                dd = np.where(self.ordered_mask, -0.5 * d ** 3, 0.0)[:, None] * dres[np.arange(py), np.arange(py)]
+                dth = d[th_y][:, None] * dth + th_cond[:, None] * dd[th_y]
+                dpi = d[:, None, None] * dpi + pi[:, :, None] * dd[:, None, :]
+                dres = (np.outer(d, d)[:, :, None] * dres + dd[:, None, :] * (d[None, :] * res)[:, :, None]
+                        + dd[None, :, :] * (d[:, None] * res)[:, :, None])
+            th_cond = d[th_y] * th_cond
+            pi = d[:, None] * pi
+            res = np.outer(d, d) * res
         i, j = pairs[:, 0], pairs[:, 1]
-        out = np.concatenate(blocks_th + [pi.ravel(order="F"), np.diag(res)[num], res[i, j]])
+        starts = np.concatenate([[0], np.cumsum([int(np.sum(th_y == v)) for v in range(len(yi))])])
+        th_rows = [(-icpt[v:v + 1], v, True) if num[v] else (th_cond[starts[v]:starts[v + 1]], v, False)
+                   for v in range(len(yi))]
+        out = np.concatenate([b for b, _, _ in th_rows] + [pi.ravel(order="F"), np.diag(res)[num], res[i, j]])
         if J is None:
             return out, res
-        lay = mp["lay"]
-        n = J.shape[1]
-        p = sig.shape[0]
-        dS = np.zeros((p, p, n))
-        Js = J[lay["sigma"]]
-        dS[mp["vr"], mp["vc"]] = Js
-        dS[mp["vc"], mp["vr"]] = Js
-        dsyx = dS[np.ix_(yi, xi)]
-        dpi = np.einsum("iqn,qr->irn", dsyx, sxx_inv)
-        dres = dS[np.ix_(yi, yi)] - np.einsum("iqn,jq->ijn", dpi, syx) - np.einsum("iq,jqn->ijn", pi, dsyx)
-        dth = J[lay["tau"]] + np.einsum("kqn,q->kn", dpi[th_y], mux)
-        dicpt = J[lay["mu"]][yi] - np.einsum("iqn,q->in", dpi, mux)
-        rows, k = [], 0
-        for v in range(len(yi)):
-            if num[v]:
-                rows.append(-dicpt[v:v + 1])
-            else:
-                n_v = int(np.sum(th_y == v))
-                rows.append(dth[k:k + n_v])
-                k += n_v
-        q = len(xi)
-        rows.append(dpi.transpose(1, 0, 2).reshape(q * len(yi), n))
+        rows = [-dicpt[v:v + 1] if is_num else dth[starts[v]:starts[v + 1]] for _, v, is_num in th_rows]
+        rows.append(dpi.transpose(1, 0, 2).reshape(len(xi) * len(yi), n))
         d_diag = dres[np.arange(len(yi)), np.arange(len(yi))]
         rows += [d_diag[num], dres[i, j]]
         return out, np.vstack(rows)
@@ -626,7 +629,7 @@ class ConditionalWLSEstimator(WLSEstimator):
             base = 1.0 if mp["phantom"] else 0.0
             grp.S0[j, j] = base
             mom = self.model.group_moments(grp, self.model.group_core(grp, x))
-            _, res = self._conditional(g, mom)
+            _, res = self._conditional(g, mom, standardize=False)
             d = self.model.matrices(x, g)["scales"]
             theta = 1.0 / d[j] ** 2 - (np.diag(res)[mp["ord_y"]] / d[j] ** 2 - base)
             grp.S0[j, j] = theta
@@ -634,13 +637,15 @@ class ConditionalWLSEstimator(WLSEstimator):
         return out
 
     def implied_moments(self, x):
-        self._set_thetas(x)
+        if self.parameterization == "delta":
+            self._set_thetas(x)
         return [self._conditional(g, mom)[0] for g, mom in enumerate(self.model.implied(x))]
 
     def _delta(self, x):
         x = np.asarray(x, dtype=float)
-        self._set_thetas(x)
-        if not any(mp["predictor"] for mp in self._maps):
+        if self.parameterization == "delta":
+            self._set_thetas(x)
+        if self.parameterization != "delta" or not any(mp["predictor"] for mp in self._maps):
             moms, deltas = self.model.implied_delta(x)
             return [self._conditional(g, mom, J)[1] for g, (mom, J) in enumerate(zip(moms, deltas))]
         # an ordered y* predicts another variable: its residual variance moves with x (lavaan's
@@ -652,7 +657,7 @@ class ConditionalWLSEstimator(WLSEstimator):
             up[k] += h
             dn[k] -= h
             cols.append([(a - b) / (2 * h) for a, b in zip(self.implied_moments(up), self.implied_moments(dn))])
-        self._set_thetas(x)
+        self._set_thetas(x)     # leave the model at x
         return [np.column_stack([c[g] for c in cols]) for g in range(self.model.n_groups)]
 
     def df(self) -> int:
@@ -716,6 +721,19 @@ class ConditionalWLSEstimator(WLSEstimator):
             out.append(full)
         return out
 
+    def _apply_delta_theta(self, x):
+        if self.parameterization != "theta":
+            return super()._apply_delta_theta(x)
+        # theta: the residual variances are parameters; the scales (~*~) show 1 / sd(y* | x)
+        pt = self.model.partable
+        for g, mom in enumerate(self.model.implied(x)):
+            _, res = self._conditional(g, mom, standardize=False)
+            gnum = self.model.groups[g]
+            for k, v in enumerate(self.y_names):
+                rows = (pt["op"] == "~*~") & (pt["lhs"] == v) & (pt["group"] == gnum) & (pt["free"] == 0)
+                if self.ordered_mask[k] and rows.any():
+                    pt.loc[rows, "ustart"] = 1.0 / np.sqrt(res[k, k])
+
     def for_model(self, model, x):
         import copy
 
@@ -747,11 +765,6 @@ def make_estimator(model, stats, *, data=None, options=None):
             raise EstimatorCombinationError(
                 "missing='pairwise' with conditional_x=True (lavaan's default for ordered items with "
                 "observed covariates) is not implemented; use missing='listwise' or conditional_x=False")
-        if parameterization == "theta":
-            raise EstimatorCombinationError(
-                "parameterization='theta' with conditional_x=True (lavaan's default for ordered items "
-                "with observed covariates) is not implemented; use the delta parameterization or "
-                "conditional_x=False")
         est = ConditionalWLSEstimator(model, frames, estimator=name,
                                       group_labels=tuple(stats.group_labels),
                                       collapse_sparse=bool(options.get("collapse_sparse", False)),
