@@ -205,6 +205,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     from analysis.sem.standardize import rsquare, standardize
 
     # 1. options ----------------------------------------------------------
+    _check_model_argument(model)
     if _two_level(model):   # lavaan: level: blocks make cluster= a two-level model
         from analysis.sem.twolevel import fit_twolevel
 
@@ -620,6 +621,23 @@ def _conditional_x(conditional_x, statements, ordered, fixed_x, estimator, surve
             "sampling weights, clusters and strata with conditional_x=True (lavaan's default for ordered "
             "items with observed covariates) are not implemented; pass conditional_x=False")
     return True
+
+
+def _check_model_argument(model) -> None:
+    """The model is lavaan syntax (a string), a ParameterTable or parsed statements; anything else
+    (e.g. a list of model lines) is refused by name instead of failing deep inside."""
+    from .syntax import Statement
+
+    if isinstance(model, (str, pd.DataFrame)):
+        return
+    if isinstance(model, (list, tuple)) and model and all(isinstance(s, Statement) for s in model):
+        return
+    if isinstance(model, (list, tuple)) and model and all(isinstance(s, str) for s in model):
+        raise OptionError("The 'model' parameter of fit_sem must be lavaan model syntax as one string "
+                          f"(a list of {len(model)} lines was given: join them with newlines, "
+                          "'\\n'.join(lines)) or a ParameterTable (DataFrame).")
+    raise OptionError("The 'model' parameter of fit_sem must be lavaan model syntax (a string) or a "
+                      f"ParameterTable (DataFrame). Got {type(model).__name__} instead.")
 
 
 def _two_level(model) -> bool:

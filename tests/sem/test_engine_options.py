@@ -29,3 +29,18 @@ def test_latent_named_like_a_data_column_is_reported():
     messages = [w["message"] for w in fit.warnings]
     assert any("visual are also columns of the data" in m for m in messages)
     assert fit.fit_indices["chisq"] == pytest.approx(85.3055, abs=1e-3)  # the column is not used
+
+
+@pytest.mark.parametrize("model, match", [
+    (["visual =~ x1 + x2 + x3", "textual =~ x4 + x5 + x6"], "a list of 2 lines was given: join them with newlines"),
+    (42, "Got int instead"),
+    (None, "Got NoneType instead"),
+    ({"visual": "x1 + x2 + x3"}, "Got dict instead"),
+])
+def test_model_of_the_wrong_type_is_refused_by_name(model, match):
+    from analysis.errors import OptionError
+
+    data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
+    with pytest.raises(OptionError, match=match) as err:
+        fit_sem(model, data)
+    assert "The 'model' parameter of fit_sem must be lavaan model syntax" in str(err.value)
