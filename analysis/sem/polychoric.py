@@ -905,7 +905,7 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
                 L = lik(r_)
                 return np.inf if np.any(L <= 0) else -np.sum(np.log(L))
 
-            r = _polish_rho(nll, 0.999, _score_oo(z1i, z2i, z1j, z2j, lik))
+            r = _newton_rho(z1i, z2i, z1j, z2j, lik, nll, np.corrcoef(Yi[:, i], Yi[:, j])[0, 1])
             L = lik(r)
             bad = L <= np.sqrt(np.finfo(float).eps)      # lavaan: these cases' scores are NA (dropped)
             L = np.where(bad, 1.0, L)
@@ -1020,6 +1020,53 @@ def _score_oo(z1i, z2i, z1j, z2j, lik):
              - _bvn_density(z1i, z2j, r_) + _bvn_density(z2i, z2j, r_))
         return float(np.sum(d / np.maximum(L, 1e-300)))
     return score
+
+
+def _bvn_density_drho(x, y, rho):
+    """d/drho of the standard bivariate normal density; zero at infinite arguments."""
+    r2 = 1.0 - rho * rho
+    ok = np.isfinite(x) & np.isfinite(y)
+    fx, fy = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
+    q = fx * fx - 2.0 * rho * fx * fy + fy * fy
+    factor = rho / r2 + fx * fy / r2 - rho * q / (r2 * r2)
+    return np.where(ok, _bvn_density(x, y, rho) * factor, 0.0)
+
+
+def _newton_rho(z1i, z2i, z1j, z2j, lik, nll, start, bound=0.999, tol=1e-12):
+    """The maximum likelihood residual polychoric correlation: Newton steps on the log-likelihood
+    with its analytic first and second derivatives from lavaan's start (the Pearson correlation of
+    the codes), halving a step that leaves (-bound, bound) or lowers the likelihood; bounded Brent
+    if that fails."""
+    corners = ((z1i, z1j, 1.0), (z2i, z1j, -1.0), (z1i, z2j, -1.0), (z2i, z2j, 1.0))
+    r = float(start) if np.isfinite(start) and abs(start) < bound else 0.0
+    L = lik(r)
+    f = -np.sum(np.log(L)) if np.all(L > 0) else np.inf
+    for _ in range(50):
+        if not np.isfinite(f):
+            break
+        d1 = sum(s * _bvn_density(a, b, r) for a, b, s in corners) / L
+        d2 = sum(s * _bvn_density_drho(a, b, r) for a, b, s in corners) / L - d1 * d1
+        g, h = float(d1.sum()), float(d2.sum())
+        if not np.isfinite(g) or not np.isfinite(h) or h >= 0:
+            break
+        step, moved = -g / h, False
+        if abs(step) < 1e-9 and abs(r + step) < bound:
+            return float(r + step)       # quadratic convergence: the likelihood cannot tell further
+        while abs(step) > 1e-15:
+            new = r + step
+            if abs(new) < bound:
+                Ln = lik(new)
+                fn = -np.sum(np.log(Ln)) if np.all(Ln > 0) else np.inf
+                if fn <= f + 1e-12 * abs(f):
+                    moved = True
+                    break
+            step /= 2.0
+        if not moved:
+            break
+        r, f, L = new, fn, Ln
+        if abs(step) < tol:
+            return float(r)
+    return _polish_rho(nll, bound, _score_oo(z1i, z2i, z1j, z2j, lik))
 
 
 def _polish_rho(nll, bound, score):
