@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.errors import AnalysisError
-from analysis.polychoric import conditional_stats, ordinal_codes
+from analysis.sem.polychoric import conditional_stats, ordinal_codes
 from analysis.sem import fit_sem
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 REF = json.loads((FIX / "lavaan" / "issue15c_conditional_x.json").read_text())
 CASES = REF["cases"]
 MIMIC = "f =~ y1 + y2 + y3 + y4 + y5\nf ~ x1 + x2"
@@ -149,8 +149,8 @@ def test_path_model_minimizes_lavaans_fit_function(data):
 
 
 def test_modification_indices_and_scaled_difference_test_match_lavaan(data):
-    from analysis.compare import compare
-    from analysis.modindices import modindices
+    from analysis.sem.compare import compare
+    from analysis.sem.modindices import modindices
 
     fit = _fit("mimic", data)
     ref = pd.DataFrame(REF["extra"]["modindices"])
