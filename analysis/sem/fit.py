@@ -176,7 +176,10 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     (``max_iter``, ``gtol``), as lavaan's ``control=``. ``warn=False`` keeps
     the warnings on the result only. ``collapse_sparse``: merge a category of an
     ordered item that some group never uses into its neighbour (else an error
-    names the item, category and group).
+    names the item, category and group). ``conditional_x``: lavaan's conditional.x; None
+    (lavaan's default) models ordered items given their observed covariates under
+    WLSMV/ULSMV (MIMIC, DIF) and does nothing otherwise; False fits items and covariates
+    jointly (docs/engine.md).
 
     Complex samples, as lavaan's ``sampling.weights=`` and ``cluster=``:
     ``sampling_weights`` (a column; normalised to sum to N, pseudo-ML, and MLR
