@@ -38,9 +38,11 @@ def resolve_model(spec: str, instrument=None) -> tuple[str, str]:
     """
     from pathlib import Path
 
-    from analysis.study.spec import MODELS_DIR, measurement_model
+    import analysis
 
     if spec == "measurement" and instrument is not None:
+        from analysis.study.spec import measurement_model
+
         syntax = measurement_model(instrument)
         if not syntax.strip():
             raise ModelNotFoundError(f"--model measurement: the instrument '{instrument.id}' has no latent "
@@ -48,7 +50,7 @@ def resolve_model(spec: str, instrument=None) -> tuple[str, str]:
         return "measurement", syntax
     path = Path(spec)
     stem = spec[:-4] if spec.endswith(".lav") else spec
-    shipped = MODELS_DIR / f"{stem}.lav"
+    shipped = Path(analysis.__file__).resolve().parent / "models" / f"{stem}.lav"  # the study's MODELS_DIR
     if "/" not in spec and "\\" not in spec and shipped.is_file() and not path.is_file():
         return stem, shipped.read_text(encoding="utf-8")
     if path.is_file():

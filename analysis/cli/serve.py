@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+
+
+def Console(**kwargs):  # noqa: N802 - rich's Console, imported only when a command prints with it
+    import rich.console
+
+    return rich.console.Console(**kwargs)
 
 __all__ = ["register", "serve_command", "serve_export_command", "withdraw_command"]
 

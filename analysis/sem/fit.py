@@ -35,7 +35,7 @@ from analysis.errors import (
     warning_record,
 )
 from analysis.sem.partable import vnames, build_partable, df_of, observed_names
-from analysis.sem.syntax import EXPRESSION_OPS, parse_model
+from analysis.sem.syntax import EXPRESSION_OPS, has_levels, parse_model
 
 __all__ = ["fit_sem", "fit_imputed", "sem", "cfa", "ESTIMATORS"]
 
@@ -209,6 +209,10 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
 
     # 1. options ----------------------------------------------------------
     _check_model_argument(model)
+    if isinstance(model, str):   # parsed once; the text is kept for the result
+        syntax, model = model, parse_model(model)
+    else:
+        syntax = ""
     if _two_level(model):   # lavaan: level: blocks make cluster= a two-level model
         from analysis.sem.twolevel import fit_twolevel
 
@@ -220,7 +224,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         if bootstrap or se == "bootstrap":
             raise OptionError("bootstrap is not available for two-level models (it would have to resample "
                               "whole clusters); use estimator='MLR' for cluster-robust standard errors")
-        return fit_twolevel(model, data, cluster=cluster, estimator=estimator, missing=missing,
+        return fit_twolevel(syntax or model, data, cluster=cluster, estimator=estimator, missing=missing,
                             std_lv=std_lv, fixed_x=fixed_x, se=se, test=test, control=control,
                             warn=warn, group=group, group_equal=_as_list(group_equal),
                             group_partial=_as_list(group_partial))
@@ -270,8 +274,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         given_pt = build_partable(model)
         statements = _statements_of(given_pt)
     else:
-        statements = parse_model(model) if isinstance(model, str) else model
-    syntax = model if isinstance(model, str) else ""
+        statements = model
     ov_syntax = vnames([(s.lhs, s.op, s.rhs) for s in statements if s.op not in EXPRESSION_OPS])["ov"]
     records: list[dict] = []
 
@@ -644,15 +647,16 @@ def _check_model_argument(model) -> None:
 
 
 def _two_level(model) -> bool:
-    """Does the model have lavaan's ``level:`` blocks (text, or a table with a level column)?"""
-    from analysis.sem.twolevel import has_levels
-
-    return isinstance(model, (str, pd.DataFrame)) and has_levels(model)
+    """Does the model have lavaan's ``level:`` blocks (text, parsed statements, or a table with a
+    level column)?"""
+    return isinstance(model, (str, list, tuple, pd.DataFrame)) and has_levels(model)
 
 
 # --------------------------------------------------------------------------
 def _survey_design(design, sampling_weights, cluster, strata):
     """One :class:`analysis.design.Design` from ``design=`` and/or the column keywords (None if none)."""
+    if design is None and sampling_weights is None and cluster is None and strata is None:
+        return None    # the common case, without importing analysis.design
     from analysis.sem.design import Design
 
     if design is not None and not isinstance(design, Design):
@@ -661,8 +665,6 @@ def _survey_design(design, sampling_weights, cluster, strata):
     for name, value in (("sampling_weights", sampling_weights), ("cluster", cluster), ("strata", strata)):
         if value is not None and not isinstance(value, str):
             raise OptionError(f"The {name!r} parameter of fit_sem must be a column name. Got {value!r} instead.")
-    if design is None and sampling_weights is None and cluster is None and strata is None:
-        return None
     import dataclasses
 
     base = design or Design()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from analysis.errors import ModelSyntaxError
 
-__all__ = ["Statement", "parse_model", "MODEL_OPS", "EXPRESSION_OPS", "MODEL_LIMITS"]
+__all__ = ["Statement", "parse_model", "has_levels", "MODEL_OPS", "EXPRESSION_OPS", "MODEL_LIMITS"]
 
 MODEL_OPS = ("=~", "~", "~~", "~1", "|", "~*~")
 # The largest model the suite reads: beyond these a model is refused with the line at fault,
@@ -422,6 +422,16 @@ def _fold(node: ast.AST) -> float | None:
     for child in ast.iter_child_nodes(node):  # calls: check their arguments
         _fold(child)
     return None
+
+
+def has_levels(statements) -> bool:
+    """True when the syntax (text, parsed statements or a ParameterTable) has ``level:`` blocks."""
+    if isinstance(statements, str):
+        statements = parse_model(statements)
+    columns = getattr(statements, "columns", None)
+    if columns is not None:   # a ParameterTable
+        return "level" in columns and bool((statements["level"] > 1).any())
+    return any(getattr(s, "level", None) is not None for s in statements)
 
 
 _LEVEL_RE = re.compile(r"^\s*level\s*:\s*(?P<label>[A-Za-z0-9_.]+)\s*;?\s*$", re.IGNORECASE)

@@ -52,7 +52,7 @@ from analysis.errors import (
     SEMWarning,
     warning_record,
 )
-from analysis.sem.syntax import EXPRESSION_OPS, Statement, parse_model
+from analysis.sem.syntax import EXPRESSION_OPS, Statement, has_levels, parse_model
 
 __all__ = [
     "has_levels",
@@ -80,15 +80,6 @@ class BetweenBoundaryWarning(SEMWarning):
 # --------------------------------------------------------------------------
 # syntax -> ParameterTable
 # --------------------------------------------------------------------------
-def has_levels(statements) -> bool:
-    """True when the syntax (text or parsed statements) has ``level:`` blocks."""
-    if isinstance(statements, str):
-        statements = parse_model(statements)
-    if isinstance(statements, pd.DataFrame):
-        return "level" in statements.columns and (statements["level"] > 1).any()
-    return any(getattr(s, "level", None) is not None for s in statements)
-
-
 def _level_numbers(statements: list[Statement]) -> dict[str, int]:
     labels = list(dict.fromkeys(s.level for s in statements if s.level is not None))
     if len(labels) != 2:

@@ -20,7 +20,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+
+
+def Console(**kwargs):  # noqa: N802 - rich's Console, imported only when a command prints with it
+    import rich.console
+
+    return rich.console.Console(**kwargs)
+
+
+def Table(**kwargs):  # noqa: N802 - rich's Table, imported only when a command prints one
+    import rich.table
+
+    return rich.table.Table(**kwargs)
 
 __all__ = ["register", "export_command", "import_command", "score_command", "quality_command"]
 
@@ -372,8 +383,7 @@ def quality_command(
     if as_json:
         sys.stdout.write(json.dumps(q.to_dict(), indent=2, default=str) + "\n")
         return
-    from rich.table import Table
-
+    
     table = Table(title=f"{data.name}: data quality flags ({len(q.table)} respondents)")
     for col in ("Flag", "Rule", "Evaluable", "Flagged", "%", "Note"):
         table.add_column(col)

@@ -11,8 +11,18 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+
+def Console(**kwargs):  # noqa: N802 - rich's Console, imported only when a command prints with it
+    import rich.console
+
+    return rich.console.Console(**kwargs)
+
+
+def Table(**kwargs):  # noqa: N802 - rich's Table, imported only when a command prints one
+    import rich.table
+
+    return rich.table.Table(**kwargs)
 
 app = typer.Typer(
     help="Check, show and document questionnaire definitions (instrument YAML files).",
