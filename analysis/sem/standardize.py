@@ -30,21 +30,88 @@ def _scales(model, x):
 
 class Standardizer:
     """std.lv and std.all of every row of a table as arrays, compiled once for a table and its
-    model, so that they can be evaluated cheaply at many parameter vectors (delta method)."""
+    model, so that they can be evaluated cheaply at many parameter vectors (delta method).
+
+    Every standardized value is the estimate times at most one scale and divided by at most
+    two: total SDs of the variables (sd), their squares (sd2) and, for covariances, the square
+    roots of the two parameter variances (rv; lavaan's ``cov.std = TRUE``). Which scales a row
+    uses depends only on its op and on whether its variables are latent or observed, so it is
+    worked out once here; an evaluation is a few array operations on the scale vector
+    ``[sd, sd2, rv of group 1, ..., 1.0]``."""
 
     def __init__(self, pt: pd.DataFrame, model):
         from analysis.sem.defined import DefinedParameters
         from analysis.sem.syntax import EXPRESSION_OPS
 
         self.model = model
-        self.ops, self.lhs, self.rhs = (pt[c].tolist() for c in ("op", "lhs", "rhs"))
+        ops, lhs, rhs = (pt[c].tolist() for c in ("op", "lhs", "rhs"))
         grp = pt["group"].tolist()
         self.free = pt["free"].to_numpy()
         self.expr = pt["op"].isin(EXPRESSION_OPS).to_numpy()
-        self.rows = [[k for k in range(len(grp)) if grp[k] == g] for g in model.groups]
-        # the residual variance row of each variable (residual covariances use its square root)
-        self.var_row = [{self.lhs[k]: k for k in idx if self.ops[k] == "~~" and self.lhs[k] == self.rhs[k]}
-                        for idx in self.rows]
+        self.ustart = model.partable["ustart"].to_numpy(dtype=float)
+        n = len(ops)
+        self.sizes = [len(model.group_maps[g].names) for g in range(len(model.groups))]
+        one = 3 * sum(self.sizes)                 # the slot holding 1.0
+        num_a, num_b = np.full(n, one), np.full(n, one)
+        den_a, den_b = np.full((n, 2), one), np.full((n, 2), one)
+        self.unit_b = np.zeros(n, dtype=bool)     # ~*~ rows: std.all is 1
+        self.var_rows = []                        # per group: residual variance row of each variable, or -1
+        offset = 0
+        for gi, g in enumerate(model.groups):
+            names = model.group_maps[gi].names
+            m = len(names)
+            pos = {v: i for i, v in enumerate(names)}
+            ov, lv = set(model.ov_names[gi]), set(model.lv_names[gi])
+            rows = [k for k in range(n) if grp[k] == g]
+            var_row = {lhs[k]: k for k in rows if ops[k] == "~~" and lhs[k] == rhs[k]}
+            self.var_rows.append(np.array([var_row.get(v, -1) for v in names], dtype=int))
+
+            def sd(v, _pos=pos, _o=offset):
+                return _o + _pos[v]
+
+            def sd2(v, _pos=pos, _o=offset, _m=m):
+                return _o + _m + _pos[v]
+
+            def rv(v, _pos=pos, _o=offset, _m=m):
+                return _o + 2 * _m + _pos[v]
+
+            for k in rows:
+                op, l, r = ops[k], lhs[k], rhs[k]
+                if op == "=~":
+                    num_a[k] = num_b[k] = sd(l)
+                    if r in lv:
+                        den_a[k, 0] = den_b[k, 0] = sd(r)
+                    elif r in ov:
+                        den_b[k, 0] = sd(r)
+                elif op == "~":
+                    if r in lv:
+                        num_a[k] = num_b[k] = sd(r)
+                    elif r in ov:
+                        num_b[k] = sd(r)
+                    if l in lv:
+                        den_a[k, 0] = den_b[k, 0] = sd(l)
+                    elif l in ov:
+                        den_b[k, 0] = sd(l)
+                elif op == "~~" and l == r:
+                    den_b[k, 0] = sd2(l)
+                    if l in lv:
+                        den_a[k, 0] = sd2(l)
+                elif op == "~~":
+                    for j, v in enumerate((l, r)):
+                        if v in lv:
+                            den_a[k, j] = den_b[k, j] = rv(v)
+                        elif v in ov:
+                            den_b[k, j] = rv(v)
+                elif op == "~1":
+                    den_b[k, 0] = sd(l)
+                    if l in lv:
+                        den_a[k, 0] = sd(l)
+                elif op == "|":
+                    den_b[k, 0] = sd(l)
+                elif op == "~*~":
+                    self.unit_b[k] = True
+            offset += 3 * m
+        self.num_a, self.num_b, self.den_a, self.den_b = num_a, num_b, den_a, den_b
         self.defined = (pt["op"] == ":=").to_numpy()
         self.dp = DefinedParameters(pt) if self.defined.any() else None
         labels: dict[str, int] = {}
@@ -55,50 +122,32 @@ class Standardizer:
 
     def est(self, x: np.ndarray) -> np.ndarray:
         """Row values at ``x``: free rows from ``x``, fixed rows their (current) value."""
-        est = self.model.partable["ustart"].to_numpy(dtype=float).copy()
+        est = self.ustart.copy()
         est[self.free > 0] = np.asarray(x, float)[self.free[self.free > 0] - 1]
         est[self.expr] = np.nan
         return est
 
+    def scales(self, x: np.ndarray, est: np.ndarray) -> np.ndarray:
+        """The scale vector at ``x``: per group sd, sd^2 and rv of every variable, then 1."""
+        parts = []
+        for (vall, _), var_row in zip(self.model.implied_all(x), self.var_rows):
+            d = np.diag(vall)
+            with np.errstate(invalid="ignore"):
+                sd = np.sqrt(np.where(d >= 0, d, np.nan))
+            has = var_row >= 0
+            ev = np.where(has, est[np.where(has, var_row, 0)], 0.0)
+            rv = np.where(has & (ev != 0), np.sqrt(np.abs(ev)), sd)
+            parts += [sd, sd ** 2, rv]
+        parts.append(np.ones(1))
+        return np.concatenate(parts)
+
     def __call__(self, x: np.ndarray, est: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         est = self.est(x) if est is None else np.asarray(est, dtype=float)
-        std_lv, std_all = est.copy(), est.copy()
-        ops, lhs, rhs = self.ops, self.lhs, self.rhs
-        for gi, (sd, ov, lv) in enumerate(_scales(self.model, x)):
-            var_row = self.var_row[gi]
-
-            def rv(name):
-                k = var_row.get(name)
-                return np.sqrt(abs(est[k])) if k is not None and est[k] != 0 else sd[name]
-
-            for k in self.rows[gi]:
-                op, l, r, e = ops[k], lhs[k], rhs[k], est[k]
-                a = b = e
-                if op == "=~":
-                    a = e * sd[l] / (sd[r] if r in lv else 1.0)
-                    b = a / (sd[r] if r in ov else 1.0)
-                elif op == "~":
-                    a = e * (sd[r] if r in lv else 1.0) / (sd[l] if l in lv else 1.0)
-                    b = a * (sd[r] if r in ov else 1.0) / (sd[l] if l in ov else 1.0)
-                elif op == "~~":
-                    if l == r:
-                        if l in lv:
-                            a = b = e / sd[l] ** 2
-                        else:
-                            a, b = e, e / sd[l] ** 2
-                    else:
-                        a = e / (rv(l) if l in lv else 1.0) / (rv(r) if r in lv else 1.0)
-                        b = a / (rv(l) if l in ov else 1.0) / (rv(r) if r in ov else 1.0)
-                elif op == "~1":
-                    if l in lv:
-                        a = b = e / sd[l]
-                    else:
-                        a, b = e, e / sd[l]
-                elif op == "|":
-                    a, b = e, e / sd[l]
-                elif op == "~*~":
-                    a, b = e, 1.0
-                std_lv[k], std_all[k] = a, b
+        s = self.scales(x, est)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            std_lv = est * s[self.num_a] / s[self.den_a[:, 0]] / s[self.den_a[:, 1]]
+            std_all = est * s[self.num_b] / s[self.den_b[:, 0]] / s[self.den_b[:, 1]]
+        std_all[self.unit_b] = 1.0
         if self.dp is not None:   # := re-evaluated on the standardized values of its labels
             for col in (std_lv, std_all):
                 env = {lab: float(col[k]) for lab, k in self.label_rows.items()}
