@@ -232,7 +232,7 @@ def power_command(
 
 
 def _is_twolevel(model: str) -> bool:
-    from analysis.sem.twolevel import has_levels
+    from analysis.sem.syntax import has_levels
 
     path = Path(model)
     return path.is_file() and has_levels(path.read_text())

@@ -1209,7 +1209,7 @@ def _check_variables(run: _Run, name: str, where: str, syntax: str, data: pd.Dat
 def _two_level_data(run: _Run, syntax: str, data: pd.DataFrame, extra: dict) -> tuple[pd.DataFrame, dict]:
     """A model with ``level:`` blocks is lavaan's two-level model on the study's cluster variable
     (``design: {cluster: COL}``): its data gain that column and the fit gets ``cluster=``."""
-    from analysis.sem.twolevel import has_levels
+    from analysis.sem.syntax import has_levels
 
     try:
         if not has_levels(syntax):
