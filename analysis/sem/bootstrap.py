@@ -20,6 +20,7 @@ not depend on the number of workers.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,11 @@ class _LeanML:
         # per group: identity, and the cell maps with the symmetric-S factor 2 off the diagonal
         self._eye = [np.eye(grp.m) for grp in self.groups]
         self._sfac = [np.where(grp.cells["S"][0] == grp.cells["S"][1], 1.0, 2.0) for grp in self.groups]
+        # every free cell's parameter, in the order fg lays out its gradient terms (M, A, S)
+        self._k = [np.concatenate(([grp.cells["M"][2]] if self.meanstructure else [])
+                                  + [grp.cells["A"][2], grp.cells["S"][2]]) for grp in self.groups]
+        self._paths = [_path_length(grp) for grp in self.groups]
+
 
     @staticmethod
     def usable(model) -> bool:
@@ -158,8 +164,22 @@ class _LeanML:
     def fg(self, x: np.ndarray):
         f, grad = 0.0, np.zeros(self.n_free)
         for g, grp in enumerate(self.groups):
-            A, S, M, _, _ = grp.fill(x)
-            B = np.linalg.inv(self._eye[g] - A)
+            A, S = grp.A0.copy(), grp.S0.copy()    # grp.fill without thresholds and scales
+            i, j, k = grp.cells["A"]
+            A[i, j] = x[k]
+            i, j, k = grp.cells["S"]
+            S[i, j] = S[j, i] = x[k]
+            if self.meanstructure:
+                M = grp.M0.copy()
+                i, _, k = grp.cells["M"]
+                M[i] = x[k]
+            steps = self._paths[g]
+            if steps is None:
+                B = np.linalg.inv(self._eye[g] - A)
+            else:   # A is nilpotent (no cycles): (I - A)^-1 = I + A + ... + A^steps, exactly
+                B = self._eye[g] + A
+                for _ in range(steps - 1):
+                    B = self._eye[g] + A @ B
             E = B[: grp.p]
             sigma = E @ S @ E.T
             try:
@@ -168,30 +188,48 @@ class _LeanML:
                 return np.inf, None
             cinv = np.linalg.inv(chol)
             W = cinv.T @ cinv
-            logdet = 2.0 * np.sum(np.log(np.diag(chol)))
+            logdet = 2.0 * np.log(chol.diagonal()).sum()
             Sobs = self.cov[g]
-            val = logdet + np.sum(Sobs * W) - self.logdet_s[g] - grp.p
+            val = logdet + (Sobs * W).sum() - self.logdet_s[g] - grp.p
             inner = sigma - Sobs
+            w = self.weights[g]
             if self.meanstructure:
                 Bm = B @ M
                 d = self.mean[g] - Bm[: grp.p]
                 Wd = W @ d
                 val += d @ Wd
-                inner = inner - np.outer(d, d)
-            f += self.weights[g] * 0.5 * val
+                inner = inner - d[:, None] * d
+            f += w * 0.5 * val
             G = 0.5 * W @ inner @ W
             EGE = E.T @ G @ E
             gA = 2.0 * EGE @ S @ B.T
+            parts = []
             if self.meanstructure:
                 EWd = E.T @ Wd
-                gA -= np.outer(EWd, Bm)
-                i, _, k = grp.cells["M"]
-                grad += np.bincount(k, -self.weights[g] * EWd[i], minlength=self.n_free)
-            i, j, k = grp.cells["A"]
-            grad += np.bincount(k, self.weights[g] * gA[i, j], minlength=self.n_free)
-            i, j, k = grp.cells["S"]
-            grad += np.bincount(k, self.weights[g] * EGE[i, j] * self._sfac[g], minlength=self.n_free)
+                gA -= EWd[:, None] * Bm
+                parts.append(-w * EWd[grp.cells["M"][0]])
+            i, j, _ = grp.cells["A"]
+            parts.append(w * gA[i, j])
+            i, j, _ = grp.cells["S"]
+            parts.append(w * EGE[i, j] * self._sfac[g])
+            grad += np.bincount(self._k[g], np.concatenate(parts), minlength=self.n_free)
         return float(f), grad
+
+
+@functools.lru_cache(maxsize=64)   # per compiled group (one per model): refits share it
+def _path_length(grp) -> int | None:
+    """The longest chain of directed paths in a group's A matrix (its nilpotency index - 1), when
+    it is short (a CFA: 1; an SEM: a few), else None (a cycle, or long chains: invert I - A)."""
+    pattern = grp.A0 != 0
+    i, j, _ = grp.cells["A"]
+    pattern[i, j] = True
+    reach = pattern.astype(float)
+    power = reach
+    for steps in range(1, 5):
+        if not power.any():
+            return max(steps - 1, 1)
+        power = (power @ reach > 0).astype(float)
+    return None
 
 
 def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_iter: int = 200):
@@ -205,7 +243,7 @@ def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_ite
     for _ in range(max_iter):
         d = -H @ g
         # converged: small gradient, or a quasi-Newton step below 10 gtol in every parameter
-        if np.max(np.abs(g)) < gtol or np.max(np.abs(d)) < 10 * gtol:
+        if abs(g).max() < gtol or abs(d).max() < 10 * gtol:
             return x, f, True
         slope = float(g @ d)
         if not slope < 0:
@@ -226,7 +264,8 @@ def _bfgs(lean: _LeanML, x0: np.ndarray, hinv0: np.ndarray, gtol: float, max_ite
         if sy > 1e-12:
             rho = 1.0 / sy
             Hy = H @ y_
-            H = H - rho * (np.outer(s_, Hy) + np.outer(Hy, s_)) + (rho * rho * float(y_ @ Hy) + rho) * np.outer(s_, s_)
+            s_hy = s_[:, None] * Hy      # the outer products by broadcasting (np.outer's overhead is per call)
+            H = H - rho * (s_hy + s_hy.T) + (rho * rho * float(y_ @ Hy) + rho) * (s_[:, None] * s_)
         x, f, g = xn, fn, gn
     return x, f, False
 

@@ -46,9 +46,12 @@ def _is_number(text: str) -> bool:
 
 def general_constraint_rows(pt: pd.DataFrame) -> np.ndarray:
     """Mask of the rows that are general constraints (not label == label / label == number)."""
+    ops = pt["op"].tolist()
+    if not any(op in ("==", "<", ">") for op in ops):   # most models: no constraint rows at all
+        return np.zeros(len(ops), dtype=bool)
     labels = set(pt.loc[pt["label"].astype(str) != "", "label"].astype(str))
     out = []
-    for op, lhs, rhs in zip(pt["op"].tolist(), pt["lhs"].tolist(), pt["rhs"].tolist()):
+    for op, lhs, rhs in zip(ops, pt["lhs"].tolist(), pt["rhs"].tolist()):
         if op in ("<", ">"):
             out.append(True)
         elif op == "==":
