@@ -56,7 +56,7 @@ def ours(data: pd.DataFrame, kind: str) -> dict:
         warnings.simplefilter("ignore")
         fit = (fit_sem(MODEL, data, missing="fiml") if kind == "fiml"
                else fit_sem(MODEL, data.dropna(subset=ITEMS), ordered=ITEMS))
-    prepare = getattr(fit.extras["estimator"], "set_residual_variances", None)
+    prepare = getattr(fit.estimator_object, "set_residual_variances", None)
     t0 = time.perf_counter()
     se = standardized_se(fit.model, fit.x, fit.vcov, prepare=prepare)["std.all"]
     t1 = time.perf_counter()

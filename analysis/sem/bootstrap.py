@@ -401,7 +401,7 @@ def refitter(fit, data: pd.DataFrame | None) -> Refitter:
     model = fit.model
     if model is None or fit.x is None:
         raise OptionError("bootstrap_fit needs a FitResult from fit_sem (with its compiled model)")
-    check = (fit.extras or {}).get("data")
+    check = getattr(fit, "data_check", None)
     if data is None:
         if check is None:
             raise OptionError("bootstrap_fit needs the raw data: this fit was made from a covariance "

@@ -117,11 +117,6 @@ def _scaled_kind(fit: FitResult) -> str | None:
     return "satorra.bentler" if str(fit.estimator).upper() == "MLM" else "yuan.bentler.mplus"
 
 
-def _estimator_object(fit: FitResult):
-    obj = getattr(fit, "estimator_object", None)
-    if obj is None and fit.extras:
-        obj = fit.extras.get("estimator")
-    return obj
 
 
 def _scaled_difference(restricted: FitResult, general: FitResult,
@@ -133,7 +128,7 @@ def _scaled_difference(restricted: FitResult, general: FitResult,
 
     def proxy(fit: FitResult) -> SimpleNamespace:
         # the robust module wants the fitted estimator object as `.estimator`
-        return SimpleNamespace(fit_indices=dict(fit.fit_indices), estimator=_estimator_object(fit))
+        return SimpleNamespace(fit_indices=dict(fit.fit_indices), estimator=fit.estimator_object)
 
     try:
         return scaled_difference(proxy(restricted), proxy(general))

@@ -514,8 +514,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         iterations=int(opt.iterations), optimizer=opt.method, nobs=tuple(int(round(n)) for n in getattr(est, "nobs", stats.nobs)),
         group_labels=tuple(group_labels), group=group, tests=tuple(tests), warnings=tuple(records),
         r2=r2, options=opts, missing=dict(check.missing) if check is not None else {},
-        model=mdl, x=x, sample_stats=stats, vcov=vcov, syntax=syntax,
-        extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check},
+        model=mdl, x=x, sample_stats=stats, vcov=vcov, syntax=syntax, estimator_object=est,
+        inference=inference, optimization=opt, data_check=check,
     )
     # bootstrap SEs and CIs (lavaan's se="bootstrap"; 1000 draws unless bootstrap= says otherwise)
     if se == "bootstrap" or bootstrap > 0:
@@ -526,8 +526,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         from analysis.sem.bootstrap import bootstrap_fit
 
         boot = bootstrap_fit(result, n_boot=int(bootstrap) if bootstrap > 0 else 1000, seed=seed, data=data)
-        result = dataclasses.replace(result, params=boot.params,
-                                     extras={**result.extras, "bootstrap": boot},
+        result = dataclasses.replace(result, params=boot.params, bootstrap=boot,
+                                     inference=dataclasses.replace(inference, se="bootstrap"),
                                      options={**result.options, "se": "bootstrap"})
     if test == "bollen.stine":   # lavaan's test = "bootstrap": the chi-square's Bollen-Stine p value
         result = _with_bollen_stine(result, data, n_boot=int(bootstrap) if bootstrap > 0 else 1000, seed=seed)
@@ -548,8 +548,7 @@ def _with_bollen_stine(result, data, *, n_boot, seed):
     fit = result.fit_indices.copy()
     fit["bollen.stine.pvalue"] = bs["pvalue"]
     fit["bollen.stine.draws"] = bs["n_ok"]
-    return dataclasses.replace(result, tests=(*result.tests, boot), fit_indices=fit,
-                               extras={**result.extras, "bollen_stine": bs})
+    return dataclasses.replace(result, tests=(*result.tests, boot), fit_indices=fit, bollen_stine=bs)
 
 
 def fit_imputed(model, datasets: Sequence[pd.DataFrame], *, scale_w: bool = False,
@@ -559,7 +558,7 @@ def fit_imputed(model, datasets: Sequence[pd.DataFrame], *, scale_w: bool = Fals
     ``options`` are fit_sem's (estimator, ordered, group, ...). Returns a
     :class:`~analysis.sem.results.FitResult` whose ``params`` carry the pooled
     estimates with ``df``, ``fmi`` and ``riv`` columns, and whose ``fit_indices``
-    hold the pooled test and indices; ``extras["imputations"]`` keeps the m fits.
+    hold the pooled test and indices; ``imputations`` keeps the m fits.
     ``sources`` names the datasets in messages (e.g. their files).
     """
     import pandas as pd

@@ -426,7 +426,7 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
     from analysis.sem.model import Model
     from analysis.sem.syntax import EXPRESSION_OPS
 
-    est, mdl, x = fit.extras["estimator"], fit.model, np.asarray(fit.x, float)
+    est, mdl, x = fit.estimator_object, fit.model, np.asarray(fit.x, float)
     pt = mdl.partable[~mdl.partable["op"].isin(EXPRESSION_OPS)].copy()
     pt["est"] = fit.params.loc[pt.index, "est"].to_numpy(float)
     ordered = {v for names in mdl.ordered_names for v in names}
@@ -518,14 +518,14 @@ def modindices(fit: Any, **kwargs: Any) -> pd.DataFrame:
     if ss is None:
         raise AnalysisError("modindices need the sample moments; this fit has no sample_stats")
     if getattr(fit, "estimator", "ML") in ("WLSMV", "ULSMV") and \
-            hasattr((getattr(fit, "extras", None) or {}).get("estimator"), "ostats"):
+            hasattr(getattr(fit, "estimator_object", None), "ostats"):
         return _wls_modindices(fit, **kwargs)
     if getattr(fit, "estimator", "ML") not in ("ML", "MLR", "MLM", "MLF"):
         raise AnalysisError(f"modification indices are implemented for ML-family estimators, "
                             f"not {fit.estimator}")
     missing = str(getattr(fit, "options", {}).get("missing", "listwise")).lower()
     if missing in ("fiml", "ml"):   # lavaan: FIML gradient, expected information under MAR
-        est = (getattr(fit, "extras", None) or {}).get("estimator")
+        est = getattr(fit, "estimator_object", None)
         patterns = getattr(est, "patterns", None)
         if patterns is None:
             raise AnalysisError("modification indices after FIML need the fit's estimator "

@@ -81,7 +81,7 @@ def pool_fits(fits: Sequence, *, scale_w: bool = False):
         first, params=params, fit_indices=fit, tests=tests, x=x_bar,
         model=mdl, vcov=_pooled_vcov(usable, scale_w), warnings=tuple(records), r2=rsquare(params, mdl, x_bar),
         converged=True, iterations=max(int(f.iterations or 0) for f in usable), options=opts,
-        extras={"imputations": tuple(fits), "x_names": first.extras.get("x_names"), "pooled": True})
+        imputations=tuple(fits))
 
 
 # ------------------------------------------------------------------ estimates
@@ -89,7 +89,7 @@ def pool_fits(fits: Sequence, *, scale_w: bool = False):
 def _pooled_model(fit, x_bar):
     """The compiled model at the pooled estimates; under the delta parameterization its fixed
     residual variances follow the pooled loadings (1 - common variance), as lavaan's GLIST."""
-    est = fit.extras.get("estimator")
+    est = fit.estimator_object
     if not hasattr(est, "set_residual_variances"):
         return fit.model
     est = copy.copy(est)
@@ -192,7 +192,7 @@ def _d3(fits, chisqs, df, model_moments) -> dict:
     """Meng & Rubin's D3 in chi-square form; ``model_moments`` are the pooled (Sigma, mu) per group."""
     m = len(fits)
     ms = fits[0].model.meanstructure
-    stats = [f.extras["estimator"].stats for f in fits]
+    stats = [f.estimator_object.stats for f in fits]
     n_g = len(stats[0].cov)
     saturated = [(np.mean([s.cov[g] for s in stats], axis=0),
                   np.mean([s.mean[g] for s in stats], axis=0)) for g in range(n_g)]
@@ -243,7 +243,7 @@ def _baseline_moments(fits):
     from analysis.sem.fitindices import observed_exogenous
 
     model = fits[0].model
-    stats = [f.extras["estimator"].stats for f in fits]
+    stats = [f.estimator_object.stats for f in fits]
     out = []
     for g in range(len(stats[0].cov)):
         s_bar = np.mean([s.cov[g] for s in stats], axis=0)
@@ -270,10 +270,10 @@ def _baseline_chisqs(fits) -> list[float]:
         return own
     from analysis.sem.fitindices import observed_exogenous
 
-    first = fits[0].extras["estimator"].stats
+    first = fits[0].estimator_object.stats
     out = []
     for f, chisq in zip(fits, own):
-        st = f.extras["estimator"].stats
+        st = f.estimator_object.stats
         for g, (s, n) in enumerate(zip(st.cov, st.nobs)):
             x = observed_exogenous(model, g)
             if not x or not model.exo_names[g]:
@@ -294,18 +294,18 @@ def _scaled(fits, pooled: dict, *, baseline: bool = False) -> dict:
     """semTools' robustify(): pooled chi-square / mean scaling factor (+ mean shift)."""
     prefix = "baseline." if baseline else ""
     factors = [f.fit_indices.get(prefix + "chisq.scaling.factor", np.nan) for f in fits]
-    model, first = fits[0].model, fits[0].extras["estimator"]
+    model, first = fits[0].model, fits[0].estimator_object
     if baseline and _uses_d3(fits[0]) and any(model.exo_names) and hasattr(first, "baseline_robust"):
         # semTools' refitted baseline keeps the first imputation's covariate block: under MLM
         # (expected information at the implied moments) that changes each scaling factor
         exo = [[model.ov_names[g].index(v) for v in names] for g, names in enumerate(model.exo_names)]
         blocks = [s[np.ix_(x, x)] for s, x in zip(first.stats.cov, exo)]
-        factors = [f.extras["estimator"].baseline_robust(exo_cov=blocks)["chisq.scaling.factor"] for f in fits]
+        factors = [f.estimator_object.baseline_robust(exo_cov=blocks)["chisq.scaling.factor"] for f in fits]
     c0 = float(np.mean(factors))
     out = {"chisq.scaled": pooled["chisq"] / c0, "df.scaled": pooled["df"], "chisq.scaling.factor": c0}
     if fits[0].options.get("test") == "scaled.shifted":
         if baseline:
-            shifts = [f.extras["estimator"].baseline()["chisq.shift.parameter"] for f in fits]
+            shifts = [f.estimator_object.baseline()["chisq.shift.parameter"] for f in fits]
         else:
             shifts = [f.fit_indices.get("chisq.shift.parameter", np.nan) for f in fits]
         shift = float(np.mean(shifts))
@@ -417,7 +417,7 @@ def _pooled_residuals(fits, x_bar, continuous: bool) -> dict:
     from analysis.sem.data import SampleStats
 
     first = fits[0]
-    stats = [f.extras["estimator"].stats for f in fits]
+    stats = [f.estimator_object.stats for f in fits]
     n_g = len(stats[0].cov)
     implied = first.model.implied(x_bar)
     if continuous:
@@ -432,7 +432,7 @@ def _pooled_residuals(fits, x_bar, continuous: bool) -> dict:
                 "srmr_bentler": res["srmr_bentler"], "srmr_bentler_nomean": res["srmr_bentler_nomean"],
                 "crmr": res["crmr"], "crmr_nomean": res["crmr_nomean"],
                 "srmr_mplus": res["srmr_mplus"], "srmr_mplus_nomean": res["srmr_mplus_nomean"]}
-    est = first.extras["estimator"]
+    est = first.estimator_object
     if not getattr(est, "ordered_mask", np.array([False])).all():
         return {"srmr": math.nan}
     # all items ordered: off-diagonal polychoric residuals only (semTools' getSRMR)

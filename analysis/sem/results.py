@@ -14,13 +14,19 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.sem.estimators import ESTIMATORS, ML_ESTIMATORS
 from analysis.format import fmt_number, fmt_pvalue, jsonable
+
+if TYPE_CHECKING:   # annotations only: a fit's pieces, imported where they are made
+    from analysis.sem.bootstrap import BootstrapResult
+    from analysis.sem.data import DataCheck
+    from analysis.sem.estimators.inference import Inference
+    from analysis.sem.optimize import OptimizeResult
 
 __all__ = ["TestStatistic", "InvalidTestStatistic", "FitResult", "ComparisonResult"]
 
@@ -237,7 +243,19 @@ class FitResult:
     """The fitted estimator (objective, information; robust pieces for scaled tests)."""
     syntax: str = ""
     """The model syntax as given."""
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    inference: Inference | None = None
+    """The standard errors, test and information used (lavaan's ``se``, ``test``,
+    ``information``, as resolved from the options; ``se`` "bootstrap" after bootstrapping)."""
+    optimization: OptimizeResult | None = None
+    """What the optimizer did (iterations, gradient, message); ``optimizer`` is its method name."""
+    data_check: DataCheck | None = None
+    """The data as checked for the model (cases kept, missing-data patterns); None from moments."""
+    bootstrap: BootstrapResult | None = None
+    """The bootstrap behind bootstrap SEs and CIs (``se="bootstrap"`` or ``bootstrap=N``)."""
+    bollen_stine: Mapping[str, Any] | None = None
+    """The Bollen-Stine bootstrap of ``test="bootstrap"`` (chisq, pvalue, n_ok, n_larger, n_failed)."""
+    imputations: tuple[FitResult, ...] | None = None
+    """A pooled fit's fits of the imputed datasets, in order (all of them, left-out ones included)."""
     twolevel: Any = None
     """A two-level fit's clusters, ICCs and per-level moments (:class:`analysis.sem.twolevel.TwoLevelSummary`)."""
 
@@ -379,9 +397,7 @@ class FitResult:
                              f"{self.options.get('imputations')} ({self.options['pool']})"))
         if self.optimizer:
             lines.append(_kv("Optimization method", self.optimizer.upper()))
-        n_eq = self.extras.get("n_equality_constraints") if self.extras else None
-        if n_eq is None:
-            n_eq = _n_equality_constraints(self.params)
+        n_eq = _n_equality_constraints(self.params)
         if _has(fi, "npar"):   # lavaan counts parameters before the equality constraints
             lines.append(_kv("Number of model parameters", int(fi["npar"]) + int(n_eq or 0)))
         if n_eq:
@@ -570,14 +586,16 @@ class FitResult:
 
     def _se_lines(self) -> list[str]:
         """lavaan's 'Parameter Estimates' header: kind of SEs and the information used."""
-        se = str(self.options.get("se", "standard")).lower()
+        used = self.inference
+        se = str(used.se if used is not None else self.options.get("se", "standard")).lower()
         est = self.estimator.upper()
         fiml = str(self.options.get("missing", "")).lower() in ("fiml", "ml")
         if se == "bootstrap":
             return [_kv("Standard errors", "Bootstrap"),
                     _kv("Number of requested bootstrap draws",
                         int(self.options.get("bootstrap") or 0))]
-        info = str(self.options.get("information", "observed" if (fiml or est == "MLR") else "expected"))
+        info = str(used.information if used is not None else
+                   self.options.get("information", "observed" if (fiml or est == "MLR") else "expected"))
         if se == "none":
             return [_kv("Standard errors", "None")]
         if se == "robust.huber.white" or (est == "MLR" and se in ("default", "robust")):

@@ -52,6 +52,7 @@ from analysis.errors import (
     SEMWarning,
     warning_record,
 )
+from analysis.sem.estimators.inference import Inference
 from analysis.sem.syntax import EXPRESSION_OPS, Statement, has_levels, parse_model
 
 __all__ = [
@@ -989,7 +990,9 @@ def fit_twolevel(model, data: pd.DataFrame, *, cluster: str, estimator: str = "M
         tests=tuple(tests), warnings=tuple(records), r2=r2, options=options,
         missing={**dict(check.missing), **({"n_patterns": patterns} if incomplete else {})},
         model=mdl, x=x, sample_stats=None, vcov=vcov, syntax=syntax,
-        extras={"estimator": est, "x_names": mdl.x_names, "optimize": opt, "data": check},
+        estimator_object=est, optimization=opt, data_check=check,
+        inference=Inference(se=options["se"], test=options["test"], information="observed", missing=missing,
+                            test_information="hessian" if estimator == "MLR" else "observed"),
         twolevel=levels)
 
 

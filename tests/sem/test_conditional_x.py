@@ -136,7 +136,7 @@ def test_path_model_minimizes_lavaans_fit_function(data):
     chi-square under the suite's objective, and the suite's minimum is lower and stationary."""
     fit = _fit("path", data)
     case = CASES["path"]
-    est = fit.extras["estimator"]
+    est = fit.estimator_object
     ref = pd.DataFrame(case["estimates"]).set_index(_key(pd.DataFrame(case["estimates"])))
     free = fit.params[fit.params["free"] > 0]
     x_lavaan = np.zeros(fit.model.n_free)

@@ -128,7 +128,7 @@ def test_delta_matches_numerical_jacobian_with_means_equalities_and_groups():
 
 def test_ml_gradient_and_information_are_consistent():
     fit = fit_sem(HS, HS_DATA)
-    est: MLEstimator = fit.extras["estimator"]
+    est: MLEstimator = fit.estimator_object
     x = fit.x * 1.1
     g = est.gradient(x)
     h = 1e-6
@@ -144,7 +144,7 @@ def test_bootstrap_option_dispatches_to_bootstrap_fit():
     fit = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, bootstrap=20, seed=7)
     again = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, bootstrap=20, seed=7)
     plain = fit_sem("visual =~ x1 + x2 + x3", HS_DATA)
-    assert fit.options["se"] == "bootstrap" and fit.extras["bootstrap"].n_boot == 20
+    assert fit.options["se"] == "bootstrap" and fit.bootstrap.n_boot == 20
     free = fit.params["free"] > 0
     assert np.allclose(fit.params.loc[free, "se"], again.params.loc[free, "se"])   # seeded
     assert not np.allclose(fit.params.loc[free, "se"], plain.params.loc[free, "se"])
@@ -197,7 +197,7 @@ def test_chain_rule_gradient_equals_the_delta_gradient():
     mimic = fit_sem("i =~ 1*t1 + 1*t2 + 1*t3 + 1*t4\ns =~ 0*t1 + 1*t2 + 2*t3 + 3*t4\n"
                     "i + s ~ x1 + x2\ni ~ 1\ns ~ 1\nt1 + t2 + t3 + t4 ~ 0*1", growth)
     for fit in (hs_groups, mimic):
-        est = fit.extras["estimator"]
+        est = fit.estimator_object
         x = fit.x * 1.05
         f, g_chain, _ = est.scoring_step(x, with_info=False)
         assert np.allclose(g_chain, est.gradient(x), atol=1e-12)

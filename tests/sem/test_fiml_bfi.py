@@ -117,7 +117,7 @@ def test_all_missing_rows_dropped_and_counted():
     fit = fit_sem(MODEL, data=d, missing="fiml")
     assert fit.nobs == (297,)
     assert fit.missing["all_missing_rows"] == 3
-    est = fit.extras["estimator"]
+    est = fit.estimator_object
     assert est.patterns[0].n_patterns == 2
 
 

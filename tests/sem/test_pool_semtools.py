@@ -56,7 +56,7 @@ def test_estimates_are_the_mean_and_match_semtools(pooled):
     # 4e-5 short of the optimum (each of its ML chi-squares is above ours, checked below)
     tol = 2e-5 if "_mg_" in name or "_med_" in name else 1e-6
     assert np.max(np.abs(ours["est"] - ref["est"])) < tol
-    ours_chisq = np.array([float(f.fit_indices["chisq"]) for f in fit.extras["imputations"]])
+    ours_chisq = np.array([float(f.fit_indices["chisq"]) for f in fit.imputations])
     lavaan_chisq = np.array(doc["per_imputation"]["chisq"])
     assert np.max(np.abs(ours_chisq / lavaan_chisq - 1)) < 1e-6
     if fit.estimator in ("ML", "MLR", "MLM"):   # the ML discrepancy: ours at or below lavaan's
@@ -84,7 +84,7 @@ def test_nonlinear_defined_parameters_pool_as_semtools(name):
     # hs_med: lavaan's optimizer stops up to 2e-5 short in one imputation (its chi-square above ours)
     assert np.max(np.abs(ours["est"][d] - ref["est"][d])) < (1e-5 if name == "hs_med_ml" else 1e-6)
     _close(ours["se"][d], ref["se"][d], 1e-4)
-    values = np.array([f.params["est"].to_numpy(float)[d] for f in fit.extras["imputations"]])
+    values = np.array([f.params["est"].to_numpy(float)[d] for f in fit.imputations])
     np.testing.assert_allclose(ours["est"][d], values.mean(axis=0), rtol=1e-12)
     # the Jacobian at the pooled estimates would give other SEs, beyond the tolerance
     from analysis.sem.defined import DefinedParameters
@@ -131,7 +131,7 @@ def test_fit_sem_with_a_list_of_datasets_pools():
     doc, data = _case("hs_ml")
     fit = fit_sem(doc["call"]["model"], data)
     assert abs(fit.fit_indices["chisq"] - doc["fit"]["chisq"]) < 1e-3
-    assert len(fit.extras["imputations"]) == 5
+    assert len(fit.imputations) == 5
     assert "Imputed datasets pooled (test)                5 (D3)" in fit.summary()
     out = fit.to_dict()
     assert out["fit"]["chisq"] == pytest.approx(doc["fit"]["chisq"], rel=1e-4)

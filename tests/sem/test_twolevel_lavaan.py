@@ -112,7 +112,7 @@ def test_mlr_pieces_match_lavaan_at_its_estimates(name):
 
     ref = json.loads((FIX / "lavaan" / "twolevel_mlr_pieces.json").read_text())[name]
     fit = _fit(_lavaan(name))
-    est = fit.extras["estimator"]
+    est = fit.estimator_object
     free = pd.DataFrame(ref["free"]).merge(fit.params, on=["lhs", "op", "rhs", "block"],
                                            suffixes=("_lavaan", ""))
     order = free["free"].to_numpy() - 1          # lavaan's free order in ours

@@ -116,7 +116,7 @@ def _kind(fit):
 def _estimator(fit):
     if hasattr(fit, "ugamma_pieces") or hasattr(fit, "test_kind"):
         return fit
-    for est in (getattr(fit, "estimator", None), (getattr(fit, "extras", None) or {}).get("estimator")):
+    for est in (getattr(fit, "estimator", None), getattr(fit, "estimator_object", None)):
         if hasattr(est, "ugamma_pieces") or hasattr(est, "test_kind"):
             return est
     return None
