@@ -324,7 +324,8 @@ def apply_bootstrap(run: Any, n_boot: int, ci: str, seed: Optional[int], schedul
                                  f"{len(kinds)} kind(s); most common: {common}"})
     # lavaan's se = "bootstrap": the summary's header, the JSON's options and the CI columns say so
     options = {**run.fit.options, "se": "bootstrap", "bootstrap": int(n_boot)}
-    fit = dataclasses.replace(run.fit, params=boot.params, options=options)
+    inference = run.fit.inference and dataclasses.replace(run.fit.inference, se="bootstrap")
+    fit = dataclasses.replace(run.fit, params=boot.params, options=options, bootstrap=boot, inference=inference)
     return dataclasses.replace(run, fit=fit, warnings=notes), boot
 
 
