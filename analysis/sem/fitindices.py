@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from analysis.sem import distributions as sps
 
-from analysis.sem.estimators.base import ml_weight, vech
+from analysis.sem.estimators.base import vech
 
 __all__ = [
     "cfi", "tli", "rni", "nfi", "rfi", "pnfi", "ifi",
@@ -373,17 +373,17 @@ def _gfi(stats, implied, meanstructure: bool, exo_idx) -> float:
     total = 0.0
     for g, (s, mom) in enumerate(zip(stats.cov, implied)):
         p = s.shape[0]
-        r, c = np.tril_indices(p)
-        order = np.lexsort((r, c))
-        r, c = r[order], c[order]
         x = np.asarray(exo_idx[g], dtype=int)
-        keep = ~(np.isin(r, x) & np.isin(c, x))
         keep_m = ~np.isin(np.arange(p), x)
         w_inv = np.linalg.inv(mom.sigma)
-        wv = ml_weight(w_inv)[np.ix_(keep, keep)]
-        obs, est = vech(s)[keep], vech(mom.sigma)[keep]
-        t1 = (obs - est) @ wv @ (obs - est)
-        t2 = obs @ wv @ obs
+        # vech(E)' [0.5 D'(W kron W) D] vech(E) = tr(W E W E) / 2: O(p^3), not the p^2 x p^2 weight;
+        # the fixed.x block of E set to zero leaves those moments out
+        exo_block = np.zeros((p, p), dtype=bool)
+        exo_block[np.ix_(x, x)] = True
+        we = w_inv @ np.where(exo_block, 0.0, s - mom.sigma)
+        ws = w_inv @ np.where(exo_block, 0.0, s)
+        t1 = 0.5 * np.sum(we * we.T)
+        t2 = 0.5 * np.sum(ws * ws.T)
         if meanstructure and stats.mean[g] is not None:
             wm = w_inv[np.ix_(keep_m, keep_m)]
             d = (stats.mean[g] - mom.mu)[keep_m]

@@ -130,8 +130,12 @@ class Standardizer:
     def scales(self, x: np.ndarray, est: np.ndarray) -> np.ndarray:
         """The scale vector at ``x``: per group sd, sd^2 and rv of every variable, then 1."""
         parts = []
-        for (vall, _), var_row in zip(self.model.implied_all(x), self.var_rows):
-            d = np.diag(vall)
+        x = np.asarray(x, dtype=float)
+        for grp, var_row in zip(self.model.group_maps, self.var_rows):
+            # the total variances: diag(B S B') with B = (I - A)^-1, no full product needed
+            A, S = grp.fill(x)[:2]
+            B = np.linalg.inv(grp.I - A)
+            d = np.einsum("ij,ij->i", B @ S, B)
             with np.errstate(invalid="ignore"):
                 sd = np.sqrt(np.where(d >= 0, d, np.nan))
             has = var_row >= 0
