@@ -73,6 +73,9 @@ def main() -> int:
     args = ap.parse_args()
     have_r = not args.no_r and shutil.which("Rscript") is not None
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # An installed package runs from its bytecode cache (the untimed warm-up run writes it); a
+    # shell with PYTHONDONTWRITEBYTECODE would time Python's compiler on every run (~0.1 s).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; median of {args.repeats}")
     print(f"{'command':<44} {'suite':>10} {'lavaan':>10} {'ratio':>7}   goal")
