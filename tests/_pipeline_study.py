@@ -45,7 +45,7 @@ def make_study(root: Path, *, n: int = 400, seed: int = 11, replications: int = 
     from instruments import load_instrument
     from instruments.export_data import write_kobo
 
-    from analysis.study.pipeline import simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
 
     root.mkdir(parents=True, exist_ok=True)
     if data_file is None:

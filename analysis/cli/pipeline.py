@@ -1,6 +1,6 @@
 """`resilience init | run | report | demo`: the study pipeline on the command line.
 
-Thin: the library (analysis.study, analysis.study.pipeline) does the work; these
+Thin: the library (analysis.study: pipeline, report, demo) does the work; these
 commands parse options, show progress and a summary table, and exit 1 with
 the problems (file, line, field) when the study cannot run at all.
 """
@@ -108,7 +108,8 @@ def register(app: typer.Typer) -> None:
                    trust_template: bool = TrustTemplateOpt,
                    as_json: bool = JsonOpt) -> None:
         """Render the report from a results bundle (no refitting)."""
-        from analysis.study.pipeline import StepFailure, render_study_report
+        from analysis.study.records import StepFailure
+        from analysis.study.report import render_study_report
         from analysis.study.render import RenderError
         from analysis.study.spec import StudyError, load_study
 
@@ -149,7 +150,7 @@ def register(app: typer.Typer) -> None:
                                          "neighbourhoods as clusters within areas, weights raked to census margins."),
              as_json: bool = JsonOpt) -> None:
         """Simulate a community survey from crs, run the whole study, render the report."""
-        from analysis.study.pipeline import create_demo_study
+        from analysis.study.demo import create_demo_study
 
         if n < 50:
             _fail([f"The '--n' option must be an int >= 50. Got {n} instead."], as_json)

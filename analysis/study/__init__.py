@@ -1,7 +1,11 @@
 """A study, from study.yaml to a published report: the top layer of the suite.
 
     spec        study.yaml -> Study (line/column of every error; paths confined to the folder)
-    pipeline    the steps (import -> validate -> score -> ... -> models -> comparisons) and the bundle
+    pipeline    run_study: the steps (import -> validate -> score -> ... -> models -> comparisons) in order
+    runner      one step: its cache key, the signed cache (cache), its failure kept as data
+    steps       the steps by group: data, describe, models, groups, compare
+    bundle      results.json, Parquet tables, figures; runlog: run-log.json; report: rendering a bundle
+    demo        the simulated community survey and the demo study
     disclosure  small-cell control over the whole results bundle
     figures     the report's plots; diagram: path diagrams (SVG without Graphviz)
     render      Quarto when present, else jupytext -> papermill -> nbconvert, pandoc for DOCX

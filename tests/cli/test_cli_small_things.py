@@ -40,7 +40,7 @@ def test_one_blank_consent_is_one_error_at_the_gate_not_one_per_item():
     from instruments import load_instrument
     from instruments.validate import validate
 
-    from analysis.study.pipeline import simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
 
     crs = load_instrument("crs")
     data = simulate_community_survey(40, seed=2, instrument=crs)

@@ -15,7 +15,8 @@ from _pipeline_study import make_study  # noqa: E402
 
 @pytest.fixture(scope="module")
 def design_run(tmp_path_factory):
-    from analysis.study.pipeline import run_study, simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
+    from analysis.study.pipeline import run_study
     from instruments import load_instrument
 
     root = tmp_path_factory.mktemp("design") / "s"
@@ -62,7 +63,7 @@ def test_demo_with_a_design_writes_census_calibrated_weights(tmp_path):
     import pandas as pd
 
     from analysis.sem.data import read_table
-    from analysis.study.pipeline import DEMO_CENSUS, create_demo_study
+    from analysis.study.demo import DEMO_CENSUS, create_demo_study
     from analysis.study.spec import load_study
 
     study = load_study(create_demo_study(tmp_path / "demo", n=300, design=True))
@@ -83,7 +84,8 @@ def test_demo_with_a_design_writes_census_calibrated_weights(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_demo_with_a_design_runs_every_design_step(tmp_path):
-    from analysis.study.pipeline import create_demo_study, run_study
+    from analysis.study.demo import create_demo_study
+    from analysis.study.pipeline import run_study
 
     run = run_study(create_demo_study(tmp_path / "demo", n=500, design=True, replications=10, groups=("LANG",)),
                     progress=False, report=False)

@@ -291,7 +291,7 @@ def _scenario(root: Path, *, small_models: bool, rule: str = "merge", replicatio
     from instruments.export_data import write_kobo
     from ruamel.yaml import YAML
 
-    from analysis.study.pipeline import simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
     from analysis.study.spec import init_study
 
     inst = load_instrument("crs")
@@ -403,7 +403,8 @@ def test_a_rare_answer_hidden_in_the_distributions_is_not_given_back_by_item_sta
     beside it, which gave the cell back. Now an item with a hidden cell has no moments either."""
     from instruments import load_instrument
 
-    from analysis.study.pipeline import run_study, simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
+    from analysis.study.pipeline import run_study
     from _pipeline_study import make_study
 
     data = simulate_community_survey(300, seed=8, instrument=load_instrument("crs"))

@@ -4,7 +4,7 @@ from analysis.study.spec import load_study
 
 
 def test_demo_defaults_to_fiml_with_fewer_replications(tmp_path):
-    from analysis.study.pipeline import create_demo_study
+    from analysis.study.demo import create_demo_study
 
     st = load_study(create_demo_study(tmp_path / "fiml", n=100))
     assert st.missing == "fiml" and st.bootstrap.replications == 200

@@ -33,7 +33,7 @@ class _Counting:
 
 @pytest.mark.parametrize("report", [False, True])
 def test_progress_total_equals_the_steps_run(tmp_path, monkeypatch, report):
-    monkeypatch.setattr(pipeline, "_Progress", _Counting)
+    monkeypatch.setattr(pipeline, "Progress", _Counting)
     # the report's rendering is tested elsewhere; here only its tick counts
     monkeypatch.setattr(pipeline, "render_study_report", lambda *a, **k: {"outputs": {}, "cached": True})
     _Counting.made.clear()

@@ -102,7 +102,7 @@ def test_scalar_non_invariance_triggers_a_partial_search_used_by_group_compariso
     from instruments import load_instrument
 
     from _pipeline_study import make_study
-    from analysis.study.pipeline import simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
 
     data = simulate_community_survey(500, seed=8, instrument=load_instrument("crs"))
     asian = data["ETHNIC"].isin([1, 3, 4])

@@ -13,7 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from _pipeline_study import copy_study, make_study  # noqa: E402
 
-from analysis.study.pipeline import CacheWarning, run_study  # noqa: E402
+from analysis.study.cache import CacheWarning  # noqa: E402
+from analysis.study.pipeline import run_study  # noqa: E402
 from analysis.study.spec import StudyError, load_study  # noqa: E402
 
 

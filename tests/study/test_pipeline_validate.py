@@ -10,7 +10,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from _pipeline_study import MEASUREMENT, make_study  # noqa: E402
 
-from analysis.study.pipeline import run_study, simulate_community_survey  # noqa: E402
+from analysis.study.demo import simulate_community_survey  # noqa: E402
+from analysis.study.pipeline import run_study  # noqa: E402
 
 
 def _old_form_file(root: Path) -> None:

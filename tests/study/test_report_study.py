@@ -11,7 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from _pipeline_study import MEASUREMENT, copy_study, make_study  # noqa: E402
 
-from analysis.study.pipeline import DEFAULT_TEMPLATE, render_study_report, run_study  # noqa: E402
+from analysis.study.pipeline import run_study  # noqa: E402
+from analysis.study.report import DEFAULT_TEMPLATE, render_study_report  # noqa: E402
 from analysis.study.render import find_quarto  # noqa: E402
 
 bs4 = pytest.importorskip("bs4")
@@ -128,7 +129,7 @@ def test_touching_only_the_template_rerenders_without_refitting(rendered):
 def test_a_small_cell_never_reaches_the_report(tmp_path):
     from instruments import load_instrument
 
-    from analysis.study.pipeline import simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
 
     inst = load_instrument("crs")
     data = simulate_community_survey(300, seed=5, instrument=inst)

@@ -24,7 +24,7 @@ level: 2
 def _study(root):
     from instruments import load_instrument
 
-    from analysis.study.pipeline import simulate_community_survey
+    from analysis.study.demo import simulate_community_survey
 
     frame = simulate_community_survey(400, seed=11, instrument=load_instrument("crs"))
     items = ["TRUST1", "TRUST2", "TRUST3", "NAVIG1", "NAVIG2", "NAVIG3"]
