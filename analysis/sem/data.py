@@ -37,7 +37,6 @@ FORMATS: dict[str, str] = {
     ".dta": "dta",
     ".parquet": "parquet", ".pq": "parquet",
 }
-_DELIMITERS = ",;\t|"
 
 
 # --------------------------------------------------------------------------- reading
@@ -157,22 +156,13 @@ def _decode(path: Path, raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
-def _sniff_delimiter(text: str) -> str:
-    sample = "\n".join(text.splitlines()[:50])
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
-    except csv.Error:
-        first = sample.splitlines()[0] if sample else ""
-        counts = {d: first.count(d) for d in _DELIMITERS}
-        best = max(counts, key=counts.get)
-        return best if counts[best] else ","
-
-
 def _read_csv(path: Path) -> pd.DataFrame:
     text = _decode(path, path.read_bytes())
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
-    sep = _sniff_delimiter(text)
+    from instruments.ingest import sniff_delimiter  # the importer's sniffing: both readers agree on a file
+
+    sep = sniff_delimiter(text)
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep), [])
     dup = sorted({h.strip() for h in header if h.strip() and
                   [x.strip() for x in header].count(h.strip()) > 1})

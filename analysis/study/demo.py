@@ -147,8 +147,10 @@ def _append_columns(path: Path, extra: pd.DataFrame) -> None:
     import csv
     import io
 
+    from instruments.ingest import sniff_delimiter
+
     text = path.read_text(encoding="utf-8-sig")
-    delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
+    delimiter = sniff_delimiter(text)
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     if len(rows) != len(extra) + 1:
         raise StepFailure("DemoDesign", f"{path}: {len(rows) - 1} rows for {len(extra)} respondents")
