@@ -10,20 +10,7 @@ from instruments.errors import InstrumentError, InstrumentIssue, InstrumentRepor
 from instruments.load import library_instruments, library_path, load_instrument, parse_instrument, validate_instrument
 from instruments.schema import Category, Construct, Instrument, Item, Scale, Section
 
-__all__ = [
-    "load_instrument",
-    "validate_instrument",
-    "parse_instrument",
-    "library_path",
-    "library_instruments",
-    "Instrument",
-    "Item",
-    "Scale",
-    "Category",
-    "Construct",
-    "Section",
-    "InstrumentError",
-    "InstrumentIssue",
-    "InstrumentReport",
-    "InstrumentWarning",
-]
+# the package's surface: the loaders (instruments.load), the model's classes, the errors
+__all__ = ["load_instrument", "validate_instrument", "parse_instrument", "library_path", "library_instruments",
+           "Instrument", "Item", "Scale", "Category", "Construct", "Section",
+           "InstrumentError", "InstrumentIssue", "InstrumentReport", "InstrumentWarning"]
