@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import pandas as pd
 
 from analysis.study.records import StepFailure, StepOutput
 from analysis.study.runner import Run
@@ -11,15 +14,21 @@ from analysis.study.steps.common import error_text
 from analysis.study.steps.models import complete_cases, fit_options, model_data, syntax_of, with_design
 
 
-def step_invariance(run: Run, index: int) -> StepOutput:
-    from analysis.psychometrics.invariance import invariance_ladder
-
-    _, syntax = syntax_of(run, "measurement")
+def _multigroup_setup(run: Run, index: int) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], str | None]:
+    """(data with ``__group__``, what was left out, fit options with the design, the note of a step
+    without a pooled version) for a multi-group fit across ``groups[index]``."""
     data, info = model_data(run, index)
     opts = fit_options(run.study)
     data, design = with_design(run, data, opts)
     opts.update(design)
-    note = complete_cases(opts)
+    return data, info, opts, complete_cases(opts)
+
+
+def step_invariance(run: Run, index: int) -> StepOutput:
+    from analysis.psychometrics.invariance import invariance_ladder
+
+    _, syntax = syntax_of(run, "measurement")
+    data, info, opts, note = _multigroup_setup(run, index)
     try:
         res = invariance_ladder(syntax, data, group="__group__", estimator=opts.pop("estimator"),
                                 ordered=opts.pop("ordered", None), min_group_size=run.study.min_group_size, **opts)
@@ -101,11 +110,7 @@ def step_group_paths(run: Run, index: int, model: str) -> StepOutput:
     syntax = _unlabelled(syntax)
     _check_group_paths(run, syntax, model)
     freed = freed_constraints(run, run.study.groups[index])
-    data, info = model_data(run, index)
-    opts = fit_options(run.study)
-    data, design = with_design(run, data, opts)
-    opts.update(design)
-    note = complete_cases(opts)
+    data, info, opts, note = _multigroup_setup(run, index)
     try:
         res = compare_groups(syntax, data, group="__group__", estimator=opts.pop("estimator"),
                              ordered=opts.pop("ordered", None), paths=list(run.study.group_paths) or None, lrt=False,
