@@ -61,7 +61,6 @@ import os
 import re
 import signal
 import stat
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -497,24 +496,21 @@ class Study:
         if target.exists() or source.name == MANIFEST_NAME or source.name.startswith("."):
             # same name, other content (or a name the store uses): keep both, never overwrite
             target = self.raw_dir / f"{source.stem.lstrip('.') or 'data'}.{sha[:12]}{source.suffix}"
-        fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=self.raw_dir)
-        try:
+
+        def copy_checked(tmp: Path) -> None:
+            # the bytes copied are the bytes hashed: a file changed since it was read is refused
             digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            with open(tmp, "wb") as out, open(source, "rb") as src:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     digest.update(block)
                     out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
             if digest.hexdigest() != sha:
                 raise ImportError_(_changed(source))
-            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # read-only from now on
             _stage("raw-written")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_dir(self.raw_dir)
+
+        # durable: the file and the folder's entry fsynced; read-only from now on
+        atomic_write(target, copy_checked, durable=True, mode=stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH,
+                     prefix=".incoming.")
         _stage("raw-copied")
         return target
 

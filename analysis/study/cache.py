@@ -121,6 +121,9 @@ class StepCache:
             return
         d = self._dir(step, key)
         d.parent.mkdir(parents=True, exist_ok=True)
+        # an entry is a folder of files signed together, so it is built whole in a temporary folder
+        # and renamed into place (instruments.atomic writes single files; a reader never sees half
+        # an entry either way, and an unsigned or half one is never read)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=d.parent))
         try:
             for name, table in out.tables.items():
