@@ -52,6 +52,7 @@ from analysis.errors import (
     SEMWarning,
     warning_record,
 )
+from analysis.sem.data import sample_moments
 from analysis.sem.estimators.inference import Inference
 from analysis.sem.syntax import EXPRESSION_OPS, Statement, has_levels, parse_model
 
@@ -276,9 +277,8 @@ class ClusterData:
         out = []
         for s in np.unique(self.cluster_sizes):
             b = self.between[self.cluster_sizes == s]
-            m = b.mean(axis=0)
-            d = b - m
-            out.append((int(s), len(b), m, d.T @ d / len(b)))
+            cov, m = sample_moments(b)
+            out.append((int(s), len(b), m, cov))
         return out
 
     @classmethod
@@ -313,10 +313,9 @@ class ClusterData:
             raise DataError(f"'{cluster}' has only {j} cluster: a two-level model needs many clusters")
         if n == j:
             raise DataError(f"every cluster of '{cluster}' has one respondent: there is no within level")
-        yc = y - y.mean(axis=0)
+        total_cov, y_mean = sample_moments(y)
         return cls(tuple(y_names), tuple(z_names), n, sizes, tuple(uniq), within.sum(axis=0) / (n - j),
-                   np.hstack([ybar, zj]), within, np.concatenate([y.mean(axis=0), zj.mean(axis=0)]),
-                   yc.T @ yc / n)
+                   np.hstack([ybar, zj]), within, np.concatenate([y_mean, zj.mean(axis=0)]), total_cov)
 
 
 # --------------------------------------------------------------------------
@@ -1110,8 +1109,7 @@ def _loglik_x(kept, cluster, exo, ov1, ov2) -> float:
     levels is in neither)."""
     def h1_loglik(values):
         n, p = values.shape
-        centred = values - values.mean(axis=0)
-        logdet = np.linalg.slogdet(centred.T @ centred / n)[1]
+        logdet = np.linalg.slogdet(sample_moments(values)[0])[1]
         return -n / 2 * (p * math.log(2 * math.pi) + logdet + p)
 
     total = 0.0
@@ -1304,8 +1302,7 @@ def saturated_em(cdata: ClusterData, ov2, *, tol: float = 1e-4, max_iter: int = 
     ybar = cdata.between[:, :py]
     z = cdata.between[:, py:]
     y1y1 = cdata.within_scatter.sum(axis=0) + (ybar * sizes[:, None]).T @ ybar
-    mu_z = z.mean(axis=0)
-    s_zz = (z - mu_z).T @ (z - mu_z) / j
+    s_zz, mu_z = sample_moments(z)  # over the clusters
     within_only = np.array([v not in ov2 for v in y_names], dtype=bool)
     sw, sb, syz = np.eye(py), np.diag((~within_only).astype(float)), np.zeros((py, pz))
     mw, mb = np.zeros(py), np.zeros(py)
