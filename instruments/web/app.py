@@ -19,7 +19,8 @@ database keeps only sha256 hashes of ids and tokens. Each form carries a CSRF
 token, an HMAC of the session id under a secret kept in the database.
 
 The routes come in groups, each registered by one function below:
-respondent pages (``/``, ``/page/N``, ``/submit``, ``/done``), resume links,
+respondent pages (``/``, ``/page/N``, ``/done``), answers (posting a page,
+``/submit``), resume links,
 withdrawal, the admin area, and service routes (scripts, health).
 """
 
@@ -390,7 +391,8 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
     app.state.instrument = instrument
     app.state.pages = survey.pages
     app.state.survey = survey
-    _respondent_routes(app, survey)
+    _page_routes(app, survey)
+    _answer_routes(app, survey)
     _resume_routes(app, survey)
     _withdraw_routes(app, survey)
     _admin_routes(app, survey)
@@ -403,10 +405,10 @@ def create_app(instrument, *, database_url: str | None = None, study_dir: str | 
 
 
 # ---------------------------------------------------------------------------
-# respondent pages: /, /page/N, /submit, /done
+# respondent pages: /, /page/N, /done (what the respondent sees)
 # ---------------------------------------------------------------------------
 
-def _respondent_routes(app: FastAPI, s: _Survey) -> None:
+def _page_routes(app: FastAPI, s: _Survey) -> None:
     inst, pages, storage = s.inst, s.pages, s.storage
     safe = _error_pages(s)
 
@@ -463,6 +465,27 @@ def _respondent_routes(app: FastAPI, s: _Survey) -> None:
                 resume = f"{origin}/resume/{link}"
         return s.render(request, "page.html", lang, sid=sid, page_token=s.page_token(sid, n), token="", resume=resume,
                         here=f"/page/{n}", has_errors=bool(errors), **ctx)
+
+    @app.get("/done", response_class=HTMLResponse)
+    @safe
+    async def done(request: Request):
+        sid = s.session_id(request)
+        sh = sha256_hex(sid) if sid else None
+        lang = s.lang_of(request, s.draft(sid))
+        resp = storage.response_for_session(sh) if sh else None
+        if resp is None:
+            return RedirectResponse(f"/?lang={lang}", status_code=303)
+        declined = declined_consent(inst, json.loads(resp["answers"]))
+        return s.render(request, "done.html", lang, code=resp["response_id"], declined=declined, here="/done")
+
+
+# ---------------------------------------------------------------------------
+# answers: POST /page/N (save a page; a declined consent ends the survey), /submit
+# ---------------------------------------------------------------------------
+
+def _answer_routes(app: FastAPI, s: _Survey) -> None:
+    inst, pages, storage = s.inst, s.pages, s.storage
+    safe = _error_pages(s)
 
     @app.post("/page/{n}", response_class=HTMLResponse)
     @safe
@@ -574,18 +597,6 @@ def _respondent_routes(app: FastAPI, s: _Survey) -> None:
         resp = RedirectResponse("/done", status_code=303)
         resp.headers["x-response-id"] = rid
         return resp
-
-    @app.get("/done", response_class=HTMLResponse)
-    @safe
-    async def done(request: Request):
-        sid = s.session_id(request)
-        sh = sha256_hex(sid) if sid else None
-        lang = s.lang_of(request, s.draft(sid))
-        resp = storage.response_for_session(sh) if sh else None
-        if resp is None:
-            return RedirectResponse(f"/?lang={lang}", status_code=303)
-        declined = declined_consent(inst, json.loads(resp["answers"]))
-        return s.render(request, "done.html", lang, code=resp["response_id"], declined=declined, here="/done")
 
 
 # ---------------------------------------------------------------------------
@@ -725,27 +736,27 @@ def _admin_routes(app: FastAPI, s: _Survey) -> None:
                         withdrawn=len(storage.withdrawals()), latest=latest, text_items=text_items,
                         dialect=storage.dialect)
 
-    @app.get("/admin/responses.csv")
-    @safe
-    async def admin_csv(request: Request):
+    def csv_download(request: Request, make_text, filename: str) -> Response:
+        """A CSV export as an attachment, for an admin only (the text is made only then)."""
         refusal = denied(request)
         if refusal:
             return refusal
+        return Response(make_text(), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+    @app.get("/admin/responses.csv")
+    @safe
+    async def admin_csv(request: Request):
         from instruments.web.export import responses_csv
 
-        return Response(responses_csv(storage, inst), media_type="text/csv; charset=utf-8", headers={
-            "content-disposition": f'attachment; filename="{inst.id}-{inst.version}-web.csv"'})
+        return csv_download(request, lambda: responses_csv(storage, inst), f"{inst.id}-{inst.version}-web.csv")
 
     @app.get("/admin/timings.csv")
     @safe
     async def admin_timings(request: Request):
-        refusal = denied(request)
-        if refusal:
-            return refusal
         from instruments.web.export import timings_frame
 
-        return Response(timings_frame(storage).to_csv(index=False), media_type="text/csv; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="{inst.id}-timings.csv"'})
+        return csv_download(request, lambda: timings_frame(storage).to_csv(index=False), f"{inst.id}-timings.csv")
 
 
 def _error_handlers(app: FastAPI, s: _Survey) -> None:
