@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis.study.spec import Study
 
-
+# the layout of results.json; part of every cache key, so a change of layout recomputes every step
 RESULTS_SCHEMA = 1
 
 
@@ -101,6 +101,9 @@ class StudyRun:
 
 @dataclass
 class StepOutput:
+    """What a step produced: JSON-able results (``data``, into results.json), tables (Parquet in the
+    cache) and objects a later step reuses (a fit; pickled in the signed cache)."""
+
     data: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     objects: dict[str, Any] = field(default_factory=dict)
