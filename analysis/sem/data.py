@@ -302,10 +302,17 @@ def check_model_data(
         raise DataError(f"missing must be 'listwise' or 'fiml'; got {missing!r}")
 
     warnings: list[str] = []
-    data = pd.DataFrame({v: _as_numeric(df, v, where) for v in variables}, index=df.index)
+    dtypes = df.dtypes
+    if df.columns.is_unique and all(v in dtypes.index and isinstance(dtypes[v], np.dtype)
+                                    and dtypes[v].kind in "biuf" for v in variables):
+        # plain numpy columns (a CSV of numbers): one conversion instead of one per column
+        data = pd.DataFrame(df[variables].to_numpy(dtype=float), index=df.index, columns=variables)
+    else:
+        data = pd.DataFrame({v: _as_numeric(df, v, where) for v in variables}, index=df.index)
     n_read = len(data)
+    row_missing = np.isnan(data[variables].to_numpy())
 
-    everyone_missing = [v for v in variables if data[v].isna().all()]
+    everyone_missing = [v for v, none in zip(variables, row_missing.all(axis=0)) if none]
     if everyone_missing:
         raise DataError(f"{where}variable{'s' if len(everyone_missing) > 1 else ''} "
                         f"{', '.join(repr(v) for v in everyone_missing)} missing for every case")
@@ -321,8 +328,6 @@ def check_model_data(
     else:
         no_group = np.zeros(n_read, dtype=bool)
 
-    values = data[variables].to_numpy()
-    row_missing = np.isnan(values)
     all_missing = row_missing.all(axis=1) & ~no_group
     if all_missing.any():
         rows = np.flatnonzero(all_missing) + 1
@@ -358,7 +363,7 @@ def check_model_data(
             raise DataError(f"{where}zero variance{in_group}: {vals}; an item nobody varied on "
                             "carries no information; drop it from the model")
 
-    miss_by_var = {v: int(data[v].isna().sum()) for v in variables}
+    miss_by_var = dict(zip(variables, (int(k) for k in row_missing.sum(axis=0))))
     summary = {
         "n_read": n_read,
         "n_used": n_used,
