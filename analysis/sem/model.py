@@ -117,6 +117,8 @@ class _Group:
         self.n_cells = len(order)
         self.P = np.zeros((len(order), nfree))
         self.P[np.arange(len(order)), order] = 1.0
+        # without equality constraints each cell is its own parameter: J @ P only places columns
+        self.cell_params = order if len(np.unique(order)) == len(order) else None
         self.ix = self._delta_indices()
 
     def _delta_indices(self) -> dict:
@@ -293,7 +295,11 @@ class Model:
             J[:nt] = J[:nt] * D[v][:, None] - D[v][:, None] * dmu[v]
             if len(dk):
                 J[:nt, ix["d_cols"]] = (v[:, None] == ix["di"]) * (T - mu_raw[v])[:, None]
-        return J @ grp.P
+        if grp.cell_params is None:
+            return J @ grp.P
+        out = np.zeros((J.shape[0], grp.P.shape[1]))
+        out[:, grp.cell_params] = J
+        return out
 
     def chain_gradient(self, x: np.ndarray, gmats: list[np.ndarray], gmus: list[np.ndarray | None],
                        core: list | None = None) -> np.ndarray:

@@ -104,8 +104,10 @@ class MLEstimator(Estimator):
             dfull = np.zeros((k, p, p))
             dfull[:, r, c] = ds.T
             dfull[:, c, r] = ds.T
-            # tr(W A W B) = <C_A, C_B> with C = cinv A cinv'
-            cm = (cinv @ dfull @ cinv.T).reshape(k, -1)
+            # tr(W A W B) = <C_A, C_B> with C = cinv A cinv', as two large products (not k small ones)
+            right = (dfull.reshape(k * p, p) @ cinv.T).reshape(k, p, p)
+            cm = (cinv @ right.transpose(1, 0, 2).reshape(p, k * p)).reshape(p, k, p).transpose(1, 0, 2)
+            cm = cm.reshape(k, -1)
             info += self.weights[g] * 0.5 * (cm @ cm.T)
             if self.model.meanstructure:
                 dm = cinv @ deltas[g][lay["mu"]]
