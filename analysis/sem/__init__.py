@@ -1,7 +1,7 @@
 """The SEM engine: lavaan's pipeline, one job per module (docs/engine.md).
 
     syntax -> partable -> model -> estimators/ -> optimize -> fitindices,
-    standardize, defined -> results          (fit.fit_sem runs the steps)
+    defined, standardize -> results          (fit.fit_sem runs steps.py's steps)
 
 Beside the one fit: modindices, compare (nested-model tests), bootstrap,
 polychoric (ordinal statistics), pool (multiple imputation), twolevel
