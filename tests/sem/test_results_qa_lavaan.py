@@ -83,7 +83,7 @@ def test_ordinal_mimic_with_fixed_x_covariate_and_conditional_x_false():
     """conditional_x=False (lavaan's conditional.x = FALSE) with the default fixed.x: estimates, chisq
     and df are lavaan's conditional.x = FALSE ones (the covariate's variance kept at its sample value,
     its moments out of df), and no warning (lavaan's default, conditional.x = TRUE, is
-    tests/test_conditional_x.py)."""
+    tests/sem/test_conditional_x.py)."""
     ref = REF["binary_mimic_condx_false"]
     data = pd.read_csv(FIX / "qa" / "binary8_z.csv")
     with warnings.catch_warnings():
