@@ -1022,8 +1022,9 @@ def _conditional_x(conditional_x, statements, ordered, fixed_x, estimator, surve
     if not categorical:
         raise OptionError(
             "conditional_x=True is implemented for ordered items (WLSMV/ULSMV); with continuous "
-            f"variables and estimator {estimator} use conditional_x=False (lavaan's default there; the "
-            "estimates and the chi-square of a fixed.x model are the same)")
+            f"variables and estimator {estimator} use conditional_x=False (lavaan's default there: the "
+            "estimates and the chi-square are those of conditional.x = TRUE; lavaan's baseline model, "
+            "CFI/TLI, SRMR and AIC/BIC of conditional.x = TRUE differ)")
     if survey:
         raise OptionError(
             "sampling weights, clusters and strata with conditional_x=True (lavaan's default for ordered "
