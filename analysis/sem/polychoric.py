@@ -831,6 +831,14 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
     Yi = np.where(ordm[None, :], np.nan_to_num(Y), 0).astype(int)
     K = np.where(ordm, Yi.max(0) + 1, 2)
     X1 = np.hstack([np.ones((N, 1)), X])
+    x_names = list(x_names) if x_names is not None else [f"x{k + 1}" for k in range(q)]
+    if np.linalg.matrix_rank(X1) < q + 1:
+        # lavaan: "probit regression failed ...; X may not be of full rank"
+        constant = [x_names[k] for k in range(q) if np.ptp(X[:, k]) == 0]
+        why = (f"{', '.join(constant)} constant" if constant else "collinear")
+        raise DataError(f"the covariates {', '.join(x_names)} are {why} here; the regressions on them "
+                        "(conditional.x) cannot be estimated: drop or recode a covariate, or pass "
+                        "conditional_x=False")
     # ---- stage 1: univariate regressions on x
     thresholds, slopes, variances, sc_th, sc_sl, sc_var = [], np.zeros((p, q)), np.ones(p), [], [], []
     bounds, resid = {}, {}
@@ -997,7 +1005,6 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
         flip = th_start[num_idx]                         # -intercepts are the "thresholds"
         W[flip, :] *= -1.0
         W[:, flip] *= -1.0
-    x_names = list(x_names) if x_names is not None else [f"x{k + 1}" for k in range(q)]
     th_names = [f"{names[v]}|t{k + 1}" if ordm[v] else names[v]
                 for v in range(p) for k in range(nth_v[v])]
     return ConditionalStats(names=list(names), thresholds=thresholds, corr=corr, gamma=W * N, nobs=N,

@@ -196,6 +196,9 @@ def test_lavaans_default_and_refusals(data):
         fit_sem(MIMIC, data, ordered=ITEMS, missing="pairwise")
     with pytest.raises(AnalysisError, match="The 'conditional_x' parameter of fit_sem must be"):
         fit_sem(MIMIC, data, ordered=ITEMS, conditional_x="yes")
+    # collinear covariates: named, instead of a singular matrix deep in the probit regressions
+    with pytest.raises(AnalysisError, match="the covariates x1, x2, x3 are collinear"):
+        fit_sem(MIMIC + " + x3", data.assign(x3=2 * data["x2"]), ordered=ITEMS)
 
 
 def test_cli_conditional_x_flag(data, tmp_path):
