@@ -28,7 +28,7 @@ in the RAM formulation: Sigma = F (I - A)^-1 S (I - A)^-T F'.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -190,6 +190,31 @@ def modindices_from_partable(
     DataFrame with ``lhs, op, rhs, mi, epc, sepc.lv, sepc.all, sepc.nox``
     (plus ``group`` when there are several groups), lavaan's row order.
     """
+    body, groups, meanstructure = _checked_input(partable, cov, nobs, mean)
+    ov_order = [str(v) for v in ov_names]
+    ext, model_vn = _extended_table(body, groups, ov_order, meanstructure)
+    blocks = _score_blocks(ext, groups, model_vn, ov_order, cov, mean, nobs, meanstructure, patterns)
+    mi, epc = _score_test(ext, blocks, ntotal=float(sum(nobs)))
+    out, keep_row = _mi_table(ext, blocks.implied, mi, epc, standardized)
+    return _lavaan_filters(out, keep_row, na_remove=na_remove, op=op, minimum_value=minimum_value,
+                           sort=sort, n_groups=len(groups))
+
+
+class _ScoreBlocks(NamedTuple):
+    """The pieces of the extended model's information the score test needs, and its gradient:
+    model x model, extra x model and the diagonal of extra x extra (one column per table row)."""
+
+    info_mm: np.ndarray
+    info_em: np.ndarray
+    diag_ee: np.ndarray
+    grad: np.ndarray
+    implied: dict[int, dict[str, Any]]
+    """Per group the model's variables and implied variances (for the standardized EPCs)."""
+
+
+def _checked_input(partable, cov, nobs, mean) -> tuple[pd.DataFrame, list[int], bool]:
+    """The table's parameter rows, its groups and whether it has a mean structure; refused when
+    ordinal, or when the moments do not match the groups."""
     pt = partable.reset_index(drop=True)
     if "group" not in pt.columns:
         pt = pt.assign(group=1)
@@ -204,10 +229,13 @@ def modindices_from_partable(
     meanstructure = bool((body["op"] == "~1").any())
     if meanstructure and (mean is None or any(mu is None for mu in mean)):
         raise AnalysisError("modindices: the model has a mean structure but no sample means")
-    ntotal = float(sum(nobs))
-    ov_order = [str(v) for v in ov_names]
+    return body, groups, meanstructure
 
-    # 1. extended table: the model's rows (fixed ones freed), then lavaan's candidates
+
+def _extended_table(body: pd.DataFrame, groups: list[int], ov_order: list[str],
+                    meanstructure: bool) -> tuple[pd.DataFrame, dict[int, dict[str, list[str]]]]:
+    """The model's rows (fixed ones freed) and lavaan's candidates, in lavaan's order: the model's
+    rows of every group, then the candidates group by group; and each group's variable sets."""
     ext_parts = []
     model_vn: dict[int, dict[str, list[str]]] = {}
     for g in groups:
@@ -224,13 +252,16 @@ def modindices_from_partable(
         own["_order"] = 0
         add["_order"] = 1
         ext_parts += [own, add]
-    # lavaan's order: the model's rows (every group), then the candidates group by group
     ext = pd.concat(ext_parts, ignore_index=True).sort_values("_order", kind="stable")
-    ext = ext.reset_index(drop=True)
+    return ext.reset_index(drop=True), model_vn
 
-    # 2. information and gradient of the extended model, one column per row. Only the
-    # blocks the score test needs: model x model, extra x model and diag(extra x extra).
+
+def _score_blocks(ext: pd.DataFrame, groups: list[int], model_vn: dict, ov_order: list[str], cov, mean,
+                  nobs, meanstructure: bool, patterns) -> _ScoreBlocks:
+    """Information and gradient of the extended model, groups weighted by n_g / N (with FIML
+    patterns: the observed-data gradient and the saturated model's information under MAR)."""
     k = len(ext)
+    ntotal = float(sum(nobs))
     is_extra = ext["_extra"].to_numpy()
     extra = np.flatnonzero(is_extra)
     model_free = ext["_model_free"].to_numpy()
@@ -288,11 +319,20 @@ def modindices_from_partable(
         diag_ee[ge] += w * ee
         implied[g] = {"ov": ov, "lv": lv, "ov.x": model_vn[g]["ov.x"],
                       "ov_var": np.diag(Sigma), "lv_var": np.diag(C)[len(ov):]}
+    return _ScoreBlocks(info_mm, info_em, diag_ee, grad, implied)
 
-    # 3. partition: the model's free parameters (equality constraints via shared indices)
+
+def _score_test(ext: pd.DataFrame, blocks: _ScoreBlocks, ntotal: float) -> tuple[np.ndarray, np.ndarray]:
+    """MI and EPC of every extra row: the model's free parameters partitioned out (equality
+    constraints through shared free indices or labels: one column per distinct parameter)."""
+    k = len(ext)
+    extra = np.flatnonzero(ext["_extra"].to_numpy())
+    model_free = ext["_model_free"].to_numpy()
+    model_rows = np.flatnonzero(model_free > 0)
+    pos_m = np.full(k, -1)
+    pos_m[model_rows] = np.arange(len(model_rows))
     labels = ext["label"].fillna("").astype(str).to_numpy() if "label" in ext.columns \
         else np.full(k, "")
-    # one column per distinct free parameter: rows sharing a free index or a label are equal
     col: dict[Any, int] = {}
     row_col = {}
     for r in model_rows:
@@ -306,23 +346,27 @@ def modindices_from_partable(
     K = np.zeros((len(model_rows), len(set(row_col.values()))))
     for r, c in row_col.items():
         K[pos_m[r], c] = 1.0
-    I22 = K.T @ info_mm @ K
-    I12 = info_em @ K
+    I22 = K.T @ blocks.info_mm @ K
+    I12 = blocks.info_em @ K
     try:
         I22_inv = np.linalg.inv(I22)
     except np.linalg.LinAlgError as exc:
         raise AnalysisError("could not compute modification indices; the information "
                             "matrix of the model is singular") from exc
-    V = diag_ee - np.einsum("ij,ij->i", I12 @ I22_inv, I12)
+    V = blocks.diag_ee - np.einsum("ij,ij->i", I12 @ I22_inv, I12)
     V = np.where(V < _EPS_V, np.nan, V)
-    g1 = grad[extra]
-    mi = ntotal * g1 ** 2 / V
-    epc = -g1 / V
+    g1 = blocks.grad[extra]
+    return ntotal * g1 ** 2 / V, -g1 / V
 
+
+def _mi_table(ext: pd.DataFrame, implied: dict, mi: np.ndarray, epc: np.ndarray,
+              standardized: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """lhs, op, rhs, group, mi, epc (and the standardized EPCs) of the extra rows, with which
+    rows are testable: fixed.x covariates are conditioned on, so their own (co)variances and
+    regressions of them on other variables are not (lavaan prints ~0 or, for x ~ f, values of
+    its own parameterization); they are left out."""
+    extra = np.flatnonzero(ext["_extra"].to_numpy())
     out = ext.iloc[extra][["lhs", "op", "rhs", "group"]].reset_index(drop=True)
-    # fixed.x covariates are conditioned on: their own (co)variances and regressions of
-    # them on other variables are not testable parameters (lavaan prints ~0 or, for
-    # x ~ f, values of its own parameterization); they are left out here.
     fixed_x = {(g, v) for g, imp in implied.items() for v in imp["ov.x"]}
     keep_row = np.array([
         not ((g, lhs) in fixed_x and (op == "~" or (op == "~~" and (g, rhs) in fixed_x)))
@@ -333,8 +377,13 @@ def modindices_from_partable(
         for col_name, nox, ov_std in (("sepc.lv", False, False), ("sepc.all", False, True),
                                       ("sepc.nox", True, True)):
             out[col_name] = _standardize_epc(out, ext, implied, ov_std=ov_std, nox=nox)
+    return out, keep_row
 
-    # 4. lavaan's filters
+
+def _lavaan_filters(out: pd.DataFrame, keep_row: np.ndarray, *, na_remove: bool, op, minimum_value: float,
+                    sort: bool, n_groups: int) -> pd.DataFrame:
+    """lavaan's modindices() arguments: na.remove, op, minimum.value, sort.; no group column
+    for a single group."""
     out = out[keep_row]
     if na_remove:
         out = out[out["mi"].notna()]
@@ -345,7 +394,7 @@ def modindices_from_partable(
         out = out[out["mi"] > minimum_value]
     if sort:
         out = out.sort_values("mi", ascending=False, kind="stable")
-    if len(groups) == 1:
+    if n_groups == 1:
         out = out.drop(columns="group")
     return out.reset_index(drop=True)
 
