@@ -219,6 +219,36 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
     >>> # In R: lavTestLRT(fit_three_factor, fit_orthogonal)
     >>> # compare(fit_three_factor, fit_orthogonal)  # chisq.diff 68.222, df 3
     """
+    fit_list, names = _named_fits(fits, names, nesting)
+    order = sorted(range(len(fit_list)), key=lambda i: _value(fit_list[i], "df"))
+    fits_sorted = [fit_list[i] for i in order]
+    names = [names[i] for i in order]
+    same_data, problems = _same_data(fits_sorted)
+    df = np.array([_value(f, "df") for f in fits_sorted])
+    chisq = np.array([_value(f, "chisq") for f in fits_sorted])
+    pair_ok = _nested_pairs(fits_sorted, names, df, chisq, same_data=same_data, nesting=nesting,
+                            problems=problems)
+    nested = same_data and all(pair_ok[1:])
+    method = _difference_method(fits_sorted, method, problems)
+    table = pd.DataFrame({
+        "npar": [_value(f, "npar") for f in fits_sorted],
+        "df": df,
+        "aic": [_value(f, "aic") for f in fits_sorted],
+        "bic": [_value(f, "bic") for f in fits_sorted],
+        "chisq": chisq,
+    }, index=pd.Index(names, name="model"))
+    tests = _difference_tests(table, fits_sorted, pair_ok, method, problems)
+    table["nested"] = [None] + [bool(ok) for ok in pair_ok[1:]]
+
+    if warn:
+        for p in problems:
+            _warnings.warn(p, ComparisonWarning, stacklevel=2)
+    return ComparisonResult(table=table, tests=tuple(tests), nested=nested, method=method,
+                            warnings=tuple(problems), fits=dict(zip(names, fits_sorted)))
+
+
+def _named_fits(fits: tuple, names: list[str] | None, nesting: str) -> tuple[list[FitResult], list[str]]:
+    """The fits and their names (a mapping's keys, or model1, model2, ...), checked."""
     if len(fits) == 1 and isinstance(fits[0], Mapping):
         mapping = dict(fits[0])
         names = names or [str(k) for k in mapping]
@@ -237,45 +267,47 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
     for name, fit in zip(names, fit_list):
         if not isinstance(fit, FitResult):
             raise AnalysisError(f"model {name!r} is a {type(fit).__name__}, not a FitResult")
+    return fit_list, list(names)
 
-    order = sorted(range(len(fit_list)), key=lambda i: _value(fit_list[i], "df"))
-    fits_sorted = [fit_list[i] for i in order]
-    names = [names[i] for i in order]
+
+def _same_data(fits: list[FitResult]) -> tuple[bool, list[str]]:
+    """Whether the models were fitted to the same variables and cases, and the problems found
+    (also: fixed.x covariates modelled in some, different estimators, non-convergence)."""
     problems: list[str] = []
-    nested = True
-
-    ov = [_observed(f) for f in fits_sorted]
+    ov = [_observed(f) for f in fits]
     same_data = all(o == ov[0] for o in ov)
     if not same_data:
         problems.append("some models are based on a different set of observed variables; "
                         "they are not nested: compare them by AIC/BIC only")
-        nested = False
-    ns = [f.ntotal for f in fits_sorted]
+    ns = [f.ntotal for f in fits]
     if len(set(ns)) > 1:
         problems.append(f"the models were fitted to different numbers of cases ({ns}); "
                         "likelihood-ratio tests and information criteria are not comparable")
-        nested = False
         same_data = False
     exo = [frozenset(f.params.loc[(f.params.get("exo", 0) == 1) & (f.params["op"] == "~~"),
                                   "lhs"].astype(str)) if "exo" in f.params.columns else frozenset()
-           for f in fits_sorted]
+           for f in fits]
     if same_data and len(set(exo)) > 1:
         fixed = sorted(set().union(*exo) - set.intersection(*map(set, exo)))
         problems.append(f"{', '.join(fixed)} is a fixed covariate (fixed.x) in some models but "
                         "modelled in others: chi-square differences stay valid, but the "
                         "log-likelihoods, AIC and BIC of those models are not comparable")
-    estimators = {f.estimator for f in fits_sorted}
+    estimators = {f.estimator for f in fits}
     if len(estimators) > 1:
         problems.append(f"the models use different estimators ({', '.join(sorted(estimators))})")
-    if not all(f.converged for f in fits_sorted):
+    if not all(f.converged for f in fits):
         problems.append("not all models converged")
+    return same_data, problems
 
-    df = np.array([_value(f, "df") for f in fits_sorted])
-    chisq = np.array([_value(f, "chisq") for f in fits_sorted])
-    pair_ok = [same_data] * len(fits_sorted)  # pair_ok[m]: model m vs m - 1 looks nested
+
+def _nested_pairs(fits: list[FitResult], names: list[str], df: np.ndarray, chisq: np.ndarray, *,
+                  same_data: bool, nesting: str, problems: list[str]) -> list[bool]:
+    """pair_ok[m]: model m (sorted by df) looks nested in model m - 1: more df, no better fit,
+    and no parameter the other lacks (or the NET check says it is nested); reasons appended."""
+    pair_ok = [same_data] * len(fits)
     pair_ok[0] = False
-    for m in range(1, len(fits_sorted)):
-        general, restricted = fits_sorted[m - 1], fits_sorted[m]
+    for m in range(1, len(fits)):
+        general, restricted = fits[m - 1], fits[m]
         gname, rname = names[m - 1], names[m]
         if df[m] == df[m - 1]:
             problems.append(f"models {gname!r} and {rname!r} have the same degrees of freedom; "
@@ -304,9 +336,13 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
                                 f"({listed}{', ...' if len(extra) > 5 else ''}); the models "
                                 "do not appear to be nested")
                 pair_ok[m] = False
-    nested = nested and all(pair_ok[1:])
+    return pair_ok
 
-    kinds = [_scaled_kind(f) for f in fits_sorted]
+
+def _difference_method(fits: list[FitResult], method: str, problems: list[str]) -> str:
+    """The difference test lavaan would use: standard, or for scaled tests Satorra-Bentler 2001
+    (Satorra 2000 after a scaled-shifted test); standard when not every model has a scaled test."""
+    kinds = [_scaled_kind(f) for f in fits]
     scaled = all(k is not None for k in kinds) and method != "standard"
     if any(k is not None for k in kinds) and not all(k is not None for k in kinds) \
             and method != "standard":
@@ -319,23 +355,23 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
         problems.append(f"method {method!r} needs robust test statistics, which these fits "
                         "lack; the standard difference test is used")
         method = "standard"
+    return method
 
-    table = pd.DataFrame({
-        "npar": [_value(f, "npar") for f in fits_sorted],
-        "df": df,
-        "aic": [_value(f, "aic") for f in fits_sorted],
-        "bic": [_value(f, "bic") for f in fits_sorted],
-        "chisq": chisq,
-    }, index=pd.Index(names, name="model"))
+
+def _difference_tests(table: pd.DataFrame, fits: list[FitResult], pair_ok: list[bool], method: str,
+                      problems: list[str]) -> list[TestStatistic | InvalidTestStatistic]:
+    """The difference test of each nested pair, its columns added to ``table`` (chisq.diff,
+    df.diff, pvalue, and the difference's RMSEA or the scaling factor)."""
+    names, df, chisq = list(table.index), table["df"].to_numpy(), table["chisq"].to_numpy()
     diff = np.full(len(names), np.nan)
     ddf = np.full(len(names), np.nan)
     pval = np.full(len(names), np.nan)
     extra_col = np.full(len(names), np.nan)
     tests: list[TestStatistic | InvalidTestStatistic] = []
-    for m in range(1, len(fits_sorted)):
+    for m in range(1, len(fits)):
         if not pair_ok[m]:
             continue
-        general, restricted = fits_sorted[m - 1], fits_sorted[m]
+        general, restricted = fits[m - 1], fits[m]
         if method == "standard":
             d, dd = chisq[m] - chisq[m - 1], df[m] - df[m - 1]
             p = float(stats.chi2.sf(d, dd)) if dd > 0 else float("nan")
@@ -357,13 +393,7 @@ def compare(*fits: FitResult | Mapping[str, FitResult], names: list[str] | None 
     table["df.diff"] = ddf
     table["pvalue"] = pval
     table["rmsea" if method == "standard" else "scaling.factor"] = extra_col
-    table["nested"] = [None] + [bool(ok) for ok in pair_ok[1:]]
-
-    if warn:
-        for p in problems:
-            _warnings.warn(p, ComparisonWarning, stacklevel=2)
-    return ComparisonResult(table=table, tests=tuple(tests), nested=nested, method=method,
-                            warnings=tuple(problems), fits=dict(zip(names, fits_sorted)))
+    return tests
 
 
 def information_criteria(*fits: FitResult, names: list[str] | None = None) -> pd.DataFrame:
