@@ -910,8 +910,7 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
                         - bivariate_normal_cdf(z1i, z2j, r_) + bivariate_normal_cdf(z2i, z2j, r_))
 
             def nll(r_):
-                L = lik(r_)
-                return np.inf if np.any(L <= 0) else -np.sum(np.log(L))
+                return _trimmed_nll(lik(r_))
 
             r = _newton_rho(z1i, z2i, z1j, z2j, lik, nll, np.corrcoef(Yi[:, i], Yi[:, j])[0, 1])
             L = lik(r)
@@ -1039,6 +1038,16 @@ def _bvn_density_drho(x, y, rho):
     return np.where(ok, _bvn_density(x, y, rho) * factor, 0.0)
 
 
+_TOO_SMALL = np.sqrt(np.finfo(float).eps)
+
+
+def _trimmed_nll(L):
+    """Minus the log-likelihood of a residual polychoric; as lavaan, cases whose probability is
+    below sqrt(eps) at this rho are left out (lav_bvord_lik_cache)."""
+    ok = L >= _TOO_SMALL
+    return -float(np.sum(np.log(L[ok])))
+
+
 def _newton_rho(z1i, z2i, z1j, z2j, lik, nll, start, bound=0.999, tol=1e-12):
     """The maximum likelihood residual polychoric correlation: Newton steps on the log-likelihood
     with its analytic first and second derivatives from lavaan's start (the Pearson correlation of
@@ -1047,12 +1056,14 @@ def _newton_rho(z1i, z2i, z1j, z2j, lik, nll, start, bound=0.999, tol=1e-12):
     corners = ((z1i, z1j, 1.0), (z2i, z1j, -1.0), (z1i, z2j, -1.0), (z2i, z2j, 1.0))
     r = float(start) if np.isfinite(start) and abs(start) < bound else 0.0
     L = lik(r)
-    f = -np.sum(np.log(L)) if np.all(L > 0) else np.inf
+    f = _trimmed_nll(L)
     for _ in range(50):
         if not np.isfinite(f):
             break
-        d1 = sum(s * _bvn_density(a, b, r) for a, b, s in corners) / L
-        d2 = sum(s * _bvn_density_drho(a, b, r) for a, b, s in corners) / L - d1 * d1
+        ok = L >= _TOO_SMALL
+        Lk = np.where(ok, L, 1.0)
+        d1 = np.where(ok, sum(s * _bvn_density(a, b, r) for a, b, s in corners) / Lk, 0.0)
+        d2 = np.where(ok, sum(s * _bvn_density_drho(a, b, r) for a, b, s in corners) / Lk, 0.0) - d1 * d1
         g, h = float(d1.sum()), float(d2.sum())
         if not np.isfinite(g) or not np.isfinite(h) or h >= 0:
             break
@@ -1063,7 +1074,7 @@ def _newton_rho(z1i, z2i, z1j, z2j, lik, nll, start, bound=0.999, tol=1e-12):
             new = r + step
             if abs(new) < bound:
                 Ln = lik(new)
-                fn = -np.sum(np.log(Ln)) if np.all(Ln > 0) else np.inf
+                fn = _trimmed_nll(Ln)
                 if fn <= f + 1e-12 * abs(f):
                     moved = True
                     break
