@@ -86,13 +86,13 @@ def _warning_text(w: Any) -> str:
     return w if isinstance(w, str) else str(w.get("message", w))
 
 
-def _model_variables(syntax: str) -> list[str]:
-    from analysis.sem.partable import build_partable, observed_names
+def _read_model(syntax: str):
+    """The model read once (analysis.sem.steps.ModelInput): its observed variables are checked
+    here, and fit_sem fits it without parsing the text again."""
+    from analysis.sem.steps import read_model
+    from analysis.sem.syntax import parse_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pt = build_partable(syntax)
-    return observed_names(pt)
+    return read_model(parse_model(syntax), syntax)
 
 
 def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missing: str = "listwise",
@@ -170,10 +170,11 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
     from analysis.errors import ModelSyntaxError
 
     try:
-        variables = _model_variables(syntax)
+        spec = _read_model(syntax)
     except ModelSyntaxError as exc:
         where = model if not (MODELS_DIR / f"{model}.lav").exists() else f"{name}.lav"
         raise CliError(f"{where}: {exc}") from exc
+    variables = list(spec.ov_names)
     ordered_list: list[str] | bool = []
     if ordered:
         ordered_list = list(variables) if ordered.strip().lower() == "all" else _split(ordered)
@@ -212,9 +213,9 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
 
         for path, frame in zip(pool[1:], imputed):
             check_model_data(frame, variables, group=group, source=str(path))
-        return name, fit_imputed(syntax, [df, *imputed], scale_w=scale_w, sources=[str(p) for p in pool],
+        return name, fit_imputed(spec, [df, *imputed], scale_w=scale_w, sources=[str(p) for p in pool],
                                  **options), check
-    fit = fit_sem(syntax, df, **options)  # the raw data: the fit reports what it dropped
+    fit = fit_sem(spec, df, **options)  # the raw data: the fit reports what it dropped
     return name, fit, check
 
 

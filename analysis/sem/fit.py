@@ -61,7 +61,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             parameterization: str = "delta", conditional_x: bool | None = None):
     """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.sem.results.FitResult`.
 
-    Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
+    ``model``: lavaan syntax, a ParameterTable (e.g. an edited ``fit.params``) or the
+    :class:`~analysis.sem.steps.ModelInput` of :func:`~analysis.sem.steps.read_model` (a model
+    read once, e.g. by the command line). Parameters follow lavaan's ``sem()``: ``data`` (DataFrame) or
     ``sample_cov`` (+ ``sample_mean``, ``sample_nobs``; a list per group),
     ``group`` (column), ``group_equal`` / ``group_partial``, ``estimator``
     ("ML", or "WLSMV" when ``ordered`` is given; others are dispatched to
@@ -102,7 +104,11 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
         given = {k: v for k, v in locals().items() if k not in ("model", "data")}
         return fit_imputed(model, data, **given)
     _check_model_argument(model)
-    if isinstance(model, str):   # parsed once; the text is kept for the result
+    spec = None
+    if isinstance(model, steps.ModelInput):   # read once by the caller (the CLI checks its names first)
+        spec, syntax = model, model.syntax
+        model = spec.given_table if spec.given_table is not None else spec.statements
+    elif isinstance(model, str):   # parsed once; the text is kept for the result
         syntax, model = model, parse_model(model)
     else:
         syntax = ""
@@ -123,7 +129,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                             group_partial=as_list(group_partial))
 
     # lavaan's lavaan(): options, data, partable, samplestats, start, model, estimation, vcov, test
-    spec = steps.read_model(model, syntax)
+    spec = spec or steps.read_model(model, syntax)
     options = steps.resolve_options(
         spec, estimator=estimator, missing=missing, se=se, test=test, std_lv=std_lv,
         meanstructure=meanstructure, bootstrap=bootstrap, seed=seed, group_equal=group_equal,
@@ -206,11 +212,12 @@ cfa = fit_sem
 
 
 def _check_model_argument(model) -> None:
-    """The model is lavaan syntax (a string), a ParameterTable or parsed statements; anything else
+    """The model is lavaan syntax (a string), a ParameterTable, parsed statements or a
+    :class:`analysis.sem.steps.ModelInput` (the model read once); anything else
     (e.g. a list of model lines) is refused by name instead of failing deep inside."""
     from .syntax import Statement
 
-    if isinstance(model, (str, pd.DataFrame)):
+    if isinstance(model, (str, pd.DataFrame, steps.ModelInput)):
         return
     if isinstance(model, (list, tuple)) and model and all(isinstance(s, Statement) for s in model):
         return

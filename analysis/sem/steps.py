@@ -412,7 +412,7 @@ def make_partable(spec: ModelInput, options: FitOptions, fdata: FitData, *,
                         "sample_mean was given")
     observed = _cov_names(fdata.covs) if from_moments else list(fdata.columns)
     if spec.given_table is not None:
-        pt = spec.given_table
+        pt = spec.given_table.copy()    # the ModelInput can be fitted again (imputed datasets)
         n_in_table = len([g for g in pt["group"].unique() if g > 0])
         if n_in_table != n_groups:
             raise OptionError(f"the parameter table has {n_in_table} group(s) but the data has {n_groups}")

@@ -217,3 +217,41 @@ def test_bootstrap_result_says_bootstrap_and_keeps_its_draws():
     assert fit.inference.se == "bootstrap" and fit.options["se"] == "bootstrap"
     assert fit.bootstrap.n_boot == 10 and len(fit.bootstrap.draws) == fit.bootstrap.n_ok
     np.testing.assert_allclose(fit.params["se"], fit.bootstrap.params["se"], equal_nan=True)
+
+
+# ------------------------------------------------------------------ the model read once
+
+def test_a_model_read_once_fits_as_its_text_and_can_be_fitted_again():
+    text = lavaan("hs_cfa_ml")["call"]["model"]
+    spec = steps.read_model(parse_model(text), text)
+    once, again = fit_sem(spec, HS), fit_sem(spec, HS, estimator="MLR")
+    pd.testing.assert_frame_equal(once.params, fit_sem(text, HS).params)
+    assert once.syntax == text and again.inference.se == "robust.huber.white"
+    table = steps.read_model(once.params.copy())         # an edited fit.params, fitted twice
+    first, second = fit_sem(table, HS), fit_sem(table, HS)
+    assert first.params is not second.params and table.given_table["est"].notna().all()
+    pd.testing.assert_frame_equal(first.params, second.params)
+
+
+def test_the_command_line_parses_the_model_once(monkeypatch):
+    from typer.testing import CliRunner
+
+    import analysis.sem.fit
+    import analysis.sem.partable
+    import analysis.sem.steps
+    import analysis.sem.syntax
+    from analysis.cli.main import app
+
+    calls = []
+    real = analysis.sem.syntax.parse_model
+
+    def counted(*args, **kwargs):
+        calls.append(args[0] if args else kwargs)
+        return real(*args, **kwargs)
+
+    for module in (analysis.sem.syntax, analysis.sem.partable, analysis.sem.fit, analysis.sem.steps):
+        monkeypatch.setattr(module, "parse_model", counted)
+    result = CliRunner().invoke(app, ["fit", str(FIX / "data" / "HolzingerSwineford1939.csv"), "-m", "hs", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["fit"]["chisq"] == pytest.approx(lavaan("hs_cfa_ml")["fit"]["chisq"], abs=1e-3)
+    assert len(calls) == 1
