@@ -807,11 +807,15 @@ def ordered_probit(y, K, X, *, tol: float = 1e-11, max_iter: int = 200):
     return theta, dz1 * a[:, None] - dz2 * b[:, None]
 
 
-def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> ConditionalStats:
-    """lavaan's muthen1984() with exogenous covariates for one group (complete cases).
+def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None,
+                      missing: str = "listwise") -> ConditionalStats:
+    """lavaan's muthen1984() with exogenous covariates for one group.
 
     ``data``: 2-D array or DataFrame of the endogenous observed variables (ordered columns hold
-    category codes 0..K-1); ``X``: the covariates (n x q), rows matching ``data``.
+    category codes 0..K-1, NaN = missing); ``X``: the covariates (n x q), rows matching ``data``.
+    ``missing``: "listwise" (complete cases) or "pairwise" (lavaan's missing="pairwise": each
+    regression on the cases that answered the variable, each correlation on those that answered
+    both; a missing answer contributes zero scores). Cases missing a covariate are left out.
     """
     from scipy.optimize import minimize_scalar
 
@@ -822,14 +826,17 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
         Y = np.asarray(data, dtype=float)
         names = names or [f"y{i + 1}" for i in range(Y.shape[1])]
     X = np.asarray(X, dtype=float)
-    keep = ~(np.isnan(Y).any(1) | np.isnan(X).any(1))
+    keep = ~np.isnan(X).any(1)
+    if missing != "pairwise":
+        keep &= ~np.isnan(Y).any(1)
     Y, X = Y[keep], X[keep]
     N, p = Y.shape
     q = X.shape[1]
+    obs = ~np.isnan(Y)
     ordm = np.asarray(ordered_mask, bool)
     num = ~ordm
-    Yi = np.where(ordm[None, :], np.nan_to_num(Y), 0).astype(int)
-    K = np.where(ordm, Yi.max(0) + 1, 2)
+    Yi = np.where(ordm[None, :] & obs, np.nan_to_num(Y), 0).astype(int)
+    K = np.array([Yi[obs[:, v], v].max() + 1 if ordm[v] and obs[:, v].any() else 2 for v in range(p)])
     X1 = np.hstack([np.ones((N, 1)), X])
     x_names = list(x_names) if x_names is not None else [f"x{k + 1}" for k in range(q)]
     if np.linalg.matrix_rank(X1) < q + 1:
@@ -843,27 +850,30 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
     thresholds, slopes, variances, sc_th, sc_sl, sc_var = [], np.zeros((p, q)), np.ones(p), [], [], []
     bounds, resid = {}, {}
     for v in range(p):
+        o = obs[:, v]
         if num[v]:
-            coef, *_ = np.linalg.lstsq(X1, Y[:, v], rcond=None)
-            res = Y[:, v] - X1 @ coef
-            evar = float(res @ res) / N
-            if np.linalg.matrix_rank(X1) < X1.shape[1]:
+            if np.linalg.matrix_rank(X1[o]) < X1.shape[1]:
                 raise DataError(f"linear regression of '{names[v]}' on the covariates failed: "
-                                "the covariates are collinear")
+                                "the covariates are collinear among the cases that answered it")
+            coef, *_ = np.linalg.lstsq(X1[o], Y[o, v], rcond=None)
+            res = np.where(o, np.nan_to_num(Y[:, v]) - X1 @ coef, 0.0)
+            evar = float(res @ res) / int(o.sum())
             thresholds.append(np.array([coef[0]]))
             slopes[v] = coef[1:]
             variances[v] = evar
             sc = X1 * (res / evar)[:, None]
             sc_th.append(sc[:, :1])
             sc_sl.append(sc[:, 1:])
-            sc_var.append((-1.0 / (2 * evar) + res * res / (2 * evar * evar))[:, None])
+            sc_var.append(np.where(o, -1.0 / (2 * evar) + res * res / (2 * evar * evar), 0.0)[:, None])
             resid[v] = res
             continue
-        cnt = np.bincount(Yi[:, v], minlength=K[v])
+        cnt = np.bincount(Yi[o, v], minlength=K[v])
         if (cnt == 0).any() or K[v] < 2:
             raise SparseCategoryError(f"ordered item '{names[v]}' has an empty category or only one "
                                       f"category (frequencies {' '.join(map(str, cnt))})")
-        theta, sc = ordered_probit(Yi[:, v], int(K[v]), X)
+        theta, sc_o = ordered_probit(Yi[o, v], int(K[v]), X[o])
+        sc = np.zeros((N, len(theta)))
+        sc[o] = sc_o
         if not np.all(np.isfinite(theta)):
             raise DataError(f"probit regression of '{names[v]}' on the covariates failed; "
                             "the covariates may be collinear")
@@ -900,42 +910,55 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
     H22 = np.eye(P_)
     sd = np.sqrt(variances)
     for a, (i, j) in enumerate(pairs):
+        m = obs[:, i] & obs[:, j]              # the cases that answered both
+        Xm, Ym = X[m], Yi[m]
         if ordm[i] and ordm[j]:
-            z1i, z2i = bounds[i]
-            z1j, z2j = bounds[j]
+            z1i, z2i = (b[m] for b in bounds[i])
+            z1j, z2j = (b[m] for b in bounds[j])
 
             def lik(r_):
-                r_ = np.full(N, r_)
+                r_ = np.full(len(z1i), r_)
                 return (bivariate_normal_cdf(z1i, z1j, r_) - bivariate_normal_cdf(z2i, z1j, r_)
                         - bivariate_normal_cdf(z1i, z2j, r_) + bivariate_normal_cdf(z2i, z2j, r_))
 
             def nll(r_):
                 return _trimmed_nll(lik(r_))
 
-            r = _newton_rho(z1i, z2i, z1j, z2j, lik, nll, np.corrcoef(Yi[:, i], Yi[:, j])[0, 1])
+            r = _newton_rho(z1i, z2i, z1j, z2j, lik, nll, np.corrcoef(Ym[:, i], Ym[:, j])[0, 1])
             L = lik(r)
             bad = L <= np.sqrt(np.finfo(float).eps)      # lavaan: these cases' scores are NA (dropped)
             L = np.where(bad, 1.0, L)
             R = np.sqrt(1.0 - r * r)
             d_rho = (_bvn_density(z1i, z1j, r) - _bvn_density(z2i, z1j, r)
                      - _bvn_density(z1i, z2j, r) + _bvn_density(z2i, z2j, r)) / L
-            for v, (za1, za2), (zb1, zb2) in ((i, bounds[i], bounds[j]), (j, bounds[j], bounds[i])):
+            for v, (za1, za2), (zb1, zb2) in ((i, (z1i, z2i), (z1j, z2j)), (j, (z1j, z2j), (z1i, z2i))):
                 u = _npdf(za1) * _cdf_diff(zb1, zb2, za1, r, R)
                 lo = _npdf(za2) * _cdf_diff(zb1, zb2, za2, r, R)
-                Y1 = (np.arange(nth_v[v])[None, :] == Yi[:, v][:, None])
-                Y2 = (np.arange(nth_v[v])[None, :] == (Yi[:, v] - 1)[:, None])
+                Y1 = (np.arange(nth_v[v])[None, :] == Ym[:, v][:, None])
+                Y2 = (np.arange(nth_v[v])[None, :] == (Ym[:, v] - 1)[:, None])
                 sc_t = np.where(bad[:, None], 0.0, (Y1 * u[:, None] - Y2 * lo[:, None]) / L[:, None])
-                sc_s = np.where(bad[:, None], 0.0, X * ((lo - u) / L)[:, None])
+                sc_s = np.where(bad[:, None], 0.0, Xm * ((lo - u) / L)[:, None])
                 d_rho_ok = np.where(bad, 0.0, d_rho)
                 c = cols(v)
                 A21[a, c] = d_rho_ok @ np.hstack([sc_t, sc_s])
             rho[a] = r
-            SC_COR[:, a] = np.where(bad, 0.0, d_rho)
+            SC_COR[m, a] = np.where(bad, 0.0, d_rho)
         elif num[i] and num[j]:
-            e1, e2 = resid[i], resid[j]
-            r = float(np.corrcoef(e1, e2)[0, 1])
+            e1, e2 = resid[i][m], resid[j][m]
             v1, v2 = variances[i], variances[j]
             s1, s2 = np.sqrt(v1), np.sqrt(v2)
+            if m.all():
+                r = float(np.corrcoef(e1, e2)[0, 1])     # lavaan: the residuals' correlation
+            else:
+                # lavaan: the bivariate normal likelihood in rho, the regressions held fixed
+                z1_, z2_ = e1 / s1, e2 / s2
+
+                def nll(r_):
+                    return float(np.sum(0.5 * np.log(1 - r_ * r_)
+                                        + (z1_ * z1_ - 2 * r_ * z1_ * z2_ + z2_ * z2_) / (2 * (1 - r_ * r_))))
+
+                r = float(minimize_scalar(nll, bounds=(-0.999, 0.999), method="bounded",
+                                          options={"xatol": 1e-13}).x)
             Rr = 1.0 - r * r
             mu1 = (2 * e1 / v1 - 2 * r * e2 / (s1 * s2)) / (2 * Rr)
             mu2 = -(2 * r * e1 / (s1 * s2) - 2 * e2 / v2) / (2 * Rr)
@@ -944,16 +967,16 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
             z = e1 * e1 / v1 - 2 * r * e1 * e2 / (s1 * s2) + e2 * e2 / v2
             d_rho = r / Rr + (e1 * e2 / (s1 * s2 * Rr) - z * r / (Rr * Rr))
             for v, mu_, var_ in ((i, mu1, var1), (j, mu2, var2)):
-                A21[a, cols(v)] = d_rho @ np.hstack([mu_[:, None], X * mu_[:, None], var_[:, None]])
+                A21[a, cols(v)] = d_rho @ np.hstack([mu_[:, None], Xm * mu_[:, None], var_[:, None]])
             H21[a, cols(i)[-1]] = s2 * r / (2 * s1)
             H21[a, cols(j)[-1]] = s1 * r / (2 * s2)
             H22[a, a] = s1 * s2
             rho[a] = r
-            SC_COR[:, a] = d_rho
+            SC_COR[m, a] = d_rho
         else:
             c_, o = (i, j) if num[i] else (j, i)
-            Zc = resid[c_] / sd[c_]
-            z1o, z2o = bounds[o]
+            Zc = resid[c_][m] / sd[c_]
+            z1o, z2o = (b[m] for b in bounds[o])
 
             def pieces(r_):
                 R = np.sqrt(1.0 - r_ * r_)
@@ -970,19 +993,19 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None) -> Con
             f1, f2 = _npdf(t1), _npdf(t2)
             mu_c = (Zc + (r / R) * (f1 - f2) / Pc) / sd[c_]
             var_c = ((Zc * Zc - 1.0) + (r * Zc / R) * (f1 - f2) / Pc) / (2 * variances[c_])
-            Y1 = (np.arange(nth_v[o])[None, :] == Yi[:, o][:, None])
-            Y2 = (np.arange(nth_v[o])[None, :] == (Yi[:, o] - 1)[:, None])
+            Y1 = (np.arange(nth_v[o])[None, :] == Ym[:, o][:, None])
+            Y2 = (np.arange(nth_v[o])[None, :] == (Ym[:, o] - 1)[:, None])
             th_o = (Y1 * f1[:, None] - Y2 * f2[:, None]) / (R * Pc)[:, None]
-            sl_o = X * ((f2 - f1) / (R * Pc))[:, None]
+            sl_o = Xm * ((f2 - f1) / (R * Pc))[:, None]
             g1 = np.where(np.isfinite(z1o), f1 * (np.nan_to_num(z1o) * r - Zc), 0.0)
             g2 = np.where(np.isfinite(z2o), f2 * (np.nan_to_num(z2o) * r - Zc), 0.0)
             d_rho = (g1 - g2) / (Pc * R ** 3)
-            A21[a, cols(c_)] = d_rho @ np.hstack([mu_c[:, None], X * mu_c[:, None], var_c[:, None]])
+            A21[a, cols(c_)] = d_rho @ np.hstack([mu_c[:, None], Xm * mu_c[:, None], var_c[:, None]])
             A21[a, cols(o)] = d_rho @ np.hstack([th_o, sl_o])
             H21[a, cols(c_)[-1]] = r / (2 * sd[c_])
             H22[a, a] = sd[c_]
             rho[a] = r
-            SC_COR[:, a] = d_rho
+            SC_COR[m, a] = d_rho
     corr = np.eye(p)
     corr[pairs[:, 0], pairs[:, 1]] = rho
     corr[pairs[:, 1], pairs[:, 0]] = rho

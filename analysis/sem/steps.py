@@ -458,9 +458,10 @@ def set_start(table: ModelTable, stats: SampleStats, options: FitOptions) -> pd.
     pt["start"] = start_values(pt, stats)
     exo = (pt["exo"] == 1).to_numpy()
     pt.loc[exo, "ustart"] = pt.loc[exo, "start"]
-    if options.conditional_x:
-        # lavaan keeps the covariates' (co)variances with divisor N - 1 under conditional.x
-        # (they enter no statistic, only the table and the standardized solution)
+    if options.conditional_x and options.missing == "listwise":
+        # lavaan keeps the covariates' (co)variances with divisor N - 1 under conditional.x (they
+        # enter no statistic, only the table and the standardized solution); with
+        # missing="pairwise" the estimator sets them from the cases it keeps
         cov_rows = exo & (pt["op"] == "~~").to_numpy()
         n_g = {grp: stats.nobs[k] for k, grp in enumerate(sorted(g for g in pt["group"].unique() if g > 0))}
         scale = pt["group"].map(lambda grp: n_g.get(grp, 2) / (n_g.get(grp, 2) - 1)).to_numpy(float)

@@ -467,7 +467,8 @@ class ConditionalWLSEstimator(WLSEstimator):
     """
 
     def __init__(self, model, frames, *, estimator: str = "WLSMV", group_labels=(),
-                 collapse_sparse: bool = False, parameterization: str = "delta"):
+                 collapse_sparse: bool = False, parameterization: str = "delta",
+                 missing: str = "listwise"):
         import pandas as pd
 
         from analysis.sem.data import SampleStats
@@ -477,7 +478,7 @@ class ConditionalWLSEstimator(WLSEstimator):
         self.name = estimator.upper()
         self.parameterization = parameterization
         self.test_kind = "scaled.shifted"
-        self.missing = "listwise"
+        self.missing = missing
         labels = list(group_labels)
         ov = model.ov_names[0]
         exo = set(model.exo_names[0])
@@ -486,6 +487,19 @@ class ConditionalWLSEstimator(WLSEstimator):
         self.x_names = [v for v in ov if v in exo]
         self.ordered_mask = np.array([v in ordset for v in self.y_names])
         ordered = [v for v in self.y_names if v in ordset]
+        if missing == "pairwise":
+            # fixed.x (lavaan): cases missing a covariate are deleted, and the covariates' moments
+            # are fixed at their values in the cases used (divisor N - 1, as with complete cases)
+            complete = [f[self.x_names].notna().all(axis=1).to_numpy() for f in frames]
+            deleted = sum(int((~c).sum()) for c in complete)
+            frames = [f[c] for f, c in zip(frames, complete)]
+            if deleted:
+                import warnings
+
+                from analysis.errors import SEMWarning
+                warnings.warn(f"{deleted} case(s) deleted because of missing values in exogenous "
+                              "covariate(s) with fixed.x = TRUE (as lavaan)", SEMWarning, stacklevel=3)
+            self._refix_exo(frames)
         allf = pd.concat(frames, keys=range(len(frames)))
         groups = np.asarray(allf.index.get_level_values(0))
         codes, self.levels = ordinal_codes(allf, ordered, groups=groups if len(frames) > 1 else None,
@@ -498,7 +512,8 @@ class ConditionalWLSEstimator(WLSEstimator):
             try:
                 self.ostats.append(conditional_stats(part[self.y_names], self.ordered_mask,
                                                      part[self.x_names].to_numpy(float),
-                                                     names=self.y_names, x_names=self.x_names))
+                                                     names=self.y_names, x_names=self.x_names,
+                                                     missing=missing))
             except DataError as err:
                 where = f" (group '{labels[g]}')" if len(frames) > 1 and labels else ""
                 raise type(err)(f"{err}{where}") from None
@@ -538,6 +553,27 @@ class ConditionalWLSEstimator(WLSEstimator):
             means.append(mean)
         self.stats = SampleStats(tuple(ov), tuple(covs), tuple(means), tuple(self.nobs),
                                  tuple(str(x) for x in labels))
+
+    def _refix_exo(self, frames):
+        """The covariates' fixed means and (co)variances (divisor N - 1) in each group's cases."""
+        pt = self.model.partable
+        for g, frame in enumerate(frames):
+            grp = self.model.group_maps[g]
+            X = frame[self.x_names].to_numpy(float)
+            mean = X.mean(axis=0)
+            cov = (X - mean).T @ (X - mean) / (len(X) - 1)
+            sub = pt[(pt["exo"] == 1) & (pt["group"] == self.model.groups[g])]
+            for idx, row in sub.iterrows():
+                i = self.x_names.index(row["lhs"])
+                a = grp.names.index(row["lhs"])
+                if row["op"] == "~1":
+                    val = float(mean[i])
+                    grp.M0[a] = val
+                else:
+                    val = float(cov[i, self.x_names.index(row["rhs"])])
+                    b = grp.names.index(row["rhs"])
+                    grp.S0[a, b] = grp.S0[b, a] = val
+                pt.at[idx, "ustart"] = val
 
     def _index_maps(self, g):
         model = self.model
@@ -761,11 +797,8 @@ def make_estimator(model, stats, *, data=None, options=None):
     parameterization = str(options.get("parameterization", "delta")).lower()
     conditional = bool(options.get("conditional_x")) and any(model.exo_names)
     if conditional:
-        if missing == "pairwise":
-            raise EstimatorCombinationError(
-                "missing='pairwise' with conditional_x=True (lavaan's default for ordered items with "
-                "observed covariates) is not implemented; use missing='listwise' or conditional_x=False")
         est = ConditionalWLSEstimator(model, frames, estimator=name,
+                                      missing="pairwise" if missing == "pairwise" else "listwise",
                                       group_labels=tuple(stats.group_labels),
                                       collapse_sparse=bool(options.get("collapse_sparse", False)),
                                       parameterization=parameterization)
