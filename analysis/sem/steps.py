@@ -316,6 +316,11 @@ def resolve_options(spec: ModelInput, *, estimator: str | None = None, missing: 
     inference = resolve_inference(estimator, missing, se=se, test=test)
     for note in inference.warnings:
         _warnings.warn(note, SEMWarning, stacklevel=3)
+    if bootstrap and inference.se != "bootstrap" and inference.test != "bollen.stine":
+        # lavaan: bootstrap= is only the number of draws; it would silently give non-bootstrap results
+        raise OptionError(f"bootstrap={bootstrap} is the number of bootstrap draws (as lavaan); ask for them "
+                          f"with se='bootstrap' and/or test='bootstrap' (got se={inference.se!r}, "
+                          f"test={inference.test!r})")
     ordered = as_list(list(spec.ov_names) if ordered is True else ordered)
     ctrl = dict(control or {})
     unknown = set(ctrl) - {"max_iter", "gtol"}
@@ -604,6 +609,9 @@ def fill_estimates(compiled: CompiledModel, estimation: Estimation, vcov: Vcov) 
     from analysis.sem.defined import DefinedParameters
 
     mdl, x, V, constraints = compiled.model, estimation.x, vcov.matrix, estimation.constraints
+    prepare = getattr(compiled.estimator, "set_residual_variances", None)
+    if prepare is not None:   # WLSMV: the y* residual variances (theta: scales) follow x, even without SEs or test
+        prepare(x)
     pt = mdl.to_partable(x)
     pt = fill_inference(pt, x, V)
     if constraints is not None:
@@ -672,8 +680,8 @@ def make_result(*, spec: ModelInput, options: FitOptions, fdata: FitData, table:
 
 
 def add_bootstrap(result: FitResult, options: FitOptions, data: pd.DataFrame | None) -> FitResult:
-    """lavaan's se = "bootstrap" (or ``bootstrap=N``): bootstrap SEs and CIs in the table."""
-    if not (options.se == "bootstrap" or options.bootstrap > 0):
+    """lavaan's se = "bootstrap" (``bootstrap=N`` draws): bootstrap SEs and CIs in the table."""
+    if options.se != "bootstrap":
         return result
     if data is None:
         raise OptionError("bootstrap standard errors need the raw data (data=), not sample_cov")

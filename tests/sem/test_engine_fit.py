@@ -141,8 +141,8 @@ def test_ml_gradient_and_information_are_consistent():
 
 
 def test_bootstrap_option_dispatches_to_bootstrap_fit():
-    fit = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, bootstrap=20, seed=7)
-    again = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, bootstrap=20, seed=7)
+    fit = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, se="bootstrap", bootstrap=20, seed=7)
+    again = fit_sem("visual =~ x1 + x2 + x3", HS_DATA, se="bootstrap", bootstrap=20, seed=7)
     plain = fit_sem("visual =~ x1 + x2 + x3", HS_DATA)
     assert fit.options["se"] == "bootstrap" and fit.bootstrap.n_boot == 20
     free = fit.params["free"] > 0
@@ -151,7 +151,10 @@ def test_bootstrap_option_dispatches_to_bootstrap_fit():
     assert np.allclose(fit.params["est"], plain.params["est"])
     with pytest.raises(OptionError, match="bootstrap standard errors need the raw data"):
         fit_sem("f =~ x1 + x2 + x3", sample_cov=HS_DATA[["x1", "x2", "x3"]].cov(), sample_nobs=301,
-                bootstrap=10)
+                se="bootstrap", bootstrap=10)
+    # lavaan: bootstrap= is only the number of draws; alone it would silently change nothing
+    with pytest.raises(OptionError, match="number of bootstrap draws.*se='bootstrap'"):
+        fit_sem("visual =~ x1 + x2 + x3", HS_DATA, bootstrap=20)
 
 
 def test_multi_group_from_moments_matches_raw_data():

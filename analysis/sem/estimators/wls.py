@@ -328,6 +328,10 @@ class WLSEstimator:
                                         self.W, self.gamma):
             R = o.corr
             sig = mom.sigma
+            if self.parameterization == "theta":
+                # the y* variances are not 1 under theta; lavaan compares R with the implied correlations
+                sd = np.sqrt(np.diag(sig))
+                sig = sig / np.outer(sd, sd)
             if np.linalg.eigvalsh(R).min() < np.sqrt(np.finfo(float).eps):
                 return None
             p = R.shape[0]

@@ -1,0 +1,97 @@
+"""Issue 15 QA fixes against lavaan 0.6.14 (fixtures by tests/fixtures/make_issue15d.R).
+
+Tolerances: estimates 1e-4 absolute, SEs 1e-3 relative, fit measures 1e-3 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.sem.fit import fit_sem
+
+FIX = Path(__file__).parents[1] / "fixtures"
+CASES = json.loads((FIX / "lavaan" / "issue15d.json").read_text())["cases"]
+ORDINAL = pd.read_csv(FIX / "data" / "issue15d_ordinal.csv")
+CONTINUOUS = pd.read_csv(FIX / "data" / "issue15d_continuous.csv")
+
+
+def case_fit(name: str, data: pd.DataFrame, **extra):
+    """Fit a case with the options lavaan was given (lavaan's names with dots become underscores)."""
+    rec = CASES[name]
+    opts = {k.replace(".", "_"): v for k, v in rec["options"].items()}
+    for k in ("ordered", "group_equal", "group_partial"):
+        if k in opts and isinstance(opts[k], str):
+            opts[k] = [opts[k]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_sem(rec["model"], data, **opts, **extra), rec
+
+
+def merged(params: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    ref = pd.DataFrame(rows)
+    ref["group"] = ref["group"].fillna(1).astype(int) if "group" in ref else 1
+    out = params.merge(ref, on=["lhs", "op", "rhs", "group"], suffixes=("", "_lav"))
+    assert len(out) == len(ref), "every lavaan row has a row in the suite's table"
+    return out
+
+
+def check_estimates(fit, rec, *, se=True, std=True):
+    m = merged(fit.params, rec["estimates"])
+    np.testing.assert_allclose(m["est"], m["est_lav"], atol=1e-4)
+    if std:
+        np.testing.assert_allclose(m["std.all"], m["std.all_lav"], atol=1e-4)
+        np.testing.assert_allclose(m["std.lv"], m["std.lv_lav"], atol=1e-4)
+    if se:
+        ok = m["se_lav"].notna() & (m["se_lav"] > 0)
+        np.testing.assert_allclose(m.loc[ok, "se"], m.loc[ok, "se_lav"], rtol=1e-3, atol=1e-6)
+
+
+def check_fit(fit, rec, keys, rtol=1e-3):
+    for k in keys:
+        assert fit.fit_indices[k] == pytest.approx(rec["fit"][k], rel=rtol, abs=1e-6), k
+
+
+ROBUST = ["cfi.robust", "tli.robust", "rni.robust", "rmsea.robust", "rmsea.ci.lower.robust",
+          "rmsea.ci.upper.robust", "rmsea.pvalue.robust", "rmsea.notclose.pvalue.robust"]
+
+
+# --------------------------------------------------------------------- 1. theta: robust indices
+@pytest.mark.parametrize("name", ["robust_theta", "robust_theta_groups", "robust_delta", "robust_delta_groups"])
+def test_robust_indices_under_theta_equal_lavaans(name):
+    data = ORDINAL if "groups" in name else ORDINAL[ORDINAL["g"] == "a"]
+    fit, rec = case_fit(name, data)
+    check_estimates(fit, rec)
+    check_fit(fit, rec, ["chisq.scaled", "cfi.scaled", *ROBUST])
+    # lavaan's robust indices do not depend on the parameterization
+    other = CASES[name.replace("theta", "delta") if "theta" in name else name.replace("delta", "theta")]
+    assert fit.fit_indices["cfi.robust"] == pytest.approx(other["fit"]["cfi.robust"], rel=1e-6)
+
+
+# --------------------------------------------------------------------- 2. se = "none" and test = "none"
+@pytest.mark.parametrize("name", ["none_delta", "none_theta", "none_cx_delta", "none_cx_theta"])
+def test_se_none_and_test_none_still_set_the_latent_response_variances(name):
+    fit, rec = case_fit(name, ORDINAL[ORDINAL["g"] == "a"])
+    check_estimates(fit, rec, se=False)    # the y* residual variances (delta) / scales (theta) and std.all
+    assert fit.params["se"].isna().all() or (fit.params["se"].fillna(0) == 0).all()
+    assert np.isnan(fit.fit_indices["chisq"])
+    rows = fit.params[(fit.params["lhs"] == "y1") & (fit.params["op"] == ("~~" if "delta" in name else "~*~"))]
+    assert rows.iloc[0]["est"] != pytest.approx(1.0)   # not left at its start value
+
+
+# --------------------------------------------------------------------- 3. test = "bootstrap" keeps se
+@pytest.mark.parametrize("name", ["bollen_stine", "bollen_stine_se_standard"])
+def test_bollen_stine_keeps_standard_ses(name):
+    fit, rec = case_fit(name, CONTINUOUS, seed=3)
+    assert rec["se_option"] == "standard" and fit.options["se"] == "standard"
+    assert fit.bootstrap is None
+    check_estimates(fit, rec)
+    check_fit(fit, rec, ["chisq", "cfi", "rmsea"])
+    # Bollen-Stine draws differ from R's; the p value is a proportion of 50 draws
+    assert 0 <= fit.fit_indices["bollen.stine.pvalue"] <= 1
+    assert fit.tests[-1].name == "chisq.bootstrap"
