@@ -19,7 +19,10 @@ and regressions of them on other variables are not reported: the model
 conditions on them. ``sepc.lv``, ``sepc.all`` and ``sepc.nox`` rescale the EPC with the model's
 implied standard deviations, as lavaan's standardized solutions do (residual
 covariances by residual standard deviations). Equality constraints are kept
-in I_22 (lavaan's constrained inverse) but are not themselves released.
+in I_22 (lavaan's constrained inverse) but are not themselves released; general
+constraints (``a == 2*b``) and the inequalities active at the estimates enter as the
+bordered inverse of I_22, as lavaan's augmented information (so an active ``c > 0.9``
+acts as an equality and can make a fixed parameter, e.g. a marker loading, testable).
 
 The computation works from the ParameterTable and the sample moments alone,
 in the RAM formulation: Sigma = F (I - A)^-1 S (I - A)^-T F'.
@@ -171,6 +174,7 @@ def modindices_from_partable(
     minimum_value: float = 0.0,
     op: Sequence[str] | str | None = None,
     patterns: Sequence[Any] | None = None,
+    constraint_jacobian: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Modification indices from a fitted ParameterTable and the sample moments.
 
@@ -178,6 +182,9 @@ def modindices_from_partable(
     fit (columns in ``ov_names`` order); the gradient is then the observed-data likelihood's
     and the information the saturated model's expected information under MAR at the implied
     moments (lavaan's ``modindices()`` default ``information = "expected"``).
+    ``constraint_jacobian``: rows of the general constraints binding at the estimates (``==`` and
+    active ``<``/``>``), columns the free parameters (``free`` - 1); the model's information is then
+    inverted under them (lavaan's augmented inverse), so an active inequality acts as an equality.
 
     Parameters
     ----------
@@ -194,7 +201,7 @@ def modindices_from_partable(
     ov_order = [str(v) for v in ov_names]
     ext, model_vn = _extended_table(body, groups, ov_order, meanstructure)
     blocks = _score_blocks(ext, groups, model_vn, ov_order, cov, mean, nobs, meanstructure, patterns)
-    mi, epc = _score_test(ext, blocks, ntotal=float(sum(nobs)))
+    mi, epc = _score_test(ext, blocks, ntotal=float(sum(nobs)), constraint_jacobian=constraint_jacobian)
     out, keep_row = _mi_table(ext, blocks.implied, mi, epc, standardized)
     return _lavaan_filters(out, keep_row, na_remove=na_remove, op=op, minimum_value=minimum_value,
                            sort=sort, n_groups=len(groups))
@@ -322,9 +329,11 @@ def _score_blocks(ext: pd.DataFrame, groups: list[int], model_vn: dict, ov_order
     return _ScoreBlocks(info_mm, info_em, diag_ee, grad, implied)
 
 
-def _score_test(ext: pd.DataFrame, blocks: _ScoreBlocks, ntotal: float) -> tuple[np.ndarray, np.ndarray]:
+def _score_test(ext: pd.DataFrame, blocks: _ScoreBlocks, ntotal: float,
+                constraint_jacobian: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """MI and EPC of every extra row: the model's free parameters partitioned out (equality
-    constraints through shared free indices or labels: one column per distinct parameter)."""
+    constraints through shared free indices or labels: one column per distinct parameter; general
+    constraints binding at the estimates through the bordered inverse of the information)."""
     k = len(ext)
     extra = np.flatnonzero(ext["_extra"].to_numpy())
     model_free = ext["_model_free"].to_numpy()
@@ -349,7 +358,16 @@ def _score_test(ext: pd.DataFrame, blocks: _ScoreBlocks, ntotal: float) -> tuple
     I22 = K.T @ blocks.info_mm @ K
     I12 = blocks.info_em @ K
     try:
-        I22_inv = np.linalg.inv(I22)
+        if constraint_jacobian is not None and len(constraint_jacobian):
+            # column c of K is the free parameter of its rows: reorder H's columns to K's
+            free_of_col = np.zeros(K.shape[1], int)
+            for r, c in row_col.items():
+                free_of_col[c] = int(model_free[r]) - 1
+            H = np.asarray(constraint_jacobian, float)[:, free_of_col]
+            n, m = I22.shape[0], H.shape[0]
+            I22_inv = np.linalg.inv(np.block([[I22, H.T], [H, np.zeros((m, m))]]))[:n, :n]
+        else:
+            I22_inv = np.linalg.inv(I22)
     except np.linalg.LinAlgError as exc:
         raise AnalysisError("could not compute modification indices; the information "
                             "matrix of the model is singular") from exc
@@ -482,7 +500,7 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
     n_free = int(pt["free"].max())
     # fixed model rows tested too (not the delta scales, the ordered items' own variances and
     # intercepts, or fixed.x moments: lavaan finds those not identified and drops them)
-    fixed_ok = ((pt["free"] == 0) & (pt["exo"] != 1) & (pt["op"] != "~*~")
+    fixed_ok = ((pt["free"] == 0) & (pt["exo"] != 1)
                 & ~((pt["op"] == "~~") & pt["lhs"].isin(ordered) & (pt["lhs"] == pt["rhs"])))
     pt["_extra"] = fixed_ok.to_numpy()
     parts = [pt]
@@ -509,8 +527,13 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
     grad, info = wls.gradient(x_ext), wls.information(x_ext)
     m_idx, e_idx = np.arange(n_free), n_free + np.arange(len(extra))
     I12 = info[np.ix_(e_idx, m_idx)]
+    H = _binding_jacobian(fit)
     try:
-        I22_inv = np.linalg.inv(info[np.ix_(m_idx, m_idx)])
+        I22 = info[np.ix_(m_idx, m_idx)]
+        if H is not None and len(H):    # active inequalities act as equalities (lavaan's augmented inverse)
+            I22_inv = np.linalg.inv(np.block([[I22, H.T], [H, np.zeros((len(H),) * 2)]]))[:n_free, :n_free]
+        else:
+            I22_inv = np.linalg.inv(I22)
     except np.linalg.LinAlgError as exc:
         raise AnalysisError("could not compute modification indices; the information "
                             "matrix of the model is singular") from exc
@@ -537,6 +560,10 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
         for col_name, nox, ov_std in (("sepc.lv", False, False), ("sepc.all", False, True),
                                       ("sepc.nox", True, True)):
             out[col_name] = _standardize_epc(out, ext_est, implied, ov_std=ov_std, nox=nox)
+    # fixed.x covariates are conditioned on: their regressions and (co)variances are not tested
+    exo = {(g, v) for gi, g in enumerate(model.groups) for v in model.exo_names[gi]}
+    out = out[[not ((g, lhs) in exo and (o == "~" or (o == "~~" and (g, rhs) in exo)))
+               for lhs, o, rhs, g in zip(out["lhs"], out["op"], out["rhs"], out["group"])]]
     if na_remove:
         out = out[out["mi"].notna()]
     if op is not None:
@@ -572,6 +599,7 @@ def modindices(fit: Any, **kwargs: Any) -> pd.DataFrame:
     if getattr(fit, "estimator", "ML") not in ("ML", "MLR", "MLM", "MLF"):
         raise AnalysisError(f"modification indices are implemented for ML-family estimators, "
                             f"not {fit.estimator}")
+    kwargs.setdefault("constraint_jacobian", _binding_jacobian(fit))
     missing = str(getattr(fit, "options", {}).get("missing", "listwise")).lower()
     if missing in ("fiml", "ml"):   # lavaan: FIML gradient, expected information under MAR
         est = getattr(fit, "estimator_object", None)
@@ -584,3 +612,13 @@ def modindices(fit: Any, **kwargs: Any) -> pd.DataFrame:
                                         est.stats.mean, **kwargs)
     return modindices_from_partable(fit.params, ss.ov_names, ss.cov, ss.nobs,
                                     getattr(ss, "mean", None), **kwargs)
+
+
+def _binding_jacobian(fit: Any) -> np.ndarray | None:
+    """The Jacobian of the general constraints binding at the estimates (lavaan's con.jac without
+    the inactive inequalities), or None without general constraints."""
+    constraints = getattr(getattr(fit, "estimator_object", None), "constraints", None)
+    if constraints is None or getattr(fit, "x", None) is None:
+        return None
+    x = np.asarray(fit.x, float)
+    return constraints.jacobian(x)[constraints.binding(x)]

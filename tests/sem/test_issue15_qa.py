@@ -24,7 +24,7 @@ CONTINUOUS = pd.read_csv(FIX / "data" / "issue15d_continuous.csv")
 def case_fit(name: str, data: pd.DataFrame, **extra):
     """Fit a case with the options lavaan was given (lavaan's names with dots become underscores)."""
     rec = CASES[name]
-    opts = {k.replace(".", "_"): v for k, v in rec["options"].items()}
+    opts = {k.replace(".", "_"): v for k, v in (rec["options"] or {}).items()}   # R writes list() as []
     for k in ("ordered", "group_equal", "group_partial"):
         if k in opts and isinstance(opts[k], str):
             opts[k] = [opts[k]]
@@ -95,3 +95,29 @@ def test_bollen_stine_keeps_standard_ses(name):
     # Bollen-Stine draws differ from R's; the p value is a proportion of 50 draws
     assert 0 <= fit.fit_indices["bollen.stine.pvalue"] <= 1
     assert fit.tests[-1].name == "chisq.bootstrap"
+
+
+# --------------------------------------------------------------------- 4. modindices under constraints
+def check_modindices(fit, rec):
+    mi = fit.modindices()
+    ref = pd.DataFrame(rec["mi"])
+    on = ["lhs", "op", "rhs"] + (["group"] if "group" in ref.columns else [])
+    assert len(mi) == len(ref), "the same candidate rows as lavaan"
+    m = mi.merge(ref, on=on, suffixes=("", "_lav"))
+    assert len(m) == len(ref)
+    np.testing.assert_allclose(m["mi"], m["mi_lav"], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(m["epc"], m["epc_lav"], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mi_inequality_active", "mi_inequality_inactive", "mi_equalities"])
+def test_modindices_treat_active_inequalities_as_equalities(name):
+    fit, rec = case_fit(name, CONTINUOUS)
+    check_estimates(fit, rec)
+    check_modindices(fit, rec)
+
+
+def test_wlsmv_modindices_under_constraints():
+    # l2 == l3 and the active a > 0.8: lavaan also tests the y2 and y3 scales (~*~) then
+    fit, rec = case_fit("mi_wlsmv_constraints", ORDINAL[ORDINAL["g"] == "a"])
+    check_estimates(fit, rec)
+    check_modindices(fit, rec)
