@@ -407,9 +407,17 @@ def _gamma_hat(x2, df, n_vars, n, n_groups) -> dict:
 
 
 def _incremental(x2, df, b2, bdf) -> dict:
-    return {"cfi": cfi(x2, df, b2, bdf), "rni": rni(x2, df, b2, bdf), "tli": tli(x2, df, b2, bdf),
-            "nnfi": tli(x2, df, b2, bdf), "rfi": rfi(x2, df, b2, bdf), "nfi": nfi(x2, df, b2, bdf),
-            "pnfi": pnfi(x2, df, b2, bdf), "ifi": ifi(x2, df, b2, bdf)}
+    """semTools' incremental indices: its rfi and nfi lack lavaan's NA when the model has more df
+    than the baseline (conditional.x: the baseline tests only the residual correlations)."""
+    out = {"cfi": cfi(x2, df, b2, bdf), "rni": rni(x2, df, b2, bdf), "tli": tli(x2, df, b2, bdf),
+           "nnfi": tli(x2, df, b2, bdf), "rfi": rfi(x2, df, b2, bdf), "nfi": nfi(x2, df, b2, bdf),
+           "pnfi": pnfi(x2, df, b2, bdf), "ifi": ifi(x2, df, b2, bdf)}
+    if df > bdf:
+        t2 = b2 / bdf if bdf > 0 else math.nan
+        t1 = t2 - x2 / df
+        out["rfi"] = 1.0 if (t1 < 0 or t2 < 0) else t1 / t2
+        out["nfi"] = (b2 - x2) / b2
+    return out
 
 
 def _pooled_residuals(fits, x_bar, continuous: bool) -> dict:
@@ -435,12 +443,22 @@ def _pooled_residuals(fits, x_bar, continuous: bool) -> dict:
     est = first.estimator_object
     if not getattr(est, "ordered_mask", np.array([False])).all():
         return {"srmr": math.nan}
-    # all items ordered: off-diagonal polychoric residuals only (semTools' getSRMR)
+    # all items ordered: off-diagonal polychoric residuals only (semTools' getSRMR); with
+    # conditional.x the residual correlations given the covariates (lavaan's res.cov)
+    conditional = hasattr(est, "residual_covariances")
+    if conditional:
+        est = copy.copy(est)
+        est.model = copy.deepcopy(first.model)    # leave the first imputation's fit as it was
+        implied_res = est.residual_covariances(x_bar)
     total = 0.0
     for g in range(n_g):
-        r_bar = np.mean([s.cov[g] for s in stats], axis=0)
+        if conditional:
+            r_bar = np.mean([f.estimator_object.ostats[g].cov for f in fits], axis=0)
+            model_r = implied_res[g]
+        else:
+            r_bar, model_r = np.mean([s.cov[g] for s in stats], axis=0), implied[g].sigma
         low = np.tril_indices(r_bar.shape[0], -1)
-        total += stats[0].nobs[g] * math.sqrt(np.mean((r_bar - implied[g].sigma)[low] ** 2))
+        total += stats[0].nobs[g] * math.sqrt(np.mean((r_bar - model_r)[low] ** 2))
     value = total / sum(stats[0].nobs)
     return dict.fromkeys(["rmr", "rmr_nomean", "srmr", "srmr_bentler", "srmr_bentler_nomean", "crmr",
                           "crmr_nomean", "srmr_mplus", "srmr_mplus_nomean"], value)

@@ -751,6 +751,13 @@ class ConditionalWLSEstimator(WLSEstimator):
                 "agfi": 1 - (nel / df) * (1 - keys["gfi"]) if df > 0 else 1.0,
                 "pgfi": (df / nel) * keys["gfi"], "wrmr": float(np.sqrt(chisq / len(self.s[0])))}
 
+    def residual_covariances(self, x) -> list[np.ndarray]:
+        """Per group the implied covariance matrix of the endogenous variables given the covariates
+        at ``x`` (lavaan's implied res.cov; the sample's is ``ostats[g].cov``)."""
+        if self.parameterization == "delta":
+            self._set_thetas(x)
+        return [self._conditional(g, mom)[1] for g, mom in enumerate(self.model.implied(x))]
+
     def residual_variances(self, x) -> list[np.ndarray]:
         """Delta parameterization: the residual variances of y* (lavaan's rule, :meth:`_set_thetas`),
         in the layout of the observed variables (other entries unused)."""
