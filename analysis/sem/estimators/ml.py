@@ -122,11 +122,18 @@ class MLEstimator(Estimator):
         return self._grad(terms, deltas)
 
     def information(self, x: np.ndarray) -> np.ndarray:
+        # a fit asks for it at the estimates several times (identification check, vcov, tests)
+        x = np.asarray(x, dtype=float)
+        last = getattr(self, "_last_information", None)
+        if last is not None and np.array_equal(last[0], x):
+            return last[1].copy()
         moms, deltas = self.model.implied_delta(x)
         terms = self._terms(moms)
         if terms is None:
             raise np.linalg.LinAlgError("implied covariance matrix is not positive definite")
-        return self._info(terms, deltas)
+        info = self._info(terms, deltas)
+        self._last_information = (x.copy(), info)
+        return info.copy()
 
     def _objective_gradient(self, x: np.ndarray):
         """(objective, gradient) by the chain rule through the RAM matrices (no delta)."""
