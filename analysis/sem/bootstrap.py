@@ -36,7 +36,7 @@ from analysis.sem.estimators import ML_ESTIMATORS
 from analysis.execution import run_replications
 
 __all__ = ["bootstrap_fit", "BootstrapResult", "bootstrap_ci", "norm_inter", "bollen_stine_transform",
-           "jackknife_acceleration", "bollen_stine_test"]
+           "jackknife_acceleration", "bollen_stine_test", "replication_warnings_record", "CI_TYPES"]
 
 CI_TYPES = ("perc", "bca.simple", "bca", "norm", "basic")
 
@@ -500,6 +500,22 @@ class BootstrapResult:
 
     def _repr_html_(self) -> str:
         return "<pre>" + self.summary().replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
+
+
+def replication_warnings_record(caught: list, n_boot: int) -> dict | None:
+    """The warnings of the replications as one record: how many, and the two most common.
+
+    A warning from every replication (thousands of lines) would bury what matters.
+    """
+    if not caught:
+        return None
+    from collections import Counter
+
+    kinds = Counter(str(w.message).splitlines()[0] for w in caught)
+    common = "; ".join(f"{text} ({k}x)" for text, k in kinds.most_common(2))
+    return {"type": "bootstrap", "category": "BootstrapWarning",
+            "message": f"{len(caught)} warning(s) in the {n_boot} bootstrap replications, "
+                       f"{len(kinds)} kind(s); most common: {common}"}
 
 
 def _check_args(n_boot, ci, level):

@@ -58,7 +58,8 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
             seed: int | None = None, fixed_x: bool = True, start=None, control: dict | None = None,
             warn: bool = True, collapse_sparse: bool = False, sampling_weights: str | None = None,
             cluster: str | None = None, strata: str | None = None, design=None,
-            parameterization: str = "delta", conditional_x: bool | None = None):
+            parameterization: str = "delta", conditional_x: bool | None = None,
+            bootstrap_options: dict | None = None):
     """Fit a CFA/SEM written in lavaan syntax; returns a :class:`~analysis.sem.results.FitResult`.
 
     ``model``: lavaan syntax, a ParameterTable (e.g. an edited ``fit.params``) or the
@@ -82,7 +83,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     names the item, category and group). ``conditional_x``: lavaan's conditional.x; None
     (lavaan's default) models ordered items given their observed covariates under
     WLSMV/ULSMV (MIMIC, DIF) and does nothing otherwise; False fits items and covariates
-    jointly (docs/engine.md).
+    jointly (docs/engine.md). ``bootstrap_options``: keyword arguments of
+    :func:`analysis.sem.bootstrap.bootstrap_fit` for ``se="bootstrap"`` (``ci``, ``level``,
+    ``scheduler``, ``workers``, ``progress``); the replications' warnings become one record.
 
     Complex samples, as lavaan's ``sampling.weights=`` and ``cluster=``:
     ``sampling_weights`` (a column; normalised to sum to N, pseudo-ML, and MLR
@@ -159,7 +162,7 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
                                compiled=compiled, estimation=estimation, vcov=vcov, test=test_, fit=fit,
                                solution=solution, records=records)
     # lavaan's se = "bootstrap" and test = "bootstrap" (Bollen-Stine) refit the resampled data
-    result = steps.add_bootstrap(result, options, data)
+    result = steps.add_bootstrap(result, options, data, bootstrap_options)
     return steps.add_bollen_stine(result, options, data)
 
 

@@ -679,18 +679,31 @@ def make_result(*, spec: ModelInput, options: FitOptions, fdata: FitData, table:
         estimator_object=est, inference=options.inference, optimization=opt, data_check=fdata.check)
 
 
-def add_bootstrap(result: FitResult, options: FitOptions, data: pd.DataFrame | None) -> FitResult:
-    """lavaan's se = "bootstrap" (``bootstrap=N`` draws): bootstrap SEs and CIs in the table."""
+def add_bootstrap(result: FitResult, options: FitOptions, data: pd.DataFrame | None,
+                  bootstrap_options: Mapping[str, Any] | None = None) -> FitResult:
+    """lavaan's se = "bootstrap" (``bootstrap=N`` draws): bootstrap SEs and CIs in the table.
+
+    ``bootstrap_options``: bootstrap_fit's ci, level, scheduler, workers, progress. The
+    replications' warnings become one record on the result (thousands of lines would bury
+    what matters), warned once when ``options.warn``.
+    """
     if options.se != "bootstrap":
         return result
     if data is None:
         raise OptionError("bootstrap standard errors need the raw data (data=), not sample_cov")
-    from analysis.sem.bootstrap import bootstrap_fit
+    from analysis.sem.bootstrap import bootstrap_fit, replication_warnings_record
 
-    boot = bootstrap_fit(result, n_boot=options.n_boot, seed=options.seed, data=data)
+    # the cases the fit used (its data check: listwise deletion applied), not the raw frame
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        boot = bootstrap_fit(result, n_boot=options.n_boot, seed=options.seed, **dict(bootstrap_options or {}))
+    note = replication_warnings_record(caught, options.n_boot)
+    if note is not None and options.warn:
+        _warnings.warn(note["message"], SEMWarning, stacklevel=3)
     return dataclasses.replace(result, params=boot.params, bootstrap=boot,
+                               warnings=(*result.warnings, *([note] if note else [])),
                                inference=dataclasses.replace(options.inference, se="bootstrap"),
-                               options={**result.options, "se": "bootstrap"})
+                               options={**result.options, "se": "bootstrap", "bootstrap": options.n_boot})
 
 
 def add_bollen_stine(result: FitResult, options: FitOptions, data: pd.DataFrame | None) -> FitResult:
