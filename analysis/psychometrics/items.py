@@ -59,17 +59,23 @@ def is_latent(instrument: Any, construct: str) -> bool:
     return True
 
 
-def instrument_model_data(data: pd.DataFrame, instrument, model: str) -> pd.DataFrame:
+def instrument_model_data(data: pd.DataFrame, instrument, model) -> pd.DataFrame:
     """The data of a model's variables as the instrument defines them.
+
+    ``model``: lavaan syntax, or the model's observed variable names when the caller has
+    parsed it already (the command line parses a model once).
 
     The model's items get missing codes as NA and reverse keys applied (left
     raw, "prefer not to say" = -9 would enter the covariances as an answer),
     and observed constructs of the model that the data lack (``REPR``, a count
     of Yes answers) are scored as the instrument says. Other columns are kept.
     """
-    from analysis.sem.partable import build_partable, observed_names
+    if isinstance(model, str):
+        from analysis.sem.partable import build_partable, observed_names
 
-    observed = list(observed_names(build_partable(model)))
+        observed = list(observed_names(build_partable(model)))
+    else:
+        observed = [str(v) for v in model]
     items = [v for v in observed if v in set(instrument.item_ids)]
     out = data.copy()
     if items:
