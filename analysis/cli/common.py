@@ -1,22 +1,25 @@
-"""What several command groups share: how a user's mistake ends a command."""
+"""What several command groups share: the one model resolver, and how a command ends.
+
+How a command ends when it cannot do its work is decided once for every command, in
+``instruments/cli/errors.py`` (exit 1 the input is wrong, 2 wrong use of the command, 3 a bug;
+one JSON error shape): a command raises ``UsageError`` (exit 2), ``InputError`` or an
+``AnalysisError`` (exit 1), and the root group prints it.
+"""
 
 from __future__ import annotations
 
-import json
-
-import typer
-
-
-def fail(message: str, as_json: bool = False, kind: str = "error") -> None:
-    """Exit 1 with ``message``: one JSON document on stdout under --json, else a line on stderr."""
-    if as_json:
-        typer.echo(json.dumps({"error": {"type": kind, "message": message}}))
-    else:
-        typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=1)
-
+from instruments.cli.errors import InputError, UsageError
 
 from analysis.errors import AnalysisError
+
+__all__ = ["InputError", "UsageError", "ModelNotFoundError", "resolve_model", "shipped_models", "one_data_source"]
+
+
+def one_data_source(data, study) -> None:
+    """A data file or --study DIR (a study store), exactly one of them (UsageError otherwise)."""
+    if bool(data) == (study is not None):
+        raise UsageError("give a data file or --study DIR (a study store), not both" if data
+                         else "no data: give a data file or --study DIR (a study store)")
 
 
 class ModelNotFoundError(AnalysisError):

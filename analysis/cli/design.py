@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from analysis.cli.common import UsageError
+
 WeightsOpt = typer.Option(None, "--weights", help="Column of sampling (or calibration) weights.")
 ClusterOpt = typer.Option(None, "--cluster", help="Column of clusters (PSUs: areas, organisations).")
 StrataOpt = typer.Option(None, "--strata", help="Column of strata (PSUs are nested within them).")
@@ -24,21 +26,6 @@ def design_options(weights: Optional[str], cluster: Optional[str], strata: Optio
 
 def _split(value: Optional[str]) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-def _run(as_json: bool, func, *args, **kwargs):
-    """Run ``func``; a user's mistake ends the command with a message (JSON under --json)."""
-    from analysis.cli.common import fail
-    from analysis.errors import AnalysisError
-
-    try:
-        return func(*args, **kwargs)
-    except typer.Exit:
-        raise
-    except AnalysisError as exc:
-        fail(str(exc), as_json, type(exc).__name__)
-    except Exception as exc:  # a bug, not the user's fault: still a sentence, not a traceback
-        fail(f"internal error (please report): {type(exc).__name__}: {exc}", as_json, "internal")
 
 
 def weights_cmd(
@@ -63,7 +50,7 @@ def weights_cmd(
     def work():
         from analysis.sem.data import read_table
         from analysis.design.calibrate import calibrate, read_targets
-        from analysis.errors import OptionError
+        from analysis.errors import DataError
 
         bounds = None
         if trim:
@@ -73,16 +60,16 @@ def weights_cmd(
             except ValueError:
                 bounds = ()
             if len(bounds) != 2:
-                raise OptionError(f"--trim takes LO,HI (multiples of the mean weight), got {trim!r}")
+                raise UsageError(f"--trim takes LO,HI (multiples of the mean weight), got {trim!r}")
         frame = read_table(data)
         res = calibrate(frame, read_targets(targets), method=method.lower(), base_weight=base_weight,
                         trim=bounds, by=by, source=str(targets))
         if "weight" in frame.columns and base_weight != "weight":
-            raise OptionError(f"{data} already has a 'weight' column; rename it (or pass it as --base-weight)")
+            raise DataError(f"{data} already has a 'weight' column; rename it (or pass it as --base-weight)")
         frame.assign(weight=res.weights).to_csv(output, index=False)
         return res
 
-    res = _run(as_json, work)
+    res = work()
     if as_json:
         from analysis.format import jsonable
         typer.echo(json.dumps(jsonable({"output": output, **res.to_dict()}), allow_nan=False))
@@ -115,16 +102,15 @@ def describe_cmd(
         from analysis.sem.data import read_table
         from analysis.design import Design
         from analysis.design.describe import describe
-        from analysis.errors import OptionError
 
         if not _split(variables) and not _split(categorical):
-            raise OptionError("name at least one column with --vars or --categorical")
+            raise UsageError("name at least one column with --vars or --categorical")
         design = Design(weights=weights, cluster=cluster, strata=strata, fpc=fpc, nest=nest,
                         lonely_psu=lonely_psu)
         return describe(read_table(data), design, variables=_split(variables),
                         categorical=_split(categorical), by=by, source=str(data))
 
-    res = _run(as_json, work)
+    res = work()
     if as_json:
         typer.echo(json.dumps(res.to_dict(), allow_nan=False))
     else:
@@ -162,23 +148,22 @@ def replicate_cmd(
         pd.concat([frame.reset_index(drop=True), reps.to_frame()], axis=1).to_csv(output, index=False)
         return reps
 
-    reps = _run(False, work)
+    reps = work()
     typer.echo(f"wrote {reps.replicates} replicate weights (Rao-Wu bootstrap, scale 1/{reps.replicates - 1}) "
                f"to {output}")
 
 
 def _designs(text: str) -> list[tuple[int, int]]:
-    from analysis.errors import OptionError
 
     out = []
     for part in _split(text):
         try:
             c, m = (int(v) for v in part.lower().split("x"))
         except ValueError:
-            raise OptionError(f"--designs takes CLUSTERSxSIZE pairs such as 10x20,20x10; got {part!r}") from None
+            raise UsageError(f"--designs takes CLUSTERSxSIZE pairs such as 10x20,20x10; got {part!r}") from None
         out.append((c, m))
     if not out:
-        raise OptionError("--designs needs at least one CLUSTERSxSIZE pair")
+        raise UsageError("--designs needs at least one CLUSTERSxSIZE pair")
     return out
 
 
@@ -216,7 +201,7 @@ def design_power_cmd(
             res.plot(plot)
         return res
 
-    res = _run(as_json, work)
+    res = work()
     if as_json:
         typer.echo(json.dumps(res.to_dict(), allow_nan=False))
     else:

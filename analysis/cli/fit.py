@@ -2,8 +2,10 @@
 
 No statistics here: read the data, resolve the model, call the library, print
 either the lavaan-style summary or (``--json``) exactly one JSON document on
-stdout. Warnings go into that document rather than stderr. A user's mistake
-exits with status 1 and a message, never a traceback.
+stdout. Warnings go into that document rather than stderr. The model is parsed
+once here and the library is called once (fit_sem, or fit_imputed for --pool; its
+se="bootstrap" for --bootstrap). Mistakes raise; how the command then ends (exit 1
+or 2, the one JSON error shape) is instruments/cli/errors.py's.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from typing import Any, Optional
 
 import typer
 
-from analysis.cli.common import fail as _fail
+from analysis.cli.common import UsageError, one_data_source
 from analysis.cli.common import resolve_model, shipped_models  # noqa: F401  (one model resolver for every command)
 from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
-from analysis.sem.estimators import ESTIMATOR_NAMES as ESTIMATORS
 
 from analysis.format import jsonable
 
@@ -55,18 +56,19 @@ CollapseOpt = typer.Option(False, "--collapse-sparse",
                                 "with its neighbour instead of stopping.")
 
 
-class CliError(Exception):
-    """A problem to report to the user (exit status 1)."""
-
-
 @dataclass
 class _Run:
-    """What one fit produced, for printing."""
+    """What one fit produced, for printing: the fit and the warnings of reading the data and of
+    fitting that the fit does not record itself (the fit's own are on ``fit.warnings``)."""
 
     name: str
     fit: Any
     warnings: list[Any] = field(default_factory=list)
-    missing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self):
+        """The BootstrapResult of a fit with bootstrap SEs (fit_sem's se="bootstrap"), else None."""
+        return getattr(self.fit, "bootstrap", None)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -75,24 +77,45 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _warning_record(w: warnings.WarningMessage | str) -> dict[str, Any]:
-    if isinstance(w, str):
-        return {"type": "data", "message": w}
-    kind = getattr(w.category, "kind", "warning")
-    return {"type": kind, "category": w.category.__name__, "message": str(w.message)}
+def _warning_records(caught: list[warnings.WarningMessage]) -> list[dict[str, Any]]:
+    """Caught warnings as records, each message once (the same warning of every imputation once)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for w in caught:
+        rec = {"type": getattr(w.category, "kind", "warning"), "category": w.category.__name__,
+               "message": str(w.message)}
+        out.setdefault((rec["category"], rec["message"]), rec)
+    return list(out.values())
 
 
-def _warning_text(w: Any) -> str:
-    return w if isinstance(w, str) else str(w.get("message", w))
+def _check_estimator(value: str | None) -> str | None:
+    from analysis.sem.estimators.registry import ESTIMATORS
+
+    if value is not None and value.upper() not in ESTIMATORS:
+        raise UsageError(f"--estimator must be one of {', '.join(ESTIMATORS)}; got {value!r}")
+    return None if value is None else value.upper()
 
 
-def _read_model(syntax: str):
-    """The model read once (analysis.sem.steps.ModelInput): its observed variables are checked
-    here, and fit_sem fits it without parsing the text again."""
+def _check_missing(value: str) -> str:
+    missing = {"ml": "fiml"}.get(value.lower(), value.lower())
+    if missing not in MISSING:
+        raise UsageError(f"--missing must be listwise, fiml or pairwise; got {value!r}")
+    return missing
+
+
+def parse_cli_model(spec: str, instrument=None) -> tuple[str, Any]:
+    """(name, model) of a --model: resolved, then read once (analysis.sem.steps.ModelInput: its
+    observed variables are checked here and fit_sem fits it without parsing the text again).
+    A syntax error names the model file (or the shipped model, or --model for inline syntax)."""
+    from analysis.errors import ModelSyntaxError
     from analysis.sem.steps import read_model
     from analysis.sem.syntax import parse_model
 
-    return read_model(parse_model(syntax), syntax)
+    name, syntax = resolve_model(spec, instrument)
+    try:
+        return name, read_model(parse_model(syntax), syntax)
+    except ModelSyntaxError as exc:
+        where = spec if Path(spec).is_file() else "--model" if name == "model" else f"{name}.lav"
+        raise ModelSyntaxError(f"{where}: {exc}") from None
 
 
 def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missing: str = "listwise",
@@ -102,104 +125,64 @@ def run_fit(data_path: Path, model: str, *, estimator: str | None = None, missin
             design: dict | None = None,
             pool: list[Path] | None = None, scale_w: bool = False, study: Path | None = None,
             se: str | None = None, test: str | None = None, parameterization: str | None = None,
-            conditional_x: bool | None = None) -> _Run:
-    """Read, check and fit one model; every user-facing failure raises CliError or AnalysisError.
+            bootstrap: int = 0, ci: str = "perc", seed: int | None = None,
+            scheduler: str | None = None, conditional_x: bool | None = None) -> _Run:
+    """Read the data, resolve and parse the model once, and call the library once (fit_sem, or
+    fit_imputed with ``pool``: several imputed datasets, the first is ``data_path``).
 
-    ``pool``: several imputed datasets (the first is ``data_path``), fitted and pooled
-    (analysis.sem.pool: Rubin's rules, D3/D2 test); ``scale_w`` as semTools' scale.W.
-
-    Every warning raised on the way (reading, checking, fitting) is collected on the
-    run, never printed to stderr.
+    The fit checks the data and records its own warnings (``fit.warnings``); the warnings of
+    reading the data and those the fit only emits are collected on the run, never printed to
+    stderr. ``bootstrap``: fit_sem's se="bootstrap" with ``ci``, ``seed`` and ``scheduler``.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        name, fit, check = _read_check_fit(data_path, model, estimator, missing, ordered, group,
-                                           group_equal, std_lv, df, collapse_sparse, instrument, design=design,
-                                           pool=pool, scale_w=scale_w, study=study,
-                                           inference={"se": se, "test": test,
-                                                      "parameterization": parameterization,
-                                                      "conditional_x": conditional_x})
-    # each message once: those already on the result stay there
-    seen = {_warning_text(w) for w in fit.warnings}
-    recorded = []
-    for w in [*check.warnings, *caught]:
-        rec = _warning_record(w)
-        if rec["message"] not in seen:
-            seen.add(rec["message"])
-            recorded.append(rec)
-    return _Run(name=name, fit=fit, warnings=recorded, missing=check.missing)
+        name, fit = _read_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv, df,
+                              collapse_sparse, instrument, design=design, pool=pool, scale_w=scale_w,
+                              study=study, inference={"se": se, "test": test, "parameterization": parameterization,
+                                                      "conditional_x": conditional_x},
+                              bootstrap=bootstrap, ci=ci, seed=seed, scheduler=scheduler)
+    return _Run(name=name, fit=fit, warnings=_warning_records(caught))
 
 
 def cli_instrument(instrument: str | None):
-    """The --instrument (a YAML file or a shipped name), or None; CliError naming it when it cannot be used."""
+    """The --instrument (a YAML file or a shipped name), or None; its InstrumentError lists every problem."""
     if instrument is None:
         return None
-    from instruments import InstrumentError, load_instrument
+    from instruments import load_instrument
 
-    try:
-        return load_instrument(instrument)
-    except InstrumentError as exc:
-        raise CliError(f"--instrument {instrument}: {exc}") from None
+    return load_instrument(instrument)
 
 
-def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
-                    df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False, study=None,
-                    inference=None):
-    from analysis.sem.data import check_model_data, read_survey
+def _read_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
+              df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False, study=None,
+              inference=None, bootstrap=0, ci="perc", seed=None, scheduler=None):
+    from analysis.errors import DataError, ModelSpecificationError
+    from analysis.sem.data import read_survey
 
-    # lavaan's default: ML, or WLSMV when items are ordered
-    estimator = (estimator or ("WLSMV" if ordered else "ML")).upper()
-    if estimator not in ESTIMATORS:
-        raise CliError(f"--estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
-    missing = missing.lower()
-    if missing in ("ml", "fiml"):
-        missing = "fiml"
-    if missing not in MISSING:
-        raise CliError(f"--missing must be listwise, fiml or pairwise; got {missing!r}")
-    # one reader for every command: platform exports and the study store too (analysis.sem.data.read_survey)
+    estimator, missing = _check_estimator(estimator), _check_missing(missing)
     inst = cli_instrument(instrument)
-    name, syntax = resolve_model(model, inst)  # `measurement` is the CFA of this instrument
+    name, spec = parse_cli_model(model, inst)  # `measurement` is the CFA of this instrument
+    variables = list(spec.ov_names)
+    ordered_opt: list[str] | bool = []
+    if ordered:
+        ordered_opt = True if ordered.strip().lower() == "all" else _split(ordered)
+        unknown = [] if ordered_opt is True else [v for v in ordered_opt if v not in variables]
+        if unknown:
+            raise UsageError(f"--ordered names variables that are not in the model: {', '.join(unknown)}")
+    # one reader for every command: platform exports and the study store too (analysis.sem.data.read_survey)
     if df is None:
         df = read_survey(data_path, inst, study=study)
-    imputed = [read_survey(p, inst) for p in (pool or [])[1:]]
+    frames = [df, *(read_survey(p, inst) for p in (pool or [])[1:])]
     if inst is not None:
         from analysis.psychometrics.items import instrument_model_data
 
-        df = instrument_model_data(df, inst, syntax)
-        imputed = [instrument_model_data(d, inst, syntax) for d in imputed]
-    from analysis.errors import ModelSyntaxError
-
-    try:
-        spec = _read_model(syntax)
-    except ModelSyntaxError as exc:
-        where = model if not (MODELS_DIR / f"{model}.lav").exists() else f"{name}.lav"
-        raise CliError(f"{where}: {exc}") from exc
-    variables = list(spec.ov_names)
-    ordered_list: list[str] | bool = []
-    if ordered:
-        ordered_list = list(variables) if ordered.strip().lower() == "all" else _split(ordered)
-        unknown = [v for v in ordered_list if v not in variables]
-        if unknown:
-            raise CliError(f"--ordered names variables that are not in the model: "
-                           f"{', '.join(unknown)}")
-    from analysis.errors import DataError
-
-    try:
-        check = check_model_data(df, variables, group=group, source=str(study or data_path),
-                                 missing="fiml" if missing == "pairwise" else missing)
-    except DataError as exc:
-        if instrument is None and "not found in the data" in str(exc):
-            raise DataError(f"{exc} Survey data? --instrument crs scores observed constructs such as REPR "
-                            "and recodes missing codes and reverse-keyed items first.") from None
-        raise
-    from analysis.sem.fit import fit_sem
-
-    options: dict[str, Any] = {"estimator": estimator, "missing": missing}
+        frames = [instrument_model_data(d, inst, variables) for d in frames]
+    options: dict[str, Any] = {"estimator": estimator, "missing": missing, "seed": seed}
     options.update(design or {})    # sampling_weights / cluster / strata (analysis.design)
     # --se / --test: lavaan's names, checked (and refused with lavaan's reasons) by fit_sem
     options.update({k: v for k, v in (inference or {}).items() if v is not None})
-    if ordered_list:
-        options["ordered"] = ordered_list
+    if ordered_opt:
+        options["ordered"] = ordered_opt
     if group:
         options["group"] = group
     if _split(group_equal):
@@ -208,41 +191,32 @@ def _read_check_fit(data_path, model, estimator, missing, ordered, group, group_
         options["std_lv"] = True
     if collapse_sparse:
         options["collapse_sparse"] = True
-    if pool:
-        from analysis.sem.fit import fit_imputed
+    if bootstrap:
+        options.update(se="bootstrap", bootstrap=bootstrap, bootstrap_options={"ci": ci, "scheduler": scheduler})
+    source = str(study or data_path)
+    try:
+        if pool:
+            from analysis.sem.fit import fit_imputed
 
-        for path, frame in zip(pool[1:], imputed):
-            check_model_data(frame, variables, group=group, source=str(path))
-        return name, fit_imputed(spec, [df, *imputed], scale_w=scale_w, sources=[str(p) for p in pool],
-                                 **options), check
-    fit = fit_sem(spec, df, **options)  # the raw data: the fit reports what it dropped
-    return name, fit, check
+            return name, fit_imputed(spec, frames, scale_w=scale_w, sources=[str(p) for p in pool],
+                                     warn=False, **options)
+        from analysis.sem.fit import fit_sem
+
+        return name, fit_sem(spec, frames[0], warn=False, **options)  # the raw data: the fit reports drops
+    except (DataError, ModelSpecificationError) as exc:  # the fit's data check: say which file or store
+        absent = "not found in the data" in str(exc)
+        if pool or not (absent or isinstance(exc, DataError)):
+            raise
+        hint = " Survey data? --instrument crs scores observed constructs such as REPR and recodes missing " \
+               "codes and reverse-keyed items first." if absent and inst is None else ""
+        raise type(exc)(f"{source}: {exc}{hint}") from None
 
 
 def _fit_document(run: _Run) -> dict[str, Any]:
     doc = run.fit.to_dict()
     doc["warnings"] = jsonable(run.warnings) + doc.get("warnings", [])
-    doc["missing"] = jsonable({**doc.get("missing", {}), **run.missing})
     doc["model"]["name"] = run.name
     return doc
-
-
-def _guard(as_json: bool, func, *args, **kwargs):
-    """Run func, turning user mistakes into exit status 1 with a message."""
-    from analysis.errors import AnalysisError
-
-    try:
-        return func(*args, **kwargs)
-    except typer.Exit:
-        raise
-    except CliError as exc:
-        _fail(str(exc), as_json, "usage")
-    except AnalysisError as exc:
-        _fail(str(exc), as_json, type(exc).__name__)
-    except ImportError as exc:
-        _fail(f"the SEM engine is not available ({exc})", as_json, "internal")
-    except Exception as exc:  # a bug, not the user's fault: still no traceback
-        _fail(f"internal error (please report): {type(exc).__name__}: {exc}", as_json, "internal")
 
 
 def _print_warnings(records: list[dict[str, Any]]) -> None:
@@ -323,26 +297,25 @@ def fit(
         resilience fit survey.csv -m mimic --ordered all --no-conditional-x   (lavaan's conditional.x = FALSE)
     """
     data = list(data or [])
-    if bool(data) == (study is not None):
-        _fail("give one data file or --study DIR (a study store), not both" if data
-              else "no data: give a data file or --study DIR (a study store)", as_json, "usage")
+    one_data_source(data, study)
     if len(data) > 1 and not pool:
-        _fail(f"{len(data)} data files given: add --pool to fit and pool them as imputed datasets",
-              as_json, "usage")
-    if pool and (len(data) < 2 or bootstrap):
-        _fail("--pool needs at least 2 imputed data files" if len(data) < 2
-              else "--pool cannot be combined with --bootstrap (bootstrap SEs are not pooled)", as_json, "usage")
-    run = _guard(as_json, run_fit, data[0] if data else None, model, estimator=estimator, missing=missing,
-                 ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
-                 collapse_sparse=collapse_sparse, instrument=instrument,
-                 design=design_options(weights, cluster, strata),
-                 pool=list(data) if pool else None, scale_w=scale_w, study=study, se=se, test=test,
-                 parameterization=parameterization, conditional_x=conditional_x)
-    boot = None
-    if bootstrap:  # analysis.sem.bootstrap (see analysis/cli/simulation.py)
-        from analysis.cli.simulation import apply_bootstrap
+        raise UsageError(f"{len(data)} data files given: add --pool to fit and pool them as imputed datasets")
+    if bootstrap:
+        from analysis.sem.bootstrap import CI_TYPES
 
-        run, boot = _guard(as_json, apply_bootstrap, run, bootstrap, ci, seed, scheduler)
+        if ci not in CI_TYPES:   # before the fit, not after it
+            raise UsageError(f"--ci must be one of {', '.join(CI_TYPES)}; got {ci!r}")
+    if pool and (len(data) < 2 or bootstrap):
+        raise UsageError("--pool needs at least 2 imputed data files" if len(data) < 2
+                         else "--pool cannot be combined with --bootstrap (bootstrap SEs are not pooled)")
+    run = run_fit(data[0] if data else None, model, estimator=estimator, missing=missing,
+                  ordered=ordered, group=group, group_equal=group_equal, std_lv=std_lv,
+                  collapse_sparse=collapse_sparse, instrument=instrument,
+                  design=design_options(weights, cluster, strata),
+                  pool=list(data) if pool else None, scale_w=scale_w, study=study, se=se, test=test,
+                  parameterization=parameterization, bootstrap=bootstrap, ci=ci, seed=seed, scheduler=scheduler,
+                  conditional_x=conditional_x)
+    boot = run.bootstrap
     mi = _top_modindices(run, modindices) if modindices else None
     if as_json:
         doc = _fit_document(run)
@@ -354,10 +327,9 @@ def fit(
             doc["bootstrap"] = boot.to_dict()["bootstrap"]
         if mi is not None:
             doc["modindices"] = jsonable(mi)
-        text = _guard(True, lambda: json.dumps(doc, allow_nan=False))
-        typer.echo(text)
+        typer.echo(json.dumps(doc, allow_nan=False))
         return
-    _print_warnings([w for w in run.warnings if w not in run.fit.warnings])
+    _print_warnings(run.warnings)
     typer.echo(run.fit.summary(ci=boot is not None))
     if boot is not None:
         typer.echo("\n" + boot.summary().splitlines()[0])
@@ -413,26 +385,22 @@ def compare_cmd(
     from analysis.sem.data import read_survey
 
     if len(model) < 2:
-        _fail("compare needs at least two --model options", as_json, "usage")
-    if (data is None) == (study is None):
-        _fail("give a data file or --study DIR (a study store), not both" if data
-              else "no data: give a data file or --study DIR (a study store)", as_json, "usage")
+        raise UsageError("compare needs at least two --model options")
+    one_data_source(data, study)
     with warnings.catch_warnings(record=True) as read_caught:
         warnings.simplefilter("always")
-        df = _guard(as_json, lambda: read_survey(data, cli_instrument(instrument), study=study))
-    read_warnings = [_warning_record(w) for w in read_caught]
-    runs: list[_Run] = []
-    for spec in model:
-        runs.append(_guard(as_json, run_fit, data, spec, estimator=estimator, missing=missing,
-                           ordered=ordered, group=group, group_equal=group_equal,
-                           std_lv=std_lv, df=df, collapse_sparse=collapse_sparse,
-                           instrument=instrument, design=design_options(weights, cluster, strata)))
+        df = read_survey(data, cli_instrument(instrument), study=study)
+    read_warnings = _warning_records(read_caught)
+    runs = [run_fit(data, spec, estimator=estimator, missing=missing, ordered=ordered, group=group,
+                    group_equal=group_equal, std_lv=std_lv, df=df, collapse_sparse=collapse_sparse,
+                    instrument=instrument, design=design_options(weights, cluster, strata), study=study)
+            for spec in model]
     names = [r.name for r in runs]
     if len(set(names)) < len(names):
         names = [f"{r.name}_{i + 1}" for i, r in enumerate(runs)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = _guard(as_json, compare, dict(zip(names, (r.fit for r in runs))), warn=False)
+        result = compare(dict(zip(names, (r.fit for r in runs))), warn=False)
     if as_json:
         doc = {
             "comparison": result.to_dict(),
@@ -444,9 +412,9 @@ def compare_cmd(
         return
     _print_warnings(read_warnings)
     for n, r in zip(names, runs):
-        if r.warnings:
+        if r.warnings or r.fit.warnings:
             typer.echo(f"[{n}]")
-            _print_warnings(r.warnings)
+            _print_warnings([*r.warnings, *r.fit.warnings])
     typer.echo(result.summary())
 
 

@@ -13,7 +13,6 @@ from typing import Optional
 
 import typer
 
-from analysis.cli.common import fail
 from analysis.format import jsonable
 
 
@@ -45,40 +44,25 @@ def impute_cmd(
 
         resilience fit imputed/survey_imp*.csv --model measurement --instrument crs --ordered all --pool
     """
-    from analysis.errors import AnalysisError
     from analysis.psychometrics.impute import impute
+    from analysis.sem.data import read_survey
 
-    try:
-        from instruments import InstrumentError, load_instrument
-    except ImportError as exc:  # pragma: no cover
-        fail(f"the instruments package is not available ({exc})", as_json, "internal")
-    try:
-        inst = None
-        if instrument is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                inst = load_instrument(instrument)
-        if not data.exists():
-            fail(f"data file '{data}' not found", as_json, "usage")
-        from analysis.sem.data import read_survey
+    inst = None
+    if instrument is not None:
+        from instruments import load_instrument
 
-        frame = read_survey(data, inst)
-        item_list = [s.strip() for s in items.split(",") if s.strip()] if items else None
-        if ordered is not None and ordered.strip().lower() == "all":
-            ordered_list = True
-        else:
-            ordered_list = [s.strip() for s in ordered.split(",") if s.strip()] if ordered else None
-        result = impute(frame, instrument=inst, items=item_list, ordered=ordered_list, group=group, m=m,
-                        seed=seed, n_iter=iterations, ordinal=ordinal)
-        paths = result.write(out, stem=data.stem)
-    except typer.Exit:
-        raise
-    except (AnalysisError, InstrumentError) as exc:
-        fail(str(exc), as_json, type(exc).__name__)
-    except OSError as exc:
-        fail(f"cannot write to {out}: {exc}", as_json, "usage")
-    except Exception as exc:  # a bug, not the user's fault: still no traceback
-        fail(f"internal error (please report): {type(exc).__name__}: {exc}", as_json, "internal")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inst = load_instrument(instrument)
+    frame = read_survey(data, inst)
+    item_list = [s.strip() for s in items.split(",") if s.strip()] if items else None
+    if ordered is not None and ordered.strip().lower() == "all":
+        ordered_list = True
+    else:
+        ordered_list = [s.strip() for s in ordered.split(",") if s.strip()] if ordered else None
+    result = impute(frame, instrument=inst, items=item_list, ordered=ordered_list, group=group, m=m,
+                    seed=seed, n_iter=iterations, ordinal=ordinal)
+    paths = result.write(out, stem=data.stem)   # a folder that cannot be written: OSError, exit 1
     if as_json:
         typer.echo(json.dumps(jsonable({**result.to_dict(), "files": [str(p) for p in paths]}), allow_nan=False))
         return

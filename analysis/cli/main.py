@@ -5,6 +5,10 @@ it needs only the questionnaire layer, ``instruments/cli/``, and is registered
 below. The CLI never computes statistics itself: it parses options,
 calls the library, and prints either people-friendly rich output or, with
 ``--json``, exactly one JSON document on stdout.
+
+How a command ends when it cannot do its work (exit 1 the input is wrong, 2 wrong use of
+the command, 3 a bug; one JSON error shape) is decided in one place for every command:
+``instruments/cli/errors.py``, applied by the root group below. Commands only raise.
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ import importlib
 
 import typer
 import typer.core
+
+from instruments.cli.errors import CommandGroup, register_input_errors
+
+# the analysis layer's "your input is wrong" exceptions (exit 1); anything else unexpected is a bug (exit 3)
+register_input_errors("analysis.errors:AnalysisError", "analysis.execution:ExecutionError",
+                      "analysis.study.render:RenderError", "analysis.study.records:StepFailure")
 
 
 def _flags_take_no_value() -> None:
@@ -42,6 +52,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CommandGroup,
 )
 
 # (module, how it attaches). A module exposes either `app` (a sub-command group,

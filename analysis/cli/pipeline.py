@@ -1,8 +1,9 @@
 """`resilience init | run | report | demo`: the study pipeline on the command line.
 
 Thin: the library (analysis.study: pipeline, report, demo) does the work; these
-commands parse options, show progress and a summary table, and exit 1 with
-the problems (file, line, field) when the study cannot run at all.
+commands parse options, show progress and a summary table; a study that cannot
+run at all raises StudyError with every problem (file, line, field), which ends
+the command with exit 1 in the one error shape (instruments/cli/errors.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+from analysis.cli.common import UsageError
+
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document and nothing else.")
 TrustTemplateOpt = typer.Option(False, "--trust-template",
                                 help="Run report.template although it is not a shipped template (it is Python).")
@@ -22,16 +25,6 @@ def _console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def _fail(messages: list[str], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"ok": False, "errors": messages}, indent=1))
-    else:
-        con = _console()
-        for m in messages:
-            con.print(f"[red]error[/red] {m}", markup=True, highlight=False)
-    raise typer.Exit(1)
 
 
 def _summary_table(run) -> None:
@@ -57,14 +50,10 @@ def _summary_table(run) -> None:
 
 def _run(study_path: Path, as_json: bool, report: bool = True, trust_template: bool = False):
     from analysis.study.pipeline import run_study
-    from analysis.study.spec import StudyError
 
-    try:
-        run = run_study(study_path, progress=not as_json, report=report, command=["resilience"] + sys.argv[1:],
-                        trust_template=trust_template)
-    except StudyError as exc:
-        _fail([str(i) for i in exc.issues], as_json)
-    return run
+    # a study file that cannot be used raises StudyError with every problem (line, field): exit 1
+    return run_study(study_path, progress=not as_json, report=report, command=["resilience"] + sys.argv[1:],
+                     trust_template=trust_template)
 
 
 def register(app: typer.Typer) -> None:
@@ -75,12 +64,9 @@ def register(app: typer.Typer) -> None:
                                             help="Shipped instrument name or path of your instrument YAML."),
              force: bool = typer.Option(False, "--force", help="Overwrite an existing study.yaml.")) -> None:
         """Scaffold a study: a commented study.yaml, data/raw, models, results, reports."""
-        from analysis.study.spec import StudyError, init_study
+        from analysis.study.spec import init_study
 
-        try:
-            path = init_study(directory, title=title, overwrite=force, instrument=instrument)
-        except StudyError as exc:
-            _fail([str(i) for i in exc.issues], False)
+        path = init_study(directory, title=title, overwrite=force, instrument=instrument)
         typer.echo(f"created {path}")
         typer.echo(f"next: copy your data into {path.parent / 'data' / 'raw'}, edit {path.name}, then "
                    f"`resilience run {path}`")
@@ -108,26 +94,19 @@ def register(app: typer.Typer) -> None:
                    trust_template: bool = TrustTemplateOpt,
                    as_json: bool = JsonOpt) -> None:
         """Render the report from a results bundle (no refitting)."""
-        from analysis.study.records import StepFailure
         from analysis.study.report import render_study_report
-        from analysis.study.render import RenderError
-        from analysis.study.spec import StudyError, load_study
+        from analysis.study.spec import load_study
 
         formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None
         out_dir, template = None, None
         results_dir = target
         if target.is_file() or (target / "study.yaml").is_file():
-            try:
-                st = load_study(target)
-            except StudyError as exc:
-                _fail([str(i) for i in exc.issues], as_json)
+            st = load_study(target)
             results_dir, out_dir = st.results_dir, st.reports_dir
             template = st.resolve(st.report.template) if st.report.template else None
-        try:
-            info = render_study_report(results_dir, out_dir, formats=formats, template=template, force=force,
-                                       trust_template=trust_template)
-        except (StepFailure, RenderError) as exc:
-            _fail([str(exc)], as_json)
+        # StepFailure / RenderError (the bundle or the renderer): exit 1, by instruments/cli/errors.py
+        info = render_study_report(results_dir, out_dir, formats=formats, template=template, force=force,
+                                   trust_template=trust_template)
         if as_json:
             typer.echo(json.dumps(info, indent=1, default=str))
             raise typer.Exit(1 if info.get("skipped") else 0)
@@ -153,9 +132,9 @@ def register(app: typer.Typer) -> None:
         from analysis.study.demo import create_demo_study
 
         if n < 50:
-            _fail([f"The '--n' option must be an int >= 50. Got {n} instead."], as_json)
+            raise UsageError(f"The '--n' option must be an int >= 50. Got {n} instead.")
         if missing not in ("listwise", "fiml"):
-            _fail([f"The '--missing' option must be listwise or fiml. Got {missing!r} instead."], as_json)
+            raise UsageError(f"The '--missing' option must be listwise or fiml. Got {missing!r} instead.")
         if not as_json:
             _console().print(f"simulating {n} respondents (seed {seed}) into {out} ...")
         path = create_demo_study(out, n=n, seed=seed, replications=replications, missing=missing, design=design)

@@ -2,9 +2,9 @@
 
 A thin layer over :mod:`analysis.psychometrics.reliability`, :mod:`analysis.psychometrics.invariance` and
 :mod:`analysis.psychometrics.efa`: parse options, call the library, print. With ``--json``
-exactly one JSON document goes to stdout. A user's mistake (missing file,
-unknown column, too small a group) prints one line naming it and exits 2;
-nothing ends in a traceback.
+exactly one JSON document goes to stdout. Mistakes raise; how the command then
+ends (exit 1 the input is wrong, 2 a wrong option; one JSON error shape) is
+instruments/cli/errors.py's.
 """
 
 from __future__ import annotations
@@ -18,47 +18,17 @@ from typing import Iterator, Optional
 
 import typer
 
+from analysis.cli.common import UsageError, one_data_source
 from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
 from analysis.format import jsonable
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Errors of the input become one line on stderr, exit 1 (as fit and compare)."""
-    from analysis.errors import AnalysisError
-
-    try:
-        from instruments import InstrumentError
-    except ImportError:  # pragma: no cover
-        InstrumentError = ()  # type: ignore[assignment]
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except InstrumentError as err:  # type: ignore[misc]
-        typer.echo(str(err), err=True)
-        raise typer.Exit(1)
-    except (AnalysisError, FileNotFoundError, KeyError, ValueError) as err:
-        _fail(str(err).strip("'\""))
-    except Exception as err:  # a bug, not the user's mistake: say so, no traceback
-        _fail(f"internal error ({type(err).__name__}: {err}); please report it with the command you ran")
-
-
 def _read_data(path: str | None, inst=None, study: Path | None = None):
     """The same reader as every command (analysis.sem.data.read_survey): with the instrument, the
     platform exports `resilience import` reads; with --study, the study store's answers."""
-    if (path is None) == (study is None):
-        _fail("give a data file or --study DIR (a study store), not both" if path
-              else "no data: give a data file or --study DIR (a study store)")
-    if path is not None and not Path(path).exists():
-        _fail(f"data file '{path}' not found")
+    one_data_source(path, study)
     from analysis.sem.data import read_survey
 
     return read_survey(path, inst, study=study)
@@ -92,7 +62,8 @@ def _construct_list(inst, spec: str | None) -> list[str] | None:
     known = [c.id for c in inst.latent_constructs]
     unknown = [c for c in wanted if c not in known]
     if unknown or not wanted:
-        _fail(f"unknown construct(s) {', '.join(unknown) or '(none given)'}; {inst.id} has {', '.join(known)}")
+        raise UsageError(f"--constructs: unknown construct(s) {', '.join(unknown) or '(none given)'}; "
+                         f"{inst.id} has {', '.join(known)}")
     return wanted
 
 
@@ -140,14 +111,13 @@ def reliability(
     """
     from analysis.psychometrics.reliability import reliability_report
 
-    with _user_errors():
-        inst = _load_instrument(instrument)
-        df = _read_data(data, inst, study)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = reliability_report(df, inst, ordinal=ordinal, constructs=_construct_list(inst, constructs))
-            df = _with_design_columns(df, data, weights, cluster, strata)
-            weighted = _design_reliability(df, inst, _construct_list(inst, constructs), weights, cluster, strata)
+    inst = _load_instrument(instrument)
+    df = _read_data(data, inst, study)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = reliability_report(df, inst, ordinal=ordinal, constructs=_construct_list(inst, constructs))
+        df = _with_design_columns(df, data, weights, cluster, strata)
+        weighted = _design_reliability(df, inst, _construct_list(inst, constructs), weights, cluster, strata)
     if as_json:
         doc = res.to_dict()
         if weighted is not None:
@@ -250,7 +220,7 @@ def invariance(
 
     search = comparison = None
     why_not = ""
-    with _user_errors(), _status(enabled=True) as status:
+    with _status(enabled=True) as status:
         inst = _load_instrument(instrument) if instrument is not None else None
         syntax = _read_model(model, inst)
         df = _read_data(data, inst, study)
@@ -364,19 +334,17 @@ def efa(
     """
     from analysis.psychometrics.efa import efa_report
 
-    with _user_errors():
-        inst = _load_instrument(instrument)
-        df = _read_data(data, inst, study)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            wanted = _construct_list(inst, constructs)
-            items = None if wanted is None else [i.id for c in wanted for i in inst.items_of(c) if i.role == "item"]
-            res = efa_report(df, inst, items=items, n_factors=n_factors, rotation=rotation, seed=seed, missing=missing)
+    inst = _load_instrument(instrument)
+    df = _read_data(data, inst, study)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wanted = _construct_list(inst, constructs)
+        items = None if wanted is None else [i.id for c in wanted for i in inst.items_of(c) if i.role == "item"]
+        res = efa_report(df, inst, items=items, n_factors=n_factors, rotation=rotation, seed=seed, missing=missing)
     if plot is not None:
-        with _user_errors():
-            from analysis.psychometrics.efa import scree_plot
+        from analysis.psychometrics.efa import scree_plot
 
-            scree_plot(res, plot)
+        scree_plot(res, plot)
     if as_json:
         doc = res.to_dict()
         doc["warnings"] = sorted(set(_collect_warnings(caught)))
@@ -411,15 +379,16 @@ def icc_cmd(
     """
     from analysis.sem.twolevel import icc_report
 
-    with _user_errors():
-        inst = _load_instrument(instrument)
-        df = _read_data(data, inst, study)
-        if cluster not in df.columns:
-            _fail(f"cluster column '{cluster}' not found in the data")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = icc_report(df, inst, cluster=cluster, constructs=_construct_list(inst, constructs)
-                               if constructs else None)
+    inst = _load_instrument(instrument)
+    df = _read_data(data, inst, study)
+    if cluster not in df.columns:
+        from analysis.errors import DataError
+
+        raise DataError(f"{data or study}: cluster column '{cluster}' not found in the data")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = icc_report(df, inst, cluster=cluster, constructs=_construct_list(inst, constructs)
+                           if constructs else None)
     if as_json:
         _emit_json({"cluster": cluster, "icc": table.to_dict(orient="records"),
                     "warnings": _collect_warnings(caught)})

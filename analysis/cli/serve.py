@@ -19,6 +19,8 @@ from typing import Optional
 
 import typer
 
+from analysis.cli.common import InputError, UsageError
+
 
 def Console(**kwargs):  # noqa: N802 - rich's Console, imported only when a command prints with it
     import rich.console
@@ -28,15 +30,10 @@ def Console(**kwargs):  # noqa: N802 - rich's Console, imported only when a comm
 __all__ = ["register", "serve_command", "serve_export_command", "withdraw_command"]
 
 
-def _err(message: str, code: int = 1):
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
 def _instrument(path: str):
-    from instruments.cli.instrument import load_or_exit
+    from instruments.cli.instrument import load_cli_instrument
 
-    return load_or_exit(path)
+    return load_cli_instrument(path)
 
 
 def _storage(study: Optional[Path], database_url: Optional[str]):
@@ -69,37 +66,38 @@ def serve_command(
     """Serve INSTRUMENT as a web survey (consent first, one section per page, every language)."""
     inst = _instrument(instrument)
     if public_url is not None and not re.fullmatch(r"https?://[^/\s?#]+/?", public_url):
-        _err(f"--public-url {public_url!r}: give scheme and host only, e.g. https://survey.example.org", 2)
+        raise UsageError(f"--public-url {public_url!r}: give scheme and host only, "
+                         "e.g. https://survey.example.org")
     if tokens is not None and not tokens.is_file():
-        _err(f"{tokens}: token file not found")
+        raise InputError(f"{tokens}: token file not found")
     import socket
 
     try:  # say so before anything is created, rather than uvicorn's errno after start-up
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        _err(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port)")
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                         "(choose another with --port)") from None
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from instruments.web import StorageError, SurveyConfig, create_app
+
     try:
-        import uvicorn
-
-        from instruments.web import SurveyConfig, create_app
-
-        from instruments.web import StorageError
-
         storage = _storage(study, database_url)
-    except Exception as exc:  # a bad URL or an unreachable server: say so, no traceback
-        _err(f"cannot open the response store: {_first_line(exc)}")
+    except (SQLAlchemyError, StorageError, OSError) as exc:  # a bad URL or an unreachable server
+        raise InputError(f"cannot open the response store: {_first_line(exc)}") from None
     try:  # a read-only or full disk must stop the server now, not fail every respondent later
         storage.check_writable()
     except StorageError as exc:
-        _err(f"cannot write to the response store {_redacted(storage.url)}: {exc} "
-             "(check that the folder is writable and the disk has space)")
+        raise InputError(f"cannot write to the response store {_redacted(storage.url)}: {exc} "
+                         "(check that the folder is writable and the disk has space)") from None
     try:
         config = SurveyConfig(secure_cookies=secure_cookies, public_url=public_url, draft_days=draft_days,
                               drafts_per_client_per_hour=drafts_per_client_per_hour, drafts_per_hour=drafts_per_hour)
         app = create_app(inst, tokens=tokens, storage=storage, config=config)
-    except Exception as exc:  # noqa: BLE001
-        _err(f"cannot open the response store: {_first_line(exc)}")
+    except (SQLAlchemyError, StorageError, OSError) as exc:
+        raise InputError(f"cannot open the response store: {_first_line(exc)}") from None
     from instruments.interface import untranslated_interface
 
     for lang, keys in untranslated_interface(inst).items():  # say it before respondents see English buttons
@@ -126,14 +124,14 @@ def serve_export_command(
     """Write the web survey's responses in the suite's import format (optionally import them)."""
     inst = _instrument(instrument)
     if import_ and study is None:
-        _err("--import needs --study DIR", 2)
+        raise UsageError("--import needs --study DIR")
     from instruments.web import write_responses_csv
 
     if database_url is None:  # a mistyped --study must not export an empty store it just created
         path = (study / "web" / "responses.sqlite") if study else Path("responses.sqlite")
         if not path.is_file():
-            _err(f"{path}: no web survey responses here (serve with --study {study or 'DIR'} first, "
-                 "or pass --database-url)", 2)
+            raise UsageError(f"{path}: no web survey responses here (serve with --study {study or 'DIR'} "
+                             "first, or pass --database-url)")
     storage = _storage(study, database_url)
     path = write_responses_csv(storage, inst, output)
     n = storage.count()
@@ -164,15 +162,16 @@ def withdraw_command(
     from instruments.web.withdraw import sync_withdrawals, withdraw
 
     if not study.is_dir():
-        _err(f"{study}: no such study folder", 2)
+        raise UsageError(f"{study}: no such study folder")
     if code is None:
         from instruments.store import Study
         from instruments.web import Storage
 
         web = study / "web" / "responses.sqlite"
         if not web.is_file() or not (study / "study.duckdb").is_file():
-            _err(f"{study}: needs both a web survey store (web/responses.sqlite) and a study store "
-                 "(study.duckdb) to carry withdrawals from one to the other; give a CODE to withdraw one", 2)
+            raise UsageError(f"{study}: needs both a web survey store (web/responses.sqlite) and a study "
+                             "store (study.duckdb) to carry withdrawals from one to the other; give a CODE to "
+                             "withdraw one")
         storage = Storage(path=web)
         try:
             synced = sync_withdrawals(storage, Study(study))
@@ -183,11 +182,12 @@ def withdraw_command(
         return
     code = code.strip()
     if not code or len(code) > 200 or any(not ch.isprintable() for ch in code):
-        _err(f"{code!r} is not a reference code", 2)
+        raise UsageError(f"{code!r} is not a reference code")
     result = withdraw(study, code, record=record)
     if not result.found and not result.recorded:
-        _err(f"{code}: no response with this reference code in {study} (web survey store or study store); "
-             "nothing was withdrawn. Check the code, or pass --record if the answers are only in a data file")
+        raise InputError(f"{code}: no response with this reference code in {study} (web survey store or study "
+                         "store); nothing was withdrawn. Check the code, or pass --record if the answers are only "
+                         "in a data file")
     typer.echo(result.summary() + ". An audit record without answers is kept"
                + (", and every later import and analysis leaves this code out." if result.recorded else "."))
 

@@ -1,48 +1,20 @@
-"""`resilience simulate` and `resilience power`, and the bootstrap options of
-`resilience fit`: thin commands over analysis.simulation.simulate, analysis.simulation.power and
-analysis.sem.bootstrap (no statistics here). Mistakes exit 1 with a message."""
+"""`resilience simulate` and `resilience power`: thin commands over analysis.simulation.simulate
+and analysis.simulation.power (no statistics here). A wrong option value raises UsageError (exit 2);
+how a command ends is instruments/cli/errors.py's."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from analysis.cli.common import fail
+from analysis.cli.common import UsageError, resolve_model
 
 FORMATS = ("csv", "xlsx", "sav", "parquet", "kobo", "odk", "redcap", "limesurvey")
 _EXT = {"csv": ".csv", "xlsx": ".xlsx", "sav": ".sav", "parquet": ".parquet"}
-
-
-_fail = partial(fail, kind="usage")
-
-
-def _guard(as_json: bool, func, *args, **kwargs):
-    from analysis.errors import AnalysisError
-    from analysis.execution import ExecutionError
-
-    try:
-        return func(*args, **kwargs)
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        typer.echo("Interrupted: the workers were stopped, nothing was written.", err=True)
-        raise typer.Exit(code=130)
-    except (AnalysisError, ExecutionError, ValueError, KeyError, FileNotFoundError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        _fail(str(msg), as_json)
-    except Exception as exc:  # a bug, not the user's fault: still no traceback
-        try:
-            from instruments.errors import InstrumentError
-        except ImportError:  # pragma: no cover
-            InstrumentError = ()  # noqa: N806
-        if InstrumentError and isinstance(exc, InstrumentError):
-            _fail(str(exc), as_json)
-        _fail(f"internal error (please report): {type(exc).__name__}: {exc}", as_json)
 
 
 def _instrument(spec: str):
@@ -66,7 +38,7 @@ def parse_groups(spec: str | None, instrument) -> list | None:
     path = Path(spec)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         if not path.exists():
-            raise ValueError(f"--groups: no file {spec}")
+            raise UsageError(f"--groups: no file {spec}")
         text = path.read_text()
         if path.suffix.lower() == ".json":
             raw = json.loads(text)
@@ -78,19 +50,19 @@ def parse_groups(spec: str | None, instrument) -> list | None:
         try:
             raw = json.loads(spec)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"--groups must be 'default', 'none', a JSON list or a .json/.yaml file "
+            raise UsageError(f"--groups must be 'default', 'none', a JSON list or a .json/.yaml file "
                              f"(JSON error at column {exc.colno}: {exc.msg})") from None
     if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
-        raise ValueError("--groups must be a list of groups, each {name, share, means, intercepts, loadings, codes}")
+        raise UsageError("--groups must be a list of groups, each {name, share, means, intercepts, loadings, codes}")
     fields = {f.name for f in dataclasses.fields(GroupSpec)}
     out = []
     for k, g in enumerate(raw):
         unknown = set(g) - fields
         if unknown:
-            raise ValueError(f"--groups: group {k + 1} has unknown key(s) {', '.join(sorted(unknown))}; "
+            raise UsageError(f"--groups: group {k + 1} has unknown key(s) {', '.join(sorted(unknown))}; "
                              f"use {', '.join(sorted(fields))}")
         if "name" not in g or "share" not in g:
-            raise ValueError(f"--groups: group {k + 1} needs a name and a share")
+            raise UsageError(f"--groups: group {k + 1} needs a name and a share")
         out.append(GroupSpec(**g))
     return out
 
@@ -118,14 +90,14 @@ def simulate_command(
     if fmt is None:
         fmt = next((k for k, ext in _EXT.items() if output.suffix.lower() == ext), None)
         if fmt is None:
-            _fail(f"cannot tell the format of {output.name}: give --format ({' | '.join(FORMATS)})")
+            raise UsageError(f"cannot tell the format of {output.name}: give --format ({' | '.join(FORMATS)})")
     if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    inst = _guard(False, _instrument, instrument)
-    grp = _guard(False, parse_groups, groups, inst)
-    data = _guard(False, simulate_responses, model, n, seed=seed, instrument=inst, groups=grp, missing=missing,
-                  mar=mar, careless=careless, missing_as=missing_as)
-    _guard(False, _write, data, inst, output, fmt)
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    inst = _instrument(instrument)
+    grp = parse_groups(groups, inst)
+    data = simulate_responses(model, n, seed=seed, instrument=inst, groups=grp, missing=missing,
+                              mar=mar, careless=careless, missing_as=missing_as)
+    _write(data, inst, output, fmt)
     typer.echo(f"Wrote {len(data)} simulated respondents of {inst.id} ({model}, seed {seed}) to {output} [{fmt}]")
 
 
@@ -141,7 +113,7 @@ def _write(data, inst, output: Path, fmt: str) -> None:
         export_sav(inst, output, data=data)
     else:
         if output.suffix.lower() != _EXT[fmt]:
-            raise ValueError(f"--format {fmt} needs a {_EXT[fmt]} file; got {output.name}")
+            raise UsageError(f"--format {fmt} needs a {_EXT[fmt]} file; got {output.name}")
         write_table(data, output)
 
 
@@ -149,7 +121,7 @@ def _sizes(text: str) -> list[int]:
     try:
         return [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise ValueError(f"--n must be comma-separated whole numbers, e.g. 300,500,1000; got {text!r}") from None
+        raise UsageError(f"--n must be comma-separated whole numbers, e.g. 300,500,1000; got {text!r}") from None
 
 
 def power_command(
@@ -162,7 +134,8 @@ def power_command(
     target: float = typer.Option(0.8, "--target", help="Power to reach."),
     effects: Optional[str] = typer.Option(None, "--effects",
                                           help="Effects for the minimum N (labels or := names, comma-separated)."),
-    analysis: Optional[Path] = typer.Option(None, "--analysis", help="Analysis model file (default: the population's)."),
+    analysis: Optional[str] = typer.Option(None, "--analysis", help="Analysis model: a shipped name, a file or "
+                                           "inline syntax, as fit's --model (default: the population's)."),
     estimator: str = typer.Option("ML", "--estimator", "-e", help="ML or MLR."),
     missing_method: str = typer.Option("listwise", "--missing-method", help="listwise or fiml."),
     missing: float = typer.Option(0.0, "--missing", help="MCAR share of answers in the simulated data."),
@@ -187,31 +160,27 @@ def power_command(
     """
     from analysis.simulation.power import power_analysis
 
-    if clusters is not None or _guard(as_json, _is_twolevel, model):
+    if clusters is not None or _is_twolevel(model):
         given = [flag for flag, on in (("--instrument", instrument is not None), ("--missing", missing > 0),
                                        ("--careless", careless > 0), ("--continuous", continuous),
                                        ("--missing-method", missing_method != "listwise")) if on]
         if given:
-            _fail(f"{', '.join(given)}: not used with a two-level population model (its data are simulated "
-                  "from the model's own variables, complete)", as_json)
+            raise UsageError(f"{', '.join(given)}: not used with a two-level population model (its data are "
+                             "simulated from the model's own variables, complete)")
         if clusters is None:
-            _fail("a two-level population model needs --clusters (numbers of clusters, e.g. 30,60,100)", as_json)
+            raise UsageError("a two-level population model needs --clusters (numbers of clusters, e.g. 30,60,100)")
         _twolevel_power(model, clusters, cluster_sizes, icc, reps, seed, target, effects, analysis, estimator,
                         workers, scheduler, plot, as_json)
         return
-    sizes = _guard(as_json, _sizes, n)
-    inst = _guard(as_json, _instrument, instrument) if instrument else None
-    syntax = None
-    if analysis is not None:
-        if not analysis.exists():
-            _fail(f"--analysis: no file {analysis}", as_json)
-        syntax = analysis.read_text()
-    res = _guard(as_json, power_analysis, model, sizes, reps, instrument=inst, analysis=syntax,
-                 estimator=estimator.upper(), missing=missing_method, missing_rate=missing, careless=careless,
-                 likert=not continuous, target=target, seed=seed, workers=workers, scheduler=scheduler,
-                 progress=False if as_json else None)
+    sizes = _sizes(n)
+    inst = _instrument(instrument) if instrument else None
+    syntax = resolve_model(analysis)[1] if analysis is not None else None   # the same --model forms as fit
+    res = power_analysis(model, sizes, reps, instrument=inst, analysis=syntax,
+                         estimator=estimator.upper(), missing=missing_method, missing_rate=missing,
+                         careless=careless, likert=not continuous, target=target, seed=seed, workers=workers,
+                         scheduler=scheduler, progress=False if as_json else None)
     names = [e for e in (effects or "").split(",") if e] or None
-    mn = _guard(as_json, res.min_n, names)
+    mn = res.min_n(names)
     if plot is not None:
         import matplotlib
 
@@ -251,13 +220,13 @@ def _counts(text: str, option: str) -> list:
         try:
             value = (int(lo), int(hi)) if sep and sizes else int(part)
         except ValueError:
-            raise ValueError(f"{option} must be {form}; got {part!r}") from None
+            raise UsageError(f"{option} must be {form}; got {part!r}") from None
         low = min(value) if isinstance(value, tuple) else value
         if low < (1 if sizes else 2) or (isinstance(value, tuple) and value[0] > value[1]):
-            raise ValueError(f"{option}: {part!r} is not valid; use {form}")
+            raise UsageError(f"{option}: {part!r} is not valid; use {form}")
         out.append(value)
     if not out:
-        raise ValueError(f"{option} is empty; use {form}")
+        raise UsageError(f"{option} is empty; use {form}")
     return out
 
 
@@ -270,63 +239,34 @@ def _twolevel_power(model, clusters, cluster_sizes, icc, reps, seed, target, eff
 
     path = Path(model)
     if not path.is_file():
-        _fail(f"--clusters needs a two-level population model file (.lav with level: blocks); no file {model}",
-              as_json)
+        raise UsageError(f"--clusters needs a two-level population model file (.lav with level: blocks); "
+                         f"no file {model}")
     population = path.read_text()
-    if not _guard(as_json, _is_twolevel, model):
-        _fail(f"{model} has no level: blocks; --clusters is for two-level population models", as_json)
-    n_clusters = _guard(as_json, _counts, clusters, "--clusters")
-    sizes = _guard(as_json, _counts, cluster_sizes, "--cluster-sizes")
+    if not _is_twolevel(model):
+        raise UsageError(f"{model} has no level: blocks; --clusters is for two-level population models")
+    n_clusters = _counts(clusters, "--clusters")
+    sizes = _counts(cluster_sizes, "--cluster-sizes")
     if not 0 <= icc < 1:
-        _fail(f"--icc must be in [0, 1); got {icc}", as_json)
+        raise UsageError(f"--icc must be in [0, 1); got {icc}")
     if reps < 1:
-        _fail(f"--reps must be at least 1; got {reps}", as_json)
-    if analysis is not None and not analysis.exists():
-        _fail(f"--analysis: no file {analysis}", as_json)
-    syntax = analysis.read_text() if analysis is not None else None
+        raise UsageError(f"--reps must be at least 1; got {reps}")
+    syntax = resolve_model(analysis)[1] if analysis is not None else None
     seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed   # reported: reproducible
     params = [e.replace(" ", "") for e in (effects or "").split(",") if e.strip()] or None
-    table = _guard(as_json, twolevel_power, population, syntax, n_clusters=n_clusters, cluster_size=sizes,
-                   reps=reps, seed=seed, icc=icc, estimator=estimator.upper(), params=params,
-                   backend="auto", workers=workers, scheduler=scheduler, progress=False if as_json else None)
+    table = twolevel_power(population, syntax, n_clusters=n_clusters, cluster_size=sizes,
+                           reps=reps, seed=seed, icc=icc, estimator=estimator.upper(), params=params,
+                           backend="auto", workers=workers, scheduler=scheduler,
+                           progress=False if as_json else None)
     res = TwoLevelPower(table, population, target=target, reps=reps, seed=seed, icc=icc,
                         estimator=estimator.upper(), settings={"model": model})
     if plot is not None:
-        _guard(as_json, res.plot, plot)
+        res.plot(plot)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), allow_nan=False, default=float))
         return
     typer.echo(res.summary())
     if plot is not None:
         typer.echo(f"\nPower curves written to {plot}")
-
-
-# ---------------------------------------------------------------- resilience fit --bootstrap
-
-def apply_bootstrap(run: Any, n_boot: int, ci: str, seed: Optional[int], scheduler: Optional[str] = None):
-    """Bootstrap the fit of a `resilience fit` run; returns (run with bootstrap
-    SEs and intervals in its estimates, BootstrapResult)."""
-    import warnings
-    from collections import Counter
-
-    from analysis.sem.bootstrap import bootstrap_fit
-
-    # a warning from every replication (~2,000 lines) hides what matters: one line says how many, and which
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        boot = bootstrap_fit(run.fit, n_boot=n_boot, ci=ci, seed=seed, scheduler=scheduler, progress=None)
-    notes = list(run.warnings)
-    if caught:
-        kinds = Counter(str(w.message).splitlines()[0] for w in caught)
-        common = "; ".join(f"{text} ({k}x)" for text, k in kinds.most_common(2))
-        notes.append({"type": "bootstrap", "category": "BootstrapWarning",
-                      "message": f"{len(caught)} warning(s) in the {n_boot} bootstrap replications, "
-                                 f"{len(kinds)} kind(s); most common: {common}"})
-    # lavaan's se = "bootstrap": the summary's header, the JSON's options and the CI columns say so
-    options = {**run.fit.options, "se": "bootstrap", "bootstrap": int(n_boot)}
-    inference = run.fit.inference and dataclasses.replace(run.fit.inference, se="bootstrap")
-    fit = dataclasses.replace(run.fit, params=boot.params, options=options, bootstrap=boot, inference=inference)
-    return dataclasses.replace(run, fit=fit, warnings=notes), boot
 
 
 def register(app: typer.Typer) -> None:

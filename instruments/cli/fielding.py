@@ -7,7 +7,8 @@
 
 A thin layer over :mod:`instruments` (ingest, validate, store, score,
 quality). Exit codes: 0 fine (warnings allowed), 1 errors in the data or a file
-that cannot be read, 2 bad usage. ``--json`` prints exactly one JSON document.
+that cannot be read, 2 bad usage. ``--json`` prints exactly one JSON document; a
+failure ends as instruments/cli/errors.py says (one JSON error shape).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def Table(**kwargs):  # noqa: N802 - rich's Table, imported only when a command 
     import rich.table
 
     return rich.table.Table(**kwargs)
+
+from instruments.cli.errors import InputError, UsageError
 
 __all__ = ["register", "export_command", "import_command", "score_command", "quality_command"]
 
@@ -63,23 +66,13 @@ _SUFFIXES = {"xlsform": (".xlsx",), "redcap": (".csv",), "limesurvey": (".txt", 
              "paper": (".html", ".htm", ".docx"), "ddi": (".xml",), "sav": (".sav",)}
 
 
-def _err(message: str, code: int = 1, *, as_json: bool = False, issue=None):
-    """Stop with a message on stderr, or with --json one document {"error": ...} on stdout."""
-    if as_json:
-        doc = issue.to_dict() if issue is not None else {"type": "error", "message": message}
-        sys.stdout.write(json.dumps({"error": doc}, ensure_ascii=False) + "\n")
-    else:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
 def _check_output(output: Optional[Path], as_json: bool = False) -> None:
     """Refuse an unknown table suffix before any work is done (exit 2)."""
     from instruments.export_data import TABLE_SUFFIXES
 
     if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
-        _err(f"-o {output}: unknown table format {output.suffix or '(no suffix)'!r}; "
-             f"use one of {', '.join(TABLE_SUFFIXES)}", 2, as_json=as_json)
+        raise UsageError(f"-o {output}: unknown table format {output.suffix or '(no suffix)'!r}; "
+                         f"use one of {', '.join(TABLE_SUFFIXES)}")
 
 
 def _write(frame, output: Path, as_json: bool = False, **options) -> None:
@@ -92,8 +85,8 @@ def _write(frame, output: Path, as_json: bool = False, **options) -> None:
         warnings.simplefilter("always", ExportWarning)
         try:
             write_table(frame, output, **options)
-        except (OSError, ValueError) as exc:
-            _err(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}", as_json=as_json)
+        except (OSError, ValueError) as exc:  # ValueError: what the format cannot hold
+            raise InputError(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}") from None
     console = Console(stderr=True, soft_wrap=True)
     for w in caught:
         if issubclass(w.category, ExportWarning):
@@ -103,22 +96,9 @@ def _write(frame, output: Path, as_json: bool = False, **options) -> None:
 
 
 def _instrument(path: str, as_json: bool = False):
-    from instruments.cli.instrument import load_or_exit
+    from instruments.cli.instrument import load_cli_instrument
 
-    if not as_json:
-        return load_or_exit(path)
-    from instruments import InstrumentError, load_instrument
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return load_instrument(path)
-        except InstrumentError as exc:
-            sys.stdout.write(json.dumps({"error": {"type": "instrument", "message": f"{path}: not a valid instrument",
-                                                   "instrument": exc.report.to_dict()}},
-                                        ensure_ascii=False, default=str) + "\n")
-            raise typer.Exit(1)
+    return load_cli_instrument(path)
 
 
 @contextmanager
@@ -152,13 +132,11 @@ def progress_bar(name: str, console: Console | None = None):
 
 def _read(data: Path, inst, fmt: Optional[DataFormat], mapping: Optional[Path], progress=None,
           as_json: bool = False, **options):
-    from instruments.ingest import ImportError_, import_responses
+    from instruments.ingest import import_responses
 
-    try:
-        return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping,
-                                progress=progress, **options)
-    except ImportError_ as exc:
-        _err(str(exc.issue.message), as_json=as_json, issue=exc.issue)
+    # a file that cannot be read raises ImportError_ with its issue: exit 1 (instruments/cli/errors.py)
+    return import_responses(data, inst, format=fmt.value if fmt else None, mapping=mapping,
+                            progress=progress, **options)
 
 
 def export_command(
@@ -185,10 +163,10 @@ def export_command(
     inst = _instrument(path)
     output = output or Path(f"{inst.id}{_DEFAULT_SUFFIX[to.value]}")
     if language is not None and language not in inst.languages:
-        _err(f"--language {language!r} is not declared by {inst.id} ({', '.join(inst.languages)})", 2)
+        raise UsageError(f"--language {language!r} is not declared by {inst.id} ({', '.join(inst.languages)})")
     if output.suffix.lower() not in _SUFFIXES[to.value]:
         hint = "; for a PDF, open the .html in a browser and print it" if output.suffix.lower() == ".pdf" else ""
-        _err(f"-o {output}: --to {to.value} writes {' or '.join(_SUFFIXES[to.value])}{hint}", 2)
+        raise UsageError(f"-o {output}: --to {to.value} writes {' or '.join(_SUFFIXES[to.value])}{hint}")
     if to is ExportTarget.xlsform and version is not None:
         import re
 
@@ -221,7 +199,7 @@ def export_command(
 
             export_sav(inst, output, language=language)
     except OSError as exc:
-        _err(f"cannot write {output}: {exc.strerror or exc}")
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     Console(stderr=True).print(f"wrote {output} ({to.value}, {inst.id} {inst.version})")
 
 
@@ -254,7 +232,6 @@ def import_command(
         resilience import export.csv -i crs --json > report.json
 
     A mapping file (YAML): renames: {trust_police: TRUST1}, or per form version: versions: {"2024031501": {NAV_1: NAVIG1}}; items an older version did not ask: absent: {"2024031501": [NAVIG4]}. """
-    from instruments.ingest import ImportError_
     from instruments.validate import validate
 
     _check_output(output, as_json)
@@ -268,11 +245,9 @@ def import_command(
                 stored = Study(study).import_file(data, inst, format=format.value if format else None,
                                                   mapping=mapping, wave=wave, encoding=encoding,
                                                   delimiter=delimiter, sheet=sheet, progress=progress)
-        except ImportError_ as exc:
-            _err(exc.issue.message, as_json=as_json, issue=exc.issue)
         except OSError as exc:  # a study folder that cannot be written (read-only, full disk ...)
-            _err(f"--study {study}: cannot store the import: {exc.strerror or exc}"
-                 + (f" ({exc.filename})" if exc.filename else ""), as_json=as_json)
+            raise InputError(f"--study {study}: cannot store the import: {exc.strerror or exc}"
+                             + (f" ({exc.filename})" if exc.filename else "")) from None
         if not stored.added:
             if as_json:
                 sys.stdout.write(json.dumps({"import": stored.to_dict()}, indent=2) + "\n")
@@ -398,10 +373,8 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_command)
     app.command("score")(score_command)
     app.command("quality")(quality_command)
-    try:
-        from instruments.cli import instrument as instrument_cli
-    except ModuleNotFoundError:  # pragma: no cover - the instrument group not built
-        return
+    from instruments.cli import instrument as instrument_cli
+
     names = {c.name for c in instrument_cli.app.registered_commands}
     if "export" not in names:
         instrument_cli.app.command("export")(export_command)

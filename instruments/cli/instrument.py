@@ -1,7 +1,8 @@
 """`resilience instrument ...`: check, show and document questionnaire definitions.
 
 A thin layer over :mod:`instruments`: every command calls the library and only
-formats. Exit codes: 0 valid, 1 the instrument has errors, 2 bad usage.
+formats. Exit codes: 0 valid, 1 the instrument (or form) has errors or a file cannot be
+read or written, 2 bad usage; failures end as instruments/cli/errors.py says.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def Table(**kwargs):  # noqa: N802 - rich's Table, imported only when a command 
     import rich.table
 
     return rich.table.Table(**kwargs)
+
+from instruments.cli.errors import InputError, UsageError
 
 app = typer.Typer(
     help="Check, show and document questionnaire definitions (instrument YAML files).",
@@ -54,7 +57,7 @@ def _n(things, noun: str) -> str:
 
 
 def _write(text: str, output: Path | None, what: str) -> None:
-    """To stdout, or to OUTPUT with a line on stderr; an unwritable place exits 2."""
+    """To stdout, or to OUTPUT with a line on stderr; an unwritable place exits 1."""
     if output is None:
         sys.stdout.write(text)
         return
@@ -62,31 +65,24 @@ def _write(text: str, output: Path | None, what: str) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
     except OSError as err:
-        _console(stderr=True).print(f"[red]cannot write {output}[/red]: {err.strerror}")
-        raise typer.Exit(2)
+        raise InputError(f"cannot write {output}: {err.strerror or err}") from None
     _console(stderr=True).print(f"wrote {what} to {output}")
 
 
 def _check_lang(inst, lang: str | None) -> None:
     if lang is not None and lang not in inst.languages:
-        _console(stderr=True).print(f"[red]unknown language {lang!r}[/red]; this instrument has "
-                                    f"{', '.join(inst.languages)}")
-        raise typer.Exit(2)
+        raise UsageError(f"--lang: unknown language {lang!r}; this instrument has {', '.join(inst.languages)}")
 
 
-def load_or_exit(path: str):
-    """Load the instrument; on errors print the report to stderr and exit 1."""
-    from instruments import InstrumentError, load_instrument
+def load_cli_instrument(path: str):
+    """Load the instrument (its warnings are `validate`'s to show); an invalid one raises
+    InstrumentError with every problem, which ends the command with exit 1."""
+    from instruments import load_instrument
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # warnings are shown by `validate`
-        try:
-            return load_instrument(path)
-        except InstrumentError as err:
-            console = _console(stderr=True)
-            console.print(err.report.as_table())
-            raise typer.Exit(1)
+        warnings.simplefilter("ignore")
+        return load_instrument(path)
 
 
 @app.command()
@@ -152,7 +148,7 @@ def show(
 
         resilience instrument show crs --lang ur
     """
-    inst = load_or_exit(path)
+    inst = load_cli_instrument(path)
     lang = lang or inst.default_language
     _check_lang(inst, lang)
     console = _console()
@@ -223,7 +219,7 @@ def codebook(
     """
     from instruments.codebook import markdown_codebook, table_schema_json
 
-    inst = load_or_exit(path)
+    inst = load_cli_instrument(path)
     _check_lang(inst, lang)
     if format is None:
         format = CodebookFormat.tableschema if output and output.suffix == ".json" else CodebookFormat.markdown
@@ -269,7 +265,7 @@ def import_cmd(
 
     Every part of the form that could not be mapped is listed with its sheet, row and column.
     Exit status 1 when something was left out that the instrument needs (the YAML is written
-    without it), 2 when nothing could be imported.
+    without it) or when nothing could be imported.
 
     Examples:
 
@@ -282,36 +278,20 @@ def import_cmd(
     import json
 
     from instruments import InstrumentError
-    from instruments.import_form import FormImportError, import_form
+    from instruments.import_form import import_form
 
     err = _console(stderr=True)
-    try:
-        res = import_form(form, construct_from=construct_from.value if construct_from else None,
-                          construct_column=construct_column, language=language)
-    except FormImportError as exc:
-        if as_json:
-            typer.echo(json.dumps({"ok": False, "issues": [i.to_dict() for i in exc.issues]}, ensure_ascii=False))
-        for issue in exc.issues:
-            err.print(f"[red]{issue.severity}[/red] {issue}", markup=True, highlight=False)
-        raise typer.Exit(2)
-    except Exception as exc:  # a bug of the importer, not the user's form: still no traceback
-        err.print(f"internal error importing {form} ({type(exc).__name__}: {exc}); please report it "
-                  "with the form", markup=False, highlight=False)
-        raise typer.Exit(1)
+    # a form that cannot be read raises FormImportError with every issue (sheet, row, column): exit 1
+    res = import_form(form, construct_from=construct_from.value if construct_from else None,
+                      construct_column=construct_column, language=language)
     try:
         res.write(output)
     except InstrumentError as exc:  # the import made something the suite cannot load: say what, and every
         # problem of the form found on the way, so that one run shows them all
-        if as_json:
-            typer.echo(json.dumps({"ok": False, "issues": [i.to_dict() for i in res.issues],
-                                   "load_errors": str(exc)}, ensure_ascii=False))
-        for issue in res.issues:
-            err.print(f"[red]{issue.severity}[/red] {issue}", markup=True, highlight=False)
-        err.print(f"[red]error[/red] the imported instrument does not load:\n{exc}", markup=True, highlight=False)
-        raise typer.Exit(2)
+        raise InputError(f"the instrument imported from {form} does not load",
+                         issues=[*res.issues, *exc.report.errors]) from None
     except OSError as exc:
-        err.print(f"[red]cannot write {output}[/red]: {exc.strerror}", markup=True, highlight=False)
-        raise typer.Exit(2)
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     if as_json:
         typer.echo(json.dumps({"ok": not res.errors, "output": str(output), **res.to_dict()}, ensure_ascii=False,
                               default=str))

@@ -80,7 +80,7 @@ def test_reliability_efa_invariance_read_kobo_and_the_store(files):
 
 def test_a_kobo_export_without_the_instrument_and_no_data_are_refused_clearly(files):
     res = runner.invoke(app, ["fit", "-m", files["model"]])
-    assert res.exit_code == 1 and "no data: give a data file or --study" in res.output
+    assert res.exit_code == 2 and "no data: give a data file or --study" in res.output  # a usage error
     res = runner.invoke(app, ["reliability", "--study", str(Path(files["store"]).parent / "nowhere"),
                               "-i", files["inst"]])
     assert res.exit_code != 0 and "not a study store" in res.output and "Traceback" not in res.output

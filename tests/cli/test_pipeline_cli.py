@@ -28,11 +28,14 @@ def test_run_a_broken_study_file_exits_1_with_line_and_field(tmp_path):
     bad.write_text("instrument: crs\ndata:\n  - file: x.csv\nestimator: OLS\nbootstrap:\n  replications: -1\n")
     res = runner.invoke(app, ["run", str(bad), "--json"])
     assert res.exit_code == 1
-    doc = json.loads(res.stdout)
-    assert doc["ok"] is False
-    assert any(e.startswith("study.yaml:4:12 estimator:") for e in doc["errors"]), doc
-    assert any(e.startswith("study.yaml:6:17 bootstrap.replications:") and "greater than or equal to 0" in e
-               for e in doc["errors"]), doc
+    # the one JSON error shape of every command (was {"ok": false, "errors": [...]}): each problem located
+    doc = json.loads(res.stdout)["error"]
+    assert doc["type"] == "StudyError" and doc["kind"] == "input"
+    errors = {(e["file"], e["line"], e["column"], e["field"]): e for e in doc["errors"]}
+    assert ("study.yaml", 4, 12, "estimator") in errors, doc
+    rep = errors[("study.yaml", 6, 17, "bootstrap.replications")]
+    assert "greater than or equal to 0" in rep["message"]
+    assert rep["text"].startswith("study.yaml:6:17 bootstrap.replications:")
 
 
 def test_run_json_and_report_from_a_results_folder(tmp_path):

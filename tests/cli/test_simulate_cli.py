@@ -55,10 +55,10 @@ def test_simulate_mistakes_are_messages(tmp_path):
     assert res.exit_code == 1
     assert "no population model 'figure9'" in res.output
     res = _run("simulate", "--instrument", "crs", "--n", 10, "--seed", 1, "-o", tmp_path / "x.dat")
-    assert res.exit_code == 1 and "cannot tell the format of x.dat" in res.output
+    assert res.exit_code == 2 and "cannot tell the format of x.dat" in res.output   # wrong use: exit 2
     res = _run("simulate", "--instrument", "crs", "--n", 10, "--seed", 1, "--groups", "[{\"name\": 1}]",
                "-o", tmp_path / "x.csv")
-    assert res.exit_code == 1 and "group 1 needs a name and a share" in res.output
+    assert res.exit_code == 2 and "group 1 needs a name and a share" in res.output
     res = _run("simulate", "--instrument", "crs", "--n", 10, "--seed", 1, "--missing", 2, "-o", tmp_path / "x.csv")
     assert res.exit_code == 1 and "'missing' parameter of simulate_responses must be in [0, 1)" in res.output
 
@@ -89,8 +89,8 @@ def test_power_json(tmp_path):
     b = [p for p in doc["parameters"] if p["name"] == "G ~ F" and p["label"] == "b"]  # named by its path
     assert len(b) == 2 and b[0]["true"] == pytest.approx(0.3)
     res = _run("power", "--model", model, "--n", "50,abc", "--reps", 2, "--json")
-    assert res.exit_code == 1
-    assert json.loads(res.output)["error"]["message"].startswith("--n must be comma-separated whole numbers")
+    assert res.exit_code == 2
+    assert json.loads(res.stdout)["error"]["message"].startswith("--n must be comma-separated whole numbers")
 
 
 def test_fit_bootstrap_json():
@@ -105,5 +105,5 @@ def test_fit_bootstrap_json():
     # the bootstrap SE, not the delta-method one (0.3554 in lavaan)
     assert ind["se"] != pytest.approx(0.355422, abs=1e-4)
     res = _run("fit", data, "--model", "poldem", "--bootstrap", 10, "--ci", "pct", "--json")
-    assert res.exit_code == 1
-    assert "'ci' parameter of bootstrap_fit must be one of" in json.loads(res.output)["error"]["message"]
+    assert res.exit_code == 2   # a wrong option value, refused before the fit
+    assert "--ci must be one of perc, bca.simple, bca, norm, basic; got 'pct'" in json.loads(res.stdout)["error"]["message"]

@@ -150,11 +150,12 @@ def test_score_says_when_the_data_has_errors(tmp_path):
 def test_fatal_errors_are_one_json_document_with_json(command, tmp_path):
     res = runner.invoke(app, [command, str(BAD / "empty.csv"), "-i", "crs", "--json"])
     assert res.exit_code == 1
-    doc = json.loads(res.stdout)
-    assert doc["error"]["type"] == "empty-file" and doc["error"]["message"].startswith("empty.csv: the file is empty")
+    doc = json.loads(res.stdout)["error"]   # the one error shape: the issue's stable type code in "errors"
+    assert doc["errors"][0]["type"] == "empty-file" and doc["message"].startswith("empty.csv: the file is empty")
     res = runner.invoke(app, [command, str(BAD / "empty.csv"), "-i", str(tmp_path / "none.yaml"), "--json"])
     assert res.exit_code == 1
-    assert json.loads(res.stdout)["error"]["instrument"]["issues"][0]["type"] == "file-not-found"
+    doc = json.loads(res.stdout)["error"]
+    assert doc["type"] == "InstrumentError" and doc["errors"][0]["type"] == "file-not-found"
 
 
 @pytest.mark.parametrize("command", ["import", "score", "quality"])

@@ -106,4 +106,4 @@ def test_cli_weights_writes_the_column(tmp_path):
 def test_cli_weights_bad_trim_is_a_message(tmp_path):
     res = CliRunner().invoke(app, ["weights", str(FIX / "design_sample.csv"), "--targets", str(FIX / "targets.csv"),
                                    "--trim", "3", "-o", str(tmp_path / "x.csv")])
-    assert res.exit_code == 1 and "--trim takes LO,HI" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "--trim takes LO,HI" in res.output and "Traceback" not in res.output

@@ -167,7 +167,7 @@ def test_cli_fit_pool_json(tmp_path):
     assert row["fmi"] == pytest.approx(ref.loc[("agree", "=~", "A2"), "fmi"], rel=2e-3)
     # several files without --pool, or an incomplete one: a message, no traceback
     res = CliRunner().invoke(app, ["fit", *files[:2], "--model", str(model), "--ordered", "all"])
-    assert res.exit_code == 1 and "--pool" in res.output
+    assert res.exit_code == 2 and "--pool" in res.output   # a usage error
     raw = str(FIX / "data" / "mi" / "bfi_missing.csv")
     res = CliRunner().invoke(app, ["fit", files[0], raw, "--model", str(model), "--ordered", "all", "--pool"])
     assert res.exit_code == 1 and "bfi_missing.csv still has missing values" in res.output

@@ -94,7 +94,7 @@ def test_power_command_text_and_clear_refusals(tmp_path):
                           (["--clusters", "ten"], "--clusters must be comma-separated whole numbers of 2 or more"),
                           (["--clusters", "10", "--instrument", "crs"], "--instrument: not used with a two-level")):
         res = _power_cli(tmp_path, *args, "--json")
-        assert res.exit_code == 1 and message in res.stdout, (args, res.output)
+        assert res.exit_code == 2 and message in res.stdout, (args, res.output)   # wrong use: exit 2
     flat = tmp_path / "flat.lav"
     flat.write_text("y ~ 0.3*x\n")
     from typer.testing import CliRunner
@@ -102,4 +102,4 @@ def test_power_command_text_and_clear_refusals(tmp_path):
     from analysis.cli.main import app
 
     res = CliRunner().invoke(app, ["power", "--model", str(flat), "--clusters", "10", "--json"])
-    assert res.exit_code == 1 and "has no level: blocks" in res.stdout
+    assert res.exit_code == 2 and "has no level: blocks" in res.stdout
