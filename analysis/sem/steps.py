@@ -22,8 +22,9 @@ with a typed input and output; :func:`analysis.sem.fit.fit_sem` calls them one a
     make_result         the FitResult
     add_bootstrap, add_bollen_stine   se = "bootstrap", test = "bootstrap"
 
-Numbers are those of the former single function: each step does what its numbered block did,
-in the same order of computations.
+Keep the order of the calls: the estimator keeps state between them (WLSMV's residual
+variances follow the parameters it was last evaluated at), so vcov, test and fit measures
+read it at the estimates before the table and its standardization do.
 """
 
 from __future__ import annotations
