@@ -481,6 +481,8 @@ def _standardize_epc(out: pd.DataFrame, ext: pd.DataFrame, implied: dict[int, di
                     x = x / resvar.get(v, np.nan)
         elif op == "~1":
             x = x / (eta[lhs] if lhs in eta else s_ov(lhs))
+        elif op == "~*~" and ov_std:   # lavaan's std.all of a scale is 1 (times the EPC's sign)
+            x = np.sign(x)
         res[r] = x
     return res
 
@@ -554,7 +556,8 @@ def _wls_modindices(fit: Any, *, standardized: bool = True, na_remove: bool = Tr
                           "ov_var": np.diag(model.implied(x_ext)[gi].sigma)
                           / model.matrices(x_ext, gi)["scales"] ** 2,
                           "lv_var": np.array([vall[grp.names.index(v), grp.names.index(v)] for v in lv])}
-        ext_est = ext.assign(est=np.where(ext["_extra"], 0.0, ext["est"]))
+        # candidates at 0; fixed model rows (std_lv: latent variances 1) keep their values
+        ext_est = ext.assign(est=np.where(ext["user"] == 10, 0.0, ext["est"]))
         ext_est.loc[ext["op"].eq("~~") & ext["lhs"].eq(ext["rhs"]) & ext["lhs"].isin(ordered), "est"] = \
             model.partable.loc[ext["op"].eq("~~") & ext["lhs"].eq(ext["rhs"]) & ext["lhs"].isin(ordered), "ustart"]
         for col_name, nox, ov_std in (("sepc.lv", False, False), ("sepc.all", False, True),

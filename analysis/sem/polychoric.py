@@ -1036,9 +1036,12 @@ def conditional_stats(data, ordered_mask, X, *, names=None, x_names=None,
 
 def _cdf_diff(zb1, zb2, za, r, R):
     """Phi((zb1 - r za)/R) - Phi((zb2 - r za)/R), with infinite bounds."""
+    # an infinite za enters as 0: the caller multiplies by phi(za) = 0 there (a huge stand-in
+    # such as nan_to_num's overflowed the quotient)
+    za = np.where(np.isfinite(za), za, 0.0)
     with np.errstate(invalid="ignore"):
-        u = np.where(np.isfinite(zb1), (zb1 - r * np.nan_to_num(za)) / R, np.inf)
-        lo = np.where(np.isfinite(zb2), (zb2 - r * np.nan_to_num(za)) / R, -np.inf)
+        u = np.where(np.isfinite(zb1), (zb1 - r * za) / R, np.inf)
+        lo = np.where(np.isfinite(zb2), (zb2 - r * za) / R, -np.inf)
     return ndtr(u) - ndtr(lo)
 
 
