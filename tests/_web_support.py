@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from instruments.relevance import evaluate
-from instruments.web.app import build_pages
+from instruments.web.pages import build_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRF = re.compile(r'name="_csrf" value="([^"]+)"')

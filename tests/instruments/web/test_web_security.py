@@ -214,7 +214,7 @@ def test_a_token_in_the_link_is_ignored_without_a_token_list(tmp_path, crs):
 def test_static_files_by_content_address_and_nothing_else(app):
     import hashlib
 
-    from instruments.web.app import HERE
+    from instruments.web.survey import HERE
 
     client = TestClient(app)
     css = (HERE / "static" / "survey.css").read_bytes()
