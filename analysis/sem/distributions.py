@@ -6,7 +6,7 @@ chi-square and noncentral chi-square distributions, which every fit prints
 (p-values, confidence intervals, the RMSEA interval, Hoelter's N), are
 computed here from their series and continued fractions in plain Python, with
 scipy.stats' rules for invalid parameters (NaN) and for points outside the
-support; tests/test_distributions.py holds them to scipy's numbers. The F
+support; tests/sem/test_distributions.py holds them to scipy's numbers. The F
 distribution (pooled and reliability tests, never a plain fit) calls
 ``scipy.special`` when first used. Anything else (``distributions.t``,
 ``distributions.pearsonr``, ...) is scipy.stats itself, imported on first use::

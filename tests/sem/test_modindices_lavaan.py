@@ -114,6 +114,6 @@ def test_fiml_fit_without_its_estimator_is_refused_clearly():
     fit = L.fit_result("hs_cfa_ml", sample_stats=SampleStats(tuple(ov), tuple(cov), tuple(mean),
                                                              tuple(n)),
                        options={"missing": "fiml"})
-    # FIML modification indices need the case-wise data (tests/test_issue15_lavaan.py)
+    # FIML modification indices need the case-wise data (tests/sem/test_issue15_lavaan.py)
     with pytest.raises(AnalysisError, match="after FIML need the fit's estimator"):
         modindices(fit)

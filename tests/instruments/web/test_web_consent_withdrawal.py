@@ -5,7 +5,7 @@ Withdrawal by reference code on the respondent's page and with
 every later analysis; an audit record without answers stays. The survey's
 title and every interface string come from the instrument in each language,
 and ``instrument validate`` says which would fall back to English.
-(Declining consent is in tests/test_web_survey.py.)
+(Declining consent is in tests/instruments/web/test_web_survey.py.)
 """
 
 from __future__ import annotations
