@@ -335,7 +335,7 @@ def resolve_options(spec: ModelInput, *, estimator: str | None = None, missing: 
         ordered=tuple(ordered), fixed_x=fixed_x, collapse_sparse=collapse_sparse,
         parameterization=given["parameterization"],
         conditional_x=_conditional_x(conditional_x, spec.statements, ordered, fixed_x, estimator,
-                                     survey is not None),
+                                     survey is not None, missing=missing),
         control=ctrl, warn=warn, survey=survey, survey_test_information=survey_test_information)
 
 
@@ -582,6 +582,12 @@ def compute_test(compiled: CompiledModel, estimation: Estimation, table: ModelTa
                                    method=str(tst.get("method", "scaled")),
                                    scaling_factor=tst.get("chisq.scaling.factor"),
                                    shift=tst.get("chisq.shift.parameters")))
+    second = options.inference.second_test
+    if second and options.test != "none":   # lavaan's second test beside the own (WLSMV)
+        more = compiled.estimator.second_test(estimation.x, second)
+        tests.append(TestStatistic(float(more["chisq.scaled"]), float(more["df.scaled"]),
+                                   float(more["pvalue.scaled"]), name=f"chisq.{second}", method=second,
+                                   scaling_factor=more.get("chisq.scaling.factor")))
     return ModelTest(values=tst, statistics=tuple(tests))
 
 
@@ -1025,7 +1031,8 @@ def _diagnose(pt, mdl, x) -> list[dict]:
     return recs
 
 
-def _conditional_x(conditional_x, statements, ordered, fixed_x, estimator, survey) -> bool:
+def _conditional_x(conditional_x, statements, ordered, fixed_x, estimator, survey, *,
+                   missing: str = "listwise") -> bool:
     """lavaan's conditional.x: by default TRUE for ordered items (WLSMV/ULSMV) with observed
     exogenous covariates, FALSE otherwise; without covariates there is nothing to condition on."""
     from analysis.sem.estimators.registry import ESTIMATORS as REGISTRY
@@ -1042,6 +1049,9 @@ def _conditional_x(conditional_x, statements, ordered, fixed_x, estimator, surve
                 f"{', '.join(ov_x)}; pass conditional_x=False for the joint model of items and covariates)"
                 if conditional_x is None else "")
         raise OptionError(f"fixed.x = FALSE is not supported when conditional.x = TRUE{hint}")
+    if not categorical and missing == "fiml":
+        raise OptionError("missing = ml + conditional.x not supported yet (lavaan); pass conditional_x=False "
+                          "for FIML with the covariates in the model")
     if not categorical:
         raise OptionError(
             "conditional_x=True is implemented for ordered items (WLSMV/ULSMV); with continuous "

@@ -164,3 +164,32 @@ def test_conditional_x_fits_and_modindices_raise_no_runtime_warnings(name):
     assert np.isfinite(got).all()
     ref = ref[[op != "~*~" for _, op, _ in ref.index]]
     np.testing.assert_allclose(got.loc[ref.index], ref, atol=1e-4)
+
+
+# --------------------------------------------------------------------- 7. tests lavaan adds, refusals
+@pytest.mark.parametrize("test", ["satorra.bentler", "mean.var.adjusted"])
+def test_wlsmv_adds_the_requested_test_beside_its_own(test):
+    fit, rec = case_fit(f"second_test_{test}", ORDINAL[ORDINAL["g"] == "a"])
+    check_estimates(fit, rec)
+    # the fit measures stay those of the scaled-shifted test, as lavaan's
+    check_fit(fit, rec, ["chisq", "chisq.scaled", "chisq.scaling.factor", "cfi.scaled", "rmsea.scaled"])
+    assert [t.method for t in fit.tests] == ["standard", "scaled.shifted", test] == list(rec["tests"])
+    for ours, lav in zip(fit.tests, rec["tests"].values()):
+        assert ours.stat == pytest.approx(lav["stat"], rel=1e-3)
+        assert ours.df == pytest.approx(lav["df"], rel=1e-6)
+        assert ours.pvalue == pytest.approx(lav["pvalue"], rel=1e-3)
+        if "scaling.factor" in lav:
+            assert ours.scaling_factor == pytest.approx(lav["scaling.factor"], rel=1e-3)
+    assert fit.options["second_test"] == test
+
+
+@pytest.mark.parametrize("k", range(3))
+def test_refusals_give_lavaans_reason(k):
+    from analysis.errors import OptionError
+
+    rec = CASES["refusals"][k]
+    opts = {key.replace(".", "_"): v for key, v in rec["options"].items()}
+    data = ORDINAL[ORDINAL["g"] == "a"] if "ordered" in opts else pd.read_csv(FIX / "data" / "issue15d_continuous_x.csv")
+    with pytest.raises(OptionError) as err:
+        fit_sem(rec["model"], data, **opts)
+    assert rec["message"].replace("‘", "").replace("’", "") in str(err.value)

@@ -67,11 +67,17 @@ class Inference:
     missing: str
     test_information: str = "expected"
     warnings: tuple[str, ...] = field(default=())
+    second_test: str = ""
+    """A test lavaan adds beside a robust estimator's own (WLSMV with test="satorra.bentler" or
+    "mean.var.adjusted"); the fit measures keep using the own test, as lavaan's."""
 
     def as_options(self) -> dict:
         """The strings a FitResult's ``options`` records (and refits read back)."""
-        return {"se": self.se, "test": self.test, "information": self.information,
-                "test_information": self.test_information}
+        out = {"se": self.se, "test": self.test, "information": self.information,
+               "test_information": self.test_information}
+        if self.second_test:
+            out["second_test"] = self.second_test
+        return out
 
     @classmethod
     def from_options(cls, estimator: str, options: dict) -> "Inference":
@@ -80,7 +86,8 @@ class Inference:
         if "test_information" in options:
             return cls(se=str(options["se"]), test=str(options["test"]),
                        information=str(options["information"]), missing=missing,
-                       test_information=str(options["test_information"]))
+                       test_information=str(options["test_information"]),
+                       second_test=str(options.get("second_test", "")))
         return resolve_inference(estimator, missing, se=options.get("se"), test=options.get("test"))
 
     @property
@@ -146,9 +153,20 @@ def resolve_inference(estimator: str, missing: str, *, se=None, test=None) -> In
         why = f"se = {se!r}" if se == "robust.sem" else "a satorra.bentler style test"
         notes.append(f"missing will be set to 'listwise' for {why} (as lavaan)")
         missing = "listwise"
+    second = ""
+    if ordinal and test == "bollen.stine":
+        raise OptionError("bollen.stine/yuan bootstrap not available for categorical/ordinal data "
+                          f"(lavaan; test='bootstrap' with estimator {est})")
+    if ordinal and test in ("yuan.bentler", "yuan.bentler.mplus"):
+        base = "ULS" if est == "ULSMV" else "DWLS"
+        raise OptionError(f'information = "first.order" not available for estimator {base} (lavaan: '
+                          f"test={test!r} needs it; {est} reports its scaled.shifted test)")
     if test != "none":
         if est == "ML":
             test = "standard" if test == "default" else test
+        elif ordinal and test in ("satorra.bentler", "mean.var.adjusted"):
+            # lavaan computes the requested test beside the estimator's own (fit measures: the own)
+            second, test = test, own_test
         elif test not in ("default", "standard", own_test):
             alt = (" use estimator='ML' with test=" f"{test!r} (and se=...)" if not ordinal
                    else f" {est} reports lavaan's {own_test} test")
@@ -156,8 +174,6 @@ def resolve_inference(estimator: str, missing: str, *, se=None, test=None) -> In
                               f"({test}) beside it is not implemented:{alt}")
         else:
             test = own_test
-    if ordinal and test in ("yuan.bentler", "yuan.bentler.mplus", "bollen.stine"):
-        raise OptionError(f"test={test!r} is not available for estimator {est}")
     if test == "bollen.stine" and (missing != "listwise" or se not in ("standard", "none", "bootstrap")):
         raise OptionError("test='bootstrap' (Bollen-Stine) needs complete data and the ML estimator "
                           "(missing='listwise'); it is not implemented with missing data")
@@ -183,7 +199,7 @@ def resolve_inference(estimator: str, missing: str, *, se=None, test=None) -> In
     if test == "yuan.bentler.mplus" and info == "observed":
         test_info = "hessian" if (est == "MLR" and asked in ("default", "yuan.bentler.mplus")) else "h1"
     return Inference(se=se, test=test, information=info, missing=missing, test_information=test_info,
-                     warnings=tuple(notes))
+                     warnings=tuple(notes), second_test=second)
 
 
 class EstimatorCombinationError(OptionError):

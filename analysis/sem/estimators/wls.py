@@ -256,6 +256,17 @@ class WLSEstimator:
         out.update(self._scaled(chisq, df, [np.diag(W) for W in self.W], self._delta(x), x))
         return out
 
+    def second_test(self, x, name: str) -> dict:
+        """A test lavaan adds beside the scaled-shifted one (test="satorra.bentler" or
+        "mean.var.adjusted"): the same statistic and U Gamma traces, scaled the other way."""
+        from analysis.sem.estimators.scaling import mean_var_adjusted, satorra_bentler
+
+        own = self.test(x)
+        tr1, tr2 = own.get("trace.UGamma", np.nan), own.get("trace.UGamma2", np.nan)
+        if name == "satorra.bentler":
+            return satorra_bentler(own["chisq"], own["df"], tr1)
+        return mean_var_adjusted(own["chisq"], own["df"], tr1, tr2)
+
     def _pvalue(self, chisq, df) -> float:
         # lavaan gives no p value for the unscaled ULS statistic (it is not chi-square distributed)
         if self.name == "ULSMV" or df <= 0:
