@@ -193,3 +193,36 @@ def test_refusals_give_lavaans_reason(k):
     with pytest.raises(OptionError) as err:
         fit_sem(rec["model"], data, **opts)
     assert rec["message"].replace("‘", "").replace("’", "") in str(err.value)
+
+
+# --------------------------------------------------------------------- 8. ML: scaled tests with Huber-White SEs
+@pytest.mark.parametrize("name", ["rhw_scaled.shifted", "rhw_mean.var.adjusted",
+                                  "rhw_scaled.shifted_groups", "rhw_mean.var.adjusted_groups"])
+def test_ml_scaled_tests_with_huber_white_ses(name):
+    data = pd.read_csv(FIX / "data" / "issue15d_continuous_groups.csv") if "groups" in name else CONTINUOUS
+    fit, rec = case_fit(name, data)
+    check_estimates(fit, rec, std=False)
+    # every key lavaan reports; NA where lavaan's is (mean.var.adjusted: a negative baseline trace)
+    for k, v in rec["fit"].items():
+        if v is None:
+            assert np.isnan(fit.fit_indices[k]), k
+        else:
+            assert fit.fit_indices[k] == pytest.approx(v, rel=1e-3, abs=1e-6), k
+    assert "cfi.robust" in rec["fit"] or "mean.var" in name
+
+
+@pytest.mark.parametrize("test", ["satorra.bentler", "scaled.shifted"])
+def test_mlr_adds_the_requested_test_beside_its_own(test):
+    fit, rec = case_fit(f"mlr_second_{test}", CONTINUOUS)
+    check_estimates(fit, rec, std=False)
+    for k, v in rec["fit"].items():   # yuan.bentler.mplus from the h1 information, as lavaan's
+        if v is None:
+            assert np.isnan(fit.fit_indices[k]), k
+        else:
+            assert fit.fit_indices[k] == pytest.approx(v, rel=1e-3, abs=1e-6), k
+    assert [t.method for t in fit.tests] == ["standard", "yuan.bentler.mplus", test] == list(rec["tests"])
+    for ours, lav in zip(fit.tests, rec["tests"].values()):
+        assert ours.stat == pytest.approx(lav["stat"], rel=1e-3)
+        assert ours.pvalue == pytest.approx(lav["pvalue"], rel=1e-3)
+        if "scaling.factor" in lav:
+            assert ours.scaling_factor == pytest.approx(lav["scaling.factor"], rel=1e-3)

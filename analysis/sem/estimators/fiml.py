@@ -751,10 +751,10 @@ class FIMLEstimator:
             # lavaan divides by nx.free: free rows before equality constraints are folded
             nx_free = int((self.model.partable["free"] > 0).sum())
             out.update(yuan_bentler_mplus(chisq, df, tr_h1, tr_h0, ndat, nx_free))
-        elif self.test_kind in ("satorra.bentler", "yuan.bentler"):
+        elif self.test_kind in ("satorra.bentler", "yuan.bentler", "scaled.shifted", "mean.var.adjusted"):
             from analysis.sem.estimators.scaling import scaled_test
-            trace, trace_h0 = self._ugamma_trace(self._delta_full(x), self._moments(x))
-            out.update(scaled_test(self.test_kind, chisq, df, trace, np.nan))
+            trace, trace_h0, trace2 = self._ugamma_trace(self._delta_full(x), self._moments(x), squared=True)
+            out.update(scaled_test(self.test_kind, chisq, df, trace, trace2))
             if self.test_kind == "yuan.bentler":     # lavaan reports its two halves too
                 ndat = sum(p * (p + 1) // 2 + (p if self.means else 0) - len(self._x_moment_rows(g))
                            for g, p in enumerate(self._p))
@@ -763,13 +763,24 @@ class FIMLEstimator:
                             "scaling.factor.h0": trace_h0 / nx_free})
         return out
 
-    def _ugamma_trace(self, deltas, moments) -> float:
+    def second_test(self, x, name: str) -> dict:
+        """A Satorra-Bentler family test beside MLR's own (lavaan's test="satorra.bentler",
+        "scaled.shifted" or "mean.var.adjusted" with estimator MLR), from the h1 observed information."""
+        from analysis.sem.estimators.scaling import scaled_test
+
+        chisq = max(2.0 * (self.logl_h1 - self.loglik(x)), 0.0)
+        trace, _, trace2 = self._ugamma_trace(self._delta_full(x), self._moments(x), squared=True)
+        return scaled_test(name, chisq, self.df(), trace, trace2)
+
+    def _ugamma_trace(self, deltas, moments, squared: bool = False):
         """tr(U Gamma) of lavaan's Satorra-Bentler / Yuan-Bentler tests with the observed
         information: A1 the saturated model's observed information at the implied ``moments``
         (h1.information = "structured"), E = sum_g f_g Delta' A1 Delta, U = A1 - f_g A1 Delta
         E^-1 Delta' A1 and Gamma = A1u^-1 B1u A1u^-1 at the saturated estimates (fixed.x
         covariates' moments left out, as lavaan zeroes them). Also tr(B1 Delta E^-1 Delta'), the
-        h0 half of lavaan's yuan.bentler scaling factors."""
+        h0 half of lavaan's yuan.bentler scaling factors, and with ``squared`` tr((U Gamma)^2)
+        (scaled.shifted, mean.var.adjusted) over all groups: U's off-diagonal group blocks
+        -f_g A1_g Delta_g E^-1 Delta_h' A1_h come from the common E."""
         A1s, B1s, Ds, Omegas = [], [], [], []
         for g, (pat, d, (sig, mu)) in enumerate(zip(self.patterns, deltas, moments)):
             A1, B1 = h1_information(pat, sig, mu, means=self.means)
@@ -789,7 +800,17 @@ class FIMLEstimator:
             U = a - w * a @ D_Einv_Dt @ a
             trace += float(np.sum(U * om.T))
             trace_h0 += w * float(np.sum(b * D_Einv_Dt))
-        return trace, trace_h0
+        if not squared:
+            return trace, trace_h0
+        rows = []
+        for g, (wg, dg, a) in enumerate(zip(self.weights, Ds, A1s)):
+            row = []
+            for h, (dh, ah, om_h) in enumerate(zip(Ds, A1s, Omegas)):
+                u = (a if g == h else np.zeros((len(a), len(ah)))) - wg * a @ dg @ E_inv @ dh.T @ ah
+                row.append(u @ om_h)
+            rows.append(row)
+        ug = np.block(rows)
+        return trace, trace_h0, float(np.sum(ug * ug.T))
 
     def _h1_info(self, g):
         """(A1, B1) of the saturated model of group g at the EM estimates (cached)."""
@@ -926,10 +947,10 @@ class FIMLEstimator:
             Bg = full
             tr_h0 = sum(w * np.sum(b * A_inv.T) for w, b in zip(self.weights, Bg))
             out.update(yuan_bentler_mplus(chisq, df, self._trace_h1(), tr_h0))
-        if self.test_kind in ("satorra.bentler", "yuan.bentler"):
+        if self.test_kind in ("satorra.bentler", "yuan.bentler", "scaled.shifted", "mean.var.adjusted"):
             from analysis.sem.estimators.scaling import scaled_test
-            trace = self._ugamma_trace(self._baseline_delta(), pieces)[0]
-            out.update(scaled_test(self.test_kind, chisq, df, trace, np.nan))
+            trace, _, trace2 = self._ugamma_trace(self._baseline_delta(), pieces, squared=True)
+            out.update(scaled_test(self.test_kind, chisq, df, trace, trace2))
         self._baseline_pieces = pieces
         return out
 
@@ -1095,7 +1116,7 @@ def fiml_extra_fit_measures(est, x, test, fit) -> dict:
     missing = missing or getattr(est, "fiml", False)   # lavaan: missing="ml" always uses FIML-C
     if test.get("test.scaled"):
         fc = est.fiml_corrected(x, test, base) if missing else None
-        out.update(robust_fit_indices(test, base, n, est.model.n_groups, robust=fc))
+        out.update(robust_fit_indices(test, base, n, est.model.n_groups, robust=fc, continuous=True))
     elif missing:
         out.update(robust_fit_indices(test, base, n, est.model.n_groups,
                                       robust=est.fiml_corrected(x, test, base)))

@@ -164,8 +164,10 @@ def resolve_inference(estimator: str, missing: str, *, se=None, test=None) -> In
     if test != "none":
         if est == "ML":
             test = "standard" if test == "default" else test
-        elif ordinal and test in ("satorra.bentler", "mean.var.adjusted"):
-            # lavaan computes the requested test beside the estimator's own (fit measures: the own)
+        elif (ordinal and test in ("satorra.bentler", "mean.var.adjusted")) or \
+                (est == "MLR" and test in ("satorra.bentler", "scaled.shifted", "mean.var.adjusted")):
+            # lavaan computes the requested test beside the estimator's own (fit measures: the own;
+            # MLR: both from the h1 observed information, below)
             second, test = test, own_test
         elif test not in ("default", "standard", own_test):
             alt = (" use estimator='ML' with test=" f"{test!r} (and se=...)" if not ordinal
@@ -181,11 +183,6 @@ def resolve_inference(estimator: str, missing: str, *, se=None, test=None) -> In
         info = "observed" if (missing == "fiml" or se == "robust.huber.white") else "expected"
     if ordinal and info == "observed":
         raise OptionError(f"se='observed' is not available for estimator {est} (expected information only)")
-    # satorra.bentler with the observed information: tr(U Gamma) from the h1 information
-    if (not ordinal and info == "observed" and missing != "fiml"
-            and test in ("scaled.shifted", "mean.var.adjusted")):
-        raise OptionError(f"test={test!r} with the observed information (se={se!r}) is not implemented; "
-                          "use se='standard' or se='robust.sem' (expected information)")
     if (not ordinal and info == "expected" and test in ("yuan.bentler", "yuan.bentler.mplus")
             and se == "robust.sem"):
         raise OptionError(f"test={test!r} with se='robust.sem' is not implemented; use se='standard' "

@@ -36,7 +36,8 @@ def make_estimator(model, stats, *, data=None, options=None):
     est = FIMLEstimator(model, arrays, robust=robust, group_labels=tuple(stats.group_labels),
                         weights=weights, designs=designs)
     est.fiml = missing == "fiml"
-    est.test_kind = inf.test if inf.test in ("yuan.bentler.mplus", "satorra.bentler", "yuan.bentler") else None
+    est.test_kind = inf.test if inf.test in ("yuan.bentler.mplus", "satorra.bentler", "yuan.bentler",
+                                             "scaled.shifted", "mean.var.adjusted") else None
     est.se_information = "expected" if inf.information == "expected" else "hessian"
     est.test_information = inf.test_information if inf.test_information != "observed" else "hessian"
     if options.get("survey_test_information"):

@@ -77,6 +77,8 @@ def mean_var_adjusted(chisq: float, df: int, trace_ug: float, trace_ug2: float) 
                 "method": "mean.var.adjusted"}
     c = trace_ug2 / trace_ug
     d = trace_ug ** 2 / trace_ug2
+    if c <= 0:      # tr(U Gamma) < 0 (e.g. a baseline under the h1 observed information): lavaan's NA
+        c = np.nan
     scaled = chisq / c
     return {"chisq.scaled": scaled, "df.scaled": d, "pvalue.scaled": pchisq(scaled, d),
             "chisq.scaling.factor": c, "trace.UGamma": trace_ug, "trace.UGamma2": trace_ug2,
