@@ -18,9 +18,12 @@ import importlib
 import typer
 import typer.core
 
-from instruments.cli.errors import CommandGroup, register_input_errors
+from instruments.cli.errors import CommandGroup, register_input_errors, register_usage_errors
 
-# the analysis layer's "your input is wrong" exceptions (exit 1); anything else unexpected is a bug (exit 3)
+# the analysis layer's "your input is wrong" exceptions (exit 1); options that cannot go together
+# (OptionError: a combination lavaan refuses, a value the library rejects) are usage (exit 2);
+# anything else unexpected is a bug (exit 3)
+register_usage_errors("analysis.errors:OptionError")
 register_input_errors("analysis.errors:AnalysisError", "analysis.execution:ExecutionError",
                       "analysis.study.render:RenderError", "analysis.study.records:StepFailure")
 

@@ -9,7 +9,9 @@ Exit codes, the same for every command:
   instruments' ``InstrumentError``/``ImportError_``/``FormImportError``, pydantic's
   ``ValidationError``, ``OSError``, and what analysis.cli registers: ``AnalysisError``, ...).
 * 2 - wrong use of the command: a bad option value, conflicting or missing options. click's
-  own usage errors are 2; a command says so by raising :class:`UsageError`.
+  own usage errors are 2; a command says so by raising :class:`UsageError`, the library by an
+  error registered with :func:`register_usage_errors` (analysis: ``OptionError``, e.g. options
+  that lavaan refuses together, with lavaan's reason).
 * 3 - an internal error, i.e. a bug: the traceback goes to stderr with a request to report
   it. A bug is never dressed up as the user's mistake (exit 1).
 
@@ -38,7 +40,7 @@ import typer
 import typer.core
 
 __all__ = ["EXIT_INPUT", "EXIT_USAGE", "EXIT_INTERNAL", "InputError", "UsageError", "CommandGroup",
-           "register_input_errors", "error_document", "issue_records", "report_error"]
+           "register_input_errors", "register_usage_errors", "error_document", "issue_records", "report_error"]
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
@@ -75,6 +77,18 @@ _INPUT_ERRORS: list[str] = [
 ]
 
 
+# "module:Class" of the library exceptions that mean "the options asked for cannot go together"
+# (a combination lavaan refuses, an option's value the library rejects): usage, exit 2.
+_USAGE_ERRORS: list[str] = []
+
+
+def register_usage_errors(*names: str) -> None:
+    """Treat exceptions of these classes ("package.module:Class") as wrong use of the command."""
+    for name in names:
+        if name not in _USAGE_ERRORS:
+            _USAGE_ERRORS.append(name)
+
+
 def register_input_errors(*names: str) -> None:
     """Treat exceptions of these classes ("package.module:Class") as the user's input errors."""
     for name in names:
@@ -82,15 +96,17 @@ def register_input_errors(*names: str) -> None:
             _INPUT_ERRORS.append(name)
 
 
-def _is_input_error(exc: BaseException) -> bool:
-    if isinstance(exc, InputError):
-        return True
-    for name in _INPUT_ERRORS:
+def _is_one_of(exc: BaseException, names: list[str]) -> bool:
+    for name in names:
         module, _, cls = name.partition(":")
         found = getattr(sys.modules.get(module), cls, None)
         if isinstance(found, type) and isinstance(exc, found):
             return True
     return False
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    return isinstance(exc, InputError) or _is_one_of(exc, _INPUT_ERRORS)
 
 
 def issue_records(exc: BaseException) -> list[dict[str, Any]]:
@@ -149,6 +165,8 @@ def report_error(exc: BaseException, as_json: bool) -> int:
     """Print ``exc`` by the policy (JSON on stdout, or ``Error:`` lines on stderr); its exit code."""
     if _click_error(exc):
         kind, code = ("usage" if exc.exit_code == EXIT_USAGE else "input"), exc.exit_code
+    elif _is_one_of(exc, _USAGE_ERRORS):
+        kind, code = "usage", EXIT_USAGE
     elif _is_input_error(exc):
         kind, code = "input", EXIT_INPUT
     else:

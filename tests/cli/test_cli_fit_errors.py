@@ -115,8 +115,10 @@ def test_compare_needs_two_models():
 
 
 def test_refused_estimator_missing_combination():
+    # options lavaan refuses together are a wrong use of the command: exit 2, with lavaan's reason
     res = run("fit", HS, "--model", "hs", "--estimator", "MLM", "--missing", "fiml", "--json")
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     doc = json.loads(res.stdout)
+    assert doc["error"]["kind"] == "usage"
     assert "estimator MLM needs complete data" in doc["error"]["message"]
     assert res.stderr == ""

@@ -60,7 +60,7 @@ def test_simulate_mistakes_are_messages(tmp_path):
                "-o", tmp_path / "x.csv")
     assert res.exit_code == 2 and "group 1 needs a name and a share" in res.output
     res = _run("simulate", "--instrument", "crs", "--n", 10, "--seed", 1, "--missing", 2, "-o", tmp_path / "x.csv")
-    assert res.exit_code == 1 and "'missing' parameter of simulate_responses must be in [0, 1)" in res.output
+    assert res.exit_code == 2 and "'missing' parameter of simulate_responses must be in [0, 1)" in res.output
 
 
 def test_simulate_with_groups_file(tmp_path):

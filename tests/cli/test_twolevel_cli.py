@@ -49,7 +49,7 @@ def test_cli_without_cluster_says_what_to_do(tmp_path):
     model = tmp_path / "cfa.lav"
     model.write_text(CFA)
     res = runner.invoke(app, ["fit", str(DATA), "--model", str(model), "--json"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2   # a missing option: wrong use of the command
     assert "--cluster" in res.stdout and "Traceback" not in res.output
 
 
