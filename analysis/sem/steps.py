@@ -323,6 +323,10 @@ def resolve_options(spec: ModelInput, *, estimator: str | None = None, missing: 
                           f"with se='bootstrap' and/or test='bootstrap' (got se={inference.se!r}, "
                           f"test={inference.test!r})")
     ordered = as_list(list(spec.ov_names) if ordered is True else ordered)
+    strangers = [v for v in ordered if v not in set(spec.ov_names)]
+    if strangers:   # lavaan ignores them with a warning and still switches to WLSMV; we say so at once
+        raise OptionError(f"ordered= names {', '.join(map(repr, strangers))}, not an observed variable of "
+                          f"the model (its observed variables: {', '.join(spec.ov_names)})")
     ctrl = dict(control or {})
     unknown = set(ctrl) - {"max_iter", "gtol"}
     if unknown:

@@ -44,3 +44,13 @@ def test_model_of_the_wrong_type_is_refused_by_name(model, match):
     with pytest.raises(OptionError, match=match) as err:
         fit_sem(model, data)
     assert "The 'model' parameter of fit_sem must be lavaan model syntax" in str(err.value)
+
+
+@pytest.mark.parametrize("ordered", [["zz"], ["x4"]])
+def test_ordered_names_outside_the_model_are_refused_by_name(ordered):
+    # lavaan ignores them with a warning yet switches the estimator to WLSMV; a bare KeyError was raised here
+    from analysis.errors import OptionError
+
+    data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
+    with pytest.raises(OptionError, match=f"ordered= names '{ordered[0]}', not an observed variable of the model"):
+        fit_sem("visual =~ x1 + x2 + x3", data, ordered=ordered)
