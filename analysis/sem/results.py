@@ -251,7 +251,7 @@ class FitResult:
     data_check: DataCheck | None = None
     """The data as checked for the model (cases kept, missing-data patterns); None from moments."""
     bootstrap: BootstrapResult | None = None
-    """The bootstrap behind bootstrap SEs and CIs (``se="bootstrap"`` or ``bootstrap=N``)."""
+    """The bootstrap behind bootstrap SEs and CIs (``se="bootstrap"``, ``bootstrap=N`` draws)."""
     bollen_stine: Mapping[str, Any] | None = None
     """The Bollen-Stine bootstrap of ``test="bootstrap"`` (chisq, pvalue, n_ok, n_larger, n_failed)."""
     imputations: tuple[FitResult, ...] | None = None

@@ -516,8 +516,8 @@ def estimate(compiled: CompiledModel, table: ModelTable, options: FitOptions) ->
     constraints = _general_constraints(table.table)   # analysis.sem.constraints; None if none
     if constraints is not None:
         if options.se == "bootstrap" or options.bootstrap > 0:
-            raise OptionError("bootstrap standard errors with general constraints (a == 2*b, a > 0.5) are not "
-                              "available: the bootstrap refits do not impose them")
+            raise OptionError("bootstrap standard errors or tests (se/test='bootstrap') with general constraints "
+                              "(a == 2*b, a > 0.5) are not available: the bootstrap refits do not impose them")
         opt = constraints.minimize(est, x0, unconstrained=opt)
         est.constraints = constraints     # its scaled test uses the constrained information
     records = []
