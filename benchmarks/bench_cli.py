@@ -14,11 +14,18 @@ means the suite is faster):
 
     .venv/bin/python benchmarks/bench_cli.py [--repeats 5] [--no-r]
 
-Measured 2026-12-06 on the 2-core machine (load 0.95, lavaan 0.6-14, median of 5):
---help 0.22 s; fit HS 0.90 s vs Rscript 0.45 s (0.5x); fit HS --bootstrap 1000
-1.46 s vs 12.43 s (8.5x); 40 items / 12 factors N = 2,000 1.07 s vs 0.78 s (0.7x).
-Imports dominate the fit commands (pandas ~0.21 s, scipy.special ~0.11 s); the
-fit itself takes 0.14 s.
+Measured 2026-12-06 on the shared 2-core machine (lavaan 0.6-14, median of 5; two runs at
+load 3.6 and 1.8 gave the same figures): --help 0.18-0.21 s; fit HS 0.60 s vs Rscript 0.46 s
+(0.8x); fit HS --bootstrap 1000 1.15-1.23 s vs 11.8-12.7 s (10.2-10.3x; its two workers need
+both cores: 7.8x in a run at load 3.1); 40 items / 12 factors N = 2,000 0.74 s vs
+0.82 s (1.1x). The same commands before (commit 0ac98f1, timed alternately with these at load
+1.7-3.4): fit HS 0.81 s, bootstrap 2.60 s, 40 items 1.32 s.
+What is left of fit HS is start-up: Python with numpy and pandas ~0.35 s (pandas 3 imports
+pyarrow, ~0.08 s, whenever it is installed), typer's parameter parsing ~0.08 s (typer 0.29
+builds pydantic validators), the fit itself ~0.03 s; so "faster than Rscript" is not reached
+for HS while pandas is the ParameterTable's type. A plain ML fit imports no scipy
+(analysis.sem.distributions computes its p-values and intervals). CPU time is printed
+beside the wall time: a busy machine disturbs it less.
 
 The load average is printed with the figures: on a shared 2-core machine the
 ratios move with it.
