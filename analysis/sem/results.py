@@ -462,6 +462,13 @@ class FitResult:
             lines.append(_kv("P-value (Chi-square)", _fit_value(fi, "pvalue")))
         if _has(fi, "bollen.stine.pvalue"):   # lavaan's test = "bootstrap"
             lines.append(_kv("P-value (Bollen-Stine bootstrap)", _fit_value(fi, "bollen.stine.pvalue")))
+        for extra in self._second_tests():   # test = c(own, second): the second under its own name
+            lines += ["", f"  Second test ({extra.method}, {_TEST_NAMES.get(extra.method, extra.method)}):"]
+            lines.append(_kv("  Test statistic", extra.stat))
+            lines.append(_kv("  Degrees of freedom", extra.df, digits=0 if float(extra.df).is_integer() else 3))
+            lines.append(_kv("  P-value (Chi-square)", extra.pvalue))
+            if extra.scaling_factor is not None and np.isfinite(extra.scaling_factor):
+                lines.append(_kv("  Scaling correction factor", extra.scaling_factor))
         by_group = self._group_chisq()
         if by_group:
             c = _fit_value(fi, "chisq.scaling.factor") if scaled else float("nan")
@@ -471,6 +478,12 @@ class FitResult:
                 lines.append("  " + _kv(str(lab), *values, width=52))
         lines.append("")
         return lines
+
+    def _second_tests(self) -> list[TestStatistic]:
+        """Tests asked for beside the estimator's own (lavaan's ``test = c("scaled.shifted",
+        "satorra.bentler")``): neither the standard statistic, the own scaled one nor Bollen-Stine."""
+        return [t for t in self.tests[1:] if isinstance(t, TestStatistic)
+                and t.name not in ("chisq", "chisq.scaled", "chisq.bootstrap")]
 
     def _group_chisq(self) -> list[tuple[str, float]]:
         """Each group's share of the ML chi-square (complete data: n_g F_ML,g), as lavaan's

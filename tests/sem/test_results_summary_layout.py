@@ -123,3 +123,20 @@ def test_test_statistic_for_each_group_as_lavaan():
     block = fit.summary().split("Test statistic for each group:")[1]
     assert _line(block, "Pasteur").split()[-2:] == ["64.309", "67.578"]
     assert _line(block, "Grant-White").split()[-2:] == ["51.542", "54.162"]
+
+
+def test_summary_prints_a_second_test_beside_the_estimators_own():
+    # WLSMV with test="satorra.bentler": lavaan keeps its scaled-shifted test and adds the second
+    d = pd.read_csv(Path(__file__).resolve().parents[1] / "fixtures" / "data" / "HolzingerSwineford1939.csv")
+    for c in ["x1", "x2", "x3", "x4", "x5", "x6"]:
+        d[c] = pd.cut(d[c], 4, labels=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_sem("visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6", d, ordered=True, test="satorra.bentler")
+    second = [t for t in fit.tests if t.name == "chisq.satorra.bentler"]
+    assert len(second) == 1
+    text = fit.summary()
+    block = text[text.index("Second test (satorra.bentler"):].splitlines()
+    assert block[1].split()[:2] == ["Test", "statistic"] and float(block[1].split()[-1]) == pytest.approx(second[0].stat, abs=5e-4)
+    assert float(block[3].split()[-1]) == pytest.approx(second[0].pvalue, abs=5e-4)
+    assert text.index("Second test") < text.index("Model Test Baseline Model")
