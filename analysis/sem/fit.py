@@ -74,8 +74,9 @@ def fit_sem(model: str, data: pd.DataFrame | None = None, *, sample_cov=None, sa
     MLR robust.huber.white + yuan.bentler.mplus, MLM robust.sem + satorra.bentler,
     WLSMV/ULSMV robust.sem + scaled.shifted; ML adds a requested test such as
     "satorra.bentler", "scaled.shifted", "mean.var.adjusted", "yuan.bentler(.mplus)" or
-    "bootstrap" (Bollen-Stine) to the standard one; the result's ``options`` record the
-    se, test and information used). ``start``: a free-parameter vector to start from (warm
+    "bootstrap" (Bollen-Stine) to the standard one; a list such as lavaan's
+    ``test = c("standard", "satorra.bentler")`` names the own test and at most one more;
+    the result's ``inference`` says the se, test and information used). ``start``: a free-parameter vector to start from (warm
     starts for bootstrap and simulation). ``control``: optimizer settings
     (``max_iter``, ``gtol``), as lavaan's ``control=``. ``warn=False`` keeps
     the warnings on the result only. ``collapse_sparse``: merge a category of an

@@ -59,6 +59,7 @@ from analysis.sem.estimators.inference import (
     TEST_NAMES,
     Inference,
     fill_inference,
+    one_test,
     resolve_inference,
     set_inference,
 )
@@ -310,6 +311,8 @@ def resolve_options(spec: ModelInput, *, estimator: str | None = None, missing: 
         # lavaan's default: ML, or WLSMV when ordered items are declared
         estimator = "WLSMV" if (ordered is True or as_list(ordered)) else "ML"
         given["estimator"] = estimator
+    if not isinstance(test, str) and isinstance(test, (list, tuple)):   # lavaan's test = c(...)
+        test = given["test"] = one_test(test, str(estimator))
     _validate(given)
     estimator = estimator.upper()
     missing = {"fiml": "fiml", "ml": "fiml", "pairwise": "pairwise"}.get(missing.lower(), "listwise")

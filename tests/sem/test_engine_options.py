@@ -54,3 +54,18 @@ def test_ordered_names_outside_the_model_are_refused_by_name(ordered):
     data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
     with pytest.raises(OptionError, match=f"ordered= names '{ordered[0]}', not an observed variable of the model"):
         fit_sem("visual =~ x1 + x2 + x3", data, ordered=ordered)
+
+
+def test_a_list_of_tests_as_lavaans_test_c():
+    # lavaan: test = c("standard", "satorra.bentler") on HS gives chisq.scaled 80.872 (as test = "sb")
+    from analysis.errors import OptionError
+
+    data = pd.read_csv(ROOT / "tests/fixtures/data/HolzingerSwineford1939.csv")
+    model = (ROOT / "analysis/models/hs.lav").read_text()
+    fit = fit_sem(model, data, test=["standard", "satorra.bentler"])
+    assert fit.fit_indices["chisq.scaled"] == pytest.approx(80.872, abs=1e-3)
+    assert fit.inference.test == "satorra.bentler"
+    with pytest.raises(OptionError, match="at most one test beside the estimator's own"):
+        fit_sem(model, data, test=["satorra.bentler", "mean.var.adjusted"])
+    with pytest.raises(OptionError, match="invalid value"):
+        fit_sem(model, data, test=["standard", "no.such.test"])

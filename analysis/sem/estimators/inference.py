@@ -112,6 +112,23 @@ def _se_name(se) -> tuple[str, str | None]:
     return s, None
 
 
+def one_test(test, estimator: str):
+    """lavaan's ``test = c(...)``: a list naming the estimator's own test (or "standard") and at
+    most one more becomes that one test name (fit_sem computes the own test and the one asked
+    for beside it); a single name is returned as it is."""
+    if isinstance(test, str) or test is None:
+        return test
+    names = [_test_name(t) for t in test]
+    own = ESTIMATORS[estimator.upper()].test if estimator.upper() in ESTIMATORS else "standard"
+    rest = list(dict.fromkeys(t for t in names if t not in ("standard", "default", own)))
+    if len(rest) > 1:
+        raise OptionError(f"test={list(test)!r}: at most one test beside the estimator's own "
+                          f"({own}) is computed; ask for one of {', '.join(rest)}")
+    if "none" in names and len(names) > 1:
+        raise OptionError(f"test={list(test)!r}: 'none' cannot be combined with other tests")
+    return rest[0] if rest else ("none" if names == ["none"] else "default")
+
+
 def _test_name(test) -> str:
     t = "default" if test is None else str(test).lower()
     if t in _BROWNE:
