@@ -4,7 +4,7 @@ Every statistic returns a DataFrame with the same columns
 ``estimate, ci.lower, ci.upper, n_obs`` (plus identifying columns such as
 ``construct`` or ``group``), at full precision; rounding happens only when a
 table is formatted for people. The reference implementations are named in each
-docstring (psych, semTools); ``tests/test_reliability_*.py`` pins their numbers.
+docstring (psych, semTools); ``tests/psychometrics/test_reliability_*.py`` pins their numbers.
 
 :func:`reliability_report` runs everything for an instrument: missing codes
 become NA and reverse-keyed items are recoded *first* (omega and alpha are wrong

@@ -474,7 +474,7 @@ class ConditionalWLSEstimator(WLSEstimator):
     default for ordered items with observed exogenous covariates).
 
     The sample statistics are those of the endogenous observed variables given x
-    (:func:`analysis.polychoric.conditional_stats`): thresholds (or minus intercepts), the
+    (:func:`analysis.sem.polychoric.conditional_stats`): thresholds (or minus intercepts), the
     slopes on x, residual variances of continuous variables and residual correlations. The
     model's counterparts come from its joint implied moments with x: ``Pi = S_yx S_xx^-1``,
     residual covariances ``S_yy - Pi S_xy`` and thresholds at x = 0, ``tau + Pi mu_x`` (the
