@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -203,3 +204,37 @@ class ThreadServer:
         self.server.should_exit = True
         if self.thread:
             self.thread.join(10)
+
+
+async def respondent_burst(url: str, inst, n: int, concurrency: int, seed: int, *, kill_after: int | None = None,
+                 server: Server | None = None):
+    """Run n respondents, at most `concurrency` at a time; acks {response_id: answers}, latencies."""
+    rng = random.Random(seed)
+    plans = [(plan_answers(inst, rng), ["en", "ur"][i % 2]) for i in range(n)]
+    acks: dict[str, dict] = {}
+    seconds: list[float] = []
+    failures: list[str] = []
+    sem = asyncio.Semaphore(concurrency)
+    killed = asyncio.Event()
+
+    async def one(answers, lang):
+        async with sem:
+            if killed.is_set():
+                return
+            t0 = time.perf_counter()
+            try:
+                async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:  # own cookie jar
+                    rid = await respond_async(client, inst, answers, lang)
+            except (httpx.HTTPError, AssertionError) as exc:
+                failures.append(repr(exc)[:200])
+                return
+            seconds.append(time.perf_counter() - t0)
+            acks[rid] = answers
+            if kill_after is not None and len(acks) >= kill_after and not killed.is_set():
+                killed.set()
+                server.kill()  # SIGKILL while other respondents are mid-way
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(a, lang) for a, lang in plans))
+    wall = time.perf_counter() - t0
+    return acks, seconds, failures, wall

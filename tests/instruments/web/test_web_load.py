@@ -16,51 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import sqlite3
 import statistics
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from instruments import load_instrument
-from tests._web_support import Server, plan_answers, respond_async
-
-
-async def _burst(url: str, inst, n: int, concurrency: int, seed: int, *, kill_after: int | None = None,
-                 server: Server | None = None):
-    """Run n respondents, at most `concurrency` at a time; acks {response_id: answers}, latencies."""
-    rng = random.Random(seed)
-    plans = [(plan_answers(inst, rng), ["en", "ur"][i % 2]) for i in range(n)]
-    acks: dict[str, dict] = {}
-    seconds: list[float] = []
-    failures: list[str] = []
-    sem = asyncio.Semaphore(concurrency)
-    killed = asyncio.Event()
-
-    async def one(answers, lang):
-        async with sem:
-            if killed.is_set():
-                return
-            t0 = time.perf_counter()
-            try:
-                async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:  # own cookie jar
-                    rid = await respond_async(client, inst, answers, lang)
-            except (httpx.HTTPError, AssertionError) as exc:
-                failures.append(repr(exc)[:200])
-                return
-            seconds.append(time.perf_counter() - t0)
-            acks[rid] = answers
-            if kill_after is not None and len(acks) >= kill_after and not killed.is_set():
-                killed.set()
-                server.kill()  # SIGKILL while other respondents are mid-way
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(a, lang) for a, lang in plans))
-    wall = time.perf_counter() - t0
-    return acks, seconds, failures, wall
+from tests._web_support import Server, respondent_burst
 
 
 def _stored(study: Path) -> list[tuple[str, str, str]]:
@@ -76,7 +39,7 @@ def _run(tmp_path, n: int, concurrency: int, n_second: int) -> dict:
     # every respondent comes from 127.0.0.1: lift the per-address cap on new surveys
     server = Server("crs", tmp_path, args=["--drafts-per-client-per-hour", "1000000"]).start()
     try:
-        acks, seconds, failures, wall = asyncio.run(_burst(server.url, inst, n, concurrency, seed=11))
+        acks, seconds, failures, wall = asyncio.run(respondent_burst(server.url, inst, n, concurrency, seed=11))
         assert failures == []
         rows = _stored(tmp_path)
         ids = [r[0] for r in rows]
@@ -95,7 +58,7 @@ def _run(tmp_path, n: int, concurrency: int, n_second: int) -> dict:
         print(json.dumps(figures), flush=True)
 
         # second burst: SIGKILL once a third of it is acknowledged
-        acks2, _, failures2, _ = asyncio.run(_burst(server.url, inst, n_second, concurrency, seed=12,
+        acks2, _, failures2, _ = asyncio.run(respondent_burst(server.url, inst, n_second, concurrency, seed=12,
                                                     kill_after=n_second // 3, server=server))
         assert server.proc.returncode == -9
         server.start()  # restart on the same files
@@ -106,7 +69,7 @@ def _run(tmp_path, n: int, concurrency: int, n_second: int) -> dict:
         rows = _stored(tmp_path)
         assert len({r[0] for r in rows}) == len(rows) and len({r[1] for r in rows}) == len(rows)
         # the restarted server takes new responses
-        acks3, _, failures3, _ = asyncio.run(_burst(server.url, inst, 5, 5, seed=13))
+        acks3, _, failures3, _ = asyncio.run(respondent_burst(server.url, inst, 5, 5, seed=13))
         assert failures3 == [] and len(acks3) == 5
     finally:
         server.stop()

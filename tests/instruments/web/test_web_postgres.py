@@ -158,12 +158,12 @@ def test_postgres_store_full_flow(db_url, tmp_path):
 
 @pytest.mark.slow
 def test_postgres_server_killed_keeps_acknowledged(db_url, tmp_path):
-    from tests.test_web_load import _burst
+    from tests._web_support import respondent_burst
 
     inst = load_instrument("crs")
     server = Server("crs", tmp_path, database_url=db_url).start()
     try:
-        acks, _, failures, _ = asyncio.run(_burst(server.url, inst, 40, 10, seed=5, kill_after=15, server=server))
+        acks, _, failures, _ = asyncio.run(respondent_burst(server.url, inst, 40, 10, seed=5, kill_after=15, server=server))
         assert server.proc.returncode == -9 and len(acks) >= 15
     finally:
         server.stop()
