@@ -21,6 +21,7 @@ Two kinds of problems:
 from __future__ import annotations
 
 import difflib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -745,6 +746,20 @@ group_paths: []
 """
 
 
+def _own_instrument(instrument: str, target: Path) -> Path | None:
+    """The instrument file to copy into a new study, None for a shipped instrument; StudyError
+    when ``instrument`` is neither."""
+    from instruments import library_instruments
+
+    own = Path(instrument)
+    if own.is_file():
+        return own
+    if instrument in library_instruments():
+        return None
+    raise StudyError([StudyIssue("unknown-instrument", f"instrument not found: '{instrument}' is neither a file "
+                                 f"nor a shipped instrument ({', '.join(library_instruments())})", str(target))])
+
+
 def init_study(directory: str | Path, *, title: str = "Community resilience study",
                data_name: str = "survey.csv", seed: int = 20260401, overwrite: bool = False,
                instrument: str = "crs") -> Path:
@@ -753,8 +768,16 @@ def init_study(directory: str | Path, *, title: str = "Community resilience stud
     target = root / "study.yaml"
     if target.exists() and not overwrite:
         raise StudyError([StudyIssue("exists", f"{target} already exists; not overwritten", str(target))])
+    instrument_file = _own_instrument(instrument, target)
     for sub in ("data/raw", "models", "results", "reports"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    if instrument_file is not None:
+        # paths in study.yaml are relative to the study folder: a copy there keeps the study
+        # self-contained (and shareable), and `instrument:` resolves wherever `run` is started
+        copy = root / instrument_file.name
+        if not (copy.exists() and copy.samefile(instrument_file)):
+            shutil.copyfile(instrument_file, copy)
+        instrument = instrument_file.name
     import json
 
     analysis = (CRS_ANALYSIS if instrument == "crs" else OWN_ANALYSIS).format()

@@ -92,3 +92,27 @@ def test_the_study_store_is_a_data_source(tmp_path):
     assert r["import"]["sources"][0]["format"] == "store" and r["sample"]["n"] == 400
     base = json.loads(base_run().results_json.read_text())
     assert r["cfa"]["fit"]["chisq"] == pytest.approx(base["cfa"]["fit"]["chisq"], rel=1e-10)  # same answers
+
+
+def test_init_copies_an_own_instrument_into_the_study_and_refuses_an_unknown_one(tmp_path, monkeypatch):
+    # the README tour: `init my_study --instrument my.yaml` then `run my_study/study.yaml`; paths in
+    # study.yaml are relative to the study folder, so the instrument must resolve from there
+    from instruments import library_path
+
+    from analysis.study.spec import load_study
+
+    monkeypatch.chdir(tmp_path)
+    Path("my.yaml").write_text(library_path("crs").read_text(encoding="utf-8"), encoding="utf-8")
+    res = runner.invoke(app, ["init", "my_study", "--instrument", "my.yaml"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "my_study" / "my.yaml").read_bytes() == Path("my.yaml").read_bytes()
+    assert "\ninstrument: my.yaml\n" in (tmp_path / "my_study" / "study.yaml").read_text()
+    monkeypatch.chdir(tmp_path / "my_study" / "data")  # resolved from the study folder, not the cwd
+    st = load_study(tmp_path / "my_study" / "study.yaml")
+    assert st.instrument_path() == tmp_path / "my_study" / "my.yaml" and st.load_instrument().id
+    monkeypatch.chdir(tmp_path)
+    bad = runner.invoke(app, ["init", "newst", "--instrument", "nosuch"])
+    assert bad.exit_code == 1 and "'nosuch' is neither a file nor a shipped instrument" in bad.output
+    assert not (tmp_path / "newst").exists()
+    shipped = runner.invoke(app, ["init", "st2", "--instrument", "crs"])
+    assert shipped.exit_code == 0 and "\ninstrument: crs\n" in (tmp_path / "st2" / "study.yaml").read_text()
