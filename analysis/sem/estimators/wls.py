@@ -78,6 +78,20 @@ class WLSEstimator:
             if len(os_.th) - int((~self.ordered_mask).sum()) != want:
                 raise DataError(f"the model has {want} thresholds but the data give {len(os_.th)}; "
                                 "check the categories of the ordered items")
+        self._weigh_groups()
+        # lavaan's WLS.obs from Model.delta's [tau, mu, vech(Sigma)]: per variable its thresholds
+        # (ordered) or minus its mean (continuous); variances of continuous variables; off-diagonal vech
+        self._sel = [self._selection(g) for g in range(model.n_groups)]
+        covs = [s.cov if mixed else s.corr for s in self.ostats]
+        means = [np.where(self.ordered_mask, 0.0, s.means) if mixed else np.zeros(len(s.names))
+                 for s in self.ostats]
+        self.stats = SampleStats(tuple(model.ov_names[0]), tuple(covs), tuple(means), tuple(self.nobs),
+                                 tuple(str(x) for x in labels))
+        self.missing = missing
+
+    def _weigh_groups(self) -> None:
+        """Group sizes and weights from the sample statistics, and the (D)WLS weight: the
+        inverse diagonal of Gamma (WLSMV) or ones (ULSMV)."""
         self.nobs = [s.nobs for s in self.ostats]
         self.ntotal = int(sum(self.nobs))
         self.weights = np.asarray(self.nobs, float) / self.ntotal
@@ -89,15 +103,6 @@ class WLSEstimator:
             self.W = [np.ones(len(v)) for v in self.s]
         else:
             self.W = [1.0 / np.diag(gm) for gm in self.gamma]
-        # lavaan's WLS.obs from Model.delta's [tau, mu, vech(Sigma)]: per variable its thresholds
-        # (ordered) or minus its mean (continuous); variances of continuous variables; off-diagonal vech
-        self._sel = [self._selection(g) for g in range(model.n_groups)]
-        covs = [s.cov if mixed else s.corr for s in self.ostats]
-        means = [np.where(self.ordered_mask, 0.0, s.means) if mixed else np.zeros(len(s.names))
-                 for s in self.ostats]
-        self.stats = SampleStats(tuple(model.ov_names[0]), tuple(covs), tuple(means), tuple(self.nobs),
-                                 tuple(str(x) for x in labels))
-        self.missing = missing
 
     def _selection(self, g):
         """Signed selection matrix from Model.delta's rows to lavaan's WLS.obs order."""
@@ -537,16 +542,7 @@ class ConditionalWLSEstimator(WLSEstimator):
             if int(os_.numeric.sum()) + want != len(os_.th):
                 raise DataError(f"the model has {want} thresholds but the data give "
                                 f"{len(os_.th) - int(os_.numeric.sum())}; check the categories of the ordered items")
-        self.nobs = [s.nobs for s in self.ostats]
-        self.ntotal = int(sum(self.nobs))
-        self.weights = np.asarray(self.nobs, float) / self.ntotal
-        self._fw = np.asarray([(n - 1) / n for n in self.nobs]) * self.weights
-        self.s = [s.wls_obs for s in self.ostats]
-        self.gamma = [s.gamma for s in self.ostats]
-        if self.name == "ULSMV":
-            self.W = [np.ones(len(v)) for v in self.s]
-        else:
-            self.W = [1.0 / np.diag(gm) for gm in self.gamma]
+        self._weigh_groups()
         self._maps = [self._index_maps(g) for g in range(model.n_groups)]
         # sample statistics on the joint (y, x) scale for the result: the y block rebuilt from
         # the residual covariances and slopes, the covariates' moments as fixed.x keeps them
