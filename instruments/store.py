@@ -631,6 +631,20 @@ def _unpack_unknown(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows, extra], axis=1)
 
 
+# The validation report's table has fixed column types: a first import whose issues all lack a
+# row id or value must not fix those columns to DuckDB's type NULL (later issues could not be added).
+_ISSUES_TABLE = """CREATE TABLE IF NOT EXISTS issues (
+    import_id BIGINT, "row" BIGINT, respondent_id VARCHAR, item VARCHAR, value VARCHAR,
+    type VARCHAR, severity VARCHAR, message VARCHAR)"""
+# a store written before the table was typed: its NULL-typed columns get their type back
+_ISSUES_RETYPE = """CREATE OR REPLACE TABLE issues AS SELECT * REPLACE (
+    CAST(import_id AS BIGINT) AS import_id, CAST("row" AS BIGINT) AS "row",
+    CAST(respondent_id AS VARCHAR) AS respondent_id, CAST(item AS VARCHAR) AS item,
+    CAST(value AS VARCHAR) AS value, CAST(type AS VARCHAR) AS type,
+    CAST(severity AS VARCHAR) AS severity, CAST(message AS VARCHAR) AS message) FROM issues"""
+_NULL_TYPED = ("SELECT count(*) FROM information_schema.columns "
+               "WHERE table_name = ? AND data_type IN ('NULL', '\"NULL\"')")
+
 # Whole statements, one per table and purpose: no name is ever spliced into SQL.
 _APPEND_SQL = {
     "responses": ("CREATE TABLE responses AS SELECT * FROM incoming",
@@ -647,6 +661,16 @@ _APPEND_SQL = {
 def _append(con, table: str, frame: pd.DataFrame) -> None:
     """Append by column name; new columns (a grown instrument) widen the table."""
     create, insert, widen = _APPEND_SQL[table]
+    if table == "issues":
+        # text columns as text (a value may be a number in one issue and a word in another)
+        frame = frame.copy()
+        for col in ("respondent_id", "item", "value", "type", "severity", "message"):
+            if col in frame:
+                frame[col] = [None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+                              for v in frame[col]]
+        con.execute(_ISSUES_TABLE)
+        if con.execute(_NULL_TYPED, [table]).fetchall()[0][0]:
+            con.execute(_ISSUES_RETYPE)
     con.register("incoming", frame)
     try:
         if not _has_table(con, table):
@@ -655,9 +679,15 @@ def _append(con, table: str, frame: pd.DataFrame) -> None:
         have = {r[0].casefold() for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
         new = [c for c in frame.columns if str(c).casefold() not in have]
-        con.execute(widen if new else insert)
+        # a column of type NULL (all missing when the table was made) takes the incoming type
+        # only when the table is rebuilt from both
+        null_typed = con.execute(_NULL_TYPED, [table]).fetchall()[0][0]
+        con.execute(widen if new or null_typed else insert)
     finally:
-        con.unregister("incoming")
+        # after a failed statement the transaction is aborted and unregistering fails too:
+        # that follow-up error must not hide the first one
+        with contextlib.suppress(Exception):
+            con.unregister("incoming")
 
 
 def _missing(path: Path):

@@ -185,3 +185,51 @@ def test_cli_says_how_many_were_already_stored(crs, tmp_path):
     assert res.exit_code == 0 and "stored 4 responses in" in res.output and "(5 already there)" in res.output
     doc = json.loads(runner.invoke(app, ["import", str(week1), "-i", "crs", "--study", study, "--json"]).stdout)
     assert doc["import"]["added"] is False and doc["import"]["reason"].startswith("already imported as w1.csv")
+
+
+def _language_only(crs, path, seed, n=20):
+    # a plain CSV whose only issue is file-level: no row, respondent id or value
+    data = make_responses(crs, n=n, seed=seed)
+    data["respondent_id"] = [f"{path.stem}-{i}" for i in range(n)]
+    data["language"] = "Another language"
+    data.to_csv(path, index=False)
+    return data
+
+
+def test_second_import_with_row_issue_after_issues_without_row_ids(crs, tmp_path):
+    # the first import's issues all lack a row id and value: those columns must still take text later
+    study = Study(tmp_path / "study")
+    _language_only(crs, tmp_path / "a.csv", seed=3)
+    first = study.import_file(tmp_path / "a.csv", crs)
+    assert first.added and first.report.issues["row"].isna().all()
+    data = _language_only(crs, tmp_path / "b.csv", seed=4)
+    data.loc[3, "CULT1"] = 9
+    data.to_csv(tmp_path / "b.csv", index=False)
+    second = study.import_file(tmp_path / "b.csv", crs)
+    assert second.added and second.n_rows == 20
+    issues = study.issues()
+    bad = issues[issues["type"] == "out-of-range"]
+    assert bad[["import_id", "row", "respondent_id", "item", "value"]].values.tolist() == [[2, 5, "b-3", "CULT1", "9"]]  # row: the file line (header is 1)
+    assert sorted(issues["import_id"].unique()) == [1, 2] and len(study.responses()) == 40
+
+
+def test_store_with_null_typed_issue_columns_accepts_a_later_import(crs, tmp_path):
+    # a store written before the issues table had types: its NULL-typed columns are retyped
+    import duckdb
+
+    study = Study(tmp_path / "study")
+    _language_only(crs, tmp_path / "a.csv", seed=3)
+    study.import_file(tmp_path / "a.csv", crs)
+    with duckdb.connect(str(study.db_path)) as con:
+        con.execute("CREATE OR REPLACE TABLE issues AS SELECT import_id, NULL AS \"row\", NULL AS respondent_id, "
+                    "item, NULL AS value, type, severity, message FROM issues")
+        assert con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'issues' "
+                           "AND data_type = '\"NULL\"'").fetchall()[0][0] == 3
+    data = _language_only(crs, tmp_path / "b.csv", seed=4)
+    data.loc[5, "CULT2"] = 9
+    data.to_csv(tmp_path / "b.csv", index=False)
+    assert study.import_file(tmp_path / "b.csv", crs).added
+    issues = study.issues()
+    bad = issues[issues["type"] == "out-of-range"]
+    assert bad[["row", "respondent_id", "value"]].values.tolist() == [[7, "b-5", "9"]]
+    assert len(issues) == 3 and len(study.responses()) == 40
