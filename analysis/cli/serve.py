@@ -47,7 +47,7 @@ def serve_command(
     instrument: str = typer.Argument(..., help="Instrument YAML file or library name (e.g. crs)."),
     study: Optional[Path] = typer.Option(None, "--study", help="Study folder; responses go to DIR/web/responses.sqlite."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(8000, "--port", help="TCP port."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
     database_url: Optional[str] = typer.Option(None, "--database-url",
                                                help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db."),
     tokens: Optional[Path] = typer.Option(None, "--tokens", help="File of personal tokens, one a line."),

@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import queue
+import re
 import secrets
 import threading
 from concurrent.futures import Future
@@ -48,7 +49,7 @@ from sqlalchemy import (Boolean, Column, Float, Index, Integer, MetaData, String
                         event, func, insert, inspect, select, text, update)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-__all__ = ["Storage", "StorageError", "TokenUsed", "sha256_hex", "utc_now", "days_ago"]
+__all__ = ["Storage", "StorageError", "redact_url", "TokenUsed", "sha256_hex", "utc_now", "days_ago"]
 
 metadata = MetaData()
 log = logging.getLogger(__name__)
@@ -228,12 +229,20 @@ class Storage:
     def __init__(self, database_url: str | None = None, *, path: str | Path | None = None):
         if database_url:
             self.url = database_url
-            self.engine = create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            try:
+                self.engine = create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            except (SQLAlchemyError, ValueError, TypeError, ImportError) as exc:  # not a URL, an unknown driver
+                raise StorageError(f"{redact_url(database_url)} is not a usable database URL "
+                                   f"(e.g. postgresql://user@host:5432/survey): {_reason(exc)}") from None
         else:
             self.path = Path(path or "responses.sqlite")
             self.url = f"sqlite:///{self.path}"
             self.engine = _sqlite_engine(self.path)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:  # the server is down, refuses us, or the file cannot be opened
+            self.engine.dispose()
+            raise StorageError(f"cannot open the response store {redact_url(self.url)}: {_reason(exc)}") from None
         self._upgrade_schema()
         self._writer = _Writer(self)
 
@@ -521,6 +530,11 @@ class Storage:
             r["answers"] = json.loads(r["answers"])
             r["timings"] = json.loads(r["timings"])
         return rows
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password (for messages)."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", str(url))
 
 
 def _reason(exc: BaseException) -> str:
