@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run_replications", "replication_seeds", "default_workers", "ExecutionError"]
+__all__ = ["run_replications", "replication_seeds", "default_workers", "check_scheduler",
+           "ExecutionError", "ExecutionOptionError"]
 
 # One replication: func(context, rng, index) -> result (must be picklable and
 # defined at module level so worker processes can import it).
@@ -39,6 +40,40 @@ _CONTEXT: Any = None  # the context inside a pool worker (set by the initializer
 
 class ExecutionError(RuntimeError):
     """A backend could not be started or reached (bad scheduler address, ...)."""
+
+
+class ExecutionOptionError(ValueError):
+    """An argument of :func:`run_replications` has an invalid value (the caller's mistake, not the cluster's)."""
+
+
+# the address forms a Dask client connects to; "host:port" alone means tcp
+_SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
+def check_scheduler(address: str) -> str:
+    """``address`` if it has the form of a Dask scheduler address (``tcp://host:port``, another
+    known scheme, or ``host:port``); else :class:`ExecutionOptionError` at once, before any
+    connection is tried (a malformed address made the client retry for 40 s)."""
+    from urllib.parse import urlsplit
+
+    form = "e.g. tcp://10.0.0.5:8786"
+    text = str(address).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    if scheme not in _SCHEDULER_SCHEMES:
+        raise ExecutionOptionError(f"--scheduler {address!r}: unknown scheme {scheme!r}; a Dask scheduler "
+                                   f"address is {'://, '.join(_SCHEDULER_SCHEMES)}:// followed by host:port ({form})")
+    if scheme != "inproc":
+        try:
+            parts = urlsplit(f"{scheme}://{rest}")
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None or parts.path not in ("", "/"):
+            raise ExecutionOptionError(f"--scheduler {address!r} is not a Dask scheduler address: "
+                                       f"it needs a host and a port ({form})")
+    return text
 
 
 def default_workers() -> int:
@@ -147,14 +182,16 @@ def run_replications(
     ``KeyboardInterrupt``.
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"The 'n' parameter of run_replications must be an int >= 0. Got {n!r} instead.")
+        raise ExecutionOptionError(f"The 'n' parameter of run_replications must be an int >= 0. Got {n!r} instead.")
     if backend not in ("auto", "serial", "processes", "dask"):
-        raise ValueError(
+        raise ExecutionOptionError(
             "The 'backend' parameter of run_replications must be one of 'auto', 'serial', "
             f"'processes', 'dask'. Got {backend!r} instead."
         )
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
-        raise ValueError(f"The 'workers' parameter of run_replications must be an int >= 1. Got {workers!r} instead.")
+        raise ExecutionOptionError(f"The 'workers' parameter of run_replications must be an int >= 1. Got {workers!r} instead.")
+    if scheduler:
+        check_scheduler(scheduler)
     n = int(n)
     if backend == "auto":
         if scheduler:
@@ -164,7 +201,7 @@ def run_replications(
         else:
             backend = "serial"
     if backend == "dask" and not scheduler:
-        raise ValueError("backend='dask' needs a scheduler address, e.g. scheduler='tcp://127.0.0.1:8786'.")
+        raise ExecutionOptionError("backend='dask' needs a scheduler address, e.g. scheduler='tcp://127.0.0.1:8786'.")
 
     items = list(enumerate(replication_seeds(seed, n)))
     results: list[Any] = [None] * n
@@ -234,6 +271,8 @@ def _check_reachable(scheduler: str) -> None:
     import socket
     from urllib.parse import urlsplit
 
+    if "://" not in scheduler:
+        scheduler = "tcp://" + scheduler
     if not scheduler.startswith("tcp://"):
         return
     parts = urlsplit(scheduler)
@@ -252,7 +291,7 @@ def _run_dask(func, context, items, results, bar, scheduler, chunks_per_worker) 
     _check_reachable(scheduler)
     try:
         client = Client(scheduler, timeout="20s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         raise ExecutionError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
     futures = []
     try:

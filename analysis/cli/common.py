@@ -11,8 +11,9 @@ from __future__ import annotations
 from instruments.cli.errors import InputError, UsageError
 
 from analysis.errors import AnalysisError
+from analysis.execution import ExecutionOptionError, check_scheduler
 
-__all__ = ["InputError", "UsageError", "ModelNotFoundError", "resolve_model", "shipped_models", "one_data_source"]
+__all__ = ["InputError", "UsageError", "ModelNotFoundError", "resolve_model", "shipped_models", "one_data_source", "scheduler_option"]
 
 
 def one_data_source(data, study) -> None:
@@ -65,3 +66,15 @@ def resolve_model(spec: str, instrument=None) -> tuple[str, str]:
         return "model", spec  # inline syntax
     raise ModelNotFoundError(f"model {spec!r} not found: it is neither a shipped model "
                              f"({', '.join(shipped_models())}), a file, nor lavaan syntax")
+
+
+def scheduler_option(value: str | None) -> str | None:
+    """--scheduler's check before any work: a malformed address is a bad option value (exit 2),
+    refused at once instead of after the Dask client's connection retries."""
+    if value is None:
+        return None
+    try:
+        return check_scheduler(value)
+    except ExecutionOptionError as exc:
+        raise UsageError(str(exc)) from None
+

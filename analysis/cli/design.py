@@ -176,7 +176,7 @@ def design_power_cmd(
     icc: float = typer.Option(0.1, "--icc", min=0.0, max=0.99, help="Intraclass correlation of every construct."),
     reps: int = typer.Option(200, "--reps", min=2, help="Replications per design."),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write the power plot (PNG/SVG) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:

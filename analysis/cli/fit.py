@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import typer
 
-from analysis.cli.common import UsageError, one_data_source
+from analysis.cli.common import UsageError, one_data_source, scheduler_option
 from analysis.cli.common import resolve_model, shipped_models  # noqa: F401  (one model resolver for every command)
 from analysis.cli.design import ClusterOpt, StrataOpt, WeightsOpt, design_options
 
@@ -244,7 +244,7 @@ def fit(
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap replications for SEs and intervals (0: none)."),
     ci: str = typer.Option("perc", "--ci", help="Bootstrap interval: perc, bca.simple, bca, norm or basic."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the bootstrap."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", callback=scheduler_option, help="Dask scheduler for the bootstrap."),
     modindices: int = typer.Option(0, "--modindices", min=0,
                                    help="Also report the N largest modification indices."),
     instrument: Optional[str] = InstrumentOpt,

@@ -23,7 +23,7 @@ from instruments.cli.errors import CommandGroup, register_input_errors, register
 # the analysis layer's "your input is wrong" exceptions (exit 1); options that cannot go together
 # (OptionError: a combination lavaan refuses, a value the library rejects) are usage (exit 2);
 # anything else unexpected is a bug (exit 3)
-register_usage_errors("analysis.errors:OptionError")
+register_usage_errors("analysis.errors:OptionError", "analysis.execution:ExecutionOptionError")
 register_input_errors("analysis.errors:AnalysisError", "analysis.execution:ExecutionError",
                       "analysis.study.render:RenderError", "analysis.study.records:StepFailure")
 

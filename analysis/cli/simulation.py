@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from analysis.cli.common import UsageError, resolve_model
+from analysis.cli.common import UsageError, resolve_model, scheduler_option
 
 FORMATS = ("csv", "xlsx", "sav", "parquet", "kobo", "odk", "redcap", "limesurvey")
 _EXT = {"csv": ".csv", "xlsx": ".xlsx", "sav": ".sav", "parquet": ".parquet"}
@@ -141,8 +141,8 @@ def power_command(
     missing: float = typer.Option(0.0, "--missing", help="MCAR share of answers in the simulated data."),
     careless: float = typer.Option(0.0, "--careless", help="Share of careless respondents."),
     continuous: bool = typer.Option(False, "--continuous", help="Continuous responses instead of Likert codes."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes (default: all cores)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, e.g. tcp://10.0.0.5:8786."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", callback=scheduler_option, help="Dask scheduler, e.g. tcp://10.0.0.5:8786."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the power curves (.png/.svg/.pdf)."),
     clusters: Optional[str] = typer.Option(None, "--clusters",
                                            help="Two-level model (level: blocks): numbers of clusters, "

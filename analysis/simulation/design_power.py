@@ -161,6 +161,9 @@ def design_power(model, path: str, designs, *, reps: int = 200, strata: int = 4,
     from analysis.simulation.simulate import population_model
     from analysis.sem.syntax import parse_model
 
+    from analysis.simulation.power import check_workers
+
+    check_workers(workers)
     pop = population_model(model)
     st = parse_model(path)
     if len(st) != 1 or st[0].op not in ("~", "=~", "~~"):

@@ -31,10 +31,10 @@ from analysis.sem import distributions as sps
 from analysis.sem.bootstrap import Refitter, refitter
 from analysis.sem.defined import DefinedParameters
 from analysis.errors import OptionError
-from analysis.execution import run_replications
+from analysis.execution import ExecutionOptionError, check_scheduler, run_replications
 from analysis.simulation.simulate import GroupSpec, PopulationModel, analysis_frame, population_model, simulate_responses
 
-__all__ = ["power_analysis", "PowerResult"]
+__all__ = ["power_analysis", "PowerResult", "check_workers"]
 
 
 @dataclass
@@ -263,6 +263,13 @@ def _exact_moments(pop: PopulationModel, instrument, ov: list[str]):
     return cov, mean
 
 
+def check_workers(workers) -> None:
+    """The number of local processes: None (all cores) or a whole number >= 1."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                or workers < 1):
+        raise OptionError(f"workers is the number of local processes, a whole number >= 1; got {workers!r}")
+
+
 def power_analysis(
     model: str | PopulationModel = "figure1",
     n: int | list[int] = (300, 500, 1000),
@@ -297,6 +304,12 @@ def power_analysis(
     from analysis.execution import one_blas_thread
 
     sizes = _check(n, reps, alpha, target)
+    check_workers(workers)
+    if scheduler:
+        try:
+            check_scheduler(scheduler)
+        except ExecutionOptionError as exc:
+            raise OptionError(str(exc)) from None
     with one_blas_thread():  # small matrices: threaded BLAS only adds contention
         return _power(model, sizes, reps, instrument, analysis, estimator, missing, missing_rate, mar, careless,
                       groups, likert, alpha, target, seed, n_true, backend, workers, scheduler, progress)

@@ -206,3 +206,68 @@ def test_no_fallback_hides_a_missing_module():
                     if names & {"ImportError", "ModuleNotFoundError"}:
                         found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, found
+
+
+# user mistakes the QA run found ending as internal errors (exit 3): each is a bad option value
+@pytest.mark.parametrize("args,needle", [
+    (["power", "--instrument", "crs", "--model", "figure1", "--n", "50", "--reps", "2", "--workers", "0"],
+     "'--workers'"),
+    (["power", "--instrument", "crs", "--model", "figure1", "--n", "50", "--reps", "2", "--workers", "-2"],
+     "'--workers'"),
+    (["design-power", "-m", "figure1", "--path", "NAVIG ~ NEGOT", "--designs", "5x10", "--reps", "2",
+      "--workers", "0"], "'--workers'"),
+    (["fit", str(HS), "-m", HS_MODEL, "--bootstrap", "3", "--scheduler", "notaurl"],
+     "--scheduler 'notaurl' is not a Dask scheduler address"),
+    (["power", "--instrument", "crs", "--model", "figure1", "--n", "50", "--reps", "2", "--scheduler", "tcp://host"],
+     "--scheduler 'tcp://host' is not a Dask scheduler address"),
+    (["fit", str(HS), "-m", HS_MODEL, "--bootstrap", "3", "--scheduler", "http://10.0.0.5:8786"],
+     "unknown scheme 'http'"),
+    (["serve", "crs", "--port", "99999"], "'--port'"),
+    (["serve", "crs", "--port", "-1"], "'--port'"),
+])
+def test_bad_option_values_found_by_qa_exit_2(args, needle):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert res.stdout == "" and res.stderr.startswith("Error: ") and needle in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unreachable_well_formed_scheduler_exits_1_naming_it():
+    # a closed port on this machine: refused at once, an input error naming the address
+    res = runner.invoke(app, ["fit", str(HS), "-m", HS_MODEL, "--bootstrap", "3", "--scheduler",
+                              "tcp://127.0.0.1:1", "--json"])
+    assert res.exit_code == 1, res.output
+    err = _one_error_document(res, "input")
+    assert err["type"] == "ExecutionError" and "tcp://127.0.0.1:1" in err["message"]
+
+
+@pytest.mark.parametrize("url,needle", [
+    ("notaurl", "notaurl is not a usable database URL"),
+    ("postgresql://bob:secret@127.0.0.1:1/x", "postgresql://bob:***@127.0.0.1:1/x"),
+])
+def test_serve_export_bad_database_url_exits_1_without_the_password(url, needle, tmp_path):
+    res = runner.invoke(app, ["serve-export", "crs", "-o", str(tmp_path / "web.csv"), "--database-url", url])
+    assert res.exit_code == 1, (res.output, res.exception)
+    assert res.stderr.startswith("Error: ") and needle in res.stderr and "secret" not in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "web.csv").exists()
+
+
+def test_the_library_refuses_workers_and_scheduler_as_option_errors():
+    from analysis.errors import OptionError
+    from analysis.execution import ExecutionOptionError, check_scheduler, run_replications
+    from analysis.simulation.design_power import design_power
+    from analysis.simulation.power import power_analysis
+
+    with pytest.raises(OptionError, match="workers"):
+        power_analysis("figure1", n=[50], reps=2, instrument="crs", workers=0)
+    with pytest.raises(OptionError, match="not a Dask scheduler address"):
+        power_analysis("figure1", n=[50], reps=2, instrument="crs", scheduler="notaurl")
+    with pytest.raises(OptionError, match="workers"):
+        design_power("figure1", "NAVIG ~ NEGOT", [(5, 10)], reps=2, workers=-1)
+    with pytest.raises(ExecutionOptionError, match="workers"):
+        run_replications(lambda c, r, i: i, 2, seed=1, workers=0)
+    assert check_scheduler("tcp://10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+    assert check_scheduler("10.0.0.5:8786") == "10.0.0.5:8786"
+    for bad in ("notaurl", "tcp://host", "tcp://:8786", "ftp://h:1", "tcp://h:port"):
+        with pytest.raises(ExecutionOptionError):
+            check_scheduler(bad)
