@@ -186,6 +186,11 @@ def _read_fit(data_path, model, estimator, missing, ordered, group, group_equal,
     if group:
         options["group"] = group
     if _split(group_equal):
+        from analysis.sem.partable import GROUP_EQUAL_TYPES
+
+        bad = [g for g in _split(group_equal) if g not in GROUP_EQUAL_TYPES]
+        if bad:
+            raise UsageError(f"--group-equal takes {', '.join(GROUP_EQUAL_TYPES)}; got {', '.join(map(repr, bad))}")
         options["group_equal"] = _split(group_equal)
     if std_lv:
         options["std_lv"] = True

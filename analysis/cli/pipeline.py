@@ -97,7 +97,12 @@ def register(app: typer.Typer) -> None:
         from analysis.study.report import render_study_report
         from analysis.study.spec import load_study
 
+        from analysis.study.render import SUPPORTED_FORMATS
+
         formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None
+        unknown = [f for f in formats or () if f not in SUPPORTED_FORMATS]
+        if unknown:  # before the bundle is read
+            raise UsageError(f"--format takes {', '.join(SUPPORTED_FORMATS)}; got {', '.join(map(repr, unknown))}")
         out_dir, template = None, None
         results_dir = target
         if target.is_file() or (target / "study.yaml").is_file():

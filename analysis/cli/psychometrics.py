@@ -312,7 +312,8 @@ def efa(
     n_factors: Optional[int] = typer.Option(None, "--n-factors", "-k", help="Number of factors (default: parallel analysis)."),
     constructs: Optional[str] = typer.Option(None, "--constructs", "-c", help="Comma-separated constructs whose "
                                              "items to factor (default: every latent construct)."),
-    rotation: str = typer.Option("oblimin", "--rotation", help="oblimin (default) or promax."),
+    rotation: str = typer.Option("oblimin", "--rotation", help="oblimin (default), promax, geomin_obl, quartimin, "
+                                 "varimax or none."),
     seed: int = typer.Option(20260101, "--seed", help="Seed of the parallel analysis."),
     missing: str = typer.Option("listwise", "--missing", help="listwise (complete cases) or pairwise (every "
                                 "answered pair of items, as psych::fa; keeps respondents who skipped an item)."),
@@ -332,15 +333,27 @@ def efa(
 
         resilience efa survey.csv -i crs -k 11 --rotation promax --plot scree.png
     """
-    from analysis.psychometrics.efa import efa_report
+    from analysis.psychometrics.efa import ROTATIONS, EFAOptionError, efa_report
 
+    if rotation not in ROTATIONS:  # before the data are read and the parallel analysis is run
+        raise UsageError(f"--rotation must be one of {', '.join(ROTATIONS)}; got {rotation!r}")
+    if n_factors is not None and n_factors < 1:
+        raise UsageError(f"--n-factors must be at least 1; got {n_factors}")
     inst = _load_instrument(instrument)
     df = _read_data(data, inst, study)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         wanted = _construct_list(inst, constructs)
         items = None if wanted is None else [i.id for c in wanted for i in inst.items_of(c) if i.role == "item"]
-        res = efa_report(df, inst, items=items, n_factors=n_factors, rotation=rotation, seed=seed, missing=missing)
+        try:
+            res = efa_report(df, inst, items=items, n_factors=n_factors, rotation=rotation, seed=seed,
+                             missing=missing)
+        except EFAOptionError as exc:  # name the command's option, not the function's parameter
+            message = str(exc)
+            for param, option in (("n_factors", "--n-factors"), ("rotation", "--rotation"), ("missing", "--missing")):
+                message = message.replace(f"The '{param}' parameter of efa_report", option)
+                message = message.replace(f"The '{param}' parameter of efa", option)
+            raise UsageError(message) from None
     if plot is not None:
         from analysis.psychometrics.efa import scree_plot
 

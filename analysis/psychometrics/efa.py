@@ -20,18 +20,22 @@ import numpy as np
 import pandas as pd
 from analysis.sem import distributions as stats
 
-__all__ = ["kmo", "bartlett_sphericity", "parallel_analysis", "efa", "efa_report", "scree_plot", "EFAResult", "EFAError"]
+__all__ = ["kmo", "bartlett_sphericity", "parallel_analysis", "efa", "efa_report", "scree_plot", "EFAResult", "EFAError", "EFAOptionError"]
 
-_ROTATIONS = ("oblimin", "promax", "geomin_obl", "quartimin", "varimax", "none")
+ROTATIONS = ("oblimin", "promax", "geomin_obl", "quartimin", "varimax", "none")
 _METHODS = ("minres", "ml", "principal")
 _MISSING = ("listwise", "pairwise")
 
 
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, OptionError
 
 
 class EFAError(AnalysisError):
     """The data cannot support the requested factor analysis."""
+
+
+class EFAOptionError(EFAError, OptionError):
+    """An option of the factor analysis has an invalid value (a usage error on the command line)."""
 
 
 def _complete(data: pd.DataFrame, caller: str, missing: str = "listwise") -> tuple[pd.DataFrame, np.ndarray, int]:
@@ -43,7 +47,7 @@ def _complete(data: pd.DataFrame, caller: str, missing: str = "listwise") -> tup
     if not isinstance(data, pd.DataFrame):
         raise EFAError(f"The 'data' parameter of {caller} must be a DataFrame. Got {type(data).__name__} instead.")
     if missing not in _MISSING:
-        raise EFAError(f"The 'missing' parameter of {caller} must be one of {', '.join(_MISSING)}. Got {missing!r} instead.")
+        raise EFAOptionError(f"The 'missing' parameter of {caller} must be one of {', '.join(_MISSING)}. Got {missing!r} instead.")
     bad = [c for c in data.columns if data[c].dtype.kind not in "bfiu"]
     if bad:
         raise EFAError(f"{caller}: columns must be numeric; {', '.join(map(str, bad))} are not.")
@@ -118,11 +122,11 @@ def parallel_analysis(
     random ones. Reproducible with ``seed``.
     """
     if not (isinstance(n_iter, int) and n_iter >= 1):
-        raise EFAError(f"The 'n_iter' parameter of parallel_analysis must be an int >= 1. Got {n_iter!r} instead.")
+        raise EFAOptionError(f"The 'n_iter' parameter of parallel_analysis must be an int >= 1. Got {n_iter!r} instead.")
     if kind not in ("fa", "pc"):
-        raise EFAError(f"The 'kind' parameter of parallel_analysis must be 'fa' or 'pc'. Got {kind!r} instead.")
+        raise EFAOptionError(f"The 'kind' parameter of parallel_analysis must be 'fa' or 'pc'. Got {kind!r} instead.")
     if not 0 < quantile < 1:
-        raise EFAError(f"The 'quantile' parameter of parallel_analysis must be in (0, 1). Got {quantile!r} instead.")
+        raise EFAOptionError(f"The 'quantile' parameter of parallel_analysis must be in (0, 1). Got {quantile!r} instead.")
     x, r, n = _complete(data, "parallel_analysis", missing)
     p = x.shape[1]
     observed = _eigen(r, kind)
@@ -251,11 +255,11 @@ def efa(
     x, r, n = _complete(data, "efa", missing)
     p = x.shape[1]
     if not (isinstance(n_factors, (int, np.integer)) and 1 <= n_factors < p):
-        raise EFAError(f"The 'n_factors' parameter of efa must be an int in [1, {p - 1}]. Got {n_factors!r} instead.")
-    if rotation not in _ROTATIONS:
-        raise EFAError(f"The 'rotation' parameter of efa must be one of {', '.join(_ROTATIONS)}. Got {rotation!r} instead.")
+        raise EFAOptionError(f"The 'n_factors' parameter of efa must be an int in [1, {p - 1}]. Got {n_factors!r} instead.")
+    if rotation not in ROTATIONS:
+        raise EFAOptionError(f"The 'rotation' parameter of efa must be one of {', '.join(ROTATIONS)}. Got {rotation!r} instead.")
     if method not in _METHODS:
-        raise EFAError(f"The 'method' parameter of efa must be one of {', '.join(_METHODS)}. Got {method!r} instead.")
+        raise EFAOptionError(f"The 'method' parameter of efa must be one of {', '.join(_METHODS)}. Got {method!r} instead.")
     rot = None if (rotation == "none" or n_factors == 1) else rotation
     corr = np.array(r, copy=True)
     if method == "principal":
@@ -318,8 +322,8 @@ def efa_report(
     ``n_factors`` defaults to what parallel analysis suggests (at least 1).
     """
     if missing not in _MISSING:  # before any work, and named for this function
-        raise EFAError(f"The 'missing' parameter of efa_report must be one of {', '.join(_MISSING)}. "
-                       f"Got {missing!r} instead.")
+        raise EFAOptionError(f"The 'missing' parameter of efa_report must be one of {', '.join(_MISSING)}. "
+                             f"Got {missing!r} instead.")
     notes: list[str] = []
     constructs = None
     if instrument is not None:

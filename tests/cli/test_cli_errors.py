@@ -75,6 +75,12 @@ def test_a_wrong_option_is_a_usage_error_exit_2(path, has_json):
     (["compare", str(HS), "-m", "hs"], "compare needs at least two --model options"),
     (["power", "--n", "50,abc", "--reps", "2"], "--n must be comma-separated whole numbers"),
     (["describe", str(HS)], "name at least one column with --vars or --categorical"),
+    # option values the library refused as bad input (exit 1), named by their CLI option
+    (["efa", str(HS), "--instrument", "crs", "--rotation", "foo"], "--rotation must be one of oblimin, promax"),
+    (["efa", str(HS), "--instrument", "crs", "--n-factors", "0"], "--n-factors must be at least 1; got 0"),
+    (["fit", str(HS), "-m", "hs", "--group", "school", "--group-equal", "loadings,foo"],
+     "--group-equal takes loadings, intercepts, means"),
+    (["report", str(HS.parent), "--format", "html,foo"], "--format takes html, docx, pdf; got 'foo'"),
 ])
 def test_wrong_option_values_exit_2_in_the_one_shape(args, needle):
     res = runner.invoke(app, [*args, "--json"])

@@ -248,3 +248,10 @@ def test_reliability_and_efa_on_chosen_constructs(crs_csv):
     r = runner.invoke(app, ["reliability", str(crs_csv), "-i", "crs", "-c", "TRUST,COMF"])
     assert r.exit_code == 2   # a wrong option value
     assert r.stderr.startswith("Error: --constructs: unknown construct(s) COMF; crs has CULT, PART, TRUST,")
+
+
+def test_efa_n_factors_beyond_the_items_is_a_usage_error_naming_the_option(crs_csv):
+    r = runner.invoke(app, ["efa", str(crs_csv), "--instrument", "crs", "--n-factors", "500"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("Error: --n-factors must be an int in [1, ") and "Got 500" in r.stderr
+    assert "parameter" not in r.stderr
