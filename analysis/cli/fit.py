@@ -156,7 +156,7 @@ def cli_instrument(instrument: str | None):
 def _read_fit(data_path, model, estimator, missing, ordered, group, group_equal, std_lv,
               df, collapse_sparse=False, instrument=None, design=None, pool=None, scale_w=False, study=None,
               inference=None, bootstrap=0, ci="perc", seed=None, scheduler=None):
-    from analysis.errors import DataError, ModelSpecificationError
+    from analysis.errors import DataError, ModelSpecificationError, OptionError
     from analysis.sem.data import read_survey
 
     estimator, missing = _check_estimator(estimator), _check_missing(missing)
@@ -208,12 +208,21 @@ def _read_fit(data_path, model, estimator, missing, ordered, group, group_equal,
         from analysis.sem.fit import fit_sem
 
         return name, fit_sem(spec, frames[0], warn=False, **options)  # the raw data: the fit reports drops
+    except OptionError as exc:  # name the command's option, not fit_sem's parameter
+        message = str(exc)
+        for param in ("se", "test"):
+            message = message.replace(f"The '{param}' parameter of fit_sem", f"--{param}")
+        if message == str(exc):  # e.g. options lavaan refuses together: as they are, with lavaan's reason
+            raise
+        raise UsageError(message) from None
     except (DataError, ModelSpecificationError) as exc:  # the fit's data check: say which file or store
         absent = "not found in the data" in str(exc)
         if pool or not (absent or isinstance(exc, DataError)):
             raise
-        hint = " Survey data? --instrument crs scores observed constructs such as REPR and recodes missing " \
+        hint = ". Survey data? --instrument crs scores observed constructs such as REPR and recodes missing " \
                "codes and reverse-keyed items first." if absent and inst is None else ""
+        if hint and str(exc).endswith("."):
+            hint = hint[1:]
         raise type(exc)(f"{source}: {exc}{hint}") from None
 
 

@@ -215,6 +215,7 @@ def invariance(
 
         resilience invariance hs.csv -m analysis/models/hs.lav -g school --json
     """
+    from analysis.errors import OptionError
     from analysis.psychometrics.invariance import (
         SmallGroupError, compare_groups, instrument_group_data, invariance_ladder, partial_invariance_search)
 
@@ -250,7 +251,12 @@ def invariance(
                 raise SmallGroupError(f"{err} The instrument collapses '{group}' into '{collapsed}': "
                                       f"try --group {collapsed}.") from None
             if partial:
-                search = partial_invariance_search(syntax, df, step=partial, **common)
+                try:
+                    search = partial_invariance_search(syntax, df, step=partial, **common)
+                except OptionError as exc:  # the command's option, not the function's parameter
+                    if "The 'step' parameter" not in str(exc):
+                        raise
+                    raise UsageError(str(exc).replace("The 'step' parameter", "--partial")) from None
             if compare:
                 freed: tuple[str, ...] = ()
                 if search is not None and search.step == "scalar" and search.holds:

@@ -81,6 +81,9 @@ def test_a_wrong_option_is_a_usage_error_exit_2(path, has_json):
     (["fit", str(HS), "-m", "hs", "--group", "school", "--group-equal", "loadings,foo"],
      "--group-equal takes loadings, intercepts, means"),
     (["report", str(HS.parent), "--format", "html,foo"], "--format takes html, docx, pdf; got 'foo'"),
+    (["fit", str(HS), "-m", "hs", "--se", "foo"], "--se must be one of default, standard"),
+    (["invariance", str(HS), "-m", "hs", "-g", "school", "--partial", "foo"], "--partial must be one of metric"),
+    (["power", "-m", "hs", "--n", "100", "--reps", "0"], "'--reps'"),
 ])
 def test_wrong_option_values_exit_2_in_the_one_shape(args, needle):
     res = runner.invoke(app, [*args, "--json"])
@@ -277,3 +280,9 @@ def test_the_library_refuses_workers_and_scheduler_as_option_errors():
     for bad in ("notaurl", "tcp://host", "tcp://:8786", "ftp://h:1", "tcp://h:port"):
         with pytest.raises(ExecutionOptionError):
             check_scheduler(bad)
+
+
+def test_simulate_a_negative_n_names_the_option(tmp_path):
+    res = runner.invoke(app, ["simulate", "--instrument", "crs", "--n", "-3", "--seed", "1", "-o", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2 and "'--n'" in res.stderr and "simulate_responses" not in res.stderr
+    assert not (tmp_path / "x.csv").exists()

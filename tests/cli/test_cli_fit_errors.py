@@ -61,6 +61,8 @@ def test_variables_not_in_data(tmp_path):
     assert res.exit_code == 1
     # the fit's own data check (the command checks nothing twice), naming the file
     assert f"{HS}: 1 variable(s) of the model not found in the data: 'x33' (did you mean 'x3'" in res.output
+    # the hint is its own sentence (was "... not found in the data Survey data? ...")
+    assert "Survey data?" in res.output and " Survey data?" not in res.output.replace(". Survey data?", "")
 
 
 def test_non_numeric_column(tmp_path):
