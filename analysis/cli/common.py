@@ -13,7 +13,7 @@ from instruments.cli.errors import InputError, UsageError
 from analysis.errors import AnalysisError
 from analysis.execution import ExecutionOptionError, check_scheduler
 
-__all__ = ["InputError", "UsageError", "ModelNotFoundError", "resolve_model", "shipped_models", "one_data_source", "scheduler_option"]
+__all__ = ["InputError", "UsageError", "ModelNotFoundError", "resolve_model", "check_model_syntax", "shipped_models", "one_data_source", "scheduler_option"]
 
 
 def one_data_source(data, study) -> None:
@@ -66,6 +66,30 @@ def resolve_model(spec: str, instrument=None) -> tuple[str, str]:
         return "model", spec  # inline syntax
     raise ModelNotFoundError(f"model {spec!r} not found: it is neither a shipped model "
                              f"({', '.join(shipped_models())}), a file, nor lavaan syntax")
+
+
+def check_model_syntax(spec: str, syntax: str | None = None, option: str = "--model") -> None:
+    """A syntax error of a model file (or a shipped model, or inline syntax) names it, as fit and
+    compare do, before a command that passes the model on does any work. ``syntax`` defaults to
+    the file's text; a spec that is not a file with no syntax given is left to the library."""
+    from pathlib import Path
+
+    from analysis.errors import ModelSyntaxError
+    from analysis.sem.syntax import parse_model
+
+    path = Path(spec)
+    if syntax is None:
+        if not path.is_file():
+            return
+        try:
+            syntax = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return  # the library's own reading says why
+    try:
+        parse_model(syntax)
+    except ModelSyntaxError as exc:
+        where = spec if path.is_file() else option if "~" in spec else f"{spec.removesuffix('.lav')}.lav"
+        raise ModelSyntaxError(f"{where}: {exc}") from None
 
 
 def scheduler_option(value: str | None) -> str | None:

@@ -49,9 +49,24 @@ def _load_instrument(path: str):
 
 def _read_model(spec: str, inst=None) -> str:
     """The same model resolver as fit and compare: `measurement` is the instrument's own CFA."""
-    from analysis.cli.common import resolve_model
+    from analysis.cli.common import check_model_syntax, resolve_model
 
-    return resolve_model(spec, inst)[1]
+    syntax = resolve_model(spec, inst)[1]
+    check_model_syntax(spec, syntax)
+    return syntax
+
+
+@contextmanager
+def _data_named(source) -> Iterator[None]:
+    """A grouping column absent from the data names the data file (or study store)."""
+    from analysis.errors import DataError
+
+    try:
+        yield
+    except DataError as exc:
+        if not str(exc).startswith("grouping column '") or str(exc).startswith(f"{source}: "):
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
 
 
 def _construct_list(inst, spec: str | None) -> list[str] | None:
@@ -232,7 +247,7 @@ def invariance(
         df = _with_design_columns(df, data, weights, cluster, strata)
         if kw.get("sampling_weights") or kw.get("cluster"):
             estimator = "MLR" if estimator.upper() == "ML" else estimator   # as fit_sem (lavaan)
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _data_named(study or data):
             warnings.simplefilter("always")
             if instrument is not None:
                 df = instrument_group_data(df, inst, syntax, group)

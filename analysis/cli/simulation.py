@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from analysis.cli.common import UsageError, resolve_model, scheduler_option
+from analysis.cli.common import UsageError, check_model_syntax, resolve_model, scheduler_option
 
 FORMATS = ("csv", "xlsx", "sav", "parquet", "kobo", "odk", "redcap", "limesurvey")
 _EXT = {"csv": ".csv", "xlsx": ".xlsx", "sav": ".sav", "parquet": ".parquet"}
@@ -93,6 +93,7 @@ def simulate_command(
             raise UsageError(f"cannot tell the format of {output.name}: give --format ({' | '.join(FORMATS)})")
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    check_model_syntax(model)
     inst = _instrument(instrument)
     grp = parse_groups(groups, inst)
     data = simulate_responses(model, n, seed=seed, instrument=inst, groups=grp, missing=missing,
@@ -160,6 +161,7 @@ def power_command(
     """
     from analysis.simulation.power import power_analysis
 
+    check_model_syntax(model)
     if clusters is not None or _is_twolevel(model):
         given = [flag for flag, on in (("--instrument", instrument is not None), ("--missing", missing > 0),
                                        ("--careless", careless > 0), ("--continuous", continuous),
@@ -175,6 +177,8 @@ def power_command(
     sizes = _sizes(n)
     inst = _instrument(instrument) if instrument else None
     syntax = resolve_model(analysis)[1] if analysis is not None else None   # the same --model forms as fit
+    if syntax is not None:
+        check_model_syntax(analysis, syntax, "--analysis")
     res = power_analysis(model, sizes, reps, instrument=inst, analysis=syntax,
                          estimator=estimator.upper(), missing=missing_method, missing_rate=missing,
                          careless=careless, likert=not continuous, target=target, seed=seed, workers=workers,

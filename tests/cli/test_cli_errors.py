@@ -108,6 +108,25 @@ def test_a_bad_model_file_exits_1_naming_file_and_line(tmp_path):
         assert "Traceback" not in plain.output
 
 
+def test_a_bad_model_file_is_named_by_the_commands_that_pass_it_on(tmp_path):
+    # invariance, power and simulate hand the model to the library; its syntax error names the file
+    bad = tmp_path / "bad.lav"
+    bad.write_text("visual =~ x1 + x2 +\ntextual =~ x4 + x5 + x6\n")
+    for command in (["invariance", str(HS), "-m", str(bad), "-g", "school"],
+                    ["power", "-m", str(bad), "--n", "100", "--reps", "2"],
+                    ["power", "-m", "hs", "--analysis", str(bad), "--n", "100", "--reps", "2"],
+                    ["simulate", "-i", "crs", "-m", str(bad), "--n", "10", "--seed", "1", "-o", str(tmp_path / "x.csv")]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 1, (command, res.output)
+        assert res.stderr.startswith(f"Error: {bad}: line 2, col 9: unexpected '=~'"), (command, res.stderr)
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_invariance_an_absent_group_names_the_data_file():
+    res = runner.invoke(app, ["invariance", str(HS), "-m", "hs", "-g", "nosuch"])
+    assert res.exit_code == 1 and res.stderr.startswith(f"Error: {HS}: grouping column 'nosuch' is not in the data")
+
+
 def test_bad_data_exits_1_naming_the_file(tmp_path):
     res = runner.invoke(app, ["fit", str(tmp_path / "nope.csv"), "-m", "hs", "--json"])
     assert res.exit_code == 1
