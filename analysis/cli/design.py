@@ -189,14 +189,20 @@ def design_power_cmd(
     def work():
         from pathlib import Path as _Path
 
+        from analysis.errors import OptionError
         from analysis.simulation.design_power import design_power
 
         spec = model
         if _Path(model).is_file():
             from analysis.simulation.simulate import PopulationModel
             spec = PopulationModel.from_syntax(_Path(model).read_text(), source=model)
-        res = design_power(spec, path, _designs(designs), reps=reps, strata=strata, icc=icc, seed=seed,
-                           workers=workers, progress=not as_json)
+        try:
+            res = design_power(spec, path, _designs(designs), reps=reps, strata=strata, icc=icc, seed=seed,
+                               workers=workers, progress=not as_json)
+        except OptionError as exc:  # the command's option, not the function's parameter
+            if not str(exc).startswith("path "):
+                raise
+            raise UsageError(f"--{exc}") from None
         if plot:
             res.plot(plot)
         return res

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.errors import OptionError
+from analysis.errors import ModelSyntaxError, OptionError
 
 __all__ = ["simulate_design_sample", "design_power", "DesignPowerResult"]
 
@@ -152,6 +152,23 @@ def _power_one(ctx, rng, i):
         return None
 
 
+def _check_path_in_model(path: str, stmt, analysis: str) -> None:
+    """Refuse, before any replication, a path the analysis model does not estimate (every
+    replication would find no such parameter and the power would be NaN)."""
+    from analysis.sem.syntax import parse_model
+
+    model = parse_model(analysis)
+    if stmt.op == "~~":  # (co)variances are free by default: both variables must be in the model
+        names = {s.lhs for s in model} | {s.rhs for s in model}
+        if stmt.lhs in names and stmt.rhs in names:
+            return
+    elif any((s.lhs, s.op, s.rhs) == (stmt.lhs, stmt.op, stmt.rhs) for s in model):
+        return
+    listed = [f"{s.lhs} {s.op} {s.rhs}" for s in model if s.op == (stmt.op if stmt.op != "~~" else "~")]
+    raise OptionError(f"path {path!r} is not in the model; its {'loadings' if stmt.op == '=~' else 'paths'} "
+                      f"are {', '.join(listed)}")
+
+
 def design_power(model, path: str, designs, *, reps: int = 200, strata: int = 4, icc=0.1, shares=None,
                  oversample=None, alpha: float = 0.05, seed=None, workers=None, backend: str = "auto",
                  progress=False) -> DesignPowerResult:
@@ -165,9 +182,13 @@ def design_power(model, path: str, designs, *, reps: int = 200, strata: int = 4,
 
     check_workers(workers)
     pop = population_model(model)
-    st = parse_model(path)
+    try:
+        st = parse_model(path)
+    except ModelSyntaxError as exc:
+        raise OptionError(f"path must be one lavaan statement such as 'NAVIG ~ NEGOT'; got {path!r} ({str(exc).splitlines()[0]})") from None
     if len(st) != 1 or st[0].op not in ("~", "=~", "~~"):
         raise OptionError(f"path must be one lavaan statement such as 'NAVIG ~ NEGOT'; got {path!r}")
+    _check_path_in_model(path, st[0], pop.analysis_syntax())
     designs = [(int(c), int(m)) for c, m in designs]
     ctx = {"model": pop, "analysis": pop.analysis_syntax(), "designs": designs, "reps": int(reps),
            "strata": strata, "icc": icc, "shares": shares, "oversample": oversample,

@@ -106,3 +106,20 @@ def test_compare_with_design_flags_matches_lavtestlrt(tmp_path):
     assert [r["bic"] for r in rows] == pytest.approx(ref["bic"], rel=1e-6)
     assert rows[1]["chisq.diff"] == pytest.approx(ref["chisq.diff"], rel=1e-3)
     assert rows[1]["df.diff"] == ref["df.diff"]
+
+
+@pytest.mark.parametrize("path,needle", [
+    ("NAVIG ~ NOPE", "--path 'NAVIG ~ NOPE' is not in the model; its paths are TRUST ~ CULT,"),
+    ("garbage", "--path must be one lavaan statement such as 'NAVIG ~ NEGOT'; got 'garbage' (line 1, col 1:"),
+])
+def test_design_power_a_path_not_in_the_model_is_refused_before_any_replication(monkeypatch, path, needle):
+    import analysis.execution
+
+    def no_replications(*args, **kwargs):
+        raise AssertionError("replications started")
+
+    monkeypatch.setattr(analysis.execution, "run_replications", no_replications)
+    res = runner.invoke(app, ["design-power", "-m", "figure1", "--path", path, "--designs", "10x20", "--reps", "2"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"Error: {needle}"), res.stderr
+    assert "NAVIG ~ NEGOT" in res.stderr
