@@ -308,6 +308,11 @@ def score_command(
     inst = _instrument(instrument)
     with progress_bar(data.name) as progress:
         result = _read(data, inst, format, mapping, progress)
+        item_ids = [i.id for i in inst.items if i.role == "item"]
+        if item_ids and not any(i in result.data.columns for i in item_ids):  # nothing to score: no empty table
+            raise InputError(f"{data}: none of the items of instrument {inst.id} is in the data (expected columns "
+                             f"such as {', '.join(item_ids[:4])}); is this data of {inst.id}? "
+                             "(--mapping renames columns)")
         if progress is not None:
             progress("scoring", 0, None)
         scored = score(result, inst, min_items=min_items)

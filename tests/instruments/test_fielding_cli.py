@@ -146,6 +146,17 @@ def test_score_says_when_the_data_has_errors(tmp_path):
     assert scored["CULT3"].isna().tolist() == [True, False, False, False]  # the 7 in row 2
 
 
+def test_score_refuses_data_without_any_item_of_the_instrument(tmp_path):
+    # was "scored 301 responses, 0 constructs" and an empty table written
+    data, out = tmp_path / "other.csv", tmp_path / "s.parquet"
+    pd.DataFrame({"x1": [1, 2, 3], "x2": [3, 2, 1]}).to_csv(data, index=False)
+    res = runner.invoke(app, ["score", str(data), "-i", "crs", "-o", str(out)])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith(f"Error: {data}: none of the items of instrument crs is in the data "
+                                 "(expected columns such as CULT1, CULT2")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["import", "quality"])
 def test_fatal_errors_are_one_json_document_with_json(command, tmp_path):
     res = runner.invoke(app, [command, str(BAD / "empty.csv"), "-i", "crs", "--json"])
