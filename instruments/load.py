@@ -335,6 +335,8 @@ class _Checker:
                 name = str(loc[-1])
                 hint = difflib.get_close_matches(name, _FIELD_NAMES, n=1, cutoff=0.75)
                 extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+                if name in _FIELD_NAMES:  # e.g. items at the top level: misplaced, not misspelt
+                    extra = " (a field of another part of the instrument; it does not belong here)"
                 self.issue("unknown-field", f"unknown field '{name}'{extra}", path, key=True)
             elif kind in ("literal_error", "enum"):
                 self.issue("invalid-choice", f"{_describe(given)} is not allowed: "

@@ -119,7 +119,9 @@ def read_survey(path: str | Path | None = None, instrument=None, *, study: str |
     try:
         res = import_responses(path, instrument, format=format, mapping=mapping)
     except ImportError_ as exc:
-        raise DataError(f"{path}: {exc.issue.message}") from None
+        message = exc.issue.message  # named once (the importer's message may start with the file's name)
+        message = message.removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
+        raise DataError(f"{path}: {message}") from None
     return res.data
 
 

@@ -305,3 +305,11 @@ def test_simulate_a_negative_n_names_the_option(tmp_path):
     res = runner.invoke(app, ["simulate", "--instrument", "crs", "--n", "-3", "--seed", "1", "-o", str(tmp_path / "x.csv")])
     assert res.exit_code == 2 and "'--n'" in res.stderr and "simulate_responses" not in res.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_binary_data_file_is_named_once(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"a,b\n\x00\x01\x02\n")
+    res = runner.invoke(app, ["reliability", str(junk), "-i", "crs"])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith(f"Error: {junk}: binary content") and res.stderr.count("junk.csv") == 1

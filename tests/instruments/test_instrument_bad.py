@@ -121,6 +121,15 @@ def test_unknown_field_suggests_the_intended_name():
     assert msg == "unknown field 'scael' (did you mean 'scale'?)"
 
 
+def test_a_misplaced_field_is_not_offered_as_its_own_correction(tmp_path):
+    # `items:` at the top level was "unknown field 'items' (did you mean 'items'?)"
+    path = tmp_path / "top_items.yaml"
+    path.write_text("id: x\nversion: 0.1.0\ntitle: X\nitems: 5\n", encoding="utf-8")
+    report = validate_instrument(path)
+    msg = next(i.message for i in report.errors if i.type == "unknown-field")
+    assert msg == "unknown field 'items' (a field of another part of the instrument; it does not belong here)"
+
+
 def test_relevance_syntax_error_points_at_the_character():
     report = validate_instrument(BAD / "relevance_syntax.yaml")
     issue = next(i for i in report.errors if i.type == "relevance-syntax-error")
