@@ -1115,8 +1115,11 @@ class ImportResult:
         return issues_frame(self.issues)
 
     def summary(self) -> str:
-        return (f"{Path(self.source).name}: {self.n_rows} responses read as {self.format}; "
-                f"{len(self.errors)} errors, {len(self.warnings)} warnings")
+        # the problems met while reading only; the validator's verdict (valid or not) comes after
+        head = f"{Path(self.source).name}: {self.n_rows} responses read as {self.format}"
+        if not self.issues:
+            return head
+        return f"{head}; reading: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -131,8 +131,8 @@ class ValidationReport:
         from rich.table import Table
 
         status = "valid" if self.valid else "INVALID"
-        table = Table(title=f"{self.source or 'data'}: {status} ({self.n_errors} errors, "
-                      f"{self.n_warnings} warnings)")
+        table = Table(title=f"{self.source or 'data'}: {status} ({self.n_errors} error(s), "
+                      f"{self.n_warnings} warning(s))")
         for col in ("Row", "Respondent", "Item", "Value", "Type", "Message"):
             # short columns stay whole ('unknown-language', not 'unknown-langua / ge')
             table.add_column(col, overflow="fold", no_wrap=col in ("Row", "Type"))

@@ -65,6 +65,15 @@ def test_import_format_override_and_fatal_file(crs, tmp_path):
     assert res.exit_code == 2
 
 
+def test_import_summary_does_not_contradict_the_verdict(crs, tmp_path):
+    # was "0 errors, 0 warnings" (reading) above "valid (0 errors, 1 warnings)" (validation)
+    data = make_responses(crs, n=20, seed=3)
+    src = tmp_path / "s.csv"
+    data.to_csv(src, index=False)
+    res = runner.invoke(app, ["import", str(src), "-i", "crs"])
+    assert res.exit_code == 0 and res.output == "s.csv: 20 responses read as csv\ns.csv: 20 responses, valid\n"
+
+
 def test_score_and_quality_commands(crs, tmp_path):
     data = make_responses(crs, n=30, seed=9)
     src = write_redcap(data, crs, tmp_path / "r.csv")
