@@ -82,6 +82,7 @@ def serve_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from instruments.web import StorageError, SurveyConfig, create_app
+    from instruments.web.storage import redact_url
 
     try:
         storage = _storage(study, database_url)
@@ -90,7 +91,7 @@ def serve_command(
     try:  # a read-only or full disk must stop the server now, not fail every respondent later
         storage.check_writable()
     except StorageError as exc:
-        raise InputError(f"cannot write to the response store {_redacted(storage.url)}: {exc} "
+        raise InputError(f"cannot write to the response store {redact_url(storage.url)}: {exc} "
                          "(check that the folder is writable and the disk has space)") from None
     try:
         config = SurveyConfig(secure_cookies=secure_cookies, public_url=public_url, draft_days=draft_days,
@@ -107,7 +108,7 @@ def serve_command(
             f"respondents reading '{lang}' see English there; add them under interface: in the instrument")
     admin = "on (/admin)" if os.environ.get("RESILIENCE_ADMIN_PASSWORD") else "off (set RESILIENCE_ADMIN_PASSWORD)"
     Console(stderr=True).print(f"serving {inst.id} {inst.version} on http://{host}:{port}/ "
-                               f"(store: {_redacted(storage.url)}; admin {admin})")
+                               f"(store: {redact_url(storage.url)}; admin {admin})")
     # keep idle connections open longer than browsers and proxies do, so a reused
     # connection is not closed under a request in flight
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, access_log=False,
@@ -195,11 +196,6 @@ def withdraw_command(
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _redacted(url: str) -> str:
-    """A database URL without its password."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def register(app: typer.Typer) -> None:

@@ -96,7 +96,7 @@ def test_cli_parameterization_theta(tmp_path):
     doc = json.loads(res.output)
     assert doc["fit"]["chisq"] == pytest.approx(THETA["single"]["fit"]["chisq"], rel=1e-4)
     res = CliRunner().invoke(app, ["fit", data, "-m", str(model), "--ordered", "all", "--parameterization", "x"])
-    assert res.exit_code == 1 and "must be one of delta, theta" in res.output
+    assert res.exit_code == 2 and "must be one of delta, theta" in res.output   # a bad option value
 
 
 def test_cli_invariance_theta_strict(tmp_path):
