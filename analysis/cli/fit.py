@@ -210,7 +210,7 @@ def _read_fit(data_path, model, estimator, missing, ordered, group, group_equal,
         return name, fit_sem(spec, frames[0], warn=False, **options)  # the raw data: the fit reports drops
     except OptionError as exc:  # name the command's option, not fit_sem's parameter
         message = str(exc)
-        for param in ("se", "test"):
+        for param in ("se", "test", "parameterization"):
             message = message.replace(f"The '{param}' parameter of fit_sem", f"--{param}")
         if message == str(exc):  # e.g. options lavaan refuses together: as they are, with lavaan's reason
             raise

@@ -82,6 +82,7 @@ def test_a_wrong_option_is_a_usage_error_exit_2(path, has_json):
      "--group-equal takes loadings, intercepts, means"),
     (["report", str(HS.parent), "--format", "html,foo"], "--format takes html, docx, pdf; got 'foo'"),
     (["fit", str(HS), "-m", "hs", "--se", "foo"], "--se must be one of default, standard"),
+    (["fit", str(HS), "-m", "hs", "--ordered", "all", "--parameterization", "x"], "--parameterization must be one of delta, theta"),
     (["invariance", str(HS), "-m", "hs", "-g", "school", "--partial", "foo"], "--partial must be one of metric"),
     (["power", "-m", "hs", "--n", "100", "--reps", "0"], "'--reps'"),
 ])
