@@ -139,7 +139,9 @@ def test_bad_arguments_are_named():
 
 
 _CTRL_C_SCRIPT = r"""
-import os, sys, time
+import os, signal, sys, time
+# as at a terminal: a shell's background job (make test ... &) starts with Ctrl-C ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[1])
 from analysis.execution import run_replications
 
