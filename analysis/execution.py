@@ -230,12 +230,8 @@ def _run_pool(func, context, items, results, bar, workers, chunks_per_worker) ->
     )
     futures = set()
     try:
-        # Ctrl-C is held back while the executor submits and forks (a KeyboardInterrupt inside its
-        # internals could leave its shutdown lock taken: the clean-up below would then hang); it is
-        # delivered as soon as the chunks are queued, and lands in the wait below.
-        with _sigint_held():
-            for chunk in _chunks(items, workers * chunks_per_worker):
-                futures.add(pool.submit(_pool_chunk, func, chunk))
+        for chunk in _chunks(items, workers * chunks_per_worker):
+            futures.add(pool.submit(_pool_chunk, func, chunk))
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -252,26 +248,6 @@ def _run_pool(func, context, items, results, bar, workers, chunks_per_worker) ->
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-
-
-def _sigint_held():
-    """Block SIGINT in this thread for the ``with`` body (POSIX main thread); a Ctrl-C pressed
-    meanwhile is delivered when the body ends. Elsewhere a no-op."""
-    import contextlib
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def held():
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            yield
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-    return held()
 
 
 def _result(future, where: str):
