@@ -814,20 +814,11 @@ def make_estimator(model, stats, *, data=None, options=None):
     frames = [pd.DataFrame(a, columns=model.ov_names[g]) for g, a in enumerate(arrays)]
     parameterization = str(options.get("parameterization", "delta")).lower()
     conditional = bool(options.get("conditional_x")) and any(model.exo_names)
-    if conditional:
-        est = ConditionalWLSEstimator(model, frames, estimator=name,
-                                      missing="pairwise" if missing == "pairwise" else "listwise",
-                                      group_labels=tuple(stats.group_labels),
-                                      collapse_sparse=bool(options.get("collapse_sparse", False)),
-                                      parameterization=parameterization)
-        if str(options.get("se", "")).lower() == "standard":
-            est.se_kind = "standard"
-        return est
-    est = WLSEstimator(model, frames, estimator=name,
-                       missing="pairwise" if missing == "pairwise" else "listwise",
-                       group_labels=tuple(stats.group_labels),
-                       collapse_sparse=bool(options.get("collapse_sparse", False)),
-                       parameterization=parameterization)
+    cls = ConditionalWLSEstimator if conditional else WLSEstimator
+    est = cls(model, frames, estimator=name, missing="pairwise" if missing == "pairwise" else "listwise",
+              group_labels=tuple(stats.group_labels),
+              collapse_sparse=bool(options.get("collapse_sparse", False)),
+              parameterization=parameterization)
     if str(options.get("se", "")).lower() == "standard":
         est.se_kind = "standard"
     return est
