@@ -399,19 +399,7 @@ def ordinal_stats(codes, *, names=None, gamma: bool = True, missing: str = "pair
         blk = sc_th[:, cols]
         a11[np.ix_(cols, cols)] = blk.T @ blk
     # bivariate scores at the estimates, per cell
-    pi, dpi = _cell_probs(t1, t2, rho)
-    pi_s = np.where(valid, np.maximum(pi, 1e-300), 1.0)
-    r = np.sqrt(1.0 - rho * rho)[:, None, None]
-    lo1, up1 = t1[:, :-1][:, :, None], t1[:, 1:][:, :, None]      # item j bounds (rows)
-    lo2, up2 = t2[:, :-1][:, None, :], t2[:, 1:][:, None, :]      # item i bounds (cols)
-    R = rho[:, None, None]
-    with np.errstate(invalid="ignore"):
-        # d pi / d upper / lower bound of the row item and of the column item
-        d_up1 = _npdf(up1) * (ndtr(_safe((up2 - R * up1) / r)) - ndtr(_safe((lo2 - R * up1) / r)))
-        d_lo1 = _npdf(lo1) * (ndtr(_safe((up2 - R * lo1) / r)) - ndtr(_safe((lo2 - R * lo1) / r)))
-        d_up2 = _npdf(up2) * (ndtr(_safe((up1 - R * up2) / r)) - ndtr(_safe((lo1 - R * up2) / r)))
-        d_lo2 = _npdf(lo2) * (ndtr(_safe((up1 - R * lo2) / r)) - ndtr(_safe((lo1 - R * lo2) / r)))
-    s_rho = np.where(valid, dpi / pi_s, 0.0)                      # score of rho per cell
+    pi_s, s_rho, d_up1, d_lo1, d_up2, d_lo2 = _cell_scores(t1, t2, rho, valid)
     flat = s_rho.reshape(P, -1)
     sc_cor = np.zeros((N, P))
     a21 = np.zeros((P, nth))
@@ -439,6 +427,23 @@ def ordinal_stats(codes, *, names=None, gamma: bool = True, missing: str = "pair
     Z = np.hstack([z1, z2])
     stats.gamma = N * (Z.T @ Z)
     return stats
+
+
+def _cell_scores(t1, t2, rho, valid):
+    """Per pair and cell at (thresholds, rho): the cell probability (floored; 1 outside ``valid``),
+    the score of rho, and d pi / d the upper and lower bound of the row item and of the column item."""
+    pi, dpi = _cell_probs(t1, t2, rho)
+    pi_s = np.where(valid, np.maximum(pi, 1e-300), 1.0)
+    r = np.sqrt(1.0 - rho * rho)[:, None, None]
+    lo1, up1 = t1[:, :-1][:, :, None], t1[:, 1:][:, :, None]      # row item bounds
+    lo2, up2 = t2[:, :-1][:, None, :], t2[:, 1:][:, None, :]      # column item bounds
+    R = rho[:, None, None]
+    with np.errstate(invalid="ignore"):
+        d_up1 = _npdf(up1) * (ndtr(_safe((up2 - R * up1) / r)) - ndtr(_safe((lo2 - R * up1) / r)))
+        d_lo1 = _npdf(lo1) * (ndtr(_safe((up2 - R * lo1) / r)) - ndtr(_safe((lo2 - R * lo1) / r)))
+        d_up2 = _npdf(up2) * (ndtr(_safe((up1 - R * up2) / r)) - ndtr(_safe((lo1 - R * up2) / r)))
+        d_lo2 = _npdf(lo2) * (ndtr(_safe((up1 - R * lo2) / r)) - ndtr(_safe((lo1 - R * lo2) / r)))
+    return pi_s, np.where(valid, dpi / pi_s, 0.0), d_up1, d_lo1, d_up2, d_lo2
 
 
 def _safe(x):
@@ -684,18 +689,7 @@ def _ordinal_pair_scores(Yi, thresholds, K):
         np.add.at(freq[a], (Yi[:, j], Yi[:, i]), 1.0)
         valid[a, :K[j], :K[i]] = True
         rho[a] = sub.corr[i, j]
-    pi, dpi = _cell_probs(t1, t2, rho)
-    pi_s = np.where(valid, np.maximum(pi, 1e-300), 1.0)
-    r = np.sqrt(1.0 - rho * rho)[:, None, None]
-    lo1, up1 = t1[:, :-1][:, :, None], t1[:, 1:][:, :, None]
-    lo2, up2 = t2[:, :-1][:, None, :], t2[:, 1:][:, None, :]
-    R = rho[:, None, None]
-    with np.errstate(invalid="ignore"):
-        d_up1 = _npdf(up1) * (ndtr(_safe((up2 - R * up1) / r)) - ndtr(_safe((lo2 - R * up1) / r)))
-        d_lo1 = _npdf(lo1) * (ndtr(_safe((up2 - R * lo1) / r)) - ndtr(_safe((lo2 - R * lo1) / r)))
-        d_up2 = _npdf(up2) * (ndtr(_safe((up1 - R * up2) / r)) - ndtr(_safe((lo1 - R * up2) / r)))
-        d_lo2 = _npdf(lo2) * (ndtr(_safe((up1 - R * lo2) / r)) - ndtr(_safe((lo1 - R * lo2) / r)))
-    s_rho = np.where(valid, dpi / pi_s, 0.0)
+    pi_s, s_rho, d_up1, d_lo1, d_up2, d_lo2 = _cell_scores(t1, t2, rho, valid)
     th_start = np.concatenate([[0], np.cumsum(K - 1)[:-1]])
     nth = int((K - 1).sum())
     sc_cor = np.zeros((N, P))
