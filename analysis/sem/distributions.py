@@ -410,20 +410,21 @@ class _NoncentralChiSquare:
     """Noncentral chi-square; a noncentrality of 0 is the central distribution, as in scipy.stats."""
 
     @staticmethod
-    def cdf(x, df, nc):
+    def _tail(one, at_zero, x, df, nc):
+        """``one`` (the lower or upper tail of one point) elementwise; ``at_zero`` for x <= 0, NaN
+        where df or nc is invalid."""
         x, df, nc = (np.asarray(a, float) for a in (x, df, nc))
         ok = _positive(df) & np.isfinite(nc) & (nc >= 0)
-        xx = np.maximum(x, 0)
-        out = _elementwise(_ncx2_cdf, xx, np.where(ok, df, 1.0), np.where(ok, np.maximum(nc, 0), 0.0))
-        return _finish(np.where(ok, np.where(x <= 0, 0.0, out), np.nan))
+        out = _elementwise(one, np.maximum(x, 0), np.where(ok, df, 1.0), np.where(ok, np.maximum(nc, 0), 0.0))
+        return _finish(np.where(ok, np.where(x <= 0, at_zero, out), np.nan))
 
-    @staticmethod
-    def sf(x, df, nc):
-        x, df, nc = (np.asarray(a, float) for a in (x, df, nc))
-        ok = _positive(df) & np.isfinite(nc) & (nc >= 0)
-        xx = np.maximum(x, 0)
-        out = _elementwise(_ncx2_sf, xx, np.where(ok, df, 1.0), np.where(ok, np.maximum(nc, 0), 0.0))
-        return _finish(np.where(ok, np.where(x <= 0, 1.0, out), np.nan))
+    @classmethod
+    def cdf(cls, x, df, nc):
+        return cls._tail(_ncx2_cdf, 0.0, x, df, nc)
+
+    @classmethod
+    def sf(cls, x, df, nc):
+        return cls._tail(_ncx2_sf, 1.0, x, df, nc)
 
     @staticmethod
     def noncentrality(x, df, p):
